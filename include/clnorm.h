@@ -1,0 +1,203 @@
+/*
+ * clnorm: normalization layers (LayerNorm, RMSNorm, BatchNorm, InstanceNorm,
+ * GroupNorm) as OpenCL kernels.
+ *
+ * All norms are one computation, y = (x - mean) * rstd * scale + bias, over
+ * different reduction sets; one descriptor (clnorm_desc) describes every
+ * operation and one entry point (clnorm_forward) runs it. Semantics follow
+ * PyTorch's torch.nn.functional (see README.md and SPEC.md).
+ *
+ * No global state: everything lives in a clnorm_ctx. Calls only enqueue
+ * work on the context's queue; they never wait for the device.
+ */
+#ifndef CLNORM_H
+#define CLNORM_H
+
+#define CL_TARGET_OPENCL_VERSION 120
+#include <stddef.h>
+#ifdef __APPLE__
+#include <OpenCL/cl.h>
+#else
+#include <CL/cl.h>
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define CLNORM_VERSION_MAJOR 0
+#define CLNORM_VERSION_MINOR 1
+#define CLNORM_VERSION_PATCH 0
+
+/*
+ * Status codes. 0 is success, positive values are clnorm's own (stable
+ * numbers, never reused), and negative values are OpenCL error codes passed
+ * through unchanged (CL_OUT_OF_RESOURCES is returned as -5, and so on), so a
+ * caller can tell the two apart with clnorm_is_cl_error().
+ */
+#define CLNORM_STATUS_LIST(X)                                                          \
+    X(CLNORM_OK,                  0, "success")                                        \
+    X(CLNORM_ERR_NULL_ARGUMENT,   1, "a required pointer argument is NULL")           \
+    X(CLNORM_ERR_MISSING_BUFFER,  2, "a required buffer is missing")                  \
+    X(CLNORM_ERR_INVALID_OP,      3, "unknown operation")                             \
+    X(CLNORM_ERR_INVALID_SHAPE,   4, "a dimension is zero or inconsistent")           \
+    X(CLNORM_ERR_TOO_LARGE,       5, "sizes overflow or exceed what the kernels index") \
+    X(CLNORM_ERR_BUFFER_TOO_SMALL,6, "a buffer is smaller than offset plus extent")   \
+    X(CLNORM_ERR_INVALID_EPS,     7, "eps must be finite and >= 0")                   \
+    X(CLNORM_ERR_INVALID_MOMENTUM,8, "momentum must be in [0, 1]")                    \
+    X(CLNORM_ERR_INVALID_GROUPS,  9, "group count must be >= 1 and divide the channels") \
+    X(CLNORM_ERR_INVALID_LAYOUT, 10, "unknown layout")                                \
+    X(CLNORM_ERR_INVALID_RANK,   11, "spatial rank must be 0..3")                     \
+    X(CLNORM_ERR_COUNT_ONE,      12, "training needs more than one value per set")    \
+    X(CLNORM_ERR_FOREIGN_BUFFER, 13, "a buffer belongs to another OpenCL context")    \
+    X(CLNORM_ERR_ALIASING,       14, "an output overlaps an input or another output") \
+    X(CLNORM_ERR_INVALID_EVENTS, 15, "event wait list and count disagree")            \
+    X(CLNORM_ERR_NO_DEVICE,      16, "no OpenCL device found")                        \
+    X(CLNORM_ERR_DEVICE_NOT_FOUND,17, "CLNORM_DEVICE matches no device")              \
+    X(CLNORM_ERR_BUILD_FAILED,   18, "kernel program build failed (see clnorm_build_log)") \
+    X(CLNORM_ERR_OUT_OF_MEMORY,  19, "host memory allocation failed")                 \
+    X(CLNORM_ERR_UNSUPPORTED,    20, "option not supported for this operation")      \
+    X(CLNORM_ERR_INVALID_VARIANT,21, "unknown kernel variant or tuning value")        \
+    X(CLNORM_ERR_INVALID_BUFFER, 22, "a buffer is not a valid OpenCL memory object")
+
+typedef enum clnorm_status {
+#define CLNORM_X_ENUM(name, value, text) name = value,
+    CLNORM_STATUS_LIST(CLNORM_X_ENUM)
+#undef CLNORM_X_ENUM
+    CLNORM_STATUS_END_ /* one past the largest clnorm status; not a status */
+} clnorm_status;
+
+/* Message for any status, clnorm's or OpenCL's. Never NULL. */
+const char *clnorm_status_string(int status);
+/* Symbolic name ("CLNORM_ERR_ALIASING", "CL_OUT_OF_RESOURCES"). Never NULL. */
+const char *clnorm_status_name(int status);
+/* Non-zero when status is an OpenCL error code passed through. */
+int clnorm_is_cl_error(int status);
+
+typedef struct clnorm_ctx clnorm_ctx;
+
+/* A float32 buffer and an offset into it, counted in elements (not bytes).
+ * mem == NULL means "absent" for optional buffers. */
+typedef struct clnorm_buf {
+    cl_mem mem;
+    size_t offset;
+} clnorm_buf;
+
+typedef enum clnorm_op {
+    CLNORM_LAYER_NORM = 1,    /* rows x cols, normalized over cols; elementwise affine (cols) */
+    CLNORM_RMS_NORM = 2,      /* as LayerNorm without mean subtraction */
+    CLNORM_BATCH_NORM = 3,    /* per channel over (N, spatial); training or inference */
+    CLNORM_INSTANCE_NORM = 4, /* per (n, c) over spatial */
+    CLNORM_GROUP_NORM = 5     /* per (n, group) over (C/G channels, spatial) */
+} clnorm_op;
+
+typedef enum clnorm_layout {
+    CLNORM_CHANNELS_FIRST = 0, /* N, C, S1..Sk (PyTorch default, NCHW) */
+    CLNORM_CHANNELS_LAST = 1   /* N, S1..Sk, C (channels_last, NHWC) */
+} clnorm_layout;
+
+/*
+ * One description of a forward normalization. Fields an operation does not
+ * use must be left zero/NULL. Start from clnorm_desc_init().
+ *
+ * Shapes
+ *   LayerNorm, RMSNorm: rows, cols (x is rows*cols, row-major; LayerNorm over
+ *     the last m dims is cols = product of those dims).
+ *   Channel norms: n, c, rank (0..3), spatial[0..rank-1], layout.
+ * Buffers (float32, offsets in elements)
+ *   x, y            required; y may be exactly x (same mem, same offset).
+ *   scale, bias     optional. LayerNorm/RMSNorm: cols elements. Channel norms:
+ *                   c elements, or n*c when per_sample_affine is set.
+ *   mean, rstd      optional saved statistics, one float per set (training
+ *                   mode only; RMSNorm has no mean). Sets: LayerNorm rows,
+ *                   BatchNorm c, InstanceNorm n*c, GroupNorm n*groups.
+ *   running_mean, running_var   c elements. BatchNorm: required; updated in
+ *                   training, read in inference. InstanceNorm: optional
+ *                   (track_running_stats); updated in training, used in
+ *                   inference when given.
+ * Scalars
+ *   eps             finite, >= 0, added inside the square root.
+ *   momentum        in [0, 1], PyTorch convention (ONNX momentum m = 1 - this).
+ *   training        BatchNorm / InstanceNorm: batch statistics (1) or running (0).
+ *   groups          GroupNorm: G, dividing c.
+ */
+typedef struct clnorm_desc {
+    clnorm_op op;
+    clnorm_layout layout;
+    size_t rows, cols;
+    size_t n, c;
+    unsigned rank;
+    size_t spatial[3];
+    size_t groups;
+    int training;
+    int per_sample_affine;
+    float eps;
+    float momentum;
+    clnorm_buf x, y, scale, bias, mean, rstd, running_mean, running_var;
+} clnorm_desc;
+
+/* Zero the descriptor and set op, eps = 1e-5, momentum = 0.1, training = 1. */
+void clnorm_desc_init(clnorm_desc *d, clnorm_op op);
+/* Element count of x, and number of reduction sets (0 if the shape is invalid). */
+size_t clnorm_desc_elements(const clnorm_desc *d);
+size_t clnorm_desc_sets(const clnorm_desc *d);
+
+/*
+ * Contexts.
+ * clnorm_create_from_queue: uses the caller's queue (retained), its context
+ *   and device. Any queue works; out-of-order queues are chained internally.
+ * clnorm_create_default: CLNORM_DEVICE ("P:D" platform:device indices, or a
+ *   case-insensitive substring of the device name), else the first GPU, else
+ *   the first device of any kind; creates its own context and an in-order
+ *   queue with profiling enabled.
+ * clnorm_destroy accepts NULL. A context may be used from several threads:
+ *   each call holds the context's lock while it validates and enqueues.
+ */
+clnorm_status clnorm_create_from_queue(cl_command_queue queue, clnorm_ctx **out);
+clnorm_status clnorm_create_default(clnorm_ctx **out);
+void clnorm_destroy(clnorm_ctx *ctx);
+
+cl_command_queue clnorm_queue(const clnorm_ctx *ctx);
+cl_context clnorm_cl_context(const clnorm_ctx *ctx);
+cl_device_id clnorm_device(const clnorm_ctx *ctx);
+
+/* Last error message of this context (what was wrong, with values), "" if
+ * none. Valid until the next call on the context. */
+const char *clnorm_last_error(const clnorm_ctx *ctx);
+/* Build log of the last failed program build, "" if none. */
+const char *clnorm_build_log(const clnorm_ctx *ctx);
+
+/*
+ * Kernel variants for contiguous reduction sets (LayerNorm, RMSNorm and the
+ * channels-first InstanceNorm/GroupNorm and BatchNorm statistics). AUTO picks
+ * by the rules in host/select.c; CLNORM_VARIANT (env, read at context
+ * creation: "auto", "wg", "subgroup", "wi", "split") or clnorm_set_variant()
+ * forces one for experiments and tests.
+ */
+typedef enum clnorm_variant {
+    CLNORM_VARIANT_AUTO = 0,
+    CLNORM_VARIANT_WG = 1,       /* one work-group per set */
+    CLNORM_VARIANT_SUBGROUP = 2, /* 32 work-items per set, several sets per group */
+    CLNORM_VARIANT_WI = 3,       /* one work-item per set, looping serially */
+    CLNORM_VARIANT_SPLIT = 4     /* a set split across work-groups, partials merged in fixed order */
+} clnorm_variant;
+#define CLNORM_VARIANT_COUNT 5
+
+/* work_group_size 0 = by rule; else a power of two <= the device maximum. */
+clnorm_status clnorm_set_variant(clnorm_ctx *ctx, clnorm_variant v, size_t work_group_size);
+const char *clnorm_variant_name(clnorm_variant v);
+
+/*
+ * Enqueue one forward normalization. Validates everything first; on any
+ * validation error nothing is enqueued and no buffer is written. Waits on
+ * wait_list; if event is non-NULL it receives an event for the completion of
+ * the whole operation (release it with clReleaseEvent).
+ */
+clnorm_status clnorm_forward(clnorm_ctx *ctx, const clnorm_desc *d,
+                             cl_uint num_wait, const cl_event *wait_list,
+                             cl_event *event);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* CLNORM_H */
