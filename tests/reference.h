@@ -1,0 +1,39 @@
+/*
+ * Plain scalar CPU reference for clnorm_forward, in double precision.
+ * Written independently of the kernels, straight from ../shared/SPEC.md.
+ */
+#ifndef CLNORM_TEST_REFERENCE_H
+#define CLNORM_TEST_REFERENCE_H
+#include "clnorm.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Computes what clnorm_forward(d) must produce, on host arrays. Shapes, flags, eps, momentum come from d;
+   its cl_mem fields are ignored except that an optional input is "present" when the pointer passed here is non-NULL.
+   x: clnorm_desc_elements(d) floats in d's layout. scale/bias: NULL = absent (cols for LN/RMS; C, or N*C with per_sample_affine).
+   running_mean_in/var_in: C floats or NULL. Outputs (any may be NULL): y (elements), mean/rstd (clnorm_desc_sets(d) each; RMS: mean unused),
+   running_mean_out/var_out (C each, the updated running stats in training, copies of the input in inference).
+   Returns 0, or -1 for a descriptor the library must reject (e.g. training with count 1, groups not dividing C).
+   Outputs that the operation does not produce (saved mean/rstd in inference, mean for RMSNorm, running stats when
+   none are given) are left untouched. */
+int ref_forward(const clnorm_desc *d, const float *x, const float *scale, const float *bias,
+                const float *running_mean_in, const float *running_var_in,
+                double *y, double *mean, double *rstd, double *running_mean_out, double *running_var_out);
+
+/* The reference's own view of the shape (independent of the library's helpers).
+   All return 0 for an invalid shape. */
+size_t ref_elements(const clnorm_desc *d);
+size_t ref_sets(const clnorm_desc *d);
+size_t ref_count_per_set(const clnorm_desc *d);
+size_t ref_spatial(const clnorm_desc *d);   /* S = S1*..*Sk (1 for rank 0) */
+/* Number of affine parameters expected (cols, C or N*C). */
+size_t ref_affine_len(const clnorm_desc *d);
+/* Set index and affine index of element i of x (channel norms and row norms). */
+void ref_locate(const clnorm_desc *d, size_t i, size_t *set, size_t *affine, size_t *channel);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
