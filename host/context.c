@@ -1,0 +1,301 @@
+/* Contexts: device choice, program cache, scratch memory, messages. */
+#include "internal.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void read_devinfo(cl_device_id dev, clnorm_devinfo *d)
+{
+    memset(d, 0, sizeof *d);
+    clGetDeviceInfo(dev, CL_DEVICE_TYPE, sizeof d->type, &d->type, NULL);
+    clGetDeviceInfo(dev, CL_DEVICE_MAX_COMPUTE_UNITS, sizeof d->compute_units, &d->compute_units, NULL);
+    clGetDeviceInfo(dev, CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof d->max_wg, &d->max_wg, NULL);
+    clGetDeviceInfo(dev, CL_DEVICE_LOCAL_MEM_SIZE, sizeof d->local_mem, &d->local_mem, NULL);
+    clGetDeviceInfo(dev, CL_DEVICE_MAX_MEM_ALLOC_SIZE, sizeof d->max_alloc, &d->max_alloc, NULL);
+    if (d->compute_units == 0) d->compute_units = 1;
+    if (d->max_wg == 0) d->max_wg = 1;
+    d->is_cpu = (d->type & CL_DEVICE_TYPE_CPU) != 0;
+}
+
+static int parse_variant(const char *s, clnorm_variant *v)
+{
+    for (int i = 0; i < CLNORM_VARIANT_COUNT; ++i)
+        if (strcmp(s, clnorm_variant_name((clnorm_variant)i)) == 0) {
+            *v = (clnorm_variant)i;
+            return 0;
+        }
+    return -1;
+}
+
+/* Common tail of both constructors: the context owns one reference each to
+ * context, queue and device info. */
+static clnorm_status ctx_init(clnorm_ctx *c)
+{
+    cl_command_queue_properties props = 0;
+    clGetCommandQueueInfo(c->queue, CL_QUEUE_PROPERTIES, sizeof props, &props, NULL);
+    c->out_of_order = (props & CL_QUEUE_OUT_OF_ORDER_EXEC_MODE_ENABLE) != 0;
+    read_devinfo(c->device, &c->dev);
+    if (pthread_mutex_init(&c->lock, NULL) != 0)
+        return CLNORM_ERR_OUT_OF_MEMORY;
+    /* Environment is read here, once, into the context: no global state. */
+    const char *v = getenv("CLNORM_VARIANT");
+    if (v && *v && parse_variant(v, &c->variant) != 0) {
+        pthread_mutex_destroy(&c->lock);
+        return CLNORM_ERR_INVALID_VARIANT;
+    }
+    return CLNORM_OK;
+}
+
+CLNORM_API clnorm_status clnorm_create_from_queue(cl_command_queue queue, clnorm_ctx **out)
+{
+    if (!out) return CLNORM_ERR_NULL_ARGUMENT;
+    *out = NULL;
+    if (!queue) return CLNORM_ERR_NULL_ARGUMENT;
+    clnorm_ctx *c = calloc(1, sizeof *c);
+    if (!c) return CLNORM_ERR_OUT_OF_MEMORY;
+    cl_int err = clGetCommandQueueInfo(queue, CL_QUEUE_CONTEXT, sizeof c->context, &c->context, NULL);
+    if (err == CL_SUCCESS)
+        err = clGetCommandQueueInfo(queue, CL_QUEUE_DEVICE, sizeof c->device, &c->device, NULL);
+    if (err != CL_SUCCESS) {
+        free(c);
+        return err;
+    }
+    err = clRetainCommandQueue(queue);
+    if (err != CL_SUCCESS) {
+        free(c);
+        return err;
+    }
+    err = clRetainContext(c->context);
+    if (err != CL_SUCCESS) {
+        clReleaseCommandQueue(queue);
+        free(c);
+        return err;
+    }
+    c->queue = queue;
+    clnorm_status st = ctx_init(c);
+    if (st != CLNORM_OK)
+        goto fail;
+    *out = c;
+    return CLNORM_OK;
+fail:
+    clReleaseCommandQueue(c->queue);
+    clReleaseContext(c->context);
+    free(c);
+    return st;
+}
+
+static int name_matches(cl_device_id d, const char *want)
+{
+    char name[256] = "";
+    clGetDeviceInfo(d, CL_DEVICE_NAME, sizeof name - 1, name, NULL);
+    for (size_t i = 0; name[i]; ++i) {
+        size_t k = 0;
+        while (want[k] && name[i + k] && tolower((unsigned char)name[i + k]) == tolower((unsigned char)want[k]))
+            ++k;
+        if (!want[k]) return 1;
+    }
+    return 0;
+}
+
+/* CLNORM_DEVICE ("P:D" or a name substring), else the first GPU, else the
+ * first device of any kind. */
+static clnorm_status pick_device(cl_device_id *out)
+{
+    cl_platform_id plats[16];
+    cl_uint np = 0;
+    if (clGetPlatformIDs(16, plats, &np) != CL_SUCCESS || np == 0)
+        return CLNORM_ERR_NO_DEVICE;
+    if (np > 16) np = 16;
+    const char *spec = getenv("CLNORM_DEVICE");
+    int want_p = -1, want_d = -1;
+    if (spec && *spec) {
+        char tail = 0;
+        if (sscanf(spec, "%d:%d%c", &want_p, &want_d, &tail) != 2)
+            want_p = want_d = -1;
+    }
+    cl_device_id first = NULL, gpu = NULL;
+    for (cl_uint p = 0; p < np; ++p) {
+        cl_device_id devs[64];
+        cl_uint nd = 0;
+        if (clGetDeviceIDs(plats[p], CL_DEVICE_TYPE_ALL, 64, devs, &nd) != CL_SUCCESS)
+            continue;
+        if (nd > 64) nd = 64;
+        for (cl_uint d = 0; d < nd; ++d) {
+            if (spec && *spec) {
+                if ((want_p >= 0 && (cl_uint)want_p == p && (cl_uint)want_d == d) ||
+                    (want_p < 0 && name_matches(devs[d], spec))) {
+                    *out = devs[d];
+                    return CLNORM_OK;
+                }
+                continue;
+            }
+            cl_device_type t = 0;
+            clGetDeviceInfo(devs[d], CL_DEVICE_TYPE, sizeof t, &t, NULL);
+            if (!first) first = devs[d];
+            if (!gpu && (t & CL_DEVICE_TYPE_GPU)) gpu = devs[d];
+        }
+    }
+    if (spec && *spec)
+        return CLNORM_ERR_DEVICE_NOT_FOUND;
+    *out = gpu ? gpu : first;
+    return *out ? CLNORM_OK : CLNORM_ERR_NO_DEVICE;
+}
+
+CLNORM_API clnorm_status clnorm_create_default(clnorm_ctx **out)
+{
+    if (!out) return CLNORM_ERR_NULL_ARGUMENT;
+    *out = NULL;
+    cl_device_id dev = NULL;
+    cl_context context = NULL;
+    cl_command_queue queue = NULL;
+    cl_int err;
+    clnorm_status st = pick_device(&dev);
+    if (st != CLNORM_OK) return st;
+    context = clCreateContext(NULL, 1, &dev, NULL, NULL, &err);
+    if (!context) return err ? err : CL_OUT_OF_HOST_MEMORY;
+    queue = clCreateCommandQueue(context, dev, CL_QUEUE_PROFILING_ENABLE, &err);
+    if (!queue) {
+        st = err ? err : CL_OUT_OF_HOST_MEMORY;
+        goto fail;
+    }
+    st = clnorm_create_from_queue(queue, out);
+fail:
+    /* The new clnorm context holds its own references (or failed). */
+    if (queue) clReleaseCommandQueue(queue);
+    clReleaseContext(context);
+    return st;
+}
+
+CLNORM_API void clnorm_destroy(clnorm_ctx *c)
+{
+    if (!c) return;
+    clnorm_program *p = c->programs;
+    while (p) {
+        clnorm_program *next = p->next;
+        for (int i = 0; i < CLNORM_MAX_KERNELS; ++i)
+            if (p->kernels[i]) clReleaseKernel(p->kernels[i]);
+        clReleaseProgram(p->program);
+        free(p);
+        p = next;
+    }
+    for (int i = 0; i < 3; ++i)
+        if (c->scratch[i]) clReleaseMemObject(c->scratch[i]);
+    clReleaseCommandQueue(c->queue);
+    clReleaseContext(c->context);
+    pthread_mutex_destroy(&c->lock);
+    free(c->build_log);
+    free(c);
+}
+
+CLNORM_API cl_command_queue clnorm_queue(const clnorm_ctx *c) { return c ? c->queue : NULL; }
+CLNORM_API cl_context clnorm_cl_context(const clnorm_ctx *c) { return c ? c->context : NULL; }
+CLNORM_API cl_device_id clnorm_device(const clnorm_ctx *c) { return c ? c->device : NULL; }
+CLNORM_API const char *clnorm_last_error(const clnorm_ctx *c) { return c ? c->error : ""; }
+CLNORM_API const char *clnorm_build_log(const clnorm_ctx *c)
+{
+    return c && c->build_log ? c->build_log : "";
+}
+
+CLNORM_API const char *clnorm_variant_name(clnorm_variant v)
+{
+    static const char *const names[CLNORM_VARIANT_COUNT] = {"auto", "wg", "subgroup", "wi", "split"};
+    return (unsigned)v < CLNORM_VARIANT_COUNT ? names[v] : "invalid";
+}
+
+CLNORM_API clnorm_status clnorm_set_variant(clnorm_ctx *c, clnorm_variant v, size_t wg)
+{
+    if (!c) return CLNORM_ERR_NULL_ARGUMENT;
+    if ((unsigned)v >= CLNORM_VARIANT_COUNT)
+        return clnorm_fail(c, CLNORM_ERR_INVALID_VARIANT, "variant %d is not a clnorm_variant", (int)v);
+    if (wg && ((wg & (wg - 1)) || wg > c->dev.max_wg || wg < 2))
+        return clnorm_fail(c, CLNORM_ERR_INVALID_VARIANT,
+                           "work-group size %zu is not a power of two in [2, %zu]", wg, c->dev.max_wg);
+    pthread_mutex_lock(&c->lock);
+    c->variant = v;
+    c->forced_wg = wg;
+    pthread_mutex_unlock(&c->lock);
+    return CLNORM_OK;
+}
+
+/* ---- programs ---------------------------------------------------------- */
+
+static const char *const kernel_names[] = {"row_norm", "row_partials", "row_apply", "col_partials",
+                                           "merge_partials", "update_running", "fold_table",
+                                           "apply_table"};
+
+static const char *source_of(const char *name)
+{
+    for (const struct clnorm_kernel_source *s = clnorm_kernel_sources; s->name; ++s)
+        if (strcmp(s->name, name) == 0) return s->text;
+    return NULL;
+}
+
+static int build_program(clnorm_ctx *c, clnorm_program *p)
+{
+    static const char *const files[] = {"common", "rows", "cols", "merge", "apply"};
+    const char *srcs[5];
+    for (int i = 0; i < 5; ++i)
+        if (!(srcs[i] = source_of(files[i])))
+            return clnorm_fail(c, CLNORM_ERR_BUILD_FAILED, "kernel source %s.cl is not embedded", files[i]);
+    cl_int err;
+    p->program = clCreateProgramWithSource(c->context, 5, srcs, NULL, &err);
+    if (!p->program)
+        return clnorm_cl_fail(c, err ? err : CL_OUT_OF_HOST_MEMORY, "clCreateProgramWithSource");
+    char opts[160];
+    snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DWG=%u -DLANES=%u -DTREE=%u -DRMS=%u", p->wg, p->lanes,
+             p->tree, p->rms);
+    err = clBuildProgram(p->program, 1, &c->device, opts, NULL, NULL);
+    if (err != CL_SUCCESS) {
+        size_t n = 0;
+        free(c->build_log);
+        c->build_log = NULL;
+        if (clGetProgramBuildInfo(p->program, c->device, CL_PROGRAM_BUILD_LOG, 0, NULL, &n) == CL_SUCCESS &&
+            (c->build_log = malloc(n + 1)) != NULL) {
+            c->build_log[0] = 0;
+            clGetProgramBuildInfo(p->program, c->device, CL_PROGRAM_BUILD_LOG, n, c->build_log, NULL);
+            c->build_log[n] = 0;
+        }
+        clReleaseProgram(p->program);
+        p->program = NULL;
+        if (err == CL_BUILD_PROGRAM_FAILURE)
+            return clnorm_fail(c, CLNORM_ERR_BUILD_FAILED, "building kernels with \"%s\" failed", opts);
+        return clnorm_cl_fail(c, err, "clBuildProgram");
+    }
+    return CLNORM_OK;
+}
+
+int clnorm_get_kernel(clnorm_ctx *c, const char *name, unsigned wg, unsigned lanes, unsigned rms,
+                      cl_kernel *out)
+{
+    const unsigned tree = c->dev.is_cpu ? 0u : 1u;
+    clnorm_program *p = c->programs;
+    while (p && !(p->wg == wg && p->lanes == lanes && p->tree == tree && p->rms == rms))
+        p = p->next;
+    if (!p) {
+        p = calloc(1, sizeof *p);
+        if (!p) return clnorm_fail(c, CLNORM_ERR_OUT_OF_MEMORY, "out of host memory");
+        p->wg = wg, p->lanes = lanes, p->tree = tree, p->rms = rms;
+        int st = build_program(c, p);
+        if (st != CLNORM_OK) {
+            free(p);
+            return st;
+        }
+        p->next = c->programs;
+        c->programs = p;
+    }
+    int slot = -1;
+    for (int i = 0; i < CLNORM_MAX_KERNELS; ++i)
+        if (strcmp(kernel_names[i], name) == 0) slot = i;
+    if (slot < 0)
+        return clnorm_fail(c, CLNORM_ERR_BUILD_FAILED, "no kernel named %s", name);
+    if (!p->kernels[slot]) {
+        cl_int err;
+        cl_kernel k = clCreateKernel(p->program, name, &err);
+        if (!k) return clnorm_cl_fail(c, err ? err : CL_OUT_OF_HOST_MEMORY, "clCreateKernel");
+        p->kernels[slot] = k;
+    }
+    *out = p->kernels[slot];
+    return CLNORM_OK;
+}

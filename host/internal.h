@@ -1,0 +1,78 @@
+/* Library-internal declarations shared by the host sources. */
+#ifndef CLNORM_INTERNAL_H
+#define CLNORM_INTERNAL_H
+
+#include "clnorm.h"
+#include <pthread.h>
+#include <stdint.h>
+
+#if defined(__GNUC__)
+#define CLNORM_API __attribute__((visibility("default")))
+#define CLNORM_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define CLNORM_API
+#define CLNORM_PRINTF(f, a)
+#endif
+
+/* What the selection rules need to know of a device, read once per context. */
+typedef struct clnorm_devinfo {
+    cl_device_type type;
+    cl_uint compute_units;
+    size_t max_wg;
+    cl_ulong local_mem;
+    cl_ulong max_alloc;
+    int is_cpu;
+} clnorm_devinfo;
+
+/* One compiled program per option set; kernels are created once and reused
+ * (every call holds the context lock while it sets arguments and enqueues). */
+#define CLNORM_MAX_KERNELS 8
+typedef struct clnorm_program {
+    unsigned wg, lanes, tree, rms;
+    cl_program program;
+    cl_kernel kernels[CLNORM_MAX_KERNELS];
+    struct clnorm_program *next;
+} clnorm_program;
+
+struct clnorm_ctx {
+    cl_context context;
+    cl_device_id device;
+    cl_command_queue queue;
+    int out_of_order;
+    clnorm_devinfo dev;
+    clnorm_variant variant; /* forced variant, or AUTO */
+    size_t forced_wg;       /* forced work-group size, or 0 */
+    pthread_mutex_t lock;
+    clnorm_program *programs;
+    cl_mem scratch[3]; /* partials, merged statistics, folded table; grow, never shrink */
+    size_t scratch_bytes[3];
+    char error[512];
+    char *build_log;
+};
+
+/* Status helpers: set the context's message and return the status. */
+clnorm_status clnorm_fail(clnorm_ctx *ctx, clnorm_status st, const char *fmt, ...) CLNORM_PRINTF(3, 4);
+int clnorm_cl_fail(clnorm_ctx *ctx, cl_int err, const char *what);
+
+/* Kernel lookup; compiles the program on first use. */
+int clnorm_get_kernel(clnorm_ctx *ctx, const char *name, unsigned wg, unsigned lanes,
+                      unsigned rms, cl_kernel *out);
+
+/* Selection rules (select.c). */
+typedef struct clnorm_rowplan {
+    unsigned wg, lanes;   /* work-group size, work-items per set */
+    int split;            /* 1: partials + merge + apply */
+    size_t chunk;         /* elements per chunk when split */
+} clnorm_rowplan;
+void clnorm_plan_rows(const clnorm_ctx *ctx, size_t nsets, size_t len, clnorm_rowplan *p);
+unsigned clnorm_plan_wg(const clnorm_ctx *ctx);
+size_t clnorm_plan_col_chunk(const clnorm_ctx *ctx, size_t P, size_t R, size_t C);
+int clnorm_plan_bn_use_cols(const clnorm_ctx *ctx, size_t S);
+void clnorm_plan_apply_local(const clnorm_ctx *ctx, size_t R, size_t Q, size_t local[2]);
+
+extern const struct clnorm_kernel_source {
+    const char *name;
+    const char *text;
+} clnorm_kernel_sources[];
+
+#endif

@@ -1,0 +1,93 @@
+/*
+ * Small per-set and per-channel kernels that follow a split reduction:
+ * merging partials, updating running statistics, and folding statistics and
+ * affine parameters into a per-(n, c) table for the streaming apply kernel.
+ */
+
+/*
+ * One work-item per set merges its partials in a fixed order with Chan et
+ * al.'s exact pairwise update of (count, mean, M2), so no E[x^2] - E[x]^2
+ * cancellation and no atomics. Set s = so * n_inner + si has its partials at
+ * so*o_stride + si*i_stride + j1*st1 + j2*st2 for j1 < n1, j2 < n2.
+ * Writes stats[s] = mean and stats[nsets + s] = biased variance (RMS: mean of
+ * squares, mean 0), and the optional saved mean and rstd.
+ */
+__kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
+void merge_partials(__global const float *part, __global float *stats,
+                    __global float *mean_out, ulong mo, __global float *rstd_out, ulong ro,
+                    uint nsets, uint n_inner, ulong o_stride, ulong i_stride,
+                    uint n1, ulong st1, uint n2, ulong st2, float eps)
+{
+    const uint s = get_global_id(0);
+    if (s >= nsets)
+        return;
+    const ulong base = (ulong)(s / n_inner) * o_stride + (ulong)(s % n_inner) * i_stride;
+    uint n = 0;
+    float mean = 0.0f, m2 = 0.0f;
+    for (uint j1 = 0; j1 < n1; ++j1)
+        for (uint j2 = 0; j2 < n2; ++j2) {
+            const ulong idx = PART_STRIDE * (base + j1 * st1 + j2 * st2);
+            const float pm = part[idx], pq = part[idx + 1];
+            const uint pn = as_uint(part[idx + 2]);
+            const uint nn = n + pn;
+            const float d = pm - mean, w = (float)pn / (float)nn;
+            mean += d * w;
+            m2 += pq + d * d * (float)n * w;
+            n = nn;
+        }
+    const float var = RMS ? mean : m2 / (float)n;
+    if (RMS) mean = 0.0f;
+    stats[s] = mean;
+    stats[nsets + s] = var;
+    if (mean_out) mean_out[mo + s] = mean;
+    if (rstd_out) rstd_out[ro + s] = rstd_of(var, eps);
+}
+
+/*
+ * Running statistics of channel c from the batch statistics in `stats`
+ * (layout as merge_partials writes it, sets numbered n*C + c). navg = 1 for
+ * BatchNorm; InstanceNorm averages its navg = N per-instance statistics.
+ * count is the number of elements behind each set's variance.
+ */
+__kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
+void update_running(__global const float *stats, uint nsets,
+                    __global float *rmean, ulong rmo, __global float *rvar, ulong rvo,
+                    uint C, uint navg, float count, float momentum)
+{
+    const uint c = get_global_id(0);
+    if (c >= C)
+        return;
+    float m = 0.0f, v = 0.0f;
+    for (uint k = 0; k < navg; ++k) {
+        m += stats[k * C + c];
+        v += stats[nsets + k * C + c];
+    }
+    m /= (float)navg;
+    v = v / (float)navg * (count / (count - 1.0f)); /* unbiased, as PyTorch */
+    rmean[rmo + c] = (1.0f - momentum) * rmean[rmo + c] + momentum * m;
+    rvar[rvo + c] = (1.0f - momentum) * rvar[rvo + c] + momentum * v;
+}
+
+/*
+ * Table entry (p, c) for the apply kernel: the statistics of the set that
+ * channel c of sample p falls in (set p*stat_p + c/grp; stat_p = 0 for
+ * BatchNorm), and the affine parameters (index p*aff_p + c; aff_p = C for
+ * per-sample affine). Folding gives the apply kernel one subtract and one
+ * multiply-add per element; the mean stays separate from the multiplier so
+ * that large offsets lose no more precision than the fused row kernel.
+ * mean/var are batch statistics from `stats` or the running statistics.
+ */
+__kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
+void fold_table(__global const float *mean, ulong mo, __global const float *var, ulong vo,
+                __global const float *scale, ulong so, __global const float *bias, ulong bo,
+                __global float *table, uint P, uint C, uint stat_p, uint grp, uint aff_p, float eps)
+{
+    const uint c = get_global_id(0), p = get_global_id(1);
+    if (c >= C)
+        return;
+    const uint s = p * stat_p + c / grp, a_i = p * aff_p + c, t = p * C + c, tn = P * C;
+    const float r = rstd_of(var[vo + s], eps);
+    table[t] = mean[mo + s];
+    table[tn + t] = scale ? r * scale[so + a_i] : r;
+    table[2 * tn + t] = bias ? bias[bo + a_i] : 0.0f;
+}

@@ -1,0 +1,111 @@
+/*
+ * Contiguous reduction sets: LayerNorm and RMSNorm rows, channels-first
+ * InstanceNorm (one (n,c) plane) and GroupNorm (C/G planes), and the rows
+ * that channels-first BatchNorm statistics are built from.
+ *
+ * Set i is x[i*len, (i+1)*len). LANES work-items share a set; dimension 1 of
+ * the range splits a set into chunks of `chunk` elements when one set is too
+ * long or there are too few sets to fill the device.
+ *
+ * Affine: elementwise (LayerNorm: scale[e]) or per segment of `seg` elements
+ * (channel norms: the set is len/seg channel planes of seg = S elements; the
+ * parameter index is (i % aff_mod) * (len/seg) + plane, which is the channel
+ * for aff_mod = groups and n*C + c for aff_mod = number of sets, i.e.
+ * per-sample affine).
+ */
+
+typedef struct {
+    __global const float *scale, *bias;
+    uint seg, aff_mod, elementwise;
+} affine_t;
+
+/* y[e] for e in [e0, e1) of set i, given its mean and rstd. */
+inline void apply_range(__global const float *x, __global float *y, uint e0, uint e1,
+                        uint lane, uint i, uint len, float mean, float rstd, affine_t af)
+{
+    const uint nseg = len / af.seg;
+    for (uint k = e0 / af.seg; k * af.seg < e1; ++k) {
+        const uint j0 = max(k * af.seg, e0), j1 = min(k * af.seg + af.seg, e1);
+        if (af.elementwise) {
+            for (uint e = j0 + lane; e < j1; e += LANES) {
+                float v = (x[e] - mean) * rstd;
+                if (af.scale) v *= af.scale[e];
+                if (af.bias) v += af.bias[e];
+                y[e] = v;
+            }
+        } else {
+            const uint p = (i % af.aff_mod) * nseg + k;
+            const float a = af.scale ? rstd * af.scale[p] : rstd;
+            const float b = af.bias ? af.bias[p] : 0.0f;
+            for (uint e = j0 + lane; e < j1; e += LANES)
+                y[e] = (x[e] - mean) * a + b;
+        }
+    }
+}
+
+/* Statistics and normalization of whole sets in one launch. Saved statistics
+ * (mean, rstd) are optional, and so is `stats` (mean at [i], biased variance
+ * at [nsets + i]), which running-statistics updates read. */
+__kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
+void row_norm(__global const float *x, ulong xo, __global float *y, ulong yo,
+              __global const float *scale, ulong so, __global const float *bias, ulong bo,
+              __global float *mean_out, ulong mo, __global float *rstd_out, ulong ro,
+              __global float *stats,
+              uint nsets, uint len, uint seg, uint aff_mod, uint elementwise, float eps)
+{
+    __local float buf[WG];
+    const uint i = get_global_id(0) / LANES, lane = get_local_id(0) % LANES;
+    /* Work-items past the last set still take part in the barriers. */
+    const uint ic = min(i, nsets - 1);
+    const ulong base = (ulong)ic * len;
+    float mean, m2;
+    range_stats(x + xo + base, 0, len, lane, buf, &mean, &m2);
+    if (i >= nsets)
+        return;
+    const float var = RMS ? mean : m2 / (float)len;
+    const float rstd = rstd_of(var, eps);
+    if (RMS) mean = 0.0f;
+    if (lane == 0) {
+        if (mean_out) mean_out[mo + i] = mean;
+        if (rstd_out) rstd_out[ro + i] = rstd;
+        if (stats) { stats[i] = mean; stats[nsets + i] = var; }
+    }
+    const affine_t af = { scale ? scale + so : 0, bias ? bias + bo : 0, seg, aff_mod, elementwise };
+    apply_range(x + xo + base, y + yo + base, 0, len, lane, i, len, mean, rstd, af);
+}
+
+/* Partial statistics of chunk c of set i, stored at partial index i*nchunks + c. */
+__kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
+void row_partials(__global const float *x, ulong xo, __global float *part,
+                  uint nsets, uint len, uint chunk)
+{
+    __local float buf[WG];
+    const uint i = get_global_id(0) / LANES, lane = get_local_id(0) % LANES;
+    const uint c = get_global_id(1), nchunks = get_global_size(1);
+    const uint ic = min(i, nsets - 1);
+    const uint e0 = c * chunk, e1 = min(len, e0 + chunk);
+    float mean, m2;
+    range_stats(x + xo + (ulong)ic * len, e0, e1, lane, buf, &mean, &m2);
+    if (i < nsets && lane == 0)
+        put_partial(part, (ulong)i * nchunks + c, e1 - e0, mean, m2);
+}
+
+/* Normalization of chunk c of set i with statistics already merged: stats
+ * holds the mean of set i at [i] and its biased variance (RMS: mean of
+ * squares) at [nsets + i]. */
+__kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
+void row_apply(__global const float *x, ulong xo, __global float *y, ulong yo,
+               __global const float *scale, ulong so, __global const float *bias, ulong bo,
+               __global const float *stats, uint nsets, uint len, uint chunk,
+               uint seg, uint aff_mod, uint elementwise, float eps)
+{
+    const uint i = get_global_id(0) / LANES, lane = get_local_id(0) % LANES;
+    const uint c = get_global_id(1);
+    if (i >= nsets)
+        return;
+    const uint e0 = c * chunk, e1 = min(len, e0 + chunk);
+    const ulong base = (ulong)i * len;
+    const affine_t af = { scale ? scale + so : 0, bias ? bias + bo : 0, seg, aff_mod, elementwise };
+    apply_range(x + xo + base, y + yo + base, e0, e1, lane, i, len,
+                stats[i], rstd_of(stats[nsets + i], eps), af);
+}
