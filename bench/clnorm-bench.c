@@ -1,0 +1,922 @@
+/*
+ * clnorm-bench: throughput of every norm on every OpenCL device, as effective
+ * GB/s and as a ratio to the same run's float4 copy bandwidth.
+ *
+ * Timing (see docs/performance.md): each run is gated by a user event. The
+ * bench enqueues a marker that waits on the gate, then the operation, flushes,
+ * and opens the gate, so host-side enqueue time is not counted. The run time
+ * is CL_PROFILING_COMMAND_END of the operation's event (which completes with
+ * the whole operation, however many kernels it launches) minus
+ * CL_PROFILING_COMMAND_END of the marker. Where the implementation gives no
+ * profiling data for markers, the bench falls back to wall-clock time from
+ * opening the gate to clWaitForEvents, and says so ("timing": "wall").
+ * Warm-up runs first, then the median (and minimum) of --reps runs.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include "suite.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_DEVICES 64
+#define MAX_CASES 256
+
+typedef struct devinfo {
+    cl_platform_id platform;
+    cl_device_id device;
+    unsigned pi, di;
+    char name[256];
+    char platform_name[256];
+    cl_device_type type;
+    cl_uint units;
+    size_t max_wg;
+    cl_ulong global_mem, local_mem;
+} devinfo;
+
+typedef struct options {
+    int list, all_devices, json, csv_stdout, quiet, suite_json;
+    const char *csv_file, *csv_dir;
+    const char *device_sel[MAX_DEVICES];
+    int n_device_sel;
+    int reps, warmup;
+    int variant_set;
+    clnorm_variant variant;
+    size_t wg;
+    int timing_wall;  /* force wall-clock timing */
+    bench_case cases[MAX_CASES];
+    size_t n_cases;
+    size_t copy_elems;  /* 0 = the suite's largest x */
+} options;
+
+typedef struct result {
+    bench_case c;
+    double median_ms, min_ms, gbps, ratio, bytes;
+    int ok;
+} result;
+
+static const char *prog = "clnorm-bench";
+static int progress_tty, progress_quiet;
+
+static void die(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "%s: ", prog);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    exit(2);
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static const char *cl_err_name(cl_int e) { return clnorm_status_name((int)e); }
+
+/* ------------------------------------------------------------------ devices */
+
+static int list_devices(devinfo *out, int max) {
+    cl_uint np = 0;
+    if (clGetPlatformIDs(0, NULL, &np) != CL_SUCCESS || np == 0) return 0;
+    cl_platform_id plats[32];
+    if (np > 32) np = 32;
+    if (clGetPlatformIDs(np, plats, NULL) != CL_SUCCESS) return 0;
+    int n = 0;
+    for (cl_uint p = 0; p < np; p++) {
+        cl_uint nd = 0;
+        if (clGetDeviceIDs(plats[p], CL_DEVICE_TYPE_ALL, 0, NULL, &nd) != CL_SUCCESS) continue;
+        cl_device_id devs[MAX_DEVICES];
+        if (nd > MAX_DEVICES) nd = MAX_DEVICES;
+        if (clGetDeviceIDs(plats[p], CL_DEVICE_TYPE_ALL, nd, devs, NULL) != CL_SUCCESS) continue;
+        for (cl_uint d = 0; d < nd && n < max; d++) {
+            devinfo *di = &out[n++];
+            memset(di, 0, sizeof *di);
+            di->platform = plats[p];
+            di->device = devs[d];
+            di->pi = p;
+            di->di = d;
+            clGetPlatformInfo(plats[p], CL_PLATFORM_NAME, sizeof di->platform_name, di->platform_name, NULL);
+            clGetDeviceInfo(devs[d], CL_DEVICE_NAME, sizeof di->name, di->name, NULL);
+            clGetDeviceInfo(devs[d], CL_DEVICE_TYPE, sizeof di->type, &di->type, NULL);
+            clGetDeviceInfo(devs[d], CL_DEVICE_MAX_COMPUTE_UNITS, sizeof di->units, &di->units, NULL);
+            clGetDeviceInfo(devs[d], CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof di->max_wg, &di->max_wg, NULL);
+            clGetDeviceInfo(devs[d], CL_DEVICE_GLOBAL_MEM_SIZE, sizeof di->global_mem, &di->global_mem, NULL);
+            clGetDeviceInfo(devs[d], CL_DEVICE_LOCAL_MEM_SIZE, sizeof di->local_mem, &di->local_mem, NULL);
+        }
+    }
+    return n;
+}
+
+static const char *type_name(cl_device_type t) {
+    if (t & CL_DEVICE_TYPE_GPU) return "GPU";
+    if (t & CL_DEVICE_TYPE_CPU) return "CPU";
+    if (t & CL_DEVICE_TYPE_ACCELERATOR) return "ACC";
+    return "other";
+}
+
+static int ci_contains(const char *hay, const char *needle) {
+    size_t n = strlen(needle);
+    if (n == 0) return 1;
+    for (; *hay; hay++) {
+        size_t i = 0;
+        while (i < n && hay[i] && tolower((unsigned char)hay[i]) == tolower((unsigned char)needle[i])) i++;
+        if (i == n) return 1;
+    }
+    return 0;
+}
+
+/* "P:D" or a case-insensitive substring of the device name; -1 if none. */
+static int find_device(const devinfo *devs, int n, const char *sel) {
+    unsigned p, d;
+    char tail;
+    if (sscanf(sel, "%u:%u%c", &p, &d, &tail) == 2) {
+        for (int i = 0; i < n; i++)
+            if (devs[i].pi == p && devs[i].di == d) return i;
+        return -1;
+    }
+    for (int i = 0; i < n; i++)
+        if (ci_contains(devs[i].name, sel)) return i;
+    return -1;
+}
+
+static void print_devices(const devinfo *devs, int n) {
+    printf("%-5s %-5s %-4s %-6s %-9s %-40s %s\n", "P:D", "type", "CUs", "maxWG", "mem MiB", "device",
+           "platform");
+    for (int i = 0; i < n; i++)
+        printf("%u:%-3u %-5s %-4u %-6zu %-9llu %-40s %s\n", devs[i].pi, devs[i].di, type_name(devs[i].type),
+               devs[i].units, devs[i].max_wg, (unsigned long long)(devs[i].global_mem >> 20), devs[i].name,
+               devs[i].platform_name);
+}
+
+/* ------------------------------------------------------------------ output */
+
+static void json_string(FILE *f, const char *s) {
+    fputc('"', f);
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\') fprintf(f, "\\%c", ch);
+        else if (ch < 0x20) fprintf(f, "\\u%04x", ch);
+        else fputc(ch, f);
+    }
+    fputc('"', f);
+}
+
+static void csv_field(FILE *f, const char *s) {
+    if (strpbrk(s, ",\"\n")) {
+        fputc('"', f);
+        for (; *s; s++) {
+            if (*s == '"') fputc('"', f);
+            fputc(*s, f);
+        }
+        fputc('"', f);
+    } else {
+        fputs(s, f);
+    }
+}
+
+static const char CSV_HEADER[] =
+    "device,platform,op,layout,shape,groups,label,median_ms,min_ms,gbps,copy_gbps,ratio,bytes,reps,variant,timing\n";
+
+static void csv_row(FILE *f, const devinfo *dev, const result *r, double copy_gbps, int reps,
+                    const char *variant, const char *timing) {
+    char shape[96], label[160];
+    bench_shape_string(&r->c, shape, sizeof shape);
+    bench_case_label(&r->c, label, sizeof label);
+    csv_field(f, dev->name);
+    fputc(',', f);
+    csv_field(f, dev->platform_name);
+    fprintf(f, ",%s,%s,%s,%zu,", bench_op_name(&r->c), bench_layout_name(&r->c), shape, r->c.groups);
+    csv_field(f, label);
+    fprintf(f, ",%.6f,%.6f,%.3f,%.3f,%.4f,%.0f,%d,%s,%s\n", r->median_ms, r->min_ms, r->gbps, copy_gbps,
+            r->ratio, r->bytes, reps, variant, timing);
+}
+
+static void json_row(FILE *f, const devinfo *dev, const result *r, double copy_gbps, int reps,
+                     const char *variant, const char *timing) {
+    char label[160];
+    bench_case_label(&r->c, label, sizeof label);
+    fputs("{\"device\":", f);
+    json_string(f, dev->name);
+    fputs(",\"platform\":", f);
+    json_string(f, dev->platform_name);
+    fprintf(f, ",\"device_index\":\"%u:%u\",\"device_type\":\"%s\",\"op\":\"%s\",\"layout\":\"%s\",\"shape\":[",
+            dev->pi, dev->di, type_name(dev->type), bench_op_name(&r->c), bench_layout_name(&r->c));
+    for (unsigned i = 0; i < r->c.ndim; i++) fprintf(f, "%s%zu", i ? "," : "", r->c.shape[i]);
+    fprintf(f, "],\"groups\":%zu,\"training\":%d,\"affine\":%d,\"save_stats\":%d,\"label\":", r->c.groups,
+            r->c.training, r->c.affine, r->c.save_stats);
+    json_string(f, label);
+    fprintf(f,
+            ",\"median_ms\":%.6f,\"min_ms\":%.6f,\"gbps\":%.3f,\"copy_gbps\":%.3f,\"ratio\":%.4f,"
+            "\"bytes\":%.0f,\"reps\":%d,\"variant\":\"%s\",\"timing\":\"%s\"}\n",
+            r->median_ms, r->min_ms, r->gbps, copy_gbps, r->ratio, r->bytes, reps, variant, timing);
+    fflush(f);
+}
+
+static void progress(const char *fmt, ...) {
+    char line[256];
+    va_list ap;
+    if (progress_quiet) return;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    if (progress_tty) fprintf(stderr, "\r\033[K%s", line);
+    else fprintf(stderr, "%s\n", line);
+    fflush(stderr);
+}
+
+static void progress_done(void) {
+    if (progress_tty) fprintf(stderr, "\r\033[K");
+    fflush(stderr);
+}
+
+/* ------------------------------------------------------------------ timing */
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof v[0], cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+typedef enum { TIME_EVENTS, TIME_WALL } timing_mode;
+
+typedef struct runner {
+    cl_context ctx;
+    cl_command_queue q;
+    timing_mode mode;
+    char err[1024];
+} runner;
+
+/* One gated run of enqueue(arg). Returns seconds, or < 0 with r->err set. */
+typedef int (*enqueue_fn)(void *arg, cl_event *done, char *err, size_t errlen);
+
+static double timed_run(runner *r, enqueue_fn fn, void *arg) {
+    cl_int e;
+    cl_event gate = clCreateUserEvent(r->ctx, &e);
+    if (e != CL_SUCCESS) {
+        snprintf(r->err, sizeof r->err, "clCreateUserEvent: %s", cl_err_name(e));
+        return -1;
+    }
+    cl_event marker = NULL, done = NULL;
+    e = clEnqueueMarkerWithWaitList(r->q, 1, &gate, &marker);
+    if (e != CL_SUCCESS) {
+        clSetUserEventStatus(gate, CL_COMPLETE);
+        clReleaseEvent(gate);
+        snprintf(r->err, sizeof r->err, "clEnqueueMarkerWithWaitList: %s", cl_err_name(e));
+        return -1;
+    }
+    if (fn(arg, &done, r->err, sizeof r->err) != 0) {
+        clSetUserEventStatus(gate, CL_COMPLETE);
+        clFinish(r->q);
+        clReleaseEvent(marker);
+        clReleaseEvent(gate);
+        return -1;
+    }
+    clFlush(r->q);
+    double t0 = now_s();
+    clSetUserEventStatus(gate, CL_COMPLETE);
+    e = clWaitForEvents(1, &done);
+    double t1 = now_s();
+    double secs = t1 - t0;
+    if (e != CL_SUCCESS) {
+        snprintf(r->err, sizeof r->err, "clWaitForEvents: %s", cl_err_name(e));
+        secs = -1;
+    } else if (r->mode == TIME_EVENTS) {
+        cl_ulong m_end = 0, d_end = 0;
+        cl_int e1 = clGetEventProfilingInfo(marker, CL_PROFILING_COMMAND_END, sizeof m_end, &m_end, NULL);
+        cl_int e2 = clGetEventProfilingInfo(done, CL_PROFILING_COMMAND_END, sizeof d_end, &d_end, NULL);
+        if (e1 != CL_SUCCESS || e2 != CL_SUCCESS || m_end == 0 || d_end <= m_end) {
+            fprintf(stderr, "%s: profiling data unusable (marker %s, op %s); using wall-clock timing\n", prog,
+                    cl_err_name(e1), cl_err_name(e2));
+            r->mode = TIME_WALL;
+        } else {
+            secs = (double)(d_end - m_end) * 1e-9;
+        }
+    }
+    clFinish(r->q);
+    clReleaseEvent(done);
+    clReleaseEvent(marker);
+    clReleaseEvent(gate);
+    return secs;
+}
+
+/* Runs warmup + reps; fills median and min in ms. 0 or -1. */
+static int measure(runner *r, enqueue_fn fn, void *arg, int warmup, int reps, double *med_ms, double *min_ms) {
+    for (int i = 0; i < warmup; i++)
+        if (timed_run(r, fn, arg) < 0) return -1;
+    double *t = malloc(sizeof(double) * (size_t)reps);
+    if (!t) {
+        snprintf(r->err, sizeof r->err, "out of host memory");
+        return -1;
+    }
+    timing_mode mode0 = r->mode;
+    for (int i = 0; i < reps; i++) {
+        double s = timed_run(r, fn, arg);
+        if (s < 0) {
+            free(t);
+            return -1;
+        }
+        if (r->mode != mode0) { /* switched to wall clock: restart the sample */
+            mode0 = r->mode;
+            i = -1;
+            continue;
+        }
+        t[i] = s * 1e3;
+    }
+    double mn = t[0];
+    for (int i = 1; i < reps; i++) mn = t[i] < mn ? t[i] : mn;
+    *min_ms = mn;
+    *med_ms = median(t, reps);
+    free(t);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ copy kernel */
+
+static const char COPY_SRC[] =
+    "__kernel void copy4(__global const float4 *restrict a, __global float4 *restrict b) {\n"
+    "    size_t i = get_global_id(0);\n"
+    "    b[i] = a[i];\n"
+    "}\n";
+
+typedef struct copy_arg {
+    cl_command_queue q;
+    cl_kernel k;
+    size_t global;
+} copy_arg;
+
+static int enqueue_copy(void *p, cl_event *done, char *err, size_t errlen) {
+    copy_arg *a = p;
+    cl_int e = clEnqueueNDRangeKernel(a->q, a->k, 1, NULL, &a->global, NULL, 0, NULL, done);
+    if (e != CL_SUCCESS) {
+        snprintf(err, errlen, "copy kernel launch: %s", cl_err_name(e));
+        return -1;
+    }
+    return 0;
+}
+
+typedef struct op_arg {
+    clnorm_ctx *cx;
+    const clnorm_desc *d;
+} op_arg;
+
+static int enqueue_op(void *p, cl_event *done, char *err, size_t errlen) {
+    op_arg *a = p;
+    clnorm_status s = clnorm_forward(a->cx, a->d, 0, NULL, done);
+    if (s != CLNORM_OK) {
+        snprintf(err, errlen, "clnorm_forward: %s (%s): %s", clnorm_status_name(s), clnorm_status_string(s),
+                 clnorm_last_error(a->cx));
+        return -1;
+    }
+    if (!*done) {
+        snprintf(err, errlen, "clnorm_forward returned no event");
+        return -1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ data */
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+static inline uint64_t rng_next(void) {
+    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+/* uniform in [lo, hi) */
+static void fill_uniform(float *v, size_t n, float lo, float hi) {
+    for (size_t i = 0; i < n; i++) v[i] = lo + (hi - lo) * (float)((rng_next() >> 40) * (1.0 / 16777216.0));
+}
+
+static cl_mem make_buffer(cl_context ctx, cl_command_queue q, size_t elems, float lo, float hi, char *err,
+                          size_t errlen) {
+    cl_int e;
+    size_t bytes = (elems ? elems : 1) * sizeof(float);
+    cl_mem m = clCreateBuffer(ctx, CL_MEM_READ_WRITE, bytes, NULL, &e);
+    if (e != CL_SUCCESS) {
+        snprintf(err, errlen, "clCreateBuffer(%zu bytes): %s", bytes, cl_err_name(e));
+        return NULL;
+    }
+    /* fill in chunks so host memory stays small */
+    size_t chunk = (size_t)1 << 22;
+    float *h = malloc(chunk * sizeof(float));
+    if (!h) {
+        clReleaseMemObject(m);
+        snprintf(err, errlen, "out of host memory");
+        return NULL;
+    }
+    for (size_t off = 0; off < elems; off += chunk) {
+        size_t n = elems - off < chunk ? elems - off : chunk;
+        fill_uniform(h, n, lo, hi);
+        e = clEnqueueWriteBuffer(q, m, CL_TRUE, off * sizeof(float), n * sizeof(float), h, 0, NULL, NULL);
+        if (e != CL_SUCCESS) {
+            snprintf(err, errlen, "clEnqueueWriteBuffer: %s", cl_err_name(e));
+            free(h);
+            clReleaseMemObject(m);
+            return NULL;
+        }
+    }
+    free(h);
+    return m;
+}
+
+/* ------------------------------------------------------------------ per device */
+
+static const char *variant_label(const options *o, char *buf, size_t len) {
+    if (!o->variant_set) return "auto";
+    if (o->wg) snprintf(buf, len, "%s:%zu", clnorm_variant_name(o->variant), o->wg);
+    else snprintf(buf, len, "%s", clnorm_variant_name(o->variant));
+    return buf;
+}
+
+static void sanitize(const char *in, char *out, size_t len) {
+    size_t j = 0;
+    int dash = 0;
+    for (; *in && j + 1 < len; in++) {
+        unsigned char ch = (unsigned char)*in;
+        if (isalnum(ch) || ch == '.' || ch == '_') {
+            out[j++] = (char)ch;
+            dash = 0;
+        } else if (!dash && j > 0) {
+            out[j++] = '-';
+            dash = 1;
+        }
+    }
+    while (j > 0 && out[j - 1] == '-') j--;
+    out[j] = 0;
+    if (j == 0) snprintf(out, len, "device");
+}
+
+static int run_device(const options *o, const devinfo *dev, FILE *csv) {
+    int failures = 0;
+    char err[2048];
+    cl_int e;
+    cl_context_properties props[] = {CL_CONTEXT_PLATFORM, (cl_context_properties)dev->platform, 0};
+    runner r = {0};
+    r.mode = o->timing_wall ? TIME_WALL : TIME_EVENTS;
+    r.ctx = clCreateContext(props, 1, &dev->device, NULL, NULL, &e);
+    if (e != CL_SUCCESS) {
+        fprintf(stderr, "%s: %s: clCreateContext: %s\n", prog, dev->name, cl_err_name(e));
+        return 1;
+    }
+    r.q = clCreateCommandQueue(r.ctx, dev->device, CL_QUEUE_PROFILING_ENABLE, &e);
+    if (e != CL_SUCCESS) {
+        fprintf(stderr, "%s: %s: clCreateCommandQueue: %s\n", prog, dev->name, cl_err_name(e));
+        clReleaseContext(r.ctx);
+        return 1;
+    }
+    clnorm_ctx *cx = NULL;
+    clnorm_status st = clnorm_create_from_queue(r.q, &cx);
+    if (st != CLNORM_OK) {
+        fprintf(stderr, "%s: %s: clnorm_create_from_queue: %s (%s)\n", prog, dev->name, clnorm_status_name(st),
+                clnorm_status_string(st));
+        clReleaseCommandQueue(r.q);
+        clReleaseContext(r.ctx);
+        return 1;
+    }
+    char vbuf[64];
+    const char *vlabel = variant_label(o, vbuf, sizeof vbuf);
+    if (o->variant_set) {
+        st = clnorm_set_variant(cx, o->variant, o->wg);
+        if (st != CLNORM_OK) {
+            fprintf(stderr, "%s: clnorm_set_variant(%s, %zu): %s: %s\n", prog, clnorm_variant_name(o->variant),
+                    o->wg, clnorm_status_name(st), clnorm_last_error(cx));
+            failures = 1;
+            goto out;
+        }
+    }
+
+    /* Buffers: one pool per role, sized to the largest case, filled once. */
+    size_t need[BENCH_ROLES] = {0};
+    for (size_t i = 0; i < o->n_cases; i++) {
+        size_t el[BENCH_ROLES];
+        bench_case_buffer_elems(&o->cases[i], el);
+        for (int k = 0; k < BENCH_ROLES; k++) need[k] = el[k] > need[k] ? el[k] : need[k];
+    }
+    size_t copy_elems = o->copy_elems;
+    if (!copy_elems) {
+        for (size_t i = 0; i < bench_suite_count; i++) {
+            size_t n = bench_case_elements(&bench_suite[i]);
+            copy_elems = n > copy_elems ? n : copy_elems;
+        }
+    }
+    copy_elems = (copy_elems + 3) / 4 * 4;
+    if (need[BENCH_X] < copy_elems) need[BENCH_X] = copy_elems;
+    if (need[BENCH_Y] < copy_elems) need[BENCH_Y] = copy_elems;
+    static const float lo[BENCH_ROLES] = {-2.0f, -1.0f, 0.5f, -0.5f, -1.0f, 0.5f, -0.5f, 0.5f};
+    static const float hi[BENCH_ROLES] = {3.0f, 1.0f, 1.5f, 0.5f, 1.0f, 1.5f, 0.5f, 2.0f};
+    cl_mem mem[BENCH_ROLES] = {0};
+    progress("%s: allocating and filling %.0f MiB of random data", dev->name,
+             (double)(need[BENCH_X] + need[BENCH_Y]) * 4.0 / (1 << 20));
+    for (int k = 0; k < BENCH_ROLES; k++) {
+        if (!need[k]) continue;
+        mem[k] = make_buffer(r.ctx, r.q, need[k], lo[k], hi[k], err, sizeof err);
+        if (!mem[k]) {
+            progress_done();
+            fprintf(stderr, "%s: %s: %s buffer: %s\n", prog, dev->name, bench_role_name(k), err);
+            failures = 1;
+            goto out_mem;
+        }
+    }
+
+    /* Copy bandwidth, measured before the cases (the reference of every
+     * ratio) and again after them, to show how much the machine drifted. */
+    double copy_gbps = 0, copy_med = 0, copy_min = 0, copy_end_gbps = 0;
+    cl_program prog_copy = clCreateProgramWithSource(r.ctx, 1, (const char *[]){COPY_SRC}, NULL, &e);
+    cl_kernel kcopy = NULL;
+    if (e == CL_SUCCESS) e = clBuildProgram(prog_copy, 1, &dev->device, "", NULL, NULL);
+    if (e == CL_SUCCESS) kcopy = clCreateKernel(prog_copy, "copy4", &e);
+    if (e == CL_SUCCESS) e = clSetKernelArg(kcopy, 0, sizeof(cl_mem), &mem[BENCH_X]);
+    if (e == CL_SUCCESS) e = clSetKernelArg(kcopy, 1, sizeof(cl_mem), &mem[BENCH_Y]);
+    if (e != CL_SUCCESS) {
+        progress_done();
+        fprintf(stderr, "%s: %s: copy kernel: %s\n", prog, dev->name, cl_err_name(e));
+        failures = 1;
+        goto out_copy;
+    }
+    copy_arg ca = {r.q, kcopy, copy_elems / 4};
+    progress("%s: copy bandwidth (float4, %.0f MiB)", dev->name, copy_elems * 4.0 / (1 << 20));
+    if (measure(&r, enqueue_copy, &ca, o->warmup, o->reps, &copy_med, &copy_min) != 0) {
+        progress_done();
+        fprintf(stderr, "%s: %s: %s\n", prog, dev->name, r.err);
+        failures = 1;
+        goto out_copy;
+    }
+    copy_gbps = 2.0 * copy_elems * sizeof(float) / (copy_med * 1e-3) / 1e9;
+
+    result *res = calloc(o->n_cases, sizeof *res);
+    if (!res) die("out of host memory");
+    for (size_t i = 0; i < o->n_cases; i++) {
+        result *rs = &res[i];
+        rs->c = o->cases[i];
+        char label[160];
+        bench_case_label(&rs->c, label, sizeof label);
+        progress("%s: [%zu/%zu] %s", dev->name, i + 1, o->n_cases, label);
+        clnorm_desc d;
+        if (bench_case_desc(&rs->c, &d) != 0) {
+            progress_done();
+            fprintf(stderr, "%s: %s: bad case\n", prog, label);
+            failures++;
+            continue;
+        }
+        size_t el[BENCH_ROLES];
+        bench_case_buffer_elems(&rs->c, el);
+        for (int k = 0; k < BENCH_ROLES; k++)
+            if (el[k]) bench_desc_set(&d, k, (clnorm_buf){mem[k], 0});
+        op_arg oa = {cx, &d};
+        if (measure(&r, enqueue_op, &oa, o->warmup, o->reps, &rs->median_ms, &rs->min_ms) != 0) {
+            progress_done();
+            fprintf(stderr, "%s: %s: %s: %s\n", prog, dev->name, label, r.err);
+            failures++;
+            continue;
+        }
+        rs->bytes = bench_case_bytes(&rs->c);
+        rs->gbps = rs->bytes / (rs->median_ms * 1e-3) / 1e9;
+        rs->ratio = rs->gbps / copy_gbps;
+        rs->ok = 1;
+        const char *timing = r.mode == TIME_EVENTS ? "events" : "wall";
+        if (o->json) json_row(stdout, dev, rs, copy_gbps, o->reps, vlabel, timing);
+        if (o->csv_stdout) csv_row(stdout, dev, rs, copy_gbps, o->reps, vlabel, timing);
+        if (csv) csv_row(csv, dev, rs, copy_gbps, o->reps, vlabel, timing);
+    }
+    {
+        double med2, min2;
+        progress("%s: copy bandwidth again", dev->name);
+        if (measure(&r, enqueue_copy, &ca, 1, o->reps, &med2, &min2) == 0)
+            copy_end_gbps = 2.0 * copy_elems * sizeof(float) / (med2 * 1e-3) / 1e9;
+    }
+    progress_done();
+    if (copy_end_gbps > 0 && fabs(copy_end_gbps / copy_gbps - 1.0) > 0.15)
+        fprintf(stderr, "%s: warning: copy bandwidth drifted from %.2f to %.2f GB/s during the run "
+                "(busy machine?); ratios are against the first value\n", prog, copy_gbps, copy_end_gbps);
+
+    const char *timing = r.mode == TIME_EVENTS ? "events" : "wall";
+    if (o->csv_dir) {
+        char fname[300], path[4096];
+        sanitize(dev->name, fname, sizeof fname);
+        snprintf(path, sizeof path, "%s/%s.csv", o->csv_dir, fname);
+        FILE *f = fopen(path, "w");
+        if (!f) {
+            fprintf(stderr, "%s: cannot write %s: %s\n", prog, path, strerror(errno));
+            failures++;
+        } else {
+            fputs(CSV_HEADER, f);
+            for (size_t i = 0; i < o->n_cases; i++)
+                if (res[i].ok) csv_row(f, dev, &res[i], copy_gbps, o->reps, vlabel, timing);
+            fclose(f);
+            fprintf(stderr, "%s: wrote %s\n", prog, path);
+        }
+    }
+    if (!o->json && !o->csv_stdout) {
+        printf("\nDevice %u:%u: %s [%s, %s, %u CUs]\n", dev->pi, dev->di, dev->name, dev->platform_name,
+               type_name(dev->type), dev->units);
+        printf("Copy bandwidth: %.2f GB/s (float4 copy of %.1f MB read + written; median %.3f ms, min %.3f ms;"
+               " %.2f GB/s again after the cases)\n",
+               copy_gbps, copy_elems * 4.0 * 2 / 1e6, copy_med, copy_min, copy_end_gbps);
+        printf("Timing: %s, warm-up %d, median of %d runs; variant %s\n\n",
+               r.mode == TIME_EVENTS ? "profiling events (marker end to op end)" : "wall clock",
+               o->warmup, o->reps, vlabel);
+        printf("%-18s %-6s %-15s %5s %10s %10s %9s %7s\n", "op", "layout", "shape", "G", "median ms", "min ms",
+               "GB/s", "ratio");
+        for (size_t i = 0; i < o->n_cases; i++) {
+            char shape[96];
+            bench_shape_string(&res[i].c, shape, sizeof shape);
+            char g[16] = "-";
+            if (res[i].c.op == CLNORM_GROUP_NORM) snprintf(g, sizeof g, "%zu", res[i].c.groups);
+            if (res[i].ok)
+                printf("%-18s %-6s %-15s %5s %10.3f %10.3f %9.2f %7.3f\n", bench_op_name(&res[i].c),
+                       bench_layout_name(&res[i].c), shape, g, res[i].median_ms, res[i].min_ms, res[i].gbps,
+                       res[i].ratio);
+            else
+                printf("%-18s %-6s %-15s %5s %10s %10s %9s %7s\n", bench_op_name(&res[i].c),
+                       bench_layout_name(&res[i].c), shape, g, "FAILED", "-", "-", "-");
+        }
+        fflush(stdout);
+    }
+    free(res);
+
+out_copy:
+    if (kcopy) clReleaseKernel(kcopy);
+    if (prog_copy) clReleaseProgram(prog_copy);
+out_mem:
+    for (int k = 0; k < BENCH_ROLES; k++)
+        if (mem[k]) clReleaseMemObject(mem[k]);
+out:
+    clnorm_destroy(cx);
+    clReleaseCommandQueue(r.q);
+    clReleaseContext(r.ctx);
+    return failures ? 1 : 0;
+}
+
+/* ------------------------------------------------------------------ command line */
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: %s [options]\n"
+            "  --list                 list OpenCL platforms and devices (P:D indices) and exit\n"
+            "  --device P:D|NAME      device by platform:device index or name substring (repeatable);\n"
+            "                         default: the library default (CLNORM_DEVICE, else first GPU, else first)\n"
+            "  --all-devices          every device of every platform\n"
+            "  --op OP --shape AxBx.. [--layout nchw|nhwc] [--groups G] [--inference] [--no-affine] [--no-stats]\n"
+            "                         one case instead of the standard suite (repeat --op to add cases;\n"
+            "                         ops: layer_norm rms_norm batch_norm_train batch_norm_infer group_norm\n"
+            "                         instance_norm; shapes in PyTorch order, N x C x spatial for channel norms)\n"
+            "  --filter SUBSTR        run only suite cases whose label contains SUBSTR (repeatable)\n"
+            "  --reps N               timed runs per case (default 20; the median is reported)\n"
+            "  --warmup N             untimed runs first (default 3)\n"
+            "  --variant V[:WG]       force a kernel variant (auto wg subgroup wi split), optional work-group size\n"
+            "  --wg N                 work-group size with --variant\n"
+            "  --copy-elems N         float count of the copy-bandwidth kernel (default: largest suite x)\n"
+            "  --wall                 time with the wall clock instead of profiling events\n"
+            "  --json                 one JSON object per case per line on stdout (no table)\n"
+            "  --csv [FILE]           CSV to FILE (with a header), or to stdout instead of the table\n"
+            "  --csv-dir DIR          one CSV per device: DIR/<device>.csv\n"
+            "  --suite-json           print the selected cases as JSON lines (with bytes) and exit\n"
+            "  --quiet                no progress line on stderr\n",
+            prog);
+}
+
+static int parse_variant(const char *s, clnorm_variant *v, size_t *wg) {
+    char name[32];
+    const char *colon = strchr(s, ':');
+    size_t len = colon ? (size_t)(colon - s) : strlen(s);
+    if (len >= sizeof name) return -1;
+    memcpy(name, s, len);
+    name[len] = 0;
+    int found = 0;
+    for (int i = 0; i < CLNORM_VARIANT_COUNT; i++) {
+        if (strcmp(name, clnorm_variant_name((clnorm_variant)i)) == 0) {
+            *v = (clnorm_variant)i;
+            found = 1;
+        }
+    }
+    if (!found) return -1;
+    if (colon) {
+        char *end;
+        unsigned long w = strtoul(colon + 1, &end, 10);
+        if (*end || w == 0) return -1;
+        *wg = w;
+    }
+    return 0;
+}
+
+static long parse_long(const char *opt, const char *s, long min) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || *end || v < min) die("%s: bad value '%s' (integer >= %ld)", opt, s, min);
+    return v;
+}
+
+int main(int argc, char **argv) {
+    static options o;
+    o.reps = 20;
+    o.warmup = 3;
+    const char *filters[64];
+    int n_filters = 0;
+    bench_case *cur = NULL; /* case being built from --op */
+    progress_tty = isatty(2);
+
+#define NEED_ARG()                                                                      \
+    do {                                                                                \
+        if (i + 1 >= argc) die("%s needs a value (see --help)", a);                     \
+    } while (0)
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            return 0;
+        } else if (!strcmp(a, "--list")) {
+            o.list = 1;
+        } else if (!strcmp(a, "--device") || !strcmp(a, "-d")) {
+            NEED_ARG();
+            if (o.n_device_sel == MAX_DEVICES) die("too many --device");
+            o.device_sel[o.n_device_sel++] = argv[++i];
+        } else if (!strcmp(a, "--all-devices")) {
+            o.all_devices = 1;
+        } else if (!strcmp(a, "--op")) {
+            NEED_ARG();
+            if (o.n_cases == MAX_CASES) die("too many cases");
+            cur = &o.cases[o.n_cases++];
+            bench_case_init(cur, CLNORM_LAYER_NORM, 1);
+            if (bench_parse_op(argv[++i], cur) != 0) die("unknown op '%s'", argv[i]);
+        } else if (!strcmp(a, "--shape")) {
+            NEED_ARG();
+            if (!cur) die("--shape must follow --op");
+            if (bench_parse_shape(argv[++i], cur) != 0) die("bad shape '%s' (e.g. 32x256x64x64)", argv[i]);
+        } else if (!strcmp(a, "--layout")) {
+            NEED_ARG();
+            if (!cur) die("--layout must follow --op");
+            if (bench_parse_layout(argv[++i], &cur->layout) != 0) die("bad layout '%s' (nchw|nhwc)", argv[i]);
+        } else if (!strcmp(a, "--groups") || !strcmp(a, "-G")) {
+            NEED_ARG();
+            if (!cur) die("--groups must follow --op");
+            cur->groups = (size_t)parse_long(a, argv[++i], 1);
+        } else if (!strcmp(a, "--inference")) {
+            if (!cur) die("--inference must follow --op");
+            cur->training = 0;
+            if (cur->op == CLNORM_INSTANCE_NORM) cur->running_stats = 1;
+        } else if (!strcmp(a, "--running-stats")) {
+            if (!cur) die("--running-stats must follow --op");
+            cur->running_stats = 1;
+        } else if (!strcmp(a, "--no-affine")) {
+            if (!cur) die("--no-affine must follow --op");
+            cur->affine = 0;
+        } else if (!strcmp(a, "--no-stats")) {
+            if (!cur) die("--no-stats must follow --op");
+            cur->save_stats = 0;
+        } else if (!strcmp(a, "--filter")) {
+            NEED_ARG();
+            if (n_filters == 64) die("too many --filter");
+            filters[n_filters++] = argv[++i];
+        } else if (!strcmp(a, "--reps")) {
+            NEED_ARG();
+            o.reps = (int)parse_long(a, argv[++i], 1);
+        } else if (!strcmp(a, "--warmup")) {
+            NEED_ARG();
+            o.warmup = (int)parse_long(a, argv[++i], 0);
+        } else if (!strcmp(a, "--variant")) {
+            NEED_ARG();
+            if (parse_variant(argv[++i], &o.variant, &o.wg) != 0)
+                die("bad variant '%s' (auto|wg|subgroup|wi|split[:WG])", argv[i]);
+            o.variant_set = 1;
+        } else if (!strcmp(a, "--wg")) {
+            NEED_ARG();
+            o.wg = (size_t)parse_long(a, argv[++i], 1);
+        } else if (!strcmp(a, "--copy-elems")) {
+            NEED_ARG();
+            o.copy_elems = (size_t)parse_long(a, argv[++i], 4);
+        } else if (!strcmp(a, "--wall")) {
+            o.timing_wall = 1;
+        } else if (!strcmp(a, "--json")) {
+            o.json = 1;
+        } else if (!strcmp(a, "--csv")) {
+            if (i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0) o.csv_file = argv[++i];
+            else o.csv_stdout = 1;
+        } else if (!strncmp(a, "--csv=", 6)) {
+            o.csv_file = a + 6;
+        } else if (!strcmp(a, "--csv-dir")) {
+            NEED_ARG();
+            o.csv_dir = argv[++i];
+        } else if (!strcmp(a, "--suite-json")) {
+            o.suite_json = 1;
+        } else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) {
+            o.quiet = 1;
+        } else if (!strcmp(a, "--tune")) {
+            die("--tune is not implemented yet");
+        } else {
+            fprintf(stderr, "%s: unknown option '%s'\n", prog, a);
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (o.wg && !o.variant_set) {
+        o.variant_set = 1;
+        o.variant = CLNORM_VARIANT_AUTO;
+    }
+    if (o.json && o.csv_stdout) die("--json and --csv without a file both write stdout; pick one");
+    if (o.reps < 10 && !o.quiet) fprintf(stderr, "%s: note: --reps %d is below the suite's minimum of 10\n", prog, o.reps);
+
+    char err[256];
+    if (o.n_cases == 0) {
+        for (size_t i = 0; i < bench_suite_count; i++) {
+            char label[160];
+            bench_case_label(&bench_suite[i], label, sizeof label);
+            int keep = n_filters == 0;
+            for (int f = 0; f < n_filters && !keep; f++) keep = ci_contains(label, filters[f]);
+            if (keep) o.cases[o.n_cases++] = bench_suite[i];
+        }
+        if (o.n_cases == 0) die("--filter matches no suite case");
+    } else {
+        for (size_t i = 0; i < o.n_cases; i++) {
+            if (bench_case_check(&o.cases[i], err, sizeof err) != 0)
+                die("case %zu (%s): %s", i + 1, bench_op_name(&o.cases[i]), err);
+        }
+    }
+
+    if (o.suite_json) {
+        for (size_t i = 0; i < o.n_cases; i++) {
+            const bench_case *c = &o.cases[i];
+            char label[160];
+            bench_case_label(c, label, sizeof label);
+            printf("{\"op\":\"%s\",\"layout\":\"%s\",\"shape\":[", bench_op_name(c), bench_layout_name(c));
+            for (unsigned k = 0; k < c->ndim; k++) printf("%s%zu", k ? "," : "", c->shape[k]);
+            printf("],\"groups\":%zu,\"training\":%d,\"affine\":%d,\"save_stats\":%d,\"label\":", c->groups,
+                   c->training, c->affine, c->save_stats);
+            json_string(stdout, label);
+            printf(",\"bytes\":%.0f}\n", bench_case_bytes(c));
+        }
+        return 0;
+    }
+
+    if (o.quiet) progress_quiet = 1;
+    static devinfo devs[MAX_DEVICES];
+    int ndev = list_devices(devs, MAX_DEVICES);
+    if (o.list) {
+        if (ndev == 0) {
+            fprintf(stderr, "%s: no OpenCL platform or device found\n", prog);
+            return 1;
+        }
+        print_devices(devs, ndev);
+        return 0;
+    }
+    if (ndev == 0) die("no OpenCL platform or device found");
+
+    int chosen[MAX_DEVICES], nchosen = 0;
+    if (o.all_devices) {
+        for (int i = 0; i < ndev; i++) chosen[nchosen++] = i;
+    } else if (o.n_device_sel) {
+        for (int s = 0; s < o.n_device_sel; s++) {
+            int k = find_device(devs, ndev, o.device_sel[s]);
+            if (k < 0) {
+                fprintf(stderr, "%s: --device '%s' matches no device; available:\n", prog, o.device_sel[s]);
+                print_devices(devs, ndev);
+                return 2;
+            }
+            chosen[nchosen++] = k;
+        }
+    } else {
+        clnorm_ctx *cx = NULL;
+        clnorm_status st = clnorm_create_default(&cx);
+        if (st != CLNORM_OK) {
+            fprintf(stderr, "%s: clnorm_create_default: %s (%s)%s%s\n", prog, clnorm_status_name(st),
+                    clnorm_status_string(st), getenv("CLNORM_DEVICE") ? "; CLNORM_DEVICE=" : "",
+                    getenv("CLNORM_DEVICE") ? getenv("CLNORM_DEVICE") : "");
+            return 1;
+        }
+        cl_device_id id = clnorm_device(cx);
+        clnorm_destroy(cx);
+        for (int i = 0; i < ndev; i++)
+            if (devs[i].device == id) chosen[nchosen++] = i;
+        if (nchosen == 0) die("the library's default device is not in the platform list");
+    }
+
+    FILE *csv = NULL;
+    if (o.csv_file) {
+        csv = fopen(o.csv_file, "w");
+        if (!csv) die("cannot write %s: %s", o.csv_file, strerror(errno));
+        fputs(CSV_HEADER, csv);
+    }
+    if (o.csv_stdout) fputs(CSV_HEADER, stdout);
+    int rc = 0;
+    for (int i = 0; i < nchosen; i++) rc |= run_device(&o, &devs[chosen[i]], csv);
+    if (csv && fclose(csv) != 0) {
+        fprintf(stderr, "%s: writing %s failed\n", prog, o.csv_file);
+        rc = 1;
+    }
+    return rc;
+}
