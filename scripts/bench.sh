@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The benchmark command (README): installs what is missing (scripts/setup.sh),
+# configures build/ in Release if it is not configured yet, builds
+# clnorm-bench, runs the standard suite on the default device (CLNORM_DEVICE,
+# else the first GPU, else the first device), prints the table, and writes
+# bench/results/<device>.csv and bench/results/<device>.png.
+#
+#   ./scripts/bench.sh                      # whole suite, default device
+#   ./scripts/bench.sh --all-devices        # every OpenCL device
+#   ./scripts/bench.sh --device 0:0 --reps 30
+#   ./scripts/bench.sh --op group_norm --shape 2x512x64x64 --layout nhwc --groups 32
+#
+# Arguments pass through to clnorm-bench (see build/bench/clnorm-bench --help).
+# CLNORM_BUILD_DIR picks another build folder; CLNORM_BENCH_RESULTS another
+# results folder.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ -x scripts/setup.sh ]; then
+  ./scripts/setup.sh
+fi
+
+build=${CLNORM_BUILD_DIR:-build}
+results=${CLNORM_BENCH_RESULTS:-bench/results}
+if [ ! -f "$build/CMakeCache.txt" ]; then
+  echo "bench: configuring $build (Release)" >&2
+  cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
+fi
+echo "bench: building clnorm-bench in $build" >&2
+cmake --build "$build" -j "$(nproc)" --target clnorm-bench >/dev/null
+
+mkdir -p "$results"
+stamp=$(mktemp)
+trap 'rm -f "$stamp"' EXIT
+sleep 1 # so that CSV files written below are strictly newer than the stamp
+rc=0
+"$build/bench/clnorm-bench" --csv-dir "$results" "$@" || rc=$?
+
+found=0
+while IFS= read -r -d '' csv; do
+  found=1
+  ./scripts/plot.sh "$csv"
+done < <(find "$results" -maxdepth 1 -name '*.csv' -newer "$stamp" -print0)
+if [ "$found" -eq 0 ]; then
+  echo "bench: no CSV written (clnorm-bench exit status $rc)" >&2
+  exit $((rc ? rc : 1))
+fi
+exit "$rc"
