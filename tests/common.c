@@ -744,7 +744,7 @@ int th_check_case(clnorm_ctx *ctx, const th_case *c)
         E = 1;
     if (sets == 0)
         sets = (d->n * d->c) != 0 ? d->n * d->c : 1;
-    int running = c->running || d->op == CLNORM_BATCH_NORM;
+    int running = c->running > 0 || (c->running == 0 && d->op == CLNORM_BATCH_NORM);
     char shape[160];
     if (is_row(d))
         snprintf(shape, sizeof shape, "%s rows=%zu cols=%zu", op_name(d->op), d->rows, d->cols);

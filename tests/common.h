@@ -131,7 +131,7 @@ typedef struct th_case {
     th_kind kind;
     int scale, bias;          /* pass scale / bias */
     int stats;                /* pass saved mean (not RMS) and rstd (training ops only) */
-    int running;              /* pass running stats (BatchNorm always does) */
+    int running;              /* 1: pass running stats; 0: only for BatchNorm; -1: never */
     unsigned flags;           /* TH_IN_PLACE, ... */
 } th_case;
 /* Generates fresh data with a new seed, runs the library, compares with the

@@ -119,8 +119,6 @@ static int ref_validate(const clnorm_desc *d, const float *rm, const float *rv)
         return -1;
     if (!isfinite(d->eps) || d->eps < 0.0f)
         return -1;
-    if (!(d->momentum >= 0.0f && d->momentum <= 1.0f))
-        return -1;
     if (is_channel_op(d->op)) {
         if (d->layout != CLNORM_CHANNELS_FIRST && d->layout != CLNORM_CHANNELS_LAST)
             return -1;
@@ -133,18 +131,21 @@ static int ref_validate(const clnorm_desc *d, const float *rm, const float *rv)
         return -1;
     if (d->op == CLNORM_GROUP_NORM && (d->groups == 0 || d->c % d->groups != 0))
         return -1;
+    if ((rm == NULL) != (rv == NULL))
+        return -1; /* running stats come as a pair */
+    if (rm && d->op != CLNORM_BATCH_NORM && d->op != CLNORM_INSTANCE_NORM)
+        return -1; /* only BatchNorm and InstanceNorm have running statistics */
+    /* momentum matters (and is checked) only where running stats are updated */
+    if (rm && d->training && !(d->momentum >= 0.0f && d->momentum <= 1.0f))
+        return -1;
     if (d->op == CLNORM_BATCH_NORM) {
-        if (!rm || !rv)
-            return -1; /* running stats are required for BatchNorm */
+        if (!d->training && !rm)
+            return -1; /* BatchNorm inference normalizes with the running stats */
         if (d->training && d->n * ref_spatial(d) == 1)
             return -1; /* PyTorch: "Expected more than 1 value per channel when training" */
     }
-    if (d->op == CLNORM_INSTANCE_NORM) {
-        if ((rm == NULL) != (rv == NULL))
-            return -1; /* tracked stats come as a pair */
-        if (d->training && ref_spatial(d) == 1)
-            return -1; /* PyTorch: "Expected more than 1 spatial element when training" */
-    }
+    if (d->op == CLNORM_INSTANCE_NORM && d->training && ref_spatial(d) == 1)
+        return -1; /* PyTorch: "Expected more than 1 spatial element when training" */
     return 0;
 }
 
