@@ -1,0 +1,293 @@
+#!/usr/bin/env python3
+"""Side-by-side throughput of clnorm and PyTorch (torch.nn.functional).
+
+Runs clnorm-bench --json (or reads its output with --clnorm-json), then runs
+every case it reports through torch.nn.functional on the same shapes, and
+prints both with the speed-up. Bytes per case are clnorm-bench's effective
+byte count (x read once, y written once, parameters and statistics once), so
+GB/s is comparable column to column and speed-up = torch ms / clnorm ms.
+
+  python3 bench/compare_torch.py                       # CPU, default device of clnorm
+  python3 bench/compare_torch.py --device cuda -- --device NVIDIA
+  python3 bench/compare_torch.py --clnorm-json results.jsonl --device cuda
+
+Arguments after "--" go to clnorm-bench. Torch timing: CPU, wall clock
+(time.perf_counter) around each call; CUDA, torch.cuda.Event pairs; warm-up
+first, then the median of --reps calls. Torch allocates each output, as its
+functional API does.
+
+PyTorch: Debian's python3-torch installs for /usr/bin/python3, not for a pyenv
+or venv python3 on PATH. Where this interpreter has no torch and
+/usr/bin/python3 does, the script re-runs itself with /usr/bin/python3. Where
+no torch can be found it says so and exits 0 (it is not part of the tests).
+"""
+import argparse
+import json
+import math
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+
+def import_torch():
+    try:
+        import torch  # noqa: F401
+        return torch
+    except ImportError:
+        pass
+    alt = "/usr/bin/python3"
+    if (os.path.exists(alt) and os.path.realpath(sys.executable) != os.path.realpath(alt)
+            and not os.environ.get("CLNORM_TORCH_REEXEC")):
+        probe = subprocess.run([alt, "-c", "import torch"], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+        if probe.returncode == 0:
+            env = dict(os.environ, CLNORM_TORCH_REEXEC="1")
+            sys.stdout.flush()
+            os.execve(alt, [alt, os.path.abspath(__file__)] + sys.argv[1:], env)
+    return None
+
+
+def find_bench(explicit):
+    if explicit:
+        return explicit
+    for b in ("build", "build-bench", "build-gpu", "build-release"):
+        p = os.path.join(ROOT, b, "bench", "clnorm-bench")
+        if os.access(p, os.X_OK):
+            return p
+    p = shutil.which("clnorm-bench")
+    if p:
+        return p
+    sys.exit("compare_torch: clnorm-bench not found; build it (scripts/bench.sh) or pass --bench PATH")
+
+
+def run_clnorm(args):
+    if args.clnorm_json:
+        with open(args.clnorm_json) as f:
+            lines = f.read().splitlines()
+    else:
+        bench = find_bench(args.bench)
+        cmd = [bench, "--json", "--reps", str(args.reps), "--warmup", str(args.warmup)] + args.bench_args
+        print("compare_torch: running " + " ".join(cmd), file=sys.stderr, flush=True)
+        p = subprocess.run(cmd, stdout=subprocess.PIPE, universal_newlines=True)
+        lines = p.stdout.splitlines()
+        if p.returncode != 0:
+            print("compare_torch: clnorm-bench exited with status %d" % p.returncode, file=sys.stderr)
+            if not lines:
+                sys.exit(1)
+    recs = []
+    for line in lines:
+        line = line.strip()
+        if line.startswith("{"):
+            r = json.loads(line)
+            if r.get("op") and r.get("shape"):
+                recs.append(r)
+    return recs
+
+
+class TorchCase:
+    """Tensors and the call for one suite case."""
+
+    def __init__(self, torch, rec, dev):
+        F = torch.nn.functional
+        self.torch = torch
+        op, shape, layout = rec["op"], [int(s) for s in rec["shape"]], rec.get("layout", "nchw")
+        affine = rec.get("affine", 1)
+        eps = 1e-5
+        g = torch.Generator(device="cpu").manual_seed(1234)
+
+        def rnd(*s, lo=-1.0, hi=1.0):
+            t = torch.rand(*s, generator=g) * (hi - lo) + lo
+            return t.to(dev)
+
+        x = rnd(*shape, lo=-2.0, hi=3.0)
+        if layout == "nhwc" and len(shape) >= 3:
+            if len(shape) == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
+            elif len(shape) == 5:
+                x = x.contiguous(memory_format=torch.channels_last_3d)
+            else:  # N, C, L stored as N, L, C
+                x = x.permute(0, 2, 1).contiguous().permute(0, 2, 1)
+        self.note = ""
+        if op in ("layer_norm", "rms_norm"):
+            d = shape[-1]
+            w = rnd(d, lo=0.5, hi=1.5) if affine else None
+            b = rnd(d, lo=-0.5, hi=0.5) if affine else None
+            if op == "layer_norm":
+                self.fn = lambda: F.layer_norm(x, (d,), w, b, eps)
+            elif hasattr(F, "rms_norm"):
+                self.fn = lambda: F.rms_norm(x, (d,), w, eps)
+            else:
+                self.note = "composed"
+                if w is not None:
+                    self.fn = lambda: x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * w
+                else:
+                    self.fn = lambda: x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
+        else:
+            c = shape[1]
+            w = rnd(c, lo=0.5, hi=1.5) if affine else None
+            b = rnd(c, lo=-0.5, hi=0.5) if affine else None
+            if op in ("batch_norm_train", "batch_norm_infer"):
+                rm = rnd(c, lo=-0.5, hi=0.5)
+                rv = rnd(c, lo=0.5, hi=2.0)
+                training = op == "batch_norm_train"
+                self.fn = lambda: F.batch_norm(x, rm, rv, w, b, training, 0.1, eps)
+            elif op == "group_norm":
+                groups = int(rec.get("groups") or 32)
+                self.fn = lambda: F.group_norm(x, groups, w, b, eps)
+            elif op == "instance_norm":
+                self.fn = lambda: F.instance_norm(x, None, None, w, b, True, 0.1, eps)
+            else:
+                raise ValueError("unknown op " + op)
+
+    def time_ms(self, dev, warmup, reps):
+        torch = self.torch
+        with torch.no_grad():
+            for _ in range(warmup):
+                self.fn()
+            times = []
+            if dev == "cuda":
+                torch.cuda.synchronize()
+                for _ in range(reps):
+                    s = torch.cuda.Event(enable_timing=True)
+                    e = torch.cuda.Event(enable_timing=True)
+                    s.record()
+                    self.fn()
+                    e.record()
+                    e.synchronize()
+                    times.append(s.elapsed_time(e))
+            else:
+                for _ in range(reps):
+                    t0 = time.perf_counter()
+                    self.fn()
+                    times.append((time.perf_counter() - t0) * 1e3)
+        return statistics.median(times), min(times)
+
+
+def case_key(r):
+    return (r["op"], r.get("layout", ""), tuple(r["shape"]), r.get("groups", 0), r.get("affine", 1))
+
+
+def shape_str(s):
+    return "x".join(str(v) for v in s)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="torch device (default cpu)")
+    ap.add_argument("--bench", help="path of clnorm-bench (default: build*/bench/clnorm-bench)")
+    ap.add_argument("--clnorm-json", help="read clnorm-bench --json output from this file instead of running it")
+    ap.add_argument("--reps", type=int, default=20, help="timed runs per case, both sides (default 20)")
+    ap.add_argument("--warmup", type=int, default=3, help="warm-up runs (default 3)")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="torch CPU threads (default: the CPUs this process may use)")
+    ap.add_argument("--json-out", help="write one combined JSON object per case to this file")
+    ap.add_argument("--csv", help="write the side-by-side table as CSV to this file")
+    ap.add_argument("bench_args", nargs="*", help="arguments for clnorm-bench (after --)")
+    args = ap.parse_args()
+
+    torch = import_torch()
+    if torch is None:
+        print("compare_torch: PyTorch is not available (tried %s%s); skipping the comparison.\n"
+              "  Install it with: apt-get install -y python3-torch   (Debian; then run with /usr/bin/python3)"
+              % (sys.executable, " and /usr/bin/python3" if os.path.exists("/usr/bin/python3") else ""))
+        return 0
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("compare_torch: --device cuda but torch.cuda.is_available() is False (torch %s)" % torch.__version__,
+              file=sys.stderr)
+        return 2
+    if args.device == "cpu":
+        threads = args.threads
+        if not threads:
+            threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        torch.set_num_threads(threads)
+        torch_dev = "torch %s CPU, %d threads" % (torch.__version__, torch.get_num_threads())
+    else:
+        torch_dev = "torch %s CUDA, %s" % (torch.__version__, torch.cuda.get_device_name(0))
+
+    recs = run_clnorm(args)
+    if not recs:
+        print("compare_torch: clnorm-bench reported no cases", file=sys.stderr)
+        return 1
+
+    cache = {}
+    rows = []
+    n = len({case_key(r) for r in recs})
+    for r in recs:
+        k = case_key(r)
+        if k not in cache:
+            label = r.get("label") or "%s %s" % (r["op"], shape_str(r["shape"]))
+            print("compare_torch: [%d/%d] torch %s" % (len(cache) + 1, n, label), file=sys.stderr, flush=True)
+            try:
+                tc = TorchCase(torch, r, args.device)
+                med, mn = tc.time_ms(args.device, args.warmup, args.reps)
+                cache[k] = (med, mn, tc.note)
+                del tc
+            except Exception as ex:  # report and go on: one case must not hide the others
+                print("compare_torch: torch failed on %s: %s" % (label, ex), file=sys.stderr)
+                cache[k] = (float("nan"), float("nan"), "failed")
+            if args.device == "cuda":
+                torch.cuda.empty_cache()
+        tmed, tmin, note = cache[k]
+        bytes_ = float(r["bytes"])
+        tgbps = bytes_ / (tmed * 1e-3) / 1e9 if tmed == tmed else float("nan")
+        rows.append(dict(device=r["device"], op=r["op"], layout=r.get("layout", ""), shape=r["shape"],
+                         groups=r.get("groups", 0), bytes=bytes_, clnorm_ms=r["median_ms"], clnorm_gbps=r["gbps"],
+                         copy_gbps=r["copy_gbps"], ratio=r["ratio"], torch_ms=tmed, torch_min_ms=tmin,
+                         torch_gbps=tgbps, speedup=tmed / r["median_ms"] if tmed == tmed else float("nan"),
+                         torch_note=note, torch=torch_dev))
+
+    by_dev = {}
+    for row in rows:
+        by_dev.setdefault(row["device"], []).append(row)
+    for dev, drows in by_dev.items():
+        print("\nclnorm on %s (copy %.2f GB/s)  vs  %s" % (dev, drows[0]["copy_gbps"], torch_dev))
+        print("%-17s %-5s %-15s %4s | %9s %8s %6s | %9s %8s | %8s" % (
+            "op", "lay", "shape", "G", "clnorm ms", "GB/s", "ratio", "torch ms", "GB/s", "speed-up"))
+        sp = []
+        for row in drows:
+            g = str(row["groups"]) if row["op"] == "group_norm" else "-"
+            note = " (%s)" % row["torch_note"] if row["torch_note"] else ""
+            print("%-17s %-5s %-15s %4s | %9.3f %8.2f %6.3f | %9.3f %8.2f | %7.2fx%s" % (
+                row["op"], row["layout"], shape_str(row["shape"]), g, row["clnorm_ms"], row["clnorm_gbps"],
+                row["ratio"], row["torch_ms"], row["torch_gbps"], row["speedup"], note))
+            if row["speedup"] == row["speedup"] and row["speedup"] > 0:
+                sp.append(row["speedup"])
+        if sp:
+            gm = math.exp(sum(math.log(s) for s in sp) / len(sp))
+            print("speed-up over torch: min %.2fx, geometric mean %.2fx, max %.2fx (%d cases)"
+                  % (min(sp), gm, max(sp), len(sp)))
+    sys.stdout.flush()
+
+    if args.json_out:
+        with open(args.json_out, "w") as f:
+            for row in rows:
+                f.write(json.dumps(row) + "\n")
+    if args.csv:
+        cols = ["device", "op", "layout", "shape", "groups", "bytes", "clnorm_ms", "clnorm_gbps", "copy_gbps",
+                "ratio", "torch_ms", "torch_gbps", "speedup", "torch_note", "torch"]
+        with open(args.csv, "w") as f:
+            f.write(",".join(cols) + "\n")
+            for row in rows:
+                vals = []
+                for c in cols:
+                    v = row[c]
+                    if c == "shape":
+                        v = shape_str(v)
+                    elif isinstance(v, float):
+                        v = "%.6g" % v
+                    v = str(v)
+                    if "," in v or '"' in v:
+                        v = '"' + v.replace('"', '""') + '"'
+                    vals.append(v)
+                f.write(",".join(vals) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
