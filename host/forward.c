@@ -338,13 +338,16 @@ static int run_fold_apply(chain *ch, const op_args *a, const shape *s, const cln
         if (st != CLNORM_OK) return st;
     }
     cl_uint Q = (cl_uint)(s->cl ? s->S : s->C), R = (cl_uint)(s->cl ? s->C : s->S);
-    cl_uint tp = P > 1, ch_is_r = s->cl, tn = P * C;
-    karg ka[] = {KA(a->x), KA(a->xo), KA(a->y), KA(a->yo), KA(table), KA(Q), KA(R), KA(C), KA(tp),
-                 KA(ch_is_r), KA(tn)};
-    size_t l3[3] = {1, 1, 1};
-    clnorm_plan_apply_local(ch->c, R, Q, l3);
-    size_t g3[3] = {round_up(R, l3[0]), round_up(Q, l3[1]), s->N};
-    return launch(ch, "apply_table", wg, wg, 0, ka, NARGS(ka), 3, g3, l3);
+    cl_uint nrows = (cl_uint)(s->N * Q), tp = P > 1, ch_is_r = s->cl, tn = P * C;
+    /* Streaming rows of R: the same lane and chunk rules as row kernels. */
+    clnorm_rowplan rp;
+    clnorm_plan_rows(ch->c, nrows, R, &rp);
+    cl_uint chunk = (cl_uint)rp.chunk;
+    karg ka[] = {KA(a->x), KA(a->xo), KA(a->y), KA(a->yo), KA(table), KA(nrows), KA(Q), KA(R), KA(chunk),
+                 KA(C), KA(tp), KA(ch_is_r), KA(tn)};
+    const size_t spw = rp.wg / rp.lanes;
+    size_t g[2] = {round_up(nrows, spw) / spw * rp.wg, div_up(R, rp.chunk)}, l[2] = {rp.wg, 1};
+    return launch(ch, "apply_table", rp.wg, rp.lanes, 0, ka, NARGS(ka), 2, g, l);
 }
 
 /* Affine description of contiguous sets for the row kernels. */
@@ -441,7 +444,9 @@ static int plan_partials(chain *ch, const clnorm_desc *d, const shape *s, const 
         if ((st = reserve(ch->c, &need, scr)) != CLNORM_OK) return st;
         cl_uint Ru = (cl_uint)R, Cu = (cl_uint)Cc, rc = (cl_uint)rchunk;
         karg kp[] = {KA(a->x), KA(a->xo), KA(scr[0]), KA(Ru), KA(Cu), KA(rc)};
-        size_t g[3] = {round_up(Cc, wg), KR, P}, l[3] = {wg, 1, 1};
+        /* CPUs give each work-item 16 adjacent columns (see cols.cl). */
+        const size_t per_wi = ch->c->dev.is_cpu ? 16 : 1;
+        size_t g[3] = {round_up(div_up(Cc, per_wi), wg), KR, P}, l[3] = {wg, 1, 1};
         st = launch(ch, "col_partials", wg, wg, 0, kp, NARGS(kp), 3, g, l);
         /* Set (p, k) merges chunks (stride Cc) x its per_set_cols adjacent columns. */
         cl_uint n_inner = (cl_uint)(bn ? s->C : s->G);

@@ -68,7 +68,6 @@ void clnorm_plan_rows(const clnorm_ctx *ctx, size_t nsets, size_t len, clnorm_ro
 unsigned clnorm_plan_wg(const clnorm_ctx *ctx);
 size_t clnorm_plan_col_chunk(const clnorm_ctx *ctx, size_t P, size_t R, size_t C);
 int clnorm_plan_bn_use_cols(const clnorm_ctx *ctx, size_t S);
-void clnorm_plan_apply_local(const clnorm_ctx *ctx, size_t R, size_t Q, size_t local[2]);
 
 extern const struct clnorm_kernel_source {
     const char *name;

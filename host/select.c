@@ -12,13 +12,6 @@ static size_t pow2_floor(size_t v)
     return p;
 }
 
-static size_t pow2_ceil(size_t v)
-{
-    size_t p = 1;
-    while (p < v) p *= 2;
-    return p;
-}
-
 static size_t div_up(size_t a, size_t b) { return (a + b - 1) / b; }
 
 /* Work-groups wanted in flight: a few per compute unit hides imbalance. */
@@ -36,33 +29,43 @@ unsigned clnorm_plan_wg(const clnorm_ctx *c)
 
 void clnorm_plan_rows(const clnorm_ctx *c, size_t nsets, size_t len, clnorm_rowplan *p)
 {
-    const unsigned wg = clnorm_plan_wg(c);
+    unsigned wg = clnorm_plan_wg(c);
     clnorm_variant v = c->variant;
-    p->wg = wg;
     p->split = 0;
     p->chunk = len;
     if (v == CLNORM_VARIANT_AUTO) {
-        /* Too few sets to fill the device, each long enough to be worth two
-         * more launches: split them across work-groups. */
         if (nsets < (size_t)c->dev.compute_units * 2 && len >= 65536)
+            /* Too few sets to fill the device, each long enough to be worth
+             * two more launches: split them across work-groups. */
             v = CLNORM_VARIANT_SPLIT;
-        else if (len < 64 && nsets >= wg * groups_wanted(c))
-            /* Short sets: one work-item each wastes no lanes on reductions. */
+        else if (c->dev.is_cpu)
+            /* CPUs: a work-item streams its own set with explicit vectors;
+             * the set stays in its core's cache across the passes, and no
+             * barrier is needed (PoCL runs each barrier as a loop). */
             v = CLNORM_VARIANT_WI;
-        else if (!c->dev.is_cpu && len <= 1024)
+        else if (len <= 1024)
             v = CLNORM_VARIANT_SUBGROUP;
         else
             v = CLNORM_VARIANT_WG;
     }
     switch (v) {
-    case CLNORM_VARIANT_WI: p->lanes = 1; break;
+    case CLNORM_VARIANT_WI:
+        p->lanes = 1;
+        if (!c->forced_wg) {
+            /* Several work-groups per compute unit even with few sets. */
+            size_t per = nsets / groups_wanted(c);
+            wg = (unsigned)(per < 1 ? 1 : pow2_floor(per < wg ? per : wg));
+        }
+        break;
     case CLNORM_VARIANT_SUBGROUP: p->lanes = wg < 32 ? wg : 32; break;
     case CLNORM_VARIANT_SPLIT: {
+        /* CPUs: one work-item per chunk; GPUs: a work-group per chunk. */
+        if (c->dev.is_cpu && !c->forced_wg) wg = 1;
         p->lanes = wg;
         size_t per_set = div_up(groups_wanted(c), nsets);
         size_t chunk = div_up(len, per_set);
         if (chunk < 4096) chunk = 4096;
-        chunk = div_up(chunk, wg) * wg;
+        chunk = div_up(chunk, 64) * 64;
         if (chunk >= len) chunk = len;
         p->chunk = chunk;
         p->split = 1;
@@ -70,6 +73,7 @@ void clnorm_plan_rows(const clnorm_ctx *c, size_t nsets, size_t len, clnorm_rowp
     }
     default: p->lanes = wg; break;
     }
+    p->wg = wg;
 }
 
 size_t clnorm_plan_col_chunk(const clnorm_ctx *c, size_t P, size_t R, size_t C)
@@ -93,15 +97,4 @@ int clnorm_plan_bn_use_cols(const clnorm_ctx *c, size_t S)
     /* Channels-first planes shorter than this make row reductions mostly
      * overhead; treat the N x (C*S) matrix as columns instead. */
     return S < 64;
-}
-
-void clnorm_plan_apply_local(const clnorm_ctx *c, size_t R, size_t Q, size_t local[2])
-{
-    const size_t wg = clnorm_plan_wg(c);
-    size_t lx = pow2_ceil(R);
-    if (lx > wg) lx = wg;
-    size_t ly = wg / lx;
-    if (ly > pow2_ceil(Q)) ly = pow2_ceil(Q);
-    local[0] = lx;
-    local[1] = ly;
 }

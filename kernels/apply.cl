@@ -1,18 +1,28 @@
 /*
- * Streaming normalization with a folded table (see fold_table): x viewed as
- * [P][Q][R], R contiguous; the channel is q (channels-first) or r
- * (channels-last); the table row is p when the table is per sample (tp = 1)
- * and 0 otherwise. y = (x - m) * a + b. In place (y == x) is safe.
+ * Streaming normalization with a folded table (see fold_table in merge.cl).
+ * x is rows of R contiguous elements, row i = (p, q) of [P][Q]; chunks of
+ * `chunk` elements split long rows (dimension 1). The channel is q
+ * (channels-first: one table entry per row) or the position in the row
+ * (channels-last: table rows run along x). The table row is p when the
+ * table is per sample (tp = 1), else 0. y = (x - m) * a + b; y == x is safe.
  */
-/* The local size is chosen per shape by the host (see select.c). */
-__kernel void apply_table(__global const float *x, ulong xo, __global float *y, ulong yo,
-                 __global const float *table, uint Q, uint R, uint C, uint tp, uint ch_is_r,
-                 uint tn)
+__kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
+void apply_table(__global const float *x, ulong xo, __global float *y, ulong yo,
+                 __global const float *table, uint nrows, uint Q, uint R, uint chunk, uint C,
+                 uint tp, uint ch_is_r, uint tn)
 {
-    const uint r = get_global_id(0), q = get_global_id(1), p = get_global_id(2);
-    if (r >= R || q >= Q)
+    const uint i = get_global_id(0) / LANES, lane = get_local_id(0) % LANES;
+    const uint c = get_global_id(1);
+    if (i >= nrows)
         return;
-    const uint t = p * tp * C + (ch_is_r ? r : q);
-    const ulong e = ((ulong)p * Q + q) * R + r;
-    y[yo + e] = (x[xo + e] - table[t]) * table[tn + t] + table[2 * tn + t];
+    const uint p = i / Q, q = i % Q;
+    const uint e0 = c * chunk, e1 = min(R, e0 + chunk);
+    const ulong base = (ulong)i * R;
+    const uint t = p * tp * C;
+    if (ch_is_r)
+        norm_span(x + xo + base, y + yo + base, e0, e1, lane, 0.0f, 1.0f, 0.0f, table + t,
+                  table + tn + t, table + 2 * tn + t);
+    else
+        norm_span(x + xo + base, y + yo + base, e0, e1, lane, table[t + q], table[tn + t + q],
+                  table[2 * tn + t + q], 0, 0, 0);
 }

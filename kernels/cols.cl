@@ -10,26 +10,56 @@
  * chunks of `rchunk`; each (p, chunk, c) leaves one partial at index
  * (p*nchunks + chunk)*C + c, merged later in a fixed order. No barriers.
  */
+/* Two passes over rows [r0, r1) of column(s) at col (they stay in cache),
+ * shifted by the first value; T is float or floatv. */
+#define COLUMN_STATS(T, LOAD)                                                    \
+    {                                                                            \
+        const T k = LOAD(r0);                                                    \
+        T s = 0.0f, q = 0.0f;                                                    \
+        for (uint r = r0; r < r1; ++r)                                           \
+            s += LOAD(r) - k;                                                    \
+        mu = k + s / (float)(r1 - r0);                                           \
+        for (uint r = r0; r < r1; ++r) {                                         \
+            const T d = LOAD(r) - mu;                                            \
+            q += d * d;                                                          \
+        }                                                                        \
+        m2 = q;                                                                  \
+    }
+
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
 void col_partials(__global const float *x, ulong xo, __global float *part,
                   uint R, uint C, uint rchunk)
 {
-    const uint c = get_global_id(0), kr = get_global_id(1), p = get_global_id(2);
-    if (c >= C)
-        return;
+    const uint kr = get_global_id(1), p = get_global_id(2);
     const uint nchunks = get_global_size(1);
     const uint r0 = kr * rchunk, r1 = min(R, r0 + rchunk);
-    __global const float *col = x + xo + (ulong)p * R * C + c;
-    /* Two passes over the chunk (it stays in cache), shifted by its first value. */
-    const float k = col[(ulong)r0 * C];
-    float s = 0.0f;
-    for (uint r = r0; r < r1; ++r)
-        s += col[(ulong)r * C] - k;
-    const float mu = k + s / (float)(r1 - r0);
-    float q = 0.0f;
-    for (uint r = r0; r < r1; ++r) {
-        const float d = col[(ulong)r * C] - mu;
-        q += d * d;
+    const ulong out = ((ulong)p * nchunks + kr) * C;
+    __global const float *xp = x + xo + (ulong)p * R * C;
+#if COLS_VEC
+    const uint c0 = get_global_id(0) * VEC;
+    if (c0 >= C)
+        return;
+    if (c0 + VEC <= C) {
+        floatv mu, m2;
+#define LOAD_V(r) LOADV(0, xp + (ulong)(r) * C + c0)
+        COLUMN_STATS(floatv, LOAD_V)
+        float mv[VEC], qv[VEC];
+        STOREV(mu, 0, mv);
+        STOREV(m2, 0, qv);
+        for (uint j = 0; j < VEC; ++j)
+            put_partial(part, out + c0 + j, r1 - r0, mv[j], qv[j]);
+        return;
     }
-    put_partial(part, ((ulong)p * nchunks + kr) * C + c, r1 - r0, mu, q);
+    for (uint c = c0; c < C; ++c) {
+#else
+    {
+        const uint c = get_global_id(0);
+        if (c >= C)
+            return;
+#endif
+        float mu, m2;
+#define LOAD_S(r) xp[(ulong)(r) * C + c]
+        COLUMN_STATS(float, LOAD_S)
+        put_partial(part, out + c, r1 - r0, mu, m2);
+    }
 }

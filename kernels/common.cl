@@ -19,6 +19,45 @@
 #ifndef RMS
 #define RMS 0 /* 1: statistics are the mean of squares (RMSNorm) */
 #endif
+#ifndef COLS_VEC
+/* col_partials: 1 = each work-item owns VEC adjacent columns (CPUs, where
+ * the work-item loop is not vectorized across an inner loop); 0 = one column
+ * per work-item (GPUs, coalesced across work-items). */
+#define COLS_VEC 0
+#endif
+#ifndef VEC
+/* Elements per load: 4 gives coalesced float4 loads on GPUs; 16 gives CPU
+ * devices explicit vectors, two AVX registers wide, i.e. two independent
+ * accumulator chains (a float reduction loop is otherwise left scalar, since
+ * reassociating it would change the result). */
+#define VEC 4
+#endif
+
+#if VEC == 1
+typedef float floatv;
+#define LOADV(i, p) ((p)[i])
+#define STOREV(v, i, p) ((p)[i] = (v))
+#define HSUM(v) (v)
+#elif VEC == 4
+typedef float4 floatv;
+#define LOADV(i, p) vload4(i, p)
+#define STOREV(v, i, p) vstore4(v, i, p)
+#define HSUM(v) (((v).s0 + (v).s1) + ((v).s2 + (v).s3))
+#elif VEC == 8
+typedef float8 floatv;
+#define LOADV(i, p) vload8(i, p)
+#define STOREV(v, i, p) vstore8(v, i, p)
+#define HSUM(v) ((((v).s0 + (v).s1) + ((v).s2 + (v).s3)) + (((v).s4 + (v).s5) + ((v).s6 + (v).s7)))
+#elif VEC == 16
+typedef float16 floatv;
+/* Two float8 halves: PoCL's vload16/vstore16 are out-of-line calls on AVX2. */
+#define LOADV(i, p) ((float16)(vload8(2 * (i), p), vload8(2 * (i) + 1, p)))
+#define STOREV(v, i, p) (vstore8((v).lo, 2 * (i), p), vstore8((v).hi, 2 * (i) + 1, p))
+#define HSUM8(v) ((((v).s0 + (v).s1) + ((v).s2 + (v).s3)) + (((v).s4 + (v).s5) + ((v).s6 + (v).s7)))
+#define HSUM(v) (HSUM8((v).lo) + HSUM8((v).hi))
+#else
+#error "VEC must be 1, 4, 8 or 16"
+#endif
 
 #define SETS_PER_WG (WG / LANES)
 
@@ -67,36 +106,73 @@ inline float seg_sum(float v, __local float *buf)
 #endif
 }
 
-/* Statistics of x[e0, e1) of one set, shared by its LANES lanes.
+/* Statistics of x[e0, e1) of one set, shared by its LANES lanes. Lane l
+ * takes vectors l, l + LANES, ... of the range (coalesced), then the tail.
  * Two passes: the mean first, then the squared deviations from it. The first
  * pass sums x - x[e0] rather than x, so a large common offset (mean 1e4,
- * spread 1e-2) does not swamp the float accumulators. */
+ * spread 1e-2) does not swamp the float accumulators. An empty range (a
+ * padding lane's) only takes part in the barriers. */
 inline void range_stats(__global const float *x, uint e0, uint e1, uint lane,
                         __local float *buf, float *mean, float *m2)
 {
-    const float n = (float)(e1 - e0);
+    __global const float *p = x + e0;
+    const uint n = e1 - e0, nv = n / VEC;
 #if RMS
-    float s = 0.0f;
-    for (uint e = e0 + lane; e < e1; e += LANES) {
-        const float v = x[e];
-        s += v * v;
+    floatv a = 0.0f;
+    float t = 0.0f;
+    for (uint v = lane; v < nv; v += LANES) {
+        const floatv u = LOADV(v, p);
+        a += u * u;
     }
-    *mean = seg_sum(s, buf) / n;
+    for (uint e = nv * VEC + lane; e < n; e += LANES)
+        t += p[e] * p[e];
+    *mean = seg_sum(HSUM(a) + t, buf) / (float)n;
     *m2 = 0.0f;
 #else
-    const float k = x[e0];
-    float s = 0.0f;
-    for (uint e = e0 + lane; e < e1; e += LANES)
-        s += x[e] - k;
-    const float mu = k + seg_sum(s, buf) / n;
-    float q = 0.0f;
-    for (uint e = e0 + lane; e < e1; e += LANES) {
-        const float d = x[e] - mu;
-        q += d * d;
+    const float k = n ? p[0] : 0.0f;
+    floatv a = 0.0f;
+    float t = 0.0f;
+    for (uint v = lane; v < nv; v += LANES)
+        a += LOADV(v, p) - k;
+    for (uint e = nv * VEC + lane; e < n; e += LANES)
+        t += p[e] - k;
+    const float mu = k + seg_sum(HSUM(a) + t, buf) / (float)n;
+    a = 0.0f;
+    t = 0.0f;
+    for (uint v = lane; v < nv; v += LANES) {
+        const floatv d = LOADV(v, p) - mu;
+        a += d * d;
+    }
+    for (uint e = nv * VEC + lane; e < n; e += LANES) {
+        const float d = p[e] - mu;
+        t += d * d;
     }
     *mean = mu;
-    *m2 = seg_sum(q, buf);
+    *m2 = seg_sum(HSUM(a) + t, buf);
 #endif
+}
+
+/* y = (x - m) * a * s + b over [j0, j1) of a set, vectors first, then the
+ * tail. m, s and b are per element when mv, sv, bv are given (indexed like
+ * x), else the scalars (s = 1). Lane l takes vectors l, l + LANES, ... */
+inline void norm_span(__global const float *x, __global float *y, uint j0, uint j1, uint lane,
+                      float m, float a, float b, __global const float *mv,
+                      __global const float *sv, __global const float *bv)
+{
+    __global const float *px = x + j0;
+    __global float *py = y + j0;
+    const uint n = j1 - j0, nv = n / VEC;
+    for (uint v = lane; v < nv; v += LANES) {
+        floatv u = (LOADV(v, px) - (mv ? LOADV(v, mv + j0) : (floatv)m)) * a;
+        if (sv) u *= LOADV(v, sv + j0);
+        u += bv ? LOADV(v, bv + j0) : (floatv)b;
+        STOREV(u, v, py);
+    }
+    for (uint e = nv * VEC + lane; e < n; e += LANES) {
+        float u = (px[e] - (mv ? mv[j0 + e] : m)) * a;
+        if (sv) u *= sv[j0 + e];
+        py[e] = u + (bv ? bv[j0 + e] : b);
+    }
 }
 
 /* rstd from a biased variance (RMS: mean of squares). The one place it is

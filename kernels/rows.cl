@@ -23,23 +23,17 @@ typedef struct {
 inline void apply_range(__global const float *x, __global float *y, uint e0, uint e1,
                         uint lane, uint i, uint len, float mean, float rstd, affine_t af)
 {
+    if (af.elementwise) {
+        norm_span(x, y, e0, e1, lane, mean, rstd, 0.0f, 0, af.scale, af.bias);
+        return;
+    }
     const uint nseg = len / af.seg;
     for (uint k = e0 / af.seg; k * af.seg < e1; ++k) {
         const uint j0 = max(k * af.seg, e0), j1 = min(k * af.seg + af.seg, e1);
-        if (af.elementwise) {
-            for (uint e = j0 + lane; e < j1; e += LANES) {
-                float v = (x[e] - mean) * rstd;
-                if (af.scale) v *= af.scale[e];
-                if (af.bias) v += af.bias[e];
-                y[e] = v;
-            }
-        } else {
-            const uint p = (i % af.aff_mod) * nseg + k;
-            const float a = af.scale ? rstd * af.scale[p] : rstd;
-            const float b = af.bias ? af.bias[p] : 0.0f;
-            for (uint e = j0 + lane; e < j1; e += LANES)
-                y[e] = (x[e] - mean) * a + b;
-        }
+        const uint p = (i % af.aff_mod) * nseg + k;
+        const float a = af.scale ? rstd * af.scale[p] : rstd;
+        const float b = af.bias ? af.bias[p] : 0.0f;
+        norm_span(x, y, j0, j1, lane, mean, a, b, 0, 0, 0);
     }
 }
 
@@ -56,10 +50,15 @@ void row_norm(__global const float *x, ulong xo, __global float *y, ulong yo,
     __local float buf[WG];
     const uint i = get_global_id(0) / LANES, lane = get_local_id(0) % LANES;
     /* Work-items past the last set still take part in the barriers. */
+#if LANES == 1
+    if (i >= nsets)
+        return;
+#endif
+    /* Padding work-items past the last set take part in the barriers only. */
     const uint ic = min(i, nsets - 1);
     const ulong base = (ulong)ic * len;
     float mean, m2;
-    range_stats(x + xo + base, 0, len, lane, buf, &mean, &m2);
+    range_stats(x + xo + base, 0, i < nsets ? len : 0, lane, buf, &mean, &m2);
     if (i >= nsets)
         return;
     const float var = RMS ? mean : m2 / (float)len;
@@ -82,8 +81,12 @@ void row_partials(__global const float *x, ulong xo, __global float *part,
     __local float buf[WG];
     const uint i = get_global_id(0) / LANES, lane = get_local_id(0) % LANES;
     const uint c = get_global_id(1), nchunks = get_global_size(1);
+#if LANES == 1
+    if (i >= nsets)
+        return;
+#endif
     const uint ic = min(i, nsets - 1);
-    const uint e0 = c * chunk, e1 = min(len, e0 + chunk);
+    const uint e0 = c * chunk, e1 = i < nsets ? min(len, e0 + chunk) : e0;
     float mean, m2;
     range_stats(x + xo + (ulong)ic * len, e0, e1, lane, buf, &mean, &m2);
     if (i < nsets && lane == 0)
