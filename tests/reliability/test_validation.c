@@ -1,0 +1,803 @@
+/*
+ * Validation: every status the API can produce from bad input, with a
+ * specific message, nothing enqueued (counted by the interposer) and every
+ * buffer, outputs and running statistics included, byte-identical after the
+ * rejected call. Also the accepted cases next to the rejected ones: y == x
+ * exactly (in place) and inputs overlapping inputs.
+ *
+ * Check runs with CK_NOFORK and one clnorm context per process: OpenCL state
+ * does not survive fork().
+ */
+#define _GNU_SOURCE
+#include <check.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "interpose.h"
+#include "rel_util.h"
+
+static clnorm_ctx *g_ctx;
+static cl_command_queue g_q;
+static cl_context g_cl;
+static unsigned long g_rejections; /* rejected calls checked */
+static unsigned g_status_seen[CLNORM_STATUS_END_];
+
+/* Buffers of a descriptor (distinct, non-NULL), plus extras. */
+static size_t collect(const clnorm_desc *d, cl_mem *out, const cl_mem *extra, size_t nextra)
+{
+    const clnorm_buf *bs[] = {&d->x, &d->y, &d->scale, &d->bias, &d->mean, &d->rstd, &d->running_mean,
+                              &d->running_var};
+    size_t n = 0;
+    for (size_t i = 0; i < 8 + nextra; i++) {
+        cl_mem m = i < 8 ? bs[i]->mem : extra[i - 8];
+        if (!m || m == (cl_mem)fi_invalid_mem()) continue;
+        cl_context mc = NULL; /* a buffer of another context cannot be read on our queue */
+        REL_CL(clGetMemObjectInfo(m, CL_MEM_CONTEXT, sizeof mc, &mc, NULL));
+        if (mc != g_cl) continue;
+        int dup = 0;
+        for (size_t j = 0; j < n; j++) dup |= out[j] == m;
+        if (!dup) out[n++] = m;
+    }
+    return n;
+}
+
+/* The core assertion: rejected with `want`, a message naming the problem
+ * (every needle, case-insensitive), no work enqueued, no object created, the
+ * event left NULL, every buffer byte-identical. */
+static void expect_reject_ex(const char *what, const clnorm_desc *d, cl_uint nw, const cl_event *wl, int want,
+                             const char *const *needles, const cl_mem *extra, size_t nextra)
+{
+    cl_mem mems[16];
+    size_t nm = d ? collect(d, mems, extra, nextra) : 0;
+    void *snaps[16];
+    size_t bytes[16];
+    for (size_t i = 0; i < nm; i++) snaps[i] = rel_snapshot(g_q, mems[i], &bytes[i]);
+    REL_CL(clFinish(g_q));
+    fi_snapshot before, after;
+    fi_snap(&before);
+    fi_reset_counts();
+    cl_event ev = (cl_event)(uintptr_t)0x1; /* must come back NULL */
+    clnorm_status st = clnorm_forward(g_ctx, d, nw, wl, &ev);
+    unsigned long enq = fi_enqueues(), created = fi_count(FI_CREATE_BUFFER) + fi_count(FI_CREATE_PROGRAM) +
+                                                  fi_count(FI_BUILD_PROGRAM) + fi_count(FI_SET_KERNEL_ARG);
+    fi_snap(&after);
+    const char *msg = clnorm_last_error(g_ctx);
+    ck_assert_msg((int)st == want, "%s: got %s (%d) \"%s\", want %s (%d)", what, clnorm_status_name(st), (int)st,
+                  msg, clnorm_status_name(want), want);
+    ck_assert_msg(msg && *msg, "%s: empty clnorm_last_error", what);
+    ck_assert_msg(strcmp(msg, clnorm_status_string(want)) != 0, "%s: message \"%s\" is only the generic text",
+                  what, msg);
+    for (size_t i = 0; needles && needles[i]; i++)
+        ck_assert_msg(strcasestr(msg, needles[i]) != NULL, "%s: message \"%s\" does not mention \"%s\"", what, msg,
+                      needles[i]);
+    ck_assert_msg(ev == NULL, "%s: event not NULL after a rejected call", what);
+    ck_assert_msg(enq == 0, "%s: %lu commands enqueued by a rejected call", what, enq);
+    ck_assert_msg(created == 0, "%s: buffers/programs/kernel args touched by a rejected call", what);
+    char diff[128];
+    ck_assert_msg(!fi_snap_diff(&before, &after, diff, sizeof diff), "%s: live objects changed: %s", what, diff);
+    REL_CL(clFinish(g_q));
+    for (size_t i = 0; i < nm; i++) {
+        ck_assert_msg(rel_same_bytes(g_q, mems[i], snaps[i], bytes[i]), "%s: buffer %zu changed", what, i);
+        free(snaps[i]);
+    }
+    g_rejections++;
+    if (want > 0 && want < CLNORM_STATUS_END_) g_status_seen[want]++;
+}
+#define NEEDLES(...) ((const char *const[]){__VA_ARGS__, NULL})
+static void expect_reject(const char *what, const clnorm_desc *d, int want, const char *const *needles)
+{
+    expect_reject_ex(what, d, 0, NULL, want, needles, NULL, 0);
+}
+
+/* ---- valid base problems (each test mutates one thing) --------------- */
+
+enum { P_LN, P_RMS, P_BN_TRAIN, P_BN_INFER, P_IN_TRACKED, P_GN_CL, P_COUNT };
+static rel_problem g_p[P_COUNT];
+static const char *const g_pname[P_COUNT] = {"LayerNorm", "RMSNorm", "BatchNorm training", "BatchNorm inference",
+                                             "InstanceNorm tracked", "GroupNorm channels-last"};
+
+#define SETUP_OK(call)                                                                                   \
+    do {                                                                                                 \
+        if ((call) != 0) {                                                                               \
+            fprintf(stderr, "setup failed: %s\n", #call);                                               \
+            exit(1);                                                                                     \
+        }                                                                                                \
+    } while (0)
+static void setup_problems(void)
+{
+    clnorm_desc s;
+    rel_shape_layer(&s, 5, 33);
+    SETUP_OK(rel_problem_init(&g_p[P_LN], g_ctx, &s, REL_AFFINE | REL_STATS, 3, 11));
+    rel_shape_rms(&s, 4, 17);
+    SETUP_OK(rel_problem_init(&g_p[P_RMS], g_ctx, &s, REL_AFFINE | REL_RSTD, 2, 12));
+    rel_shape_channel(&s, CLNORM_BATCH_NORM, CLNORM_CHANNELS_FIRST, 3, 6, 2, 4, 5, 0, 0, 1);
+    SETUP_OK(rel_problem_init(&g_p[P_BN_TRAIN], g_ctx, &s, REL_AFFINE | REL_STATS | REL_RUNNING, 5, 13));
+    rel_shape_channel(&s, CLNORM_BATCH_NORM, CLNORM_CHANNELS_LAST, 2, 7, 1, 9, 0, 0, 0, 0);
+    SETUP_OK(rel_problem_init(&g_p[P_BN_INFER], g_ctx, &s, REL_AFFINE | REL_RUNNING, 1, 14));
+    rel_shape_channel(&s, CLNORM_INSTANCE_NORM, CLNORM_CHANNELS_FIRST, 2, 4, 3, 2, 3, 2, 0, 1);
+    SETUP_OK(rel_problem_init(&g_p[P_IN_TRACKED], g_ctx, &s, REL_AFFINE | REL_STATS | REL_RUNNING, 4, 15));
+    rel_shape_channel(&s, CLNORM_GROUP_NORM, CLNORM_CHANNELS_LAST, 2, 64, 2, 3, 3, 0, 8, 1);
+    SETUP_OK(rel_problem_init(&g_p[P_GN_CL], g_ctx, &s, REL_AFFINE | REL_STATS, 2, 16));
+}
+
+static void teardown_problems(void)
+{
+    for (int i = 0; i < P_COUNT; i++) rel_problem_free(&g_p[i]);
+}
+
+/* Each base problem is valid and correct (so a rejection is due to the one mutation). */
+START_TEST(test_base_problems_valid)
+{
+    char why[512];
+    for (int i = 0; i < P_COUNT; i++) {
+        rel_problem_reset(&g_p[i], g_ctx);
+        int r = rel_problem_run(&g_p[i], g_ctx, why, sizeof why);
+        ck_assert_msg(r == 0, "%s: %s", g_pname[i], why);
+    }
+}
+END_TEST
+
+START_TEST(test_null_arguments)
+{
+    clnorm_desc d = g_p[P_LN].d;
+    cl_event ev = NULL;
+    ck_assert_int_eq(clnorm_forward(NULL, &d, 0, NULL, &ev), CLNORM_ERR_NULL_ARGUMENT);
+    expect_reject("NULL descriptor", NULL, CLNORM_ERR_NULL_ARGUMENT, NEEDLES("descriptor"));
+    ck_assert_int_eq(clnorm_set_variant(NULL, CLNORM_VARIANT_AUTO, 0), CLNORM_ERR_NULL_ARGUMENT);
+    ck_assert_int_eq(clnorm_create_from_queue(NULL, &(clnorm_ctx *){NULL}), CLNORM_ERR_NULL_ARGUMENT);
+    ck_assert_int_eq(clnorm_create_from_queue(g_q, NULL), CLNORM_ERR_NULL_ARGUMENT);
+    ck_assert_int_eq(clnorm_create_default(NULL), CLNORM_ERR_NULL_ARGUMENT);
+    clnorm_destroy(NULL);
+    ck_assert_ptr_eq(clnorm_queue(NULL), NULL);
+    ck_assert_str_eq(clnorm_last_error(NULL), "");
+    ck_assert_str_eq(clnorm_build_log(NULL), "");
+    ck_assert_uint_eq(clnorm_desc_elements(NULL), 0);
+    ck_assert_uint_eq(clnorm_desc_sets(NULL), 0);
+    clnorm_desc_init(NULL, CLNORM_LAYER_NORM);
+    g_status_seen[CLNORM_ERR_NULL_ARGUMENT]++;
+}
+END_TEST
+
+START_TEST(test_missing_buffers)
+{
+    for (int i = 0; i < P_COUNT; i++) {
+        clnorm_desc d = g_p[i].d;
+        d.x.mem = NULL;
+        expect_reject("missing x", &d, CLNORM_ERR_MISSING_BUFFER, NEEDLES("x"));
+        d = g_p[i].d;
+        d.y.mem = NULL;
+        expect_reject("missing y", &d, CLNORM_ERR_MISSING_BUFFER, NEEDLES("y"));
+    }
+    clnorm_desc d = g_p[P_BN_INFER].d;
+    d.running_mean.mem = d.running_var.mem = NULL;
+    expect_reject("BatchNorm inference without running stats", &d, CLNORM_ERR_MISSING_BUFFER, NEEDLES("running"));
+    for (int i = P_BN_TRAIN; i <= P_IN_TRACKED; i++) {
+        d = g_p[i].d;
+        d.running_var.mem = NULL;
+        expect_reject("running_mean without running_var", &d, CLNORM_ERR_MISSING_BUFFER, NEEDLES("running_var"));
+        d = g_p[i].d;
+        d.running_mean.mem = NULL;
+        expect_reject("running_var without running_mean", &d, CLNORM_ERR_MISSING_BUFFER, NEEDLES("running_mean"));
+    }
+}
+END_TEST
+
+START_TEST(test_invalid_op)
+{
+    const int ops[] = {0, 6, 7, -1, 1000};
+    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) {
+        clnorm_desc d = g_p[P_LN].d;
+        d.op = (clnorm_op)ops[i];
+        char num[16];
+        snprintf(num, sizeof num, "%d", ops[i]);
+        expect_reject("invalid op", &d, CLNORM_ERR_INVALID_OP, NEEDLES("op", num));
+    }
+}
+END_TEST
+
+START_TEST(test_zero_dimensions)
+{
+    clnorm_desc d = g_p[P_LN].d;
+    d.rows = 0;
+    expect_reject("rows 0", &d, CLNORM_ERR_INVALID_SHAPE, NEEDLES("rows"));
+    d = g_p[P_RMS].d;
+    d.cols = 0;
+    expect_reject("cols 0", &d, CLNORM_ERR_INVALID_SHAPE, NEEDLES("cols"));
+    for (int i = P_BN_TRAIN; i < P_COUNT; i++) {
+        d = g_p[i].d;
+        d.n = 0;
+        expect_reject("n 0", &d, CLNORM_ERR_INVALID_SHAPE, NEEDLES("n"));
+        d = g_p[i].d;
+        d.c = 0;
+        expect_reject("c 0", &d, CLNORM_ERR_INVALID_SHAPE, NEEDLES("c"));
+        for (unsigned k = 0; k < g_p[i].d.rank; k++) {
+            d = g_p[i].d;
+            d.spatial[k] = 0;
+            expect_reject("spatial[k] 0", &d, CLNORM_ERR_INVALID_SHAPE, NEEDLES("spatial"));
+        }
+    }
+}
+END_TEST
+
+START_TEST(test_size_overflow)
+{
+    clnorm_desc d = g_p[P_LN].d;
+    d.rows = SIZE_MAX / 2;
+    d.cols = 3;
+    expect_reject("rows*cols overflow", &d, CLNORM_ERR_TOO_LARGE, NEEDLES("overflow"));
+    d.rows = (size_t)1 << 33;
+    d.cols = (size_t)1 << 33;
+    expect_reject("rows*cols overflow (2^66)", &d, CLNORM_ERR_TOO_LARGE, NEEDLES("overflow"));
+    d = g_p[P_BN_TRAIN].d;
+    d.n = SIZE_MAX / 4;
+    d.c = 8;
+    expect_reject("n*c overflow", &d, CLNORM_ERR_TOO_LARGE, NEEDLES("overflow"));
+    d = g_p[P_IN_TRACKED].d; /* rank 3 */
+    d.spatial[0] = (size_t)1 << 30;
+    d.spatial[1] = (size_t)1 << 30;
+    d.spatial[2] = (size_t)1 << 10;
+    expect_reject("spatial product overflow", &d, CLNORM_ERR_TOO_LARGE, NEEDLES("overflow"));
+    d = g_p[P_GN_CL].d; /* n 2, c 64, rank 2 */
+    d.spatial[0] = (size_t)1 << 31;
+    d.spatial[1] = (size_t)1 << 27;
+    expect_reject("n*c*spatial overflow", &d, CLNORM_ERR_TOO_LARGE, NEEDLES("overflow"));
+}
+END_TEST
+
+/* Counts that do not overflow size_t but exceed what the kernels index
+ * (README: 32-bit set length, set count and N*C; at most 2^46 elements). The
+ * buffers are small: the size limit must be reported, not BUFFER_TOO_SMALL. */
+START_TEST(test_too_large_for_kernels)
+{
+    clnorm_desc d = g_p[P_LN].d;
+    d.rows = 1;
+    d.cols = ((size_t)1 << 32) + 1;
+    expect_reject("cols 2^32+1", &d, CLNORM_ERR_TOO_LARGE, NEEDLES("4294967297"));
+    d.rows = ((size_t)1 << 32) + 1;
+    d.cols = 1;
+    expect_reject("rows 2^32+1", &d, CLNORM_ERR_TOO_LARGE, NEEDLES("4294967297"));
+    d.rows = (size_t)1 << 24;
+    d.cols = (size_t)1 << 23;
+    expect_reject("2^47 elements", &d, CLNORM_ERR_TOO_LARGE, NULL);
+    d = g_p[P_BN_TRAIN].d; /* BatchNorm set = N*S */
+    d.n = (size_t)1 << 20;
+    d.spatial[0] = (size_t)1 << 7;
+    d.spatial[1] = (size_t)1 << 6;
+    expect_reject("BatchNorm set of 2^33", &d, CLNORM_ERR_TOO_LARGE, NULL);
+    d = g_p[P_IN_TRACKED].d;
+    d.n = (size_t)1 << 17;
+    d.c = (size_t)1 << 16;
+    d.rank = 0;
+    d.spatial[0] = d.spatial[1] = d.spatial[2] = 0;
+    expect_reject("N*C of 2^33", &d, CLNORM_ERR_TOO_LARGE, NULL);
+}
+END_TEST
+
+/* Each buffer one element too short (by size and by offset), and an offset
+ * whose offset + extent overflows. */
+START_TEST(test_buffer_too_small)
+{
+    static const char *const names[8] = {"x", "y", "scale", "bias", "mean", "rstd", "running_mean", "running_var"};
+    for (int i = 0; i < P_COUNT; i++) {
+        for (int b = 0; b < 8; b++) {
+            clnorm_desc d = g_p[i].d;
+            clnorm_buf *bs[8] = {&d.x, &d.y, &d.scale, &d.bias, &d.mean, &d.rstd, &d.running_mean, &d.running_var};
+            if (!bs[b]->mem) continue;
+            size_t floats = rel_mem_floats(bs[b]->mem);
+            size_t extent = b < 2 ? g_p[i].ne : b < 4 ? g_p[i].naff : b < 6 ? g_p[i].nsets : g_p[i].nc;
+            char what[96];
+            /* offset + extent = size + 1 */
+            bs[b]->offset = floats - extent + 1;
+            if (b == 0 && d.y.mem == d.x.mem) d.y.offset = d.x.offset; /* keep y == x exact when in place */
+            snprintf(what, sizeof what, "%s: %s one short", g_pname[i], names[b]);
+            expect_reject(what, &d, CLNORM_ERR_BUFFER_TOO_SMALL, NEEDLES(names[b]));
+            bs[b]->offset = SIZE_MAX - 2;
+            snprintf(what, sizeof what, "%s: %s offset SIZE_MAX-2", g_pname[i], names[b]);
+            expect_reject(what, &d, CLNORM_ERR_BUFFER_TOO_SMALL, NEEDLES(names[b]));
+            bs[b]->offset = SIZE_MAX / 4;
+            snprintf(what, sizeof what, "%s: %s offset SIZE_MAX/4", g_pname[i], names[b]);
+            expect_reject(what, &d, CLNORM_ERR_BUFFER_TOO_SMALL, NEEDLES(names[b]));
+        }
+    }
+    /* A genuinely small buffer: per-sample affine needs n*c, not c. */
+    clnorm_desc d = g_p[P_GN_CL].d;
+    d.per_sample_affine = 1;
+    expect_reject("per-sample scale of c elements", &d, CLNORM_ERR_BUFFER_TOO_SMALL, NEEDLES("scale"));
+}
+END_TEST
+
+START_TEST(test_invalid_eps)
+{
+    const float bad[] = {NAN, INFINITY, -INFINITY, -1e-5f, -1.0f, -1e-38f};
+    for (int i = 0; i < P_COUNT; i++)
+        for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+            clnorm_desc d = g_p[i].d;
+            d.eps = bad[k];
+            expect_reject("bad eps", &d, CLNORM_ERR_INVALID_EPS, NEEDLES("eps"));
+        }
+}
+END_TEST
+
+/* momentum is validated where running statistics are updated. */
+START_TEST(test_invalid_momentum)
+{
+    const float bad[] = {-0.1f, 1.5f, 1.0000001f, -1e-30f, NAN, INFINITY, -INFINITY};
+    const int which[] = {P_BN_TRAIN, P_IN_TRACKED};
+    for (size_t w = 0; w < 2; w++)
+        for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+            clnorm_desc d = g_p[which[w]].d;
+            d.momentum = bad[k];
+            expect_reject("bad momentum", &d, CLNORM_ERR_INVALID_MOMENTUM, NEEDLES("momentum"));
+        }
+    /* The bounds themselves are legal. */
+    char why[512];
+    for (int m = 0; m <= 1; m++) {
+        rel_problem *p = &g_p[P_BN_TRAIN];
+        rel_problem_reset(p, g_ctx);
+        p->d.momentum = (float)m;
+        int r = rel_problem_run(p, g_ctx, why, sizeof why);
+        p->d.momentum = 0.1f;
+        ck_assert_msg(r == 0, "momentum %d: %s", m, why);
+    }
+}
+END_TEST
+
+START_TEST(test_invalid_groups)
+{
+    clnorm_desc d = g_p[P_GN_CL].d; /* c = 64 */
+    d.groups = 0;
+    expect_reject("groups 0", &d, CLNORM_ERR_INVALID_GROUPS, NEEDLES("0", "64"));
+    d.groups = 3;
+    expect_reject("groups 3 of 64", &d, CLNORM_ERR_INVALID_GROUPS, NEEDLES("3", "64"));
+    d.groups = 128;
+    expect_reject("groups 128 of 64", &d, CLNORM_ERR_INVALID_GROUPS, NEEDLES("128", "64"));
+    d.groups = 65;
+    expect_reject("groups 65 of 64", &d, CLNORM_ERR_INVALID_GROUPS, NEEDLES("65", "64"));
+    d.groups = SIZE_MAX;
+    expect_reject("groups SIZE_MAX", &d, CLNORM_ERR_INVALID_GROUPS, NULL);
+}
+END_TEST
+
+START_TEST(test_invalid_layout_and_rank)
+{
+    const int layouts[] = {2, 3, -1, 100};
+    const unsigned ranks[] = {4, 5, 100, 0xffffffffu};
+    for (int i = P_BN_TRAIN; i < P_COUNT; i++) {
+        for (size_t k = 0; k < 4; k++) {
+            clnorm_desc d = g_p[i].d;
+            d.layout = (clnorm_layout)layouts[k];
+            expect_reject("bad layout", &d, CLNORM_ERR_INVALID_LAYOUT, NEEDLES("layout"));
+            d = g_p[i].d;
+            d.rank = ranks[k];
+            expect_reject("bad rank", &d, CLNORM_ERR_INVALID_RANK, NEEDLES("rank"));
+        }
+    }
+}
+END_TEST
+
+START_TEST(test_count_one)
+{
+    clnorm_desc d = g_p[P_BN_TRAIN].d; /* BatchNorm training, N*S == 1 */
+    d.n = 1;
+    d.rank = 0;
+    d.spatial[0] = d.spatial[1] = 0;
+    expect_reject("BatchNorm training N=1 rank 0", &d, CLNORM_ERR_COUNT_ONE, NEEDLES("1"));
+    d.rank = 2;
+    d.spatial[0] = d.spatial[1] = 1;
+    expect_reject("BatchNorm training N=1 1x1", &d, CLNORM_ERR_COUNT_ONE, NEEDLES("1"));
+    d = g_p[P_IN_TRACKED].d; /* InstanceNorm training, S == 1 */
+    d.spatial[0] = d.spatial[1] = d.spatial[2] = 1;
+    expect_reject("InstanceNorm training S=1", &d, CLNORM_ERR_COUNT_ONE, NEEDLES("spatial"));
+    /* BatchNorm inference with N*S == 1 is fine (no statistics). */
+    rel_problem p;
+    clnorm_desc s;
+    rel_shape_channel(&s, CLNORM_BATCH_NORM, CLNORM_CHANNELS_FIRST, 1, 5, 0, 0, 0, 0, 0, 0);
+    ck_assert_int_eq(rel_problem_init(&p, g_ctx, &s, REL_AFFINE | REL_RUNNING, 2, 21), 0);
+    char why[512];
+    int r = rel_problem_run(&p, g_ctx, why, sizeof why);
+    rel_problem_free(&p);
+    ck_assert_msg(r == 0, "BatchNorm inference N=1: %s", why);
+}
+END_TEST
+
+START_TEST(test_foreign_buffer)
+{
+    cl_device_id dev = clnorm_device(g_ctx);
+    cl_int e;
+    cl_context other = clCreateContext(NULL, 1, &dev, NULL, NULL, &e);
+    ck_assert_msg(other != NULL, "clCreateContext: %d", e);
+    cl_mem big = rel_buffer(other, 1 << 16);
+    static const char *const names[8] = {"x", "y", "scale", "bias", "mean", "rstd", "running_mean", "running_var"};
+    for (int i = 0; i < P_COUNT; i++)
+        for (int b = 0; b < 8; b++) {
+            clnorm_desc d = g_p[i].d;
+            clnorm_buf *bs[8] = {&d.x, &d.y, &d.scale, &d.bias, &d.mean, &d.rstd, &d.running_mean, &d.running_var};
+            if (!bs[b]->mem) continue;
+            bs[b]->mem = big;
+            bs[b]->offset = 0;
+            expect_reject_ex("foreign buffer", &d, 0, NULL, CLNORM_ERR_FOREIGN_BUFFER, NEEDLES(names[b]), &big, 1);
+        }
+    clReleaseMemObject(big);
+    clReleaseContext(other);
+}
+END_TEST
+
+START_TEST(test_invalid_buffer)
+{
+    for (int b = 0; b < 4; b++) {
+        clnorm_desc d = g_p[P_LN].d;
+        clnorm_buf *bs[4] = {&d.x, &d.y, &d.scale, &d.rstd};
+        bs[b]->mem = (cl_mem)fi_invalid_mem();
+        expect_reject("invalid cl_mem", &d, CLNORM_ERR_INVALID_BUFFER, NEEDLES("not a valid buffer"));
+    }
+}
+END_TEST
+
+START_TEST(test_invalid_events)
+{
+    clnorm_desc d = g_p[P_LN].d;
+    expect_reject_ex("num_wait 1, NULL list", &d, 1, NULL, CLNORM_ERR_INVALID_EVENTS, NEEDLES("num_wait"), NULL, 0);
+    expect_reject_ex("num_wait 5, NULL list", &d, 5, NULL, CLNORM_ERR_INVALID_EVENTS, NEEDLES("5"), NULL, 0);
+    cl_event dummy = NULL;
+    expect_reject_ex("num_wait 0, a list", &d, 0, &dummy, CLNORM_ERR_INVALID_EVENTS, NEEDLES("num_wait"), NULL, 0);
+}
+END_TEST
+
+/* Options that exist but not for this operation. */
+START_TEST(test_unsupported)
+{
+    clnorm_desc d = g_p[P_LN].d;
+    d.per_sample_affine = 1;
+    expect_reject("LayerNorm per-sample affine", &d, CLNORM_ERR_UNSUPPORTED, NEEDLES("per-sample"));
+    d = g_p[P_RMS].d;
+    d.mean = g_p[P_LN].d.mean;
+    expect_reject("RMSNorm mean", &d, CLNORM_ERR_UNSUPPORTED, NEEDLES("mean"));
+    d = g_p[P_LN].d;
+    d.running_mean = g_p[P_BN_TRAIN].d.running_mean;
+    d.running_var = g_p[P_BN_TRAIN].d.running_var;
+    expect_reject("LayerNorm running stats", &d, CLNORM_ERR_UNSUPPORTED, NEEDLES("running"));
+    d = g_p[P_GN_CL].d;
+    d.running_mean = g_p[P_BN_INFER].d.running_mean; /* 7 channels: too small too, but unsupported comes first */
+    d.running_var = g_p[P_BN_INFER].d.running_var;
+    expect_reject("GroupNorm running stats", &d, CLNORM_ERR_UNSUPPORTED, NEEDLES("running"));
+    d = g_p[P_BN_INFER].d;
+    d.mean = g_p[P_BN_TRAIN].d.mean;
+    expect_reject("BatchNorm inference saved mean", &d, CLNORM_ERR_UNSUPPORTED, NEEDLES("mean"));
+    d = g_p[P_BN_INFER].d;
+    d.rstd = g_p[P_BN_TRAIN].d.rstd;
+    expect_reject("BatchNorm inference saved rstd", &d, CLNORM_ERR_UNSUPPORTED, NEEDLES("rstd"));
+    d = g_p[P_IN_TRACKED].d;
+    d.training = 0; /* inference with running stats: no saved statistics */
+    expect_reject("InstanceNorm tracked inference saved stats", &d, CLNORM_ERR_UNSUPPORTED, NEEDLES("mean"));
+}
+END_TEST
+
+/* Overlaps. Outputs: y, mean, rstd, and running stats when updated. */
+START_TEST(test_aliasing)
+{
+    rel_problem *ln = &g_p[P_LN], *bn = &g_p[P_BN_TRAIN], *bi = &g_p[P_BN_INFER];
+    clnorm_desc d = ln->d;
+    d.y.offset = d.x.offset + 1; /* y = x shifted: partial overlap */
+    d.y.mem = d.x.mem;
+    expect_reject("y overlaps x (+1)", &d, CLNORM_ERR_ALIASING, NEEDLES("y", "x"));
+    d.y.offset = d.x.offset + REL_GUARD; /* as far as the buffer allows */
+    expect_reject("y overlaps x (+16)", &d, CLNORM_ERR_ALIASING, NEEDLES("y", "x"));
+    d.x.offset = ln->off + 1; /* x shifted, y at off */
+    d.y.offset = ln->off;
+    expect_reject("x overlaps y (-1)", &d, CLNORM_ERR_ALIASING, NEEDLES("y", "x"));
+    /* mean and rstd in one buffer, overlapping */
+    d = ln->d;
+    d.rstd = d.mean;
+    expect_reject("rstd == mean", &d, CLNORM_ERR_ALIASING, NEEDLES("mean", "rstd"));
+    d.rstd.offset = d.mean.offset + ln->nsets - 1;
+    expect_reject("rstd overlaps mean end", &d, CLNORM_ERR_ALIASING, NEEDLES("mean", "rstd"));
+    /* mean inside y */
+    d = ln->d;
+    d.mean = d.y;
+    expect_reject("mean inside y", &d, CLNORM_ERR_ALIASING, NEEDLES("mean", "y"));
+    /* rstd inside x (output over an input) */
+    d = ln->d;
+    d.rstd = (clnorm_buf){d.x.mem, d.x.offset + 7};
+    expect_reject("rstd inside x", &d, CLNORM_ERR_ALIASING, NEEDLES("rstd", "x"));
+    /* y over scale / bias (inputs) */
+    d = ln->d;
+    d.scale = (clnorm_buf){d.y.mem, d.y.offset + 2};
+    expect_reject("scale inside y", &d, CLNORM_ERR_ALIASING, NEEDLES("scale", "y"));
+    d = ln->d;
+    d.bias = (clnorm_buf){d.y.mem, d.y.offset};
+    expect_reject("bias inside y", &d, CLNORM_ERR_ALIASING, NEEDLES("bias", "y"));
+    /* BatchNorm training: running stats are read and written */
+    d = bn->d;
+    d.running_var = d.running_mean;
+    expect_reject("running_var == running_mean", &d, CLNORM_ERR_ALIASING, NEEDLES("running"));
+    d = bn->d;
+    d.running_mean = (clnorm_buf){d.x.mem, d.x.offset};
+    expect_reject("running_mean inside x (training)", &d, CLNORM_ERR_ALIASING, NEEDLES("running_mean", "x"));
+    d = bn->d;
+    d.mean = d.running_var;
+    expect_reject("mean == running_var", &d, CLNORM_ERR_ALIASING, NEEDLES("mean", "running_var"));
+    d = bn->d;
+    d.scale = d.running_mean;
+    expect_reject("scale == running_mean (training)", &d, CLNORM_ERR_ALIASING, NEEDLES("scale", "running_mean"));
+    /* BatchNorm inference: y over running stats (inputs there) */
+    d = bi->d;
+    d.running_mean = (clnorm_buf){d.y.mem, d.y.offset + 3};
+    expect_reject("running_mean inside y (inference)", &d, CLNORM_ERR_ALIASING, NEEDLES("running_mean", "y"));
+
+    /* Through sub-buffers: x is a sub-buffer of P, y is P itself or another sub-buffer. */
+    cl_uint align_bits = 0;
+    REL_CL(clGetDeviceInfo(clnorm_device(g_ctx), CL_DEVICE_MEM_BASE_ADDR_ALIGN, sizeof align_bits, &align_bits,
+                           NULL));
+    size_t align = align_bits / 8, n = ln->ne;
+    size_t total = 4 * align + 4 * n * sizeof(float);
+    cl_mem parent = rel_buffer(g_cl, total / sizeof(float));
+    cl_buffer_region r1 = {align, n * sizeof(float) + align};
+    cl_buffer_region r2 = {2 * align, n * sizeof(float)};
+    cl_int e;
+    cl_mem sub1 = clCreateSubBuffer(parent, CL_MEM_READ_WRITE, CL_BUFFER_CREATE_TYPE_REGION, &r1, &e);
+    ck_assert_msg(sub1 != NULL, "clCreateSubBuffer %d", e);
+    cl_mem sub2 = clCreateSubBuffer(parent, CL_MEM_READ_WRITE, CL_BUFFER_CREATE_TYPE_REGION, &r2, &e);
+    ck_assert_msg(sub2 != NULL, "clCreateSubBuffer %d", e);
+    cl_mem extra[3] = {parent, sub1, sub2};
+    d = ln->d;
+    d.x = (clnorm_buf){sub1, 0};
+    d.y = (clnorm_buf){parent, align / sizeof(float) + 5}; /* y starts 5 floats into x */
+    expect_reject_ex("y (parent) overlaps x (sub-buffer)", &d, 0, NULL, CLNORM_ERR_ALIASING, NEEDLES("y", "x"),
+                     extra, 3);
+    d.x = (clnorm_buf){sub1, 3};
+    d.y = (clnorm_buf){sub2, 0}; /* x covers [align+12, align+12+4n), y [2 align, 2 align + 4n) */
+    expect_reject_ex("y (sub-buffer) overlaps x (sub-buffer)", &d, 0, NULL, CLNORM_ERR_ALIASING,
+                     NEEDLES("y", "x"), extra, 3);
+    d = ln->d;
+    d.mean = (clnorm_buf){sub2, 1};
+    d.rstd = (clnorm_buf){parent, 2 * align / sizeof(float)};
+    expect_reject_ex("rstd (parent) overlaps mean (sub-buffer)", &d, 0, NULL, CLNORM_ERR_ALIASING,
+                     NEEDLES("mean", "rstd"), extra, 3);
+    /* Disjoint parts of one parent through sub-buffers are fine. */
+    d = ln->d;
+    d.x = (clnorm_buf){sub1, 0};
+    d.y = (clnorm_buf){parent, (2 * align + n * sizeof(float) + align) / sizeof(float)};
+    clnorm_status st = clnorm_forward(g_ctx, &d, 0, NULL, NULL);
+    ck_assert_msg(st == CLNORM_OK, "disjoint sub-buffers rejected: %s", clnorm_last_error(g_ctx));
+    REL_CL(clFinish(g_q));
+    clReleaseMemObject(sub2);
+    clReleaseMemObject(sub1);
+    clReleaseMemObject(parent);
+}
+END_TEST
+
+/* y == x exactly is in place and must equal the out-of-place result. */
+START_TEST(test_in_place)
+{
+    struct { clnorm_desc s; unsigned flags; clnorm_variant v; } cases[16];
+    int n = 0;
+    char why[512];
+    for (int v = 0; v < CLNORM_VARIANT_COUNT; v++) {
+        rel_shape_layer(&cases[n].s, 7, 300);
+        cases[n].flags = REL_AFFINE | REL_STATS;
+        cases[n++].v = (clnorm_variant)v;
+    }
+    rel_shape_rms(&cases[n].s, 3, 129);
+    cases[n].flags = REL_SCALE | REL_RSTD;
+    cases[n++].v = CLNORM_VARIANT_SPLIT;
+    rel_shape_channel(&cases[n].s, CLNORM_BATCH_NORM, CLNORM_CHANNELS_FIRST, 4, 3, 2, 5, 7, 0, 0, 1);
+    cases[n].flags = REL_AFFINE | REL_STATS;
+    cases[n++].v = CLNORM_VARIANT_AUTO;
+    rel_shape_channel(&cases[n].s, CLNORM_BATCH_NORM, CLNORM_CHANNELS_LAST, 4, 3, 2, 5, 7, 0, 0, 1);
+    cases[n].flags = REL_AFFINE;
+    cases[n++].v = CLNORM_VARIANT_SPLIT;
+    rel_shape_channel(&cases[n].s, CLNORM_BATCH_NORM, CLNORM_CHANNELS_LAST, 4, 3, 1, 5, 0, 0, 0, 0);
+    cases[n].flags = REL_AFFINE;
+    cases[n++].v = CLNORM_VARIANT_AUTO;
+    rel_shape_channel(&cases[n].s, CLNORM_INSTANCE_NORM, CLNORM_CHANNELS_FIRST, 2, 3, 1, 50, 0, 0, 0, 1);
+    cases[n].flags = REL_AFFINE | REL_RUNNING | REL_STATS;
+    cases[n++].v = CLNORM_VARIANT_WG;
+    rel_shape_channel(&cases[n].s, CLNORM_GROUP_NORM, CLNORM_CHANNELS_LAST, 2, 12, 2, 3, 4, 0, 4, 1);
+    cases[n].flags = REL_AFFINE | REL_STATS;
+    cases[n++].v = CLNORM_VARIANT_AUTO;
+    rel_shape_channel(&cases[n].s, CLNORM_GROUP_NORM, CLNORM_CHANNELS_FIRST, 2, 12, 2, 3, 4, 0, 3, 1);
+    cases[n].flags = REL_AFFINE;
+    cases[n++].v = CLNORM_VARIANT_SPLIT;
+    for (int i = 0; i < n; i++) {
+        rel_problem p;
+        ck_assert_int_eq(clnorm_set_variant(g_ctx, cases[i].v, 0), CLNORM_OK);
+        ck_assert_int_eq(rel_problem_init(&p, g_ctx, &cases[i].s, cases[i].flags | REL_INPLACE, 3, 100 + i), 0);
+        int r = rel_problem_run(&p, g_ctx, why, sizeof why);
+        rel_problem_free(&p);
+        ck_assert_int_eq(clnorm_set_variant(g_ctx, CLNORM_VARIANT_AUTO, 0), CLNORM_OK);
+        ck_assert_msg(r == 0, "in-place case %d (op %d, variant %s): %s", i, cases[i].s.op,
+                      clnorm_variant_name(cases[i].v), why);
+    }
+}
+END_TEST
+
+/* Inputs may overlap inputs: scale == bias, and scale inside x. */
+START_TEST(test_inputs_may_overlap)
+{
+    rel_problem *p = &g_p[P_LN];
+    char why[512];
+    rel_problem_reset(p, g_ctx);
+    clnorm_desc saved = p->d;
+    /* bias := the scale buffer; the host copy must say so for the reference */
+    p->d.bias = p->d.scale;
+    float *bias_saved = p->bias;
+    cl_mem mbias = p->mbias;
+    p->bias = p->scale;
+    p->mbias = p->mscale;
+    int r = rel_problem_run(p, g_ctx, why, sizeof why);
+    p->bias = bias_saved;
+    p->mbias = mbias;
+    p->d = saved;
+    ck_assert_msg(r == 0, "scale == bias: %s", why);
+}
+END_TEST
+
+START_TEST(test_set_variant_validation)
+{
+    ck_assert_int_eq(clnorm_set_variant(g_ctx, (clnorm_variant)CLNORM_VARIANT_COUNT, 0), CLNORM_ERR_INVALID_VARIANT);
+    ck_assert_msg(*clnorm_last_error(g_ctx), "no message for a bad variant");
+    ck_assert_int_eq(clnorm_set_variant(g_ctx, (clnorm_variant)-1, 0), CLNORM_ERR_INVALID_VARIANT);
+    ck_assert_int_eq(clnorm_set_variant(g_ctx, CLNORM_VARIANT_WG, 3), CLNORM_ERR_INVALID_VARIANT);
+    ck_assert_msg(strstr(clnorm_last_error(g_ctx), "3") != NULL, "message \"%s\"", clnorm_last_error(g_ctx));
+    ck_assert_int_eq(clnorm_set_variant(g_ctx, CLNORM_VARIANT_WG, (size_t)1 << 40), CLNORM_ERR_INVALID_VARIANT);
+    ck_assert_int_eq(clnorm_set_variant(g_ctx, CLNORM_VARIANT_WG, 1), CLNORM_ERR_INVALID_VARIANT);
+    ck_assert_int_eq(clnorm_set_variant(g_ctx, CLNORM_VARIANT_AUTO, 0), CLNORM_OK);
+    g_status_seen[CLNORM_ERR_INVALID_VARIANT]++;
+}
+END_TEST
+
+/* Context creation: device selection failures (CLNORM_DEVICE, no platform). */
+START_TEST(test_create_errors)
+{
+    const char *old = getenv("CLNORM_DEVICE");
+    char *saved = old ? strdup(old) : NULL;
+    clnorm_ctx *c = (clnorm_ctx *)(uintptr_t)1;
+    fi_snapshot a, b;
+    fi_snap(&a);
+    setenv("CLNORM_DEVICE", "no-such-device-anywhere", 1);
+    ck_assert_int_eq(clnorm_create_default(&c), CLNORM_ERR_DEVICE_NOT_FOUND);
+    ck_assert_ptr_eq(c, NULL);
+    setenv("CLNORM_DEVICE", "9:0", 1);
+    ck_assert_int_eq(clnorm_create_default(&c), CLNORM_ERR_DEVICE_NOT_FOUND);
+    setenv("CLNORM_DEVICE", "0:9", 1);
+    ck_assert_int_eq(clnorm_create_default(&c), CLNORM_ERR_DEVICE_NOT_FOUND);
+    if (saved) setenv("CLNORM_DEVICE", saved, 1); else unsetenv("CLNORM_DEVICE");
+    free(saved);
+    fi_set_no_platform(1);
+    clnorm_status st = clnorm_create_default(&c);
+    fi_set_no_platform(0);
+    ck_assert_msg(st == CLNORM_ERR_NO_DEVICE, "no platform: got %s", clnorm_status_name(st));
+    ck_assert_ptr_eq(c, NULL);
+    fi_snap(&b);
+    char diff[128];
+    ck_assert_msg(!fi_snap_diff(&a, &b, diff, sizeof diff), "failed creation leaked: %s", diff);
+    g_status_seen[CLNORM_ERR_DEVICE_NOT_FOUND]++;
+    g_status_seen[CLNORM_ERR_NO_DEVICE]++;
+    /* The variant env var is validated at creation. */
+    setenv("CLNORM_VARIANT", "bogus", 1);
+    st = clnorm_create_default(&c);
+    unsetenv("CLNORM_VARIANT");
+    ck_assert_msg(st == CLNORM_ERR_INVALID_VARIANT, "CLNORM_VARIANT=bogus: got %s", clnorm_status_name(st));
+    ck_assert_ptr_eq(c, NULL);
+    fi_snap(&b);
+    ck_assert_msg(!fi_snap_diff(&a, &b, diff, sizeof diff), "failed creation leaked: %s", diff);
+}
+END_TEST
+
+START_TEST(test_status_strings)
+{
+#define CHECK_X(name, value, text)                                                                       \
+    ck_assert_str_eq(clnorm_status_string(value), text);                                                 \
+    ck_assert_str_eq(clnorm_status_name(value), #name);                                                  \
+    ck_assert_int_eq(clnorm_is_cl_error(value), 0);
+    CLNORM_STATUS_LIST(CHECK_X)
+#undef CHECK_X
+    ck_assert_str_eq(clnorm_status_name(CL_OUT_OF_RESOURCES), "CL_OUT_OF_RESOURCES");
+    ck_assert_int_ne(clnorm_is_cl_error(CL_OUT_OF_RESOURCES), 0);
+    ck_assert_ptr_nonnull(clnorm_status_string(12345));
+    ck_assert_ptr_nonnull(clnorm_status_name(-12345));
+    ck_assert_ptr_nonnull(clnorm_status_string(CLNORM_STATUS_END_));
+}
+END_TEST
+
+/* A rejected call does not disturb the next good one (the message is reset too). */
+START_TEST(test_recovers_after_rejections)
+{
+    char why[512];
+    for (int i = 0; i < P_COUNT; i++) {
+        clnorm_desc d = g_p[i].d;
+        d.eps = -1.0f;
+        ck_assert_int_eq(clnorm_forward(g_ctx, &d, 0, NULL, NULL), CLNORM_ERR_INVALID_EPS);
+        rel_problem_reset(&g_p[i], g_ctx);
+        int r = rel_problem_run(&g_p[i], g_ctx, why, sizeof why);
+        ck_assert_msg(r == 0, "%s after a rejection: %s", g_pname[i], why);
+        ck_assert_str_eq(clnorm_last_error(g_ctx), "");
+    }
+}
+END_TEST
+
+/* Known library bug (reported): the header says running_mean/running_var are
+ * required for BatchNorm, but training without them is accepted. Run with
+ * CLNORM_REL_KNOWN_BUGS=1. */
+START_TEST(test_known_bug_bn_training_without_running)
+{
+    clnorm_desc d = g_p[P_BN_TRAIN].d;
+    d.running_mean.mem = d.running_var.mem = NULL;
+    expect_reject("BatchNorm training without running stats", &d, CLNORM_ERR_MISSING_BUFFER, NEEDLES("running"));
+}
+END_TEST
+
+static void report(void)
+{
+    int covered = 0;
+    printf("validation: %lu rejected calls checked; statuses covered:", g_rejections);
+    for (int s = 1; s < CLNORM_STATUS_END_; s++)
+        if (g_status_seen[s]) {
+            covered++;
+            printf(" %s", clnorm_status_name(s));
+        }
+    printf(" (%d of %d)\n", covered, CLNORM_STATUS_END_ - 1);
+}
+
+int main(void)
+{
+    clnorm_status st = clnorm_create_default(&g_ctx);
+    if (st != CLNORM_OK) {
+        fprintf(stderr, "clnorm_create_default: %s\n", clnorm_status_name(st));
+        return 1;
+    }
+    g_q = clnorm_queue(g_ctx);
+    g_cl = clnorm_cl_context(g_ctx);
+    setup_problems();
+
+    Suite *s = suite_create("validation");
+    TCase *tc = tcase_create("reject");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_base_problems_valid);
+    tcase_add_test(tc, test_null_arguments);
+    tcase_add_test(tc, test_missing_buffers);
+    tcase_add_test(tc, test_invalid_op);
+    tcase_add_test(tc, test_zero_dimensions);
+    tcase_add_test(tc, test_size_overflow);
+    tcase_add_test(tc, test_too_large_for_kernels);
+    tcase_add_test(tc, test_buffer_too_small);
+    tcase_add_test(tc, test_invalid_eps);
+    tcase_add_test(tc, test_invalid_momentum);
+    tcase_add_test(tc, test_invalid_groups);
+    tcase_add_test(tc, test_invalid_layout_and_rank);
+    tcase_add_test(tc, test_count_one);
+    tcase_add_test(tc, test_foreign_buffer);
+    tcase_add_test(tc, test_invalid_buffer);
+    tcase_add_test(tc, test_invalid_events);
+    tcase_add_test(tc, test_unsupported);
+    tcase_add_test(tc, test_aliasing);
+    tcase_add_test(tc, test_set_variant_validation);
+    tcase_add_test(tc, test_create_errors);
+    tcase_add_test(tc, test_status_strings);
+    suite_add_tcase(s, tc);
+    TCase *ok = tcase_create("accept");
+    tcase_set_timeout(ok, 120);
+    tcase_add_test(ok, test_in_place);
+    tcase_add_test(ok, test_inputs_may_overlap);
+    tcase_add_test(ok, test_recovers_after_rejections);
+    suite_add_tcase(s, ok);
+    if (rel_env_long("CLNORM_REL_KNOWN_BUGS", 0)) {
+        TCase *kb = tcase_create("known_bugs");
+        tcase_add_test(kb, test_known_bug_bn_training_without_running);
+        suite_add_tcase(s, kb);
+    }
+
+    SRunner *sr = srunner_create(s);
+    srunner_set_fork_status(sr, CK_NOFORK);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    report();
+    teardown_problems();
+    clnorm_destroy(g_ctx);
+    return failed ? 1 : 0;
+}
