@@ -1,0 +1,371 @@
+/*
+ * Fault injection. For each operation family, count the OpenCL calls of each
+ * kind along the operation's path in a clean run, then make each one of them
+ * fail in turn (the k-th call of that kind, for every k). Each time:
+ *   - clnorm_forward (or clnorm_create_*) returns an error: the injected
+ *     OpenCL code passed through unchanged, or CLNORM_ERR_BUILD_FAILED for a
+ *     failed build (CLNORM_ERR_INVALID_BUFFER for a failed buffer query during
+ *     validation), with a message, and no event;
+ *   - the context works for the next call (result checked against the
+ *     reference);
+ *   - no OpenCL object leaks: live objects on the context equal a clean run's
+ *     after the retry, and return to the baseline after clnorm_destroy (the
+ *     library caches programs, kernels and scratch per context).
+ * Host-memory leaks on these paths are caught by LeakSanitizer in the
+ * sanitizer build (scripts/sanitize.sh runs this test there).
+ *
+ * Calls made once per context (program creation and build, kernel creation,
+ * scratch allocation) are failed on a fresh context each time; calls made on
+ * every operation (kernel arguments, enqueues, retains) on a warm context.
+ */
+#include <check.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "interpose.h"
+#include "rel_util.h"
+
+static unsigned long g_points;   /* fault points injected */
+static unsigned long g_tolerated; /* faults the library absorbed (result still correct) */
+static unsigned long g_per_kind[FI_KIND_COUNT];
+
+typedef struct family {
+    const char *name;
+    clnorm_desc shape;
+    unsigned flags;
+    clnorm_variant variant;
+    int want_event;
+} family;
+
+static family g_fam[10];
+static int g_nfam;
+
+static void add_family(const char *name, const clnorm_desc *s, unsigned flags, clnorm_variant v, int ev)
+{
+    g_fam[g_nfam++] = (family){name, *s, flags, v, ev};
+}
+
+static void make_families(void)
+{
+    clnorm_desc s;
+    rel_shape_layer(&s, 6, 100);
+    add_family("LayerNorm", &s, REL_AFFINE | REL_STATS, CLNORM_VARIANT_AUTO, 1);
+    rel_shape_layer(&s, 2, 5000);
+    add_family("LayerNorm split", &s, REL_AFFINE | REL_STATS, CLNORM_VARIANT_SPLIT, 0);
+    rel_shape_rms(&s, 3, 64);
+    add_family("RMSNorm", &s, REL_SCALE | REL_RSTD, CLNORM_VARIANT_AUTO, 1);
+    rel_shape_channel(&s, CLNORM_BATCH_NORM, CLNORM_CHANNELS_FIRST, 4, 5, 2, 6, 7, 0, 0, 1);
+    add_family("BatchNorm training", &s, REL_AFFINE | REL_STATS | REL_RUNNING, CLNORM_VARIANT_AUTO, 1);
+    rel_shape_channel(&s, CLNORM_BATCH_NORM, CLNORM_CHANNELS_LAST, 3, 8, 1, 10, 0, 0, 0, 0);
+    add_family("BatchNorm inference", &s, REL_AFFINE | REL_RUNNING, CLNORM_VARIANT_AUTO, 0);
+    rel_shape_channel(&s, CLNORM_INSTANCE_NORM, CLNORM_CHANNELS_FIRST, 2, 3, 2, 5, 5, 0, 0, 1);
+    add_family("InstanceNorm tracked", &s, REL_AFFINE | REL_STATS | REL_RUNNING, CLNORM_VARIANT_AUTO, 0);
+    rel_shape_channel(&s, CLNORM_GROUP_NORM, CLNORM_CHANNELS_LAST, 2, 12, 2, 4, 5, 0, 3, 1);
+    add_family("GroupNorm channels-last", &s, REL_AFFINE | REL_STATS, CLNORM_VARIANT_AUTO, 1);
+    rel_shape_channel(&s, CLNORM_GROUP_NORM, CLNORM_CHANNELS_FIRST, 2, 4, 1, 3000, 0, 0, 2, 1);
+    add_family("GroupNorm split", &s, REL_AFFINE, CLNORM_VARIANT_SPLIT, 0);
+}
+
+static int once_per_context(fi_kind k)
+{
+    return k == FI_CREATE_PROGRAM || k == FI_BUILD_PROGRAM || k == FI_CREATE_KERNEL || k == FI_CREATE_BUFFER ||
+           k == FI_CREATE_SUB_BUFFER || k == FI_GET_PROGRAM_INFO || k == FI_GET_KERNEL_INFO ||
+           k == FI_GET_DEVICE_INFO;
+}
+
+/* Kinds never failed: releases (a failing release cannot be handled) and
+ * waits (the library never waits). */
+static int injectable(fi_kind k) { return k != FI_RELEASE && k != FI_WAIT; }
+
+static clnorm_ctx *new_ctx(const family *f)
+{
+    clnorm_ctx *c = NULL;
+    clnorm_status st = clnorm_create_default(&c);
+    ck_assert_msg(st == CLNORM_OK, "clnorm_create_default: %s", clnorm_status_name(st));
+    ck_assert_int_eq(clnorm_set_variant(c, f->variant, 0), CLNORM_OK);
+    return c;
+}
+
+static clnorm_status forward(clnorm_ctx *c, rel_problem *p, const family *f, cl_event *ev_out)
+{
+    cl_event ev = NULL;
+    clnorm_status st = clnorm_forward(c, &p->d, 0, NULL, f->want_event ? &ev : NULL);
+    if (ev_out) *ev_out = ev;
+    else if (ev) clReleaseEvent(ev);
+    return st;
+}
+
+static void check_status(const family *f, fi_kind kind, unsigned long k, int err, clnorm_status st, clnorm_ctx *c,
+                         rel_problem *p, cl_event ev)
+{
+    const char *msg = clnorm_last_error(c);
+    if (st == CLNORM_OK) {
+        /* Absorbed (e.g. an optional query): the result must still be right. */
+        char why[512];
+        if (ev) clReleaseEvent(ev);
+        ck_assert_msg(rel_problem_check(p, c, why, sizeof why) == 0, "%s: %s #%lu failed (%d) but call returned OK "
+                      "with a wrong result: %s", f->name, fi_kind_name(kind), k, err, why);
+        g_tolerated++;
+        printf("  absorbed: %s %s #%lu (%s)\n", f->name, fi_kind_name(kind), k, clnorm_status_name(err));
+        return;
+    }
+    ck_assert_msg(ev == NULL, "%s: %s #%lu: event returned with an error", f->name, fi_kind_name(kind), k);
+    int ok = (int)st == err || (err == CL_BUILD_PROGRAM_FAILURE && st == CLNORM_ERR_BUILD_FAILED) ||
+             (kind == FI_GET_MEM_INFO && st == CLNORM_ERR_INVALID_BUFFER);
+    ck_assert_msg(ok, "%s: %s #%lu failed with %s, clnorm returned %s (%d) \"%s\"", f->name, fi_kind_name(kind), k,
+                  clnorm_status_name(err), clnorm_status_name(st), (int)st, msg);
+    ck_assert_msg(*msg, "%s: %s #%lu: no message", f->name, fi_kind_name(kind), k);
+    if (st == CLNORM_ERR_BUILD_FAILED)
+        ck_assert_ptr_nonnull(clnorm_build_log(c));
+}
+
+static void retry_ok(const family *f, fi_kind kind, unsigned long k, clnorm_ctx *c, rel_problem *p)
+{
+    char why[512];
+    rel_problem_reset(p, c);
+    clnorm_status st = forward(c, p, f, NULL);
+    ck_assert_msg(st == CLNORM_OK, "%s: after %s #%lu failed, the next call returned %s: %s", f->name,
+                  fi_kind_name(kind), k, clnorm_status_name(st), clnorm_last_error(c));
+    ck_assert_msg(rel_problem_check(p, c, why, sizeof why) == 0, "%s: after %s #%lu failed, next result wrong: %s",
+                  f->name, fi_kind_name(kind), k, why);
+}
+
+static void expect_same(const fi_snapshot *a, const char *fname, const char *when, fi_kind kind, unsigned long k)
+{
+    fi_snapshot b;
+    char diff[160];
+    fi_snap(&b);
+    ck_assert_msg(!fi_snap_diff(a, &b, diff, sizeof diff), "%s: %s #%lu: live OpenCL objects %s: %s", fname,
+                  fi_kind_name(kind), k, when, diff);
+}
+
+static int error_for(fi_kind kind, unsigned long k)
+{
+    /* Alternate the default error with CL_OUT_OF_HOST_MEMORY. */
+    return (k % 2 == 0) ? CL_OUT_OF_HOST_MEMORY : fi_default_error(kind);
+}
+
+static void run_family(const family *f)
+{
+    fi_snapshot base, warm;
+    unsigned long cold[FI_KIND_COUNT], hot[FI_KIND_COUNT];
+    char why[512];
+    rel_problem p;
+
+    /* Clean runs: counts of a first (cold) and a second (warm) call. */
+    fi_snap(&base);
+    clnorm_ctx *c = new_ctx(f);
+    ck_assert_int_eq(rel_problem_init(&p, c, &f->shape, f->flags, 3, 77), 0);
+    fi_reset_counts();
+    ck_assert_int_eq(forward(c, &p, f, NULL), CLNORM_OK);
+    for (int i = 0; i < FI_KIND_COUNT; i++) cold[i] = fi_count((fi_kind)i);
+    ck_assert_msg(rel_problem_check(&p, c, why, sizeof why) == 0, "%s clean: %s", f->name, why);
+    rel_problem_reset(&p, c);
+    fi_reset_counts();
+    ck_assert_int_eq(forward(c, &p, f, NULL), CLNORM_OK);
+    for (int i = 0; i < FI_KIND_COUNT; i++) hot[i] = fi_count((fi_kind)i);
+    ck_assert_msg(rel_problem_check(&p, c, why, sizeof why) == 0, "%s clean warm: %s", f->name, why);
+    fi_snap(&warm);
+    rel_problem_free(&p);
+    clnorm_destroy(c);
+    expect_same(&base, f->name, "after a clean run and destroy", FI_KIND_COUNT, 0);
+    fi_snapshot warm_rel; /* warm live objects relative to the problem's own buffers */
+    (void)warm_rel;
+
+    printf("%-26s cold path:", f->name);
+    for (int i = 0; i < FI_KIND_COUNT; i++)
+        if (cold[i]) printf(" %s=%lu", fi_kind_name((fi_kind)i), cold[i]);
+    printf("\n");
+
+    /* Once-per-context calls: a fresh context per fault point. */
+    for (int ki = 0; ki < FI_KIND_COUNT; ki++) {
+        fi_kind kind = (fi_kind)ki;
+        if (!injectable(kind) || !once_per_context(kind)) continue;
+        for (unsigned long k = 1; k <= cold[ki]; k++) {
+            c = new_ctx(f);
+            ck_assert_int_eq(rel_problem_init(&p, c, &f->shape, f->flags, 3, 77), 0);
+            fi_snapshot before;
+            fi_snap(&before);
+            int err = error_for(kind, k);
+            cl_event ev = NULL;
+            fi_reset_counts();
+            fi_arm(kind, k, err);
+            clnorm_status st = forward(c, &p, f, f->want_event ? &ev : NULL);
+            int fired = fi_fired();
+            fi_disarm();
+            ck_assert_msg(fired, "%s: %s #%lu not reached (path changed?)", f->name, fi_kind_name(kind), k);
+            check_status(f, kind, k, err, st, c, &p, ev);
+            retry_ok(f, kind, k, c, &p);
+            /* The retry built what the failed call did not: same live objects as a clean warm context. */
+            expect_same(&warm, f->name, "after the retry, vs a clean run", kind, k);
+            rel_problem_free(&p);
+            clnorm_destroy(c);
+            expect_same(&base, f->name, "after destroy", kind, k);
+            g_points++;
+            g_per_kind[ki]++;
+        }
+    }
+
+    /* Per-call kinds: a warm context, the k-th call of the warm path. */
+    c = new_ctx(f);
+    ck_assert_int_eq(rel_problem_init(&p, c, &f->shape, f->flags, 3, 77), 0);
+    ck_assert_int_eq(forward(c, &p, f, NULL), CLNORM_OK);
+    REL_CL(clFinish(clnorm_queue(c)));
+    fi_snapshot steady;
+    fi_snap(&steady);
+    for (int ki = 0; ki < FI_KIND_COUNT; ki++) {
+        fi_kind kind = (fi_kind)ki;
+        if (!injectable(kind) || once_per_context(kind)) continue;
+        for (unsigned long k = 1; k <= hot[ki]; k++) {
+            rel_problem_reset(&p, c);
+            int err = error_for(kind, k);
+            cl_event ev = NULL;
+            fi_reset_counts();
+            fi_arm(kind, k, err);
+            clnorm_status st = forward(c, &p, f, f->want_event ? &ev : NULL);
+            int fired = fi_fired();
+            fi_disarm();
+            ck_assert_msg(fired, "%s: warm %s #%lu not reached", f->name, fi_kind_name(kind), k);
+            check_status(f, kind, k, err, st, c, &p, ev);
+            REL_CL(clFinish(clnorm_queue(c)));
+            expect_same(&steady, f->name, "after the failed call", kind, k);
+            retry_ok(f, kind, k, c, &p);
+            expect_same(&steady, f->name, "after the retry", kind, k);
+            g_points++;
+            g_per_kind[ki]++;
+        }
+    }
+    rel_problem_free(&p);
+    clnorm_destroy(c);
+    expect_same(&base, f->name, "after destroy (warm faults)", FI_KIND_COUNT, 0);
+    ck_assert_uint_eq(fi_unknown_releases(), 0);
+}
+
+START_TEST(test_family)
+{
+    run_family(&g_fam[_i]);
+}
+END_TEST
+
+/* Context creation: every call on clnorm_create_default's path, and on
+ * clnorm_create_from_queue's. */
+START_TEST(test_create)
+{
+    fi_snapshot base;
+    fi_snap(&base);
+    unsigned long cnt[FI_KIND_COUNT];
+    clnorm_ctx *c = NULL;
+    fi_reset_counts();
+    ck_assert_int_eq(clnorm_create_default(&c), CLNORM_OK);
+    for (int i = 0; i < FI_KIND_COUNT; i++) cnt[i] = fi_count((fi_kind)i);
+    cl_command_queue q = clnorm_queue(c);
+    clRetainCommandQueue(q);
+    clnorm_destroy(c);
+    /* create_from_queue with the caller's queue */
+    unsigned long cntq[FI_KIND_COUNT];
+    fi_reset_counts();
+    ck_assert_int_eq(clnorm_create_from_queue(q, &c), CLNORM_OK);
+    for (int i = 0; i < FI_KIND_COUNT; i++) cntq[i] = fi_count((fi_kind)i);
+    clnorm_destroy(c);
+    fi_snapshot withq;
+    fi_snap(&withq);
+
+    printf("%-26s path:", "clnorm_create_default");
+    for (int i = 0; i < FI_KIND_COUNT; i++)
+        if (cnt[i]) printf(" %s=%lu", fi_kind_name((fi_kind)i), cnt[i]);
+    printf("\n");
+    for (int pass = 0; pass < 2; pass++) {
+        unsigned long *n = pass ? cntq : cnt;
+        for (int ki = 0; ki < FI_KIND_COUNT; ki++) {
+            fi_kind kind = (fi_kind)ki;
+            if (!injectable(kind)) continue;
+            for (unsigned long k = 1; k <= n[ki]; k++) {
+                int err = error_for(kind, k);
+                c = (clnorm_ctx *)(uintptr_t)1;
+                fi_reset_counts();
+                fi_arm(kind, k, err);
+                clnorm_status st = pass ? clnorm_create_from_queue(q, &c) : clnorm_create_default(&c);
+                int fired = fi_fired();
+                fi_disarm();
+                ck_assert_msg(fired, "create: %s #%lu not reached", fi_kind_name(kind), k);
+                if (st == CLNORM_OK) {
+                    /* absorbed: the context must work */
+                    rel_problem p;
+                    clnorm_desc s;
+                    char why[512];
+                    rel_shape_layer(&s, 3, 50);
+                    ck_assert_int_eq(rel_problem_init(&p, c, &s, REL_AFFINE | REL_STATS, 1, 5), 0);
+                    int r = rel_problem_run(&p, c, why, sizeof why);
+                    rel_problem_free(&p);
+                    clnorm_destroy(c);
+                    ck_assert_msg(r == 0, "create: %s #%lu failed, create returned OK, but the context fails: %s",
+                                  fi_kind_name(kind), k, why);
+                    g_tolerated++;
+                    printf("  absorbed: %s %s #%lu (%s)\n", pass ? "create_from_queue" : "create_default",
+                           fi_kind_name(kind), k, clnorm_status_name(err));
+                } else {
+                    ck_assert_msg(c == NULL, "create: %s #%lu: *out not NULL on error", fi_kind_name(kind), k);
+                    ck_assert_msg((int)st == err || st == CLNORM_ERR_NO_DEVICE,
+                                  "create: %s #%lu failed with %s, got %s", fi_kind_name(kind), k,
+                                  clnorm_status_name(err), clnorm_status_name(st));
+                }
+                expect_same(&withq, pass ? "create_from_queue" : "create_default", "after a failed create", kind,
+                            k);
+                g_points++;
+                g_per_kind[ki]++;
+            }
+        }
+    }
+    clReleaseCommandQueue(q);
+    /* the queue's context: released by the library's destroy already; the
+     * queue was the last reference we held. */
+    expect_same(&base, "create", "at the end", FI_KIND_COUNT, 0);
+}
+END_TEST
+
+/* A real build failure path: the injected CL_BUILD_PROGRAM_FAILURE gives
+ * CLNORM_ERR_BUILD_FAILED and a build log string (possibly empty), then the
+ * next call builds and works. Covered per family above; here the status is
+ * recorded once explicitly. */
+START_TEST(test_build_failed_status)
+{
+    family *f = &g_fam[0];
+    clnorm_ctx *c = new_ctx(f);
+    rel_problem p;
+    ck_assert_int_eq(rel_problem_init(&p, c, &f->shape, f->flags, 0, 3), 0);
+    fi_reset_counts();
+    fi_arm(FI_BUILD_PROGRAM, 1, CL_BUILD_PROGRAM_FAILURE);
+    clnorm_status st = clnorm_forward(c, &p.d, 0, NULL, NULL);
+    fi_disarm();
+    ck_assert_int_eq(st, CLNORM_ERR_BUILD_FAILED);
+    ck_assert_ptr_nonnull(clnorm_build_log(c));
+    ck_assert_msg(strstr(clnorm_last_error(c), "build") != NULL, "message: %s", clnorm_last_error(c));
+    retry_ok(f, FI_BUILD_PROGRAM, 1, c, &p);
+    rel_problem_free(&p);
+    clnorm_destroy(c);
+}
+END_TEST
+
+int main(void)
+{
+    make_families();
+    Suite *s = suite_create("faults");
+    TCase *tc = tcase_create("inject");
+    tcase_set_timeout(tc, 600);
+    tcase_add_test(tc, test_create);
+    tcase_add_test(tc, test_build_failed_status);
+    tcase_add_loop_test(tc, test_family, 0, g_nfam);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_set_fork_status(sr, CK_NOFORK);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    printf("faults: %lu fault points injected (%lu absorbed by the library with a correct result)\n", g_points,
+           g_tolerated);
+    for (int i = 0; i < FI_KIND_COUNT; i++)
+        if (g_per_kind[i]) printf("  %-55s %lu\n", fi_kind_name((fi_kind)i), g_per_kind[i]);
+    return failed ? 1 : 0;
+}
