@@ -83,10 +83,22 @@ void th_set_case(const char *fmt, ...)
 
 const char *th_case_name(void) { return g_case; }
 
+static unsigned long th_print_limit(void)
+{
+    static unsigned long lim;
+    if (!lim) {
+        const char *e = getenv("CLNORM_TEST_MAX_FAILS");
+        lim = e ? strtoul(e, NULL, 0) : 50;
+        if (!lim)
+            lim = 1;
+    }
+    return lim;
+}
+
 void th_fail(const char *fmt, ...)
 {
     th_failures++;
-    if (th_failures > 50)
+    if (th_failures > th_print_limit())
         return;
     va_list ap;
     va_start(ap, fmt);
@@ -94,7 +106,7 @@ void th_fail(const char *fmt, ...)
     vprintf(fmt, ap);
     printf("\n");
     va_end(ap);
-    if (th_failures == 50)
+    if (th_failures == th_print_limit())
         printf("FAIL ... (further failures in this test not printed)\n");
     fflush(stdout);
 }
@@ -460,25 +472,36 @@ done:
  * float32. For a set with count n, mean mu and (biased) standard deviation
  * sigma, as computed by the double reference:
  *
+ * 0. Summation. A float sum of n terms has relative error <= u*log2(n) when
+ *    done as a tree/pairwise reduction; a serial loop (one work-item walking
+ *    a chunk) has a worst case of u*n but errors that behave like a random
+ *    walk, about u*sqrt(n), on data whose terms do not all share one
+ *    magnitude. We allow
+ *        s_n = 8 + 2 log2(n) + sqrt(n)        (in units of u)
+ *    i.e. 1072 u = 6.4e-5 relative at n = 2^20. Serial float sums of n
+ *    nearly equal terms (sum x^2 of 1e4 + N(0,1e-2)) drift systematically,
+ *    ~u*n, and fail this on long rows; that is an accuracy bug.
  * 1. The library's mean m^ is a float. Even a perfect sum rounds it once:
- *    |m^ - mu| <= u|mu|. A float tree/pairwise sum adds about u*log2(n)*|mu|
- *    in the worst case (much less on average), and the part of the values that
- *    varies adds a few u*sigma. So we allow
- *        dm = u * ((8 + 2 log2 n) |mu| + 16 sigma).
- *    This is the term that must scale with |mu|/sigma: x - m^ loses dm in
- *    absolute terms however well it is computed, i.e. dm/sigma = O(u |mu|/sigma)
- *    in xhat units. (A serial float sum of n values loses ~u sqrt(n)|mu| and
- *    E[x^2]-E[x]^2 loses ~u mu^2/sigma^2 in the *variance*: both fail this.)
+ *    |m^ - mu| <= u|mu|. Summing x - (any element) instead of x keeps the rest
+ *    proportional to sigma. So we allow
+ *        dm = u * (4 |mu| + s_n sigma).
+ *    This is the term that scales with |mu|/sigma: x - m^ loses dm in absolute
+ *    terms however well it is computed, dm/sigma = O(u |mu|/sigma) in xhat
+ *    units (0.24 on 1e4 + N(0,1e-2), where |mu|/sigma = 1e6, of which 0.06 is
+ *    the unavoidable rounding of the mean). A plain (unshifted) serial float
+ *    sum loses ~u sqrt(n)|mu| and fails this on such data; E[x^2]-E[x]^2 loses
+ *    ~u mu^2/sigma^2 in the *variance* (6e4 relative there) and fails it by
+ *    orders of magnitude, which naive_formula_is_rejected checks.
  * 2. The variance is computed around m^: sum (x - m^)^2 / n = var + (mu - m^)^2,
- *    plus the rounding of the squares and sums, relative u*(few + log2 n).
- *    rstd = 1/sqrt(var + eps) halves relative errors but adds the sqrt and the
- *    division (a couple of ulps, OpenCL allows 3 for native-ish sqrt/div):
- *        er = u * (8 + 2 log2 n) + dm^2 / (var + eps)      (relative, rstd)
+ *    plus the rounding of the squares and the sum (s_n). rstd = 1/sqrt(var+eps)
+ *    halves relative errors but adds the sqrt and division (OpenCL allows a
+ *    few ulp for each):
+ *        er = u * s_n + dm^2 / (var + eps)      (relative error of rstd)
  * 3. y = (x - m^) * r^ * s + b:
  *        |dy| <= |s| * (|xhat| * (er + 4u) + dm * rstd) + 4u * (|y| + |b|)
  *    (the last term: rounding of the product and of the bias addition).
- * RMSNorm: no mean; mean(x^2) is a sum of positive terms (relative u*log2 n):
- *        |dy| <= |s| * |x rstd| * (er + 4u) + 4u (|y| + |b|),  er = u (8 + 2 log2 n).
+ * RMSNorm: no mean; er = u * s_n on mean(x^2) (positive terms):
+ *        |dy| <= |s| * |x rstd| * (er + 4u) + 4u (|y| + |b|).
  * Inference with running statistics (the library may fold everything into one
  * multiply-add per channel, y = x*A + B with A = s r, B = b - rm A), which
  * cancels when |rm A| >> |y|:
@@ -490,10 +513,6 @@ done:
  *
  * Non-finite expectations are exact: expected NaN requires NaN, expected +-Inf
  * requires the same infinity. A finite expectation requires a finite value.
- * On TH_OFFSET_1E4 (|mu|/sigma = 1e6) these give xhat an error budget of about
- * 1 (mostly the unavoidable rounding of the mean, 0.06 on its own); the naive
- * formula's variance is off by orders of magnitude (or negative) there, and
- * test_rows' naive-formula test shows that th_compare rejects it.
  */
 #define U32 (1.0 / 16777216.0)
 
@@ -531,18 +550,18 @@ static setinfo *set_stats(const clnorm_desc *d, const float *x)
     }
     for (size_t s = 0; s < sets; s++) {
         setinfo *p = &si[s];
-        double n = (double)p->count, L = log2(n);
+        double n = (double)p->count, sn = 8 + 2 * log2(n) + sqrt(n);
         p->sigma2 /= n;
         p->msq /= n;
         double eps = d->eps;
         if (d->op == CLNORM_RMS_NORM) {
             p->dm = 0;
-            p->er = U32 * (8 + 2 * L);
+            p->er = U32 * sn;
             p->rstd = 1.0 / sqrt(p->msq + eps);
         } else {
             double sg = sqrt(p->sigma2);
-            p->dm = U32 * ((8 + 2 * L) * fabs(p->mu) + 16 * sg);
-            p->er = U32 * (8 + 2 * L) + (p->sigma2 + eps > 0 ? p->dm * p->dm / (p->sigma2 + eps) : 0);
+            p->dm = U32 * (4 * fabs(p->mu) + sn * sg);
+            p->er = U32 * sn + (p->sigma2 + eps > 0 ? p->dm * p->dm / (p->sigma2 + eps) : 0);
             p->rstd = 1.0 / sqrt(p->sigma2 + eps);
         }
     }
