@@ -11,6 +11,12 @@
  * profiling data for markers, the bench falls back to wall-clock time from
  * opening the gate to clWaitForEvents, and says so ("timing": "wall").
  * Warm-up runs first, then the median (and minimum) of --reps runs.
+ *
+ * Caches are cold for every run (as in Triton's do_bench): before each run,
+ * outside the timed window, a kernel writes a scratch buffer of
+ * max(256 MiB, 8 x CL_DEVICE_GLOBAL_MEM_CACHE_SIZE), so cases whose x and y
+ * fit in the last-level cache are not measured against the cache while the
+ * copy reference runs from DRAM. --warm-cache turns this off.
  */
 #define _POSIX_C_SOURCE 200809L
 #include "suite.h"
@@ -38,7 +44,7 @@ typedef struct devinfo {
     cl_device_type type;
     cl_uint units;
     size_t max_wg;
-    cl_ulong global_mem, local_mem;
+    cl_ulong global_mem, local_mem, cache;
 } devinfo;
 
 typedef struct options {
@@ -51,6 +57,8 @@ typedef struct options {
     clnorm_variant variant;
     size_t wg;
     int timing_wall;  /* force wall-clock timing */
+    int warm_cache;   /* no cache scrub between runs */
+    int copy_once;    /* ratios against the first copy measurement, not interleaved copies */
     bench_case cases[MAX_CASES];
     size_t n_cases;
     size_t copy_elems;  /* 0 = the suite's largest x */
@@ -59,11 +67,13 @@ typedef struct options {
 typedef struct result {
     bench_case c;
     double median_ms, min_ms, gbps, ratio, bytes;
+    double copy_gbps;  /* the copy bandwidth this case's ratio is against */
     int ok;
 } result;
 
 static const char *prog = "clnorm-bench";
 static int progress_tty, progress_quiet;
+static const char *cache_mode = "cold";
 
 static void die(const char *fmt, ...) {
     va_list ap;
@@ -112,6 +122,7 @@ static int list_devices(devinfo *out, int max) {
             clGetDeviceInfo(devs[d], CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof di->max_wg, &di->max_wg, NULL);
             clGetDeviceInfo(devs[d], CL_DEVICE_GLOBAL_MEM_SIZE, sizeof di->global_mem, &di->global_mem, NULL);
             clGetDeviceInfo(devs[d], CL_DEVICE_LOCAL_MEM_SIZE, sizeof di->local_mem, &di->local_mem, NULL);
+            clGetDeviceInfo(devs[d], CL_DEVICE_GLOBAL_MEM_CACHE_SIZE, sizeof di->cache, &di->cache, NULL);
         }
     }
     return n;
@@ -185,10 +196,12 @@ static void csv_field(FILE *f, const char *s) {
 }
 
 static const char CSV_HEADER[] =
-    "device,platform,op,layout,shape,groups,label,median_ms,min_ms,gbps,copy_gbps,ratio,bytes,reps,variant,timing\n";
+    "device,platform,op,layout,shape,groups,label,median_ms,min_ms,gbps,copy_gbps,ratio,bytes,reps,variant,timing,"
+    "cache\n";
 
-static void csv_row(FILE *f, const devinfo *dev, const result *r, double copy_gbps, int reps,
-                    const char *variant, const char *timing) {
+static void csv_row(FILE *f, const devinfo *dev, const result *r, int reps, const char *variant,
+                    const char *timing) {
+    double copy_gbps = r->copy_gbps;
     char shape[96], label[160];
     bench_shape_string(&r->c, shape, sizeof shape);
     bench_case_label(&r->c, label, sizeof label);
@@ -197,12 +210,13 @@ static void csv_row(FILE *f, const devinfo *dev, const result *r, double copy_gb
     csv_field(f, dev->platform_name);
     fprintf(f, ",%s,%s,%s,%zu,", bench_op_name(&r->c), bench_layout_name(&r->c), shape, r->c.groups);
     csv_field(f, label);
-    fprintf(f, ",%.6f,%.6f,%.3f,%.3f,%.4f,%.0f,%d,%s,%s\n", r->median_ms, r->min_ms, r->gbps, copy_gbps,
-            r->ratio, r->bytes, reps, variant, timing);
+    fprintf(f, ",%.6f,%.6f,%.3f,%.3f,%.4f,%.0f,%d,%s,%s,%s\n", r->median_ms, r->min_ms, r->gbps, copy_gbps,
+            r->ratio, r->bytes, reps, variant, timing, cache_mode);
 }
 
-static void json_row(FILE *f, const devinfo *dev, const result *r, double copy_gbps, int reps,
-                     const char *variant, const char *timing) {
+static void json_row(FILE *f, const devinfo *dev, const result *r, int reps, const char *variant,
+                     const char *timing) {
+    double copy_gbps = r->copy_gbps;
     char label[160];
     bench_case_label(&r->c, label, sizeof label);
     fputs("{\"device\":", f);
@@ -217,8 +231,9 @@ static void json_row(FILE *f, const devinfo *dev, const result *r, double copy_g
     json_string(f, label);
     fprintf(f,
             ",\"median_ms\":%.6f,\"min_ms\":%.6f,\"gbps\":%.3f,\"copy_gbps\":%.3f,\"ratio\":%.4f,"
-            "\"bytes\":%.0f,\"reps\":%d,\"variant\":\"%s\",\"timing\":\"%s\"}\n",
-            r->median_ms, r->min_ms, r->gbps, copy_gbps, r->ratio, r->bytes, reps, variant, timing);
+            "\"bytes\":%.0f,\"reps\":%d,\"variant\":\"%s\",\"timing\":\"%s\",\"cache\":\"%s\"}\n",
+            r->median_ms, r->min_ms, r->gbps, copy_gbps, r->ratio, r->bytes, reps, variant, timing,
+            cache_mode);
     fflush(f);
 }
 
@@ -257,6 +272,8 @@ typedef struct runner {
     cl_context ctx;
     cl_command_queue q;
     timing_mode mode;
+    cl_kernel scrub;      /* NULL: warm caches */
+    size_t scrub_global;  /* float4 count */
     char err[1024];
 } runner;
 
@@ -265,6 +282,14 @@ typedef int (*enqueue_fn)(void *arg, cl_event *done, char *err, size_t errlen);
 
 static double timed_run(runner *r, enqueue_fn fn, void *arg) {
     cl_int e;
+    if (r->scrub) {
+        e = clEnqueueNDRangeKernel(r->q, r->scrub, 1, NULL, &r->scrub_global, NULL, 0, NULL, NULL);
+        if (e == CL_SUCCESS) e = clFinish(r->q);
+        if (e != CL_SUCCESS) {
+            snprintf(r->err, sizeof r->err, "cache scrub kernel: %s", cl_err_name(e));
+            return -1;
+        }
+    }
     cl_event gate = clCreateUserEvent(r->ctx, &e);
     if (e != CL_SUCCESS) {
         snprintf(r->err, sizeof r->err, "clCreateUserEvent: %s", cl_err_name(e));
@@ -313,19 +338,30 @@ static double timed_run(runner *r, enqueue_fn fn, void *arg) {
     return secs;
 }
 
-/* Runs warmup + reps; fills median and min in ms. 0 or -1. */
-static int measure(runner *r, enqueue_fn fn, void *arg, int warmup, int reps, double *med_ms, double *min_ms) {
-    for (int i = 0; i < warmup; i++)
+/* Runs warmup + reps of fn; fills its median and min in ms. With pair_fn,
+ * each timed run of fn is paired with a timed run of pair_fn (alternating
+ * which goes first), and pair_med gets pair_fn's median: both medians then
+ * come from the same stretch of time, whatever else the machine does.
+ * 0 or -1. */
+static int measure(runner *r, enqueue_fn fn, void *arg, enqueue_fn pair_fn, void *pair_arg, int warmup, int reps,
+                   double *med_ms, double *min_ms, double *pair_med) {
+    for (int i = 0; i < warmup; i++) {
         if (timed_run(r, fn, arg) < 0) return -1;
-    double *t = malloc(sizeof(double) * (size_t)reps);
+        if (pair_fn && timed_run(r, pair_fn, pair_arg) < 0) return -1;
+    }
+    double *t = malloc(sizeof(double) * 2 * (size_t)reps);
     if (!t) {
         snprintf(r->err, sizeof r->err, "out of host memory");
         return -1;
     }
+    double *tp = t + reps;
     timing_mode mode0 = r->mode;
     for (int i = 0; i < reps; i++) {
-        double s = timed_run(r, fn, arg);
-        if (s < 0) {
+        double s = 0, sp = 0;
+        if (pair_fn && (i & 1)) sp = timed_run(r, pair_fn, pair_arg);
+        if (sp >= 0) s = timed_run(r, fn, arg);
+        if (pair_fn && !(i & 1) && s >= 0) sp = timed_run(r, pair_fn, pair_arg);
+        if (s < 0 || sp < 0) {
             free(t);
             return -1;
         }
@@ -335,11 +371,13 @@ static int measure(runner *r, enqueue_fn fn, void *arg, int warmup, int reps, do
             continue;
         }
         t[i] = s * 1e3;
+        tp[i] = sp * 1e3;
     }
     double mn = t[0];
     for (int i = 1; i < reps; i++) mn = t[i] < mn ? t[i] : mn;
     *min_ms = mn;
     *med_ms = median(t, reps);
+    if (pair_fn && pair_med) *pair_med = median(tp, reps);
     free(t);
     return 0;
 }
@@ -350,6 +388,10 @@ static const char COPY_SRC[] =
     "__kernel void copy4(__global const float4 *restrict a, __global float4 *restrict b) {\n"
     "    size_t i = get_global_id(0);\n"
     "    b[i] = a[i];\n"
+    "}\n"
+    "__kernel void scrub4(__global float4 *b, float v) {\n"
+    "    size_t i = get_global_id(0);\n"
+    "    b[i] = (float4)(v, v + 1.0f, v + 2.0f, v + 3.0f);\n"
     "}\n";
 
 typedef struct copy_arg {
@@ -542,6 +584,20 @@ static int run_device(const options *o, const devinfo *dev, FILE *csv) {
     if (e == CL_SUCCESS) kcopy = clCreateKernel(prog_copy, "copy4", &e);
     if (e == CL_SUCCESS) e = clSetKernelArg(kcopy, 0, sizeof(cl_mem), &mem[BENCH_X]);
     if (e == CL_SUCCESS) e = clSetKernelArg(kcopy, 1, sizeof(cl_mem), &mem[BENCH_Y]);
+    cl_mem scratch = NULL;
+    size_t scrub_bytes = 0;
+    if (e == CL_SUCCESS && !o->warm_cache) {
+        scrub_bytes = (size_t)256 << 20;
+        if (dev->cache * 8 > scrub_bytes) scrub_bytes = (size_t)(dev->cache * 8);
+        if (dev->global_mem && scrub_bytes > dev->global_mem / 8) scrub_bytes = (size_t)(dev->global_mem / 8);
+        scrub_bytes &= ~(size_t)15;
+        float v = 0.5f;
+        scratch = clCreateBuffer(r.ctx, CL_MEM_READ_WRITE, scrub_bytes, NULL, &e);
+        if (e == CL_SUCCESS) r.scrub = clCreateKernel(prog_copy, "scrub4", &e);
+        if (e == CL_SUCCESS) e = clSetKernelArg(r.scrub, 0, sizeof(cl_mem), &scratch);
+        if (e == CL_SUCCESS) e = clSetKernelArg(r.scrub, 1, sizeof(float), &v);
+        r.scrub_global = scrub_bytes / 16;
+    }
     if (e != CL_SUCCESS) {
         progress_done();
         fprintf(stderr, "%s: %s: copy kernel: %s\n", prog, dev->name, cl_err_name(e));
@@ -550,7 +606,7 @@ static int run_device(const options *o, const devinfo *dev, FILE *csv) {
     }
     copy_arg ca = {r.q, kcopy, copy_elems / 4};
     progress("%s: copy bandwidth (float4, %.0f MiB)", dev->name, copy_elems * 4.0 / (1 << 20));
-    if (measure(&r, enqueue_copy, &ca, o->warmup, o->reps, &copy_med, &copy_min) != 0) {
+    if (measure(&r, enqueue_copy, &ca, NULL, NULL, o->warmup, o->reps, &copy_med, &copy_min, NULL) != 0) {
         progress_done();
         fprintf(stderr, "%s: %s: %s\n", prog, dev->name, r.err);
         failures = 1;
@@ -578,7 +634,9 @@ static int run_device(const options *o, const devinfo *dev, FILE *csv) {
         for (int k = 0; k < BENCH_ROLES; k++)
             if (el[k]) bench_desc_set(&d, k, (clnorm_buf){mem[k], 0});
         op_arg oa = {cx, &d};
-        if (measure(&r, enqueue_op, &oa, o->warmup, o->reps, &rs->median_ms, &rs->min_ms) != 0) {
+        double pair_copy_ms = 0;
+        if (measure(&r, enqueue_op, &oa, o->copy_once ? NULL : enqueue_copy, &ca, o->warmup, o->reps,
+                    &rs->median_ms, &rs->min_ms, &pair_copy_ms) != 0) {
             progress_done();
             fprintf(stderr, "%s: %s: %s: %s\n", prog, dev->name, label, r.err);
             failures++;
@@ -586,23 +644,25 @@ static int run_device(const options *o, const devinfo *dev, FILE *csv) {
         }
         rs->bytes = bench_case_bytes(&rs->c);
         rs->gbps = rs->bytes / (rs->median_ms * 1e-3) / 1e9;
-        rs->ratio = rs->gbps / copy_gbps;
+        rs->copy_gbps = o->copy_once ? copy_gbps : 2.0 * copy_elems * sizeof(float) / (pair_copy_ms * 1e-3) / 1e9;
+        rs->ratio = rs->gbps / rs->copy_gbps;
         rs->ok = 1;
         const char *timing = r.mode == TIME_EVENTS ? "events" : "wall";
-        if (o->json) json_row(stdout, dev, rs, copy_gbps, o->reps, vlabel, timing);
-        if (o->csv_stdout) csv_row(stdout, dev, rs, copy_gbps, o->reps, vlabel, timing);
-        if (csv) csv_row(csv, dev, rs, copy_gbps, o->reps, vlabel, timing);
+        if (o->json) json_row(stdout, dev, rs, o->reps, vlabel, timing);
+        if (o->csv_stdout) csv_row(stdout, dev, rs, o->reps, vlabel, timing);
+        if (csv) csv_row(csv, dev, rs, o->reps, vlabel, timing);
     }
     {
         double med2, min2;
         progress("%s: copy bandwidth again", dev->name);
-        if (measure(&r, enqueue_copy, &ca, 1, o->reps, &med2, &min2) == 0)
+        if (measure(&r, enqueue_copy, &ca, NULL, NULL, 1, o->reps, &med2, &min2, NULL) == 0)
             copy_end_gbps = 2.0 * copy_elems * sizeof(float) / (med2 * 1e-3) / 1e9;
     }
     progress_done();
     if (copy_end_gbps > 0 && fabs(copy_end_gbps / copy_gbps - 1.0) > 0.15)
-        fprintf(stderr, "%s: warning: copy bandwidth drifted from %.2f to %.2f GB/s during the run "
-                "(busy machine?); ratios are against the first value\n", prog, copy_gbps, copy_end_gbps);
+        fprintf(stderr, "%s: warning: copy bandwidth drifted from %.2f to %.2f GB/s during the run (busy machine?); %s\n",
+                prog, copy_gbps, copy_end_gbps,
+                o->copy_once ? "ratios are against the first value" : "each ratio is against the copies run between its own runs");
 
     const char *timing = r.mode == TIME_EVENTS ? "events" : "wall";
     if (o->csv_dir) {
@@ -616,7 +676,7 @@ static int run_device(const options *o, const devinfo *dev, FILE *csv) {
         } else {
             fputs(CSV_HEADER, f);
             for (size_t i = 0; i < o->n_cases; i++)
-                if (res[i].ok) csv_row(f, dev, &res[i], copy_gbps, o->reps, vlabel, timing);
+                if (res[i].ok) csv_row(f, dev, &res[i], o->reps, vlabel, timing);
             fclose(f);
             fprintf(stderr, "%s: wrote %s\n", prog, path);
         }
@@ -627,29 +687,33 @@ static int run_device(const options *o, const devinfo *dev, FILE *csv) {
         printf("Copy bandwidth: %.2f GB/s (float4 copy of %.1f MB read + written; median %.3f ms, min %.3f ms;"
                " %.2f GB/s again after the cases)\n",
                copy_gbps, copy_elems * 4.0 * 2 / 1e6, copy_med, copy_min, copy_end_gbps);
-        printf("Timing: %s, warm-up %d, median of %d runs; variant %s\n\n",
+        printf("Timing: %s, warm-up %d, median of %d runs; caches %s; variant %s\n",
                r.mode == TIME_EVENTS ? "profiling events (marker end to op end)" : "wall clock",
-               o->warmup, o->reps, vlabel);
-        printf("%-18s %-6s %-15s %5s %10s %10s %9s %7s\n", "op", "layout", "shape", "G", "median ms", "min ms",
-               "GB/s", "ratio");
+               o->warmup, o->reps, r.scrub ? "scrubbed before each run (cold)" : "warm", vlabel);
+        printf("Ratio: GB/s over %s\n\n", o->copy_once ? "the copy bandwidth above"
+               : "the median copy bandwidth of copy runs interleaved with the case's runs (column copy)");
+        printf("%-18s %-6s %-15s %5s %10s %10s %9s %7s %7s\n", "op", "layout", "shape", "G", "median ms", "min ms",
+               "GB/s", "copy", "ratio");
         for (size_t i = 0; i < o->n_cases; i++) {
             char shape[96];
             bench_shape_string(&res[i].c, shape, sizeof shape);
             char g[16] = "-";
             if (res[i].c.op == CLNORM_GROUP_NORM) snprintf(g, sizeof g, "%zu", res[i].c.groups);
             if (res[i].ok)
-                printf("%-18s %-6s %-15s %5s %10.3f %10.3f %9.2f %7.3f\n", bench_op_name(&res[i].c),
+                printf("%-18s %-6s %-15s %5s %10.3f %10.3f %9.2f %7.2f %7.3f\n", bench_op_name(&res[i].c),
                        bench_layout_name(&res[i].c), shape, g, res[i].median_ms, res[i].min_ms, res[i].gbps,
-                       res[i].ratio);
+                       res[i].copy_gbps, res[i].ratio);
             else
-                printf("%-18s %-6s %-15s %5s %10s %10s %9s %7s\n", bench_op_name(&res[i].c),
-                       bench_layout_name(&res[i].c), shape, g, "FAILED", "-", "-", "-");
+                printf("%-18s %-6s %-15s %5s %10s %10s %9s %7s %7s\n", bench_op_name(&res[i].c),
+                       bench_layout_name(&res[i].c), shape, g, "FAILED", "-", "-", "-", "-");
         }
         fflush(stdout);
     }
     free(res);
 
 out_copy:
+    if (r.scrub) clReleaseKernel(r.scrub);
+    if (scratch) clReleaseMemObject(scratch);
     if (kcopy) clReleaseKernel(kcopy);
     if (prog_copy) clReleaseProgram(prog_copy);
 out_mem:
@@ -681,7 +745,10 @@ static void usage(FILE *f) {
             "  --variant V[:WG]       force a kernel variant (auto wg subgroup wi split), optional work-group size\n"
             "  --wg N                 work-group size with --variant\n"
             "  --copy-elems N         float count of the copy-bandwidth kernel (default: largest suite x)\n"
+            "  --copy-once            ratios against the copy bandwidth measured first only (default: against\n"
+            "                         copy runs interleaved with each case's runs, robust on a busy machine)\n"
             "  --wall                 time with the wall clock instead of profiling events\n"
+            "  --warm-cache           do not scrub the caches before each run (default: scrub, cold caches)\n"
             "  --json                 one JSON object per case per line on stdout (no table)\n"
             "  --csv [FILE]           CSV to FILE (with a header), or to stdout instead of the table\n"
             "  --csv-dir DIR          one CSV per device: DIR/<device>.csv\n"
@@ -800,6 +867,11 @@ int main(int argc, char **argv) {
         } else if (!strcmp(a, "--copy-elems")) {
             NEED_ARG();
             o.copy_elems = (size_t)parse_long(a, argv[++i], 4);
+        } else if (!strcmp(a, "--warm-cache")) {
+            o.warm_cache = 1;
+            cache_mode = "warm";
+        } else if (!strcmp(a, "--copy-once")) {
+            o.copy_once = 1;
         } else if (!strcmp(a, "--wall")) {
             o.timing_wall = 1;
         } else if (!strcmp(a, "--json")) {

@@ -13,8 +13,10 @@ GB/s is comparable column to column and speed-up = torch ms / clnorm ms.
 
 Arguments after "--" go to clnorm-bench. Torch timing: CPU, wall clock
 (time.perf_counter) around each call; CUDA, torch.cuda.Event pairs; warm-up
-first, then the median of --reps calls. Torch allocates each output, as its
-functional API does.
+first, then the median of --reps calls. Before each timed call a 256 MiB
+scratch tensor is written (untimed) so caches are cold, as clnorm-bench does;
+--warm-cache turns that off on both sides. Torch allocates each output, as its functional API does. "ratio" is
+clnorm's fraction of the copy bandwidth, from clnorm-bench.
 
 PyTorch: Debian's python3-torch installs for /usr/bin/python3, not for a pyenv
 or venv python3 on PATH. Where this interpreter has no torch and
@@ -73,6 +75,8 @@ def run_clnorm(args):
     else:
         bench = find_bench(args.bench)
         cmd = [bench, "--json", "--reps", str(args.reps), "--warmup", str(args.warmup)] + args.bench_args
+        if args.warm_cache and "--warm-cache" not in cmd:
+            cmd.append("--warm-cache")
         print("compare_torch: running " + " ".join(cmd), file=sys.stderr, flush=True)
         p = subprocess.run(cmd, stdout=subprocess.PIPE, universal_newlines=True)
         lines = p.stdout.splitlines()
@@ -145,7 +149,7 @@ class TorchCase:
             else:
                 raise ValueError("unknown op " + op)
 
-    def time_ms(self, dev, warmup, reps):
+    def time_ms(self, dev, warmup, reps, scratch=None):
         torch = self.torch
         with torch.no_grad():
             for _ in range(warmup):
@@ -153,7 +157,9 @@ class TorchCase:
             times = []
             if dev == "cuda":
                 torch.cuda.synchronize()
-                for _ in range(reps):
+                for i in range(reps):
+                    if scratch is not None:
+                        scratch.fill_(float(i))
                     s = torch.cuda.Event(enable_timing=True)
                     e = torch.cuda.Event(enable_timing=True)
                     s.record()
@@ -162,7 +168,9 @@ class TorchCase:
                     e.synchronize()
                     times.append(s.elapsed_time(e))
             else:
-                for _ in range(reps):
+                for i in range(reps):
+                    if scratch is not None:
+                        scratch.fill_(float(i))
                     t0 = time.perf_counter()
                     self.fn()
                     times.append((time.perf_counter() - t0) * 1e3)
@@ -186,6 +194,8 @@ def main():
     ap.add_argument("--warmup", type=int, default=3, help="warm-up runs (default 3)")
     ap.add_argument("--threads", type=int, default=0,
                     help="torch CPU threads (default: the CPUs this process may use)")
+    ap.add_argument("--warm-cache", action="store_true",
+                    help="do not scrub the caches before each torch call (default: scrub, as clnorm-bench does)")
     ap.add_argument("--json-out", help="write one combined JSON object per case to this file")
     ap.add_argument("--csv", help="write the side-by-side table as CSV to this file")
     ap.add_argument("bench_args", nargs="*", help="arguments for clnorm-bench (after --)")
@@ -215,6 +225,14 @@ def main():
         print("compare_torch: clnorm-bench reported no cases", file=sys.stderr)
         return 1
 
+    scratch = None
+    if not args.warm_cache:
+        # Same policy as clnorm-bench: write 256 MiB (or 8x the GPU's L2) before each timed call.
+        nbytes = 256 << 20
+        if args.device == "cuda":
+            l2 = getattr(torch.cuda.get_device_properties(0), "L2_cache_size", 0) or 0
+            nbytes = max(nbytes, 8 * l2)
+        scratch = torch.empty(nbytes // 4, dtype=torch.float32, device=args.device)
     cache = {}
     rows = []
     n = len({case_key(r) for r in recs})
@@ -225,7 +243,7 @@ def main():
             print("compare_torch: [%d/%d] torch %s" % (len(cache) + 1, n, label), file=sys.stderr, flush=True)
             try:
                 tc = TorchCase(torch, r, args.device)
-                med, mn = tc.time_ms(args.device, args.warmup, args.reps)
+                med, mn = tc.time_ms(args.device, args.warmup, args.reps, scratch)
                 cache[k] = (med, mn, tc.note)
                 del tc
             except Exception as ex:  # report and go on: one case must not hide the others
@@ -240,28 +258,29 @@ def main():
                          groups=r.get("groups", 0), bytes=bytes_, clnorm_ms=r["median_ms"], clnorm_gbps=r["gbps"],
                          copy_gbps=r["copy_gbps"], ratio=r["ratio"], torch_ms=tmed, torch_min_ms=tmin,
                          torch_gbps=tgbps, speedup=tmed / r["median_ms"] if tmed == tmed else float("nan"),
+                         speedup_min=tmin / r["min_ms"] if tmin == tmin and r.get("min_ms") else float("nan"),
                          torch_note=note, torch=torch_dev))
 
     by_dev = {}
     for row in rows:
         by_dev.setdefault(row["device"], []).append(row)
     for dev, drows in by_dev.items():
-        print("\nclnorm on %s (copy %.2f GB/s)  vs  %s" % (dev, drows[0]["copy_gbps"], torch_dev))
-        print("%-17s %-5s %-15s %4s | %9s %8s %6s | %9s %8s | %8s" % (
-            "op", "lay", "shape", "G", "clnorm ms", "GB/s", "ratio", "torch ms", "GB/s", "speed-up"))
+        print("\nclnorm on %s  vs  %s; caches %s" % (dev, torch_dev, "warm" if args.warm_cache else "scrubbed before each call"))
+        print("%-17s %-5s %-15s %4s | %9s %8s %6s | %9s %8s | %8s %8s" % (
+            "op", "lay", "shape", "G", "clnorm ms", "GB/s", "ratio", "torch ms", "GB/s", "speed-up", "(min)"))
         sp = []
         for row in drows:
             g = str(row["groups"]) if row["op"] == "group_norm" else "-"
             note = " (%s)" % row["torch_note"] if row["torch_note"] else ""
-            print("%-17s %-5s %-15s %4s | %9.3f %8.2f %6.3f | %9.3f %8.2f | %7.2fx%s" % (
+            print("%-17s %-5s %-15s %4s | %9.3f %8.2f %6.3f | %9.3f %8.2f | %7.2fx %7.2fx%s" % (
                 row["op"], row["layout"], shape_str(row["shape"]), g, row["clnorm_ms"], row["clnorm_gbps"],
-                row["ratio"], row["torch_ms"], row["torch_gbps"], row["speedup"], note))
+                row["ratio"], row["torch_ms"], row["torch_gbps"], row["speedup"], row["speedup_min"], note))
             if row["speedup"] == row["speedup"] and row["speedup"] > 0:
                 sp.append(row["speedup"])
         if sp:
             gm = math.exp(sum(math.log(s) for s in sp) / len(sp))
-            print("speed-up over torch: min %.2fx, geometric mean %.2fx, max %.2fx (%d cases)"
-                  % (min(sp), gm, max(sp), len(sp)))
+            print("speed-up over torch (medians): min %.2fx, geometric mean %.2fx, max %.2fx (%d cases);"
+                  " (min) = torch's fastest run over clnorm's fastest" % (min(sp), gm, max(sp), len(sp)))
     sys.stdout.flush()
 
     if args.json_out:
@@ -270,7 +289,7 @@ def main():
                 f.write(json.dumps(row) + "\n")
     if args.csv:
         cols = ["device", "op", "layout", "shape", "groups", "bytes", "clnorm_ms", "clnorm_gbps", "copy_gbps",
-                "ratio", "torch_ms", "torch_gbps", "speedup", "torch_note", "torch"]
+                "ratio", "torch_ms", "torch_gbps", "speedup", "speedup_min", "torch_note", "torch"]
         with open(args.csv, "w") as f:
             f.write(",".join(cols) + "\n")
             for row in rows:
