@@ -1,0 +1,188 @@
+/*
+ * Leak soak: create/run/destroy cycles, and many operations on one context.
+ * Zero growth in live OpenCL objects (interposer counts, checked after every
+ * cycle / every flush) and in host memory (glibc mallinfo2 in-use bytes,
+ * compared after a warm-up; LeakSanitizer covers the same in the sanitizer
+ * build, where mallinfo is not meaningful and the check is skipped).
+ *
+ * Counts: CLNORM_SOAK_CYCLES (default 200) and CLNORM_SOAK_OPS (default
+ * 5000) keep ctest short; CLNORM_SOAK_FULL=1 runs the issue's 10,000 cycles
+ * and 100,000 operations.
+ */
+#include <check.h>
+#include <malloc.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "interpose.h"
+#include "rel_util.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#define REL_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define REL_ASAN 1
+#endif
+#endif
+#ifndef REL_ASAN
+#define REL_ASAN 0
+#endif
+
+static long g_cycles, g_ops;
+
+static size_t heap_in_use(void)
+{
+    struct mallinfo2 mi = mallinfo2();
+    return mi.uordblks + mi.hblkhd;
+}
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+enum { NSHAPES = 5 };
+static void shape_of(int i, clnorm_desc *s, unsigned *flags)
+{
+    switch (i % NSHAPES) {
+    case 0: rel_shape_layer(s, 4, 40); *flags = REL_AFFINE | REL_STATS; break;
+    case 1: rel_shape_rms(s, 3, 33); *flags = REL_SCALE | REL_RSTD; break;
+    case 2: rel_shape_channel(s, CLNORM_BATCH_NORM, CLNORM_CHANNELS_FIRST, 3, 4, 1, 5, 0, 0, 0, 1);
+        *flags = REL_AFFINE | REL_STATS | REL_RUNNING; break;
+    case 3: rel_shape_channel(s, CLNORM_GROUP_NORM, CLNORM_CHANNELS_LAST, 2, 6, 2, 3, 2, 0, 3, 1);
+        *flags = REL_AFFINE; break;
+    default: rel_shape_channel(s, CLNORM_INSTANCE_NORM, CLNORM_CHANNELS_FIRST, 2, 3, 1, 7, 0, 0, 0, 1);
+        *flags = REL_AFFINE | REL_RUNNING; break;
+    }
+}
+
+START_TEST(test_create_run_destroy)
+{
+    fi_snapshot base;
+    fi_snap(&base);
+    const long warm = g_cycles / 10 > 20 ? g_cycles / 10 : 20;
+    size_t heap0 = 0;
+    double t0 = now();
+    char why[512], diff[160];
+    for (long i = 0; i < g_cycles; i++) {
+        if (i == warm) heap0 = heap_in_use();
+        clnorm_ctx *c = NULL;
+        ck_assert_int_eq(clnorm_create_default(&c), CLNORM_OK);
+        rel_problem p;
+        clnorm_desc s;
+        unsigned fl;
+        shape_of((int)i, &s, &fl);
+        ck_assert_int_eq(rel_problem_init(&p, c, &s, fl, (size_t)(i % 3), (uint64_t)i), 0);
+        cl_event ev = NULL;
+        ck_assert_int_eq(clnorm_forward(c, &p.d, 0, NULL, (i & 1) ? &ev : NULL), CLNORM_OK);
+        if (ev) {
+            REL_CL(clWaitForEvents(1, &ev));
+            clReleaseEvent(ev);
+        }
+        if (i % 16 == 0 || i == g_cycles - 1)
+            ck_assert_msg(rel_problem_check(&p, c, why, sizeof why) == 0, "cycle %ld: %s", i, why);
+        rel_problem_free(&p);
+        clnorm_destroy(c);
+        fi_snapshot now_s;
+        fi_snap(&now_s);
+        ck_assert_msg(!fi_snap_diff(&base, &now_s, diff, sizeof diff), "cycle %ld: live OpenCL objects %s", i, diff);
+    }
+    double dt = now() - t0;
+    long grow = (long)heap_in_use() - (long)heap0;
+    printf("soak: %ld create/run/destroy cycles in %.1f s (%.2f ms each); live OpenCL objects +0; heap %+ld bytes "
+           "over the last %ld cycles%s\n",
+           g_cycles, dt, 1e3 * dt / (double)g_cycles, REL_ASAN ? 0L : grow, g_cycles - warm,
+           REL_ASAN ? " (not measured under ASan: LeakSanitizer checks at exit)" : "");
+    /* Allow allocator noise (a few pages), not growth proportional to cycles. */
+    if (!REL_ASAN)
+        ck_assert_msg(grow < 256 * 1024 && grow < 64 * (g_cycles - warm) + 65536,
+                      "heap grew by %ld bytes over %ld cycles", grow, g_cycles - warm);
+}
+END_TEST
+
+START_TEST(test_many_ops_one_context)
+{
+    fi_snapshot base;
+    fi_snap(&base);
+    clnorm_ctx *c = NULL;
+    ck_assert_int_eq(clnorm_create_default(&c), CLNORM_OK);
+    rel_problem p[NSHAPES];
+    for (int i = 0; i < NSHAPES; i++) {
+        clnorm_desc s;
+        unsigned fl;
+        shape_of(i, &s, &fl);
+        ck_assert_int_eq(rel_problem_init(&p[i], c, &s, fl, 1, (uint64_t)(1000 + i)), 0);
+    }
+    char why[512], diff[160];
+    /* Warm every shape and variant so caches are full. */
+    for (int v = 0; v < CLNORM_VARIANT_COUNT; v++) {
+        ck_assert_int_eq(clnorm_set_variant(c, (clnorm_variant)v, 0), CLNORM_OK);
+        for (int i = 0; i < NSHAPES; i++) ck_assert_int_eq(clnorm_forward(c, &p[i].d, 0, NULL, NULL), CLNORM_OK);
+    }
+    REL_CL(clFinish(clnorm_queue(c)));
+    fi_snapshot steady;
+    fi_snap(&steady);
+    size_t heap0 = heap_in_use();
+    double t0 = now();
+    const long check_every = g_ops / 20 > 0 ? g_ops / 20 : 1;
+    for (long i = 0; i < g_ops; i++) {
+        int k = (int)(i % NSHAPES);
+        if (i % 97 == 0) ck_assert_int_eq(clnorm_set_variant(c, (clnorm_variant)((i / 97) % CLNORM_VARIANT_COUNT), 0),
+                                          CLNORM_OK);
+        if (i % check_every == 0) rel_problem_reset(&p[k], c);
+        cl_event ev = NULL;
+        if (i % 13 == 5) { /* a rejected call now and then */
+            clnorm_desc bad = p[k].d;
+            bad.eps = -1.0f;
+            ck_assert_int_eq(clnorm_forward(c, &bad, 0, NULL, NULL), CLNORM_ERR_INVALID_EPS);
+        }
+        ck_assert_int_eq(clnorm_forward(c, &p[k].d, 0, NULL, (i % 3 == 0) ? &ev : NULL), CLNORM_OK);
+        if (ev) clReleaseEvent(ev);
+        if (i % check_every == 0)
+            ck_assert_msg(rel_problem_check(&p[k], c, why, sizeof why) == 0, "op %ld: %s", i, why);
+        if (i % 256 == 255) {
+            REL_CL(clFinish(clnorm_queue(c)));
+            fi_snapshot s;
+            fi_snap(&s);
+            ck_assert_msg(!fi_snap_diff(&steady, &s, diff, sizeof diff), "op %ld: live OpenCL objects %s", i, diff);
+        }
+    }
+    REL_CL(clFinish(clnorm_queue(c)));
+    double dt = now() - t0;
+    long grow = (long)heap_in_use() - (long)heap0;
+    fi_snapshot s;
+    fi_snap(&s);
+    ck_assert_msg(!fi_snap_diff(&steady, &s, diff, sizeof diff), "end: live OpenCL objects %s", diff);
+    for (int i = 0; i < NSHAPES; i++) rel_problem_free(&p[i]);
+    clnorm_destroy(c);
+    fi_snap(&s);
+    ck_assert_msg(!fi_snap_diff(&base, &s, diff, sizeof diff), "after destroy: live OpenCL objects %s", diff);
+    printf("soak: %ld operations on one context in %.1f s (%.1f us each); live OpenCL objects +0; heap %+ld bytes%s\n",
+           g_ops, dt, 1e6 * dt / (double)g_ops, REL_ASAN ? 0L : grow, REL_ASAN ? " (not measured under ASan)" : "");
+    if (!REL_ASAN)
+        ck_assert_msg(grow < 256 * 1024, "heap grew by %ld bytes over %ld operations", grow, g_ops);
+}
+END_TEST
+
+int main(void)
+{
+    int full = rel_env_long("CLNORM_SOAK_FULL", 0) != 0;
+    g_cycles = rel_env_long("CLNORM_SOAK_CYCLES", full ? 10000 : 200);
+    g_ops = rel_env_long("CLNORM_SOAK_OPS", full ? 100000 : 5000);
+    Suite *s = suite_create("soak");
+    TCase *tc = tcase_create("soak");
+    tcase_set_timeout(tc, full ? 3600 : 600);
+    tcase_add_test(tc, test_many_ops_one_context);
+    tcase_add_test(tc, test_create_run_destroy);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_set_fork_status(sr, CK_NOFORK);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
