@@ -208,6 +208,7 @@ fi
 grep '^clnorm-bench:' "$out/bench.err" || true
 echo "$(wc -l <"$out/bench.jsonl") cases measured"
 for csv in "$out"/*.csv; do
+  case "$csv" in */compare.csv) continue ;; esac
   [ -f "$csv" ] && { ./scripts/plot.sh "$csv" || echo "gpu-run: no plot (gnuplot/matplotlib missing)"; }
 done
 

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Renders one PNG per device from clnorm-bench CSV files: a bar of effective
 # GB/s per case (labelled with its ratio to copy), and the device's copy
-# bandwidth as a horizontal line.
+# bandwidth as a dashed line (the copy runs interleaved with each case, which
+# each ratio is against; flat on a quiet machine).
 #
 #   scripts/plot.sh bench/results/<device>.csv [more.csv ...]   -> <device>.png beside each CSV
 #   scripts/plot.sh -o out.png file.csv                          (one CSV only)
 #
 # A CSV holding several devices (clnorm-bench --csv FILE --all-devices) gives
 # <file>-<device>.png per device. Needs gnuplot; installs Debian's gnuplot-nox
-# with apt-get when it is missing (idempotent: nothing happens when present).
+# with apt-get when it is missing (idempotent: nothing happens when present);
+# where that is impossible it falls back to python3 with matplotlib.
 set -euo pipefail
 
 out=""
@@ -25,13 +27,65 @@ if [ -n "$out" ] && [ $# -ne 1 ]; then
   exit 2
 fi
 
-if ! command -v gnuplot >/dev/null 2>&1; then
+if ! command -v gnuplot >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
   echo "plot: gnuplot is missing; installing gnuplot-nox" >&2
   SUDO=""
   if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; fi
   export DEBIAN_FRONTEND=noninteractive
-  $SUDO apt-get install -y -q --no-install-recommends gnuplot-nox >/dev/null ||
-    { $SUDO apt-get update -q >/dev/null && $SUDO apt-get install -y -q --no-install-recommends gnuplot-nox >/dev/null; }
+  $SUDO apt-get install -y -q --no-install-recommends gnuplot-nox >/dev/null 2>&1 ||
+    { $SUDO apt-get update -q >/dev/null 2>&1 && $SUDO apt-get install -y -q --no-install-recommends gnuplot-nox >/dev/null 2>&1; } ||
+    echo "plot: could not install gnuplot-nox" >&2
+fi
+if ! command -v gnuplot >/dev/null 2>&1; then
+  # No gnuplot (e.g. a machine without a package registry): matplotlib, if any python has it.
+  for py in python3 /usr/bin/python3; do
+    if command -v "$py" >/dev/null 2>&1 && "$py" -c "import matplotlib" 2>/dev/null; then
+      exec "$py" - "$out" "$@" <<'PY'
+import csv, os, sys
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+out, files = sys.argv[1], sys.argv[2:]
+for path in files:
+    rows = list(csv.DictReader(open(path)))
+    devs = []
+    for r in rows:
+        if r["device"] not in devs:
+            devs.append(r["device"])
+    for dev in devs:
+        rs = [r for r in rows if r["device"] == dev]
+        if out and len(devs) == 1:
+            png = out
+        else:
+            png = (out or path[:-4] + ".png")
+            if len(devs) > 1:
+                safe = "".join(c if c.isalnum() or c in "._" else "-" for c in dev).strip("-")
+                png = png[:-4] + "-" + safe + ".png"
+        fig, ax = plt.subplots(figsize=(14, 7.2), dpi=100)
+        xs = range(len(rs))
+        g = [float(r["gbps"]) for r in rs]
+        ax.bar(xs, g, color="#2e86c1", edgecolor="black", label="clnorm")
+        for x, v, r in zip(xs, g, rs):
+            ax.text(x, v, "%.2f" % float(r["ratio"]), ha="center", va="bottom", fontsize=8)
+        cp = [float(r["copy_gbps"]) for r in rs]
+        copy = sorted(cp)[len(cp) // 2]
+        ax.plot(list(xs), cp, color="#c0392b", ls="--", lw=2, marker="_", ms=30,
+                label="float4 copy bandwidth, measured beside each case (median %.1f GB/s)" % copy)
+        ax.set_xticks(list(xs))
+        ax.set_xticklabels([r["label"] for r in rs], rotation=35, ha="right", fontsize=8)
+        ax.set_ylabel("effective GB/s (x read + y written + params/stats)")
+        ax.set_title("clnorm on %s: effective GB/s per case (label: ratio to copy)" % dev)
+        ax.set_ylim(0, max(g + cp) * 1.18)
+        ax.grid(axis="y", ls=":")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(png)
+        print("plot: wrote " + png)
+PY
+    fi
+  done
+  echo "plot: neither gnuplot nor python3 matplotlib is available" >&2
+  exit 1
 fi
 term="pngcairo size 1400,720 font 'Sans,10'"
 if ! gnuplot -e "set terminal" 2>&1 | grep -q pngcairo; then term="png size 1400,720"; fi
@@ -57,7 +111,11 @@ split_csv() {
       fld[++n] = f
       return n
     }
-    NR == 1 { n = parse($0); for (i = 1; i <= n; i++) col[fld[i]] = i; next }
+    NR == 1 {
+      n = parse($0); for (i = 1; i <= n; i++) col[fld[i]] = i
+      if (!("label" in col) || !("gbps" in col) || !("copy_gbps" in col)) exit
+      next
+    }
     {
       sub(/\r$/, "")
       parse($0)
@@ -89,8 +147,8 @@ for csv in "$@"; do
       png="${out:-${csv%.csv}.png}"
       png="${png%.png}-$safe.png"
     fi
-    copy=$(awk -F'\t' 'NR == 1 { print $3 }' "$data")
-    ymax=$(awk -F'\t' -v c="$copy" 'BEGIN { m = c } $2 > m { m = $2 } END { print m * 1.18 }' "$data")
+    copy=$(cut -f3 "$data" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')
+    ymax=$(awk -F'\t' 'BEGIN { m = 0 } $2 > m { m = $2 } $3 > m { m = $3 } END { print m * 1.18 }' "$data")
     title=$(printf '%s' "$dev" | sed 's/"/\\"/g')
     stamp=$(date -r "$csv" '+%Y-%m-%d %H:%M' 2>/dev/null || date '+%Y-%m-%d')
     gnuplot <<EOF
@@ -107,11 +165,10 @@ set xtics rotate by 35 right noenhanced font ",9"
 set bmargin 10
 set lmargin 12
 set key top right
-set arrow from graph 0, first $copy to graph 1, first $copy nohead lw 2 dt 2 lc rgb "#c0392b" front
-set label sprintf("copy %.1f GB/s", $copy) at graph 0.01, first $copy offset 0, 0.7 tc rgb "#c0392b" front
 plot "$data" using 0:2:xtic(1) with boxes lc rgb "#2e86c1" title "clnorm", \
      "" using 0:2:(sprintf("%.2f", \$4)) with labels offset 0, 0.7 font ",8" notitle, \
-     NaN with lines lw 2 dt 2 lc rgb "#c0392b" title "float4 copy bandwidth"
+     "" using 0:3 with linespoints lw 2 dt 2 pt 7 ps 0.6 lc rgb "#c0392b" \
+        title sprintf("float4 copy bandwidth, measured beside each case (median %.1f GB/s)", $copy)
 EOF
     echo "plot: wrote $png"
   done <"$tmp/devices"
