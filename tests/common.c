@@ -493,10 +493,13 @@ done:
  *    ~u mu^2/sigma^2 in the *variance* (6e4 relative there) and fails it by
  *    orders of magnitude, which naive_formula_is_rejected checks.
  * 2. The variance is computed around m^: sum (x - m^)^2 / n = var + (mu - m^)^2,
- *    plus the rounding of the squares and the sum (s_n). rstd = 1/sqrt(var+eps)
- *    halves relative errors but adds the sqrt and division (OpenCL allows a
- *    few ulp for each):
- *        er = u * s_n + dm^2 / (var + eps)      (relative error of rstd)
+ *    plus the rounding of the squares and the sum (s_n). Merging (count, mean,
+ *    M2) partials (Chan et al.), which the split and strided paths must do,
+ *    adds delta^2 n_a n_b / n with delta = mean_b - mean_a = O(sigma), whose
+ *    float partial means carry O(dm) each: a first-order error 2 sigma dm in
+ *    var. rstd = 1/sqrt(var+eps) halves relative errors but adds the sqrt and
+ *    division (OpenCL allows a few ulp for each):
+ *        er = u * s_n + (dm sigma + dm^2) / (var + eps)   (relative, rstd)
  * 3. y = (x - m^) * r^ * s + b:
  *        |dy| <= |s| * (|xhat| * (er + 4u) + dm * rstd) + 4u * (|y| + |b|)
  *    (the last term: rounding of the product and of the bias addition).
@@ -508,7 +511,9 @@ done:
  *        |dy| <= 8u * (|x A| + |rm A| + |b| + |y|).
  * Running statistics: (1 - m) rm + m * batch_mean has the error of batch_mean
  * times m, plus (8 + 2 log2 N) u of the operands (N = the instances averaged
- * for InstanceNorm); the running variance has m * |unbiased var| * 2 er.
+ * for InstanceNorm); the running variance has m * |unbiased var| * ev, where
+ * ev = 2u s_n + 2 dm/sigma + dm^2/var is the relative error of the variance itself (eps
+ * does not damp it there).
  * Saved statistics: |mean^ - mu| <= dm, |rstd^ - rstd| <= er * rstd.
  *
  * Non-finite expectations are exact: expected NaN requires NaN, expected +-Inf
@@ -517,7 +522,7 @@ done:
 #define U32 (1.0 / 16777216.0)
 
 typedef struct setinfo {
-    double mu, sigma2, msq, dm, er, rstd;
+    double mu, sigma2, msq, dm, er, ev, rstd;
     size_t count;
 } setinfo;
 
@@ -561,7 +566,9 @@ static setinfo *set_stats(const clnorm_desc *d, const float *x)
         } else {
             double sg = sqrt(p->sigma2);
             p->dm = U32 * (4 * fabs(p->mu) + sn * sg);
-            p->er = U32 * sn + (p->sigma2 + eps > 0 ? p->dm * p->dm / (p->sigma2 + eps) : 0);
+            p->er = U32 * sn + (p->sigma2 + eps > 0 ? (p->dm * sg + p->dm * p->dm) / (p->sigma2 + eps) : 0);
+            /* relative error of the variance itself (running_var): eps does not damp it */
+            p->ev = 2 * U32 * sn + (p->sigma2 > 0 ? 2 * p->dm / sg + p->dm * p->dm / p->sigma2 : 0);
             p->rstd = 1.0 / sqrt(p->sigma2 + eps);
         }
     }
@@ -669,11 +676,11 @@ unsigned long th_compare(const clnorm_desc *d, const th_inputs *in, const th_out
                 tm = tv = 0; /* must be copied unchanged */
             } else {
                 /* aggregate the per-set budgets of the sets of channel c */
-                double dm = 0, er = 0, amu = 0, avar = 0, N = 1;
+                double dm = 0, ev = 0, amu = 0, avar = 0, N = 1;
                 size_t cnt;
                 if (d->op == CLNORM_BATCH_NORM) {
                     dm = si[c].dm;
-                    er = si[c].er;
+                    ev = si[c].ev;
                     amu = fabs(si[c].mu);
                     cnt = si[c].count;
                     avar = si[c].sigma2 * (double)cnt / (double)(cnt - 1);
@@ -682,14 +689,14 @@ unsigned long th_compare(const clnorm_desc *d, const th_inputs *in, const th_out
                     for (size_t n = 0; n < d->n; n++) {
                         const setinfo *p = &si[n * C + c];
                         dm = fmax(dm, p->dm);
-                        er = fmax(er, p->er);
+                        ev = fmax(ev, p->ev);
                         amu = fmax(amu, fabs(p->mu));
                         avar = fmax(avar, p->sigma2 * (double)p->count / (double)(p->count - 1));
                     }
                 }
                 double k = (8 + 2 * log2(N)) * U32;
                 tm = k * (fabs((double)in->running_mean[c]) + amu) + mom * dm;
-                tv = k * (fabs((double)in->running_var[c]) + avar) + mom * avar * 2 * er;
+                tv = k * (fabs((double)in->running_var[c]) + avar) + mom * avar * ev;
             }
             if (got->running_mean && !close_enough(rmo[c], got->running_mean[c], tm * tol_scale + 1e-30))
                 mismatch(&m, "running_mean", c, rmo[c], got->running_mean[c], tm * tol_scale);

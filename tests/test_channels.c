@@ -1,0 +1,502 @@
+/*
+ * Channel norms (BatchNorm training/inference with running statistics,
+ * InstanceNorm, GroupNorm, per-sample affine) in both layouts and spatial
+ * ranks 0..3, against the double-precision reference, on every kernel
+ * variant; equivalences between ops and layouts; the split path; error cases
+ * leave every buffer byte-identical.
+ */
+#include "common.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NELEM(a) (sizeof(a) / sizeof((a)[0]))
+
+typedef struct shp { size_t n, c; unsigned rank; size_t s[3]; } shp;
+
+/* N = 1, S = 1, C = 1, primes, every rank. */
+static const shp shapes[] = {
+    {2, 3, 0, {0}},          {1, 5, 1, {7}},        {4, 3, 1, {1}},        {3, 1, 2, {5, 7}},
+    {2, 7, 2, {11, 13}},     {5, 4, 3, {2, 3, 5}},  {1, 1, 1, {2}},        {16, 32, 2, {8, 8}},
+    {2, 6, 1, {1000}},       {13, 3, 3, {1, 1, 1}}, {1, 2, 2, {31, 37}},   {3, 64, 0, {0}},
+};
+
+static clnorm_desc mk(clnorm_op op, clnorm_layout lay, const shp *s)
+{
+    clnorm_desc d;
+    clnorm_desc_init(&d, op);
+    d.layout = lay;
+    d.n = s->n;
+    d.c = s->c;
+    d.rank = s->rank;
+    for (unsigned k = 0; k < 3; k++)
+        d.spatial[k] = k < s->rank ? s->s[k] : 0;
+    return d;
+}
+
+static const float epss[] = {0.0f, 1e-5f, 1.0f};
+static const float moms[] = {0.1f, 0.0f, 1.0f, 0.3f};
+
+/* One op over the shape list, both layouts, rotating data kinds, eps, flags. */
+static void run_op_matrix(clnorm_op op, int training, int vi, int psa)
+{
+    clnorm_ctx *ctx = th_ctx();
+    th_variant v = th_variants[vi];
+    th_begin();
+    if (th_use_variant(ctx, v) != 0) {
+        th_finish();
+        return;
+    }
+    unsigned rot = (unsigned)vi * 3u + (unsigned)op;
+    for (size_t si = 0; si < NELEM(shapes); si++) {
+        for (int lay = 0; lay < 2; lay++) {
+            size_t S = 1;
+            for (unsigned k = 0; k < shapes[si].rank; k++)
+                S *= shapes[si].s[k];
+            int nk = vi == 0 ? TH_KIND_COUNT : 2;
+            for (int k = 0; k < nk; k++, rot++) {
+                th_case c;
+                memset(&c, 0, sizeof c);
+                c.d = mk(op, (clnorm_layout)lay, &shapes[si]);
+                c.d.training = training;
+                c.d.per_sample_affine = psa;
+                c.d.eps = epss[rot % 3];
+                c.d.momentum = moms[rot % 4];
+                c.kind = nk == TH_KIND_COUNT ? (th_kind)k : (th_kind)((rot * 7u + k) % TH_KIND_COUNT);
+                c.scale = (rot / 3) % 3 != 0;
+                c.bias = (rot / 2) % 3 != 0;
+                c.stats = (rot % 5) != 0;
+                if (op == CLNORM_GROUP_NORM) {
+                    /* G = 1, G = C, and a proper divisor when there is one */
+                    size_t C = c.d.c, opts[3] = {1, C, 1};
+                    for (size_t g = 2; g < C; g++)
+                        if (C % g == 0) {
+                            opts[2] = g;
+                            break;
+                        }
+                    c.d.groups = opts[rot % 3];
+                }
+                if (op == CLNORM_INSTANCE_NORM) {
+                    c.running = (rot % 2) ? 1 : -1; /* tracked stats or not */
+                    if (training && S == 1)
+                        continue; /* rejected, covered by error_cases */
+                }
+                if (op == CLNORM_BATCH_NORM && training) {
+                    if (c.d.n * S == 1)
+                        continue; /* rejected, covered by error_cases */
+                    if (rot % 7 == 6)
+                        c.running = -1; /* training without running stats (PyTorch allows it) */
+                }
+                c.flags = (rot % 9 == 4) ? TH_IN_PLACE : 0;
+                th_set_case("variant=%s", th_variant_str(v));
+                th_check_case(ctx, &c);
+            }
+        }
+    }
+    clnorm_set_variant(ctx, CLNORM_VARIANT_AUTO, 0);
+    th_finish();
+}
+
+START_TEST(bn_training) { run_op_matrix(CLNORM_BATCH_NORM, 1, _i, 0); }
+END_TEST
+START_TEST(bn_inference) { run_op_matrix(CLNORM_BATCH_NORM, 0, _i, 0); }
+END_TEST
+START_TEST(in_training) { run_op_matrix(CLNORM_INSTANCE_NORM, 1, _i, 0); }
+END_TEST
+START_TEST(in_inference) { run_op_matrix(CLNORM_INSTANCE_NORM, 0, _i, 0); }
+END_TEST
+START_TEST(gn) { run_op_matrix(CLNORM_GROUP_NORM, 1, _i, 0); }
+END_TEST
+/* per-sample affine (AdaIN, conditional norms): BN, IN, GN */
+START_TEST(per_sample_affine)
+{
+    run_op_matrix(CLNORM_INSTANCE_NORM, 1, 0, 1);
+    run_op_matrix(CLNORM_GROUP_NORM, 1, 0, 1);
+    run_op_matrix(CLNORM_BATCH_NORM, 1, 0, 1);
+    run_op_matrix(CLNORM_BATCH_NORM, 0, 0, 1);
+    run_op_matrix(CLNORM_INSTANCE_NORM, 0, 0, 1);
+}
+END_TEST
+
+/* GroupNorm: primes and every divisor of a few channel counts. */
+START_TEST(gn_group_counts)
+{
+    clnorm_ctx *ctx = th_ctx();
+    static const size_t Cs[] = {1, 2, 15, 14, 35, 64, 13};
+    th_begin();
+    unsigned rot = 0;
+    for (size_t ci = 0; ci < NELEM(Cs); ci++)
+        for (size_t g = 1; g <= Cs[ci]; g++) {
+            if (Cs[ci] % g)
+                continue;
+            shp s = {3, Cs[ci], 2, {5, 3, 0}};
+            th_case c;
+            memset(&c, 0, sizeof c);
+            c.d = mk(CLNORM_GROUP_NORM, (clnorm_layout)(rot % 2), &s);
+            c.d.groups = g;
+            c.kind = (th_kind)(rot % TH_KIND_COUNT);
+            c.scale = c.bias = c.stats = 1;
+            rot++;
+            th_check_case(ctx, &c);
+        }
+    th_finish();
+}
+END_TEST
+
+/* Running statistics after 3 consecutive training steps, for momentum 0, 1
+ * and two others, BatchNorm and InstanceNorm, both layouts; then inference
+ * with the trained statistics. */
+START_TEST(running_stats_three_steps)
+{
+    clnorm_ctx *ctx = th_ctx();
+    static const shp ss[] = {{4, 3, 2, {5, 7}}, {2, 5, 1, {1000}}, {8, 16, 0, {0}}, {3, 2, 3, {2, 3, 4}}};
+    th_begin();
+    th_rng r;
+    uint64_t seed = th_next_seed();
+    th_rng_init(&r, seed);
+    for (int opi = 0; opi < 2; opi++)
+        for (size_t si = 0; si < NELEM(ss); si++)
+            for (size_t mi = 0; mi < NELEM(moms); mi++)
+                for (int lay = 0; lay < 2; lay++) {
+                    clnorm_op op = opi ? CLNORM_INSTANCE_NORM : CLNORM_BATCH_NORM;
+                    if (op == CLNORM_INSTANCE_NORM && ss[si].rank == 0)
+                        continue;
+                    clnorm_desc d = mk(op, (clnorm_layout)lay, &ss[si]);
+                    d.momentum = moms[mi];
+                    size_t E = ref_elements(&d), C = d.c, sets = ref_sets(&d);
+                    float *x = malloc(E * 4), *y = malloc(E * 4), *sc = malloc(C * 4), *bi = malloc(C * 4);
+                    float *mean = malloc(sets * 4), *rstd = malloc(sets * 4);
+                    float lib_rm[64], lib_rv[64], ref_rm[64], ref_rv[64], out_rm[64], out_rv[64];
+                    double drm[64], drv[64];
+                    th_fill_normal(&r, sc, C, 1, 0.5);
+                    th_fill_normal(&r, bi, C, 0, 1);
+                    th_fill_normal(&r, lib_rm, C, 0, 1);
+                    th_fill_uniform(&r, lib_rv, C, 0.5, 2);
+                    memcpy(ref_rm, lib_rm, C * 4);
+                    memcpy(ref_rv, lib_rv, C * 4);
+                    for (int step = 1; step <= 3; step++) {
+                        th_set_case("3 steps: %s %s momentum=%g shape#%zu step %d seed=%llu",
+                                    opi ? "IN" : "BN", lay ? "NHWC" : "NCHW", (double)d.momentum, si, step,
+                                    (unsigned long long)seed);
+                        th_fill(&r, &d, (th_kind)(step == 2 ? TH_UNIFORM_1E4 : TH_NORMAL), x);
+                        th_inputs in = {x, sc, bi, lib_rm, lib_rv};
+                        th_outputs out = {y, mean, rstd, out_rm, out_rv};
+                        int st = th_run(ctx, &d, &in, &out, 0);
+                        if (st != CLNORM_OK) {
+                            th_fail("status %d %s: %s", st, clnorm_status_name(st), clnorm_last_error(ctx));
+                            break;
+                        }
+                        /* this step against the reference from the library's own inputs */
+                        th_compare(&d, &in, &out, 1.0, 1);
+                        /* the chain against the reference's own chain */
+                        th_inputs rin = {x, sc, bi, ref_rm, ref_rv};
+                        ref_forward(&d, x, sc, bi, ref_rm, ref_rv, NULL, NULL, NULL, drm, drv);
+                        th_outputs chain = {NULL, NULL, NULL, out_rm, out_rv};
+                        th_compare(&d, &rin, &chain, 2.0 * step, 1);
+                        for (size_t c = 0; c < C; c++) {
+                            ref_rm[c] = (float)drm[c];
+                            ref_rv[c] = (float)drv[c];
+                        }
+                        if (d.momentum == 0.0f)
+                            for (size_t c = 0; c < C; c++)
+                                TH_EXPECT(out_rm[c] == lib_rm[c] && out_rv[c] == lib_rv[c],
+                                          "momentum 0 changed running stats of channel %zu", c);
+                        memcpy(lib_rm, out_rm, C * 4);
+                        memcpy(lib_rv, out_rv, C * 4);
+                    }
+                    /* inference with the trained statistics */
+                    th_set_case("inference after training: %s %s momentum=%g shape#%zu seed=%llu",
+                                opi ? "IN" : "BN", lay ? "NHWC" : "NCHW", (double)d.momentum, si,
+                                (unsigned long long)seed);
+                    d.training = 0;
+                    th_fill(&r, &d, TH_NORMAL, x);
+                    th_inputs in = {x, sc, bi, lib_rm, lib_rv};
+                    th_outputs out = {y, NULL, NULL, out_rm, out_rv};
+                    int st = th_run(ctx, &d, &in, &out, 0);
+                    TH_EXPECT(st == CLNORM_OK, "inference status %d %s", st, clnorm_status_name(st));
+                    if (st == CLNORM_OK) {
+                        th_compare(&d, &in, &out, 1.0, 1);
+                        TH_EXPECT(memcmp(out_rm, lib_rm, C * 4) == 0 && memcmp(out_rv, lib_rv, C * 4) == 0,
+                                  "inference modified the running statistics");
+                    }
+                    free(x); free(y); free(sc); free(bi); free(mean); free(rstd);
+                }
+    th_finish();
+}
+END_TEST
+
+/* Host permutation between N,C,S and N,S,C. */
+static void to_last(const float *a, float *b, size_t N, size_t C, size_t S)
+{
+    for (size_t n = 0; n < N; n++)
+        for (size_t c = 0; c < C; c++)
+            for (size_t s = 0; s < S; s++)
+                b[(n * S + s) * C + c] = a[(n * C + c) * S + s];
+}
+
+/* channels-last on permuted data equals channels-first (y and saved stats),
+ * for every op, and GroupNorm G = C equals InstanceNorm, G = 1 equals
+ * LayerNorm over (C, S) with the per-channel affine expanded. */
+START_TEST(equivalences)
+{
+    clnorm_ctx *ctx = th_ctx();
+    static const shp ss[] = {{2, 3, 2, {5, 7}}, {3, 8, 1, {64}}, {1, 13, 3, {2, 3, 5}}, {4, 6, 0, {0}},
+                             {2, 32, 2, {16, 16}}};
+    th_begin();
+    th_rng r;
+    uint64_t seed = th_next_seed();
+    th_rng_init(&r, seed);
+    for (size_t vi = 0; vi < th_variant_count; vi++) {
+        if (th_use_variant(ctx, th_variants[vi]) != 0)
+            continue;
+        for (size_t si = 0; si < NELEM(ss); si++) {
+            shp s = ss[si];
+            size_t S = 1;
+            for (unsigned k = 0; k < s.rank; k++)
+                S *= s.s[k];
+            size_t E = s.n * s.c * S, C = s.c;
+            float *x = malloc(E * 4), *xl = malloc(E * 4), *ya = malloc(E * 4), *yb = malloc(E * 4),
+                  *yp = malloc(E * 4), *sc = malloc(C * 4), *bi = malloc(C * 4), *rm = malloc(C * 4),
+                  *rv = malloc(C * 4), *sce = malloc(C * S * 4), *bie = malloc(C * S * 4);
+            float ma[2048], mb[2048], ra[2048], rb[2048], rma[64], rva[64], rmb[64], rvb[64];
+            th_fill_normal(&r, sc, C, 1, 0.5);
+            th_fill_normal(&r, bi, C, 0, 1);
+            th_fill_normal(&r, rm, C, 0, 1);
+            th_fill_uniform(&r, rv, C, 0.5, 2);
+            for (int opi = 0; opi < 3; opi++) {
+                clnorm_op op = opi == 0 ? CLNORM_BATCH_NORM : opi == 1 ? CLNORM_INSTANCE_NORM : CLNORM_GROUP_NORM;
+                if (op == CLNORM_INSTANCE_NORM && S == 1)
+                    continue;
+                clnorm_desc df = mk(op, CLNORM_CHANNELS_FIRST, &s), dl = mk(op, CLNORM_CHANNELS_LAST, &s);
+                df.groups = dl.groups = op == CLNORM_GROUP_NORM ? (C % 2 ? 1 : 2) : 0;
+                th_set_case("NHWC == NCHW: variant=%s op=%d shape#%zu seed=%llu", th_variant_str(th_variants[vi]),
+                            (int)op, si, (unsigned long long)seed);
+                th_fill(&r, &df, TH_NORMAL, x);
+                to_last(x, xl, s.n, C, S);
+                int running = op != CLNORM_GROUP_NORM;
+                th_inputs inf = {x, sc, bi, running ? rm : NULL, running ? rv : NULL};
+                th_inputs inl = {xl, sc, bi, running ? rm : NULL, running ? rv : NULL};
+                th_outputs of = {ya, ma, ra, rma, rva}, ol = {yb, mb, rb, rmb, rvb};
+                int s1 = th_run(ctx, &df, &inf, &of, 0), s2 = th_run(ctx, &dl, &inl, &ol, 0);
+                TH_EXPECT(s1 == CLNORM_OK && s2 == CLNORM_OK, "status %d / %d", s1, s2);
+                if (s1 != CLNORM_OK || s2 != CLNORM_OK)
+                    continue;
+                th_compare(&df, &inf, &of, 1.0, 1);
+                th_compare(&dl, &inl, &ol, 1.0, 1);
+                to_last(ya, yp, s.n, C, S); /* channels-first result, permuted */
+                th_compare_y(&dl, &inl, yp, yb, E, 1.0, 1);
+                size_t sets = ref_sets(&df);
+                for (size_t k = 0; k < sets; k++) {
+                    TH_EXPECT(fabsf(ma[k] - mb[k]) <= 1e-5f * (1 + fabsf(ma[k])), "mean[%zu] %g vs %g", k,
+                              (double)ma[k], (double)mb[k]);
+                    TH_EXPECT(fabsf(ra[k] - rb[k]) <= 1e-5f * fabsf(ra[k]), "rstd[%zu] %g vs %g", k,
+                              (double)ra[k], (double)rb[k]);
+                }
+            }
+            for (int lay = 0; lay < 2; lay++) {
+                /* GroupNorm G = C vs InstanceNorm (affine per channel) */
+                if (S > 1) {
+                    clnorm_desc dg = mk(CLNORM_GROUP_NORM, (clnorm_layout)lay, &s);
+                    clnorm_desc di = mk(CLNORM_INSTANCE_NORM, (clnorm_layout)lay, &s);
+                    dg.groups = C;
+                    th_set_case("GN(G=C) == IN: variant=%s %s shape#%zu seed=%llu", th_variant_str(th_variants[vi]),
+                                lay ? "NHWC" : "NCHW", si, (unsigned long long)seed);
+                    th_fill(&r, &dg, TH_UNIFORM_1E4, x);
+                    th_inputs in = {x, sc, bi, NULL, NULL};
+                    th_outputs og = {ya, ma, ra, NULL, NULL}, oi = {yb, mb, rb, NULL, NULL};
+                    int s1 = th_run(ctx, &dg, &in, &og, 0), s2 = th_run(ctx, &di, &in, &oi, 0);
+                    TH_EXPECT(s1 == CLNORM_OK && s2 == CLNORM_OK, "status %d / %d", s1, s2);
+                    if (s1 == CLNORM_OK && s2 == CLNORM_OK) {
+                        th_compare(&dg, &in, &og, 1.0, 1);
+                        th_compare_y(&di, &in, ya, yb, E, 1.0, 1);
+                    }
+                }
+                /* GroupNorm G = 1 vs LayerNorm over (C, S) with the affine expanded */
+                clnorm_desc dg = mk(CLNORM_GROUP_NORM, (clnorm_layout)lay, &s), dln;
+                dg.groups = 1;
+                clnorm_desc_init(&dln, CLNORM_LAYER_NORM);
+                dln.rows = s.n;
+                dln.cols = C * S;
+                for (size_t c = 0; c < C; c++)
+                    for (size_t k = 0; k < S; k++) {
+                        size_t j = lay ? k * C + c : c * S + k;
+                        sce[j] = sc[c];
+                        bie[j] = bi[c];
+                    }
+                th_set_case("GN(G=1) == LN: variant=%s %s shape#%zu seed=%llu", th_variant_str(th_variants[vi]),
+                            lay ? "NHWC" : "NCHW", si, (unsigned long long)seed);
+                th_fill(&r, &dg, TH_NORMAL, x);
+                th_inputs ing = {x, sc, bi, NULL, NULL}, inl = {x, sce, bie, NULL, NULL};
+                th_outputs og = {ya, ma, ra, NULL, NULL}, ol = {yb, mb, rb, NULL, NULL};
+                int s1 = th_run(ctx, &dg, &ing, &og, 0), s2 = th_run(ctx, &dln, &inl, &ol, 0);
+                TH_EXPECT(s1 == CLNORM_OK && s2 == CLNORM_OK, "status %d / %d", s1, s2);
+                if (s1 == CLNORM_OK && s2 == CLNORM_OK) {
+                    th_compare(&dg, &ing, &og, 1.0, 1);
+                    th_compare_y(&dln, &inl, ya, yb, E, 1.0, 1);
+                }
+            }
+            free(x); free(xl); free(ya); free(yb); free(yp); free(sc); free(bi); free(rm); free(rv);
+            free(sce); free(bie);
+        }
+    }
+    clnorm_set_variant(ctx, CLNORM_VARIANT_AUTO, 0);
+    th_finish();
+}
+END_TEST
+
+/* A BatchNorm channel with more than 8M elements: the split path, with
+ * (count, mean, M2) partials merged in a fixed order. Run twice for
+ * determinism. */
+START_TEST(bn_split_large_channel)
+{
+    clnorm_ctx *ctx = th_ctx();
+    th_begin();
+    shp s = {2, 1, 1, {4200000}};
+    clnorm_desc d = mk(CLNORM_BATCH_NORM, CLNORM_CHANNELS_FIRST, &s);
+    size_t E = ref_elements(&d);
+    float *x = malloc(E * 4), *y = malloc(E * 4), *y2 = malloc(E * 4);
+    float sc = 1.5f, bi = -0.25f, rm = 1e4f, rv = 1.0f, m1, r1, m2, r2, rmo, rvo, rmo2, rvo2;
+    th_rng r;
+    uint64_t seed = th_next_seed();
+    th_rng_init(&r, seed);
+    th_set_case("BN split: 1 channel x %zu elements, 1e4+N(0,1e-2), seed=%llu", E, (unsigned long long)seed);
+    th_fill(&r, &d, TH_OFFSET_1E4, x);
+    th_inputs in = {x, &sc, &bi, &rm, &rv};
+    th_outputs o1 = {y, &m1, &r1, &rmo, &rvo}, o2 = {y2, &m2, &r2, &rmo2, &rvo2};
+    int st = th_run(ctx, &d, &in, &o1, TH_SMALL_OFFSETS);
+    TH_EXPECT(st == CLNORM_OK, "status %d %s: %s", st, clnorm_status_name(st), clnorm_last_error(ctx));
+    if (st == CLNORM_OK) {
+        th_compare(&d, &in, &o1, 1.0, 1);
+        st = th_run(ctx, &d, &in, &o2, TH_SMALL_OFFSETS);
+        TH_EXPECT(st == CLNORM_OK && memcmp(y, y2, E * 4) == 0 && m1 == m2 && r1 == r2 && rmo == rmo2 &&
+                      rvo == rvo2,
+                  "two identical split runs differ");
+    }
+    /* channels-last, 2 channels of 4.2M each, uniform*1e4 */
+    shp s2 = {2100000, 2, 1, {2}};
+    clnorm_desc dl = mk(CLNORM_BATCH_NORM, CLNORM_CHANNELS_LAST, &s2);
+    float sc2[2] = {1, 2}, bi2[2] = {0, 1}, rm2[2] = {0, 0}, rv2[2] = {1, 1}, mm[2], rr[2], rmo3[2], rvo3[2];
+    th_set_case("BN split NHWC: 2 channels x %zu elements, uniform*1e4, seed=%llu", E / 2, (unsigned long long)seed);
+    th_fill(&r, &dl, TH_UNIFORM_1E4, x);
+    th_inputs in2 = {x, sc2, bi2, rm2, rv2};
+    th_outputs o3 = {y, mm, rr, rmo3, rvo3};
+    st = th_run(ctx, &dl, &in2, &o3, TH_SMALL_OFFSETS);
+    TH_EXPECT(st == CLNORM_OK, "status %d %s: %s", st, clnorm_status_name(st), clnorm_last_error(ctx));
+    if (st == CLNORM_OK)
+        th_compare(&dl, &in2, &o3, 1.0, 1);
+    free(x); free(y); free(y2);
+    th_finish();
+}
+END_TEST
+
+/* Rejected calls: specific status, and every buffer (outputs, running
+ * statistics) byte-identical afterwards (th_run checks that on any rejection). */
+START_TEST(error_cases)
+{
+    clnorm_ctx *ctx = th_ctx();
+    th_begin();
+    struct {
+        clnorm_op op;
+        shp s;
+        size_t groups;
+        int training;
+        float momentum;
+        int expect;
+        const char *what;
+    } cases[] = {
+        {CLNORM_BATCH_NORM, {1, 4, 0, {0}}, 0, 1, 0.1f, CLNORM_ERR_COUNT_ONE, "BN training N=1 S=1 (rank 0)"},
+        {CLNORM_BATCH_NORM, {1, 3, 2, {1, 1}}, 0, 1, 0.1f, CLNORM_ERR_COUNT_ONE, "BN training N=1 S=1x1"},
+        {CLNORM_INSTANCE_NORM, {4, 3, 1, {1}}, 0, 1, 0.1f, CLNORM_ERR_COUNT_ONE, "IN training S=1"},
+        {CLNORM_GROUP_NORM, {2, 6, 1, {5}}, 4, 1, 0.1f, CLNORM_ERR_INVALID_GROUPS, "GN G=4 C=6"},
+        {CLNORM_GROUP_NORM, {2, 7, 1, {5}}, 2, 1, 0.1f, CLNORM_ERR_INVALID_GROUPS, "GN G=2 C=7"},
+        {CLNORM_GROUP_NORM, {2, 6, 1, {5}}, 0, 1, 0.1f, CLNORM_ERR_INVALID_GROUPS, "GN G=0"},
+        {CLNORM_GROUP_NORM, {2, 6, 1, {5}}, 12, 1, 0.1f, CLNORM_ERR_INVALID_GROUPS, "GN G=12 > C"},
+        {CLNORM_BATCH_NORM, {2, 3, 1, {5}}, 0, 1, 1.5f, CLNORM_ERR_INVALID_MOMENTUM, "BN momentum 1.5"},
+        {CLNORM_BATCH_NORM, {2, 3, 1, {5}}, 0, 1, -0.1f, CLNORM_ERR_INVALID_MOMENTUM, "BN momentum -0.1"},
+        {CLNORM_INSTANCE_NORM, {2, 3, 1, {5}}, 0, 1, NAN, CLNORM_ERR_INVALID_MOMENTUM, "IN momentum NaN"},
+    };
+    for (size_t i = 0; i < NELEM(cases); i++) {
+        for (int lay = 0; lay < 2; lay++) {
+            clnorm_desc d = mk(cases[i].op, (clnorm_layout)lay, &cases[i].s);
+            d.groups = cases[i].groups;
+            d.training = cases[i].training;
+            d.momentum = cases[i].momentum;
+            size_t E = ref_elements(&d), C = d.c, NC = d.n * d.c;
+            float *x = malloc(E * 4), *y = malloc(E * 4), sc[64], bi[64], rm[64], rv[64], mean[64], rstd[64],
+                  orm[64], orv[64];
+            th_rng r;
+            th_rng_init(&r, th_next_seed());
+            th_fill_normal(&r, x, E, 0, 1);
+            th_fill_normal(&r, sc, NC, 1, 1);
+            th_fill_normal(&r, bi, NC, 0, 1);
+            th_fill_normal(&r, rm, C, 0, 1);
+            th_fill_uniform(&r, rv, C, 0.5, 2);
+            int running = cases[i].op != CLNORM_GROUP_NORM;
+            th_inputs in = {x, sc, bi, running ? rm : NULL, running ? rv : NULL};
+            th_outputs out = {y, mean, rstd, orm, orv};
+            th_set_case("error case: %s %s", cases[i].what, lay ? "NHWC" : "NCHW");
+            TH_EXPECT(ref_forward(&d, x, sc, bi, in.running_mean, in.running_var, NULL, NULL, NULL, NULL, NULL) != 0,
+                      "the reference accepts it");
+            int st = th_run(ctx, &d, &in, &out, 0); /* also checks every buffer is untouched */
+            TH_EXPECT(st == cases[i].expect, "status %d (%s), expected %d (%s); message: %s", st,
+                      clnorm_status_name(st), cases[i].expect, clnorm_status_name(cases[i].expect),
+                      clnorm_last_error(ctx));
+            TH_EXPECT(clnorm_last_error(ctx)[0] != 0, "no error message");
+            /* in place too: x must stay as it was */
+            st = th_run(ctx, &d, &in, &out, TH_IN_PLACE);
+            TH_EXPECT(st == cases[i].expect, "in place: status %d (%s)", st, clnorm_status_name(st));
+            free(x);
+            free(y);
+        }
+    }
+    th_finish();
+}
+END_TEST
+
+/* NaN/Inf isolation per set for every channel op (set = channel, instance, group). */
+START_TEST(nan_inf_isolation)
+{
+    clnorm_ctx *ctx = th_ctx();
+    static const shp ss[] = {{3, 4, 1, {6}}, {4, 6, 2, {3, 3}}, {2, 5, 0, {0}}};
+    th_begin();
+    for (size_t si = 0; si < NELEM(ss); si++)
+        for (int lay = 0; lay < 2; lay++)
+            for (int op = CLNORM_BATCH_NORM; op <= CLNORM_GROUP_NORM; op++) {
+                th_case c;
+                memset(&c, 0, sizeof c);
+                c.d = mk((clnorm_op)op, (clnorm_layout)lay, &ss[si]);
+                c.d.groups = ss[si].c % 2 ? 1 : 2;
+                c.kind = TH_NANINF;
+                c.scale = c.bias = c.stats = 1;
+                c.running = op == CLNORM_GROUP_NORM ? -1 : 1;
+                if (op == CLNORM_INSTANCE_NORM && ss[si].rank == 0)
+                    continue;
+                th_check_case(ctx, &c);
+            }
+    th_finish();
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("channels");
+    TCase *tc = tcase_create("channels");
+    tcase_set_timeout(tc, 0);
+    int nv = (int)th_variant_count;
+    tcase_add_loop_test(tc, bn_training, 0, nv);
+    tcase_add_loop_test(tc, bn_inference, 0, 2);
+    tcase_add_loop_test(tc, in_training, 0, nv);
+    tcase_add_loop_test(tc, in_inference, 0, 2);
+    tcase_add_loop_test(tc, gn, 0, nv);
+    tcase_add_test(tc, per_sample_affine);
+    tcase_add_test(tc, gn_group_counts);
+    tcase_add_test(tc, running_stats_three_steps);
+    tcase_add_test(tc, equivalences);
+    tcase_add_test(tc, nan_inf_isolation);
+    tcase_add_test(tc, error_cases);
+    tcase_add_test(tc, bn_split_large_channel);
+    suite_add_tcase(s, tc);
+    return th_run_suite(s, "test_channels");
+}
