@@ -1,0 +1,351 @@
+/*
+ * Public API surface: status codes and names, OpenCL errors passed through,
+ * NULL handling, descriptor helpers, several contexts at once, device
+ * selection through CLNORM_DEVICE, variant names.
+ */
+#define _GNU_SOURCE /* strcasestr */
+#include "common.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+START_TEST(status_strings_and_names)
+{
+    th_begin();
+    for (int s = 0; s < CLNORM_STATUS_END_; s++) {
+        const char *str = clnorm_status_string(s), *name = clnorm_status_name(s);
+        TH_EXPECT(str && str[0], "status %d: empty string", s);
+        TH_EXPECT(name && strncmp(name, "CLNORM_", 7) == 0, "status %d: name %s", s, name ? name : "(null)");
+        TH_EXPECT(!clnorm_is_cl_error(s), "status %d counted as an OpenCL error", s);
+        for (int t = 0; t < s; t++) {
+            TH_EXPECT(strcmp(str, clnorm_status_string(t)) != 0, "statuses %d and %d share a message", s, t);
+            TH_EXPECT(strcmp(name, clnorm_status_name(t)) != 0, "statuses %d and %d share a name", s, t);
+        }
+    }
+    /* stable numbers, as the header lists them */
+    TH_EXPECT(CLNORM_OK == 0 && CLNORM_ERR_ALIASING == 14 && CLNORM_ERR_INVALID_BUFFER == 22, "renumbered");
+    TH_EXPECT(strcmp(clnorm_status_name(CLNORM_ERR_ALIASING), "CLNORM_ERR_ALIASING") == 0, "name of 14: %s",
+              clnorm_status_name(CLNORM_ERR_ALIASING));
+    TH_EXPECT(strcmp(clnorm_status_name(CLNORM_OK), "CLNORM_OK") == 0, "name of 0");
+    /* OpenCL codes */
+    TH_EXPECT(clnorm_is_cl_error(CL_OUT_OF_RESOURCES), "-5 not an OpenCL error");
+    TH_EXPECT(clnorm_is_cl_error(CL_INVALID_CONTEXT), "-34 not an OpenCL error");
+    TH_EXPECT(strcmp(clnorm_status_name(CL_OUT_OF_RESOURCES), "CL_OUT_OF_RESOURCES") == 0, "name of -5: %s",
+              clnorm_status_name(CL_OUT_OF_RESOURCES));
+    TH_EXPECT(strcmp(clnorm_status_name(CL_INVALID_KERNEL_ARGS), "CL_INVALID_KERNEL_ARGS") == 0, "name of -52: %s",
+              clnorm_status_name(CL_INVALID_KERNEL_ARGS));
+    for (int s = -70; s < 0; s++) {
+        TH_EXPECT(clnorm_status_string(s) && clnorm_status_string(s)[0], "no message for %d", s);
+        TH_EXPECT(clnorm_status_name(s) != NULL, "NULL name for %d", s);
+    }
+    /* unknown values: never NULL */
+    int odd[] = {CLNORM_STATUS_END_, 1000, -1000, 0x7fffffff, -0x7fffffff - 1};
+    for (size_t i = 0; i < sizeof odd / sizeof odd[0]; i++) {
+        TH_EXPECT(clnorm_status_string(odd[i]) != NULL, "NULL message for %d", odd[i]);
+        TH_EXPECT(clnorm_status_name(odd[i]) != NULL, "NULL name for %d", odd[i]);
+    }
+    th_finish();
+}
+END_TEST
+
+START_TEST(variant_names)
+{
+    th_begin();
+    for (int v = 0; v < CLNORM_VARIANT_COUNT; v++) {
+        const char *n = clnorm_variant_name((clnorm_variant)v);
+        TH_EXPECT(n && n[0], "variant %d has no name", v);
+        for (int w = 0; w < v; w++)
+            TH_EXPECT(strcmp(n, clnorm_variant_name((clnorm_variant)w)) != 0, "variants %d, %d share a name", v, w);
+    }
+    TH_EXPECT(clnorm_variant_name((clnorm_variant)99) != NULL, "NULL name for variant 99");
+    th_finish();
+}
+END_TEST
+
+START_TEST(null_handling)
+{
+    th_begin();
+    clnorm_destroy(NULL);
+    TH_EXPECT(clnorm_create_default(NULL) == CLNORM_ERR_NULL_ARGUMENT, "create_default(NULL)");
+    clnorm_ctx *c = (clnorm_ctx *)0x1;
+    TH_EXPECT(clnorm_create_from_queue(NULL, &c) != CLNORM_OK, "create_from_queue(NULL queue) succeeded");
+    TH_EXPECT(clnorm_create_from_queue(clnorm_queue(th_ctx()), NULL) == CLNORM_ERR_NULL_ARGUMENT,
+              "create_from_queue(q, NULL)");
+    clnorm_desc d;
+    clnorm_desc_init(&d, CLNORM_LAYER_NORM);
+    TH_EXPECT(clnorm_forward(NULL, &d, 0, NULL, NULL) == CLNORM_ERR_NULL_ARGUMENT, "forward(NULL ctx)");
+    TH_EXPECT(clnorm_forward(th_ctx(), NULL, 0, NULL, NULL) == CLNORM_ERR_NULL_ARGUMENT, "forward(NULL desc)");
+    d.rows = 2;
+    d.cols = 3;
+    TH_EXPECT(clnorm_forward(th_ctx(), &d, 0, NULL, NULL) == CLNORM_ERR_MISSING_BUFFER, "forward without x/y: %s",
+              clnorm_status_name(clnorm_forward(th_ctx(), &d, 0, NULL, NULL)));
+    TH_EXPECT(clnorm_set_variant(NULL, CLNORM_VARIANT_AUTO, 0) == CLNORM_ERR_NULL_ARGUMENT, "set_variant(NULL)");
+    TH_EXPECT(clnorm_last_error(NULL) != NULL, "last_error(NULL) is NULL");
+    TH_EXPECT(clnorm_build_log(NULL) != NULL, "build_log(NULL) is NULL");
+    TH_EXPECT(clnorm_build_log(th_ctx()) != NULL && clnorm_build_log(th_ctx())[0] == 0,
+              "build log not empty without a failed build");
+    th_finish();
+}
+END_TEST
+
+/* Event wait lists that disagree with their count; an event from another
+ * context is an OpenCL error passed through as a negative code. */
+START_TEST(events_and_cl_errors)
+{
+    clnorm_ctx *ctx = th_ctx();
+    th_begin();
+    cl_int err;
+    cl_context cl = clnorm_cl_context(ctx);
+    const size_t E = 64;
+    cl_mem xb = clCreateBuffer(cl, CL_MEM_READ_WRITE, E * 4, NULL, &err);
+    cl_mem yb = clCreateBuffer(cl, CL_MEM_READ_WRITE, E * 4, NULL, &err);
+    float zero[64] = {0};
+    clEnqueueWriteBuffer(clnorm_queue(ctx), xb, CL_TRUE, 0, E * 4, zero, 0, NULL, NULL);
+    clnorm_desc d;
+    clnorm_desc_init(&d, CLNORM_LAYER_NORM);
+    d.rows = 4;
+    d.cols = 16;
+    d.x.mem = xb;
+    d.y.mem = yb;
+    cl_event ev = (cl_event)0x1;
+    TH_EXPECT(clnorm_forward(ctx, &d, 2, NULL, &ev) == CLNORM_ERR_INVALID_EVENTS, "count 2 with no list");
+    TH_EXPECT(ev == NULL, "event not cleared on failure");
+    cl_event user = clCreateUserEvent(cl, &err);
+    TH_EXPECT(clnorm_forward(ctx, &d, 0, &user, NULL) == CLNORM_ERR_INVALID_EVENTS, "list with count 0");
+    clSetUserEventStatus(user, CL_COMPLETE);
+    clReleaseEvent(user);
+
+    /* a user event of a different context: OpenCL rejects it at enqueue */
+    cl_device_id dev = clnorm_device(ctx);
+    cl_context other = clCreateContext(NULL, 1, &dev, NULL, NULL, &err);
+    cl_event foreign = clCreateUserEvent(other, &err);
+    /* OpenCL says CL_INVALID_CONTEXT; some drivers (PoCL) accept it. Either
+       the driver's error comes back unchanged as a negative status, or OK. */
+    int st = clnorm_forward(ctx, &d, 1, &foreign, NULL);
+    TH_EXPECT(st == CLNORM_OK || (st < 0 && clnorm_is_cl_error(st)),
+              "foreign event: status %d (%s), expected an OpenCL error or OK", st, clnorm_status_name(st));
+    if (st < 0) {
+        TH_EXPECT(st != CL_INVALID_CONTEXT || strcmp(clnorm_status_name(st), "CL_INVALID_CONTEXT") == 0,
+                  "name of %d: %s", st, clnorm_status_name(st));
+        TH_EXPECT(clnorm_last_error(ctx)[0] != 0, "no message after an OpenCL error");
+    } else {
+        printf("# this driver accepts an event of another context (no OpenCL error to pass through)\n");
+    }
+    clSetUserEventStatus(foreign, CL_COMPLETE);
+    clFinish(clnorm_queue(ctx));
+    clReleaseEvent(foreign);
+    /* a buffer from another context */
+    cl_mem fb = clCreateBuffer(other, CL_MEM_READ_WRITE, E * 4, NULL, &err);
+    d.y.mem = fb;
+    st = clnorm_forward(ctx, &d, 0, NULL, NULL);
+    TH_EXPECT(st == CLNORM_ERR_FOREIGN_BUFFER, "foreign buffer: %d %s", st, clnorm_status_name(st));
+    d.y.mem = yb;
+    /* the context still works afterwards */
+    st = clnorm_forward(ctx, &d, 0, NULL, NULL);
+    TH_EXPECT(st == CLNORM_OK, "context unusable after errors: %d %s", st, clnorm_status_name(st));
+    clFinish(clnorm_queue(ctx));
+    clReleaseMemObject(fb);
+    clReleaseContext(other);
+    clReleaseMemObject(xb);
+    clReleaseMemObject(yb);
+    th_finish();
+}
+END_TEST
+
+START_TEST(desc_helpers)
+{
+    th_begin();
+    clnorm_desc d;
+    memset(&d, 0xab, sizeof d);
+    clnorm_desc_init(&d, CLNORM_GROUP_NORM);
+    TH_EXPECT(d.op == CLNORM_GROUP_NORM && d.eps == 1e-5f && d.momentum == 0.1f && d.training == 1,
+              "desc_init defaults");
+    TH_EXPECT(d.rows == 0 && d.cols == 0 && d.n == 0 && d.c == 0 && d.rank == 0 && d.groups <= 1 /* the library presets 1 */ &&
+                  d.per_sample_affine == 0 && d.layout == CLNORM_CHANNELS_FIRST && d.x.mem == NULL &&
+                  d.running_var.mem == NULL && d.running_var.offset == 0,
+              "desc_init does not zero the rest");
+    /* elements and sets against the reference's own view, valid and invalid shapes */
+    struct { clnorm_op op; size_t rows, cols, n, c; unsigned rank; size_t s0, s1, s2, g; } t[] = {
+        {CLNORM_LAYER_NORM, 3, 7, 0, 0, 0, 0, 0, 0, 0},  {CLNORM_RMS_NORM, 1000, 1, 0, 0, 0, 0, 0, 0, 0},
+        {CLNORM_LAYER_NORM, 0, 7, 0, 0, 0, 0, 0, 0, 0},  {CLNORM_BATCH_NORM, 0, 0, 2, 3, 2, 4, 5, 0, 0},
+        {CLNORM_BATCH_NORM, 0, 0, 2, 3, 0, 0, 0, 0, 0},  {CLNORM_INSTANCE_NORM, 0, 0, 2, 3, 3, 4, 5, 6, 0},
+        {CLNORM_GROUP_NORM, 0, 0, 2, 6, 1, 5, 0, 0, 3},  {CLNORM_GROUP_NORM, 0, 0, 2, 6, 1, 5, 0, 0, 4},
+        {CLNORM_GROUP_NORM, 0, 0, 2, 6, 1, 5, 0, 0, 0},  {CLNORM_BATCH_NORM, 0, 0, 2, 3, 2, 0, 5, 0, 0},
+        {CLNORM_INSTANCE_NORM, 0, 0, 0, 3, 1, 4, 0, 0, 0}, {CLNORM_BATCH_NORM, 0, 0, 2, 3, 4, 1, 1, 1, 0},
+        {(clnorm_op)9, 0, 0, 2, 3, 1, 4, 0, 0, 0},
+        {CLNORM_LAYER_NORM, (size_t)1 << 40, (size_t)1 << 40, 0, 0, 0, 0, 0, 0, 0},
+    };
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+        clnorm_desc_init(&d, t[i].op);
+        d.rows = t[i].rows;
+        d.cols = t[i].cols;
+        d.n = t[i].n;
+        d.c = t[i].c;
+        d.rank = t[i].rank;
+        d.spatial[0] = t[i].s0;
+        d.spatial[1] = t[i].s1;
+        d.spatial[2] = t[i].s2;
+        d.groups = t[i].g;
+        /* a GroupNorm with a bad group count is an invalid shape: 0 elements is fine too */
+        TH_EXPECT(clnorm_desc_elements(&d) == ref_elements(&d) || (ref_sets(&d) == 0 && clnorm_desc_elements(&d) == 0),
+                  "case %zu: elements %zu, expected %zu", i, clnorm_desc_elements(&d), ref_elements(&d));
+        TH_EXPECT(clnorm_desc_sets(&d) == ref_sets(&d), "case %zu: sets %zu, expected %zu", i, clnorm_desc_sets(&d),
+                  ref_sets(&d));
+    }
+    TH_EXPECT(clnorm_desc_elements(NULL) == 0 && clnorm_desc_sets(NULL) == 0, "helpers on NULL");
+    th_finish();
+}
+END_TEST
+
+static void run_small_ln(clnorm_ctx *ctx, const char *label)
+{
+    th_case c;
+    memset(&c, 0, sizeof c);
+    clnorm_desc_init(&c.d, CLNORM_LAYER_NORM);
+    c.d.rows = 7;
+    c.d.cols = 129;
+    c.scale = c.bias = c.stats = 1;
+    th_set_case("%s", label);
+    th_check_case(ctx, &c);
+    th_set_case("%s", "");
+}
+
+START_TEST(several_contexts)
+{
+    th_begin();
+    clnorm_ctx *cs[4] = {NULL, NULL, NULL, NULL};
+    for (int i = 0; i < 4; i++)
+        TH_EXPECT(clnorm_create_default(&cs[i]) == CLNORM_OK && cs[i], "context %d", i);
+    for (int round = 0; round < 2; round++)
+        for (int i = 0; i < 4; i++)
+            if (cs[i])
+                run_small_ln(cs[i], "several contexts");
+    clnorm_set_variant(cs[1], CLNORM_VARIANT_WG, 0); /* per-context setting */
+    clnorm_destroy(cs[2]);
+    run_small_ln(cs[1], "after destroying another context");
+    run_small_ln(cs[3], "after destroying another context");
+    clnorm_destroy(cs[0]);
+    clnorm_destroy(cs[3]);
+    run_small_ln(cs[1], "last context");
+    clnorm_destroy(cs[1]);
+    run_small_ln(th_ctx(), "process context");
+    th_finish();
+}
+END_TEST
+
+static char *device_name(cl_device_id dev)
+{
+    static char buf[256];
+    buf[0] = 0;
+    clGetDeviceInfo(dev, CL_DEVICE_NAME, sizeof buf - 1, buf, NULL);
+    return buf;
+}
+
+START_TEST(device_selection)
+{
+    th_begin();
+    const char *saved = getenv("CLNORM_DEVICE");
+    char *saved_copy = saved ? strdup(saved) : NULL;
+    cl_platform_id plat;
+    cl_device_id dev00 = NULL;
+    cl_uint n = 0;
+    clGetPlatformIDs(1, &plat, NULL);
+    clGetDeviceIDs(plat, CL_DEVICE_TYPE_ALL, 1, &dev00, &n);
+
+    clnorm_ctx *c = NULL;
+    setenv("CLNORM_DEVICE", "0:0", 1);
+    clnorm_status st = clnorm_create_default(&c);
+    TH_EXPECT(st == CLNORM_OK && c && clnorm_device(c) == dev00, "CLNORM_DEVICE=0:0: %s", clnorm_status_name(st));
+    if (c)
+        run_small_ln(c, "CLNORM_DEVICE=0:0");
+    char name[256];
+    snprintf(name, sizeof name, "%s", c ? device_name(clnorm_device(c)) : "");
+    clnorm_destroy(c);
+    c = NULL;
+
+    /* a case-insensitive substring of the name */
+    if (strlen(name) >= 4) {
+        char sub[8];
+        size_t k = strlen(name) / 2 - 2;
+        for (int i = 0; i < 4; i++)
+            sub[i] = (char)(i % 2 ? toupper((unsigned char)name[k + i]) : tolower((unsigned char)name[k + i]));
+        sub[4] = 0;
+        setenv("CLNORM_DEVICE", sub, 1);
+        st = clnorm_create_default(&c);
+        TH_EXPECT(st == CLNORM_OK && c, "CLNORM_DEVICE=%s (from \"%s\"): %s", sub, name, clnorm_status_name(st));
+        if (c)
+            TH_EXPECT(strcasestr(device_name(clnorm_device(c)), sub) != NULL, "picked %s for %s",
+                      device_name(clnorm_device(c)), sub);
+        clnorm_destroy(c);
+        c = NULL;
+    }
+    /* no match */
+    const char *bad[] = {"no-such-device-xyzzy", "9:9", "0:99"};
+    for (int i = 0; i < 3; i++) {
+        setenv("CLNORM_DEVICE", bad[i], 1);
+        c = (clnorm_ctx *)0x1;
+        st = clnorm_create_default(&c);
+        TH_EXPECT(st == CLNORM_ERR_DEVICE_NOT_FOUND, "CLNORM_DEVICE=%s: %d %s", bad[i], st, clnorm_status_name(st));
+        TH_EXPECT(c == NULL, "CLNORM_DEVICE=%s: *out not NULL after failure", bad[i]);
+        if (st == CLNORM_OK)
+            clnorm_destroy(c);
+    }
+    /* empty = unset */
+    setenv("CLNORM_DEVICE", "", 1);
+    c = NULL;
+    st = clnorm_create_default(&c);
+    TH_EXPECT(st == CLNORM_OK, "CLNORM_DEVICE empty: %s", clnorm_status_name(st));
+    clnorm_destroy(c);
+    if (saved_copy)
+        setenv("CLNORM_DEVICE", saved_copy, 1);
+    else
+        unsetenv("CLNORM_DEVICE");
+    free(saved_copy);
+    th_finish();
+}
+END_TEST
+
+/* CLNORM_VARIANT is read at context creation. */
+START_TEST(variant_env)
+{
+    th_begin();
+    const char *names[] = {"auto", "wg", "subgroup", "wi", "split"};
+    for (int i = 0; i < 5; i++) {
+        setenv("CLNORM_VARIANT", names[i], 1);
+        clnorm_ctx *c = NULL;
+        clnorm_status st = clnorm_create_default(&c);
+        TH_EXPECT(st == CLNORM_OK, "CLNORM_VARIANT=%s: %s", names[i], clnorm_status_name(st));
+        if (c)
+            run_small_ln(c, names[i]);
+        clnorm_destroy(c);
+    }
+    setenv("CLNORM_VARIANT", "bogus", 1);
+    clnorm_ctx *c = NULL;
+    clnorm_status st = clnorm_create_default(&c);
+    TH_EXPECT(st == CLNORM_ERR_INVALID_VARIANT, "CLNORM_VARIANT=bogus: %s", clnorm_status_name(st));
+    clnorm_destroy(c);
+    unsetenv("CLNORM_VARIANT");
+    th_finish();
+}
+END_TEST
+
+int main(void)
+{
+    unsetenv("CLNORM_VARIANT");
+    Suite *s = suite_create("api");
+    TCase *tc = tcase_create("api");
+    tcase_set_timeout(tc, 0);
+    tcase_add_test(tc, status_strings_and_names);
+    tcase_add_test(tc, variant_names);
+    tcase_add_test(tc, null_handling);
+    tcase_add_test(tc, events_and_cl_errors);
+    tcase_add_test(tc, desc_helpers);
+    tcase_add_test(tc, several_contexts);
+    tcase_add_test(tc, device_selection);
+    tcase_add_test(tc, variant_env);
+    suite_add_tcase(s, tc);
+    return th_run_suite(s, "test_api");
+}
