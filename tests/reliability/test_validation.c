@@ -731,6 +731,26 @@ START_TEST(test_known_bug_bn_training_without_running)
 }
 END_TEST
 
+/* Known library bug (reported): SPEC.md says NaN or Inf in a set makes the
+ * set's outputs NaN; RMSNorm with +Inf or -Inf in a row returns finite values
+ * for the row's other elements (sum of squares Inf, rstd 0, y = bias). */
+START_TEST(test_known_bug_rms_inf_row)
+{
+    char why[512];
+    for (int sign = 0; sign < 2; sign++) {
+        rel_problem p;
+        clnorm_desc s;
+        rel_shape_rms(&s, 2, 64);
+        ck_assert_int_eq(rel_problem_init(&p, g_ctx, &s, REL_AFFINE | REL_RSTD, 1, 5), 0);
+        p.x[3] = sign ? -INFINITY : INFINITY;
+        rel_problem_reset(&p, g_ctx);
+        int r = rel_problem_run(&p, g_ctx, why, sizeof why);
+        rel_problem_free(&p);
+        ck_assert_msg(r == 0, "RMSNorm row with %cInf: %s", sign ? '-' : '+', why);
+    }
+}
+END_TEST
+
 static void report(void)
 {
     int covered = 0;
@@ -788,6 +808,7 @@ int main(void)
     if (rel_env_long("CLNORM_REL_KNOWN_BUGS", 0)) {
         TCase *kb = tcase_create("known_bugs");
         tcase_add_test(kb, test_known_bug_bn_training_without_running);
+        tcase_add_test(kb, test_known_bug_rms_inf_row);
         suite_add_tcase(s, kb);
     }
 

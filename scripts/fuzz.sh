@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Build the libFuzzer harness (tests/reliability/fuzz_forward.c) with clang,
+# AddressSanitizer and UndefinedBehaviorSanitizer in build-fuzz/, and run it
+# for a bounded time on PoCL from the committed seed corpus.
+#
+#   ./scripts/fuzz.sh [seconds]        (default 60)
+#
+# New inputs go to build-fuzz/corpus (the committed seeds in
+# tests/reliability/corpus are read, never modified); a failing input is
+# saved as build-fuzz/crash-* and the script exits non-zero.
+# Environment: FUZZ_JOBS (parallel fuzzing processes, default 1),
+# FUZZ_ARGS (extra libFuzzer flags).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs="${1:-60}"
+
+need_pkgs=()
+command -v clang >/dev/null 2>&1 || need_pkgs+=(clang)
+command -v cmake >/dev/null 2>&1 || need_pkgs+=(cmake)
+pkg-config --exists check 2>/dev/null || need_pkgs+=(check pkg-config)
+[ -e /usr/include/CL/cl.h ] || need_pkgs+=(opencl-c-headers ocl-icd-opencl-dev)
+[ -e /etc/OpenCL/vendors/pocl.icd ] || need_pkgs+=(pocl-opencl-icd)
+# libFuzzer and the sanitizer runtimes for the default clang
+if command -v clang >/dev/null 2>&1; then
+  rt="$(clang -print-file-name=libclang_rt.fuzzer-x86_64.a 2>/dev/null || true)"
+  [ -f "$rt" ] || need_pkgs+=(libclang-rt-dev)
+fi
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  echo "fuzz.sh: installing ${need_pkgs[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq && apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
+  command -v clang >/dev/null 2>&1 || { echo "fuzz.sh: clang missing" >&2; exit 1; }
+  rt="$(clang -print-file-name=libclang_rt.fuzzer-x86_64.a)"
+  [ -f "$rt" ] || apt-get install -y -qq "libclang-rt-$(clang -dumpversion | cut -d. -f1)-dev" >/dev/null
+fi
+
+jobs="${CMAKE_BUILD_PARALLEL_LEVEL:-2}"
+cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DCLNORM_FUZZ=ON -DCLNORM_SANITIZE=ON -DCLNORM_BUILD_BENCH=OFF -DCLNORM_BUILD_EXAMPLES=OFF >/dev/null
+cmake --build build-fuzz --target clnorm_fuzz -j"$jobs"
+
+mkdir -p build-fuzz/corpus
+# LeakSanitizer: PoCL/LLVM keep process-lifetime allocations (see
+# tests/reliability/lsan.supp); libFuzzer's per-input leak check would blame
+# them on whichever input first triggered them, so it is off here. Host
+# leaks are checked by the sanitizer suite (scripts/sanitize.sh) instead.
+export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:detect_odr_violation=0${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}"
+export POCL_DEBUG=0
+echo "fuzz.sh: running clnorm_fuzz for ${secs}s"
+set +e
+./build-fuzz/tests/reliability/clnorm_fuzz -max_total_time="$secs" -timeout=20 -rss_limit_mb=6144 \
+  -max_len=4096 -print_final_stats=1 -artifact_prefix=build-fuzz/ \
+  ${FUZZ_JOBS:+-jobs=$FUZZ_JOBS -workers=$FUZZ_JOBS} ${FUZZ_ARGS:-} \
+  build-fuzz/corpus tests/reliability/corpus >build-fuzz/fuzz.log 2>&1
+rc=$?
+set -e
+grep -E "^#[0-9]+ +(INITED|DONE)|^stat::|FUZZ CHECK|ERROR|SUMMARY|crash-" build-fuzz/fuzz.log || true
+if [ "$rc" -ne 0 ]; then
+  echo "fuzz.sh: FAILED (exit $rc); see build-fuzz/fuzz.log" >&2
+  tail -40 build-fuzz/fuzz.log >&2
+  exit "$rc"
+fi
+echo "fuzz.sh: ok"
