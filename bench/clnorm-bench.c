@@ -68,6 +68,7 @@ typedef struct result {
     bench_case c;
     double median_ms, min_ms, gbps, ratio, bytes;
     double copy_gbps;  /* the copy bandwidth this case's ratio is against */
+    double ratio_min;  /* fastest op run over fastest copy run (noise on a shared machine only slows) */
     int ok;
 } result;
 
@@ -196,8 +197,8 @@ static void csv_field(FILE *f, const char *s) {
 }
 
 static const char CSV_HEADER[] =
-    "device,platform,op,layout,shape,groups,label,median_ms,min_ms,gbps,copy_gbps,ratio,bytes,reps,variant,timing,"
-    "cache\n";
+    "device,platform,op,layout,shape,groups,label,median_ms,min_ms,gbps,copy_gbps,ratio,ratio_min,bytes,reps,variant,"
+    "timing,cache\n";
 
 static void csv_row(FILE *f, const devinfo *dev, const result *r, int reps, const char *variant,
                     const char *timing) {
@@ -210,8 +211,8 @@ static void csv_row(FILE *f, const devinfo *dev, const result *r, int reps, cons
     csv_field(f, dev->platform_name);
     fprintf(f, ",%s,%s,%s,%zu,", bench_op_name(&r->c), bench_layout_name(&r->c), shape, r->c.groups);
     csv_field(f, label);
-    fprintf(f, ",%.6f,%.6f,%.3f,%.3f,%.4f,%.0f,%d,%s,%s,%s\n", r->median_ms, r->min_ms, r->gbps, copy_gbps,
-            r->ratio, r->bytes, reps, variant, timing, cache_mode);
+    fprintf(f, ",%.6f,%.6f,%.3f,%.3f,%.4f,%.4f,%.0f,%d,%s,%s,%s\n", r->median_ms, r->min_ms, r->gbps, copy_gbps,
+            r->ratio, r->ratio_min, r->bytes, reps, variant, timing, cache_mode);
 }
 
 static void json_row(FILE *f, const devinfo *dev, const result *r, int reps, const char *variant,
@@ -231,8 +232,8 @@ static void json_row(FILE *f, const devinfo *dev, const result *r, int reps, con
     json_string(f, label);
     fprintf(f,
             ",\"median_ms\":%.6f,\"min_ms\":%.6f,\"gbps\":%.3f,\"copy_gbps\":%.3f,\"ratio\":%.4f,"
-            "\"bytes\":%.0f,\"reps\":%d,\"variant\":\"%s\",\"timing\":\"%s\",\"cache\":\"%s\"}\n",
-            r->median_ms, r->min_ms, r->gbps, copy_gbps, r->ratio, r->bytes, reps, variant, timing,
+            "\"ratio_min\":%.4f,\"bytes\":%.0f,\"reps\":%d,\"variant\":\"%s\",\"timing\":\"%s\",\"cache\":\"%s\"}\n",
+            r->median_ms, r->min_ms, r->gbps, copy_gbps, r->ratio, r->ratio_min, r->bytes, reps, variant, timing,
             cache_mode);
     fflush(f);
 }
@@ -344,7 +345,7 @@ static double timed_run(runner *r, enqueue_fn fn, void *arg) {
  * come from the same stretch of time, whatever else the machine does.
  * 0 or -1. */
 static int measure(runner *r, enqueue_fn fn, void *arg, enqueue_fn pair_fn, void *pair_arg, int warmup, int reps,
-                   double *med_ms, double *min_ms, double *pair_med) {
+                   double *med_ms, double *min_ms, double *pair_med, double *pair_min) {
     for (int i = 0; i < warmup; i++) {
         if (timed_run(r, fn, arg) < 0) return -1;
         if (pair_fn && timed_run(r, pair_fn, pair_arg) < 0) return -1;
@@ -378,6 +379,11 @@ static int measure(runner *r, enqueue_fn fn, void *arg, enqueue_fn pair_fn, void
     *min_ms = mn;
     *med_ms = median(t, reps);
     if (pair_fn && pair_med) *pair_med = median(tp, reps);
+    if (pair_fn && pair_min) {
+        double m = tp[0];
+        for (int i = 1; i < reps; i++) m = tp[i] < m ? tp[i] : m;
+        *pair_min = m;
+    }
     free(t);
     return 0;
 }
@@ -606,7 +612,7 @@ static int run_device(const options *o, const devinfo *dev, FILE *csv) {
     }
     copy_arg ca = {r.q, kcopy, copy_elems / 4};
     progress("%s: copy bandwidth (float4, %.0f MiB)", dev->name, copy_elems * 4.0 / (1 << 20));
-    if (measure(&r, enqueue_copy, &ca, NULL, NULL, o->warmup, o->reps, &copy_med, &copy_min, NULL) != 0) {
+    if (measure(&r, enqueue_copy, &ca, NULL, NULL, o->warmup, o->reps, &copy_med, &copy_min, NULL, NULL) != 0) {
         progress_done();
         fprintf(stderr, "%s: %s: %s\n", prog, dev->name, r.err);
         failures = 1;
@@ -634,9 +640,9 @@ static int run_device(const options *o, const devinfo *dev, FILE *csv) {
         for (int k = 0; k < BENCH_ROLES; k++)
             if (el[k]) bench_desc_set(&d, k, (clnorm_buf){mem[k], 0});
         op_arg oa = {cx, &d};
-        double pair_copy_ms = 0;
+        double pair_copy_ms = 0, pair_copy_min = 0;
         if (measure(&r, enqueue_op, &oa, o->copy_once ? NULL : enqueue_copy, &ca, o->warmup, o->reps,
-                    &rs->median_ms, &rs->min_ms, &pair_copy_ms) != 0) {
+                    &rs->median_ms, &rs->min_ms, &pair_copy_ms, &pair_copy_min) != 0) {
             progress_done();
             fprintf(stderr, "%s: %s: %s: %s\n", prog, dev->name, label, r.err);
             failures++;
@@ -646,6 +652,11 @@ static int run_device(const options *o, const devinfo *dev, FILE *csv) {
         rs->gbps = rs->bytes / (rs->median_ms * 1e-3) / 1e9;
         rs->copy_gbps = o->copy_once ? copy_gbps : 2.0 * copy_elems * sizeof(float) / (pair_copy_ms * 1e-3) / 1e9;
         rs->ratio = rs->gbps / rs->copy_gbps;
+        {
+            double cmin = o->copy_once ? copy_min : pair_copy_min;
+            double copy_best = 2.0 * copy_elems * sizeof(float) / (cmin * 1e-3) / 1e9;
+            rs->ratio_min = rs->bytes / (rs->min_ms * 1e-3) / 1e9 / copy_best;
+        }
         rs->ok = 1;
         const char *timing = r.mode == TIME_EVENTS ? "events" : "wall";
         if (o->json) json_row(stdout, dev, rs, o->reps, vlabel, timing);
@@ -655,7 +666,7 @@ static int run_device(const options *o, const devinfo *dev, FILE *csv) {
     {
         double med2, min2;
         progress("%s: copy bandwidth again", dev->name);
-        if (measure(&r, enqueue_copy, &ca, NULL, NULL, 1, o->reps, &med2, &min2, NULL) == 0)
+        if (measure(&r, enqueue_copy, &ca, NULL, NULL, 1, o->reps, &med2, &min2, NULL, NULL) == 0)
             copy_end_gbps = 2.0 * copy_elems * sizeof(float) / (med2 * 1e-3) / 1e9;
     }
     progress_done();
@@ -690,22 +701,23 @@ static int run_device(const options *o, const devinfo *dev, FILE *csv) {
         printf("Timing: %s, warm-up %d, median of %d runs; caches %s; variant %s\n",
                r.mode == TIME_EVENTS ? "profiling events (marker end to op end)" : "wall clock",
                o->warmup, o->reps, r.scrub ? "scrubbed before each run (cold)" : "warm", vlabel);
-        printf("Ratio: GB/s over %s\n\n", o->copy_once ? "the copy bandwidth above"
+        printf("Ratio: GB/s over %s;\n       ratio(min): fastest run over fastest copy run (interference only slows runs)\n\n",
+               o->copy_once ? "the copy bandwidth above"
                : "the median copy bandwidth of copy runs interleaved with the case's runs (column copy)");
-        printf("%-18s %-6s %-15s %5s %10s %10s %9s %7s %7s\n", "op", "layout", "shape", "G", "median ms", "min ms",
-               "GB/s", "copy", "ratio");
+        printf("%-18s %-6s %-15s %5s %10s %10s %9s %7s %7s %9s\n", "op", "layout", "shape", "G", "median ms", "min ms",
+               "GB/s", "copy", "ratio", "ratio(min)");
         for (size_t i = 0; i < o->n_cases; i++) {
             char shape[96];
             bench_shape_string(&res[i].c, shape, sizeof shape);
             char g[16] = "-";
             if (res[i].c.op == CLNORM_GROUP_NORM) snprintf(g, sizeof g, "%zu", res[i].c.groups);
             if (res[i].ok)
-                printf("%-18s %-6s %-15s %5s %10.3f %10.3f %9.2f %7.2f %7.3f\n", bench_op_name(&res[i].c),
+                printf("%-18s %-6s %-15s %5s %10.3f %10.3f %9.2f %7.2f %7.3f %9.3f\n", bench_op_name(&res[i].c),
                        bench_layout_name(&res[i].c), shape, g, res[i].median_ms, res[i].min_ms, res[i].gbps,
-                       res[i].copy_gbps, res[i].ratio);
+                       res[i].copy_gbps, res[i].ratio, res[i].ratio_min);
             else
-                printf("%-18s %-6s %-15s %5s %10s %10s %9s %7s %7s\n", bench_op_name(&res[i].c),
-                       bench_layout_name(&res[i].c), shape, g, "FAILED", "-", "-", "-", "-");
+                printf("%-18s %-6s %-15s %5s %10s %10s %9s %7s %7s %9s\n", bench_op_name(&res[i].c),
+                       bench_layout_name(&res[i].c), shape, g, "FAILED", "-", "-", "-", "-", "-");
         }
         fflush(stdout);
     }
