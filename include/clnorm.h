@@ -111,8 +111,9 @@ typedef enum clnorm_layout {
  *   mean, rstd      optional saved statistics, one float per set (training
  *                   mode only; RMSNorm has no mean). Sets: LayerNorm rows,
  *                   BatchNorm c, InstanceNorm n*c, GroupNorm n*groups.
- *   running_mean, running_var   c elements. BatchNorm: required; updated in
- *                   training, read in inference. InstanceNorm: optional
+ *   running_mean, running_var   c elements, both or neither. BatchNorm:
+ *                   required in inference; optional in training, where they
+ *                   are updated (PyTorch allows None). InstanceNorm: optional
  *                   (track_running_stats); updated in training, used in
  *                   inference when given.
  * Scalars

@@ -176,8 +176,14 @@ inline void norm_span(__global const float *x, __global float *y, uint j0, uint 
 }
 
 /* rstd from a biased variance (RMS: mean of squares). The one place it is
- * computed, so saved and applied statistics agree bit for bit. */
+ * computed, so saved and applied statistics agree bit for bit. An infinite
+ * mean of squares means an Inf in the set (or float32 overflow of x^2):
+ * the set's outputs must be NaN, not x * 0. */
 inline float rstd_of(float var, float eps)
 {
+#if RMS
+    if (isinf(var))
+        return NAN;
+#endif
     return 1.0f / sqrt(var + eps);
 }
