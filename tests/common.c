@@ -841,6 +841,23 @@ const th_variant th_variants[] = {
 };
 const size_t th_variant_count = sizeof th_variants / sizeof th_variants[0];
 
+int th_variant_enabled(size_t i)
+{
+    const char *e = getenv("CLNORM_TEST_VARIANTS");
+    if (!e || !*e)
+        return 1;
+    for (const char *p = e; *p;) {
+        char *end;
+        unsigned long v = strtoul(p, &end, 10);
+        if (end == p)
+            break;
+        if (v == i)
+            return 1;
+        p = *end ? end + 1 : end;
+    }
+    return 0;
+}
+
 const char *th_variant_str(th_variant v)
 {
     static char buf[64];

@@ -144,6 +144,10 @@ int th_check_case(clnorm_ctx *ctx, const th_case *c);
 typedef struct th_variant { clnorm_variant v; size_t wgs; } th_variant;
 extern const th_variant th_variants[];
 extern const size_t th_variant_count;
+/* Whether th_variants[i] is enabled: CLNORM_TEST_VARIANTS="0,4" (indices into
+ * th_variants) restricts the variant loops, e.g. for a second CTest run under
+ * CLNORM_DEVICE_CLASS=gpu; default: all. */
+int th_variant_enabled(size_t i);
 /* Sets the variant; returns 0 on success (reports through th_fail otherwise). */
 int th_use_variant(clnorm_ctx *ctx, th_variant v);
 const char *th_variant_str(th_variant v);
