@@ -59,6 +59,7 @@ typedef struct options {
     int timing_wall;  /* force wall-clock timing */
     int warm_cache;   /* no cache scrub between runs */
     int copy_once;    /* ratios against the first copy measurement, not interleaved copies */
+    int check;        /* compare outputs of sampled sets with a host reference */
     bench_case cases[MAX_CASES];
     size_t n_cases;
     size_t copy_elems;  /* 0 = the suite's largest x */
@@ -482,6 +483,132 @@ static cl_mem make_buffer(cl_context ctx, cl_command_queue q, size_t elems, floa
     return m;
 }
 
+/* ------------------------------------------------------------------ --check */
+
+static int read_back(cl_command_queue q, cl_mem m, size_t elems, float **out, char *err, size_t errlen) {
+    *out = malloc((elems ? elems : 1) * sizeof(float));
+    if (!*out) {
+        snprintf(err, errlen, "out of host memory");
+        return -1;
+    }
+    cl_int e = clEnqueueReadBuffer(q, m, CL_TRUE, 0, elems * sizeof(float), *out, 0, NULL, NULL);
+    if (e != CL_SUCCESS) {
+        snprintf(err, errlen, "clEnqueueReadBuffer: %s", cl_err_name(e));
+        return -1;
+    }
+    return 0;
+}
+
+/* Index in x of element k (0..count-1) of reduction set `set`, and its channel
+ * (affine index). Sets as in SPEC.md; BatchNorm inference checks per channel. */
+static size_t set_count(const bench_case *c, const clnorm_desc *d) {
+    size_t S = 1;
+    for (unsigned i = 0; i < d->rank; i++) S *= d->spatial[i];
+    switch (c->op) {
+    case CLNORM_LAYER_NORM:
+    case CLNORM_RMS_NORM: return d->cols;
+    case CLNORM_BATCH_NORM: return d->n * S;
+    case CLNORM_INSTANCE_NORM: return S;
+    case CLNORM_GROUP_NORM: return d->c / d->groups * S;
+    }
+    return 0;
+}
+
+static size_t set_total(const bench_case *c, const clnorm_desc *d) {
+    switch (c->op) {
+    case CLNORM_LAYER_NORM:
+    case CLNORM_RMS_NORM: return d->rows;
+    case CLNORM_BATCH_NORM: return d->c;
+    case CLNORM_INSTANCE_NORM: return d->n * d->c;
+    case CLNORM_GROUP_NORM: return d->n * d->groups;
+    }
+    return 0;
+}
+
+static size_t set_elem(const bench_case *c, const clnorm_desc *d, size_t set, size_t k, size_t *chan) {
+    size_t S = 1, C = d->c;
+    for (unsigned i = 0; i < d->rank; i++) S *= d->spatial[i];
+    size_t n, ch, sp;
+    switch (c->op) {
+    case CLNORM_LAYER_NORM:
+    case CLNORM_RMS_NORM:
+        *chan = k;
+        return set * d->cols + k;
+    case CLNORM_BATCH_NORM: n = k / S; sp = k % S; ch = set; break;
+    case CLNORM_INSTANCE_NORM: n = set / C; ch = set % C; sp = k; break;
+    default: { /* group norm */
+        size_t cg = C / d->groups;
+        n = set / d->groups;
+        ch = (set % d->groups) * cg + k / S;
+        sp = k % S;
+    }
+    }
+    *chan = ch;
+    return d->layout == CLNORM_CHANNELS_LAST ? (n * S + sp) * C + ch : (n * C + ch) * S + sp;
+}
+
+/* Compares y (and saved statistics) of up to 8 sets with a double-precision
+ * reference. 0 = agrees; -1 = error or mismatch, described in err. */
+static int check_case(cl_command_queue q, const bench_case *c, const clnorm_desc *d, cl_mem mem[BENCH_ROLES],
+                      char *err, size_t errlen) {
+    size_t el[BENCH_ROLES];
+    bench_case_buffer_elems(c, el);
+    float *h[BENCH_ROLES] = {0};
+    int rc = 0;
+    for (int k = 0; k < BENCH_ROLES && rc == 0; k++)
+        if (el[k]) rc = read_back(q, mem[k], el[k], &h[k], err, errlen);
+    if (rc != 0) goto done;
+    size_t nsets = set_total(c, d), cnt = set_count(c, d);
+    size_t picks[8] = {0, nsets - 1, nsets / 2, nsets / 3, nsets / 5, (nsets * 3) / 4, nsets / 7, (nsets * 5) / 6};
+    double eps = d->eps, worst = 0;
+    for (int pi = 0; pi < 8 && rc == 0; pi++) {
+        size_t set = picks[pi], ch;
+        double mean = 0, var = 0, rstd;
+        if (c->op == CLNORM_BATCH_NORM && !c->training) {
+            mean = h[BENCH_RUNNING_MEAN][set];
+            rstd = 1.0 / sqrt((double)h[BENCH_RUNNING_VAR][set] + eps);
+        } else {
+            if (c->op != CLNORM_RMS_NORM) {
+                for (size_t k = 0; k < cnt; k++) mean += h[BENCH_X][set_elem(c, d, set, k, &ch)];
+                mean /= (double)cnt;
+            }
+            for (size_t k = 0; k < cnt; k++) {
+                double v = h[BENCH_X][set_elem(c, d, set, k, &ch)] - mean;
+                var += v * v;
+            }
+            var /= (double)cnt;
+            rstd = 1.0 / sqrt(var + eps);
+            if (h[BENCH_RSTD] && fabs(h[BENCH_RSTD][set] - rstd) > 1e-4 * rstd) {
+                snprintf(err, errlen, "rstd[%zu] = %.7g, expected %.7g", set, h[BENCH_RSTD][set], rstd);
+                rc = -1;
+                break;
+            }
+            if (h[BENCH_MEAN] && fabs(h[BENCH_MEAN][set] - mean) > 1e-4 * (1 + fabs(mean))) {
+                snprintf(err, errlen, "mean[%zu] = %.7g, expected %.7g", set, h[BENCH_MEAN][set], mean);
+                rc = -1;
+                break;
+            }
+        }
+        for (size_t k = 0; k < cnt; k++) {
+            size_t i = set_elem(c, d, set, k, &ch);
+            double ref = (h[BENCH_X][i] - mean) * rstd;
+            if (h[BENCH_SCALE]) ref *= h[BENCH_SCALE][ch];
+            if (h[BENCH_BIAS]) ref += h[BENCH_BIAS][ch];
+            double diff = fabs(h[BENCH_Y][i] - ref);
+            if (!(diff <= 1e-3 * (1 + fabs(ref)))) {
+                snprintf(err, errlen, "set %zu: y[%zu] = %.7g, expected %.7g (x = %.7g)", set, i, h[BENCH_Y][i],
+                         ref, h[BENCH_X][i]);
+                rc = -1;
+                break;
+            }
+            worst = diff > worst ? diff : worst;
+        }
+    }
+done:
+    for (int k = 0; k < BENCH_ROLES; k++) free(h[k]);
+    return rc;
+}
+
 /* ------------------------------------------------------------------ per device */
 
 static const char *variant_label(const options *o, char *buf, size_t len) {
@@ -658,6 +785,24 @@ static int run_device(const options *o, const devinfo *dev, FILE *csv) {
             rs->ratio_min = rs->bytes / (rs->min_ms * 1e-3) / 1e9 / copy_best;
         }
         rs->ok = 1;
+        if (o->check) {
+            /* Run once more: the paired copy runs overwrite y with x. */
+            char cerr[512];
+            cl_event ev = NULL;
+            int bad = enqueue_op(&oa, &ev, cerr, sizeof cerr) != 0;
+            if (!bad) {
+                bad = clWaitForEvents(1, &ev) != CL_SUCCESS;
+                if (bad) snprintf(cerr, sizeof cerr, "clWaitForEvents failed");
+                clReleaseEvent(ev);
+            }
+            if (bad || check_case(r.q, &rs->c, &d, mem, cerr, sizeof cerr) != 0) {
+                progress_done();
+                fprintf(stderr, "%s: %s: %s: CHECK FAILED: %s\n", prog, dev->name, label, cerr);
+                rs->ok = 0;
+                failures++;
+                continue;
+            }
+        }
         const char *timing = r.mode == TIME_EVENTS ? "events" : "wall";
         if (o->json) json_row(stdout, dev, rs, o->reps, vlabel, timing);
         if (o->csv_stdout) csv_row(stdout, dev, rs, o->reps, vlabel, timing);
@@ -760,6 +905,8 @@ static void usage(FILE *f) {
             "  --copy-once            ratios against the copy bandwidth measured first only (default: against\n"
             "                         copy runs interleaved with each case's runs, robust on a busy machine)\n"
             "  --wall                 time with the wall clock instead of profiling events\n"
+            "  --check                after timing, compare y/mean/rstd of 8 sets per case with a host\n"
+            "                         double-precision reference (a fast wrong kernel fails the case)\n"
             "  --warm-cache           do not scrub the caches before each run (default: scrub, cold caches)\n"
             "  --json                 one JSON object per case per line on stdout (no table)\n"
             "  --csv [FILE]           CSV to FILE (with a header), or to stdout instead of the table\n"
@@ -884,6 +1031,8 @@ int main(int argc, char **argv) {
             cache_mode = "warm";
         } else if (!strcmp(a, "--copy-once")) {
             o.copy_once = 1;
+        } else if (!strcmp(a, "--check")) {
+            o.check = 1;
         } else if (!strcmp(a, "--wall")) {
             o.timing_wall = 1;
         } else if (!strcmp(a, "--json")) {
