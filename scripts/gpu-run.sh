@@ -9,7 +9,8 @@
 #      the device with clinfo and clnorm-bench --list;
 #   3. builds (Release) in build-gpu/;
 #   4. runs the whole test suite (CTest) with CLNORM_DEVICE selecting the NVIDIA device;
-#   5. runs the benchmark suite there (clnorm-bench --json, CSV, PNG);
+#   5. runs the benchmark suite there (clnorm-bench --check --json, CSV, PNG;
+#      --check compares sampled outputs with a host reference);
 #   6. runs bench/compare_torch.py --device cuda on the same cases;
 #   7. prints one side-by-side table: clnorm GB/s, PyTorch GB/s, speed-up,
 #      clnorm's fraction of the copy bandwidth.
@@ -199,7 +200,7 @@ fi
 
 # ------------------------------------------------------------ 5. benchmark
 phase "benchmark suite on $devsel"
-if CLNORM_DEVICE=$devsel "$bench" --device "$devsel" --reps "$reps" --json --csv-dir "$out" \
+if CLNORM_DEVICE=$devsel "$bench" --device "$devsel" --reps "$reps" --check --json --csv-dir "$out" \
   "${bench_extra[@]}" >"$out/bench.jsonl" 2>"$out/bench.err"; then
   status_bench="ok"
 else
