@@ -3,13 +3,17 @@
  * GB/s and as a ratio to the same run's float4 copy bandwidth.
  *
  * Timing (see docs/performance.md): each run is gated by a user event. The
- * bench enqueues a marker that waits on the gate, then the operation, flushes,
- * and opens the gate, so host-side enqueue time is not counted. The run time
- * is CL_PROFILING_COMMAND_END of the operation's event (which completes with
- * the whole operation, however many kernels it launches) minus
- * CL_PROFILING_COMMAND_END of the marker. Where the implementation gives no
- * profiling data for markers, the bench falls back to wall-clock time from
- * opening the gate to clWaitForEvents, and says so ("timing": "wall").
+ * bench enqueues an empty "stamp" kernel that waits on the gate, then the
+ * operation, flushes, and opens the gate, so host-side enqueue time is not
+ * counted. The run time is CL_PROFILING_COMMAND_END of the operation's event
+ * (which completes with the whole operation, however many kernels it
+ * launches) minus CL_PROFILING_COMMAND_END of the stamp: it includes the
+ * launch gaps of a multi-kernel operation. (A kernel rather than a marker,
+ * because every implementation profiles kernels.) Where profiling data is
+ * unusable the bench falls back to wall-clock time from opening the gate to
+ * clWaitForEvents, and says so ("timing": "wall"). The table header shows the
+ * method's overhead: the copy kernel's stamp-to-end time minus its own
+ * start-to-end time. --no-gate drops the user event.
  * Warm-up runs first, then the median (and minimum) of --reps runs.
  *
  * Caches are cold for every run (as in Triton's do_bench): before each run,
@@ -60,6 +64,7 @@ typedef struct options {
     int warm_cache;   /* no cache scrub between runs */
     int copy_once;    /* ratios against the first copy measurement, not interleaved copies */
     int check;        /* compare outputs of sampled sets with a host reference */
+    int no_gate;      /* do not hold runs on a user event */
     bench_case cases[MAX_CASES];
     size_t n_cases;
     size_t copy_elems;  /* 0 = the suite's largest x */
@@ -275,6 +280,9 @@ typedef struct runner {
     cl_command_queue q;
     timing_mode mode;
     cl_kernel scrub;      /* NULL: warm caches */
+    cl_kernel stamp;      /* empty kernel whose end starts the timed window */
+    int gate;             /* hold the stamp on a user event until everything is enqueued */
+    double last_own;      /* START..END of the last run's own event, seconds; < 0 if unknown */
     size_t scrub_global;  /* float4 count */
     char err[1024];
 } runner;
@@ -284,6 +292,7 @@ typedef int (*enqueue_fn)(void *arg, cl_event *done, char *err, size_t errlen);
 
 static double timed_run(runner *r, enqueue_fn fn, void *arg) {
     cl_int e;
+    r->last_own = -1;
     if (r->scrub) {
         e = clEnqueueNDRangeKernel(r->q, r->scrub, 1, NULL, &r->scrub_global, NULL, 0, NULL, NULL);
         if (e == CL_SUCCESS) e = clFinish(r->q);
@@ -292,29 +301,35 @@ static double timed_run(runner *r, enqueue_fn fn, void *arg) {
             return -1;
         }
     }
-    cl_event gate = clCreateUserEvent(r->ctx, &e);
-    if (e != CL_SUCCESS) {
-        snprintf(r->err, sizeof r->err, "clCreateUserEvent: %s", cl_err_name(e));
-        return -1;
+    cl_event gate = NULL;
+    if (r->gate) {
+        gate = clCreateUserEvent(r->ctx, &e);
+        if (e != CL_SUCCESS) {
+            snprintf(r->err, sizeof r->err, "clCreateUserEvent: %s", cl_err_name(e));
+            return -1;
+        }
     }
-    cl_event marker = NULL, done = NULL;
-    e = clEnqueueMarkerWithWaitList(r->q, 1, &gate, &marker);
+    cl_event stamp = NULL, done = NULL;
+    size_t one = 1;
+    e = clEnqueueNDRangeKernel(r->q, r->stamp, 1, NULL, &one, &one, gate ? 1 : 0, gate ? &gate : NULL, &stamp);
     if (e != CL_SUCCESS) {
-        clSetUserEventStatus(gate, CL_COMPLETE);
-        clReleaseEvent(gate);
-        snprintf(r->err, sizeof r->err, "clEnqueueMarkerWithWaitList: %s", cl_err_name(e));
+        if (gate) {
+            clSetUserEventStatus(gate, CL_COMPLETE);
+            clReleaseEvent(gate);
+        }
+        snprintf(r->err, sizeof r->err, "stamp kernel: %s", cl_err_name(e));
         return -1;
     }
     if (fn(arg, &done, r->err, sizeof r->err) != 0) {
-        clSetUserEventStatus(gate, CL_COMPLETE);
+        if (gate) clSetUserEventStatus(gate, CL_COMPLETE);
         clFinish(r->q);
-        clReleaseEvent(marker);
-        clReleaseEvent(gate);
+        clReleaseEvent(stamp);
+        if (gate) clReleaseEvent(gate);
         return -1;
     }
     clFlush(r->q);
     double t0 = now_s();
-    clSetUserEventStatus(gate, CL_COMPLETE);
+    if (gate) clSetUserEventStatus(gate, CL_COMPLETE);
     e = clWaitForEvents(1, &done);
     double t1 = now_s();
     double secs = t1 - t0;
@@ -322,21 +337,23 @@ static double timed_run(runner *r, enqueue_fn fn, void *arg) {
         snprintf(r->err, sizeof r->err, "clWaitForEvents: %s", cl_err_name(e));
         secs = -1;
     } else if (r->mode == TIME_EVENTS) {
-        cl_ulong m_end = 0, d_end = 0;
-        cl_int e1 = clGetEventProfilingInfo(marker, CL_PROFILING_COMMAND_END, sizeof m_end, &m_end, NULL);
+        cl_ulong s_end = 0, d_start = 0, d_end = 0;
+        cl_int e1 = clGetEventProfilingInfo(stamp, CL_PROFILING_COMMAND_END, sizeof s_end, &s_end, NULL);
         cl_int e2 = clGetEventProfilingInfo(done, CL_PROFILING_COMMAND_END, sizeof d_end, &d_end, NULL);
-        if (e1 != CL_SUCCESS || e2 != CL_SUCCESS || m_end == 0 || d_end <= m_end) {
-            fprintf(stderr, "%s: profiling data unusable (marker %s, op %s); using wall-clock timing\n", prog,
+        cl_int e3 = clGetEventProfilingInfo(done, CL_PROFILING_COMMAND_START, sizeof d_start, &d_start, NULL);
+        if (e1 != CL_SUCCESS || e2 != CL_SUCCESS || s_end == 0 || d_end <= s_end) {
+            fprintf(stderr, "%s: profiling data unusable (stamp %s, op %s); using wall-clock timing\n", prog,
                     cl_err_name(e1), cl_err_name(e2));
             r->mode = TIME_WALL;
         } else {
-            secs = (double)(d_end - m_end) * 1e-9;
+            secs = (double)(d_end - s_end) * 1e-9;
+            if (e3 == CL_SUCCESS && d_start > 0 && d_start <= d_end) r->last_own = (double)(d_end - d_start) * 1e-9;
         }
     }
     clFinish(r->q);
     clReleaseEvent(done);
-    clReleaseEvent(marker);
-    clReleaseEvent(gate);
+    clReleaseEvent(stamp);
+    if (gate) clReleaseEvent(gate);
     return secs;
 }
 
@@ -346,22 +363,24 @@ static double timed_run(runner *r, enqueue_fn fn, void *arg) {
  * come from the same stretch of time, whatever else the machine does.
  * 0 or -1. */
 static int measure(runner *r, enqueue_fn fn, void *arg, enqueue_fn pair_fn, void *pair_arg, int warmup, int reps,
-                   double *med_ms, double *min_ms, double *pair_med, double *pair_min) {
+                   double *med_ms, double *min_ms, double *pair_med, double *pair_min, double *own_med) {
     for (int i = 0; i < warmup; i++) {
         if (timed_run(r, fn, arg) < 0) return -1;
         if (pair_fn && timed_run(r, pair_fn, pair_arg) < 0) return -1;
     }
-    double *t = malloc(sizeof(double) * 2 * (size_t)reps);
+    double *t = malloc(sizeof(double) * 3 * (size_t)reps);
     if (!t) {
         snprintf(r->err, sizeof r->err, "out of host memory");
         return -1;
     }
-    double *tp = t + reps;
+    double *tp = t + reps, *town = t + 2 * reps;
+    int nown = 0;
     timing_mode mode0 = r->mode;
     for (int i = 0; i < reps; i++) {
         double s = 0, sp = 0;
         if (pair_fn && (i & 1)) sp = timed_run(r, pair_fn, pair_arg);
         if (sp >= 0) s = timed_run(r, fn, arg);
+        double own = r->last_own;
         if (pair_fn && !(i & 1) && s >= 0) sp = timed_run(r, pair_fn, pair_arg);
         if (s < 0 || sp < 0) {
             free(t);
@@ -374,12 +393,14 @@ static int measure(runner *r, enqueue_fn fn, void *arg, enqueue_fn pair_fn, void
         }
         t[i] = s * 1e3;
         tp[i] = sp * 1e3;
+        if (own >= 0) town[nown++] = own * 1e3;
     }
     double mn = t[0];
     for (int i = 1; i < reps; i++) mn = t[i] < mn ? t[i] : mn;
     *min_ms = mn;
     *med_ms = median(t, reps);
     if (pair_fn && pair_med) *pair_med = median(tp, reps);
+    if (own_med) *own_med = nown == reps ? median(town, nown) : -1;
     if (pair_fn && pair_min) {
         double m = tp[0];
         for (int i = 1; i < reps; i++) m = tp[i] < m ? tp[i] : m;
@@ -396,6 +417,7 @@ static const char COPY_SRC[] =
     "    size_t i = get_global_id(0);\n"
     "    b[i] = a[i];\n"
     "}\n"
+    "__kernel void stamp(void) {}\n"
     "__kernel void scrub4(__global float4 *b, float v) {\n"
     "    size_t i = get_global_id(0);\n"
     "    b[i] = (float4)(v, v + 1.0f, v + 2.0f, v + 3.0f);\n"
@@ -643,6 +665,7 @@ static int run_device(const options *o, const devinfo *dev, FILE *csv) {
     cl_context_properties props[] = {CL_CONTEXT_PLATFORM, (cl_context_properties)dev->platform, 0};
     runner r = {0};
     r.mode = o->timing_wall ? TIME_WALL : TIME_EVENTS;
+    r.gate = !o->no_gate;
     r.ctx = clCreateContext(props, 1, &dev->device, NULL, NULL, &e);
     if (e != CL_SUCCESS) {
         fprintf(stderr, "%s: %s: clCreateContext: %s\n", prog, dev->name, cl_err_name(e));
@@ -710,11 +733,12 @@ static int run_device(const options *o, const devinfo *dev, FILE *csv) {
 
     /* Copy bandwidth, measured before the cases (the reference of every
      * ratio) and again after them, to show how much the machine drifted. */
-    double copy_gbps = 0, copy_med = 0, copy_min = 0, copy_end_gbps = 0;
+    double copy_gbps = 0, copy_med = 0, copy_min = 0, copy_end_gbps = 0, copy_own = -1;
     cl_program prog_copy = clCreateProgramWithSource(r.ctx, 1, (const char *[]){COPY_SRC}, NULL, &e);
     cl_kernel kcopy = NULL;
     if (e == CL_SUCCESS) e = clBuildProgram(prog_copy, 1, &dev->device, "", NULL, NULL);
     if (e == CL_SUCCESS) kcopy = clCreateKernel(prog_copy, "copy4", &e);
+    if (e == CL_SUCCESS) r.stamp = clCreateKernel(prog_copy, "stamp", &e);
     if (e == CL_SUCCESS) e = clSetKernelArg(kcopy, 0, sizeof(cl_mem), &mem[BENCH_X]);
     if (e == CL_SUCCESS) e = clSetKernelArg(kcopy, 1, sizeof(cl_mem), &mem[BENCH_Y]);
     cl_mem scratch = NULL;
@@ -739,7 +763,7 @@ static int run_device(const options *o, const devinfo *dev, FILE *csv) {
     }
     copy_arg ca = {r.q, kcopy, copy_elems / 4};
     progress("%s: copy bandwidth (float4, %.0f MiB)", dev->name, copy_elems * 4.0 / (1 << 20));
-    if (measure(&r, enqueue_copy, &ca, NULL, NULL, o->warmup, o->reps, &copy_med, &copy_min, NULL, NULL) != 0) {
+    if (measure(&r, enqueue_copy, &ca, NULL, NULL, o->warmup, o->reps, &copy_med, &copy_min, NULL, NULL, &copy_own) != 0) {
         progress_done();
         fprintf(stderr, "%s: %s: %s\n", prog, dev->name, r.err);
         failures = 1;
@@ -769,7 +793,7 @@ static int run_device(const options *o, const devinfo *dev, FILE *csv) {
         op_arg oa = {cx, &d};
         double pair_copy_ms = 0, pair_copy_min = 0;
         if (measure(&r, enqueue_op, &oa, o->copy_once ? NULL : enqueue_copy, &ca, o->warmup, o->reps,
-                    &rs->median_ms, &rs->min_ms, &pair_copy_ms, &pair_copy_min) != 0) {
+                    &rs->median_ms, &rs->min_ms, &pair_copy_ms, &pair_copy_min, NULL) != 0) {
             progress_done();
             fprintf(stderr, "%s: %s: %s: %s\n", prog, dev->name, label, r.err);
             failures++;
@@ -811,7 +835,7 @@ static int run_device(const options *o, const devinfo *dev, FILE *csv) {
     {
         double med2, min2;
         progress("%s: copy bandwidth again", dev->name);
-        if (measure(&r, enqueue_copy, &ca, NULL, NULL, 1, o->reps, &med2, &min2, NULL, NULL) == 0)
+        if (measure(&r, enqueue_copy, &ca, NULL, NULL, 1, o->reps, &med2, &min2, NULL, NULL, NULL) == 0)
             copy_end_gbps = 2.0 * copy_elems * sizeof(float) / (med2 * 1e-3) / 1e9;
     }
     progress_done();
@@ -843,9 +867,12 @@ static int run_device(const options *o, const devinfo *dev, FILE *csv) {
         printf("Copy bandwidth: %.2f GB/s (float4 copy of %.1f MB read + written; median %.3f ms, min %.3f ms;"
                " %.2f GB/s again after the cases)\n",
                copy_gbps, copy_elems * 4.0 * 2 / 1e6, copy_med, copy_min, copy_end_gbps);
-        printf("Timing: %s, warm-up %d, median of %d runs; caches %s; variant %s\n",
-               r.mode == TIME_EVENTS ? "profiling events (marker end to op end)" : "wall clock",
-               o->warmup, o->reps, r.scrub ? "scrubbed before each run (cold)" : "warm", vlabel);
+        printf("Timing: %s%s, warm-up %d, median of %d runs; caches %s; variant %s\n",
+               r.mode == TIME_EVENTS ? "profiling events (end of an empty stamp kernel to end of the op)" : "wall clock",
+               r.gate ? ", gated" : "", o->warmup, o->reps, r.scrub ? "scrubbed before each run (cold)" : "warm", vlabel);
+        if (copy_own > 0)
+            printf("Timing overhead: %.1f us (copy kernel: %.3f ms stamp-to-end vs %.3f ms its own start-to-end)\n",
+                   (copy_med - copy_own) * 1e3, copy_med, copy_own);
         printf("Ratio: GB/s over %s;\n       ratio(min): fastest run over fastest copy run (interference only slows runs)\n\n",
                o->copy_once ? "the copy bandwidth above"
                : "the median copy bandwidth of copy runs interleaved with the case's runs (column copy)");
@@ -870,6 +897,7 @@ static int run_device(const options *o, const devinfo *dev, FILE *csv) {
 
 out_copy:
     if (r.scrub) clReleaseKernel(r.scrub);
+    if (r.stamp) clReleaseKernel(r.stamp);
     if (scratch) clReleaseMemObject(scratch);
     if (kcopy) clReleaseKernel(kcopy);
     if (prog_copy) clReleaseProgram(prog_copy);
@@ -905,6 +933,7 @@ static void usage(FILE *f) {
             "  --copy-once            ratios against the copy bandwidth measured first only (default: against\n"
             "                         copy runs interleaved with each case's runs, robust on a busy machine)\n"
             "  --wall                 time with the wall clock instead of profiling events\n"
+            "  --no-gate              do not hold each run on a user event until it is fully enqueued\n"
             "  --check                after timing, compare y/mean/rstd of 8 sets per case with a host\n"
             "                         double-precision reference (a fast wrong kernel fails the case)\n"
             "  --warm-cache           do not scrub the caches before each run (default: scrub, cold caches)\n"
@@ -1031,6 +1060,8 @@ int main(int argc, char **argv) {
             cache_mode = "warm";
         } else if (!strcmp(a, "--copy-once")) {
             o.copy_once = 1;
+        } else if (!strcmp(a, "--no-gate")) {
+            o.no_gate = 1;
         } else if (!strcmp(a, "--check")) {
             o.check = 1;
         } else if (!strcmp(a, "--wall")) {
