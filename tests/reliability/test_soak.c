@@ -97,9 +97,14 @@ START_TEST(test_create_run_destroy)
            "over the last %ld cycles%s\n",
            g_cycles, dt, 1e3 * dt / (double)g_cycles, REL_ASAN ? 0L : grow, g_cycles - warm,
            REL_ASAN ? " (not measured under ASan: LeakSanitizer checks at exit)" : "");
-    /* Allow allocator noise (a few pages), not growth proportional to cycles. */
+    /* PoCL itself keeps ~33 bytes of reachable heap per context/program
+     * create-release cycle (measured with plain OpenCL calls, no clnorm:
+     * +60 KB over 1800 cycles); clnorm's cycles, with 1-2 programs each,
+     * measured ~47 B/cycle. LeakSanitizer finds nothing unreachable. The bound
+     * (128 B/cycle + 64 KB) is below the size of any clnorm allocation that
+     * could leak per cycle (the context alone is > 600 bytes). */
     if (!REL_ASAN)
-        ck_assert_msg(grow < 256 * 1024 && grow < 64 * (g_cycles - warm) + 65536,
+        ck_assert_msg(grow < 128 * (g_cycles - warm) + 65536,
                       "heap grew by %ld bytes over %ld cycles", grow, g_cycles - warm);
 }
 END_TEST
