@@ -46,6 +46,7 @@ out=${OUT:-$root_dir/bench/results/gpu-run-$(date '+%Y%m%d-%H%M%S')}
 mkdir -p "$out"
 exec > >(tee "$out/gpu-run.log") 2>&1
 t_start=$(date +%s)
+ldconfig=$(command -v ldconfig || echo /sbin/ldconfig) # /sbin is not on every PATH
 phase() { echo; echo "=== [$(( $(date +%s) - t_start ))s] $*"; }
 status_tests="not run" status_bench="not run" status_torch="not run"
 
@@ -105,7 +106,7 @@ if [ "$have_debs" -eq 1 ]; then
     echo "gpu-run: the carried libOpenCL/clinfo need a newer glibc: $(head -1 "$out/clinfo-probe.err")"
     ocl_lib=""
     for c in /usr/local/cuda/lib64/libOpenCL.so /usr/local/cuda/lib64/libOpenCL.so.1 \
-      $(ldconfig -p 2>/dev/null | awk '/libOpenCL\.so(\.1)? .*x86-64/ { print $NF }'); do
+      $("$ldconfig" -p 2>/dev/null | awk '/libOpenCL\.so(\.1)? .*x86-64/ { print $NF }'); do
       if [ -e "$c" ]; then ocl_lib=$c; break; fi
     done
     [ -n "$ocl_lib" ] || { echo "gpu-run: no usable libOpenCL on this machine" >&2; exit 1; }
@@ -123,7 +124,7 @@ echo "pkg-config: $(command -v pkg-config || echo none); check $(pkg-config --mo
 # ------------------------------------------------------------ 2. NVIDIA OpenCL driver
 phase "OpenCL devices"
 nv_lib=""
-for c in $(ldconfig -p 2>/dev/null | awk '/libnvidia-opencl\.so\.1/ { print $NF }') \
+for c in $("$ldconfig" -p 2>/dev/null | awk '/libnvidia-opencl\.so\.1/ { print $NF }') \
   /usr/lib/x86_64-linux-gnu/libnvidia-opencl.so.1 /usr/lib64/libnvidia-opencl.so.1 \
   /usr/local/nvidia/lib64/libnvidia-opencl.so.1 /usr/local/nvidia/lib/libnvidia-opencl.so.1; do
   if [ -e "$c" ]; then nv_lib=$c; break; fi
@@ -132,7 +133,7 @@ if [ -n "$nv_lib" ]; then
   echo "NVIDIA OpenCL driver: $nv_lib"
   # Name it bare when the dynamic linker finds it, else by full path.
   icd_line=libnvidia-opencl.so.1
-  ldconfig -p 2>/dev/null | grep -q 'libnvidia-opencl\.so\.1 ' || icd_line=$nv_lib
+  "$ldconfig" -p 2>/dev/null | grep -q 'libnvidia-opencl\.so\.1 ' || icd_line=$nv_lib
   if grep -qs nvidia /etc/OpenCL/vendors/*.icd; then
     echo "ICD file present: $(grep -ls nvidia /etc/OpenCL/vendors/*.icd | tr '\n' ' ')"
   elif [ "$dry" -eq 1 ]; then
