@@ -218,9 +218,9 @@ CLNORM_API clnorm_status clnorm_set_variant(clnorm_ctx *c, clnorm_variant v, siz
     if (!c) return CLNORM_ERR_NULL_ARGUMENT;
     if ((unsigned)v >= CLNORM_VARIANT_COUNT)
         return clnorm_fail(c, CLNORM_ERR_INVALID_VARIANT, "variant %d is not a clnorm_variant", (int)v);
-    if (wg && ((wg & (wg - 1)) || wg > c->dev.max_wg || wg < 2))
+    if (wg && ((wg & (wg - 1)) || wg > c->dev.max_wg))
         return clnorm_fail(c, CLNORM_ERR_INVALID_VARIANT,
-                           "work-group size %zu is not a power of two in [2, %zu]", wg, c->dev.max_wg);
+                           "work-group size %zu is not a power of two in [1, %zu]", wg, c->dev.max_wg);
     pthread_mutex_lock(&c->lock);
     c->variant = v;
     c->forced_wg = wg;

@@ -137,9 +137,11 @@ typedef struct clnorm_desc {
     clnorm_buf x, y, scale, bias, mean, rstd, running_mean, running_var;
 } clnorm_desc;
 
-/* Zero the descriptor and set op, eps = 1e-5, momentum = 0.1, training = 1. */
+/* Zero the descriptor and set op, eps = 1e-5, momentum = 0.1, training = 1,
+ * groups = 1. */
 void clnorm_desc_init(clnorm_desc *d, clnorm_op op);
-/* Element count of x, and number of reduction sets (0 if the shape is invalid). */
+/* Element count of x, and number of reduction sets (0 if the shape is
+ * invalid, e.g. groups not dividing c). */
 size_t clnorm_desc_elements(const clnorm_desc *d);
 size_t clnorm_desc_sets(const clnorm_desc *d);
 

@@ -106,43 +106,48 @@ inline float seg_sum(float v, __local float *buf)
 #endif
 }
 
-/* Statistics of x[e0, e1) of one set, shared by its LANES lanes. Lane l
- * takes vectors l, l + LANES, ... of the range (coalesced), then the tail.
- * Two passes: the mean first, then the squared deviations from it. The first
- * pass sums x - x[e0] rather than x, so a large common offset (mean 1e4,
- * spread 1e-2) does not swamp the float accumulators. An empty range (a
- * padding lane's) only takes part in the barriers. */
+/* acc += F(u) over this lane's vectors u of p (v = lane, lane + LANES, ...
+ * below nv), in blocks of 64 vectors: a long set then never adds small
+ * terms to one ever-growing float accumulator (the error stays ~64 + n/64
+ * roundings instead of ~n). The order is fixed, so results are reproducible. */
+#define LANE_SUM(acc, p, nv, lane, F)                                   \
+    for (uint vb_ = (lane); vb_ < (nv); vb_ += 64 * LANES) {            \
+        floatv blk_ = 0.0f;                                             \
+        const uint ve_ = min((uint)(nv), vb_ + 64 * LANES);             \
+        for (uint v_ = vb_; v_ < ve_; v_ += LANES) {                    \
+            const floatv u = LOADV(v_, p);                              \
+            blk_ += F;                                                  \
+        }                                                               \
+        acc += blk_;                                                    \
+    }
+
+/* Statistics of x[e0, e1) of one set, shared by its LANES lanes: vectors
+ * first (coalesced across lanes), then the tail. Two passes: the mean, then
+ * the squared deviations from it. The first pass sums x - x[e0] rather than
+ * x, so a large common offset (mean 1e4, spread 1e-2) does not swamp the
+ * accumulators. An empty range (a padding lane's) only joins the barriers. */
 inline void range_stats(__global const float *x, uint e0, uint e1, uint lane,
                         __local float *buf, float *mean, float *m2)
 {
     __global const float *p = x + e0;
     const uint n = e1 - e0, nv = n / VEC;
-#if RMS
     floatv a = 0.0f;
     float t = 0.0f;
-    for (uint v = lane; v < nv; v += LANES) {
-        const floatv u = LOADV(v, p);
-        a += u * u;
-    }
+#if RMS
+    LANE_SUM(a, p, nv, lane, u * u)
     for (uint e = nv * VEC + lane; e < n; e += LANES)
         t += p[e] * p[e];
     *mean = seg_sum(HSUM(a) + t, buf) / (float)n;
     *m2 = 0.0f;
 #else
     const float k = n ? p[0] : 0.0f;
-    floatv a = 0.0f;
-    float t = 0.0f;
-    for (uint v = lane; v < nv; v += LANES)
-        a += LOADV(v, p) - k;
+    LANE_SUM(a, p, nv, lane, u - k)
     for (uint e = nv * VEC + lane; e < n; e += LANES)
         t += p[e] - k;
     const float mu = k + seg_sum(HSUM(a) + t, buf) / (float)n;
     a = 0.0f;
     t = 0.0f;
-    for (uint v = lane; v < nv; v += LANES) {
-        const floatv d = LOADV(v, p) - mu;
-        a += d * d;
-    }
+    LANE_SUM(a, p, nv, lane, (u - mu) * (u - mu))
     for (uint e = nv * VEC + lane; e < n; e += LANES) {
         const float d = p[e] - mu;
         t += d * d;
@@ -150,6 +155,13 @@ inline void range_stats(__global const float *x, uint e0, uint e1, uint lane,
     *mean = mu;
     *m2 = seg_sum(HSUM(a) + t, buf);
 #endif
+}
+
+/* A set with NaN or Inf has a NaN variance (Inf - Inf); SPEC.md makes all
+ * of that set's outputs NaN, the saved mean included (it may be +-Inf). */
+inline float checked_mean(float mean, float var)
+{
+    return isnan(var) ? NAN : mean;
 }
 
 /* y = (x - m) * a * s + b over [j0, j1) of a set, vectors first, then the

@@ -63,7 +63,7 @@ void row_norm(__global const float *x, ulong xo, __global float *y, ulong yo,
         return;
     const float var = RMS ? mean : m2 / (float)len;
     const float rstd = rstd_of(var, eps);
-    if (RMS) mean = 0.0f;
+    mean = RMS ? 0.0f : checked_mean(mean, var);
     if (lane == 0) {
         if (mean_out) mean_out[mo + i] = mean;
         if (rstd_out) rstd_out[ro + i] = rstd;
