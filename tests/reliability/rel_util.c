@@ -312,7 +312,10 @@ int rel_problem_check(rel_problem *p, clnorm_ctx *ctx, char *why, size_t len)
         double s = p->mscale ? fabs((double)p->scale[aff]) : 1.0, b = p->mbias ? fabs((double)p->bias[aff]) : 0.0;
         double tol = rel * ((fabs((double)p->x[i]) + fabs(mu)) * r * s + b + fabs(yr[i])) + 1e-30;
         if (!close_enough(y[i], yr[i], tol)) {
-            snprintf(why, len, "y[%zu] (set %zu) = %.9g, reference %.9g, tol %.3g", i, set, (double)y[i], yr[i], tol);
+            snprintf(why, len,
+                     "y[%zu] (set %zu) = %.9g, reference %.9g, tol %.3g (x %.9g, set mean %.9g, rstd %.9g, "
+                     "|scale| %.9g, |bias| %.9g)",
+                     i, set, (double)y[i], yr[i], tol, (double)p->x[i], mu, r, s, b);
             goto out;
         }
     }
