@@ -47,6 +47,7 @@ mkdir -p build-fuzz/corpus
 export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:detect_odr_violation=0${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}"
 export POCL_DEBUG=0
+export CLNORM_FUZZ_FAILURE_DIR="$PWD/build-fuzz"
 echo "fuzz.sh: running clnorm_fuzz for ${secs}s"
 set +e
 ./build-fuzz/tests/reliability/clnorm_fuzz -max_total_time="$secs" -timeout=20 -rss_limit_mb=6144 \

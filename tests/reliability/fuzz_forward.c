@@ -31,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "rel_util.h"
 
@@ -54,8 +55,22 @@ static size_t dim(unsigned b)
     return 1 + (b - 1) % 40;
 }
 
+static const uint8_t *g_cur;
+static size_t g_cur_size;
+
 static void fail(const char *what, const clnorm_desc *d, int st)
 {
+    /* Save the input ourselves: a check failure ends in abort(), which
+     * libFuzzer does not always turn into a crash artifact here. */
+    const char *dir = getenv("CLNORM_FUZZ_FAILURE_DIR");
+    char path[512];
+    snprintf(path, sizeof path, "%s/clnorm-fuzz-failure-%d.bin", dir && *dir ? dir : ".", (int)getpid());
+    FILE *fp = fopen(path, "wb");
+    if (fp) {
+        fwrite(g_cur, 1, g_cur_size, fp);
+        fclose(fp);
+        fprintf(stderr, "input saved to %s\n", path);
+    }
     fprintf(stderr, "FUZZ CHECK FAILED: %s\n  op %d layout %d rows %zu cols %zu n %zu c %zu rank %u s %zu,%zu,%zu "
             "groups %zu training %d psa %d eps %g momentum %g status %s (%d) \"%s\"\n",
             what, d->op, d->layout, d->rows, d->cols, d->n, d->c, d->rank, d->spatial[0], d->spatial[1],
@@ -109,6 +124,8 @@ static const float k_mom[8] = {0.1f, 0.0f, 1.0f, 0.5f, -0.1f, 1.5f, 0.0f / 0.0f,
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     reader r = {data, size, 0};
+    g_cur = data;
+    g_cur_size = size;
     clnorm_desc s;
     static const int ops[8] = {CLNORM_LAYER_NORM, CLNORM_RMS_NORM, CLNORM_BATCH_NORM, CLNORM_INSTANCE_NORM,
                                CLNORM_GROUP_NORM, CLNORM_BATCH_NORM, CLNORM_GROUP_NORM, 0};
