@@ -6,6 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* From cl_khr_icd: the ICD loader reports no platform this way. */
+#define CL_PLATFORM_NOT_FOUND_KHR_ (-1001)
+
 static void read_devinfo(cl_device_id dev, clnorm_devinfo *d)
 {
     memset(d, 0, sizeof *d);
@@ -114,8 +117,11 @@ static clnorm_status pick_device(cl_device_id *out)
 {
     cl_platform_id plats[16];
     cl_uint np = 0;
-    if (clGetPlatformIDs(16, plats, &np) != CL_SUCCESS || np == 0)
+    cl_int err = clGetPlatformIDs(16, plats, &np);
+    if (err == CL_PLATFORM_NOT_FOUND_KHR_ || (err == CL_SUCCESS && np == 0))
         return CLNORM_ERR_NO_DEVICE;
+    if (err != CL_SUCCESS)
+        return err;
     if (np > 16) np = 16;
     const char *spec = getenv("CLNORM_DEVICE");
     int want_p = -1, want_d = -1;
@@ -124,12 +130,17 @@ static clnorm_status pick_device(cl_device_id *out)
         if (sscanf(spec, "%d:%d%c", &want_p, &want_d, &tail) != 2)
             want_p = want_d = -1;
     }
+    /* A failing driver call is reported as itself, not as "no device". */
+    cl_int first_err = CL_SUCCESS;
     cl_device_id first = NULL, gpu = NULL;
     for (cl_uint p = 0; p < np; ++p) {
         cl_device_id devs[64];
         cl_uint nd = 0;
-        if (clGetDeviceIDs(plats[p], CL_DEVICE_TYPE_ALL, 64, devs, &nd) != CL_SUCCESS)
+        err = clGetDeviceIDs(plats[p], CL_DEVICE_TYPE_ALL, 64, devs, &nd);
+        if (err != CL_SUCCESS) {
+            if (err != CL_DEVICE_NOT_FOUND && first_err == CL_SUCCESS) first_err = err;
             continue;
+        }
         if (nd > 64) nd = 64;
         for (cl_uint d = 0; d < nd; ++d) {
             if (spec && *spec) {
@@ -146,8 +157,10 @@ static clnorm_status pick_device(cl_device_id *out)
             if (!gpu && (t & CL_DEVICE_TYPE_GPU)) gpu = devs[d];
         }
     }
+    if (first_err != CL_SUCCESS && !(gpu || first))
+        return first_err;
     if (spec && *spec)
-        return CLNORM_ERR_DEVICE_NOT_FOUND;
+        return first_err != CL_SUCCESS ? first_err : CLNORM_ERR_DEVICE_NOT_FOUND;
     *out = gpu ? gpu : first;
     return *out ? CLNORM_OK : CLNORM_ERR_NO_DEVICE;
 }
