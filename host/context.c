@@ -267,10 +267,12 @@ static int build_program(clnorm_ctx *c, clnorm_program *p)
         return clnorm_cl_fail(c, err ? err : CL_OUT_OF_HOST_MEMORY, "clCreateProgramWithSource");
     char opts[160];
     /* CPUs: explicit 16-wide vectors, columns per work-item, serial segment
-     * sums; GPUs: float4 loads, a column per work-item, tree sums. */
+     * sums, rows re-read from cache; GPUs: float4 loads, a column per
+     * work-item, tree sums, rows of up to lanes*32 floats in registers. */
     const unsigned cpu = c->dev.is_cpu ? 1u : 0u;
-    snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DWG=%u -DLANES=%u -DTREE=%u -DRMS=%u -DVEC=%u -DCOLS_VEC=%u",
-             p->wg, p->lanes, p->tree, p->rms, cpu ? 16u : 4u, cpu);
+    snprintf(opts, sizeof opts,
+             "-cl-std=CL1.2 -DWG=%u -DLANES=%u -DTREE=%u -DRMS=%u -DVEC=%u -DCOLS_VEC=%u -DCACHE_V=%u", p->wg,
+             p->lanes, p->tree, p->rms, cpu ? 16u : 4u, cpu, cpu || p->lanes == 1 ? 0u : 8u);
     err = clBuildProgram(p->program, 1, &c->device, opts, NULL, NULL);
     if (err != CL_SUCCESS) {
         size_t n = 0;

@@ -25,6 +25,11 @@
  * per work-item (GPUs, coalesced across work-items). */
 #define COLS_VEC 0
 #endif
+#ifndef CACHE_V
+/* row_norm: vectors per lane held in registers when a row fits (GPUs);
+ * 0 = re-read the row, which on CPUs comes from the core's cache. */
+#define CACHE_V 0
+#endif
 #ifndef VEC
 /* Elements per load: 4 gives coalesced float4 loads on GPUs; 16 gives CPU
  * devices explicit vectors, two AVX registers wide, i.e. two independent

@@ -37,6 +37,58 @@ inline void apply_range(__global const float *x, __global float *y, uint e0, uin
     }
 }
 
+#if CACHE_V > 0
+/* GPUs: a row of up to LANES * VEC * CACHE_V elements is held in registers,
+ * so it is read from global memory once for the statistics and the output.
+ * Elementwise affine only (LayerNorm/RMSNorm); n = 0 for padding items. */
+inline void row_norm_cached(__global const float *px, __global float *py, uint n, uint lane,
+                            __local float *buf, __global const float *sc, __global const float *bi,
+                            float eps, float *mean_o, float *rstd_o, float *var_o)
+{
+    const uint nv = n / VEC, tail = n - nv * VEC;
+    floatv r[CACHE_V];
+    for (uint j = 0; j < CACHE_V; ++j) {
+        const uint v = lane + j * LANES;
+        r[j] = v < nv ? LOADV(v, px) : (floatv)0.0f;
+    }
+    const float tl = lane < tail ? px[nv * VEC + lane] : 0.0f;
+    floatv a = 0.0f;
+#if RMS
+    for (uint j = 0; j < CACHE_V; ++j)
+        a += r[j] * r[j]; /* padding is 0 */
+    const float var = seg_sum(HSUM(a) + tl * tl, buf) / (float)n;
+    const float mean = 0.0f;
+#else
+    const float k = n ? px[0] : 0.0f;
+    for (uint j = 0; j < CACHE_V; ++j)
+        if (lane + j * LANES < nv) a += r[j] - k;
+    const float mu = k + seg_sum(HSUM(a) + (lane < tail ? tl - k : 0.0f), buf) / (float)n;
+    a = 0.0f;
+    for (uint j = 0; j < CACHE_V; ++j)
+        if (lane + j * LANES < nv) a += (r[j] - mu) * (r[j] - mu);
+    const float var = seg_sum(HSUM(a) + (lane < tail ? (tl - mu) * (tl - mu) : 0.0f), buf) / (float)n;
+    const float mean = checked_mean(mu, var);
+#endif
+    const float rstd = rstd_of(var, eps);
+    for (uint j = 0; j < CACHE_V; ++j) {
+        const uint v = lane + j * LANES;
+        if (v < nv) {
+            floatv u = (r[j] - mean) * rstd;
+            if (sc) u *= LOADV(v, sc);
+            if (bi) u += LOADV(v, bi);
+            STOREV(u, v, py);
+        }
+    }
+    if (lane < tail) {
+        const uint e = nv * VEC + lane;
+        float u = (tl - mean) * rstd;
+        if (sc) u *= sc[e];
+        py[e] = bi ? u + bi[e] : u;
+    }
+    *mean_o = mean, *rstd_o = rstd, *var_o = var;
+}
+#endif
+
 /* Statistics and normalization of whole sets in one launch. Saved statistics
  * (mean, rstd) are optional, and so is `stats` (mean at [i], biased variance
  * at [nsets + i]), which running-statistics updates read. */
@@ -49,28 +101,36 @@ void row_norm(__global const float *x, ulong xo, __global float *y, ulong yo,
 {
     __local float buf[WG];
     const uint i = get_global_id(0) / LANES, lane = get_local_id(0) % LANES;
-    /* Work-items past the last set still take part in the barriers. */
 #if LANES == 1
     if (i >= nsets)
         return;
 #endif
-    /* Padding work-items past the last set take part in the barriers only. */
-    const uint ic = min(i, nsets - 1);
-    const ulong base = (ulong)ic * len;
-    float mean, m2;
-    range_stats(x + xo + base, 0, i < nsets ? len : 0, lane, buf, &mean, &m2);
-    if (i >= nsets)
-        return;
-    const float var = RMS ? mean : m2 / (float)len;
-    const float rstd = rstd_of(var, eps);
-    mean = RMS ? 0.0f : checked_mean(mean, var);
-    if (lane == 0) {
+    /* Padding work-items past the last set take part in the barriers only;
+     * no early return after a barrier (PoCL mishandles it in branches). */
+    const int active = i < nsets;
+    const ulong base = (ulong)min(i, nsets - 1) * len;
+    float mean, var, rstd;
+#if CACHE_V > 0
+    if (elementwise && len <= LANES * VEC * CACHE_V) { /* uniform over the launch */
+        row_norm_cached(x + xo + base, y + yo + base, active ? len : 0, lane, buf,
+                        scale ? scale + so : 0, bias ? bias + bo : 0, eps, &mean, &rstd, &var);
+    } else
+#endif
+    {
+        float m2;
+        range_stats(x + xo + base, 0, active ? len : 0, lane, buf, &mean, &m2);
+        var = RMS ? mean : m2 / (float)len;
+        rstd = rstd_of(var, eps);
+        mean = RMS ? 0.0f : checked_mean(mean, var);
+        const affine_t af = { scale ? scale + so : 0, bias ? bias + bo : 0, seg, aff_mod, elementwise };
+        if (active)
+            apply_range(x + xo + base, y + yo + base, 0, len, lane, i, len, mean, rstd, af);
+    }
+    if (active && lane == 0) {
         if (mean_out) mean_out[mo + i] = mean;
         if (rstd_out) rstd_out[ro + i] = rstd;
         if (stats) { stats[i] = mean; stats[nsets + i] = var; }
     }
-    const affine_t af = { scale ? scale + so : 0, bias ? bias + bo : 0, seg, aff_mod, elementwise };
-    apply_range(x + xo + base, y + yo + base, 0, len, lane, i, len, mean, rstd, af);
 }
 
 /* Partial statistics of chunk c of set i, stored at partial index i*nchunks + c. */
