@@ -101,10 +101,14 @@ START_TEST(test_create_run_destroy)
      * create-release cycle (measured with plain OpenCL calls, no clnorm:
      * +60 KB over 1800 cycles); clnorm's cycles, with 1-2 programs each,
      * measured ~47 B/cycle. LeakSanitizer finds nothing unreachable. The bound
-     * (128 B/cycle + 64 KB) is below the size of any clnorm allocation that
-     * could leak per cycle (the context alone is > 600 bytes). */
+     * (128 B/cycle) is below the size of any clnorm allocation that could
+     * leak per cycle (the context alone is > 600 bytes); the 256 KB slack
+     * absorbs one-off jumps of PoCL's caches (up to ~120 KB seen in a
+     * 200-cycle run). The bound is decisive in the full run
+     * (CLNORM_SOAK_FULL=1); in the short ctest run LeakSanitizer (sanitizer
+     * build) is the host-leak check. */
     if (!REL_ASAN)
-        ck_assert_msg(grow < 128 * (g_cycles - warm) + 65536,
+        ck_assert_msg(grow < 128 * (g_cycles - warm) + 256 * 1024,
                       "heap grew by %ld bytes over %ld cycles", grow, g_cycles - warm);
 }
 END_TEST
