@@ -123,8 +123,10 @@ static clnorm_status check_buffer(clnorm_ctx *c, span *sp)
         err = clGetMemObjectInfo(sp->b.mem, CL_MEM_ASSOCIATED_MEMOBJECT, sizeof parent, &parent, NULL);
     if (err == CL_SUCCESS && parent)
         err = clGetMemObjectInfo(sp->b.mem, CL_MEM_OFFSET, sizeof off, &off, NULL);
-    if (err != CL_SUCCESS)
-        return clnorm_fail(c, CLNORM_ERR_INVALID_BUFFER, "%s is not a valid buffer (%d)", sp->name, (int)err);
+    if (err == CL_INVALID_MEM_OBJECT)
+        return clnorm_fail(c, CLNORM_ERR_INVALID_BUFFER, "%s is not a valid buffer", sp->name);
+    if (err != CL_SUCCESS) /* a failing driver, not a bad argument: pass it through */
+        return clnorm_cl_fail(c, err, "clGetMemObjectInfo");
     if (bc != c->context)
         return clnorm_fail(c, CLNORM_ERR_FOREIGN_BUFFER, "%s belongs to another OpenCL context", sp->name);
     size_t end;
