@@ -441,15 +441,15 @@ static int plan_partials(chain *ch, const clnorm_desc *d, const shape *s, const 
         size_t P = bn ? 1 : s->N, R = s->cl ? (bn ? s->N * s->S : s->S) : s->N;
         size_t Cc = s->cl ? s->C : s->C * s->S;
         size_t per_set_cols = s->cl ? s->C / s->G : s->S;
-        const size_t rchunk = clnorm_plan_col_chunk(ch->c, P, R, Cc), KR = div_up(R, rchunk);
+        clnorm_colplan cp;
+        clnorm_plan_cols(ch->c, P, R, Cc, &cp);
+        const size_t KR = div_up(R, cp.rchunk);
         need.floats[0] = 3 * P * KR * Cc;
         if ((st = reserve(ch->c, &need, scr)) != CLNORM_OK) return st;
-        cl_uint Ru = (cl_uint)R, Cu = (cl_uint)Cc, rc = (cl_uint)rchunk;
+        cl_uint Ru = (cl_uint)R, Cu = (cl_uint)Cc, rc = (cl_uint)cp.rchunk;
         karg kp[] = {KA(a->x), KA(a->xo), KA(scr[0]), KA(Ru), KA(Cu), KA(rc)};
-        /* CPUs give each work-item 16 adjacent columns (see cols.cl). */
-        const size_t per_wi = ch->c->dev.is_cpu ? 16 : 1;
-        size_t g[3] = {round_up(div_up(Cc, per_wi), wg), KR, P}, l[3] = {wg, 1, 1};
-        st = launch(ch, "col_partials", wg, wg, 0, kp, NARGS(kp), 3, g, l);
+        size_t g[3] = {round_up(div_up(Cc, cp.per_wi), cp.wg), KR, P}, l[3] = {cp.wg, 1, 1};
+        st = launch(ch, "col_partials", cp.wg, cp.wg, 0, kp, NARGS(kp), 3, g, l);
         /* Set (p, k) merges chunks (stride Cc) x its per_set_cols adjacent columns. */
         cl_uint n_inner = (cl_uint)(bn ? s->C : s->G);
         if (st == CLNORM_OK)

@@ -66,7 +66,12 @@ typedef struct clnorm_rowplan {
 } clnorm_rowplan;
 void clnorm_plan_rows(const clnorm_ctx *ctx, size_t nsets, size_t len, clnorm_rowplan *p);
 unsigned clnorm_plan_wg(const clnorm_ctx *ctx);
-size_t clnorm_plan_col_chunk(const clnorm_ctx *ctx, size_t P, size_t R, size_t C);
+typedef struct clnorm_colplan {
+    unsigned wg;   /* work-group size */
+    size_t per_wi; /* columns per work-item */
+    size_t rchunk; /* rows per partial */
+} clnorm_colplan;
+void clnorm_plan_cols(const clnorm_ctx *ctx, size_t P, size_t R, size_t C, clnorm_colplan *p);
 int clnorm_plan_bn_use_cols(const clnorm_ctx *ctx, size_t S);
 
 extern const struct clnorm_kernel_source {

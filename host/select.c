@@ -76,19 +76,29 @@ void clnorm_plan_rows(const clnorm_ctx *c, size_t nsets, size_t len, clnorm_rowp
     p->wg = wg;
 }
 
-size_t clnorm_plan_col_chunk(const clnorm_ctx *c, size_t P, size_t R, size_t C)
+void clnorm_plan_cols(const clnorm_ctx *c, size_t P, size_t R, size_t C, clnorm_colplan *p)
 {
-    const size_t wg = clnorm_plan_wg(c);
-    /* Enough chunks of rows to occupy the device, each small enough that
-     * the second pass over it hits the cache. */
-    size_t col_groups = P * div_up(C, wg);
-    size_t chunks = div_up(groups_wanted(c) * 4, col_groups);
+    /* CPUs: a work-item streams a tile of 256 columns row by row (COL_TILE
+     * x VEC in cols.cl); GPUs: one column per work-item, coalesced. */
+    p->per_wi = c->dev.is_cpu ? 256 : 1;
+    const size_t items = div_up(C, p->per_wi);
+    size_t wg = clnorm_plan_wg(c);
+    if (c->dev.is_cpu && !c->forced_wg) {
+        size_t w = 1;
+        while (w < items && w < wg) w *= 2;
+        wg = w;
+    }
+    p->wg = (unsigned)wg;
+    /* Enough row chunks to occupy the device, each small enough that the
+     * second pass over it hits the cache (256 KiB per tile). */
+    const size_t tile_cols = c->dev.is_cpu ? (C < 256 ? C : 256) : (C < wg ? C : wg);
+    size_t chunks = div_up(groups_wanted(c) * 4, P * div_up(items, wg));
     size_t rchunk = div_up(R, chunks);
-    size_t cache_rows = (256 * 1024) / (4 * (C < wg ? C : wg));
+    size_t cache_rows = (256 * 1024) / (4 * tile_cols);
     if (rchunk > cache_rows) rchunk = cache_rows;
     if (rchunk < 16) rchunk = 16;
     if (rchunk > R) rchunk = R;
-    return rchunk;
+    p->rchunk = rchunk;
 }
 
 int clnorm_plan_bn_use_cols(const clnorm_ctx *c, size_t S)

@@ -5,11 +5,15 @@
  * and channels-first BatchNorm with small planes (P = 1, R = N, C*S columns,
  * S adjacent columns per channel).
  *
- * Work-item c owns column c, so loads along C are coalesced on GPUs and
- * vectorize across work-items on CPUs. Dimension 1 splits the rows into
+ * On GPUs work-item c owns column c, so loads along C are coalesced; on
+ * CPUs a work-item owns a tile of columns (below). Dimension 1 splits the rows into
  * chunks of `rchunk`; each (p, chunk, c) leaves one partial at index
  * (p*nchunks + chunk)*C + c, merged later in a fixed order. No barriers.
  */
+#ifndef COL_TILE
+#define COL_TILE 16 /* CPUs: vectors of columns per work-item */
+#endif
+
 /* Two passes over rows [r0, r1) of column(s) at col (they stay in cache),
  * shifted by the first value; T is float or floatv. */
 #define COLUMN_STATS(T, LOAD)                                                    \
@@ -36,21 +40,42 @@ void col_partials(__global const float *x, ulong xo, __global float *part,
     const ulong out = ((ulong)p * nchunks + kr) * C;
     __global const float *xp = x + xo + (ulong)p * R * C;
 #if COLS_VEC
-    const uint c0 = get_global_id(0) * VEC;
+    /* CPUs: a work-item owns a tile of COL_TILE vectors (256 columns) and
+     * walks its rows in order: each row of the tile is one contiguous 1 KiB
+     * read, which the hardware prefetcher streams. */
+    const uint c0 = get_global_id(0) * (COL_TILE * VEC);
     if (c0 >= C)
         return;
-    if (c0 + VEC <= C) {
-        floatv mu, m2;
-#define LOAD_V(r) LOADV(0, xp + (ulong)(r) * C + c0)
-        COLUMN_STATS(floatv, LOAD_V)
-        float mv[VEC], qv[VEC];
-        STOREV(mu, 0, mv);
-        STOREV(m2, 0, qv);
-        for (uint j = 0; j < VEC; ++j)
-            put_partial(part, out + c0 + j, r1 - r0, mv[j], qv[j]);
-        return;
+    const uint nvec = min((uint)COL_TILE, (C - c0) / VEC);
+    const float n = (float)(r1 - r0);
+    floatv k[COL_TILE], s[COL_TILE];
+    __global const float *row = xp + (ulong)r0 * C + c0;
+    for (uint j = 0; j < nvec; ++j) {
+        k[j] = LOADV(j, row);
+        s[j] = 0.0f;
     }
-    for (uint c = c0; c < C; ++c) {
+    for (uint r = r0; r < r1; ++r, row += C)
+        for (uint j = 0; j < nvec; ++j)
+            s[j] += LOADV(j, row) - k[j];
+    for (uint j = 0; j < nvec; ++j) {
+        k[j] += s[j] / n; /* the mean, as in the scalar path */
+        s[j] = 0.0f;
+    }
+    row = xp + (ulong)r0 * C + c0;
+    for (uint r = r0; r < r1; ++r, row += C)
+        for (uint j = 0; j < nvec; ++j) {
+            const floatv d = LOADV(j, row) - k[j];
+            s[j] += d * d;
+        }
+    for (uint j = 0; j < nvec; ++j) {
+        float mv[VEC], qv[VEC];
+        STOREV(k[j], 0, mv);
+        STOREV(s[j], 0, qv);
+        for (uint t = 0; t < VEC; ++t)
+            put_partial(part, out + c0 + j * VEC + t, r1 - r0, mv[t], qv[t]);
+    }
+    /* Columns past the last full vector (C not a multiple of VEC). */
+    for (uint c = c0 + nvec * VEC; c < min(C, c0 + COL_TILE * VEC); ++c) {
 #else
     {
         const uint c = get_global_id(0);
