@@ -11,15 +11,15 @@
 
 static void read_devinfo(cl_device_id dev, clnorm_devinfo *d)
 {
+    cl_device_type type = 0;
     memset(d, 0, sizeof *d);
-    clGetDeviceInfo(dev, CL_DEVICE_TYPE, sizeof d->type, &d->type, NULL);
+    /* A failed query leaves a safe default: one compute unit, work-group 1, GPU rules. */
+    clGetDeviceInfo(dev, CL_DEVICE_TYPE, sizeof type, &type, NULL);
     clGetDeviceInfo(dev, CL_DEVICE_MAX_COMPUTE_UNITS, sizeof d->compute_units, &d->compute_units, NULL);
     clGetDeviceInfo(dev, CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof d->max_wg, &d->max_wg, NULL);
-    clGetDeviceInfo(dev, CL_DEVICE_LOCAL_MEM_SIZE, sizeof d->local_mem, &d->local_mem, NULL);
-    clGetDeviceInfo(dev, CL_DEVICE_MAX_MEM_ALLOC_SIZE, sizeof d->max_alloc, &d->max_alloc, NULL);
     if (d->compute_units == 0) d->compute_units = 1;
     if (d->max_wg == 0) d->max_wg = 1;
-    d->is_cpu = (d->type & CL_DEVICE_TYPE_CPU) != 0;
+    d->is_cpu = (type & CL_DEVICE_TYPE_CPU) != 0;
 }
 
 static int parse_variant(const char *s, clnorm_variant *v)

@@ -16,12 +16,9 @@
 
 /* What the selection rules need to know of a device, read once per context. */
 typedef struct clnorm_devinfo {
-    cl_device_type type;
     cl_uint compute_units;
     size_t max_wg;
-    cl_ulong local_mem;
-    cl_ulong max_alloc;
-    int is_cpu;
+    int is_cpu; /* CPU-class rules (CLNORM_DEVICE_CLASS may override) */
 } clnorm_devinfo;
 
 /* One compiled program per option set; kernels are created once and reused

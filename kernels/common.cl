@@ -64,8 +64,6 @@ typedef float16 floatv;
 #error "VEC must be 1, 4, 8 or 16"
 #endif
 
-#define SETS_PER_WG (WG / LANES)
-
 /* A partial statistic of a stretch of one set: count, mean (RMS: mean of
  * squares) and M2 = sum of squared deviations from that mean. Stored as three
  * floats, the count's bits as a uint, so that 2^32 elements stay exact. */
