@@ -64,7 +64,7 @@ typedef struct options {
     int timing_wall;  /* force wall-clock timing */
     int warm_cache;   /* no cache scrub between runs */
     int copy_once;    /* ratios against the first copy measurement, not interleaved copies */
-    int check;        /* compare outputs of sampled sets with a host reference */
+    int check;        /* compare outputs with the double-precision reference */
     int no_gate;      /* do not hold runs on a user event */
     bench_case cases[MAX_CASES];
     size_t n_cases;
@@ -866,8 +866,8 @@ static void usage(FILE *f) {
             "                         copy runs interleaved with each case's runs, robust on a busy machine)\n"
             "  --wall                 time with the wall clock instead of profiling events\n"
             "  --no-gate              do not hold each run on a user event until it is fully enqueued\n"
-            "  --check                after timing, compare y/mean/rstd of 8 sets per case with a host\n"
-            "                         double-precision reference (a fast wrong kernel fails the case)\n"
+            "  --check                after timing, compare all of y/mean/rstd with the double-precision\n"
+            "                         reference of tests/reference.c (a fast wrong kernel fails the case)\n"
             "  --warm-cache           do not scrub the caches before each run (default: scrub, cold caches)\n"
             "  --json                 one JSON object per case per line on stdout (no table)\n"
             "  --csv [FILE]           CSV to FILE (with a header), or to stdout instead of the table\n"

@@ -10,7 +10,7 @@
 #   3. builds (Release) in build-gpu/;
 #   4. runs the whole test suite (CTest) with CLNORM_DEVICE selecting the NVIDIA device;
 #   5. runs the benchmark suite there (clnorm-bench --check --json, CSV, PNG;
-#      --check compares sampled outputs with a host reference);
+#      --check compares all outputs with tests/reference.c);
 #   6. runs bench/compare_torch.py --device cuda on the same cases;
 #   7. prints one side-by-side table: clnorm GB/s, PyTorch GB/s, speed-up,
 #      clnorm's fraction of the copy bandwidth.
