@@ -345,10 +345,10 @@ static int run_fold_apply(chain *ch, const op_args *a, const shape *s, const cln
     clnorm_rowplan rp;
     clnorm_plan_rows(ch->c, nrows, R, &rp);
     cl_uint chunk = (cl_uint)rp.chunk;
-    karg ka[] = {KA(a->x), KA(a->xo), KA(a->y), KA(a->yo), KA(table), KA(nrows), KA(Q), KA(R), KA(chunk),
-                 KA(C), KA(tp), KA(ch_is_r), KA(tn)};
-    const size_t spw = rp.wg / rp.lanes;
-    size_t g[2] = {round_up(nrows, spw) / spw * rp.wg, div_up(R, rp.chunk)}, l[2] = {rp.wg, 1};
+    cl_uint per = (cl_uint)rp.per_item;
+    karg ka[] = {KA(a->x), KA(a->xo), KA(a->y), KA(a->yo), KA(table), KA(nrows), KA(per), KA(Q), KA(R),
+                 KA(chunk), KA(C), KA(tp), KA(ch_is_r), KA(tn)};
+    size_t g[2] = {clnorm_rowplan_global(&rp, nrows), div_up(R, rp.chunk)}, l[2] = {rp.wg, 1};
     return launch(ch, "apply_table", rp.wg, rp.lanes, 0, ka, NARGS(ka), 2, g, l);
 }
 
@@ -384,16 +384,16 @@ static int plan_rows(chain *ch, const clnorm_desc *d, const shape *s, const op_a
     cl_mem scr[3];
     int st = reserve(ch->c, &need, scr);
     if (st != CLNORM_OK) return st;
-    const size_t spw = rp.wg / rp.lanes;
-    size_t g[2] = {round_up(s->sets, spw) / spw * rp.wg, nchunks}, l[2] = {rp.wg, 1};
+    cl_uint per = (cl_uint)rp.per_item;
+    size_t g[2] = {clnorm_rowplan_global(&rp, s->sets), nchunks}, l[2] = {rp.wg, 1};
     if (!rp.split) {
         karg ka[] = {KA(a->x), KA(a->xo), KA(a->y), KA(a->yo), KA(a->scale), KA(a->so), KA(a->bias),
                      KA(a->bo), KA(a->mean), KA(a->mo), KA(a->rstd), KA(a->ro), KA(scr[1]), KA(nsets),
-                     KA(len), KA(af.seg), KA(af.aff_mod), KA(af.elementwise), KA(a->eps)};
+                     KA(per), KA(len), KA(af.seg), KA(af.aff_mod), KA(af.elementwise), KA(a->eps)};
         st = launch(ch, "row_norm", rp.wg, rp.lanes, a->rms, ka, NARGS(ka), 1, g, l);
     } else {
         cl_uint chunk = (cl_uint)rp.chunk;
-        karg kp[] = {KA(a->x), KA(a->xo), KA(scr[0]), KA(nsets), KA(len), KA(chunk)};
+        karg kp[] = {KA(a->x), KA(a->xo), KA(scr[0]), KA(nsets), KA(per), KA(len), KA(chunk)};
         st = launch(ch, "row_partials", rp.wg, rp.lanes, a->rms, kp, NARGS(kp), 2, g, l);
         if (st == CLNORM_OK)
             st = run_merge(ch, a, scr[0], scr[1], rp.wg, nsets, nsets, 0, nchunks, (cl_uint)nchunks, 1, 1, 0);
@@ -428,9 +428,9 @@ static int plan_partials(chain *ch, const clnorm_desc *d, const shape *s, const 
         need.floats[0] = 3 * s->N * s->C * K;
         if ((st = reserve(ch->c, &need, scr)) != CLNORM_OK) return st;
         cl_uint rows = (cl_uint)(s->N * s->C), len = (cl_uint)s->S, chunk = (cl_uint)rp.chunk;
-        const size_t spw = rp.wg / rp.lanes;
-        size_t g[2] = {round_up(rows, spw) / spw * rp.wg, K}, l[2] = {rp.wg, 1};
-        karg kp[] = {KA(a->x), KA(a->xo), KA(scr[0]), KA(rows), KA(len), KA(chunk)};
+        cl_uint per = (cl_uint)rp.per_item;
+        size_t g[2] = {clnorm_rowplan_global(&rp, rows), K}, l[2] = {rp.wg, 1};
+        karg kp[] = {KA(a->x), KA(a->xo), KA(scr[0]), KA(rows), KA(per), KA(len), KA(chunk)};
         st = launch(ch, "row_partials", rp.wg, rp.lanes, 0, kp, NARGS(kp), 2, g, l);
         if (st == CLNORM_OK)
             st = run_merge(ch, a, scr[0], scr[1], wg, (cl_uint)s->C, (cl_uint)s->C, 0, K, (cl_uint)s->N,

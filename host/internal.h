@@ -60,7 +60,9 @@ typedef struct clnorm_rowplan {
     unsigned wg, lanes;   /* work-group size, work-items per set */
     int split;            /* 1: partials + merge + apply */
     size_t chunk;         /* elements per chunk when split */
+    size_t per_item;      /* lanes == 1: consecutive sets per work-item */
 } clnorm_rowplan;
+size_t clnorm_rowplan_global(const clnorm_rowplan *p, size_t nsets);
 void clnorm_plan_rows(const clnorm_ctx *ctx, size_t nsets, size_t len, clnorm_rowplan *p);
 unsigned clnorm_plan_wg(const clnorm_ctx *ctx);
 typedef struct clnorm_colplan {

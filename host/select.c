@@ -33,6 +33,7 @@ void clnorm_plan_rows(const clnorm_ctx *c, size_t nsets, size_t len, clnorm_rowp
     clnorm_variant v = c->variant;
     p->split = 0;
     p->chunk = len;
+    p->per_item = 1;
     if (v == CLNORM_VARIANT_AUTO) {
         if (nsets < (size_t)c->dev.compute_units * 2 && len >= 65536)
             /* Too few sets to fill the device, each long enough to be worth
@@ -51,7 +52,13 @@ void clnorm_plan_rows(const clnorm_ctx *c, size_t nsets, size_t len, clnorm_rowp
     switch (v) {
     case CLNORM_VARIANT_WI:
         p->lanes = 1;
-        if (!c->forced_wg) {
+        if (c->dev.is_cpu) {
+            /* A work-item takes a run of consecutive sets, so that rows.cl
+             * can pipeline them; a few runs per compute unit balance the
+             * load, and each run is its own work-group. */
+            p->per_item = div_up(nsets, groups_wanted(c));
+            if (!c->forced_wg) wg = 1;
+        } else if (!c->forced_wg) {
             /* Several work-groups per compute unit even with few sets. */
             size_t per = nsets / groups_wanted(c);
             wg = (unsigned)(per < 1 ? 1 : pow2_floor(per < wg ? per : wg));
@@ -74,6 +81,13 @@ void clnorm_plan_rows(const clnorm_ctx *c, size_t nsets, size_t len, clnorm_rowp
     default: p->lanes = wg; break;
     }
     p->wg = wg;
+}
+
+/* Dimension 0 of the NDRange for nsets sets under plan p. */
+size_t clnorm_rowplan_global(const clnorm_rowplan *p, size_t nsets)
+{
+    const size_t items = div_up(nsets, p->per_item), spw = p->wg / p->lanes;
+    return div_up(items, spw) * p->wg;
 }
 
 void clnorm_plan_cols(const clnorm_ctx *c, size_t P, size_t R, size_t C, clnorm_colplan *p)

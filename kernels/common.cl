@@ -112,51 +112,79 @@ inline float seg_sum(float v, __local float *buf)
 /* acc += F(u) over this lane's vectors u of p (v = lane, lane + LANES, ...
  * below nv), in blocks of 64 vectors: a long set then never adds small
  * terms to one ever-growing float accumulator (the error stays ~64 + n/64
- * roundings instead of ~n). The order is fixed, so results are reproducible. */
-#define LANE_SUM(acc, p, nv, lane, F)                                   \
+ * roundings instead of ~n). Within a block, four accumulators take turns:
+ * a pass over cached data is then bound by loads, not by the latency of one
+ * add chain. The order is fixed, so results are reproducible. G is a
+ * statement run for each vector index v as well (rows.cl fuses the output
+ * of one set into the statistics pass of the next). */
+#define LANE_SUM_AND(acc, p, nv, lane, F, G)                            \
     for (uint vb_ = (lane); vb_ < (nv); vb_ += 64 * LANES) {            \
-        floatv blk_ = 0.0f;                                             \
+        floatv b0_ = 0.0f, b1_ = 0.0f, b2_ = 0.0f, b3_ = 0.0f;          \
         const uint ve_ = min((uint)(nv), vb_ + 64 * LANES);             \
-        for (uint v_ = vb_; v_ < ve_; v_ += LANES) {                    \
-            const floatv u = LOADV(v_, p);                              \
-            blk_ += F;                                                  \
+        uint v_ = vb_;                                                  \
+        for (; v_ + 3 * LANES < ve_; v_ += 4 * LANES) {                 \
+            LANE_STEP_(b0_, p, v_, F, G)                                \
+            LANE_STEP_(b1_, p, v_ + LANES, F, G)                        \
+            LANE_STEP_(b2_, p, v_ + 2 * LANES, F, G)                    \
+            LANE_STEP_(b3_, p, v_ + 3 * LANES, F, G)                    \
         }                                                               \
-        acc += blk_;                                                    \
+        for (; v_ < ve_; v_ += LANES)                                   \
+            LANE_STEP_(b0_, p, v_, F, G)                                \
+        acc += (b0_ + b1_) + (b2_ + b3_);                               \
     }
+#define LANE_STEP_(b, p, vi, F, G)                                      \
+    {                                                                   \
+        const uint v = (vi);                                            \
+        const floatv u = LOADV(v, p);                                   \
+        b += F;                                                         \
+        G;                                                              \
+    }
+#define LANE_SUM(acc, p, nv, lane, F) LANE_SUM_AND(acc, p, nv, lane, F, (void)v)
+
+/* The term the first statistics pass sums: x shifted by the set's first
+ * value k (the mean follows), or x^2 (RMSNorm: the mean of squares). */
+#if RMS
+#define STAT(u, k) ((u) * (u))
+#else
+#define STAT(u, k) ((u) - (k))
+#endif
+
+/* This lane's share of the sum of squared deviations from mu over p[0, n). */
+inline float lane_dev_sum(__global const float *p, uint n, uint lane, float mu)
+{
+    const uint nv = n / VEC;
+    floatv a = 0.0f;
+    float t = 0.0f;
+    LANE_SUM(a, p, nv, lane, (u - mu) * (u - mu))
+    for (uint e = nv * VEC + lane; e < n; e += LANES)
+        t += (p[e] - mu) * (p[e] - mu);
+    return HSUM(a) + t;
+}
 
 /* Statistics of x[e0, e1) of one set, shared by its LANES lanes: vectors
  * first (coalesced across lanes), then the tail. Two passes: the mean, then
  * the squared deviations from it. The first pass sums x - x[e0] rather than
  * x, so a large common offset (mean 1e4, spread 1e-2) does not swamp the
- * accumulators. An empty range (a padding lane's) only joins the barriers. */
+ * accumulators. An empty range (a padding lane's) only joins the barriers.
+ * RMS: mean is the mean of squares and m2 is 0. */
 inline void range_stats(__global const float *x, uint e0, uint e1, uint lane,
                         __local float *buf, float *mean, float *m2)
 {
     __global const float *p = x + e0;
     const uint n = e1 - e0, nv = n / VEC;
+    const float k = n ? p[0] : 0.0f;
     floatv a = 0.0f;
     float t = 0.0f;
-#if RMS
-    LANE_SUM(a, p, nv, lane, u * u)
+    LANE_SUM(a, p, nv, lane, STAT(u, k))
     for (uint e = nv * VEC + lane; e < n; e += LANES)
-        t += p[e] * p[e];
-    *mean = seg_sum(HSUM(a) + t, buf) / (float)n;
+        t += STAT(p[e], k);
+    const float s = seg_sum(HSUM(a) + t, buf) / (float)n;
+#if RMS
+    *mean = s;
     *m2 = 0.0f;
 #else
-    const float k = n ? p[0] : 0.0f;
-    LANE_SUM(a, p, nv, lane, u - k)
-    for (uint e = nv * VEC + lane; e < n; e += LANES)
-        t += p[e] - k;
-    const float mu = k + seg_sum(HSUM(a) + t, buf) / (float)n;
-    a = 0.0f;
-    t = 0.0f;
-    LANE_SUM(a, p, nv, lane, (u - mu) * (u - mu))
-    for (uint e = nv * VEC + lane; e < n; e += LANES) {
-        const float d = p[e] - mu;
-        t += d * d;
-    }
-    *mean = mu;
-    *m2 = seg_sum(HSUM(a) + t, buf);
+    *mean = k + s;
+    *m2 = seg_sum(lane_dev_sum(p, n, lane, *mean), buf);
 #endif
 }
 

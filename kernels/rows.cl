@@ -89,6 +89,72 @@ inline void row_norm_cached(__global const float *px, __global float *py, uint n
 }
 #endif
 
+#if LANES == 1
+/* CPUs: a work-item owns sets [i0, i1) and runs them as a pipeline. The
+ * statistics pass of set i+1 streams it from memory in the same loop that
+ * writes set i's output from the core's cache, so reads and writes are in
+ * flight together (as in a copy) instead of a read-only phase and a
+ * write-only phase per set. */
+
+/* Sum of STAT over xs[j0, j1) and, when xa is given, over the same range of
+ * the previous set: y = (xa - m) * a * s + b, with s and b per element when
+ * sv, bv are given. The sum's order does not depend on xa. */
+#define APPLY_V_                                                         \
+    {                                                                    \
+        floatv w_ = (LOADV(v, pa) - m) * a;                              \
+        if (sv) w_ *= LOADV(v, sv);                                      \
+        STOREV(bv ? w_ + LOADV(v, bv) : w_ + b, v, py);                  \
+    }
+inline float sum_and_apply(__global const float *xs, float k, __global const float *xa,
+                           __global float *ya, uint j0, uint j1, float m, float a, float b,
+                           __global const float *sv, __global const float *bv)
+{
+    __global const float *ps = xs + j0;
+    const uint n = j1 - j0, nv = n / VEC;
+    floatv acc = 0.0f;
+    float t = 0.0f;
+    if (xa) {
+        __global const float *pa = xa + j0;
+        __global float *py = ya + j0;
+        if (sv) sv += j0;
+        if (bv) bv += j0;
+        LANE_SUM_AND(acc, ps, nv, 0, STAT(u, k), APPLY_V_)
+        for (uint e = nv * VEC; e < n; ++e) {
+            const float w = (pa[e] - m) * a * (sv ? sv[e] : 1.0f);
+            py[e] = bv ? w + bv[e] : w + b;
+        }
+    } else {
+        LANE_SUM(acc, ps, nv, 0, STAT(u, k))
+    }
+    for (uint e = nv * VEC; e < n; ++e)
+        t += STAT(ps[e], k);
+    return HSUM(acc) + t;
+}
+
+/* One pass: the first statistics sum of set xs (unless NULL) and the output
+ * of set ia (when xa is given), segment by segment for channel affine. */
+inline float row_pass(__global const float *xs, __global const float *xa, __global float *ya,
+                      uint ia, uint len, float mean, float rstd, affine_t af)
+{
+    if (!xs) {
+        apply_range(xa, ya, 0, len, 0, ia, len, mean, rstd, af);
+        return 0.0f;
+    }
+    const float k = xs[0];
+    if (af.elementwise)
+        return sum_and_apply(xs, k, xa, ya, 0, len, mean, rstd, 0.0f, af.scale, af.bias);
+    const uint nseg = len / af.seg;
+    float t = 0.0f;
+    for (uint q = 0; q < nseg; ++q) {
+        const uint p = (ia % af.aff_mod) * nseg + q;
+        const float a = xa && af.scale ? rstd * af.scale[p] : rstd;
+        const float b = xa && af.bias ? af.bias[p] : 0.0f;
+        t += sum_and_apply(xs, k, xa, ya, q * af.seg, (q + 1) * af.seg, mean, a, b, 0, 0);
+    }
+    return t;
+}
+#endif
+
 /* Statistics and normalization of whole sets in one launch. Saved statistics
  * (mean, rstd) are optional, and so is `stats` (mean at [i], biased variance
  * at [nsets + i]), which running-statistics updates read. */
@@ -96,15 +162,35 @@ __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
 void row_norm(__global const float *x, ulong xo, __global float *y, ulong yo,
               __global const float *scale, ulong so, __global const float *bias, ulong bo,
               __global float *mean_out, ulong mo, __global float *rstd_out, ulong ro,
-              __global float *stats,
-              uint nsets, uint len, uint seg, uint aff_mod, uint elementwise, float eps)
+              __global float *stats, uint nsets, uint per_item,
+              uint len, uint seg, uint aff_mod, uint elementwise, float eps)
 {
+    const affine_t af = { scale ? scale + so : 0, bias ? bias + bo : 0, seg, aff_mod, elementwise };
+#if LANES == 1
+    /* Sets [i0, i1), pipelined (above). */
+    const uint i0 = get_global_id(0) * per_item;
+    if (i0 >= nsets)
+        return;
+    const uint i1 = min(nsets, i0 + per_item);
+    __global const float *xs = x + xo + (ulong)i0 * len;
+    float s = row_pass(xs, 0, 0, 0, len, 0.0f, 0.0f, af);
+    for (uint i = i0; i < i1; ++i, xs += len) {
+        float mean = s / (float)len, var = mean;
+#if !RMS
+        mean += xs[0];
+        var = lane_dev_sum(xs, len, 0, mean) / (float)len;
+        mean = checked_mean(mean, var);
+#endif
+        const float rstd = rstd_of(var, eps);
+        if (mean_out) mean_out[mo + i] = RMS ? 0.0f : mean;
+        if (rstd_out) rstd_out[ro + i] = rstd;
+        if (stats) { stats[i] = RMS ? 0.0f : mean; stats[nsets + i] = var; }
+        s = row_pass(i + 1 < i1 ? xs + len : 0, xs, y + yo + (ulong)i * len, i, len,
+                     RMS ? 0.0f : mean, rstd, af);
+    }
+#else
     __local float buf[WG];
     const uint i = get_global_id(0) / LANES, lane = get_local_id(0) % LANES;
-#if LANES == 1
-    if (i >= nsets)
-        return;
-#endif
     /* Padding work-items past the last set take part in the barriers only;
      * no early return after a barrier (PoCL mishandles it in branches). */
     const int active = i < nsets;
@@ -113,7 +199,7 @@ void row_norm(__global const float *x, ulong xo, __global float *y, ulong yo,
 #if CACHE_V > 0
     if (elementwise && len <= LANES * VEC * CACHE_V) { /* uniform over the launch */
         row_norm_cached(x + xo + base, y + yo + base, active ? len : 0, lane, buf,
-                        scale ? scale + so : 0, bias ? bias + bo : 0, eps, &mean, &rstd, &var);
+                        af.scale, af.bias, eps, &mean, &rstd, &var);
     } else
 #endif
     {
@@ -122,7 +208,6 @@ void row_norm(__global const float *x, ulong xo, __global float *y, ulong yo,
         var = RMS ? mean : m2 / (float)len;
         rstd = rstd_of(var, eps);
         mean = RMS ? 0.0f : checked_mean(mean, var);
-        const affine_t af = { scale ? scale + so : 0, bias ? bias + bo : 0, seg, aff_mod, elementwise };
         if (active)
             apply_range(x + xo + base, y + yo + base, 0, len, lane, i, len, mean, rstd, af);
     }
@@ -131,26 +216,35 @@ void row_norm(__global const float *x, ulong xo, __global float *y, ulong yo,
         if (rstd_out) rstd_out[ro + i] = rstd;
         if (stats) { stats[i] = mean; stats[nsets + i] = var; }
     }
+#endif
 }
 
-/* Partial statistics of chunk c of set i, stored at partial index i*nchunks + c. */
+/* Partial statistics of chunk c of set i, stored at partial index
+ * i*nchunks + c. With LANES == 1 a work-item takes per_item consecutive
+ * sets (else per_item is 1). */
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
 void row_partials(__global const float *x, ulong xo, __global float *part,
-                  uint nsets, uint len, uint chunk)
+                  uint nsets, uint per_item, uint len, uint chunk)
 {
     __local float buf[WG];
-    const uint i = get_global_id(0) / LANES, lane = get_local_id(0) % LANES;
     const uint c = get_global_id(1), nchunks = get_global_size(1);
-#if LANES == 1
-    if (i >= nsets)
-        return;
-#endif
-    const uint ic = min(i, nsets - 1);
-    const uint e0 = c * chunk, e1 = i < nsets ? min(len, e0 + chunk) : e0;
+    const uint e0 = c * chunk;
     float mean, m2;
+#if LANES == 1
+    const uint i0 = get_global_id(0) * per_item, i1 = min(nsets, i0 + per_item);
+    const uint e1 = min(len, e0 + chunk);
+    for (uint i = i0; i < i1; ++i) {
+        range_stats(x + xo + (ulong)i * len, e0, e1, 0, buf, &mean, &m2);
+        put_partial(part, (ulong)i * nchunks + c, e1 - e0, mean, m2);
+    }
+#else
+    const uint i = get_global_id(0) / LANES, lane = get_local_id(0) % LANES;
+    const uint ic = min(i, nsets - 1);
+    const uint e1 = i < nsets ? min(len, e0 + chunk) : e0;
     range_stats(x + xo + (ulong)ic * len, e0, e1, lane, buf, &mean, &m2);
     if (i < nsets && lane == 0)
         put_partial(part, (ulong)i * nchunks + c, e1 - e0, mean, m2);
+#endif
 }
 
 /* Normalization of chunk c of set i with statistics already merged: stats
