@@ -188,6 +188,25 @@ inline void range_stats(__global const float *x, uint e0, uint e1, uint lane,
 #endif
 }
 
+/* Chan et al.'s exact pairwise update of (count, mean, M2) by a partial of
+ * pn elements with mean pm and M2 pq. Means are kept relative to a reference
+ * K (the first partial's mean): pm - K is exact for nearby means, so each
+ * step rounds only a small number, and the caller rounds K + rel once (with
+ * |mean| >> std, ulp(mean) is a sizeable fraction of std). */
+typedef struct {
+    uint n;
+    float rel, m2;
+} chan_t;
+
+inline void chan_add(chan_t *a, uint pn, float pm_rel, float pq)
+{
+    const uint nn = a->n + pn;
+    const float d = pm_rel - a->rel, w = (float)pn / (float)nn;
+    a->rel += d * w;
+    a->m2 += pq + d * d * (float)a->n * w;
+    a->n = nn;
+}
+
 /* A set with NaN or Inf has a NaN variance (Inf - Inf); SPEC.md makes all
  * of that set's outputs NaN, the saved mean included (it may be +-Inf). */
 inline float checked_mean(float mean, float var)

@@ -22,26 +22,15 @@ void merge_partials(__global const float *part, __global float *stats,
     if (s >= nsets)
         return;
     const ulong base = (ulong)(s / n_inner) * o_stride + (ulong)(s % n_inner) * i_stride;
-    /* The running mean is kept relative to the first partial's mean K:
-     * pm - K is exact for nearby means, so each step rounds only a small
-     * number and the mean is rounded once, at the end (with |mean| >> std,
-     * ulp(mean) is a sizeable fraction of std). */
     const float K = part[PART_STRIDE * base];
-    uint n = 0;
-    float rel = 0.0f, m2 = 0.0f;
+    chan_t a = {0, 0.0f, 0.0f};
     for (uint j1 = 0; j1 < n1; ++j1)
         for (uint j2 = 0; j2 < n2; ++j2) {
             const ulong idx = PART_STRIDE * (base + j1 * st1 + j2 * st2);
-            const float pm = part[idx] - K, pq = part[idx + 1];
-            const uint pn = as_uint(part[idx + 2]);
-            const uint nn = n + pn;
-            const float d = pm - rel, w = (float)pn / (float)nn;
-            rel += d * w;
-            m2 += pq + d * d * (float)n * w;
-            n = nn;
+            chan_add(&a, as_uint(part[idx + 2]), part[idx] - K, part[idx + 1]);
         }
-    float mean = K + rel;
-    const float var = RMS ? mean : m2 / (float)n;
+    float mean = K + a.rel;
+    const float var = RMS ? mean : a.m2 / (float)a.n;
     mean = RMS ? 0.0f : checked_mean(mean, var);
     stats[s] = mean;
     stats[nsets + s] = var;

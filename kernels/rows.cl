@@ -131,27 +131,51 @@ inline float sum_and_apply(__global const float *xs, float k, __global const flo
     return HSUM(acc) + t;
 }
 
-/* One pass: the first statistics sum of set xs (unless NULL) and the output
- * of set ia (when xa is given), segment by segment for channel affine. */
-inline float row_pass(__global const float *xs, __global const float *xa, __global float *ya,
-                      uint ia, uint len, float mean, float rstd, affine_t af)
+#ifndef PIECE
+/* Statistics of a long set are taken per piece of this many elements, whose
+ * second pass then re-reads it from L1, and the pieces are merged with
+ * chan_add (exact for a set of one piece). */
+#define PIECE 4096
+#endif
+
+/* One pass: the statistics of set xs (unless NULL) into *mean_o and *m2_o
+ * (RMS: mean of squares, 0), and the output of set ia when xa is given,
+ * segment by segment for channel affine. */
+inline void row_pass(__global const float *xs, __global const float *xa, __global float *ya,
+                     uint ia, uint len, float mean, float rstd, affine_t af,
+                     float *mean_o, float *m2_o)
 {
     if (!xs) {
         apply_range(xa, ya, 0, len, 0, ia, len, mean, rstd, af);
-        return 0.0f;
+        return;
     }
-    const float k = xs[0];
-    if (af.elementwise)
-        return sum_and_apply(xs, k, xa, ya, 0, len, mean, rstd, 0.0f, af.scale, af.bias);
-    const uint nseg = len / af.seg;
-    float t = 0.0f;
+    const uint seg = af.elementwise ? len : af.seg, nseg = len / seg;
+    __global const float *sv = af.elementwise ? af.scale : 0, *bv = af.elementwise ? af.bias : 0;
+    float K = 0.0f, t = 0.0f;
+    chan_t st = {0, 0.0f, 0.0f};
     for (uint q = 0; q < nseg; ++q) {
-        const uint p = (ia % af.aff_mod) * nseg + q;
-        const float a = xa && af.scale ? rstd * af.scale[p] : rstd;
-        const float b = xa && af.bias ? af.bias[p] : 0.0f;
-        t += sum_and_apply(xs, k, xa, ya, q * af.seg, (q + 1) * af.seg, mean, a, b, 0, 0);
+        float a = rstd, b = 0.0f;
+        if (xa && !af.elementwise) {
+            const uint p = (ia % af.aff_mod) * nseg + q;
+            if (af.scale) a *= af.scale[p];
+            if (af.bias) b = af.bias[p];
+        }
+        for (uint j0 = q * seg; j0 < (q + 1) * seg; j0 += PIECE) {
+            const uint j1 = min(j0 + PIECE, (q + 1) * seg), n = j1 - j0;
+            const float k = xs[j0];
+            const float s = sum_and_apply(xs, k, xa, ya, j0, j1, mean, a, b, sv, bv);
+#if RMS
+            t += s;
+#else
+            const float mu = k + s / (float)n;
+            if (!st.n)
+                K = mu;
+            chan_add(&st, n, mu - K, lane_dev_sum(xs + j0, n, 0, mu));
+#endif
+        }
     }
-    return t;
+    *mean_o = RMS ? t / (float)len : K + st.rel;
+    *m2_o = st.m2;
 }
 #endif
 
@@ -173,20 +197,16 @@ void row_norm(__global const float *x, ulong xo, __global float *y, ulong yo,
         return;
     const uint i1 = min(nsets, i0 + per_item);
     __global const float *xs = x + xo + (ulong)i0 * len;
-    float s = row_pass(xs, 0, 0, 0, len, 0.0f, 0.0f, af);
+    float sm, m2; /* statistics of the set about to be written */
+    row_pass(xs, 0, 0, 0, len, 0.0f, 0.0f, af, &sm, &m2);
     for (uint i = i0; i < i1; ++i, xs += len) {
-        float mean = s / (float)len, var = mean;
-#if !RMS
-        mean += xs[0];
-        var = lane_dev_sum(xs, len, 0, mean) / (float)len;
-        mean = checked_mean(mean, var);
-#endif
-        const float rstd = rstd_of(var, eps);
-        if (mean_out) mean_out[mo + i] = RMS ? 0.0f : mean;
+        const float var = RMS ? sm : m2 / (float)len;
+        const float mean = RMS ? 0.0f : checked_mean(sm, var), rstd = rstd_of(var, eps);
+        if (mean_out) mean_out[mo + i] = mean;
         if (rstd_out) rstd_out[ro + i] = rstd;
-        if (stats) { stats[i] = RMS ? 0.0f : mean; stats[nsets + i] = var; }
-        s = row_pass(i + 1 < i1 ? xs + len : 0, xs, y + yo + (ulong)i * len, i, len,
-                     RMS ? 0.0f : mean, rstd, af);
+        if (stats) { stats[i] = mean; stats[nsets + i] = var; }
+        row_pass(i + 1 < i1 ? xs + len : 0, xs, y + yo + (ulong)i * len, i, len, mean, rstd, af,
+                 &sm, &m2);
     }
 #else
     __local float buf[WG];
