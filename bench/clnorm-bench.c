@@ -451,6 +451,8 @@ static int enqueue_op(void *p, cl_event *done, char *err, size_t errlen) {
     if (s != CLNORM_OK) {
         snprintf(err, errlen, "clnorm_forward: %s (%s): %s", clnorm_status_name(s), clnorm_status_string(s),
                  clnorm_last_error(a->cx));
+        if (s == CLNORM_ERR_BUILD_FAILED && clnorm_build_log(a->cx))
+            fprintf(stderr, "build log:\n%s\n", clnorm_build_log(a->cx));
         return -1;
     }
     if (!*done) {

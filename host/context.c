@@ -17,6 +17,7 @@ static void read_devinfo(cl_device_id dev, clnorm_devinfo *d)
     clGetDeviceInfo(dev, CL_DEVICE_TYPE, sizeof type, &type, NULL);
     clGetDeviceInfo(dev, CL_DEVICE_MAX_COMPUTE_UNITS, sizeof d->compute_units, &d->compute_units, NULL);
     clGetDeviceInfo(dev, CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof d->max_wg, &d->max_wg, NULL);
+    clGetDeviceInfo(dev, CL_DEVICE_GLOBAL_MEM_CACHE_SIZE, sizeof d->cache_bytes, &d->cache_bytes, NULL);
     if (d->compute_units == 0) d->compute_units = 1;
     if (d->max_wg == 0) d->max_wg = 1;
     d->is_cpu = (type & CL_DEVICE_TYPE_CPU) != 0;
@@ -47,7 +48,15 @@ static clnorm_status ctx_init(clnorm_ctx *c)
     /* CLNORM_DEVICE_CLASS=gpu|cpu makes the rules treat the device as that
      * class: the tests run the GPU kernels' code paths on PoCL this way. */
     const char *dc = getenv("CLNORM_DEVICE_CLASS");
+    /* CLNORM_STREAM=on|off overrides the streaming-store rule (select.c). */
+    const char *sm = getenv("CLNORM_STREAM");
     int bad = v && *v && parse_variant(v, &c->variant) != 0;
+    c->stream = -1;
+    if (sm && *sm) {
+        if (strcmp(sm, "on") == 0) c->stream = 1;
+        else if (strcmp(sm, "off") == 0) c->stream = 0;
+        else if (strcmp(sm, "auto") != 0) bad = 1;
+    }
     if (dc && *dc) {
         if (strcmp(dc, "gpu") == 0) c->dev.is_cpu = 0;
         else if (strcmp(dc, "cpu") == 0) c->dev.is_cpu = 1;
@@ -265,14 +274,16 @@ static int build_program(clnorm_ctx *c, clnorm_program *p)
     p->program = clCreateProgramWithSource(c->context, 5, srcs, NULL, &err);
     if (!p->program)
         return clnorm_cl_fail(c, err ? err : CL_OUT_OF_HOST_MEMORY, "clCreateProgramWithSource");
-    char opts[160];
+    char opts[192];
     /* CPUs: explicit 16-wide vectors, columns per work-item, serial segment
      * sums, rows re-read from cache; GPUs: float4 loads, a column per
      * work-item, tree sums, rows of up to lanes*32 floats in registers. */
     const unsigned cpu = c->dev.is_cpu ? 1u : 0u;
     snprintf(opts, sizeof opts,
-             "-cl-std=CL1.2 -DWG=%u -DLANES=%u -DTREE=%u -DRMS=%u -DVEC=%u -DCOLS_VEC=%u -DCACHE_V=%u", p->wg,
-             p->lanes, p->tree, p->rms, cpu ? 16u : 4u, cpu, cpu || p->lanes == 1 ? 0u : 8u);
+             "-cl-std=CL1.2 -DWG=%u -DLANES=%u -DTREE=%u -DRMS=%u -DSTREAM=%u -DVEC=%u -DCOLS_VEC=%u "
+             "-DCOL_TILE=%u -DCACHE_V=%u",
+             p->wg, p->lanes, p->tree, (p->flags & CLNORM_K_RMS) ? 1u : 0u, (p->flags & CLNORM_K_STREAM) ? 1u : 0u,
+             cpu ? 16u : 4u, cpu, cpu ? CLNORM_CPU_COL_TILE / 16u : 1u, cpu || p->lanes == 1 ? 0u : 8u);
     err = clBuildProgram(p->program, 1, &c->device, opts, NULL, NULL);
     if (err != CL_SUCCESS) {
         size_t n = 0;
@@ -293,17 +304,17 @@ static int build_program(clnorm_ctx *c, clnorm_program *p)
     return CLNORM_OK;
 }
 
-int clnorm_get_kernel(clnorm_ctx *c, const char *name, unsigned wg, unsigned lanes, unsigned rms,
+int clnorm_get_kernel(clnorm_ctx *c, const char *name, unsigned wg, unsigned lanes, unsigned flags,
                       cl_kernel *out)
 {
     const unsigned tree = c->dev.is_cpu ? 0u : 1u;
     clnorm_program *p = c->programs;
-    while (p && !(p->wg == wg && p->lanes == lanes && p->tree == tree && p->rms == rms))
+    while (p && !(p->wg == wg && p->lanes == lanes && p->tree == tree && p->flags == flags))
         p = p->next;
     if (!p) {
         p = calloc(1, sizeof *p);
         if (!p) return clnorm_fail(c, CLNORM_ERR_OUT_OF_MEMORY, "out of host memory");
-        p->wg = wg, p->lanes = lanes, p->tree = tree, p->rms = rms;
+        p->wg = wg, p->lanes = lanes, p->tree = tree, p->flags = flags;
         int st = build_program(c, p);
         if (st != CLNORM_OK) {
             free(p);

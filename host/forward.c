@@ -220,13 +220,14 @@ typedef struct chain {
     cl_uint nwait;
     const cl_event *wait;
     cl_event last;
+    unsigned y_flags; /* program flags for the kernels that write y */
 } chain;
 
-static int launch(chain *ch, const char *name, unsigned wg, unsigned lanes, unsigned rms, const karg *a,
+static int launch(chain *ch, const char *name, unsigned wg, unsigned lanes, unsigned flags, const karg *a,
                   cl_uint na, cl_uint dims, const size_t *gsz, const size_t *lsz)
 {
     cl_kernel k;
-    int st = clnorm_get_kernel(ch->c, name, wg, lanes, rms, &k);
+    int st = clnorm_get_kernel(ch->c, name, wg, lanes, flags, &k);
     if (st != CLNORM_OK) return st;
     for (cl_uint i = 0; i < na; ++i) {
         cl_int err = clSetKernelArg(k, i, a[i].size, a[i].ptr);
@@ -294,7 +295,7 @@ static void resolve(const clnorm_desc *d, op_args *a)
     a->rmean = d->running_mean.mem, a->rmo = d->running_mean.offset;
     a->rvar = d->running_var.mem, a->rvo = d->running_var.offset;
     a->eps = d->eps, a->momentum = d->momentum;
-    a->rms = d->op == CLNORM_RMS_NORM;
+    a->rms = d->op == CLNORM_RMS_NORM ? CLNORM_K_RMS : 0;
 }
 
 static size_t round_up(size_t v, size_t m) { return div_up(v, m) * m; }
@@ -349,7 +350,7 @@ static int run_fold_apply(chain *ch, const op_args *a, const shape *s, const cln
     karg ka[] = {KA(a->x), KA(a->xo), KA(a->y), KA(a->yo), KA(table), KA(nrows), KA(per), KA(Q), KA(R),
                  KA(chunk), KA(C), KA(tp), KA(ch_is_r), KA(tn)};
     size_t g[2] = {clnorm_rowplan_global(&rp, nrows), div_up(R, rp.chunk)}, l[2] = {rp.wg, 1};
-    return launch(ch, "apply_table", rp.wg, rp.lanes, 0, ka, NARGS(ka), 2, g, l);
+    return launch(ch, "apply_table", rp.wg, rp.lanes, ch->y_flags, ka, NARGS(ka), 2, g, l);
 }
 
 /* Affine description of contiguous sets for the row kernels. */
@@ -390,7 +391,7 @@ static int plan_rows(chain *ch, const clnorm_desc *d, const shape *s, const op_a
         karg ka[] = {KA(a->x), KA(a->xo), KA(a->y), KA(a->yo), KA(a->scale), KA(a->so), KA(a->bias),
                      KA(a->bo), KA(a->mean), KA(a->mo), KA(a->rstd), KA(a->ro), KA(scr[1]), KA(nsets),
                      KA(per), KA(len), KA(af.seg), KA(af.aff_mod), KA(af.elementwise), KA(a->eps)};
-        st = launch(ch, "row_norm", rp.wg, rp.lanes, a->rms, ka, NARGS(ka), 1, g, l);
+        st = launch(ch, "row_norm", rp.wg, rp.lanes, a->rms | ch->y_flags, ka, NARGS(ka), 1, g, l);
     } else {
         cl_uint chunk = (cl_uint)rp.chunk;
         karg kp[] = {KA(a->x), KA(a->xo), KA(scr[0]), KA(nsets), KA(per), KA(len), KA(chunk)};
@@ -401,7 +402,7 @@ static int plan_rows(chain *ch, const clnorm_desc *d, const shape *s, const op_a
             karg ka[] = {KA(a->x), KA(a->xo), KA(a->y), KA(a->yo), KA(a->scale), KA(a->so), KA(a->bias),
                          KA(a->bo), KA(scr[1]), KA(nsets), KA(len), KA(chunk), KA(af.seg),
                          KA(af.aff_mod), KA(af.elementwise), KA(a->eps)};
-            st = launch(ch, "row_apply", rp.wg, rp.lanes, a->rms, ka, NARGS(ka), 2, g, l);
+            st = launch(ch, "row_apply", rp.wg, rp.lanes, a->rms | ch->y_flags, ka, NARGS(ka), 2, g, l);
         }
     }
     if (st == CLNORM_OK && s->update_running)
@@ -482,7 +483,7 @@ CLNORM_API clnorm_status clnorm_forward(clnorm_ctx *c, const clnorm_desc *d, cl_
     pthread_mutex_lock(&c->lock);
     c->error[0] = 0;
     int st;
-    chain ch = {c, num_wait, wait_list, NULL};
+    chain ch = {c, num_wait, wait_list, NULL, 0};
     shape s;
     op_args a;
     if (event) *event = NULL;
@@ -498,6 +499,7 @@ CLNORM_API clnorm_status clnorm_forward(clnorm_ctx *c, const clnorm_desc *d, cl_
     if ((st = describe(c, d, &s)) != CLNORM_OK || (st = validate(c, d, &s)) != CLNORM_OK)
         goto done;
     resolve(d, &a);
+    ch.y_flags = clnorm_plan_stream(c, s.elems * sizeof(float)) ? CLNORM_K_STREAM : 0;
     if (c->out_of_order) {
         /* Order against earlier operations (they share the scratch). */
         cl_event b = NULL;

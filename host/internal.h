@@ -18,14 +18,19 @@
 typedef struct clnorm_devinfo {
     cl_uint compute_units;
     size_t max_wg;
+    cl_ulong cache_bytes; /* global memory cache (last level); 0 if unknown */
     int is_cpu; /* CPU-class rules (CLNORM_DEVICE_CLASS may override) */
 } clnorm_devinfo;
+
+/* Program options beyond work-group size and lanes (bits of `flags`). */
+#define CLNORM_K_RMS 1u    /* statistics are the mean of squares */
+#define CLNORM_K_STREAM 2u /* y is written with streaming stores */
 
 /* One compiled program per option set; kernels are created once and reused
  * (every call holds the context lock while it sets arguments and enqueues). */
 #define CLNORM_MAX_KERNELS 8
 typedef struct clnorm_program {
-    unsigned wg, lanes, tree, rms;
+    unsigned wg, lanes, tree, flags;
     cl_program program;
     cl_kernel kernels[CLNORM_MAX_KERNELS];
     struct clnorm_program *next;
@@ -39,6 +44,7 @@ struct clnorm_ctx {
     clnorm_devinfo dev;
     clnorm_variant variant; /* forced variant, or AUTO */
     size_t forced_wg;       /* forced work-group size, or 0 */
+    int stream;             /* streaming stores: -1 by the rule, 0 never, 1 always (CLNORM_STREAM) */
     pthread_mutex_t lock;
     clnorm_program *programs;
     cl_mem scratch[3]; /* partials, merged statistics, folded table; grow, never shrink */
@@ -53,7 +59,7 @@ int clnorm_cl_fail(clnorm_ctx *ctx, cl_int err, const char *what);
 
 /* Kernel lookup; compiles the program on first use. */
 int clnorm_get_kernel(clnorm_ctx *ctx, const char *name, unsigned wg, unsigned lanes,
-                      unsigned rms, cl_kernel *out);
+                      unsigned flags, cl_kernel *out);
 
 /* Selection rules (select.c). */
 typedef struct clnorm_rowplan {
@@ -70,8 +76,11 @@ typedef struct clnorm_colplan {
     size_t per_wi; /* columns per work-item */
     size_t rchunk; /* rows per partial */
 } clnorm_colplan;
+/* CPUs: columns per col_partials work-item (COL_TILE vectors of 16). */
+#define CLNORM_CPU_COL_TILE 1024
 void clnorm_plan_cols(const clnorm_ctx *ctx, size_t P, size_t R, size_t C, clnorm_colplan *p);
 int clnorm_plan_bn_use_cols(const clnorm_ctx *ctx, size_t S);
+int clnorm_plan_stream(const clnorm_ctx *ctx, size_t y_bytes);
 
 extern const struct clnorm_kernel_source {
     const char *name;

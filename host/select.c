@@ -92,9 +92,9 @@ size_t clnorm_rowplan_global(const clnorm_rowplan *p, size_t nsets)
 
 void clnorm_plan_cols(const clnorm_ctx *c, size_t P, size_t R, size_t C, clnorm_colplan *p)
 {
-    /* CPUs: a work-item streams a tile of 256 columns row by row (COL_TILE
-     * x VEC in cols.cl); GPUs: one column per work-item, coalesced. */
-    p->per_wi = c->dev.is_cpu ? 256 : 1;
+    /* CPUs: a work-item streams a tile of up to 1024 columns (4 KiB of a
+     * row) row by row; GPUs: one column per work-item, coalesced. */
+    p->per_wi = c->dev.is_cpu ? CLNORM_CPU_COL_TILE : 1;
     const size_t items = div_up(C, p->per_wi);
     size_t wg = clnorm_plan_wg(c);
     if (c->dev.is_cpu && !c->forced_wg) {
@@ -105,7 +105,8 @@ void clnorm_plan_cols(const clnorm_ctx *c, size_t P, size_t R, size_t C, clnorm_
     p->wg = (unsigned)wg;
     /* Enough row chunks to occupy the device, each small enough that the
      * second pass over it hits the cache (256 KiB per tile). */
-    const size_t tile_cols = c->dev.is_cpu ? (C < 256 ? C : 256) : (C < wg ? C : wg);
+    const size_t tile = p->per_wi > 1 ? p->per_wi : wg; /* columns one work-group covers */
+    const size_t tile_cols = C < tile ? C : tile;
     size_t chunks = div_up(groups_wanted(c) * 4, P * div_up(items, wg));
     size_t rchunk = div_up(R, chunks);
     size_t cache_rows = (256 * 1024) / (4 * tile_cols);
@@ -113,6 +114,18 @@ void clnorm_plan_cols(const clnorm_ctx *c, size_t P, size_t R, size_t C, clnorm_
     if (rchunk < 16) rchunk = 16;
     if (rchunk > R) rchunk = R;
     p->rchunk = rchunk;
+}
+
+int clnorm_plan_stream(const clnorm_ctx *c, size_t y_bytes)
+{
+    /* CPUs: an output larger than half the last-level cache will not be
+     * there for its reader anyway (x takes the other half), so write it
+     * with streaming stores, which skip the read-for-ownership of each line
+     * (a third of a plain store's traffic) and leave x's lines alone. The
+     * rule of thumb memcpy implementations use; smaller outputs stay cached
+     * for the next layer. */
+    if (c->stream >= 0) return c->stream;
+    return c->dev.is_cpu && c->dev.cache_bytes && 2 * (cl_ulong)y_bytes >= c->dev.cache_bytes;
 }
 
 int clnorm_plan_bn_use_cols(const clnorm_ctx *c, size_t S)

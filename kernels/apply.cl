@@ -27,4 +27,5 @@ void apply_table(__global const float *x, ulong xo, __global float *y, ulong yo,
             norm_span(x + xo + base, y + yo + base, e0, e1, lane, table[t + q], table[tn + t + q],
                       table[2 * tn + t + q], 0, 0, 0);
     }
+    STOREY_END();
 }

@@ -11,7 +11,7 @@
  * (p*nchunks + chunk)*C + c, merged later in a fixed order. No barriers.
  */
 #ifndef COL_TILE
-#define COL_TILE 16 /* CPUs: vectors of columns per work-item */
+#define COL_TILE 64 /* CPUs: vectors of columns per work-item */
 #endif
 
 /* Two passes over rows [r0, r1) of column(s) at col (they stay in cache),
@@ -40,40 +40,56 @@ void col_partials(__global const float *x, ulong xo, __global float *part,
     const ulong out = ((ulong)p * nchunks + kr) * C;
     __global const float *xp = x + xo + (ulong)p * R * C;
 #if COLS_VEC
-    /* CPUs: a work-item owns a tile of COL_TILE vectors (256 columns) and
-     * walks its rows in order: each row of the tile is one contiguous 1 KiB
-     * read, which the hardware prefetcher streams. */
+    /* CPUs: a work-item owns a tile of COL_TILE vectors (the host passes
+     * 64: 1024 columns) and walks its rows in order: each row of the tile is
+     * one contiguous read of up to 4 KiB, which the hardware prefetcher
+     * streams. */
     const uint c0 = get_global_id(0) * (COL_TILE * VEC);
     if (c0 >= C)
         return;
     const uint nvec = min((uint)COL_TILE, (C - c0) / VEC);
     const float n = (float)(r1 - r0);
-    floatv k[COL_TILE], s[COL_TILE];
+    /* Shift (then mean) and sum of vector j side by side: two separate
+     * arrays 4 KiB apart would alias in the store buffer on every access. */
+    floatv ks[2 * COL_TILE];
+#define K_(j) ks[2 * (j)]
+#define S_(j) ks[2 * (j) + 1]
     __global const float *row = xp + (ulong)r0 * C + c0;
     for (uint j = 0; j < nvec; ++j) {
-        k[j] = LOADV(j, row);
-        s[j] = 0.0f;
+        K_(j) = LOADV(j, row);
+        S_(j) = 0.0f;
     }
     for (uint r = r0; r < r1; ++r, row += C)
         for (uint j = 0; j < nvec; ++j)
-            s[j] += LOADV(j, row) - k[j];
-    for (uint j = 0; j < nvec; ++j) {
-        k[j] += s[j] / n; /* the mean, as in the scalar path */
-        s[j] = 0.0f;
-    }
-    row = xp + (ulong)r0 * C + c0;
-    for (uint r = r0; r < r1; ++r, row += C)
-        for (uint j = 0; j < nvec; ++j) {
-            const floatv d = LOADV(j, row) - k[j];
-            s[j] += d * d;
+            S_(j) += LOADV(j, row) - K_(j);
+    for (uint j = 0; j < nvec; ++j)
+        K_(j) += S_(j) / n; /* the mean, as in the scalar path */
+    /* The second pass re-reads the tile from L2 in bands of two vectors,
+     * so its accumulators stay in registers (the first pass streams whole
+     * rows from memory, where the prefetcher wants them in order). Each
+     * column still sums its rows in order. */
+    for (uint j = 0; j < nvec; j += 2) {
+        const uint j2 = min(j + 1, nvec - 1); /* an odd last band repeats its vector */
+        const floatv k0 = K_(j), k1 = K_(j2);
+        floatv q0 = 0.0f, q1 = 0.0f;
+        row = xp + (ulong)r0 * C + c0;
+        for (uint r = r0; r < r1; ++r, row += C) {
+            const floatv d0 = LOADV(j, row) - k0, d1 = LOADV(j2, row) - k1;
+            q0 += d0 * d0;
+            q1 += d1 * d1;
         }
+        S_(j) = q0;
+        S_(j2) = q1;
+    }
     for (uint j = 0; j < nvec; ++j) {
         float mv[VEC], qv[VEC];
-        STOREV(k[j], 0, mv);
-        STOREV(s[j], 0, qv);
+        STOREV(K_(j), 0, mv);
+        STOREV(S_(j), 0, qv);
         for (uint t = 0; t < VEC; ++t)
             put_partial(part, out + c0 + j * VEC + t, r1 - r0, mv[t], qv[t]);
     }
+#undef K_
+#undef S_
     /* Columns past the last full vector (C not a multiple of VEC). */
     for (uint c = c0 + nvec * VEC; c < min(C, c0 + COL_TILE * VEC); ++c) {
 #else

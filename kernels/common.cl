@@ -64,6 +64,41 @@ typedef float16 floatv;
 #error "VEC must be 1, 4, 8 or 16"
 #endif
 
+#ifndef STREAM
+/* 1: write y with non-temporal (streaming) stores where the compiler has
+ * them. The host asks for it on CPUs when y is larger than half the cache:
+ * a written line is then not first read from memory (read-for-ownership),
+ * and x's lines are not evicted by y's. */
+#define STREAM 0
+#endif
+#if STREAM && VEC == 16 && defined(__has_builtin)
+#if __has_builtin(__builtin_nontemporal_store) && __has_builtin(__builtin_ia32_sfence)
+#define STREAM_ON 1
+#endif
+#endif
+#ifdef STREAM_ON
+/* Vector i of p, as four float4 streaming stores where p is 16-byte aligned
+ * (then so is every vector of it), else a plain store. */
+#define STOREY(u, i, p)                                                          \
+    do {                                                                         \
+        if ((ulong)(p) % 16) {                                                   \
+            STOREV(u, i, p);                                                     \
+        } else {                                                                 \
+            const float16 sy_ = (u);                                              \
+            __global float4 *q_ = (__global float4 *)((p) + (i) * 16);           \
+            __builtin_nontemporal_store(sy_.s0123, q_);                           \
+            __builtin_nontemporal_store(sy_.s4567, q_ + 1);                       \
+            __builtin_nontemporal_store(sy_.s89ab, q_ + 2);                       \
+            __builtin_nontemporal_store(sy_.scdef, q_ + 3);                       \
+        }                                                                        \
+    } while (0)
+/* Streaming stores are weakly ordered: each work-item fences its own. */
+#define STOREY_END() __builtin_ia32_sfence()
+#else
+#define STOREY(u, i, p) STOREV(u, i, p)
+#define STOREY_END() ((void)0)
+#endif
+
 /* A partial statistic of a stretch of one set: count, mean (RMS: mean of
  * squares) and M2 = sum of squared deviations from that mean. Stored as three
  * floats, the count's bits as a uint, so that 2^32 elements stay exact. */
@@ -228,7 +263,7 @@ inline void norm_span(__global const float *x, __global float *y, uint j0, uint 
         floatv u = (LOADV(v, px) - (mv ? LOADV(v, mv + j0) : (floatv)m)) * a;
         if (sv) u *= LOADV(v, sv + j0);
         u += bv ? LOADV(v, bv + j0) : (floatv)b;
-        STOREV(u, v, py);
+        STOREY(u, v, py);
     }
     for (uint e = nv * VEC + lane; e < n; e += LANES) {
         float u = (px[e] - (mv ? mv[j0 + e] : m)) * a;

@@ -103,7 +103,7 @@ inline void row_norm_cached(__global const float *px, __global float *py, uint n
     {                                                                    \
         floatv w_ = (LOADV(v, pa) - m) * a;                              \
         if (sv) w_ *= LOADV(v, sv);                                      \
-        STOREV(bv ? w_ + LOADV(v, bv) : w_ + b, v, py);                  \
+        STOREY(bv ? w_ + LOADV(v, bv) : w_ + b, v, py);                  \
     }
 inline float sum_and_apply(__global const float *xs, float k, __global const float *xa,
                            __global float *ya, uint j0, uint j1, float m, float a, float b,
@@ -237,6 +237,7 @@ void row_norm(__global const float *x, ulong xo, __global float *y, ulong yo,
         if (stats) { stats[i] = mean; stats[nsets + i] = var; }
     }
 #endif
+    STOREY_END();
 }
 
 /* Partial statistics of chunk c of set i, stored at partial index
@@ -285,4 +286,5 @@ void row_apply(__global const float *x, ulong xo, __global float *y, ulong yo,
     const affine_t af = { scale ? scale + so : 0, bias ? bias + bo : 0, seg, aff_mod, elementwise };
     apply_range(x + xo + base, y + yo + base, e0, e1, lane, i, len,
                 stats[i], rstd_of(stats[nsets + i], eps), af);
+    STOREY_END();
 }

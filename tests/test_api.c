@@ -308,26 +308,35 @@ START_TEST(device_selection)
 }
 END_TEST
 
-/* CLNORM_VARIANT is read at context creation. */
+/* CLNORM_VARIANT and CLNORM_STREAM are read at context creation: each valid
+ * value gives a working context, anything else INVALID_VARIANT. */
 START_TEST(variant_env)
 {
     th_begin();
-    const char *names[] = {"auto", "wg", "subgroup", "wi", "split"};
-    for (int i = 0; i < 5; i++) {
-        setenv("CLNORM_VARIANT", names[i], 1);
+    static const struct {
+        const char *var, *value;
+    } ok[] = {{"CLNORM_VARIANT", "auto"}, {"CLNORM_VARIANT", "wg"},  {"CLNORM_VARIANT", "subgroup"},
+              {"CLNORM_VARIANT", "wi"},   {"CLNORM_VARIANT", "split"}, {"CLNORM_STREAM", "auto"},
+              {"CLNORM_STREAM", "on"},    {"CLNORM_STREAM", "off"}};
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        setenv(ok[i].var, ok[i].value, 1);
         clnorm_ctx *c = NULL;
         clnorm_status st = clnorm_create_default(&c);
-        TH_EXPECT(st == CLNORM_OK, "CLNORM_VARIANT=%s: %s", names[i], clnorm_status_name(st));
+        TH_EXPECT(st == CLNORM_OK, "%s=%s: %s", ok[i].var, ok[i].value, clnorm_status_name(st));
         if (c)
-            run_small_ln(c, names[i]);
+            run_small_ln(c, ok[i].value);
         clnorm_destroy(c);
+        unsetenv(ok[i].var);
     }
-    setenv("CLNORM_VARIANT", "bogus", 1);
-    clnorm_ctx *c = NULL;
-    clnorm_status st = clnorm_create_default(&c);
-    TH_EXPECT(st == CLNORM_ERR_INVALID_VARIANT, "CLNORM_VARIANT=bogus: %s", clnorm_status_name(st));
-    clnorm_destroy(c);
-    unsetenv("CLNORM_VARIANT");
+    static const char *const vars[] = {"CLNORM_VARIANT", "CLNORM_STREAM"};
+    for (size_t i = 0; i < 2; i++) {
+        setenv(vars[i], "bogus", 1);
+        clnorm_ctx *c = NULL;
+        clnorm_status st = clnorm_create_default(&c);
+        TH_EXPECT(st == CLNORM_ERR_INVALID_VARIANT && !c, "%s=bogus: %s", vars[i], clnorm_status_name(st));
+        clnorm_destroy(c);
+        unsetenv(vars[i]);
+    }
     th_finish();
 }
 END_TEST
@@ -335,6 +344,7 @@ END_TEST
 int main(void)
 {
     unsetenv("CLNORM_VARIANT");
+    unsetenv("CLNORM_STREAM");
     Suite *s = suite_create("api");
     TCase *tc = tcase_create("api");
     tcase_set_timeout(tc, 0);
