@@ -447,8 +447,8 @@ static int plan_partials(chain *ch, const clnorm_desc *d, const shape *s, const 
         const size_t KR = div_up(R, cp.rchunk);
         need.floats[0] = 3 * P * KR * Cc;
         if ((st = reserve(ch->c, &need, scr)) != CLNORM_OK) return st;
-        cl_uint Ru = (cl_uint)R, Cu = (cl_uint)Cc, rc = (cl_uint)cp.rchunk;
-        karg kp[] = {KA(a->x), KA(a->xo), KA(scr[0]), KA(Ru), KA(Cu), KA(rc)};
+        cl_uint Ru = (cl_uint)R, Cu = (cl_uint)Cc, rc = (cl_uint)cp.rchunk, rs = (cl_uint)cp.rsub;
+        karg kp[] = {KA(a->x), KA(a->xo), KA(scr[0]), KA(Ru), KA(Cu), KA(rc), KA(rs)};
         size_t g[3] = {round_up(div_up(Cc, cp.per_wi), cp.wg), KR, P}, l[3] = {cp.wg, 1, 1};
         st = launch(ch, "col_partials", cp.wg, cp.wg, 0, kp, NARGS(kp), 3, g, l);
         /* Set (p, k) merges chunks (stride Cc) x its per_set_cols adjacent columns. */

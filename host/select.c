@@ -103,17 +103,20 @@ void clnorm_plan_cols(const clnorm_ctx *c, size_t P, size_t R, size_t C, clnorm_
         wg = w;
     }
     p->wg = (unsigned)wg;
-    /* Enough row chunks to occupy the device, each small enough that the
-     * second pass over it hits the cache (256 KiB per tile). */
+    /* Enough row chunks to occupy the device; the second pass over a chunk
+     * (GPUs) or over each sub-tile of it (CPUs, which merge their sub-tiles
+     * themselves) should hit the cache: 256 KiB per tile. */
     const size_t tile = p->per_wi > 1 ? p->per_wi : wg; /* columns one work-group covers */
     const size_t tile_cols = C < tile ? C : tile;
     size_t chunks = div_up(groups_wanted(c) * 4, P * div_up(items, wg));
     size_t rchunk = div_up(R, chunks);
     size_t cache_rows = (256 * 1024) / (4 * tile_cols);
-    if (rchunk > cache_rows) rchunk = cache_rows;
+    if (cache_rows < 16) cache_rows = 16;
+    if (!c->dev.is_cpu && rchunk > cache_rows) rchunk = cache_rows;
     if (rchunk < 16) rchunk = 16;
     if (rchunk > R) rchunk = R;
     p->rchunk = rchunk;
+    p->rsub = rchunk < cache_rows ? rchunk : cache_rows;
 }
 
 int clnorm_plan_stream(const clnorm_ctx *c, size_t y_bytes)

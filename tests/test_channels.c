@@ -386,6 +386,29 @@ START_TEST(bn_split_large_channel)
     TH_EXPECT(st == CLNORM_OK, "status %d %s: %s", st, clnorm_status_name(st), clnorm_last_error(ctx));
     if (st == CLNORM_OK)
         th_compare(&dl, &in2, &o3, 1.0, 1);
+    /* channels-last, 50 channels (3 vectors of 16 and 2 single columns on
+     * CPUs) x 45000 rows, 1e4 + N(0, 1e-2) + a N(0, 1) step every 16 rows:
+     * long enough that a CPU work-item merges several cache-sized sub-tiles
+     * of its rows itself, and the steps make the sub-tiles' means differ, so
+     * the merge's between-means term matters. */
+    shp s3 = {45000, 50, 0, {0}};
+    clnorm_desc d3 = mk(CLNORM_BATCH_NORM, CLNORM_CHANNELS_LAST, &s3);
+    float sc3[50], bi3[50], rm3[50], rv3[50], mm3[50], rr3[50], rmo4[50], rvo4[50];
+    for (int c = 0; c < 50; ++c)
+        sc3[c] = 1.0f + 0.01f * (float)c, bi3[c] = -0.5f + 0.02f * (float)c, rm3[c] = 1e4f, rv3[c] = 1.0f;
+    th_set_case("BN NHWC sub-tiles: 45000 x 50, 1e4+N(0,1e-2)+steps, seed=%llu", (unsigned long long)seed);
+    th_fill(&r, &d3, TH_OFFSET_1E4, x);
+    for (size_t r0 = 0; r0 < 45000; r0 += 16) { /* a N(0, 1) step per 16 rows */
+        const float step = (float)th_rng_normal(&r);
+        for (size_t i = r0 * 50; i < (r0 + 16) * 50 && i < 45000 * 50; ++i)
+            x[i] += step;
+    }
+    th_inputs in3 = {x, sc3, bi3, rm3, rv3};
+    th_outputs o4 = {y, mm3, rr3, rmo4, rvo4};
+    st = th_run(ctx, &d3, &in3, &o4, TH_SMALL_OFFSETS);
+    TH_EXPECT(st == CLNORM_OK, "status %d %s: %s", st, clnorm_status_name(st), clnorm_last_error(ctx));
+    if (st == CLNORM_OK)
+        th_compare(&d3, &in3, &o4, 1.0, 1);
     free(x); free(y); free(y2);
     th_finish();
 }
