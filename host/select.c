@@ -70,6 +70,10 @@ void clnorm_plan_rows(const clnorm_ctx *c, size_t nsets, size_t len, clnorm_rowp
         if (c->dev.is_cpu && !c->forced_wg) wg = 1;
         p->lanes = wg;
         size_t per_set = div_up(groups_wanted(c), nsets);
+        /* Whole rounds of chunks per compute unit: 3 sets x 3 chunks on 2
+         * units would leave one unit idle for a ninth of the run. */
+        while ((nsets * per_set) % c->dev.compute_units && per_set < 4 * groups_wanted(c))
+            ++per_set;
         size_t chunk = div_up(len, per_set);
         if (chunk < 4096) chunk = 4096;
         chunk = div_up(chunk, 64) * 64;
