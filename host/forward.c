@@ -221,6 +221,8 @@ typedef struct chain {
     const cl_event *wait;
     cl_event last;
     unsigned y_flags; /* program flags for the kernels that write y */
+    int want_event;   /* the caller asked for the operation's event */
+    int launched;     /* a kernel of this operation has been enqueued */
 } chain;
 
 static int launch(chain *ch, const char *name, unsigned wg, unsigned lanes, unsigned flags, const karg *a,
@@ -235,16 +237,20 @@ static int launch(chain *ch, const char *name, unsigned wg, unsigned lanes, unsi
     }
     cl_uint nw = 0;
     const cl_event *wl = NULL;
-    if (ch->last) {
-        if (ch->c->out_of_order) nw = 1, wl = &ch->last;
-    } else {
+    if (ch->last && ch->c->out_of_order)
+        nw = 1, wl = &ch->last; /* the previous launch, or the opening barrier */
+    else if (!ch->launched)
         nw = ch->nwait, wl = ch->wait;
-    }
+    /* Events only where they are used: to chain launches on an out-of-order
+     * queue, or for the caller. An in-order queue orders the launches by
+     * itself, so a caller that wants no event gets no driver allocations. */
     cl_event ev = NULL;
-    cl_int err = clEnqueueNDRangeKernel(ch->c->queue, k, dims, NULL, gsz, lsz, nw, wl, &ev);
+    cl_event *evp = (ch->c->out_of_order || ch->want_event) ? &ev : NULL;
+    cl_int err = clEnqueueNDRangeKernel(ch->c->queue, k, dims, NULL, gsz, lsz, nw, wl, evp);
     if (err != CL_SUCCESS) return clnorm_cl_fail(ch->c, err, "clEnqueueNDRangeKernel");
     if (ch->last) clReleaseEvent(ch->last);
     ch->last = ev;
+    ch->launched = 1;
     return CLNORM_OK;
 }
 
@@ -483,7 +489,7 @@ CLNORM_API clnorm_status clnorm_forward(clnorm_ctx *c, const clnorm_desc *d, cl_
     pthread_mutex_lock(&c->lock);
     c->error[0] = 0;
     int st;
-    chain ch = {c, num_wait, wait_list, NULL, 0};
+    chain ch = {c, num_wait, wait_list, NULL, 0, event != NULL, 0};
     shape s;
     op_args a;
     if (event) *event = NULL;

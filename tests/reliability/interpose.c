@@ -30,6 +30,7 @@
 
 static unsigned long g_count[FI_KIND_COUNT];
 static unsigned long g_enqueues;
+static unsigned long g_enqueue_events;
 static int g_armed_kind = -1;
 static unsigned long g_armed_k;
 static int g_armed_err;
@@ -51,9 +52,11 @@ void fi_reset_counts(void)
     for (int i = 0; i < FI_KIND_COUNT; i++)
         __atomic_store_n(&g_count[i], 0, __ATOMIC_SEQ_CST);
     __atomic_store_n(&g_enqueues, 0, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&g_enqueue_events, 0, __ATOMIC_SEQ_CST);
 }
 unsigned long fi_count(fi_kind k) { return __atomic_load_n(&g_count[k], __ATOMIC_SEQ_CST); }
 unsigned long fi_enqueues(void) { return __atomic_load_n(&g_enqueues, __ATOMIC_SEQ_CST); }
+unsigned long fi_enqueue_events(void) { return __atomic_load_n(&g_enqueue_events, __ATOMIC_SEQ_CST); }
 
 int fi_default_error(fi_kind kind)
 {
@@ -521,7 +524,10 @@ CL_API_ENTRY cl_int CL_API_CALL clGetKernelWorkGroupInfo(cl_kernel k, cl_device_
 /* Events */
 #define TRACK_EVENT(ev, e)                                                           \
     do {                                                                             \
-        if ((e) == CL_SUCCESS && (ev)) obj_add(FI_OBJ_EVENT, *(ev));                 \
+        if ((e) == CL_SUCCESS && (ev)) {                                             \
+            obj_add(FI_OBJ_EVENT, *(ev));                                            \
+            __atomic_add_fetch(&g_enqueue_events, 1, __ATOMIC_SEQ_CST);              \
+        }                                                                            \
     } while (0)
 
 CL_API_ENTRY cl_event CL_API_CALL clCreateUserEvent(cl_context c, cl_int *errcode_ret)

@@ -72,6 +72,8 @@ void fi_reset_counts(void);
 unsigned long fi_count(fi_kind k);
 /* Enqueue calls of any kind since the last reset (NDRange, memory, sync). */
 unsigned long fi_enqueues(void);
+/* Events that enqueue calls returned since the last reset. */
+unsigned long fi_enqueue_events(void);
 
 /* Make the k-th call (1-based, counted from the last fi_reset_counts()) of
  * kind `kind` fail with `err` (0 = the default error for that kind). Only one

@@ -113,6 +113,46 @@ START_TEST(test_create_run_destroy)
 }
 END_TEST
 
+/* On an in-order queue the launches of one operation are ordered by the
+ * queue: a caller that asks for no event gets no event objects made for it
+ * (no driver allocation per launch), and one that asks gets exactly the one
+ * it receives alive afterwards. Every shape of the soak, multi-launch ones
+ * (BatchNorm, channels-last GroupNorm: partials, merge, fold, apply)
+ * included. */
+START_TEST(test_events_only_when_asked)
+{
+    clnorm_ctx *c = NULL;
+    ck_assert_int_eq(clnorm_create_default(&c), CLNORM_OK);
+    char why[512];
+    for (int i = 0; i < NSHAPES; i++) {
+        rel_problem p;
+        clnorm_desc s;
+        unsigned fl;
+        shape_of(i, &s, &fl);
+        ck_assert_int_eq(rel_problem_init(&p, c, &s, fl, 0, (uint64_t)(77 + i)), 0);
+        ck_assert_int_eq(clnorm_forward(c, &p.d, 0, NULL, NULL), CLNORM_OK); /* builds the programs */
+        REL_CL(clFinish(clnorm_queue(c)));
+        fi_reset_counts();
+        long live0 = fi_live(FI_OBJ_EVENT);
+        ck_assert_int_eq(clnorm_forward(c, &p.d, 0, NULL, NULL), CLNORM_OK);
+        REL_CL(clFinish(clnorm_queue(c)));
+        ck_assert_msg(fi_enqueues() > 0 && fi_enqueue_events() == 0,
+                      "shape %d: %lu enqueues made %lu events for a caller that asked for none", i, fi_enqueues(),
+                      fi_enqueue_events());
+        rel_problem_reset(&p, c); /* running statistics back to their start */
+        cl_event ev = NULL;
+        ck_assert_int_eq(clnorm_forward(c, &p.d, 0, NULL, &ev), CLNORM_OK);
+        ck_assert_msg(ev != NULL && fi_live(FI_OBJ_EVENT) == live0 + 1, "shape %d: %ld live events, expected %ld", i,
+                      fi_live(FI_OBJ_EVENT), live0 + 1);
+        REL_CL(clWaitForEvents(1, &ev));
+        clReleaseEvent(ev);
+        ck_assert_msg(rel_problem_check(&p, c, why, sizeof why) == 0, "shape %d: %s", i, why);
+        rel_problem_free(&p);
+    }
+    clnorm_destroy(c);
+}
+END_TEST
+
 START_TEST(test_many_ops_one_context)
 {
     fi_snapshot base;
@@ -185,6 +225,7 @@ int main(void)
     Suite *s = suite_create("soak");
     TCase *tc = tcase_create("soak");
     tcase_set_timeout(tc, full ? 3600 : 600);
+    tcase_add_test(tc, test_events_only_when_asked);
     tcase_add_test(tc, test_many_ops_one_context);
     tcase_add_test(tc, test_create_run_destroy);
     suite_add_tcase(s, tc);
