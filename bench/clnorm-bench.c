@@ -206,7 +206,7 @@ static void csv_field(FILE *f, const char *s) {
 
 static const char CSV_HEADER[] =
     "device,platform,op,layout,shape,groups,label,median_ms,min_ms,gbps,copy_gbps,ratio,ratio_min,bytes,reps,variant,"
-    "timing,cache\n";
+    "timing,cache,copy_stream_gbps\n";
 
 static void csv_row(FILE *f, const devinfo *dev, const result *r, int reps, const char *variant,
                     const char *timing) {
@@ -219,8 +219,10 @@ static void csv_row(FILE *f, const devinfo *dev, const result *r, int reps, cons
     csv_field(f, dev->platform_name);
     fprintf(f, ",%s,%s,%s,%zu,", bench_op_name(&r->c), bench_layout_name(&r->c), shape, r->c.groups);
     csv_field(f, label);
-    fprintf(f, ",%.6f,%.6f,%.3f,%.3f,%.4f,%.4f,%.0f,%d,%s,%s,%s\n", r->median_ms, r->min_ms, r->gbps, copy_gbps,
+    fprintf(f, ",%.6f,%.6f,%.3f,%.3f,%.4f,%.4f,%.0f,%d,%s,%s,%s,", r->median_ms, r->min_ms, r->gbps, copy_gbps,
             r->ratio, r->ratio_min, r->bytes, reps, variant, timing, cache_mode);
+    if (r->copy_stream_gbps > 0) fprintf(f, "%.3f", r->copy_stream_gbps);
+    fputc('\n', f);
 }
 
 static void json_row(FILE *f, const devinfo *dev, const result *r, int reps, const char *variant,

@@ -71,6 +71,12 @@ for path in files:
         copy = sorted(cp)[len(cp) // 2]
         ax.plot(list(xs), cp, color="#c0392b", ls="--", lw=2, marker="_", ms=30,
                 label="float4 copy bandwidth, measured beside each case (median %.1f GB/s)" % copy)
+        st = [r.get("copy_stream_gbps") or "" for r in rs]
+        if all(st):
+            sv = float(st[0])
+            cp.append(sv)
+            ax.axhline(sv, color="#7d3c98", ls=":", lw=2,
+                       label="float4 copy with streaming stores, for reference (%.1f GB/s)" % sv)
         ax.set_xticks(list(xs))
         ax.set_xticklabels([r["label"] for r in rs], rotation=35, ha="right", fontsize=8)
         ax.set_ylabel("effective GB/s (x read + y written + params/stats)")
@@ -93,7 +99,8 @@ if ! gnuplot -e "set terminal" 2>&1 | grep -q pngcairo; then term="png size 1400
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-# CSV -> one tab-separated file per device: label, gbps, copy_gbps, ratio.
+# CSV -> one tab-separated file per device: label, gbps, copy_gbps, ratio,
+# copy_stream_gbps (empty when the CSV or the device has none).
 # Fields may be quoted (device names); a small awk splitter handles that.
 split_csv() {
   awk -v dir="$tmp" '
@@ -122,7 +129,8 @@ split_csv() {
       dev = fld[col["device"]]
       if (!(dev in idx)) { idx[dev] = ++ndev; print dev > (dir "/devices") }
       f = dir "/dev" idx[dev] ".tsv"
-      printf "%s\t%s\t%s\t%s\n", fld[col["label"]], fld[col["gbps"]], fld[col["copy_gbps"]], fld[col["ratio"]] > f
+      st = ("copy_stream_gbps" in col) ? fld[col["copy_stream_gbps"]] : ""
+      printf "%s\t%s\t%s\t%s\t%s\n", fld[col["label"]], fld[col["gbps"]], fld[col["copy_gbps"]], fld[col["ratio"]], st > f
     }' "$1"
 }
 
@@ -148,7 +156,13 @@ for csv in "$@"; do
       png="${png%.png}-$safe.png"
     fi
     copy=$(cut -f3 "$data" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')
-    ymax=$(awk -F'\t' 'BEGIN { m = 0 } $2 > m { m = $2 } $3 > m { m = $3 } END { print m * 1.18 }' "$data")
+    ymax=$(awk -F'\t' 'BEGIN { m = 0 } $2 > m { m = $2 } $3 > m { m = $3 } $5 > m { m = $5 } END { print m * 1.18 }' "$data")
+    # The streaming-store copy, drawn for reference when every row has it.
+    stream=$(awk -F'\t' '$5 == "" { none = 1 } NR == 1 { v = $5 } END { if (!none && NR) print v }' "$data")
+    stream_plot=""
+    if [ -n "$stream" ]; then
+      stream_plot=", $stream with lines lw 2 dt 3 lc rgb \"#7d3c98\" title sprintf(\"float4 copy with streaming stores, for reference (%.1f GB/s)\", $stream)"
+    fi
     title=$(printf '%s' "$dev" | sed 's/"/\\"/g')
     stamp=$(date -r "$csv" '+%Y-%m-%d %H:%M' 2>/dev/null || date '+%Y-%m-%d')
     gnuplot <<EOF
@@ -168,7 +182,7 @@ set key top right
 plot "$data" using 0:2:xtic(1) with boxes lc rgb "#2e86c1" title "clnorm", \
      "" using 0:2:(sprintf("%.2f", \$4)) with labels offset 0, 0.7 font ",8" notitle, \
      "" using 0:3 with linespoints lw 2 dt 2 pt 7 ps 0.6 lc rgb "#c0392b" \
-        title sprintf("float4 copy bandwidth, measured beside each case (median %.1f GB/s)", $copy)
+        title sprintf("float4 copy bandwidth, measured beside each case (median %.1f GB/s)", $copy)$stream_plot
 EOF
     echo "plot: wrote $png"
   done <"$tmp/devices"
