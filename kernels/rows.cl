@@ -90,92 +90,90 @@ inline void row_norm_cached(__global const float *px, __global float *py, uint n
 #endif
 
 #if LANES == 1
-/* CPUs: a work-item owns sets [i0, i1) and runs them as a pipeline. The
- * statistics pass of set i+1 streams it from memory in the same loop that
- * writes set i's output from the core's cache, so reads and writes are in
- * flight together (as in a copy) instead of a read-only phase and a
- * write-only phase per set. */
+/* CPUs: a work-item owns sets [i0, i1) and runs them as a three-stage
+ * pipeline, one loop per set: the first statistics pass of set t streams it
+ * from memory (the shifted sum), the second pass of set t-1 sums its squared
+ * deviations from its mean (it is still in L1/L2), and set t-2 is written.
+ * Reads and writes are then in flight together, as in a copy, and the
+ * second pass costs no separate trip; it uses the set's true mean (a plain
+ * two-pass). */
 
-/* Sum of STAT over xs[j0, j1) and, when xa is given, over the same range of
- * the previous set: y = (xa - m) * a * s + b, with s and b per element when
- * sv, bv are given. The sum's order does not depend on xa. */
-#define APPLY_V_                                                         \
-    {                                                                    \
-        floatv w_ = (LOADV(v, pa) - m) * a;                              \
-        if (sv) w_ *= LOADV(v, sv);                                      \
-        STOREY(bv ? w_ + LOADV(v, bv) : w_ + b, v, py);                  \
+/* One stretch [j0, j1) of the three sets, each optional (NULL): *s += the
+ * sum of STAT over xs (shift k), *q += the squared deviations of xm from mm,
+ * and y = (xa - m) * a * sv + b (bv) over xa, per-element sv, bv when given.
+ * Blocks of 64 vectors with two accumulators per sum; the order of each sum
+ * does not depend on which other streams are present. */
+#define STAGES_(v, sacc, qacc)                                                  \
+    {                                                                           \
+        if (xs) sacc += STAT(LOADV(v, ps), k);                                  \
+        if (xm) {                                                               \
+            const floatv d_ = LOADV(v, pm) - mm;                                \
+            qacc += d_ * d_;                                                    \
+        }                                                                       \
+        if (xa) {                                                               \
+            floatv w_ = (LOADV(v, pa) - m) * a;                                 \
+            if (sv) w_ *= LOADV(v, sv);                                         \
+            STOREY(bv ? w_ + LOADV(v, bv) : w_ + b, v, py);                     \
+        }                                                                       \
     }
-inline float sum_and_apply(__global const float *xs, float k, __global const float *xa,
-                           __global float *ya, uint j0, uint j1, float m, float a, float b,
-                           __global const float *sv, __global const float *bv)
+inline void pipe_span(__global const float *xs, float k, __global const float *xm, float mm,
+                      __global const float *xa, __global float *ya, uint j0, uint j1, float m, float a,
+                      float b, __global const float *sv, __global const float *bv, float *s, float *q)
 {
-    __global const float *ps = xs + j0;
+    __global const float *ps = xs + j0, *pm = xm + j0, *pa = xa + j0;
+    __global float *py = ya + j0;
+    if (sv) sv += j0;
+    if (bv) bv += j0;
     const uint n = j1 - j0, nv = n / VEC;
-    floatv acc = 0.0f;
-    float t = 0.0f;
-    if (xa) {
-        __global const float *pa = xa + j0;
-        __global float *py = ya + j0;
-        if (sv) sv += j0;
-        if (bv) bv += j0;
-        LANE_SUM_AND(acc, ps, nv, 0, STAT(u, k), APPLY_V_)
-        for (uint e = nv * VEC; e < n; ++e) {
+    floatv sa = 0.0f, qa = 0.0f;
+    for (uint vb = 0; vb < nv; vb += 64) {
+        floatv s0 = 0.0f, s1 = 0.0f, q0 = 0.0f, q1 = 0.0f;
+        const uint ve = min(nv, vb + 64);
+        uint v = vb;
+        for (; v + 1 < ve; v += 2) {
+            STAGES_(v, s0, q0)
+            STAGES_(v + 1, s1, q1)
+        }
+        if (v < ve)
+            STAGES_(v, s0, q0)
+        sa += s0 + s1;
+        qa += q0 + q1;
+    }
+    float st = 0.0f, qt = 0.0f;
+    for (uint e = nv * VEC; e < n; ++e) {
+        if (xs) st += STAT(ps[e], k);
+        if (xm) qt += (pm[e] - mm) * (pm[e] - mm);
+        if (xa) {
             const float w = (pa[e] - m) * a * (sv ? sv[e] : 1.0f);
             py[e] = bv ? w + bv[e] : w + b;
         }
-    } else {
-        LANE_SUM(acc, ps, nv, 0, STAT(u, k))
     }
-    for (uint e = nv * VEC; e < n; ++e)
-        t += STAT(ps[e], k);
-    return HSUM(acc) + t;
+    *s += HSUM(sa) + st;
+    *q += HSUM(qa) + qt;
 }
 
-#ifndef PIECE
-/* Statistics of a long set are taken per piece of this many elements, whose
- * second pass then re-reads it from L1, and the pieces are merged with
- * chan_add (exact for a set of one piece). */
-#define PIECE 4096
-#endif
-
-/* One pass: the statistics of set xs (unless NULL) into *mean_o and *m2_o
- * (RMS: mean of squares, 0), and the output of set ia when xa is given,
- * segment by segment for channel affine. */
-inline void row_pass(__global const float *xs, __global const float *xa, __global float *ya,
-                     uint ia, uint len, float mean, float rstd, affine_t af,
-                     float *mean_o, float *m2_o)
+/* One loop over a set's length for the three stages, segment by segment
+ * for channel affine (set ia's parameters). Returns the sums in *s, *q. */
+inline void pipe_pass(__global const float *xs, __global const float *xm, float mm,
+                      __global const float *xa, __global float *ya, uint ia, uint len, float mean,
+                      float rstd, affine_t af, float *s, float *q)
 {
-    if (!xs) {
-        apply_range(xa, ya, 0, len, 0, ia, len, mean, rstd, af);
+    const float k = xs ? xs[0] : 0.0f;
+    *s = 0.0f, *q = 0.0f;
+    if (af.elementwise) {
+        pipe_span(xs, k, xm, mm, xa, ya, 0, len, mean, rstd, 0.0f, af.scale, af.bias, s, q);
         return;
     }
-    const uint seg = af.elementwise ? len : af.seg, nseg = len / seg;
-    __global const float *sv = af.elementwise ? af.scale : 0, *bv = af.elementwise ? af.bias : 0;
-    float K = 0.0f, t = 0.0f;
-    chan_t st = {0, 0.0f, 0.0f};
-    for (uint q = 0; q < nseg; ++q) {
+    const uint nseg = len / af.seg;
+    for (uint g = 0; g < nseg; ++g) {
         float a = rstd, b = 0.0f;
-        if (xa && !af.elementwise) {
-            const uint p = (ia % af.aff_mod) * nseg + q;
+        if (xa) {
+            const uint p = (ia % af.aff_mod) * nseg + g;
             if (af.scale) a *= af.scale[p];
             if (af.bias) b = af.bias[p];
         }
-        for (uint j0 = q * seg; j0 < (q + 1) * seg; j0 += PIECE) {
-            const uint j1 = min(j0 + PIECE, (q + 1) * seg), n = j1 - j0;
-            const float k = xs[j0];
-            const float s = sum_and_apply(xs, k, xa, ya, j0, j1, mean, a, b, sv, bv);
-#if RMS
-            t += s;
-#else
-            const float mu = k + s / (float)n;
-            if (!st.n)
-                K = mu;
-            chan_add(&st, n, mu - K, lane_dev_sum(xs + j0, n, 0, mu));
-#endif
-        }
+        pipe_span(xs, k, xm, mm, xa, ya, g * af.seg, (g + 1) * af.seg, mean, a, b, 0, 0, s, q);
     }
-    *mean_o = RMS ? t / (float)len : K + st.rel;
-    *m2_o = st.m2;
 }
 #endif
 
@@ -191,22 +189,34 @@ void row_norm(__global const float *x, ulong xo, __global float *y, ulong yo,
 {
     const affine_t af = { scale ? scale + so : 0, bias ? bias + bo : 0, seg, aff_mod, elementwise };
 #if LANES == 1
-    /* Sets [i0, i1), pipelined (above). */
+    /* Sets [i0, i1), pipelined (above): step t sums set t, takes the
+     * deviations of set t-1 and writes set t-2. */
     const uint i0 = get_global_id(0) * per_item;
     if (i0 >= nsets)
         return;
     const uint i1 = min(nsets, i0 + per_item);
-    __global const float *xs = x + xo + (ulong)i0 * len;
-    float sm, m2; /* statistics of the set about to be written */
-    row_pass(xs, 0, 0, 0, len, 0.0f, 0.0f, af, &sm, &m2);
-    for (uint i = i0; i < i1; ++i, xs += len) {
-        const float var = RMS ? sm : m2 / (float)len;
-        const float mean = RMS ? 0.0f : checked_mean(sm, var), rstd = rstd_of(var, eps);
-        if (mean_out) mean_out[mo + i] = mean;
-        if (rstd_out) rstd_out[ro + i] = rstd;
-        if (stats) { stats[i] = mean; stats[nsets + i] = var; }
-        row_pass(i + 1 < i1 ? xs + len : 0, xs, y + yo + (ulong)i * len, i, len, mean, rstd, af,
-                 &sm, &m2);
+    __global const float *xb = x + xo;
+    float mu1 = 0.0f;             /* shifted mean (RMS: mean of squares) of set t-1 */
+    float mean2 = 0.0f, rstd2 = 0.0f; /* statistics of set t-2, as applied */
+    for (uint t = i0; t < i1 + 2; ++t) {
+        const int has_s = t < i1, has_m = t > i0 && t - 1 < i1, has_a = t > i0 + 1;
+        __global const float *xs = has_s ? xb + (ulong)t * len : 0;
+        __global const float *xm = has_m ? xb + (ulong)(t - 1) * len : 0;
+        __global const float *xa = has_a ? xb + (ulong)(t - 2) * len : 0;
+        float sum, m2;
+        pipe_pass(xs, RMS ? 0 : xm, mu1, xa, has_a ? y + yo + (ulong)(t - 2) * len : 0, t - 2, len,
+                  mean2, rstd2, af, &sum, &m2);
+        if (has_m) { /* set t-1 is complete */
+            const uint i = t - 1;
+            const float var = RMS ? mu1 : m2 / (float)len;
+            const float mean = RMS ? 0.0f : checked_mean(mu1, var), rstd = rstd_of(var, eps);
+            if (mean_out) mean_out[mo + i] = mean;
+            if (rstd_out) rstd_out[ro + i] = rstd;
+            if (stats) { stats[i] = mean; stats[nsets + i] = var; }
+            mean2 = mean, rstd2 = rstd;
+        }
+        if (has_s)
+            mu1 = RMS ? sum / (float)len : xs[0] + sum / (float)len;
     }
 #else
     __local float buf[WG];
