@@ -149,32 +149,27 @@ inline float seg_sum(float v, __local float *buf)
  * terms to one ever-growing float accumulator (the error stays ~64 + n/64
  * roundings instead of ~n). Within a block, four accumulators take turns:
  * a pass over cached data is then bound by loads, not by the latency of one
- * add chain. The order is fixed, so results are reproducible. G is a
- * statement run for each vector index v as well (rows.cl fuses the output
- * of one set into the statistics pass of the next). */
-#define LANE_SUM_AND(acc, p, nv, lane, F, G)                            \
+ * add chain. The order is fixed, so results are reproducible. */
+#define LANE_SUM(acc, p, nv, lane, F)                                   \
     for (uint vb_ = (lane); vb_ < (nv); vb_ += 64 * LANES) {            \
         floatv b0_ = 0.0f, b1_ = 0.0f, b2_ = 0.0f, b3_ = 0.0f;          \
         const uint ve_ = min((uint)(nv), vb_ + 64 * LANES);             \
         uint v_ = vb_;                                                  \
         for (; v_ + 3 * LANES < ve_; v_ += 4 * LANES) {                 \
-            LANE_STEP_(b0_, p, v_, F, G)                                \
-            LANE_STEP_(b1_, p, v_ + LANES, F, G)                        \
-            LANE_STEP_(b2_, p, v_ + 2 * LANES, F, G)                    \
-            LANE_STEP_(b3_, p, v_ + 3 * LANES, F, G)                    \
+            LANE_STEP_(b0_, p, v_, F)                                   \
+            LANE_STEP_(b1_, p, v_ + LANES, F)                           \
+            LANE_STEP_(b2_, p, v_ + 2 * LANES, F)                       \
+            LANE_STEP_(b3_, p, v_ + 3 * LANES, F)                       \
         }                                                               \
         for (; v_ < ve_; v_ += LANES)                                   \
-            LANE_STEP_(b0_, p, v_, F, G)                                \
+            LANE_STEP_(b0_, p, v_, F)                                   \
         acc += (b0_ + b1_) + (b2_ + b3_);                               \
     }
-#define LANE_STEP_(b, p, vi, F, G)                                      \
+#define LANE_STEP_(b, p, vi, F)                                         \
     {                                                                   \
-        const uint v = (vi);                                            \
-        const floatv u = LOADV(v, p);                                   \
+        const floatv u = LOADV(vi, p);                                  \
         b += F;                                                         \
-        G;                                                              \
     }
-#define LANE_SUM(acc, p, nv, lane, F) LANE_SUM_AND(acc, p, nv, lane, F, (void)v)
 
 /* The term the first statistics pass sums: x shifted by the set's first
  * value k (the mean follows), or x^2 (RMSNorm: the mean of squares). */
