@@ -55,8 +55,13 @@ void clnorm_plan_rows(const clnorm_ctx *c, size_t nsets, size_t len, clnorm_rowp
         if (c->dev.is_cpu) {
             /* A work-item takes a run of consecutive sets, so that rows.cl
              * can pipeline them; a few runs per compute unit balance the
-             * load, and each run is its own work-group. */
+             * load, and each run is its own work-group. The pipeline's
+             * first two and last two steps are not overlapped, so with few
+             * sets a run still gets up to 16 (two runs per unit). */
             p->per_item = div_up(nsets, groups_wanted(c));
+            size_t deep = div_up(nsets, (size_t)c->dev.compute_units * 2);
+            if (deep > 16) deep = 16;
+            if (p->per_item < deep) p->per_item = deep;
             if (!c->forced_wg) wg = 1;
         } else if (!c->forced_wg) {
             /* Several work-groups per compute unit even with few sets. */
