@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# A/B of the working tree against another commit, in the same minutes: on a
+# shared, noisy machine only a comparison taken side by side means much.
+#
+#   scripts/ab-bench.sh [-r ROUNDS] REF [clnorm-bench args...]
+#   scripts/ab-bench.sh -r 4 HEAD~1 --filter layer_norm --reps 20
+#
+# Builds REF in a temporary git worktree (Release, no tests) and the working
+# tree in build-ab/, then runs both clnorm-bench binaries ROUNDS times
+# (default 3), alternating which goes first (the first run of a round was
+# seen to be slower here), and prints each case's ratios per side, sorted,
+# with the median. A = REF, B = working tree.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rounds=3
+if [ "${1:-}" = "-r" ]; then rounds=$2; shift 2; fi
+if [ $# -lt 1 ]; then
+  sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
+  exit 2
+fi
+ref=$1; shift
+./scripts/setup.sh >/dev/null
+
+tmp=$(mktemp -d)
+trap 'git worktree remove --force "$tmp/a" >/dev/null 2>&1 || true; rm -rf "$tmp"' EXIT
+git worktree add -q --detach "$tmp/a" "$ref"
+for side in a b; do
+  src=$tmp/a bld=$tmp/a/build
+  if [ $side = b ]; then src=. bld=build-ab; fi
+  cmake -S "$src" -B "$bld" -DCMAKE_BUILD_TYPE=Release -DCLNORM_BUILD_TESTS=OFF >/dev/null
+  cmake --build "$bld" -j "$(nproc)" --target clnorm-bench >/dev/null
+done
+bin_a=$tmp/a/build/bench/clnorm-bench bin_b=build-ab/bench/clnorm-bench
+
+for r in $(seq "$rounds"); do
+  order="A B"
+  if [ $((r % 2)) = 0 ]; then order="B A"; fi
+  for v in $order; do
+    bin=$bin_a
+    if [ "$v" = B ]; then bin=$bin_b; fi
+    echo "ab-bench: round $r/$rounds, $v" >&2
+    "$bin" --quiet --json "$@" |
+      /usr/bin/env python3 -c '
+import json, sys
+for line in sys.stdin:
+    line = line.strip()
+    if line.startswith("{"):
+        r = json.loads(line)
+        print(sys.argv[1], r["label"].replace(" ", "_"), r["ratio"])' "$v" >>"$tmp/runs"
+  done
+done
+
+echo "ratio to copy per run, sorted (A = $ref, B = working tree), and the median"
+/usr/bin/env python3 - "$tmp/runs" <<'PY'
+import collections, statistics, sys
+runs = collections.defaultdict(list)
+for line in open(sys.argv[1]):
+    side, label, ratio = line.split()
+    runs[(label, side)].append(float(ratio))
+for (label, side) in sorted(runs):
+    v = sorted(runs[(label, side)])
+    print("%-48s %s  %s   median %.3f" % (label, side, " ".join("%.3f" % x for x in v), statistics.median(v)))
+PY
