@@ -391,12 +391,12 @@ static int plan_rows(chain *ch, const clnorm_desc *d, const shape *s, const op_a
     cl_mem scr[3];
     int st = reserve(ch->c, &need, scr);
     if (st != CLNORM_OK) return st;
-    cl_uint per = (cl_uint)rp.per_item;
+    cl_uint per = (cl_uint)rp.per_item, lag = rp.lag;
     size_t g[2] = {clnorm_rowplan_global(&rp, s->sets), nchunks}, l[2] = {rp.wg, 1};
     if (!rp.split) {
         karg ka[] = {KA(a->x), KA(a->xo), KA(a->y), KA(a->yo), KA(a->scale), KA(a->so), KA(a->bias),
                      KA(a->bo), KA(a->mean), KA(a->mo), KA(a->rstd), KA(a->ro), KA(scr[1]), KA(nsets),
-                     KA(per), KA(len), KA(af.seg), KA(af.aff_mod), KA(af.elementwise), KA(a->eps)};
+                     KA(per), KA(lag), KA(len), KA(af.seg), KA(af.aff_mod), KA(af.elementwise), KA(a->eps)};
         st = launch(ch, "row_norm", rp.wg, rp.lanes, a->rms | ch->y_flags, ka, NARGS(ka), 1, g, l);
     } else {
         cl_uint chunk = (cl_uint)rp.chunk;

@@ -67,6 +67,7 @@ typedef struct clnorm_rowplan {
     int split;            /* 1: partials + merge + apply */
     size_t chunk;         /* elements per chunk when split */
     size_t per_item;      /* lanes == 1: consecutive sets per work-item */
+    unsigned lag;         /* lanes == 1: pipeline depth of row_norm (rows.cl): 2 or 1 */
 } clnorm_rowplan;
 size_t clnorm_rowplan_global(const clnorm_rowplan *p, size_t nsets);
 void clnorm_plan_rows(const clnorm_ctx *ctx, size_t nsets, size_t len, clnorm_rowplan *p);

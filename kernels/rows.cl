@@ -90,13 +90,21 @@ inline void row_norm_cached(__global const float *px, __global float *py, uint n
 #endif
 
 #if LANES == 1
-/* CPUs: a work-item owns sets [i0, i1) and runs them as a three-stage
- * pipeline, one loop per set: the first statistics pass of set t streams it
- * from memory (the shifted sum), the second pass of set t-1 sums its squared
- * deviations from its mean (it is still in L1/L2), and set t-2 is written.
- * Reads and writes are then in flight together, as in a copy, and the
- * second pass costs no separate trip; it uses the set's true mean (a plain
- * two-pass). */
+/* CPUs: a work-item owns sets [i0, i1) and runs them as a pipeline, one
+ * loop per set, so that reads and writes are in flight together, as in a
+ * copy, instead of a read-only phase and a write-only phase per set.
+ *
+ * lag 2 (sets that fit the cache three at a time): the shifted sum of set t
+ * streams it from memory while set t-1, still cached, gets its variance
+ * pass against its true mean, and set t-2 is written.
+ *
+ * lag 1 (larger sets, which would come back from DRAM two sets later): set
+ * t is taken in pieces of PIECE elements; each piece's sum streams it while
+ * the same piece of set t-1 is written, then its variance pass re-reads it
+ * from L1, and the pieces' statistics are merged with chan_add. */
+#ifndef PIECE
+#define PIECE 4096
+#endif
 
 /* One stretch [j0, j1) of the three sets, each optional (NULL): *s += the
  * sum of STAT over xs (shift k), *q += the squared deviations of xm from mm,
@@ -152,27 +160,53 @@ inline void pipe_span(__global const float *xs, float k, __global const float *x
     *q += HSUM(qa) + qt;
 }
 
-/* One loop over a set's length for the three stages, segment by segment
- * for channel affine (set ia's parameters). Returns the sums in *s, *q. */
-inline void pipe_pass(__global const float *xs, __global const float *xm, float mm,
+/* One loop over a set's length, segment by segment for channel affine (set
+ * ia's parameters). lag 2: *r1 = the shifted sum of xs (shift xs[0]), *r2 =
+ * the squared deviations of xm from mm. lag 1 (xm unused): *r1 = the mean
+ * of xs (RMS: of its squares), *r2 = its M2, merged over pieces. */
+inline void pipe_pass(uint lag, __global const float *xs, __global const float *xm, float mm,
                       __global const float *xa, __global float *ya, uint ia, uint len, float mean,
-                      float rstd, affine_t af, float *s, float *q)
+                      float rstd, affine_t af, float *r1, float *r2)
 {
-    const float k = xs ? xs[0] : 0.0f;
-    *s = 0.0f, *q = 0.0f;
-    if (af.elementwise) {
-        pipe_span(xs, k, xm, mm, xa, ya, 0, len, mean, rstd, 0.0f, af.scale, af.bias, s, q);
-        return;
-    }
-    const uint nseg = len / af.seg;
+    const uint seg = af.elementwise ? len : af.seg, nseg = len / seg;
+    const uint piece = lag == 1 ? PIECE : len;
+    __global const float *sv = af.elementwise ? af.scale : 0, *bv = af.elementwise ? af.bias : 0;
+    float s = 0.0f, q = 0.0f, K = 0.0f;
+    chan_t st = {0, 0.0f, 0.0f};
     for (uint g = 0; g < nseg; ++g) {
         float a = rstd, b = 0.0f;
-        if (xa) {
+        if (xa && !af.elementwise) {
             const uint p = (ia % af.aff_mod) * nseg + g;
             if (af.scale) a *= af.scale[p];
             if (af.bias) b = af.bias[p];
         }
-        pipe_span(xs, k, xm, mm, xa, ya, g * af.seg, (g + 1) * af.seg, mean, a, b, 0, 0, s, q);
+        for (uint j0 = g * seg; j0 < (g + 1) * seg; j0 += piece) {
+            const uint j1 = min(j0 + piece, (g + 1) * seg);
+            if (lag == 2) {
+                pipe_span(xs, xs ? xs[0] : 0.0f, xm, mm, xa, ya, j0, j1, mean, a, b, sv, bv, &s, &q);
+                continue;
+            }
+            const float k = xs ? xs[j0] : 0.0f;
+            float ps = 0.0f, pq = 0.0f;
+            pipe_span(xs, k, 0, 0.0f, xa, ya, j0, j1, mean, a, b, sv, bv, &ps, &pq);
+            if (!xs)
+                continue;
+#if RMS
+            s += ps;
+#else
+            const float n = (float)(j1 - j0), mu = k + ps / n;
+            pipe_span(0, 0.0f, xs, mu, 0, 0, j0, j1, 0.0f, 0.0f, 0.0f, 0, 0, &ps, &pq);
+            if (!st.n)
+                K = mu;
+            chan_add(&st, j1 - j0, mu - K, pq);
+#endif
+        }
+    }
+    if (lag == 2) {
+        *r1 = s, *r2 = q;
+    } else {
+        *r1 = RMS ? s / (float)len : K + st.rel;
+        *r2 = st.m2;
     }
 }
 #endif
@@ -184,39 +218,41 @@ __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
 void row_norm(__global const float *x, ulong xo, __global float *y, ulong yo,
               __global const float *scale, ulong so, __global const float *bias, ulong bo,
               __global float *mean_out, ulong mo, __global float *rstd_out, ulong ro,
-              __global float *stats, uint nsets, uint per_item,
+              __global float *stats, uint nsets, uint per_item, uint lag,
               uint len, uint seg, uint aff_mod, uint elementwise, float eps)
 {
     const affine_t af = { scale ? scale + so : 0, bias ? bias + bo : 0, seg, aff_mod, elementwise };
 #if LANES == 1
-    /* Sets [i0, i1), pipelined (above): step t sums set t, takes the
-     * deviations of set t-1 and writes set t-2. */
+    /* Sets [i0, i1), pipelined (above): step t reads set t and writes set
+     * t - lag; after it, set t + 1 - lag has its statistics. */
     const uint i0 = get_global_id(0) * per_item;
     if (i0 >= nsets)
         return;
     const uint i1 = min(nsets, i0 + per_item);
     __global const float *xb = x + xo;
-    float mu1 = 0.0f;             /* shifted mean (RMS: mean of squares) of set t-1 */
-    float mean2 = 0.0f, rstd2 = 0.0f; /* statistics of set t-2, as applied */
-    for (uint t = i0; t < i1 + 2; ++t) {
-        const int has_s = t < i1, has_m = t > i0 && t - 1 < i1, has_a = t > i0 + 1;
+    float mu1 = 0.0f;                  /* lag 2: shifted mean (RMS: mean of squares) of set t-1 */
+    float mean_a = 0.0f, rstd_a = 0.0f; /* statistics of the set written next */
+    for (uint t = i0; t < i1 + lag; ++t) {
+        const int has_s = t < i1, has_m = !RMS && lag == 2 && t > i0 && t - 1 < i1;
+        const int has_a = t >= i0 + lag;
         __global const float *xs = has_s ? xb + (ulong)t * len : 0;
         __global const float *xm = has_m ? xb + (ulong)(t - 1) * len : 0;
-        __global const float *xa = has_a ? xb + (ulong)(t - 2) * len : 0;
-        float sum, m2;
-        pipe_pass(xs, RMS ? 0 : xm, mu1, xa, has_a ? y + yo + (ulong)(t - 2) * len : 0, t - 2, len,
-                  mean2, rstd2, af, &sum, &m2);
-        if (has_m) { /* set t-1 is complete */
-            const uint i = t - 1;
-            const float var = RMS ? mu1 : m2 / (float)len;
-            const float mean = RMS ? 0.0f : checked_mean(mu1, var), rstd = rstd_of(var, eps);
-            if (mean_out) mean_out[mo + i] = mean;
-            if (rstd_out) rstd_out[ro + i] = rstd;
-            if (stats) { stats[i] = mean; stats[nsets + i] = var; }
-            mean2 = mean, rstd2 = rstd;
+        __global const float *xa = has_a ? xb + (ulong)(t - lag) * len : 0;
+        float r1, r2;
+        pipe_pass(lag, xs, xm, mu1, xa, has_a ? y + yo + (ulong)(t - lag) * len : 0, t - lag, len,
+                  mean_a, rstd_a, af, &r1, &r2);
+        if (t + 1 >= i0 + lag && t + 1 - lag < i1) { /* set f is complete */
+            const uint f = t + 1 - lag;
+            const float mu = lag == 1 ? r1 : mu1;
+            const float var = RMS ? mu : r2 / (float)len;
+            const float mean = RMS ? 0.0f : checked_mean(mu, var), rstd = rstd_of(var, eps);
+            if (mean_out) mean_out[mo + f] = mean;
+            if (rstd_out) rstd_out[ro + f] = rstd;
+            if (stats) { stats[f] = mean; stats[nsets + f] = var; }
+            mean_a = mean, rstd_a = rstd;
         }
-        if (has_s)
-            mu1 = RMS ? sum / (float)len : xs[0] + sum / (float)len;
+        if (lag == 2 && has_s)
+            mu1 = RMS ? r1 / (float)len : xs[0] + r1 / (float)len;
     }
 #else
     __local float buf[WG];

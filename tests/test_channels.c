@@ -414,6 +414,61 @@ START_TEST(bn_split_large_channel)
 }
 END_TEST
 
+/* Sets too long for the CPU pipeline to keep three in flight (rows.cl, lag
+ * 1: more than 1/16 of a 32 MiB cache): statistics per 4096-element piece,
+ * merged with Chan's update. Data 1e4 + N(0, 1e-2) + a N(0, 1) step every
+ * 1000 elements, so the pieces' means differ and the merge's between-means
+ * term carries most of the variance. LayerNorm (elementwise affine, 5 rows,
+ * length not a multiple of 16), RMSNorm, and InstanceNorm with per-channel
+ * affine (4 planes). */
+START_TEST(long_sets_pipeline)
+{
+    clnorm_ctx *ctx = th_ctx();
+    th_begin();
+    const size_t D = 600011, M = 5;
+    float *x = malloc(M * D * 4), *y = malloc(M * D * 4), *sc = malloc(D * 4), *bi = malloc(D * 4);
+    float mean[5], rstd[5];
+    th_rng r;
+    uint64_t seed = th_next_seed();
+    th_rng_init(&r, seed);
+    th_fill_normal(&r, x, M * D, 1e4, 1e-2);
+    for (size_t i0 = 0; i0 < M * D; i0 += 1000) {
+        const float step = (float)th_rng_normal(&r);
+        for (size_t i = i0; i < i0 + 1000 && i < M * D; ++i)
+            x[i] += step;
+    }
+    th_fill_uniform(&r, sc, D, 0.5, 1.5);
+    th_fill_uniform(&r, bi, D, -1.0, 1.0);
+    static const clnorm_op ops[] = {CLNORM_LAYER_NORM, CLNORM_RMS_NORM};
+    for (int k = 0; k < 2; ++k) {
+        clnorm_desc d;
+        clnorm_desc_init(&d, ops[k]);
+        d.rows = M;
+        d.cols = D;
+        th_set_case("%s %zux%zu, 1e4+N(0,1e-2)+steps, seed=%llu", ops[k] == CLNORM_RMS_NORM ? "RMS" : "LN", M, D,
+                    (unsigned long long)seed);
+        th_inputs in = {x, sc, ops[k] == CLNORM_RMS_NORM ? NULL : bi, NULL, NULL};
+        th_outputs o = {y, ops[k] == CLNORM_RMS_NORM ? NULL : mean, rstd, NULL, NULL};
+        int st = th_run(ctx, &d, &in, &o, TH_SMALL_OFFSETS);
+        TH_EXPECT(st == CLNORM_OK, "status %d %s: %s", st, clnorm_status_name(st), clnorm_last_error(ctx));
+        if (st == CLNORM_OK)
+            th_compare(&d, &in, &o, 1.0, 1);
+    }
+    shp s = {1, 4, 2, {768, 800}}; /* planes of 614400 */
+    clnorm_desc di = mk(CLNORM_INSTANCE_NORM, CLNORM_CHANNELS_FIRST, &s);
+    float isc[4] = {0.5f, 1.0f, 1.5f, 2.0f}, ibi[4] = {-1.0f, 0.0f, 0.5f, 1.0f}, im[4], ir[4];
+    th_set_case("IN 1x4x768x800, 1e4+N(0,1e-2)+steps, seed=%llu", (unsigned long long)seed);
+    th_inputs in = {x, isc, ibi, NULL, NULL};
+    th_outputs o = {y, im, ir, NULL, NULL};
+    int st = th_run(ctx, &di, &in, &o, TH_SMALL_OFFSETS);
+    TH_EXPECT(st == CLNORM_OK, "status %d %s: %s", st, clnorm_status_name(st), clnorm_last_error(ctx));
+    if (st == CLNORM_OK)
+        th_compare(&di, &in, &o, 1.0, 1);
+    free(x); free(y); free(sc); free(bi);
+    th_finish();
+}
+END_TEST
+
 /* Rejected calls: specific status, and every buffer (outputs, running
  * statistics) byte-identical afterwards (th_run checks that on any rejection). */
 START_TEST(error_cases)
@@ -520,6 +575,7 @@ int main(void)
     tcase_add_test(tc, nan_inf_isolation);
     tcase_add_test(tc, error_cases);
     tcase_add_test(tc, bn_split_large_channel);
+    tcase_add_test(tc, long_sets_pipeline);
     suite_add_tcase(s, tc);
     return th_run_suite(s, "test_channels");
 }
