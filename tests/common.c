@@ -870,6 +870,20 @@ const char *th_variant_str(th_variant v)
     return buf;
 }
 
+int th_variant_select(clnorm_ctx *ctx, size_t vi)
+{
+    return th_variant_enabled(vi) && th_use_variant(ctx, th_variants[vi]) == 0;
+}
+
+int th_variant_next(clnorm_ctx *ctx, size_t *vi)
+{
+    while (++*vi < th_variant_count)
+        if (th_variant_select(ctx, *vi))
+            return 1;
+    clnorm_set_variant(ctx, CLNORM_VARIANT_AUTO, 0);
+    return 0;
+}
+
 int th_use_variant(clnorm_ctx *ctx, th_variant v)
 {
     clnorm_status st = clnorm_set_variant(ctx, v.v, v.wgs);

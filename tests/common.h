@@ -150,6 +150,13 @@ extern const size_t th_variant_count;
 int th_variant_enabled(size_t i);
 /* Sets the variant; returns 0 on success (reports through th_fail otherwise). */
 int th_use_variant(clnorm_ctx *ctx, th_variant v);
+/* th_variants[vi] is enabled and now set on ctx (1), or skipped (0). */
+int th_variant_select(clnorm_ctx *ctx, size_t vi);
+/* Advances *vi to the next variant th_variant_select accepts (start from
+ * (size_t)-1); after the last one ctx is back on AUTO and it returns 0. */
+int th_variant_next(clnorm_ctx *ctx, size_t *vi);
+/* The loop over variants every suite writes: vi indexes th_variants. */
+#define TH_FOR_EACH_VARIANT(ctx, vi) for (size_t vi = (size_t)-1; th_variant_next((ctx), &vi);)
 const char *th_variant_str(th_variant v);
 
 /* Float helpers */

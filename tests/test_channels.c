@@ -45,7 +45,7 @@ static void run_op_matrix(clnorm_op op, int training, int vi, int psa)
     clnorm_ctx *ctx = th_ctx();
     th_variant v = th_variants[vi];
     th_begin();
-    if (!th_variant_enabled((size_t)vi) || th_use_variant(ctx, v) != 0) {
+    if (!th_variant_select(ctx, (size_t)vi)) {
         th_finish();
         return;
     }
@@ -248,9 +248,7 @@ START_TEST(equivalences)
     th_rng r;
     uint64_t seed = th_next_seed();
     th_rng_init(&r, seed);
-    for (size_t vi = 0; vi < th_variant_count; vi++) {
-        if (!th_variant_enabled(vi) || th_use_variant(ctx, th_variants[vi]) != 0)
-            continue;
+    TH_FOR_EACH_VARIANT(ctx, vi) {
         for (size_t si = 0; si < NELEM(ss); si++) {
             shp s = ss[si];
             size_t S = 1;
@@ -341,7 +339,6 @@ START_TEST(equivalences)
             free(sce); free(bie);
         }
     }
-    clnorm_set_variant(ctx, CLNORM_VARIANT_AUTO, 0);
     th_finish();
 }
 END_TEST

@@ -29,7 +29,7 @@ static void run_matrix(clnorm_op op, int vi)
     clnorm_ctx *ctx = th_ctx();
     th_variant v = th_variants[vi];
     th_begin();
-    if (!th_variant_enabled((size_t)vi) || th_use_variant(ctx, v) != 0) {
+    if (!th_variant_select(ctx, (size_t)vi)) {
         th_finish();
         return;
     }
@@ -78,9 +78,7 @@ START_TEST(flags_eps_all_combinations)
 {
     clnorm_ctx *ctx = th_ctx();
     th_begin();
-    for (size_t vi = 0; vi < th_variant_count; vi++) {
-        if (!th_variant_enabled(vi) || th_use_variant(ctx, th_variants[vi]) != 0)
-            continue;
+    TH_FOR_EACH_VARIANT(ctx, vi) {
         for (int op = CLNORM_LAYER_NORM; op <= CLNORM_RMS_NORM; op++)
             for (unsigned f = 0; f < 8; f++)
                 for (size_t e = 0; e < NELEM(epss); e++) {
@@ -98,7 +96,6 @@ START_TEST(flags_eps_all_combinations)
                     th_check_case(ctx, &c);
                 }
     }
-    clnorm_set_variant(ctx, CLNORM_VARIANT_AUTO, 0);
     th_finish();
 }
 END_TEST
@@ -109,9 +106,7 @@ START_TEST(in_place)
     clnorm_ctx *ctx = th_ctx();
     static const size_t shapes[][2] = {{3, 7}, {64, 1000}, {1, 65537}, {1000, 31}, {2, 300000}};
     th_begin();
-    for (size_t vi = 0; vi < th_variant_count; vi++) {
-        if (!th_variant_enabled(vi) || th_use_variant(ctx, th_variants[vi]) != 0)
-            continue;
+    TH_FOR_EACH_VARIANT(ctx, vi) {
         for (size_t s = 0; s < NELEM(shapes); s++)
             for (int op = CLNORM_LAYER_NORM; op <= CLNORM_RMS_NORM; op++) {
                 th_case c;
@@ -126,7 +121,6 @@ START_TEST(in_place)
                 th_check_case(ctx, &c);
             }
     }
-    clnorm_set_variant(ctx, CLNORM_VARIANT_AUTO, 0);
     th_finish();
 }
 END_TEST
@@ -139,9 +133,7 @@ START_TEST(determinism)
     th_begin();
     th_rng r;
     th_rng_init(&r, th_next_seed());
-    for (size_t vi = 0; vi < th_variant_count; vi++) {
-        if (!th_variant_enabled(vi) || th_use_variant(ctx, th_variants[vi]) != 0)
-            continue;
+    TH_FOR_EACH_VARIANT(ctx, vi) {
         for (size_t s = 0; s < NELEM(shapes); s++) {
             size_t M = shapes[s][0], D = shapes[s][1], E = M * D;
             if (E > 1100000 && vi > 4)
@@ -169,7 +161,6 @@ START_TEST(determinism)
             free(x); free(sc); free(y1); free(y2); free(m1); free(m2); free(r1); free(r2);
         }
     }
-    clnorm_set_variant(ctx, CLNORM_VARIANT_AUTO, 0);
     th_finish();
 }
 END_TEST
@@ -298,9 +289,7 @@ START_TEST(nan_inf_isolation)
     clnorm_ctx *ctx = th_ctx();
     static const size_t shapes[][2] = {{3, 1}, {4, 2}, {5, 1000}, {7, 70001}};
     th_begin();
-    for (size_t vi = 0; vi < th_variant_count; vi++) {
-        if (!th_variant_enabled(vi) || th_use_variant(ctx, th_variants[vi]) != 0)
-            continue;
+    TH_FOR_EACH_VARIANT(ctx, vi) {
         for (size_t s = 0; s < NELEM(shapes); s++)
             for (int op = CLNORM_LAYER_NORM; op <= CLNORM_RMS_NORM; op++) {
                 th_case c;
@@ -315,7 +304,6 @@ START_TEST(nan_inf_isolation)
                 th_check_case(ctx, &c);
             }
     }
-    clnorm_set_variant(ctx, CLNORM_VARIANT_AUTO, 0);
     th_finish();
 }
 END_TEST
