@@ -11,6 +11,7 @@
 
 #include "clnorm.h"
 #include "reference.h"
+#include "common.h" /* th_run_suite */
 
 #include <stddef.h>
 #include <stdint.h>

@@ -358,11 +358,7 @@ int main(void)
     tcase_add_test(tc, test_build_failed_status);
     tcase_add_loop_test(tc, test_family, 0, g_nfam);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_set_fork_status(sr, CK_NOFORK);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    int failed = th_run_suite(s, "test_faults") != EXIT_SUCCESS;
     printf("faults: %lu fault points injected (%lu absorbed by the library with a correct result)\n", g_points,
            g_tolerated);
     for (int i = 0; i < FI_KIND_COUNT; i++)

@@ -229,10 +229,6 @@ int main(void)
     tcase_add_test(tc, test_many_ops_one_context);
     tcase_add_test(tc, test_create_run_destroy);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_set_fork_status(sr, CK_NOFORK);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    int failed = th_run_suite(s, "test_soak") != EXIT_SUCCESS;
     return failed ? 1 : 0;
 }

@@ -227,10 +227,6 @@ int main(void)
     tcase_add_test(tc, test_shared_context);
     tcase_add_test(tc, test_shared_out_of_order_queue);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_set_fork_status(sr, CK_NOFORK);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    int failed = th_run_suite(s, "test_threads") != EXIT_SUCCESS;
     return failed ? 1 : 0;
 }

@@ -798,11 +798,7 @@ int main(void)
     tcase_add_test(ok, test_rms_inf_row);
     suite_add_tcase(s, ok);
 
-    SRunner *sr = srunner_create(s);
-    srunner_set_fork_status(sr, CK_NOFORK);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    int failed = th_run_suite(s, "test_validation") != EXIT_SUCCESS;
     report();
     teardown_problems();
     clnorm_destroy(g_ctx);
