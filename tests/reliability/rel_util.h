@@ -11,7 +11,6 @@
 
 #include "clnorm.h"
 #include "reference.h"
-#include "common.h" /* th_run_suite */
 
 #include <stddef.h>
 #include <stdint.h>

@@ -26,6 +26,7 @@
 
 #include "interpose.h"
 #include "rel_util.h"
+#include "common.h" /* th_run_suite */
 
 static unsigned long g_points;   /* fault points injected */
 static unsigned long g_tolerated; /* faults the library absorbed (result still correct) */

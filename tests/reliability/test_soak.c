@@ -19,6 +19,7 @@
 
 #include "interpose.h"
 #include "rel_util.h"
+#include "common.h" /* th_run_suite */
 
 #if defined(__SANITIZE_ADDRESS__)
 #define REL_ASAN 1

@@ -22,6 +22,7 @@
 
 #include "interpose.h"
 #include "rel_util.h"
+#include "common.h" /* th_run_suite */
 
 #define NTHREADS 4
 static long g_iters;

@@ -19,6 +19,7 @@
 
 #include "interpose.h"
 #include "rel_util.h"
+#include "common.h" /* th_run_suite */
 
 static clnorm_ctx *g_ctx;
 static cl_command_queue g_q;
