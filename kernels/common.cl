@@ -244,6 +244,66 @@ inline float checked_mean(float mean, float var)
     return isnan(var) ? NAN : mean;
 }
 
+/* rstd from a biased variance (RMS: mean of squares). The one place it is
+ * computed, so saved and applied statistics agree bit for bit. An infinite
+ * mean of squares means an Inf in the set (or float32 overflow of x^2):
+ * the set's outputs must be NaN, not x * 0. */
+inline float rstd_of(float var, float eps)
+{
+#if RMS
+    if (isinf(var))
+        return NAN;
+#endif
+    return 1.0f / sqrt(var + eps);
+}
+
+/* A set's statistics from its partials at p[PART_STRIDE * (base + j1*st1 +
+ * j2*st2)], j1 < n1, j2 < n2, in that fixed order. Two passes over the
+ * partials (they are few and cached), no division per partial: the mean is
+ * the count-weighted mean of theirs, and M2 the sum of theirs plus each
+ * count times its mean's squared distance from the whole mean (exact, like
+ * Chan's update). Means are taken relative to the first partial's, so a
+ * large common offset does not round away the spread. Gives the mean
+ * (checked_mean; RMS: 0) and the biased variance (RMS: mean of squares). */
+inline void merge_set(__global const float *p, ulong base, uint n1, ulong st1, uint n2, ulong st2,
+                      float *mean, float *var)
+{
+    const float K = p[PART_STRIDE * base];
+    ulong cnt = 0;
+    float s = 0.0f, q = 0.0f;
+    for (uint j1 = 0; j1 < n1; ++j1)
+        for (uint j2 = 0; j2 < n2; ++j2) {
+            __global const float *e = p + PART_STRIDE * (base + j1 * st1 + j2 * st2);
+            const uint c = as_uint(e[2]);
+            cnt += c;
+            s += (float)c * (e[0] - K);
+        }
+    const float rel = s / (float)cnt;
+    for (uint j1 = 0; j1 < n1; ++j1)
+        for (uint j2 = 0; j2 < n2; ++j2) {
+            __global const float *e = p + PART_STRIDE * (base + j1 * st1 + j2 * st2);
+            const float d = (e[0] - K) - rel;
+            q += e[1] + (float)as_uint(e[2]) * d * d;
+        }
+#if RMS
+    *var = K + rel;
+    *mean = 0.0f;
+#else
+    *var = q / (float)cnt;
+    *mean = checked_mean(K + rel, *var);
+#endif
+}
+
+/* Entry t of a folded table (tn entries per row): the set's mean, then the
+ * multiplier rstd * scale and the bias (see fold_table in merge.cl). */
+inline void fold_entry(__global float *table, uint t, uint tn, float mean, float r,
+                       __global const float *scale, ulong si, __global const float *bias, ulong bi)
+{
+    table[t] = mean;
+    table[tn + t] = scale ? r * scale[si] : r;
+    table[2 * tn + t] = bias ? bias[bi] : 0.0f;
+}
+
 /* y = (x - m) * a * s + b over [j0, j1) of a set, vectors first, then the
  * tail. m, s and b are per element when mv, sv, bv are given (indexed like
  * x), else the scalars (s = 1). Lane l takes vectors l, l + LANES, ... */
@@ -267,15 +327,3 @@ inline void norm_span(__global const float *x, __global float *y, uint j0, uint 
     }
 }
 
-/* rstd from a biased variance (RMS: mean of squares). The one place it is
- * computed, so saved and applied statistics agree bit for bit. An infinite
- * mean of squares means an Inf in the set (or float32 overflow of x^2):
- * the set's outputs must be NaN, not x * 0. */
-inline float rstd_of(float var, float eps)
-{
-#if RMS
-    if (isinf(var))
-        return NAN;
-#endif
-    return 1.0f / sqrt(var + eps);
-}

@@ -5,12 +5,12 @@
  */
 
 /*
- * One work-item per set merges its partials in a fixed order with Chan et
- * al.'s exact pairwise update of (count, mean, M2), so no E[x^2] - E[x]^2
- * cancellation and no atomics. Set s = so * n_inner + si has its partials at
- * so*o_stride + si*i_stride + j1*st1 + j2*st2 for j1 < n1, j2 < n2.
- * Writes stats[s] = mean and stats[nsets + s] = biased variance (RMS: mean of
- * squares, mean 0), and the optional saved mean and rstd.
+ * One work-item per set merges its partials in a fixed order (merge_set in
+ * common.cl), so no E[x^2] - E[x]^2 cancellation and no atomics. Set
+ * s = so * n_inner + si has its partials at so*o_stride + si*i_stride +
+ * j1*st1 + j2*st2 for j1 < n1, j2 < n2. Writes stats[s] = mean and
+ * stats[nsets + s] = biased variance (RMS: mean of squares, mean 0), and
+ * the optional saved mean and rstd.
  */
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
 void merge_partials(__global const float *part, __global float *stats,
@@ -22,16 +22,8 @@ void merge_partials(__global const float *part, __global float *stats,
     if (s >= nsets)
         return;
     const ulong base = (ulong)(s / n_inner) * o_stride + (ulong)(s % n_inner) * i_stride;
-    const float K = part[PART_STRIDE * base];
-    chan_t a = {0, 0.0f, 0.0f};
-    for (uint j1 = 0; j1 < n1; ++j1)
-        for (uint j2 = 0; j2 < n2; ++j2) {
-            const ulong idx = PART_STRIDE * (base + j1 * st1 + j2 * st2);
-            chan_add(&a, as_uint(part[idx + 2]), part[idx] - K, part[idx + 1]);
-        }
-    float mean = K + a.rel;
-    const float var = RMS ? mean : a.m2 / (float)a.n;
-    mean = RMS ? 0.0f : checked_mean(mean, var);
+    float mean, var;
+    merge_set(part, base, n1, st1, n2, st2, &mean, &var);
     stats[s] = mean;
     stats[nsets + s] = var;
     if (mean_out) mean_out[mo + s] = mean;
@@ -81,8 +73,5 @@ void fold_table(__global const float *mean, ulong mo, __global const float *var,
     if (c >= C)
         return;
     const uint s = p * stat_p + c / grp, a_i = p * aff_p + c, t = p * C + c, tn = P * C;
-    const float r = rstd_of(var[vo + s], eps);
-    table[t] = mean[mo + s];
-    table[tn + t] = scale ? r * scale[so + a_i] : r;
-    table[2 * tn + t] = bias ? bias[bo + a_i] : 0.0f;
+    fold_entry(table, t, tn, mean[mo + s], rstd_of(var[vo + s], eps), scale, so + a_i, bias, bo + a_i);
 }
