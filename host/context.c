@@ -254,7 +254,7 @@ CLNORM_API clnorm_status clnorm_set_variant(clnorm_ctx *c, clnorm_variant v, siz
 
 static const char *const kernel_names[] = {"row_norm", "row_partials", "row_apply", "col_partials",
                                            "merge_partials", "update_running", "fold_table",
-                                           "apply_table"};
+                                           "apply_table", "col_wave"};
 
 static const char *source_of(const char *name)
 {
@@ -274,7 +274,7 @@ static int build_program(clnorm_ctx *c, clnorm_program *p)
     p->program = clCreateProgramWithSource(c->context, 5, srcs, NULL, &err);
     if (!p->program)
         return clnorm_cl_fail(c, err ? err : CL_OUT_OF_HOST_MEMORY, "clCreateProgramWithSource");
-    char opts[192];
+    char opts[256];
     /* CPUs: explicit 16-wide vectors, columns per work-item, serial segment
      * sums, rows re-read from cache; GPUs: float4 loads, a column per
      * work-item, tree sums, rows of up to lanes*32 floats in registers. */

@@ -426,6 +426,28 @@ static int plan_partials(chain *ch, const clnorm_desc *d, const shape *s, const 
     scratch_need need = {{0, 2 * s->sets, 3 * (per_sample ? s->N : 1) * s->C}};
     cl_mem scr[3];
     int st;
+    clnorm_colplan cp;
+    if (!bn && s->cl && clnorm_plan_waves(ch->c, s->N, s->S, s->C, &cp)) {
+        /* CPUs: launch w reads sample w for its statistics while it writes
+         * sample w-1 (col_wave in cols.cl). */
+        const size_t tiles = div_up(s->C, cp.per_wi), KR = div_up(s->S, cp.rchunk);
+        size_t g[2] = {round_up(tiles, cp.wg), KR}, l[2] = {cp.wg, 1};
+        need.floats[0] = 3 * 2 * KR * s->C;
+        need.floats[2] = 3 * cp.per_wi * tiles * KR; /* a folded table per work-item */
+        if ((st = reserve(ch->c, &need, scr)) != CLNORM_OK) return st;
+        cl_mem stats = s->update_running ? scr[1] : NULL;
+        cl_uint N = (cl_uint)s->N, S = (cl_uint)s->S, C = (cl_uint)s->C, G = (cl_uint)s->G;
+        cl_uint rc = (cl_uint)cp.rchunk, rs = (cl_uint)cp.rsub, aff_ps = d->per_sample_affine ? 1 : 0;
+        for (cl_uint w = 0; w <= N && st == CLNORM_OK; ++w) {
+            karg ka[] = {KA(a->x),  KA(a->xo), KA(a->y),  KA(a->yo), KA(a->scale), KA(a->so), KA(a->bias),
+                         KA(a->bo), KA(a->mean), KA(a->mo), KA(a->rstd), KA(a->ro), KA(stats), KA(scr[0]),
+                         KA(scr[2]), KA(N), KA(S), KA(C), KA(G), KA(rc), KA(rs), KA(aff_ps), KA(a->eps), KA(w)};
+            st = launch(ch, "col_wave", cp.wg, 1, ch->y_flags, ka, NARGS(ka), 2, g, l);
+        }
+        if (st == CLNORM_OK && s->update_running)
+            st = run_running(ch, a, scr[1], wg, (cl_uint)s->sets, C, N, (cl_float)s->set_len);
+        return st;
+    }
     /* Channels-first BatchNorm with long planes reduces rows (n, c) of S. */
     if (bn && !s->cl && !clnorm_plan_bn_use_cols(ch->c, s->S)) {
         clnorm_rowplan rp;
@@ -448,7 +470,6 @@ static int plan_partials(chain *ch, const clnorm_desc *d, const shape *s, const 
         size_t P = bn ? 1 : s->N, R = s->cl ? (bn ? s->N * s->S : s->S) : s->N;
         size_t Cc = s->cl ? s->C : s->C * s->S;
         size_t per_set_cols = s->cl ? s->C / s->G : s->S;
-        clnorm_colplan cp;
         clnorm_plan_cols(ch->c, P, R, Cc, &cp);
         const size_t KR = div_up(R, cp.rchunk);
         need.floats[0] = 3 * P * KR * Cc;

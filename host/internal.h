@@ -28,7 +28,7 @@ typedef struct clnorm_devinfo {
 
 /* One compiled program per option set; kernels are created once and reused
  * (every call holds the context lock while it sets arguments and enqueues). */
-#define CLNORM_MAX_KERNELS 8
+#define CLNORM_MAX_KERNELS 9
 typedef struct clnorm_program {
     unsigned wg, lanes, tree, flags;
     cl_program program;
@@ -82,6 +82,9 @@ typedef struct clnorm_colplan {
 #define CLNORM_CPU_COL_TILE 1024
 void clnorm_plan_cols(const clnorm_ctx *ctx, size_t P, size_t R, size_t C, clnorm_colplan *p);
 int clnorm_plan_bn_use_cols(const clnorm_ctx *ctx, size_t S);
+/* col_wave (cols.cl): channels-last InstanceNorm/GroupNorm on CPUs, one launch
+ * per sample plus one; 0 where the partials pipeline serves better. */
+int clnorm_plan_waves(const clnorm_ctx *ctx, size_t N, size_t S, size_t C, clnorm_colplan *p);
 int clnorm_plan_stream(const clnorm_ctx *ctx, size_t y_bytes);
 
 extern const struct clnorm_kernel_source {

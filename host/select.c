@@ -152,3 +152,26 @@ int clnorm_plan_bn_use_cols(const clnorm_ctx *c, size_t S)
      * overhead; treat the N x (C*S) matrix as columns instead. */
     return S < 64;
 }
+
+int clnorm_plan_waves(const clnorm_ctx *c, size_t N, size_t S, size_t C, clnorm_colplan *p)
+{
+    /* CPUs, where reads and writes overlap only within a core; whole
+     * vectors of columns; 2 to 16 samples (one sample has nothing to
+     * overlap; 17 launches at most) of at least 1 MiB each, so that the
+     * launches stay a small part of the run. Otherwise the partials
+     * pipeline. */
+    if (!c->dev.is_cpu || (c->variant != CLNORM_VARIANT_AUTO && c->variant != CLNORM_VARIANT_WI) ||
+        C % 16 || N < 2 || N > 16 || (cl_ulong)S * C * 4 < (1u << 20))
+        return 0;
+    clnorm_plan_cols(c, 1, S, C, p);
+    /* Two row chunks per compute unit: every work-item merges the
+     * previous sample's partials for its tile, so more chunks cost more
+     * merging, fewer leave a unit idle when the other is slowed. */
+    const size_t chunks = div_up((size_t)c->dev.compute_units * 2, div_up(C, p->per_wi));
+    size_t rchunk = div_up(S, chunks);
+    if (rchunk < 16) rchunk = 16;
+    if (rchunk > S) rchunk = S;
+    p->rchunk = rchunk;
+    if (p->rsub > rchunk) p->rsub = rchunk;
+    return 1;
+}

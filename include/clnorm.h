@@ -175,7 +175,9 @@ const char *clnorm_build_log(const clnorm_ctx *ctx);
  * channels-first InstanceNorm/GroupNorm and BatchNorm statistics). AUTO picks
  * by the rules in host/select.c; CLNORM_VARIANT (env, read at context
  * creation: "auto", "wg", "subgroup", "wi", "split") or clnorm_set_variant()
- * forces one for experiments and tests.
+ * forces one for experiments and tests. Channels-last InstanceNorm/GroupNorm
+ * on CPUs: AUTO and WI allow the wave pipeline where the rules pick it; the
+ * other variants force the partials pipeline.
  */
 typedef enum clnorm_variant {
     CLNORM_VARIANT_AUTO = 0,

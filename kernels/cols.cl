@@ -5,13 +5,17 @@
  * and channels-first BatchNorm with small planes (P = 1, R = N, C*S columns,
  * S adjacent columns per channel).
  *
- * On GPUs work-item c owns column c, so loads along C are coalesced; on
- * CPUs a work-item owns a tile of columns (below). Dimension 1 splits the rows into
- * chunks of `rchunk`; each (p, chunk, c) leaves one partial at index
- * (p*nchunks + chunk)*C + c, merged later in a fixed order. No barriers.
+ * col_partials: on GPUs work-item c owns column c, so loads along C are
+ * coalesced; on CPUs a work-item owns a tile of columns (below). Dimension 1
+ * splits the rows into chunks of `rchunk`; each (p, chunk, c) leaves one
+ * partial at index (p*nchunks + chunk)*C + c, merged later in a fixed order.
+ * No barriers.
+ *
+ * col_wave (CPUs): channels-last InstanceNorm/GroupNorm in N + 1 launches
+ * that overlap one sample's statistics with the previous one's output.
  */
 #ifndef COL_TILE
-#define COL_TILE 64 /* CPUs: vectors of columns per work-item */
+#define COL_TILE 64 /* CPUs: vectors of columns per col_partials work-item */
 #endif
 
 /* Two passes over rows [r0, r1) of column(s) at col (they stay in cache),
@@ -30,6 +34,84 @@
         m2 = q;                                                                  \
     }
 
+/* Rows of a band being written while another band's statistics stream in:
+ * y = (x - m) * a + b with per-column m, a, b (a folded table row). */
+typedef struct {
+    __global const float *x, *m, *a, *b;
+    __global float *y;
+    uint n; /* columns; 0: nothing to write */
+} col_write_t;
+
+/* Per column vector j of a tile, side by side (separate arrays 4 KiB apart
+ * would alias in the store buffer): the sub-tile's shift, then mean (K), its
+ * sum, then M2 (S), and the running reference mean (K0), mean relative to it
+ * (REL) and M2 (Q). */
+#define K_(j) st[5 * (j)]
+#define S_(j) st[5 * (j) + 1]
+#define K0_(j) st[5 * (j) + 2]
+#define REL_(j) st[5 * (j) + 3]
+#define Q_(j) st[5 * (j) + 4]
+
+/* CPUs: statistics of rows [a, b) of nvec column vectors at xp (row stride
+ * C), merged into the tile's running statistics st (rows from r0 on). The
+ * first pass streams the rows in order: each row of the tile is one
+ * contiguous read, which the hardware prefetcher follows. The sub-tile is
+ * sized to stay in L2 for the second pass. Sub-tiles merge with Chan's
+ * update (as chan_add, one weight for all columns). If w->n, the same rows
+ * of w's tile are written during the first pass, so that the core's reads
+ * and writes overlap (col_wave). */
+inline void col_subtile(__global const float *xp, uint C, uint a, uint b, uint r0, uint nvec,
+                        floatv *st, const col_write_t *w)
+{
+    __global const float *row = xp + (ulong)a * C;
+    for (uint j = 0; j < nvec; ++j) {
+        K_(j) = LOADV(j, row);
+        S_(j) = 0.0f;
+    }
+    for (uint r = a; r < b; ++r, row += C) {
+        for (uint j = 0; j < nvec; ++j)
+            S_(j) += LOADV(j, row) - K_(j);
+        if (w->n)
+            norm_span(w->x + (ulong)r * C, w->y + (ulong)r * C, 0, w->n, 0, 0.0f, 1.0f, 0.0f, w->m,
+                      w->a, w->b);
+    }
+    if (!nvec)
+        return;
+    const float nb = (float)(b - a);
+    for (uint j = 0; j < nvec; ++j)
+        K_(j) += S_(j) / nb; /* the mean, as in the scalar path */
+    /* The second pass walks the sub-tile (in L2) in bands of two vectors,
+     * so its accumulators stay in registers; each column still sums its
+     * rows in order. */
+    for (uint j = 0; j < nvec; j += 2) {
+        const uint j2 = min(j + 1, nvec - 1); /* an odd last band repeats its vector */
+        const floatv k0 = K_(j), k1 = K_(j2);
+        floatv q0 = 0.0f, q1 = 0.0f;
+        row = xp + (ulong)a * C;
+        for (uint r = a; r < b; ++r, row += C) {
+            const floatv d0 = LOADV(j, row) - k0, d1 = LOADV(j2, row) - k1;
+            q0 += d0 * d0;
+            q1 += d1 * d1;
+        }
+        S_(j) = q0;
+        S_(j2) = q1;
+    }
+    if (a == r0) {
+        for (uint j = 0; j < nvec; ++j) {
+            K0_(j) = K_(j);
+            REL_(j) = 0.0f;
+            Q_(j) = S_(j);
+        }
+    } else {
+        const float na = (float)(a - r0), w8 = nb / (na + nb);
+        for (uint j = 0; j < nvec; ++j) {
+            const floatv d = (K_(j) - K0_(j)) - REL_(j);
+            REL_(j) += d * w8;
+            Q_(j) += S_(j) + d * d * (na * w8);
+        }
+    }
+}
+
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
 void col_partials(__global const float *x, ulong xo, __global float *part,
                   uint R, uint C, uint rchunk, uint rsub)
@@ -41,70 +123,17 @@ void col_partials(__global const float *x, ulong xo, __global float *part,
     __global const float *xp = x + xo + (ulong)p * R * C;
 #if COLS_VEC
     /* CPUs: a work-item owns a tile of COL_TILE vectors (the host passes
-     * 64: 1024 columns) and walks its rows in order: each row of the tile is
-     * one contiguous read of up to 4 KiB, which the hardware prefetcher
-     * streams. It takes its rows in sub-tiles of rsub rows that stay in L2
-     * for the second pass, and merges the sub-tiles' statistics itself
-     * (Chan, as chan_add, one weight for all columns), so the merge kernel
-     * sees one partial per work-item instead of one per sub-tile. */
+     * 64: 1024 columns) and takes its rows in sub-tiles of rsub rows, so the
+     * merge kernel sees one partial per work-item instead of one per
+     * sub-tile. */
     const uint c0 = get_global_id(0) * (COL_TILE * VEC);
     if (c0 >= C)
         return;
     const uint nvec = min((uint)COL_TILE, (C - c0) / VEC);
-    /* Per vector j, side by side (separate arrays 4 KiB apart would alias
-     * in the store buffer): the sub-tile's shift, then mean (K), its sum,
-     * then M2 (S), and the running reference mean (K0), mean relative to
-     * it (REL) and M2 (Q). */
     floatv st[5 * COL_TILE];
-#define K_(j) st[5 * (j)]
-#define S_(j) st[5 * (j) + 1]
-#define K0_(j) st[5 * (j) + 2]
-#define REL_(j) st[5 * (j) + 3]
-#define Q_(j) st[5 * (j) + 4]
-    for (uint a = r0; a < r1; a += rsub) {
-        const uint b = min(r1, a + rsub);
-        __global const float *row = xp + (ulong)a * C + c0;
-        for (uint j = 0; j < nvec; ++j) {
-            K_(j) = LOADV(j, row);
-            S_(j) = 0.0f;
-        }
-        for (uint r = a; r < b; ++r, row += C)
-            for (uint j = 0; j < nvec; ++j)
-                S_(j) += LOADV(j, row) - K_(j);
-        const float nb = (float)(b - a);
-        for (uint j = 0; j < nvec; ++j)
-            K_(j) += S_(j) / nb; /* the mean, as in the scalar path */
-        /* The second pass walks the sub-tile (in L2) in bands of two
-         * vectors, so its accumulators stay in registers; each column still
-         * sums its rows in order. */
-        for (uint j = 0; j < nvec; j += 2) {
-            const uint j2 = min(j + 1, nvec - 1); /* an odd last band repeats its vector */
-            const floatv k0 = K_(j), k1 = K_(j2);
-            floatv q0 = 0.0f, q1 = 0.0f;
-            row = xp + (ulong)a * C + c0;
-            for (uint r = a; r < b; ++r, row += C) {
-                const floatv d0 = LOADV(j, row) - k0, d1 = LOADV(j2, row) - k1;
-                q0 += d0 * d0;
-                q1 += d1 * d1;
-            }
-            S_(j) = q0;
-            S_(j2) = q1;
-        }
-        if (a == r0) {
-            for (uint j = 0; j < nvec; ++j) {
-                K0_(j) = K_(j);
-                REL_(j) = 0.0f;
-                Q_(j) = S_(j);
-            }
-        } else {
-            const float na = (float)(a - r0), w = nb / (na + nb);
-            for (uint j = 0; j < nvec; ++j) {
-                const floatv d = (K_(j) - K0_(j)) - REL_(j);
-                REL_(j) += d * w;
-                Q_(j) += S_(j) + d * d * (na * w);
-            }
-        }
-    }
+    const col_write_t none = {0, 0, 0, 0, 0, 0};
+    for (uint a = r0; a < r1; a += rsub)
+        col_subtile(xp + c0, C, a, min(r1, a + rsub), r0, nvec, st, &none);
     for (uint j = 0; j < nvec; ++j) {
         float mv[VEC], qv[VEC];
         STOREV(K0_(j) + REL_(j), 0, mv);
@@ -112,11 +141,6 @@ void col_partials(__global const float *x, ulong xo, __global float *part,
         for (uint t = 0; t < VEC; ++t)
             put_partial(part, out + c0 + j * VEC + t, r1 - r0, mv[t], qv[t]);
     }
-#undef K_
-#undef S_
-#undef K0_
-#undef REL_
-#undef Q_
     /* Columns past the last full vector (C not a multiple of VEC). */
     for (uint c = c0 + nvec * VEC; c < min(C, c0 + COL_TILE * VEC); ++c) {
 #else
@@ -131,3 +155,90 @@ void col_partials(__global const float *x, ulong xo, __global float *part,
         put_partial(part, out + c, r1 - r0, mu, m2);
     }
 }
+
+/*
+ * Channels-last InstanceNorm/GroupNorm on CPUs, in waves: x is [N][S][C] and
+ * a set (n, group) spans all S rows of sample n, so its statistics are
+ * complete only after a pass over the whole sample. Done as partials, merge
+ * and apply, the statistics pass only reads and the apply pass mostly
+ * writes, and the two never overlap. Launch w (w = 0..N) instead reads
+ * sample w for its partials while it writes sample w-1, whose partials the
+ * launch before left: each core reads and writes at once, as a copy does,
+ * and only the first and last launches do one without the other. Sample
+ * w-1's x comes back from the last-level cache.
+ *
+ * The grid is col_partials' for one sample: tiles of columns (dimension 0)
+ * by chunks of rows (dimension 1). Each work-item first merges sample w-1's
+ * partials for the groups its tile touches (every work-item merges the
+ * same way, so they agree bit for bit) into its own folded table (as
+ * fold_table's, 3*TILE floats per work-item), then takes its rows in sub-tiles.
+ * Partials alternate between two halves of `part` (w % 2). Requires C a
+ * multiple of VEC, and LANES = 1 (each work-item writes all of its rows'
+ * vectors); the host sees to both.
+ */
+__kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
+void col_wave(__global const float *x, ulong xo, __global float *y, ulong yo,
+              __global const float *scale, ulong so, __global const float *bias, ulong bo,
+              __global float *mean_out, ulong mo, __global float *rstd_out, ulong ro,
+              __global float *stats, __global float *part, __global float *table, uint N, uint S,
+              uint C, uint G, uint rchunk, uint rsub, uint aff_ps, float eps, uint w)
+{
+    const uint TILE = COL_TILE * VEC;
+    const uint kr = get_global_id(1), nk = get_global_size(1), gw = C / G;
+    const uint c0 = get_global_id(0) * TILE;
+    if (c0 >= C)
+        return;
+    const uint c1 = min(C, c0 + TILE), r0 = kr * rchunk, r1 = min(S, r0 + rchunk);
+    col_write_t wr = {0, 0, 0, 0, 0, 0};
+    if (w > 0) {
+        const uint n = w - 1;
+        const uint tiles = (C + TILE - 1) / TILE;
+        __global float *tm = table + ((ulong)kr * tiles + get_global_id(0)) * 3 * TILE;
+        __global const float *pp = part + (ulong)(n % 2) * nk * C * PART_STRIDE;
+        for (uint g = c0 / gw; g * gw < c1; ++g) {
+            float mean, var;
+            merge_set(pp, g * gw, nk, C, gw, 1, &mean, &var);
+            const float r = rstd_of(var, eps);
+            const uint set = n * G + g;
+            if (kr == 0 && g * gw >= c0) { /* the set's first column is in this tile */
+                if (mean_out) mean_out[mo + set] = mean;
+                if (rstd_out) rstd_out[ro + set] = r;
+                if (stats) {
+                    stats[set] = mean;
+                    stats[N * G + set] = var;
+                }
+            }
+            for (uint c = max(c0, g * gw); c < min(c1, g * gw + gw); ++c)
+                fold_entry(tm, c - c0, TILE, mean, r, scale, so + (aff_ps ? n * C : 0) + c, bias,
+                           bo + (aff_ps ? n * C : 0) + c);
+        }
+        const ulong at = (ulong)n * S * C + c0; /* row 0: the hook adds r * C */
+        wr.x = x + xo + at;
+        wr.y = y + yo + at;
+        wr.m = tm;
+        wr.a = tm + TILE;
+        wr.b = tm + 2 * TILE;
+        wr.n = c1 - c0;
+    }
+    const uint nvec = w < N ? (c1 - c0) / VEC : 0;
+    __global const float *xs = x + xo + (ulong)(w < N ? w : 0) * S * C + c0;
+    floatv st[5 * COL_TILE];
+    for (uint a = r0; a < r1; a += rsub)
+        col_subtile(xs, C, a, min(r1, a + rsub), r0, nvec, st, &wr);
+    if (nvec) {
+        const ulong out = ((ulong)(w % 2) * nk + kr) * C + c0;
+        for (uint j = 0; j < nvec; ++j) {
+            float mv[VEC], qv[VEC];
+            STOREV(K0_(j) + REL_(j), 0, mv);
+            STOREV(Q_(j), 0, qv);
+            for (uint t = 0; t < VEC; ++t)
+                put_partial(part, out + j * VEC + t, r1 - r0, mv[t], qv[t]);
+        }
+    }
+    STOREY_END();
+}
+#undef K_
+#undef S_
+#undef K0_
+#undef REL_
+#undef Q_

@@ -466,6 +466,83 @@ START_TEST(long_sets_pipeline)
 }
 END_TEST
 
+/* Channels-last InstanceNorm/GroupNorm with 2..16 samples of at least 1 MiB
+ * and C a multiple of 16: on CPUs, the wave pipeline (col_wave: launch w
+ * reads sample w's statistics while it writes sample w-1). Every data kind;
+ * groups narrower than a vector, one vector wide, and the whole row; a
+ * group straddling the 1024-column tile (C = 1040, 80 per group); 16
+ * samples; running statistics and per-sample affine. Then columns with
+ * their own offsets and N(0, 1) steps every 16 rows, so that the merge's
+ * between-means terms (across columns and row chunks) carry most of the
+ * variance; run twice for determinism. */
+START_TEST(wave_pipeline)
+{
+    clnorm_ctx *ctx = th_ctx();
+    th_begin();
+    static const struct { shp s; clnorm_op op; size_t groups; int psa; } cases[] = {
+        {{3, 64, 1, {4099}}, CLNORM_GROUP_NORM, 8, 0},   {{3, 64, 1, {4099}}, CLNORM_GROUP_NORM, 4, 1},
+        {{2, 64, 2, {67, 62}}, CLNORM_GROUP_NORM, 1, 0}, {{2, 1040, 1, {257}}, CLNORM_GROUP_NORM, 13, 0},
+        {{2, 32, 2, {97, 89}}, CLNORM_INSTANCE_NORM, 32, 1}, {{16, 16, 1, {16411}}, CLNORM_INSTANCE_NORM, 16, 0},
+    };
+    unsigned rot = 0;
+    for (size_t i = 0; i < NELEM(cases); i++)
+        for (int k = 0; k < TH_KIND_COUNT; k++, rot++) {
+            if (cases[i].s.n == 16 && k % 2) continue; /* the largest case: half the kinds */
+            th_case c;
+            memset(&c, 0, sizeof c);
+            c.d = mk(cases[i].op, CLNORM_CHANNELS_LAST, &cases[i].s);
+            c.d.groups = cases[i].groups;
+            c.d.per_sample_affine = cases[i].psa;
+            c.d.eps = epss[rot % 3];
+            c.kind = (th_kind)k;
+            c.scale = rot % 3 != 1;
+            c.bias = rot % 4 != 2;
+            c.stats = rot % 5 != 3;
+            c.running = cases[i].op == CLNORM_INSTANCE_NORM && rot % 2 ? 1 : -1;
+            c.flags = rot % 7 == 5 ? TH_IN_PLACE : 0;
+            th_set_case("wave %s", cases[i].op == CLNORM_GROUP_NORM ? "GN" : "IN");
+            th_check_case(ctx, &c);
+        }
+
+    shp s = {3, 64, 1, {4099}};
+    clnorm_desc d = mk(CLNORM_GROUP_NORM, CLNORM_CHANNELS_LAST, &s);
+    d.groups = 4;
+    const size_t E = ref_elements(&d), C = 64;
+    float *x = malloc(E * 4), *y = malloc(E * 4), *y2 = malloc(E * 4);
+    float sc[64], bi[64], m1[12], r1[12], m2[12], r2[12];
+    th_rng r;
+    uint64_t seed = th_next_seed();
+    th_rng_init(&r, seed);
+    th_set_case("wave GN NHWC 3x64x4099 G=4, 1e4+N(0,1e-2)+column offsets+steps, seed=%llu",
+                (unsigned long long)seed);
+    th_fill_normal(&r, x, E, 1e4, 1e-2);
+    for (size_t c = 0; c < C; ++c) {
+        sc[c] = (float)th_rng_uniform(&r) + 0.5f, bi[c] = (float)th_rng_uniform(&r) - 0.5f;
+        const float off = (float)th_rng_normal(&r);
+        for (size_t i = c; i < E; i += C)
+            x[i] += off;
+    }
+    for (size_t row = 0; row < E / C; row += 16) {
+        const float step = (float)th_rng_normal(&r);
+        for (size_t i = row * C; i < (row + 16) * C && i < E; ++i)
+            x[i] += step;
+    }
+    th_inputs in = {x, sc, bi, NULL, NULL};
+    th_outputs o1 = {y, m1, r1, NULL, NULL}, o2 = {y2, m2, r2, NULL, NULL};
+    int st = th_run(ctx, &d, &in, &o1, TH_SMALL_OFFSETS);
+    TH_EXPECT(st == CLNORM_OK, "status %d %s: %s", st, clnorm_status_name(st), clnorm_last_error(ctx));
+    if (st == CLNORM_OK) {
+        th_compare(&d, &in, &o1, 1.0, 1);
+        st = th_run(ctx, &d, &in, &o2, TH_SMALL_OFFSETS);
+        TH_EXPECT(st == CLNORM_OK && memcmp(y, y2, E * 4) == 0 && memcmp(m1, m2, sizeof m1) == 0 &&
+                      memcmp(r1, r2, sizeof r1) == 0,
+                  "two identical wave runs differ");
+    }
+    free(x); free(y); free(y2);
+    th_finish();
+}
+END_TEST
+
 /* Rejected calls: specific status, and every buffer (outputs, running
  * statistics) byte-identical afterwards (th_run checks that on any rejection). */
 START_TEST(error_cases)
@@ -573,6 +650,7 @@ int main(void)
     tcase_add_test(tc, error_cases);
     tcase_add_test(tc, bn_split_large_channel);
     tcase_add_test(tc, long_sets_pipeline);
+    tcase_add_test(tc, wave_pipeline);
     suite_add_tcase(s, tc);
     return th_run_suite(s, "test_channels");
 }
