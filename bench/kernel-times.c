@@ -10,6 +10,9 @@
  * total and mean of END - START from profiling events (the queue must have
  * profiling enabled, as clnorm-bench's has). Waiting inside the enqueue
  * would deadlock behind a user-event gate, hence --no-gate.
+ *
+ * KERNEL_TIMES_SEQ=1 counts consecutive launches of one kernel apart, as
+ * name#0, name#1, ... (for example the N + 1 launches of col_wave).
  */
 #define _GNU_SOURCE
 #ifndef CL_TARGET_OPENCL_VERSION
@@ -42,9 +45,12 @@ static void report(void)
                 tab[i].ms, tab[i].ms / (double)tab[i].n);
 }
 
-static void record(const char *name, double ms)
+static const char *seq_name(const char *name);
+
+static void record(const char *raw, double ms)
 {
     pthread_mutex_lock(&lock);
+    const char *name = seq_name(raw);
     int i = 0;
     while (i < ntab && strcmp(tab[i].name, name) != 0) ++i;
     if (i == ntab && ntab < MAX_NAMES) {
@@ -53,6 +59,19 @@ static void record(const char *name, double ms)
     }
     if (i < ntab) tab[i].ms += ms, tab[i].n++;
     pthread_mutex_unlock(&lock);
+}
+
+/* name, or with KERNEL_TIMES_SEQ set, name#k for the k-th consecutive
+ * launch of that kernel. Called under the lock. */
+static const char *seq_name(const char *name)
+{
+    static char prev[64], out[64];
+    static int run;
+    if (!getenv("KERNEL_TIMES_SEQ")) return name;
+    run = strcmp(prev, name) == 0 ? run + 1 : 0;
+    snprintf(prev, sizeof prev, "%s", name);
+    snprintf(out, sizeof out, "%.48s#%d", name, run);
+    return out;
 }
 
 cl_int clEnqueueNDRangeKernel(cl_command_queue q, cl_kernel k, cl_uint dims, const size_t *off,
