@@ -343,6 +343,28 @@ START_TEST(equivalences)
 }
 END_TEST
 
+/* Adds one N(0, 1) step to each run of `every` consecutive elements of x:
+ * the pieces a kernel merges then have different means, so a merge that
+ * drops its between-means term fails. */
+static void add_steps(th_rng *r, float *x, size_t n, size_t every)
+{
+    for (size_t i0 = 0; i0 < n; i0 += every) {
+        const float step = (float)th_rng_normal(r);
+        for (size_t i = i0; i < i0 + every && i < n; ++i)
+            x[i] += step;
+    }
+}
+
+/* th_run (small offsets), expect success, compare with the reference. */
+static int run_compare(clnorm_ctx *ctx, const clnorm_desc *d, const th_inputs *in, th_outputs *o)
+{
+    int st = th_run(ctx, d, in, o, TH_SMALL_OFFSETS);
+    TH_EXPECT(st == CLNORM_OK, "status %d %s: %s", st, clnorm_status_name(st), clnorm_last_error(ctx));
+    if (st == CLNORM_OK)
+        th_compare(d, in, o, 1.0, 1);
+    return st;
+}
+
 /* A BatchNorm channel with more than 8M elements: the split path, with
  * (count, mean, M2) partials merged in a fixed order. Run twice for
  * determinism. */
@@ -362,10 +384,8 @@ START_TEST(bn_split_large_channel)
     th_fill(&r, &d, TH_OFFSET_1E4, x);
     th_inputs in = {x, &sc, &bi, &rm, &rv};
     th_outputs o1 = {y, &m1, &r1, &rmo, &rvo}, o2 = {y2, &m2, &r2, &rmo2, &rvo2};
-    int st = th_run(ctx, &d, &in, &o1, TH_SMALL_OFFSETS);
-    TH_EXPECT(st == CLNORM_OK, "status %d %s: %s", st, clnorm_status_name(st), clnorm_last_error(ctx));
+    int st = run_compare(ctx, &d, &in, &o1);
     if (st == CLNORM_OK) {
-        th_compare(&d, &in, &o1, 1.0, 1);
         st = th_run(ctx, &d, &in, &o2, TH_SMALL_OFFSETS);
         TH_EXPECT(st == CLNORM_OK && memcmp(y, y2, E * 4) == 0 && m1 == m2 && r1 == r2 && rmo == rmo2 &&
                       rvo == rvo2,
@@ -379,10 +399,7 @@ START_TEST(bn_split_large_channel)
     th_fill(&r, &dl, TH_UNIFORM_1E4, x);
     th_inputs in2 = {x, sc2, bi2, rm2, rv2};
     th_outputs o3 = {y, mm, rr, rmo3, rvo3};
-    st = th_run(ctx, &dl, &in2, &o3, TH_SMALL_OFFSETS);
-    TH_EXPECT(st == CLNORM_OK, "status %d %s: %s", st, clnorm_status_name(st), clnorm_last_error(ctx));
-    if (st == CLNORM_OK)
-        th_compare(&dl, &in2, &o3, 1.0, 1);
+    run_compare(ctx, &dl, &in2, &o3);
     /* channels-last, 50 channels (3 vectors of 16 and 2 single columns on
      * CPUs) x 45000 rows, 1e4 + N(0, 1e-2) + a N(0, 1) step every 16 rows:
      * long enough that a CPU work-item merges several cache-sized sub-tiles
@@ -395,17 +412,10 @@ START_TEST(bn_split_large_channel)
         sc3[c] = 1.0f + 0.01f * (float)c, bi3[c] = -0.5f + 0.02f * (float)c, rm3[c] = 1e4f, rv3[c] = 1.0f;
     th_set_case("BN NHWC sub-tiles: 45000 x 50, 1e4+N(0,1e-2)+steps, seed=%llu", (unsigned long long)seed);
     th_fill(&r, &d3, TH_OFFSET_1E4, x);
-    for (size_t r0 = 0; r0 < 45000; r0 += 16) { /* a N(0, 1) step per 16 rows */
-        const float step = (float)th_rng_normal(&r);
-        for (size_t i = r0 * 50; i < (r0 + 16) * 50 && i < 45000 * 50; ++i)
-            x[i] += step;
-    }
+    add_steps(&r, x, 45000 * 50, 16 * 50); /* a step per 16 rows */
     th_inputs in3 = {x, sc3, bi3, rm3, rv3};
     th_outputs o4 = {y, mm3, rr3, rmo4, rvo4};
-    st = th_run(ctx, &d3, &in3, &o4, TH_SMALL_OFFSETS);
-    TH_EXPECT(st == CLNORM_OK, "status %d %s: %s", st, clnorm_status_name(st), clnorm_last_error(ctx));
-    if (st == CLNORM_OK)
-        th_compare(&d3, &in3, &o4, 1.0, 1);
+    run_compare(ctx, &d3, &in3, &o4);
     free(x); free(y); free(y2);
     th_finish();
 }
@@ -429,11 +439,7 @@ START_TEST(long_sets_pipeline)
     uint64_t seed = th_next_seed();
     th_rng_init(&r, seed);
     th_fill_normal(&r, x, M * D, 1e4, 1e-2);
-    for (size_t i0 = 0; i0 < M * D; i0 += 1000) {
-        const float step = (float)th_rng_normal(&r);
-        for (size_t i = i0; i < i0 + 1000 && i < M * D; ++i)
-            x[i] += step;
-    }
+    add_steps(&r, x, M * D, 1000);
     th_fill_uniform(&r, sc, D, 0.5, 1.5);
     th_fill_uniform(&r, bi, D, -1.0, 1.0);
     static const clnorm_op ops[] = {CLNORM_LAYER_NORM, CLNORM_RMS_NORM};
@@ -446,10 +452,7 @@ START_TEST(long_sets_pipeline)
                     (unsigned long long)seed);
         th_inputs in = {x, sc, ops[k] == CLNORM_RMS_NORM ? NULL : bi, NULL, NULL};
         th_outputs o = {y, ops[k] == CLNORM_RMS_NORM ? NULL : mean, rstd, NULL, NULL};
-        int st = th_run(ctx, &d, &in, &o, TH_SMALL_OFFSETS);
-        TH_EXPECT(st == CLNORM_OK, "status %d %s: %s", st, clnorm_status_name(st), clnorm_last_error(ctx));
-        if (st == CLNORM_OK)
-            th_compare(&d, &in, &o, 1.0, 1);
+        run_compare(ctx, &d, &in, &o);
     }
     shp s = {1, 4, 2, {768, 800}}; /* planes of 614400 */
     clnorm_desc di = mk(CLNORM_INSTANCE_NORM, CLNORM_CHANNELS_FIRST, &s);
@@ -457,10 +460,7 @@ START_TEST(long_sets_pipeline)
     th_set_case("IN 1x4x768x800, 1e4+N(0,1e-2)+steps, seed=%llu", (unsigned long long)seed);
     th_inputs in = {x, isc, ibi, NULL, NULL};
     th_outputs o = {y, im, ir, NULL, NULL};
-    int st = th_run(ctx, &di, &in, &o, TH_SMALL_OFFSETS);
-    TH_EXPECT(st == CLNORM_OK, "status %d %s: %s", st, clnorm_status_name(st), clnorm_last_error(ctx));
-    if (st == CLNORM_OK)
-        th_compare(&di, &in, &o, 1.0, 1);
+    run_compare(ctx, &di, &in, &o);
     free(x); free(y); free(sc); free(bi);
     th_finish();
 }
@@ -522,17 +522,11 @@ START_TEST(wave_pipeline)
         for (size_t i = c; i < E; i += C)
             x[i] += off;
     }
-    for (size_t row = 0; row < E / C; row += 16) {
-        const float step = (float)th_rng_normal(&r);
-        for (size_t i = row * C; i < (row + 16) * C && i < E; ++i)
-            x[i] += step;
-    }
+    add_steps(&r, x, E, 16 * C); /* a step per 16 rows */
     th_inputs in = {x, sc, bi, NULL, NULL};
     th_outputs o1 = {y, m1, r1, NULL, NULL}, o2 = {y2, m2, r2, NULL, NULL};
-    int st = th_run(ctx, &d, &in, &o1, TH_SMALL_OFFSETS);
-    TH_EXPECT(st == CLNORM_OK, "status %d %s: %s", st, clnorm_status_name(st), clnorm_last_error(ctx));
+    int st = run_compare(ctx, &d, &in, &o1);
     if (st == CLNORM_OK) {
-        th_compare(&d, &in, &o1, 1.0, 1);
         st = th_run(ctx, &d, &in, &o2, TH_SMALL_OFFSETS);
         TH_EXPECT(st == CLNORM_OK && memcmp(y, y2, E * 4) == 0 && memcmp(m1, m2, sizeof m1) == 0 &&
                       memcmp(r1, r2, sizeof r1) == 0,
