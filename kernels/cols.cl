@@ -112,6 +112,18 @@ inline void col_subtile(__global const float *xp, uint C, uint a, uint b, uint r
     }
 }
 
+/* The tile's per-column statistics (count n each) as partials out, out+1, ... */
+inline void put_tile_partials(__global float *part, ulong out, uint nvec, uint n, const floatv *st)
+{
+    for (uint j = 0; j < nvec; ++j) {
+        float mv[VEC], qv[VEC];
+        STOREV(K0_(j) + REL_(j), 0, mv);
+        STOREV(Q_(j), 0, qv);
+        for (uint t = 0; t < VEC; ++t)
+            put_partial(part, out + j * VEC + t, n, mv[t], qv[t]);
+    }
+}
+
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
 void col_partials(__global const float *x, ulong xo, __global float *part,
                   uint R, uint C, uint rchunk, uint rsub)
@@ -133,13 +145,7 @@ void col_partials(__global const float *x, ulong xo, __global float *part,
     floatv st[5 * COL_TILE];
     for (uint a = r0; a < r1; a += rsub) /* no write hook: compiled out once inlined */
         col_subtile(xp + c0, C, a, min(r1, a + rsub), r0, nvec, st, 0);
-    for (uint j = 0; j < nvec; ++j) {
-        float mv[VEC], qv[VEC];
-        STOREV(K0_(j) + REL_(j), 0, mv);
-        STOREV(Q_(j), 0, qv);
-        for (uint t = 0; t < VEC; ++t)
-            put_partial(part, out + c0 + j * VEC + t, r1 - r0, mv[t], qv[t]);
-    }
+    put_tile_partials(part, out + c0, nvec, r1 - r0, st);
     /* Columns past the last full vector (C not a multiple of VEC). */
     for (uint c = c0 + nvec * VEC; c < min(C, c0 + COL_TILE * VEC); ++c) {
 #else
@@ -224,16 +230,7 @@ void col_wave(__global const float *x, ulong xo, __global float *y, ulong yo,
     floatv st[5 * COL_TILE];
     for (uint a = r0; a < r1; a += rsub)
         col_subtile(xs, C, a, min(r1, a + rsub), r0, nvec, st, &wr);
-    if (nvec) {
-        const ulong out = ((ulong)(w % 2) * nk + kr) * C + c0;
-        for (uint j = 0; j < nvec; ++j) {
-            float mv[VEC], qv[VEC];
-            STOREV(K0_(j) + REL_(j), 0, mv);
-            STOREV(Q_(j), 0, qv);
-            for (uint t = 0; t < VEC; ++t)
-                put_partial(part, out + j * VEC + t, r1 - r0, mv[t], qv[t]);
-        }
-    }
+    put_tile_partials(part, ((ulong)(w % 2) * nk + kr) * C + c0, nvec, r1 - r0, st);
     STOREY_END();
 }
 #undef K_
