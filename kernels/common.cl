@@ -66,7 +66,7 @@ typedef float16 floatv;
 
 #ifndef STREAM
 /* 1: write y with non-temporal (streaming) stores where the compiler has
- * them. The host asks for it on CPUs when y is larger than half the cache:
+ * them. The host asks for it on CPUs when y is a quarter of the cache or more:
  * a written line is then not first read from memory (read-for-ownership),
  * and x's lines are not evicted by y's. */
 #define STREAM 0
