@@ -80,6 +80,8 @@ typedef struct clnorm_colplan {
 } clnorm_colplan;
 /* CPUs: columns per col_partials work-item (COL_TILE vectors of 16). */
 #define CLNORM_CPU_COL_TILE 1024
+/* CPUs: the largest work-group of the column kernels (select.c). */
+#define CLNORM_CPU_COL_WG_MAX 64
 void clnorm_plan_cols(const clnorm_ctx *ctx, size_t P, size_t R, size_t C, clnorm_colplan *p);
 int clnorm_plan_bn_use_cols(const clnorm_ctx *ctx, size_t S);
 /* col_wave (cols.cl): channels-last InstanceNorm/GroupNorm on CPUs, one launch

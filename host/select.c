@@ -111,6 +111,11 @@ void clnorm_plan_cols(const clnorm_ctx *c, size_t P, size_t R, size_t C, clnorm_
     p->per_wi = c->dev.is_cpu ? CLNORM_CPU_COL_TILE : 1;
     const size_t items = div_up(C, p->per_wi);
     size_t wg = clnorm_plan_wg(c);
+    /* CPUs: each work-item keeps a tile's statistics in private memory
+     * (20 KiB), which PoCL allocates for the whole work-group on a worker
+     * thread's stack: 512 work-items overflowed it. A forced size is capped
+     * here; beyond a few work-items they only idle anyway. */
+    if (c->dev.is_cpu && wg > CLNORM_CPU_COL_WG_MAX) wg = CLNORM_CPU_COL_WG_MAX;
     if (c->dev.is_cpu && !c->forced_wg) {
         size_t w = 1;
         while (w < items && w < wg) w *= 2;

@@ -539,6 +539,44 @@ END_TEST
 
 /* Rejected calls: specific status, and every buffer (outputs, running
  * statistics) byte-identical afterwards (th_run checks that on any rejection). */
+/* The largest work-group sizes a user may force (or a tuning file ask
+ * for) on the column paths: PoCL allocates a CPU work-item's private tile
+ * statistics for the whole work-group on a worker thread's stack, and 512
+ * of them overflowed it (a crash), so select.c caps them. */
+START_TEST(large_forced_work_groups)
+{
+    clnorm_ctx *ctx = th_ctx();
+    th_begin();
+    size_t maxwg = 0;
+    clGetDeviceInfo(clnorm_device(ctx), CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof maxwg, &maxwg, NULL);
+    static const struct { shp s; clnorm_op op; clnorm_layout lay; size_t groups; } cases[] = {
+        {{2, 64, 2, {16, 16}}, CLNORM_GROUP_NORM, CLNORM_CHANNELS_LAST, 8},
+        {{2, 64, 2, {16, 16}}, CLNORM_INSTANCE_NORM, CLNORM_CHANNELS_LAST, 1},
+        {{5, 64, 2, {8, 9}}, CLNORM_BATCH_NORM, CLNORM_CHANNELS_LAST, 1},
+        {{7, 19, 1, {5}}, CLNORM_BATCH_NORM, CLNORM_CHANNELS_FIRST, 1}, /* short planes: columns */
+    };
+    static const clnorm_variant vs[] = {CLNORM_VARIANT_AUTO, CLNORM_VARIANT_WI, CLNORM_VARIANT_WG};
+    for (size_t w = 512; w <= 1024 && w <= maxwg; w *= 2)
+        for (size_t v = 0; v < NELEM(vs); v++) {
+            TH_EXPECT(clnorm_set_variant(ctx, vs[v], w) == CLNORM_OK, "set_variant(%s, %zu)",
+                      clnorm_variant_name(vs[v]), w);
+            for (size_t i = 0; i < NELEM(cases); i++) {
+                th_case c;
+                memset(&c, 0, sizeof c);
+                c.d = mk(cases[i].op, cases[i].lay, &cases[i].s);
+                c.d.groups = cases[i].groups;
+                c.kind = (th_kind)((v + i) % TH_KIND_COUNT);
+                c.scale = c.bias = c.stats = 1;
+                c.running = cases[i].op == CLNORM_BATCH_NORM ? 1 : -1;
+                th_set_case("%s:%zu case %zu", clnorm_variant_name(vs[v]), w, i);
+                th_check_case(ctx, &c);
+            }
+        }
+    clnorm_set_variant(ctx, CLNORM_VARIANT_AUTO, 0);
+    th_finish();
+}
+END_TEST
+
 START_TEST(error_cases)
 {
     clnorm_ctx *ctx = th_ctx();
@@ -645,6 +683,7 @@ int main(void)
     tcase_add_test(tc, bn_split_large_channel);
     tcase_add_test(tc, long_sets_pipeline);
     tcase_add_test(tc, wave_pipeline);
+    tcase_add_test(tc, large_forced_work_groups);
     suite_add_tcase(s, tc);
     return th_run_suite(s, "test_channels");
 }
