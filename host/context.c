@@ -23,7 +23,7 @@ static void read_devinfo(cl_device_id dev, clnorm_devinfo *d)
     d->is_cpu = (type & CL_DEVICE_TYPE_CPU) != 0;
 }
 
-static int parse_variant(const char *s, clnorm_variant *v)
+int clnorm_parse_variant(const char *s, clnorm_variant *v)
 {
     for (int i = 0; i < CLNORM_VARIANT_COUNT; ++i)
         if (strcmp(s, clnorm_variant_name((clnorm_variant)i)) == 0) {
@@ -50,7 +50,7 @@ static clnorm_status ctx_init(clnorm_ctx *c)
     const char *dc = getenv("CLNORM_DEVICE_CLASS");
     /* CLNORM_STREAM=on|off overrides the streaming-store rule (select.c). */
     const char *sm = getenv("CLNORM_STREAM");
-    int bad = v && *v && parse_variant(v, &c->variant) != 0;
+    int bad = v && *v && clnorm_parse_variant(v, &c->variant) != 0;
     c->stream = -1;
     if (sm && *sm) {
         if (strcmp(sm, "on") == 0) c->stream = 1;
@@ -65,6 +65,15 @@ static clnorm_status ctx_init(clnorm_ctx *c)
     if (bad) {
         pthread_mutex_destroy(&c->lock);
         return CLNORM_ERR_INVALID_VARIANT;
+    }
+    /* CLNORM_TUNING: a tuning file (clnorm-bench --tune) to read now. */
+    const char *tf = getenv("CLNORM_TUNING");
+    if (tf && *tf) {
+        clnorm_status st = clnorm_tuning_read(c, tf, &c->tuned, &c->ntuned);
+        if (st != CLNORM_OK) {
+            pthread_mutex_destroy(&c->lock);
+            return st;
+        }
     }
     return CLNORM_OK;
 }
@@ -216,6 +225,7 @@ CLNORM_API void clnorm_destroy(clnorm_ctx *c)
     clReleaseCommandQueue(c->queue);
     clReleaseContext(c->context);
     pthread_mutex_destroy(&c->lock);
+    free(c->tuned);
     free(c->build_log);
     free(c);
 }

@@ -11,6 +11,7 @@
 #include "internal.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -503,6 +504,30 @@ static int plan_running(chain *ch, const clnorm_desc *d, const shape *s, const o
     return run_fold_apply(ch, a, s, d, NULL, scr[2], wg);
 }
 
+/* The tuning key of a described call (see clnorm_tuning_key). */
+static void key_of(const clnorm_desc *d, const shape *s, char *buf, size_t len)
+{
+    static const char *const ops[] = {"", "layer_norm", "rms_norm", "batch_norm", "instance_norm", "group_norm"};
+    unsigned a = 0, b = 0;
+    while (s->set_len >> (a + 1)) ++a;
+    while (s->sets >> (b + 1)) ++b;
+    snprintf(buf, len, "%s %s %s %u %u", ops[d->op], !s->channel ? "rows" : s->cl ? "nhwc" : "nchw",
+             s->batch_stats ? "batch" : "running", a, b);
+}
+
+CLNORM_API clnorm_status clnorm_tuning_key(const clnorm_desc *d, char *buf, size_t len)
+{
+    if (!d || !buf) return CLNORM_ERR_NULL_ARGUMENT;
+    shape s;
+    clnorm_status st = describe(NULL, d, &s);
+    if (st != CLNORM_OK) return st;
+    char k[CLNORM_TUNING_KEY_MAX];
+    key_of(d, &s, k, sizeof k);
+    if (strlen(k) >= len) return CLNORM_ERR_BUFFER_TOO_SMALL;
+    memcpy(buf, k, strlen(k) + 1);
+    return CLNORM_OK;
+}
+
 CLNORM_API clnorm_status clnorm_forward(clnorm_ctx *c, const clnorm_desc *d, cl_uint num_wait,
                                         const cl_event *wait_list, cl_event *event)
 {
@@ -526,6 +551,16 @@ CLNORM_API clnorm_status clnorm_forward(clnorm_ctx *c, const clnorm_desc *d, cl_
     if ((st = describe(c, d, &s)) != CLNORM_OK || (st = validate(c, d, &s)) != CLNORM_OK)
         goto done;
     resolve(d, &a);
+    /* Settings the rules see for this call: forced ones, else a tuning
+     * entry's, else none (the rules decide). */
+    c->call_variant = c->variant;
+    c->call_wg = c->forced_wg;
+    if (c->ntuned && c->variant == CLNORM_VARIANT_AUTO && !c->forced_wg) {
+        char key[CLNORM_TUNING_KEY_MAX];
+        key_of(d, &s, key, sizeof key);
+        const clnorm_tuned *t = clnorm_tuning_find(c, key);
+        if (t) c->call_variant = t->variant, c->call_wg = t->wg;
+    }
     ch.y_flags = clnorm_plan_stream(c, s.elems * sizeof(float)) ? CLNORM_K_STREAM : 0;
     if (c->out_of_order) {
         /* Order against earlier operations (they share the scratch). */

@@ -36,6 +36,14 @@ typedef struct clnorm_program {
     struct clnorm_program *next;
 } clnorm_program;
 
+/* A tuning file's entry for this context's device (tuning.c). */
+#define CLNORM_TUNING_KEY_MAX 64
+typedef struct clnorm_tuned {
+    char key[CLNORM_TUNING_KEY_MAX]; /* clnorm_tuning_key() of the calls it serves */
+    clnorm_variant variant;
+    size_t wg; /* 0 = by rule */
+} clnorm_tuned;
+
 struct clnorm_ctx {
     cl_context context;
     cl_device_id device;
@@ -44,6 +52,12 @@ struct clnorm_ctx {
     clnorm_devinfo dev;
     clnorm_variant variant; /* forced variant, or AUTO */
     size_t forced_wg;       /* forced work-group size, or 0 */
+    /* What the rules see for the call being planned (set under the lock by
+     * clnorm_forward): the forced settings, else the tuning entry's. */
+    clnorm_variant call_variant;
+    size_t call_wg;
+    clnorm_tuned *tuned; /* entries for this device; NULL if none */
+    size_t ntuned;
     int stream;             /* streaming stores: -1 by the rule, 0 never, 1 always (CLNORM_STREAM) */
     pthread_mutex_t lock;
     clnorm_program *programs;
@@ -56,6 +70,15 @@ struct clnorm_ctx {
 /* Status helpers: set the context's message and return the status. */
 clnorm_status clnorm_fail(clnorm_ctx *ctx, clnorm_status st, const char *fmt, ...) CLNORM_PRINTF(3, 4);
 int clnorm_cl_fail(clnorm_ctx *ctx, cl_int err, const char *what);
+
+/* A variant's name (clnorm_variant_name) to its value; 0 or -1. */
+int clnorm_parse_variant(const char *s, clnorm_variant *v);
+
+/* Tuning file (tuning.c): the entries of `path` for c's device into *out
+ * (NULL and 0 when it has none); on error a message in c and nothing
+ * allocated. The entry for a key, or NULL. */
+clnorm_status clnorm_tuning_read(clnorm_ctx *c, const char *path, clnorm_tuned **out, size_t *n);
+const clnorm_tuned *clnorm_tuning_find(const clnorm_ctx *c, const char *key);
 
 /* Kernel lookup; compiles the program on first use. */
 int clnorm_get_kernel(clnorm_ctx *ctx, const char *name, unsigned wg, unsigned lanes,

@@ -2,6 +2,9 @@
  * Kernel selection rules, all in one place. Inputs: the device (type,
  * compute units, maximum work-group size) and the shape of the reduction
  * sets. See docs/performance.md for the measurements behind the numbers.
+ * A variant or work-group size in force for the call (c->call_variant,
+ * c->call_wg: forced by the user, or a tuning file's entry) overrides the
+ * rule that would choose it.
  */
 #include "internal.h"
 
@@ -22,7 +25,7 @@ static size_t groups_wanted(const clnorm_ctx *c)
 
 unsigned clnorm_plan_wg(const clnorm_ctx *c)
 {
-    size_t wg = c->forced_wg ? c->forced_wg : (c->dev.is_cpu ? 64 : 256);
+    size_t wg = c->call_wg ? c->call_wg : (c->dev.is_cpu ? 64 : 256);
     if (wg > c->dev.max_wg) wg = pow2_floor(c->dev.max_wg);
     return (unsigned)wg;
 }
@@ -30,7 +33,7 @@ unsigned clnorm_plan_wg(const clnorm_ctx *c)
 void clnorm_plan_rows(const clnorm_ctx *c, size_t nsets, size_t len, clnorm_rowplan *p)
 {
     unsigned wg = clnorm_plan_wg(c);
-    clnorm_variant v = c->variant;
+    clnorm_variant v = c->call_variant;
     p->split = 0;
     p->chunk = len;
     p->per_item = 1;
@@ -67,8 +70,8 @@ void clnorm_plan_rows(const clnorm_ctx *c, size_t nsets, size_t len, clnorm_rowp
             size_t deep = div_up(nsets, (size_t)c->dev.compute_units * 2);
             if (deep > 16) deep = 16;
             if (p->per_item < deep) p->per_item = deep;
-            if (!c->forced_wg) wg = 1;
-        } else if (!c->forced_wg) {
+            if (!c->call_wg) wg = 1;
+        } else if (!c->call_wg) {
             /* Several work-groups per compute unit even with few sets. */
             size_t per = nsets / groups_wanted(c);
             wg = (unsigned)(per < 1 ? 1 : pow2_floor(per < wg ? per : wg));
@@ -77,7 +80,7 @@ void clnorm_plan_rows(const clnorm_ctx *c, size_t nsets, size_t len, clnorm_rowp
     case CLNORM_VARIANT_SUBGROUP: p->lanes = wg < 32 ? wg : 32; break;
     case CLNORM_VARIANT_SPLIT: {
         /* CPUs: one work-item per chunk; GPUs: a work-group per chunk. */
-        if (c->dev.is_cpu && !c->forced_wg) wg = 1;
+        if (c->dev.is_cpu && !c->call_wg) wg = 1;
         p->lanes = wg;
         size_t per_set = div_up(groups_wanted(c), nsets);
         /* Whole rounds of chunks per compute unit: 3 sets x 3 chunks on 2
@@ -113,10 +116,10 @@ void clnorm_plan_cols(const clnorm_ctx *c, size_t P, size_t R, size_t C, clnorm_
     size_t wg = clnorm_plan_wg(c);
     /* CPUs: each work-item keeps a tile's statistics in private memory
      * (20 KiB), which PoCL allocates for the whole work-group on a worker
-     * thread's stack: 512 work-items overflowed it. A forced size is capped
-     * here; beyond a few work-items they only idle anyway. */
+     * thread's stack: 512 work-items overflowed it. A forced or tuned size
+     * is capped here; beyond a few work-items they only idle anyway. */
     if (c->dev.is_cpu && wg > CLNORM_CPU_COL_WG_MAX) wg = CLNORM_CPU_COL_WG_MAX;
-    if (c->dev.is_cpu && !c->forced_wg) {
+    if (c->dev.is_cpu && !c->call_wg) {
         size_t w = 1;
         while (w < items && w < wg) w *= 2;
         wg = w;
@@ -168,7 +171,7 @@ int clnorm_plan_waves(const clnorm_ctx *c, size_t N, size_t S, size_t C, clnorm_
      * overlap; 17 launches at most) of at least 1 MiB each, so that the
      * launches stay a small part of the run. Otherwise the partials
      * pipeline. */
-    if (!c->dev.is_cpu || (c->variant != CLNORM_VARIANT_AUTO && c->variant != CLNORM_VARIANT_WI) ||
+    if (!c->dev.is_cpu || (c->call_variant != CLNORM_VARIANT_AUTO && c->call_variant != CLNORM_VARIANT_WI) ||
         C % 16 || N < 2 || N > 16 || (cl_ulong)S * C * 4 < (1u << 20))
         return 0;
     clnorm_plan_cols(c, 1, S, C, p);

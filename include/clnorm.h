@@ -58,7 +58,8 @@ extern "C" {
     X(CLNORM_ERR_OUT_OF_MEMORY,  19, "host memory allocation failed")                 \
     X(CLNORM_ERR_UNSUPPORTED,    20, "option not supported for this operation")      \
     X(CLNORM_ERR_INVALID_VARIANT,21, "unknown kernel variant or tuning value")        \
-    X(CLNORM_ERR_INVALID_BUFFER, 22, "a buffer is not a valid OpenCL memory object")
+    X(CLNORM_ERR_INVALID_BUFFER, 22, "a buffer is not a valid OpenCL memory object")  \
+    X(CLNORM_ERR_TUNING_FILE,    23, "tuning file missing, unreadable or malformed")
 
 typedef enum clnorm_status {
 #define CLNORM_X_ENUM(name, value, text) name = value,
@@ -173,7 +174,8 @@ const char *clnorm_build_log(const clnorm_ctx *ctx);
 /*
  * Kernel variants for contiguous reduction sets (LayerNorm, RMSNorm and the
  * channels-first InstanceNorm/GroupNorm and BatchNorm statistics). AUTO picks
- * by the rules in host/select.c; CLNORM_VARIANT (env, read at context
+ * by a tuning file's entry (clnorm_set_tuning) or else by the rules in
+ * host/select.c; CLNORM_VARIANT (env, read at context
  * creation: "auto", "wg", "subgroup", "wi", "split") or clnorm_set_variant()
  * forces one for experiments and tests. Channels-last InstanceNorm/GroupNorm
  * on CPUs: AUTO and WI allow the wave pipeline where the rules pick it; the
@@ -191,6 +193,37 @@ typedef enum clnorm_variant {
 /* work_group_size 0 = by rule; else a power of two <= the device maximum. */
 clnorm_status clnorm_set_variant(clnorm_ctx *ctx, clnorm_variant v, size_t work_group_size);
 const char *clnorm_variant_name(clnorm_variant v);
+
+/*
+ * Tuning (the CLBlast approach, for devices the rules in host/select.c were
+ * not measured on). `clnorm-bench --tune FILE` times every variant and
+ * work-group size per benchmark case against the rules, checks the winners'
+ * outputs, and writes a text file of the settings that beat the rules by 5%
+ * or more (twice: a second, longer measurement confirms), per device. A context reads the entries for its own device (by
+ * CL_DEVICE_NAME) from the file named by CLNORM_TUNING at creation, or from
+ * clnorm_set_tuning(ctx, path); NULL drops them. A call whose key (below)
+ * has an entry then runs as if clnorm_set_variant(entry's variant, its
+ * work-group size) were in force; a variant or work-group size forced with
+ * CLNORM_VARIANT or clnorm_set_variant takes precedence over the file.
+ * Errors (CLNORM_ERR_TUNING_FILE: missing or unreadable file, a malformed
+ * line, an unknown name, a work-group size the device cannot run, a key
+ * twice for one device; the message names the line) leave the context's
+ * entries as they were; with CLNORM_TUNING they fail context creation.
+ *
+ * File: a first line "clnorm-tuning 1", then one entry per line, four
+ * tab-separated fields: device name, key, variant name, work-group size
+ * (0 = by rule). '#' starts a comment line.
+ */
+clnorm_status clnorm_set_tuning(clnorm_ctx *ctx, const char *path);
+
+/* The key of calls like d, into buf (len bytes; 64 are always enough): the
+ * operation, the layout as computed ("rows" for LayerNorm/RMSNorm; "nchw" or
+ * "nhwc", a channels-first tensor with one spatial element counting as
+ * "nhwc"), whose statistics ("batch" or "running"), then floor(log2) of the
+ * reduction set length and of the set count, e.g. "layer_norm rows batch 9
+ * 12" for a 4096 x 768 LayerNorm. Errors: as clnorm_forward's shape checks,
+ * CLNORM_ERR_NULL_ARGUMENT, CLNORM_ERR_BUFFER_TOO_SMALL when len is short. */
+clnorm_status clnorm_tuning_key(const clnorm_desc *d, char *buf, size_t len);
 
 /*
  * Enqueue one forward normalization. Validates everything first; on any

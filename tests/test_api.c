@@ -1,7 +1,7 @@
 /*
  * Public API surface: status codes and names, OpenCL errors passed through,
  * NULL handling, descriptor helpers, several contexts at once, device
- * selection through CLNORM_DEVICE, variant names.
+ * selection through CLNORM_DEVICE, variant names, tuning files.
  */
 #define _GNU_SOURCE /* strcasestr */
 #include "common.h"
@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 START_TEST(status_strings_and_names)
 {
@@ -341,10 +342,191 @@ START_TEST(variant_env)
 }
 END_TEST
 
+/* ---- tuning files ---- */
+
+START_TEST(tuning_keys)
+{
+    th_begin();
+    static const struct {
+        clnorm_op op;
+        int training;
+        clnorm_layout lay;
+        size_t n, c, rank, sp0, sp1, groups;
+        const char *key;
+    } k[] = {
+        {CLNORM_LAYER_NORM, 1, CLNORM_CHANNELS_FIRST, 4096, 768, 0, 0, 0, 1, "layer_norm rows batch 9 12"},
+        {CLNORM_RMS_NORM, 1, CLNORM_CHANNELS_FIRST, 1, 1, 0, 0, 0, 1, "rms_norm rows batch 0 0"},
+        {CLNORM_BATCH_NORM, 1, CLNORM_CHANNELS_FIRST, 32, 256, 2, 64, 64, 1, "batch_norm nchw batch 17 8"},
+        {CLNORM_BATCH_NORM, 0, CLNORM_CHANNELS_LAST, 32, 256, 2, 64, 64, 1, "batch_norm nhwc running 17 8"},
+        {CLNORM_GROUP_NORM, 1, CLNORM_CHANNELS_LAST, 2, 512, 2, 64, 64, 32, "group_norm nhwc batch 16 6"},
+        /* one spatial element: both layouts are channels-last */
+        {CLNORM_INSTANCE_NORM, 1, CLNORM_CHANNELS_FIRST, 3, 5, 1, 7, 0, 1, "instance_norm nchw batch 2 3"},
+        {CLNORM_BATCH_NORM, 1, CLNORM_CHANNELS_FIRST, 8, 3, 0, 0, 0, 1, "batch_norm nhwc batch 3 1"},
+    };
+    for (size_t i = 0; i < sizeof k / sizeof k[0]; i++) {
+        clnorm_desc d;
+        clnorm_desc_init(&d, k[i].op);
+        d.training = k[i].training;
+        if (k[i].op == CLNORM_LAYER_NORM || k[i].op == CLNORM_RMS_NORM) {
+            d.rows = k[i].n, d.cols = k[i].c;
+        } else {
+            d.n = k[i].n, d.c = k[i].c, d.rank = k[i].rank, d.layout = k[i].lay, d.groups = k[i].groups;
+            d.spatial[0] = k[i].sp0, d.spatial[1] = k[i].sp1;
+        }
+        char buf[64] = "";
+        clnorm_status st = clnorm_tuning_key(&d, buf, sizeof buf);
+        TH_EXPECT(st == CLNORM_OK && strcmp(buf, k[i].key) == 0, "key %zu: %s \"%s\", expected \"%s\"", i,
+                  clnorm_status_name(st), buf, k[i].key);
+        const size_t len = strlen(k[i].key);
+        TH_EXPECT(clnorm_tuning_key(&d, buf, len) == CLNORM_ERR_BUFFER_TOO_SMALL, "key %zu: %zu bytes accepted", i,
+                  len);
+        TH_EXPECT(clnorm_tuning_key(&d, buf, len + 1) == CLNORM_OK, "key %zu: %zu bytes refused", i, len + 1);
+    }
+    clnorm_desc d;
+    clnorm_desc_init(&d, CLNORM_LAYER_NORM);
+    char buf[64];
+    TH_EXPECT(clnorm_tuning_key(&d, buf, sizeof buf) == CLNORM_ERR_INVALID_SHAPE, "0 x 0 LayerNorm accepted");
+    TH_EXPECT(clnorm_tuning_key(NULL, buf, sizeof buf) == CLNORM_ERR_NULL_ARGUMENT, "NULL desc");
+    d.rows = d.cols = 2;
+    TH_EXPECT(clnorm_tuning_key(&d, NULL, 8) == CLNORM_ERR_NULL_ARGUMENT, "NULL buffer");
+    th_finish();
+}
+END_TEST
+
+/* A temporary file with this text; the caller unlinks it. */
+static void write_temp(char *path, const char *text)
+{
+    strcpy(path, "/tmp/clnorm-tuning-XXXXXX");
+    int fd = mkstemp(path);
+    ck_assert_msg(fd >= 0, "mkstemp");
+    FILE *f = fdopen(fd, "w");
+    ck_assert_msg(f != NULL, "fdopen");
+    fputs(text, f);
+    fclose(f);
+}
+
+/* y of LayerNorm 64 x 4096 on x under ctx's settings now: its bits tell
+ * which variant ran (the reductions differ in order, so in rounding). */
+static int ln_bits(clnorm_ctx *ctx, const float *x, float *y)
+{
+    clnorm_desc d;
+    clnorm_desc_init(&d, CLNORM_LAYER_NORM);
+    d.rows = 64, d.cols = 4096;
+    th_inputs in = {x, NULL, NULL, NULL, NULL};
+    th_outputs out = {y, NULL, NULL, NULL, NULL};
+    return th_run(ctx, &d, &in, &out, TH_SMALL_OFFSETS);
+}
+
+START_TEST(tuning_files)
+{
+    th_begin();
+    clnorm_ctx *c = NULL;
+    ck_assert_int_eq(clnorm_create_default(&c), CLNORM_OK);
+    char dev[256] = "";
+    clGetDeviceInfo(clnorm_device(c), CL_DEVICE_NAME, sizeof dev - 1, dev, NULL);
+    const size_t E = 64 * 4096;
+    float *x = malloc(E * 4), *rules = malloc(E * 4), *forced = malloc(E * 4), *y = malloc(E * 4);
+    th_rng r;
+    th_rng_init(&r, th_next_seed());
+    th_fill_normal(&r, x, E, 1.0, 2.0);
+    const char *key = "layer_norm rows batch 12 6";
+    char text[1024], good[64], other[64], bad[64];
+
+    /* The rules' bits, and those of the work-group variant at 64 forced. */
+    TH_EXPECT(ln_bits(c, x, rules) == CLNORM_OK, "rules run");
+    clnorm_set_variant(c, CLNORM_VARIANT_WG, 64);
+    TH_EXPECT(ln_bits(c, x, forced) == CLNORM_OK, "forced run");
+    clnorm_set_variant(c, CLNORM_VARIANT_AUTO, 0);
+    TH_EXPECT(memcmp(rules, forced, E * 4) != 0, "wg:64 and the rules gave the same bits: the test cannot tell them apart");
+
+    /* An entry for this device and key: the call runs as if forced. */
+    snprintf(text, sizeof text, "clnorm-tuning 1\n# comment\n\nno such device\t%s\twi\t0\n%s\t%s\twg\t64\n", key,
+             dev, key);
+    write_temp(good, text);
+    TH_EXPECT(clnorm_set_tuning(c, good) == CLNORM_OK, "good file: %s", clnorm_last_error(c));
+    TH_EXPECT(ln_bits(c, x, y) == CLNORM_OK && memcmp(y, forced, E * 4) == 0, "tuned run differs from wg:64 forced");
+    /* A forced variant takes precedence; AUTO gives the entry back. */
+    clnorm_set_variant(c, CLNORM_VARIANT_WI, 0);
+    float *wi = malloc(E * 4);
+    TH_EXPECT(ln_bits(c, x, wi) == CLNORM_OK && memcmp(wi, forced, E * 4) != 0, "forced wi did not win over the entry");
+    clnorm_set_variant(c, CLNORM_VARIANT_AUTO, 0);
+    TH_EXPECT(ln_bits(c, x, y) == CLNORM_OK && memcmp(y, forced, E * 4) == 0, "entry lost after AUTO");
+
+    /* Broken files: a specific status, a message with the line, and the
+     * entries already loaded stay in force. */
+    static const char *const broken[] = {
+        "",                                                        /* empty */
+        "clnorm-tuning 2\n",                                       /* version */
+        "clnorm-tuning 1\nonly two\tfields\n",                    /* fields */
+        "clnorm-tuning 1\n%s\tlayer_norm rows batch 12 6\tfast\t64\n",  /* variant */
+        "clnorm-tuning 1\n%s\tlayer_norm rows batch 12 6\twg\t48\n",    /* not a power of two */
+        "clnorm-tuning 1\n%s\tlayer_norm rows batch 12 6\twg\t-64\n",   /* negative */
+        "clnorm-tuning 1\n%s\tlayer_norm nchw batch 12 6\twg\t64\n",    /* layout of a row op */
+        "clnorm-tuning 1\n%s\tlayer_norm rows batch  12 6\twg\t64\n",   /* not canonical */
+        "clnorm-tuning 1\n%s\tlayer_norm rows batch 12 64\twg\t64\n",   /* bucket range */
+        "clnorm-tuning 1\n%s\tsoft_max rows batch 12 6\twg\t64\n",      /* op */
+        "clnorm-tuning 1\n%s\tlayer_norm rows batch 12 6\twg\t1048576\n", /* beyond the device */
+        "clnorm-tuning 1\n%s\tlayer_norm rows batch 12 6\twg\t64\n%s\tlayer_norm rows batch 12 6\twi\t0\n",
+        "clnorm-tuning 1\n\tlayer_norm rows batch 12 6\twg\t64\n",      /* no device */
+    };
+    for (size_t i = 0; i < sizeof broken / sizeof broken[0]; i++) {
+        snprintf(text, sizeof text, broken[i], dev, dev);
+        write_temp(bad, text);
+        clnorm_status st = clnorm_set_tuning(c, bad);
+        const char *msg = clnorm_last_error(c);
+        TH_EXPECT(st == CLNORM_ERR_TUNING_FILE && strstr(msg, bad), "broken file %zu: %s, message \"%s\"", i,
+                  clnorm_status_name(st), msg);
+        if (i >= 2)
+            TH_EXPECT(strstr(msg, ":2:") || strstr(msg, ":3:"), "broken file %zu: no line in \"%s\"", i, msg);
+        unlink(bad);
+    }
+    char longline[1200];
+    memset(longline, 'a', sizeof longline - 1);
+    longline[sizeof longline - 1] = 0;
+    snprintf(text, sizeof text, "clnorm-tuning 1\n%.1000s\n", longline);
+    write_temp(bad, text); /* 1000 bytes: fine, but 4 fields are wanted */
+    TH_EXPECT(clnorm_set_tuning(c, bad) == CLNORM_ERR_TUNING_FILE && strstr(clnorm_last_error(c), "fields"),
+              "1000-byte line: %s", clnorm_last_error(c));
+    unlink(bad);
+    TH_EXPECT(clnorm_set_tuning(c, "/nonexistent/clnorm-tuning") == CLNORM_ERR_TUNING_FILE &&
+                  strstr(clnorm_last_error(c), "/nonexistent/clnorm-tuning"),
+              "missing file: %s", clnorm_last_error(c));
+    TH_EXPECT(ln_bits(c, x, y) == CLNORM_OK && memcmp(y, forced, E * 4) == 0, "a broken file changed the entries");
+
+    /* Only other devices' entries, or NULL: the rules again. */
+    snprintf(text, sizeof text, "clnorm-tuning 1\n%s-not\t%s\twg\t64\n", dev, key);
+    write_temp(other, text);
+    TH_EXPECT(clnorm_set_tuning(c, other) == CLNORM_OK, "other device's file: %s", clnorm_last_error(c));
+    TH_EXPECT(ln_bits(c, x, y) == CLNORM_OK && memcmp(y, rules, E * 4) == 0, "another device's entry was used");
+    TH_EXPECT(clnorm_set_tuning(c, good) == CLNORM_OK && clnorm_set_tuning(c, NULL) == CLNORM_OK, "set NULL");
+    TH_EXPECT(ln_bits(c, x, y) == CLNORM_OK && memcmp(y, rules, E * 4) == 0, "entries kept after NULL");
+    TH_EXPECT(clnorm_set_tuning(NULL, good) == CLNORM_ERR_NULL_ARGUMENT, "NULL context");
+    clnorm_destroy(c);
+
+    /* CLNORM_TUNING at context creation. */
+    setenv("CLNORM_TUNING", good, 1);
+    c = NULL;
+    TH_EXPECT(clnorm_create_default(&c) == CLNORM_OK && c, "CLNORM_TUNING=good");
+    if (c)
+        TH_EXPECT(ln_bits(c, x, y) == CLNORM_OK && memcmp(y, forced, E * 4) == 0, "CLNORM_TUNING entry not used");
+    clnorm_destroy(c);
+    setenv("CLNORM_TUNING", "/nonexistent/clnorm-tuning", 1);
+    c = NULL;
+    TH_EXPECT(clnorm_create_default(&c) == CLNORM_ERR_TUNING_FILE && !c, "CLNORM_TUNING=missing accepted");
+    clnorm_destroy(c);
+    unsetenv("CLNORM_TUNING");
+    unlink(good);
+    unlink(other);
+    free(x), free(rules), free(forced), free(y), free(wi);
+    th_finish();
+}
+END_TEST
+
 int main(void)
 {
     unsetenv("CLNORM_VARIANT");
     unsetenv("CLNORM_STREAM");
+    unsetenv("CLNORM_TUNING");
     Suite *s = suite_create("api");
     TCase *tc = tcase_create("api");
     tcase_set_timeout(tc, 0);
@@ -356,6 +538,8 @@ int main(void)
     tcase_add_test(tc, several_contexts);
     tcase_add_test(tc, device_selection);
     tcase_add_test(tc, variant_env);
+    tcase_add_test(tc, tuning_keys);
+    tcase_add_test(tc, tuning_files);
     suite_add_tcase(s, tc);
     return th_run_suite(s, "test_api");
 }
