@@ -69,6 +69,7 @@ typedef struct options {
     bench_case cases[MAX_CASES];
     size_t n_cases;
     size_t copy_elems;  /* 0 = the suite's largest x */
+    FILE *tune;         /* --tune: the tuning file being written; NULL = benchmark */
 } options;
 
 typedef struct result {
@@ -611,6 +612,125 @@ static void sanitize(const char *in, char *out, size_t len) {
     if (j == 0) snprintf(out, len, "device");
 }
 
+/* ------------------------------------------------------------------ tuner */
+
+/* --tune, one case: every variant and work-group size (cx) against the
+ * rules (rules_cx), each measured paired with the rules in the same runs so
+ * that the machine's drift cancels. The fastest candidate at least 5%
+ * faster than the rules, whose output passes the reference check and whose
+ * gain holds in a longer second measurement, becomes the case's entry in
+ * o->tune (device name, clnorm_tuning_key, variant, work-group size). 0, or
+ * -1 if the case could not be measured at all. */
+#define TUNE_MIN_GAIN 0.95
+
+/* Median ms of cx's run of d under (v, wg) and of rules_cx's, paired run
+ * for run; 0 or -1. */
+static int tune_pair(const options *o, runner *r, clnorm_ctx *cx, clnorm_ctx *rules_cx, const clnorm_desc *d,
+                     clnorm_variant v, size_t wg, int reps, double *ms, double *rules_ms) {
+    (void)o;
+    op_arg oc = {cx, d}, orules = {rules_cx, d};
+    double mn, pmn;
+    if (clnorm_set_variant(cx, v, wg) != CLNORM_OK) return -1;
+    return measure(r, enqueue_op, &oc, enqueue_op, &orules, 1, reps, ms, &mn, rules_ms, &pmn, NULL);
+}
+
+static int tune_case(const options *o, runner *r, const devinfo *dev, clnorm_ctx *cx, clnorm_ctx *rules_cx,
+                     const bench_case *c, const clnorm_desc *d, cl_mem mem[BENCH_ROLES], const char *label) {
+    char key[64];
+    clnorm_status st = clnorm_tuning_key(d, key, sizeof key);
+    if (st != CLNORM_OK) {
+        progress_done();
+        fprintf(stderr, "%s: %s: clnorm_tuning_key: %s\n", prog, label, clnorm_status_name(st));
+        return -1;
+    }
+    enum { MAXC = 4 * 8 };
+    struct cand {
+        clnorm_variant v;
+        size_t wg;
+        double ms, rules_ms, ratio;
+    } cand[MAXC];
+    int n = 0;
+    static const clnorm_variant vs[] = {CLNORM_VARIANT_WG, CLNORM_VARIANT_SUBGROUP, CLNORM_VARIANT_WI,
+                                        CLNORM_VARIANT_SPLIT};
+    static const size_t wgs[] = {0, 32, 64, 128, 256, 512, 1024};
+    op_arg oc = {cx, d};
+    /* The control: the rules in cx against the rules in rules_cx. The same
+     * plan in two contexts measured up to 7% apart here (scratch placement,
+     * run order); candidates' ratios are taken relative to it. */
+    double ctl_ms, ctl_rules;
+    progress("%s: tuning %s: control", dev->name, label);
+    if (tune_pair(o, r, cx, rules_cx, d, CLNORM_VARIANT_AUTO, 0, o->reps, &ctl_ms, &ctl_rules) != 0) {
+        progress_done();
+        fprintf(stderr, "%s: %s: %s: %s\n", prog, dev->name, label, r->err);
+        return -1;
+    }
+    const double control = ctl_ms / ctl_rules;
+    for (size_t i = 0; i < sizeof vs / sizeof vs[0]; i++)
+        for (size_t k = 0; k < sizeof wgs / sizeof wgs[0]; k++) {
+            if (wgs[k] > dev->max_wg) continue;
+            progress("%s: tuning %s: %s:%zu", dev->name, label, clnorm_variant_name(vs[i]), wgs[k]);
+            struct cand *t = &cand[n];
+            if (tune_pair(o, r, cx, rules_cx, d, vs[i], wgs[k], o->reps, &t->ms, &t->rules_ms) != 0)
+                continue; /* this candidate cannot run the case */
+            t->v = vs[i], t->wg = wgs[k], t->ratio = t->ms / t->rules_ms / control;
+            n++;
+        }
+    if (n == 0) {
+        progress_done();
+        fprintf(stderr, "%s: %s: %s: no candidate ran: %s\n", prog, dev->name, label, r->err);
+        return -1;
+    }
+    /* Fastest first; the first that is clearly faster and correct wins. */
+    for (int i = 1; i < n; i++)
+        for (int j = i; j > 0 && cand[j].ratio < cand[j - 1].ratio; j--) {
+            struct cand tmp = cand[j];
+            cand[j] = cand[j - 1], cand[j - 1] = tmp;
+        }
+    /* Candidates that measured clearly faster, fastest first (three at
+     * most): the output must pass the reference check, and the gain must
+     * hold in a second, longer paired measurement, since five runs of a
+     * candidate that is the rules' own choice can come out 10% apart. */
+    int win = -1;
+    char cerr[512] = "";
+    for (int i = 0; i < n && i < 3 && cand[i].ratio <= TUNE_MIN_GAIN && win < 0; i++) {
+        char vw[32];
+        snprintf(vw, sizeof vw, "%s:%zu", clnorm_variant_name(cand[i].v), cand[i].wg);
+        cl_event ev = NULL;
+        int bad = clnorm_set_variant(cx, cand[i].v, cand[i].wg) != CLNORM_OK || enqueue_op(&oc, &ev, cerr, sizeof cerr);
+        if (!bad) {
+            bad = clWaitForEvents(1, &ev) != CL_SUCCESS;
+            clReleaseEvent(ev);
+        }
+        if (bad || check_case(r->q, c, d, mem, cerr, sizeof cerr) != 0) {
+            progress_done();
+            fprintf(stderr, "%s: %s: %s: %s was faster but wrong (%s); not used\n", prog, dev->name, label, vw,
+                    cerr);
+            continue;
+        }
+        progress("%s: tuning %s: confirming %s", dev->name, label, vw);
+        const int reps2 = o->reps * 3 < 15 ? 15 : o->reps * 3;
+        double ms, rules_ms, cms, crules;
+        if (tune_pair(o, r, cx, rules_cx, d, CLNORM_VARIANT_AUTO, 0, reps2, &cms, &crules) != 0 ||
+            tune_pair(o, r, cx, rules_cx, d, cand[i].v, cand[i].wg, reps2, &ms, &rules_ms) != 0)
+            continue;
+        cand[i].ms = ms, cand[i].rules_ms = rules_ms, cand[i].ratio = ms / rules_ms / (cms / crules);
+        if (cand[i].ratio <= TUNE_MIN_GAIN) win = i;
+    }
+    clnorm_set_variant(cx, CLNORM_VARIANT_AUTO, 0);
+    progress_done();
+    const struct cand *b = &cand[win >= 0 ? win : 0];
+    char vw[32];
+    snprintf(vw, sizeof vw, "%s:%zu", clnorm_variant_name(b->v), b->wg);
+    printf("%-40s %-30s %9.3f  %-12s %9.3f %7.2fx %7.2f  %s\n", label, key, b->rules_ms, vw, b->ms, 1 / b->ratio,
+           control, win >= 0 ? "yes" : "-");
+    if (win >= 0)
+        fprintf(o->tune, "# %s: %s %.3f ms, the rules %.3f ms (paired runs), %.2fx against the control\n"
+                "%s\t%s\t%s\t%zu\n", label, vw, b->ms, b->rules_ms, 1 / b->ratio, dev->name, key,
+                clnorm_variant_name(b->v), b->wg);
+    fflush(stdout);
+    return 0;
+}
+
 static int run_device(const options *o, const devinfo *dev, FILE *csv) {
     int failures = 0;
     char err[2048];
@@ -712,6 +832,43 @@ static int run_device(const options *o, const devinfo *dev, FILE *csv) {
         progress_done();
         fprintf(stderr, "%s: %s: copy kernel: %s\n", prog, dev->name, cl_err_name(e));
         failures = 1;
+        goto out_copy;
+    }
+    if (o->tune) {
+        /* The rules in a second context on the same queue; neither reads a
+         * tuning file, so the file written is complete by itself. */
+        clnorm_ctx *rules_cx = NULL;
+        st = clnorm_create_from_queue(r.q, &rules_cx);
+        if (st == CLNORM_OK) st = clnorm_set_tuning(rules_cx, NULL);
+        if (st == CLNORM_OK) st = clnorm_set_tuning(cx, NULL);
+        if (st != CLNORM_OK) {
+            fprintf(stderr, "%s: %s: tuning contexts: %s\n", prog, dev->name, clnorm_status_name(st));
+            clnorm_destroy(rules_cx);
+            failures = 1;
+            goto out_copy;
+        }
+        printf("\nTuning %s [%s]: %s, median of %d runs, each candidate paired with the rules;\n"
+               "an entry where one is %.0f%% faster or more, again in a longer rerun, and passes the reference check\n\n",
+               dev->name, type_name(dev->type), r.mode == TIME_EVENTS ? "profiling events" : "wall clock", o->reps,
+               (1 - TUNE_MIN_GAIN) * 100);
+        printf("%-40s %-30s %9s  %-12s %9s %8s %7s  %s\n", "case", "key", "rules ms", "best", "best ms", "speed-up",
+               "control", "entry");
+        for (size_t i = 0; i < o->n_cases; i++) {
+            char label[160];
+            bench_case_label(&o->cases[i], label, sizeof label);
+            clnorm_desc d;
+            if (bench_case_desc(&o->cases[i], &d) != 0) {
+                fprintf(stderr, "%s: %s: bad case\n", prog, label);
+                failures++;
+                continue;
+            }
+            size_t el[BENCH_ROLES];
+            bench_case_buffer_elems(&o->cases[i], el);
+            for (int k = 0; k < BENCH_ROLES; k++)
+                if (el[k]) bench_desc_set(&d, k, (clnorm_buf){mem[k], 0});
+            if (tune_case(o, &r, dev, cx, rules_cx, &o->cases[i], &d, mem, label) != 0) failures++;
+        }
+        clnorm_destroy(rules_cx);
         goto out_copy;
     }
     copy_arg ca = {r.q, kcopy, copy_elems / 4};
@@ -915,7 +1072,12 @@ static void usage(FILE *f) {
             "  --csv [FILE]           CSV to FILE (with a header), or to stdout instead of the table\n"
             "  --csv-dir DIR          one CSV per device: DIR/<device>.csv\n"
             "  --suite-json           print the selected cases as JSON lines (with bytes) and exit\n"
-            "  --quiet                no progress line on stderr\n",
+            "  --quiet                no progress line on stderr\n"
+            "  --tune FILE            instead of the benchmark: time every variant and work-group size of each\n"
+            "                         case against the rules (--reps per candidate, default 5) and write the\n"
+            "                         ones >= 5%% faster (and again in a longer rerun) that pass the\n"
+            "                         reference check to FILE, for\n"
+            "                         CLNORM_TUNING=FILE or clnorm_set_tuning() (see include/clnorm.h)\n",
             prog);
 }
 
@@ -957,6 +1119,8 @@ int main(int argc, char **argv) {
     o.warmup = 3;
     const char *filters[64];
     int n_filters = 0;
+    const char *tune_path = NULL;
+    int reps_set = 0;
     bench_case *cur = NULL; /* case being built from --op */
     progress_tty = isatty(2);
 
@@ -1015,6 +1179,7 @@ int main(int argc, char **argv) {
         } else if (!strcmp(a, "--reps")) {
             NEED_ARG();
             o.reps = (int)parse_long(a, argv[++i], 1);
+            reps_set = 1;
         } else if (!strcmp(a, "--warmup")) {
             NEED_ARG();
             o.warmup = (int)parse_long(a, argv[++i], 0);
@@ -1055,7 +1220,8 @@ int main(int argc, char **argv) {
         } else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) {
             o.quiet = 1;
         } else if (!strcmp(a, "--tune")) {
-            die("--tune is not implemented yet");
+            NEED_ARG();
+            tune_path = argv[++i];
         } else {
             fprintf(stderr, "%s: unknown option '%s'\n", prog, a);
             usage(stderr);
@@ -1067,7 +1233,11 @@ int main(int argc, char **argv) {
         o.variant = CLNORM_VARIANT_AUTO;
     }
     if (o.json && o.csv_stdout) die("--json and --csv without a file both write stdout; pick one");
-    if (o.reps < 10 && !o.quiet) fprintf(stderr, "%s: note: --reps %d is below the suite's minimum of 10\n", prog, o.reps);
+    if (tune_path) {
+        if (o.variant_set) die("--tune measures every variant; drop --variant/--wg");
+        if (o.json || o.csv_stdout || o.csv_file || o.csv_dir) die("--tune prints its own table; drop --json/--csv");
+        if (!reps_set) o.reps = 5; /* per candidate, paired with the rules: ~60 runs per case */
+    } else if (o.reps < 10 && !o.quiet) fprintf(stderr, "%s: note: --reps %d is below the suite's minimum of 10\n", prog, o.reps);
 
     char err[256];
     if (o.n_cases == 0) {
@@ -1131,9 +1301,11 @@ int main(int argc, char **argv) {
         clnorm_ctx *cx = NULL;
         clnorm_status st = clnorm_create_default(&cx);
         if (st != CLNORM_OK) {
-            fprintf(stderr, "%s: clnorm_create_default: %s (%s)%s%s\n", prog, clnorm_status_name(st),
+            const char *tf = st == CLNORM_ERR_TUNING_FILE ? getenv("CLNORM_TUNING") : NULL;
+            fprintf(stderr, "%s: clnorm_create_default: %s (%s)%s%s%s%s\n", prog, clnorm_status_name(st),
                     clnorm_status_string(st), getenv("CLNORM_DEVICE") ? "; CLNORM_DEVICE=" : "",
-                    getenv("CLNORM_DEVICE") ? getenv("CLNORM_DEVICE") : "");
+                    getenv("CLNORM_DEVICE") ? getenv("CLNORM_DEVICE") : "", tf ? "; CLNORM_TUNING=" : "",
+                    tf ? tf : "");
             return 1;
         }
         cl_device_id id = clnorm_device(cx);
@@ -1150,8 +1322,23 @@ int main(int argc, char **argv) {
         fputs(CSV_HEADER, csv);
     }
     if (o.csv_stdout) fputs(CSV_HEADER, stdout);
+    if (tune_path) {
+        o.tune = fopen(tune_path, "w");
+        if (!o.tune) die("cannot write %s: %s", tune_path, strerror(errno));
+        fputs("clnorm-tuning 1\n# written by clnorm-bench --tune; read through CLNORM_TUNING=<this file> or\n"
+              "# clnorm_set_tuning(); fields: device, key (clnorm_tuning_key), variant, work-group size\n",
+              o.tune);
+    }
     int rc = 0;
     for (int i = 0; i < nchosen; i++) rc |= run_device(&o, &devs[chosen[i]], csv);
+    if (o.tune) {
+        if (fclose(o.tune) != 0) {
+            fprintf(stderr, "%s: writing %s failed\n", prog, tune_path);
+            rc = 1;
+        } else {
+            fprintf(stderr, "%s: wrote %s; use it with CLNORM_TUNING=%s\n", prog, tune_path, tune_path);
+        }
+    }
     if (csv && fclose(csv) != 0) {
         fprintf(stderr, "%s: writing %s failed\n", prog, o.csv_file);
         rc = 1;
