@@ -625,9 +625,8 @@ static void sanitize(const char *in, char *out, size_t len) {
 
 /* Median ms of cx's run of d under (v, wg) and of rules_cx's, paired run
  * for run; 0 or -1. */
-static int tune_pair(const options *o, runner *r, clnorm_ctx *cx, clnorm_ctx *rules_cx, const clnorm_desc *d,
-                     clnorm_variant v, size_t wg, int reps, double *ms, double *rules_ms) {
-    (void)o;
+static int tune_pair(runner *r, clnorm_ctx *cx, clnorm_ctx *rules_cx, const clnorm_desc *d, clnorm_variant v,
+                     size_t wg, int reps, double *ms, double *rules_ms) {
     op_arg oc = {cx, d}, orules = {rules_cx, d};
     double mn, pmn;
     if (clnorm_set_variant(cx, v, wg) != CLNORM_OK) return -1;
@@ -635,7 +634,8 @@ static int tune_pair(const options *o, runner *r, clnorm_ctx *cx, clnorm_ctx *ru
 }
 
 static int tune_case(const options *o, runner *r, const devinfo *dev, clnorm_ctx *cx, clnorm_ctx *rules_cx,
-                     const bench_case *c, const clnorm_desc *d, cl_mem mem[BENCH_ROLES], const char *label) {
+                     const bench_case *c, const clnorm_desc *d, cl_mem mem[BENCH_ROLES], const char *label,
+                     char (*done)[64], size_t *ndone) {
     char key[64];
     clnorm_status st = clnorm_tuning_key(d, key, sizeof key);
     if (st != CLNORM_OK) {
@@ -643,6 +643,14 @@ static int tune_case(const options *o, runner *r, const devinfo *dev, clnorm_ctx
         fprintf(stderr, "%s: %s: clnorm_tuning_key: %s\n", prog, label, clnorm_status_name(st));
         return -1;
     }
+    /* One entry per key and device (the library refuses a second): a case
+     * in the bucket of an earlier one is not tuned again. */
+    for (size_t i = 0; i < *ndone; i++)
+        if (strcmp(done[i], key) == 0) {
+            printf("%-40s %-30s (tuned with an earlier case of the same key)\n", label, key);
+            return 0;
+        }
+    snprintf(done[(*ndone)++], 64, "%s", key);
     enum { MAXC = 4 * 8 };
     struct cand {
         clnorm_variant v;
@@ -659,7 +667,7 @@ static int tune_case(const options *o, runner *r, const devinfo *dev, clnorm_ctx
      * run order); candidates' ratios are taken relative to it. */
     double ctl_ms, ctl_rules;
     progress("%s: tuning %s: control", dev->name, label);
-    if (tune_pair(o, r, cx, rules_cx, d, CLNORM_VARIANT_AUTO, 0, o->reps, &ctl_ms, &ctl_rules) != 0) {
+    if (tune_pair(r, cx, rules_cx, d, CLNORM_VARIANT_AUTO, 0, o->reps, &ctl_ms, &ctl_rules) != 0) {
         progress_done();
         fprintf(stderr, "%s: %s: %s: %s\n", prog, dev->name, label, r->err);
         return -1;
@@ -670,8 +678,13 @@ static int tune_case(const options *o, runner *r, const devinfo *dev, clnorm_ctx
             if (wgs[k] > dev->max_wg) continue;
             progress("%s: tuning %s: %s:%zu", dev->name, label, clnorm_variant_name(vs[i]), wgs[k]);
             struct cand *t = &cand[n];
-            if (tune_pair(o, r, cx, rules_cx, d, vs[i], wgs[k], o->reps, &t->ms, &t->rules_ms) != 0)
+            /* One pair first: a candidate twice as slow as the rules (the
+             * work-group variants on CPUs, up to 14x) is not worth more. */
+            if (tune_pair(r, cx, rules_cx, d, vs[i], wgs[k], 1, &t->ms, &t->rules_ms) != 0)
                 continue; /* this candidate cannot run the case */
+            if (t->ms < 2 * t->rules_ms &&
+                tune_pair(r, cx, rules_cx, d, vs[i], wgs[k], o->reps, &t->ms, &t->rules_ms) != 0)
+                continue;
             t->v = vs[i], t->wg = wgs[k], t->ratio = t->ms / t->rules_ms / control;
             n++;
         }
@@ -680,8 +693,7 @@ static int tune_case(const options *o, runner *r, const devinfo *dev, clnorm_ctx
         fprintf(stderr, "%s: %s: %s: no candidate ran: %s\n", prog, dev->name, label, r->err);
         return -1;
     }
-    /* Fastest first; the first that is clearly faster and correct wins. */
-    for (int i = 1; i < n; i++)
+    for (int i = 1; i < n; i++) /* fastest first */
         for (int j = i; j > 0 && cand[j].ratio < cand[j - 1].ratio; j--) {
             struct cand tmp = cand[j];
             cand[j] = cand[j - 1], cand[j - 1] = tmp;
@@ -710,8 +722,8 @@ static int tune_case(const options *o, runner *r, const devinfo *dev, clnorm_ctx
         progress("%s: tuning %s: confirming %s", dev->name, label, vw);
         const int reps2 = o->reps * 3 < 15 ? 15 : o->reps * 3;
         double ms, rules_ms, cms, crules;
-        if (tune_pair(o, r, cx, rules_cx, d, CLNORM_VARIANT_AUTO, 0, reps2, &cms, &crules) != 0 ||
-            tune_pair(o, r, cx, rules_cx, d, cand[i].v, cand[i].wg, reps2, &ms, &rules_ms) != 0)
+        if (tune_pair(r, cx, rules_cx, d, CLNORM_VARIANT_AUTO, 0, reps2, &cms, &crules) != 0 ||
+            tune_pair(r, cx, rules_cx, d, cand[i].v, cand[i].wg, reps2, &ms, &rules_ms) != 0)
             continue;
         cand[i].ms = ms, cand[i].rules_ms = rules_ms, cand[i].ratio = ms / rules_ms / (cms / crules);
         if (cand[i].ratio <= TUNE_MIN_GAIN) win = i;
@@ -853,6 +865,9 @@ static int run_device(const options *o, const devinfo *dev, FILE *csv) {
                (1 - TUNE_MIN_GAIN) * 100);
         printf("%-40s %-30s %9s  %-12s %9s %8s %7s  %s\n", "case", "key", "rules ms", "best", "best ms", "speed-up",
                "control", "entry");
+        char(*keys)[64] = calloc(o->n_cases, 64);
+        size_t nkeys = 0;
+        if (!keys) die("out of host memory");
         for (size_t i = 0; i < o->n_cases; i++) {
             char label[160];
             bench_case_label(&o->cases[i], label, sizeof label);
@@ -866,9 +881,10 @@ static int run_device(const options *o, const devinfo *dev, FILE *csv) {
             bench_case_buffer_elems(&o->cases[i], el);
             for (int k = 0; k < BENCH_ROLES; k++)
                 if (el[k]) bench_desc_set(&d, k, (clnorm_buf){mem[k], 0});
-            if (tune_case(o, &r, dev, cx, rules_cx, &o->cases[i], &d, mem, label) != 0) failures++;
+            if (tune_case(o, &r, dev, cx, rules_cx, &o->cases[i], &d, mem, label, keys, &nkeys) != 0) failures++;
         }
         clnorm_destroy(rules_cx);
+        free(keys);
         goto out_copy;
     }
     copy_arg ca = {r.q, kcopy, copy_elems / 4};

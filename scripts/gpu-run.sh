@@ -10,7 +10,9 @@
 #   3. builds (Release) in build-gpu/;
 #   4. runs the whole test suite (CTest) with CLNORM_DEVICE selecting the NVIDIA device;
 #   5. runs the benchmark suite there (clnorm-bench --check --json, CSV, PNG;
-#      --check compares all outputs with tests/reference.c);
+#      --check compares all outputs with tests/reference.c); then, on the GPU
+#      (or with --tune), tunes the suite (clnorm-bench --tune tuning.tsv) and
+#      runs it again with CLNORM_TUNING=tuning.tsv (bench-tuned.jsonl);
 #   6. runs bench/compare_torch.py --device cuda on the same cases;
 #   7. prints one side-by-side table: clnorm GB/s, PyTorch GB/s, speed-up,
 #      clnorm's fraction of the copy bandwidth.
@@ -20,18 +22,20 @@
 # run on the default device (PoCL's CPU device here) with torch on the CPU,
 # and the ICD file is only reported, not written.
 #
-#   scripts/gpu-run.sh [--dry-run] [--skip-tests] [--skip-torch] [--tests-regex RE]
-#                      [--reps N] [--device SEL] [-- clnorm-bench args...]
+#   scripts/gpu-run.sh [--dry-run] [--skip-tests] [--skip-torch] [--tune|--no-tune]
+#                      [--tests-regex RE] [--reps N] [--device SEL] [-- clnorm-bench args...]
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 root_dir=$(pwd)
 
-dry=0 skip_tests=0 skip_torch=0 tests_regex="" reps=20 devsel="" bench_extra=()
+dry=0 skip_tests=0 skip_torch=0 tune="" tests_regex="" reps=20 devsel="" bench_extra=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --dry-run) dry=1 ;;
     --skip-tests) skip_tests=1 ;;
     --skip-torch) skip_torch=1 ;;
+    --tune) tune=1 ;;
+    --no-tune) tune=0 ;;
     --tests-regex) tests_regex=$2; shift ;;
     --reps) reps=$2; shift ;;
     --device) devsel=$2; shift ;;
@@ -48,7 +52,7 @@ exec > >(tee "$out/gpu-run.log") 2>&1
 t_start=$(date +%s)
 ldconfig=$(command -v ldconfig || echo /sbin/ldconfig) # /sbin is not on every PATH
 phase() { echo; echo "=== [$(( $(date +%s) - t_start ))s] $*"; }
-status_tests="not run" status_bench="not run" status_torch="not run"
+status_tests="not run" status_bench="not run" status_torch="not run" status_tune="not run"
 
 # ------------------------------------------------------------ 1. carried dependencies
 phase "dependencies"
@@ -214,6 +218,23 @@ for csv in "$out"/*.csv; do
   [ -f "$csv" ] && { ./scripts/plot.sh "$csv" || echo "gpu-run: no plot (gnuplot/matplotlib missing)"; }
 done
 
+# Tuning: seconds on a GPU, a quarter of an hour on PoCL's CPU device, so
+# by default only in GPU mode.
+[ -n "$tune" ] || { [ "$mode" = gpu ] && tune=1 || tune=0; }
+if [ "$tune" -eq 1 ]; then
+  phase "tuning on $devsel (clnorm-bench --tune), then the suite again with the file"
+  if CLNORM_DEVICE=$devsel "$bench" --quiet --device "$devsel" --tune "$out/tuning.tsv" "${bench_extra[@]}" \
+    >"$out/tune.txt" 2>"$out/tune.err" &&
+    CLNORM_TUNING=$out/tuning.tsv CLNORM_DEVICE=$devsel "$bench" --device "$devsel" --reps "$reps" --check --json \
+      "${bench_extra[@]}" >"$out/bench-tuned.jsonl" 2>"$out/bench-tuned.err"; then
+    status_tune="ok ($(( $(grep -vc '^#' "$out/tuning.tsv") - 1 )) entries)"
+  else
+    status_tune="FAILED"
+    tail -5 "$out/tune.err" "$out/bench-tuned.err" 2>/dev/null
+  fi
+  cat "$out/tune.txt"
+fi
+
 # ------------------------------------------------------------ 6. PyTorch
 compare_ok=0
 if [ "$skip_torch" -eq 0 ] && [ -s "$out/bench.jsonl" ]; then
@@ -244,10 +265,10 @@ PY
 fi
 echo
 echo "device: $(awk -F'"' 'NR == 1 { print $4 }' "$out/bench.jsonl" 2>/dev/null)  (CLNORM_DEVICE=$devsel, mode $mode)"
-echo "tests: $status_tests; benchmark: $status_bench; torch comparison: $status_torch"
-echo "results in $out: gpu-run.log bench.jsonl *.csv *.png compare.txt compare.csv tests.log"
+echo "tests: $status_tests; benchmark: $status_bench; tuning: $status_tune; torch comparison: $status_torch"
+echo "results in $out: gpu-run.log bench.jsonl *.csv *.png compare.txt compare.csv tests.log tuning.tsv bench-tuned.jsonl"
 echo "total $(( $(date +%s) - t_start ))s"
-case "$status_tests$status_bench$status_torch" in
+case "$status_tests$status_bench$status_tune$status_torch" in
   *FAILED*) exit 1 ;;
 esac
 exit 0
