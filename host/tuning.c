@@ -1,6 +1,7 @@
 /* Tuning files (clnorm-bench --tune): reading them, and finding an entry. */
 #include "internal.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -89,8 +90,8 @@ clnorm_status clnorm_tuning_read(clnorm_ctx *c, const char *path, clnorm_tuned *
         }
         errno = 0;
         const unsigned long long wg = strtoull(fld[3], &end, 10);
-        if (!fld[0][0] || key_ok(fld[1]) != 0 || clnorm_parse_variant(fld[2], &v) != 0 || end == fld[3] ||
-            *end || errno || fld[3][0] == '-' || wg > TUNING_WG_MAX || (wg & (wg - 1))) {
+        if (!fld[0][0] || key_ok(fld[1]) != 0 || clnorm_parse_variant(fld[2], &v) != 0 ||
+            !isdigit((unsigned char)fld[3][0]) || *end || errno || wg > TUNING_WG_MAX || (wg & (wg - 1))) {
             st = clnorm_fail(c, CLNORM_ERR_TUNING_FILE,
                              "%s:%u: bad entry (device \"%s\", key \"%s\", variant \"%s\", work-group size \"%s\")",
                              path, lineno, fld[0], fld[1], fld[2], fld[3]);

@@ -461,6 +461,8 @@ START_TEST(tuning_files)
         "clnorm-tuning 1\n%s\tlayer_norm rows batch 12 6\tfast\t64\n",  /* variant */
         "clnorm-tuning 1\n%s\tlayer_norm rows batch 12 6\twg\t48\n",    /* not a power of two */
         "clnorm-tuning 1\n%s\tlayer_norm rows batch 12 6\twg\t-64\n",   /* negative */
+        "clnorm-tuning 1\n%s\tlayer_norm rows batch 12 6\twg\t 64\n",   /* not digits only */
+        "clnorm-tuning 1\n%s\tlayer_norm rows batch 12 6\twg\t\n",      /* empty */
         "clnorm-tuning 1\n%s\tlayer_norm nchw batch 12 6\twg\t64\n",    /* layout of a row op */
         "clnorm-tuning 1\n%s\tlayer_norm rows batch  12 6\twg\t64\n",   /* not canonical */
         "clnorm-tuning 1\n%s\tlayer_norm rows batch 12 64\twg\t64\n",   /* bucket range */
