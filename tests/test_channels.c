@@ -537,8 +537,6 @@ START_TEST(wave_pipeline)
 }
 END_TEST
 
-/* Rejected calls: specific status, and every buffer (outputs, running
- * statistics) byte-identical afterwards (th_run checks that on any rejection). */
 /* The largest work-group sizes a user may force (or a tuning file ask
  * for) on the column paths: PoCL allocates a CPU work-item's private tile
  * statistics for the whole work-group on a worker thread's stack, and 512
@@ -577,6 +575,8 @@ START_TEST(large_forced_work_groups)
 }
 END_TEST
 
+/* Rejected calls: specific status, and every buffer (outputs, running
+ * statistics) byte-identical afterwards (th_run checks that on any rejection). */
 START_TEST(error_cases)
 {
     clnorm_ctx *ctx = th_ctx();
