@@ -585,6 +585,21 @@ static int check_case(cl_command_queue q, const bench_case *c, const clnorm_desc
     return rc;
 }
 
+/* One more run of the case under cx's settings, then check_case: timed
+ * runs leave y overwritten by the paired runs. 0 = agrees. */
+static int run_and_check(cl_command_queue q, op_arg *oa, const bench_case *c, cl_mem mem[BENCH_ROLES], char *err,
+                         size_t errlen) {
+    cl_event ev = NULL;
+    if (enqueue_op(oa, &ev, err, errlen) != 0) return -1;
+    cl_int e = clWaitForEvents(1, &ev);
+    clReleaseEvent(ev);
+    if (e != CL_SUCCESS) {
+        snprintf(err, errlen, "clWaitForEvents: %s", cl_err_name(e));
+        return -1;
+    }
+    return check_case(q, c, oa->d, mem, err, errlen);
+}
+
 /* ------------------------------------------------------------------ per device */
 
 static const char *variant_label(const options *o, char *buf, size_t len) {
@@ -707,13 +722,9 @@ static int tune_case(const options *o, runner *r, const devinfo *dev, clnorm_ctx
     for (int i = 0; i < n && i < 3 && cand[i].ratio <= TUNE_MIN_GAIN && win < 0; i++) {
         char vw[32];
         snprintf(vw, sizeof vw, "%s:%zu", clnorm_variant_name(cand[i].v), cand[i].wg);
-        cl_event ev = NULL;
-        int bad = clnorm_set_variant(cx, cand[i].v, cand[i].wg) != CLNORM_OK || enqueue_op(&oc, &ev, cerr, sizeof cerr);
-        if (!bad) {
-            bad = clWaitForEvents(1, &ev) != CL_SUCCESS;
-            clReleaseEvent(ev);
-        }
-        if (bad || check_case(r->q, c, d, mem, cerr, sizeof cerr) != 0) {
+        snprintf(cerr, sizeof cerr, "clnorm_set_variant failed");
+        if (clnorm_set_variant(cx, cand[i].v, cand[i].wg) != CLNORM_OK ||
+            run_and_check(r->q, &oc, c, mem, cerr, sizeof cerr) != 0) {
             progress_done();
             fprintf(stderr, "%s: %s: %s: %s was faster but wrong (%s); not used\n", prog, dev->name, label, vw,
                     cerr);
@@ -954,16 +965,8 @@ static int run_device(const options *o, const devinfo *dev, FILE *csv) {
         rs->copy_stream_gbps = copy_stream_gbps;
         rs->ok = 1;
         if (o->check) {
-            /* Run once more: the paired copy runs overwrite y with x. */
             char cerr[512];
-            cl_event ev = NULL;
-            int bad = enqueue_op(&oa, &ev, cerr, sizeof cerr) != 0;
-            if (!bad) {
-                bad = clWaitForEvents(1, &ev) != CL_SUCCESS;
-                if (bad) snprintf(cerr, sizeof cerr, "clWaitForEvents failed");
-                clReleaseEvent(ev);
-            }
-            if (bad || check_case(r.q, &rs->c, &d, mem, cerr, sizeof cerr) != 0) {
+            if (run_and_check(r.q, &oa, &rs->c, mem, cerr, sizeof cerr) != 0) {
                 progress_done();
                 fprintf(stderr, "%s: %s: %s: CHECK FAILED: %s\n", prog, dev->name, label, cerr);
                 rs->ok = 0;
