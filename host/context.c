@@ -62,20 +62,17 @@ static clnorm_status ctx_init(clnorm_ctx *c)
         else if (strcmp(dc, "cpu") == 0) c->dev.is_cpu = 1;
         else bad = 1;
     }
-    if (bad) {
-        pthread_mutex_destroy(&c->lock);
-        return CLNORM_ERR_INVALID_VARIANT;
-    }
+    clnorm_status st = CLNORM_ERR_INVALID_VARIANT;
+    if (bad)
+        goto fail;
     /* CLNORM_TUNING: a tuning file (clnorm-bench --tune) to read now. */
     const char *tf = getenv("CLNORM_TUNING");
-    if (tf && *tf) {
-        clnorm_status st = clnorm_tuning_read(c, tf, &c->tuned, &c->ntuned);
-        if (st != CLNORM_OK) {
-            pthread_mutex_destroy(&c->lock);
-            return st;
-        }
-    }
+    if (tf && *tf && (st = clnorm_tuning_read(c, tf, &c->tuned, &c->ntuned)) != CLNORM_OK)
+        goto fail;
     return CLNORM_OK;
+fail:
+    pthread_mutex_destroy(&c->lock);
+    return st;
 }
 
 CLNORM_API clnorm_status clnorm_create_from_queue(cl_command_queue queue, clnorm_ctx **out)

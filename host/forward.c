@@ -507,11 +507,10 @@ static int plan_running(chain *ch, const clnorm_desc *d, const shape *s, const o
 /* The tuning key of a described call (see clnorm_tuning_key). */
 static void key_of(const clnorm_desc *d, const shape *s, char *buf, size_t len)
 {
-    static const char *const ops[] = {"", "layer_norm", "rms_norm", "batch_norm", "instance_norm", "group_norm"};
     unsigned a = 0, b = 0;
     while (s->set_len >> (a + 1)) ++a;
     while (s->sets >> (b + 1)) ++b;
-    snprintf(buf, len, "%s %s %s %u %u", ops[d->op], !s->channel ? "rows" : s->cl ? "nhwc" : "nchw",
+    snprintf(buf, len, "%s %s %s %u %u", clnorm_tuning_ops[d->op], !s->channel ? "rows" : s->cl ? "nhwc" : "nchw",
              s->batch_stats ? "batch" : "running", a, b);
 }
 

@@ -79,6 +79,8 @@ int clnorm_parse_variant(const char *s, clnorm_variant *v);
  * allocated. The entry for a key, or NULL. */
 clnorm_status clnorm_tuning_read(clnorm_ctx *c, const char *path, clnorm_tuned **out, size_t *n);
 const clnorm_tuned *clnorm_tuning_find(const clnorm_ctx *c, const char *key);
+/* Operation names in tuning keys, indexed by clnorm_op ([0] is ""). */
+extern const char *const clnorm_tuning_ops[CLNORM_GROUP_NORM + 1];
 
 /* Kernel lookup; compiles the program on first use. */
 int clnorm_get_kernel(clnorm_ctx *ctx, const char *name, unsigned wg, unsigned lanes,

@@ -11,18 +11,20 @@
 #define TUNING_LINE_MAX 1024
 #define TUNING_WG_MAX ((size_t)1 << 20)
 
+const char *const clnorm_tuning_ops[CLNORM_GROUP_NORM + 1] = {"", "layer_norm", "rms_norm", "batch_norm",
+                                                              "instance_norm", "group_norm"};
+
 /* 0 if key is a well-formed key, written as clnorm_tuning_key() writes it. */
 static int key_ok(const char *key)
 {
-    static const char *const ops[] = {"layer_norm", "rms_norm", "batch_norm", "instance_norm", "group_norm"};
     char op[16], layout[8], stats[8], tail;
     unsigned a, b;
     if (strlen(key) >= CLNORM_TUNING_KEY_MAX ||
         sscanf(key, "%15s %7s %7s %u %u%c", op, layout, stats, &a, &b, &tail) != 5 || a > 63 || b > 63)
         return -1;
     int rows = -1;
-    for (int i = 0; i < 5; ++i)
-        if (strcmp(op, ops[i]) == 0) rows = i < 2;
+    for (int i = CLNORM_LAYER_NORM; i <= CLNORM_GROUP_NORM; ++i)
+        if (strcmp(op, clnorm_tuning_ops[i]) == 0) rows = i == CLNORM_LAYER_NORM || i == CLNORM_RMS_NORM;
     if (rows < 0) return -1;
     if (rows ? strcmp(layout, "rows") != 0 || strcmp(stats, "batch") != 0
              : (strcmp(layout, "nchw") != 0 && strcmp(layout, "nhwc") != 0) ||
