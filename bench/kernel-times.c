@@ -13,6 +13,8 @@
  *
  * KERNEL_TIMES_SEQ=1 counts consecutive launches of one kernel apart, as
  * name#0, name#1, ... (for example the N + 1 launches of col_wave).
+ * KERNEL_TIMES_TRACE=FILE writes every kernel's name to FILE, one line per
+ * launch, in launch order (CTest bench_outputs checks run order with it).
  */
 #define _GNU_SOURCE
 #ifndef CL_TARGET_OPENCL_VERSION
@@ -50,6 +52,17 @@ static const char *seq_name(const char *name);
 static void record(const char *raw, double ms)
 {
     pthread_mutex_lock(&lock);
+    static FILE *trace;
+    static int trace_tried;
+    if (!trace_tried) {
+        const char *path = getenv("KERNEL_TIMES_TRACE");
+        trace_tried = 1;
+        if (path && *path) trace = fopen(path, "w");
+    }
+    if (trace) {
+        fprintf(trace, "%s\n", raw);
+        fflush(trace);
+    }
     const char *name = seq_name(raw);
     int i = 0;
     while (i < ntab && strcmp(tab[i].name, name) != 0) ++i;

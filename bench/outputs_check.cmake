@@ -1,0 +1,137 @@
+# CTest bench_outputs: what clnorm-bench promises its users (issue 4).
+#   cmake -DBENCH=<clnorm-bench> -DOUT=<dir> [-DTIMES=<libclnorm_kernel_times.so>] -P outputs_check.cmake
+# 1. --json: one object per case with the documented fields, and numbers
+#    that agree with each other (effective bytes of the documented formula,
+#    GB/s = bytes / median, ratio = GB/s / copy GB/s);
+# 2. --csv: a header with the same fields and one row per case;
+# 3. run order, seen through kernel-times' launch trace: a timed run starts
+#    from scrubbed caches by default, and with --warm-cache from the case's
+#    own data, never right after the reference copy (which evicts it).
+cmake_minimum_required(VERSION 3.16)
+set(cases --op layer_norm --shape 64x1024 --op group_norm --shape 2x64x8x8 --layout nhwc --groups 8)
+# LayerNorm M x D: 4 (2 M D + 2 D + 2 M); GroupNorm: 4 (2 N C S + 2 C + 2 N G).
+set(want_bytes 532992 66176)
+set(want_shape "[64,1024]" "[2,64,8,8]")
+set(want_op layer_norm group_norm)
+set(want_layout rows nhwc)
+
+function(run_bench out_var)
+  execute_process(COMMAND ${BENCH} ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "clnorm-bench ${ARGN} failed (${rc}):\n${out}\n${err}")
+  endif()
+  set(${out_var} "${out}" PARENT_SCOPE)
+endfunction()
+
+function(json_number line key out_var)
+  if(NOT line MATCHES "\"${key}\":(-?[0-9.eE+-]+)[,}]")
+    message(FATAL_ERROR "no number \"${key}\" in: ${line}")
+  endif()
+  set(${out_var} ${CMAKE_MATCH_1} PARENT_SCOPE)
+endfunction()
+
+# 1. JSON
+run_bench(out --quiet --warm-cache --reps 3 --json ${cases})
+string(STRIP "${out}" out)
+string(REPLACE "\n" ";" lines "${out}")
+list(LENGTH lines n)
+if(NOT n EQUAL 2)
+  message(FATAL_ERROR "--json: ${n} lines for 2 cases:\n${out}")
+endif()
+foreach(i RANGE 1)
+  list(GET lines ${i} line)
+  list(GET want_op ${i} op)
+  list(GET want_layout ${i} layout)
+  list(GET want_shape ${i} shape)
+  list(GET want_bytes ${i} bytes)
+  if(NOT line MATCHES "^{\"device\":\"[^\"]+\"")
+    message(FATAL_ERROR "--json: no device first: ${line}")
+  endif()
+  string(REPLACE "[" "\\[" shape_re "${shape}")
+  string(REPLACE "]" "\\]" shape_re "${shape_re}")
+  foreach(field "\"op\":\"${op}\"" "\"layout\":\"${layout}\"" "\"shape\":${shape_re}" "\"bytes\":${bytes},")
+    if(NOT line MATCHES "${field}")
+      message(FATAL_ERROR "--json: want ${field} in: ${line}")
+    endif()
+  endforeach()
+  json_number("${line}" median_ms ms)
+  json_number("${line}" gbps gbps)
+  json_number("${line}" copy_gbps copy)
+  json_number("${line}" ratio ratio)
+  # Checked with a tolerance for the printed rounding (gbps has 3 decimals,
+  # ratio 4), in a subprocess: CMake's math() has integers only.
+  execute_process(COMMAND awk -v ms=${ms} -v g=${gbps} -v c=${copy} -v r=${ratio} -v b=${bytes}
+                  "BEGIN { e1 = b / (ms * 1e6) - g; e2 = g / c - r;
+                           if (ms <= 0 || c <= 0 || (e1 < 0 ? -e1 : e1) > 0.002 * g + 0.001 ||
+                               (e2 < 0 ? -e2 : e2) > 0.002 * r + 0.0001) exit 1 }"
+                  RESULT_VARIABLE bad)
+  if(NOT bad EQUAL 0)
+    message(FATAL_ERROR "--json numbers disagree (bytes ${bytes}, ms ${ms}, GB/s ${gbps}, copy ${copy}, ratio ${ratio}): ${line}")
+  endif()
+endforeach()
+
+# 2. CSV
+run_bench(out --quiet --warm-cache --reps 3 --csv ${cases})
+string(STRIP "${out}" out)
+string(REPLACE "\n" ";" lines "${out}")
+list(LENGTH lines n)
+if(NOT n EQUAL 3)
+  message(FATAL_ERROR "--csv: ${n} lines for a header and 2 cases:\n${out}")
+endif()
+list(GET lines 0 header)
+foreach(col device op layout shape median_ms gbps copy_gbps ratio)
+  if(NOT ",${header}," MATCHES ",${col},")
+    message(FATAL_ERROR "--csv header lacks ${col}: ${header}")
+  endif()
+endforeach()
+
+# 3. Run order (kernel-times is Linux-only)
+if(NOT TIMES)
+  return()
+endif()
+set(bench_kernels stamp copy4 copy4_stream scrub4)
+foreach(mode cold warm)
+  set(extra "")
+  set(want_before scrub4)
+  if(mode STREQUAL warm)
+    set(extra --warm-cache)
+    set(want_before case)
+  endif()
+  set(trace ${OUT}/trace-${mode}.txt)
+  file(REMOVE ${trace})
+  execute_process(COMMAND ${CMAKE_COMMAND} -E env LD_PRELOAD=${TIMES} KERNEL_TIMES_TRACE=${trace}
+                  ${BENCH} --quiet --no-gate --warmup 1 --reps 4 ${extra} --op layer_norm --shape 64x1024
+                  RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "traced run (${mode}) failed (${rc}):\n${out}\n${err}")
+  endif()
+  file(STRINGS ${trace} seq)
+  list(LENGTH seq len)
+  math(EXPR last "${len} - 2")
+  set(timed 0)
+  foreach(i RANGE 1 ${last})
+    list(GET seq ${i} k)
+    math(EXPR j "${i} + 1")
+    list(GET seq ${j} next)
+    if(NOT k STREQUAL "stamp" OR next IN_LIST bench_kernels)
+      continue()
+    endif()
+    # A timed run of the case: the stamp, then the case's first kernel.
+    math(EXPR timed "${timed} + 1")
+    if(timed EQUAL 1)
+      continue() # the warm-up run, which follows the copy measurement
+    endif()
+    math(EXPR p "${i} - 1")
+    list(GET seq ${p} before)
+    set(kind ${before})
+    if(NOT before IN_LIST bench_kernels)
+      set(kind case)
+    endif()
+    if(NOT kind STREQUAL want_before)
+      message(FATAL_ERROR "${mode} run ${timed} started after '${before}', not ${want_before} (trace ${trace})")
+    endif()
+  endforeach()
+  if(NOT timed EQUAL 5)
+    message(FATAL_ERROR "${mode}: ${timed} timed runs of the case in ${trace}, want 1 warm-up + 4")
+  endif()
+endforeach()
