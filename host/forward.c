@@ -438,11 +438,11 @@ static int plan_partials(chain *ch, const clnorm_desc *d, const shape *s, const 
         if ((st = reserve(ch->c, &need, scr)) != CLNORM_OK) return st;
         cl_mem stats = s->update_running ? scr[1] : NULL;
         cl_uint N = (cl_uint)s->N, S = (cl_uint)s->S, C = (cl_uint)s->C, G = (cl_uint)s->G;
-        cl_uint rc = (cl_uint)cp.rchunk, rs = (cl_uint)cp.rsub, aff_ps = d->per_sample_affine ? 1 : 0;
+        cl_uint rc = (cl_uint)cp.rchunk, aff_ps = d->per_sample_affine ? 1 : 0;
         for (cl_uint w = 0; w <= N && st == CLNORM_OK; ++w) {
             karg ka[] = {KA(a->x),  KA(a->xo), KA(a->y),  KA(a->yo), KA(a->scale), KA(a->so), KA(a->bias),
                          KA(a->bo), KA(a->mean), KA(a->mo), KA(a->rstd), KA(a->ro), KA(stats), KA(scr[0]),
-                         KA(scr[2]), KA(N), KA(S), KA(C), KA(G), KA(rc), KA(rs), KA(aff_ps), KA(a->eps), KA(w)};
+                         KA(scr[2]), KA(N), KA(S), KA(C), KA(G), KA(rc), KA(aff_ps), KA(a->eps), KA(w)};
             st = launch(ch, "col_wave", cp.wg, 1, ch->y_flags, ka, NARGS(ka), 2, g, l);
         }
         if (st == CLNORM_OK && s->update_running)
@@ -475,8 +475,8 @@ static int plan_partials(chain *ch, const clnorm_desc *d, const shape *s, const 
         const size_t KR = div_up(R, cp.rchunk);
         need.floats[0] = 3 * P * KR * Cc;
         if ((st = reserve(ch->c, &need, scr)) != CLNORM_OK) return st;
-        cl_uint Ru = (cl_uint)R, Cu = (cl_uint)Cc, rc = (cl_uint)cp.rchunk, rs = (cl_uint)cp.rsub;
-        karg kp[] = {KA(a->x), KA(a->xo), KA(scr[0]), KA(Ru), KA(Cu), KA(rc), KA(rs)};
+        cl_uint Ru = (cl_uint)R, Cu = (cl_uint)Cc, rc = (cl_uint)cp.rchunk;
+        karg kp[] = {KA(a->x), KA(a->xo), KA(scr[0]), KA(Ru), KA(Cu), KA(rc)};
         size_t g[3] = {round_up(div_up(Cc, cp.per_wi), cp.wg), KR, P}, l[3] = {cp.wg, 1, 1};
         st = launch(ch, "col_partials", cp.wg, cp.wg, 0, kp, NARGS(kp), 3, g, l);
         /* Set (p, k) merges chunks (stride Cc) x its per_set_cols adjacent columns. */

@@ -101,7 +101,6 @@ typedef struct clnorm_colplan {
     unsigned wg;   /* work-group size */
     size_t per_wi; /* columns per work-item */
     size_t rchunk; /* rows per partial */
-    size_t rsub;   /* CPUs: rows per sub-tile a work-item re-reads from cache */
 } clnorm_colplan;
 /* CPUs: columns per col_partials work-item (COL_TILE vectors of 16). */
 #define CLNORM_CPU_COL_TILE 1024

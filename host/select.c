@@ -115,7 +115,7 @@ void clnorm_plan_cols(const clnorm_ctx *c, size_t P, size_t R, size_t C, clnorm_
     const size_t items = div_up(C, p->per_wi);
     size_t wg = clnorm_plan_wg(c);
     /* CPUs: each work-item keeps a tile's statistics in private memory
-     * (20 KiB), which PoCL allocates for the whole work-group on a worker
+     * (12 KiB), which PoCL allocates for the whole work-group on a worker
      * thread's stack: 512 work-items overflowed it. A forced or tuned size
      * is capped here; beyond a few work-items they only idle anyway. */
     if (c->dev.is_cpu && wg > CLNORM_CPU_COL_WG_MAX) wg = CLNORM_CPU_COL_WG_MAX;
@@ -125,9 +125,10 @@ void clnorm_plan_cols(const clnorm_ctx *c, size_t P, size_t R, size_t C, clnorm_
         wg = w;
     }
     p->wg = (unsigned)wg;
-    /* Enough row chunks to occupy the device; the second pass over a chunk
-     * (GPUs) or over each sub-tile of it (CPUs, which merge their sub-tiles
-     * themselves) should hit the cache: 256 KiB per tile. */
+    /* Enough row chunks to occupy the device; on GPUs the second pass over
+     * a chunk should hit the cache: 256 KiB per tile. (CPUs take a chunk
+     * in blocks of a few rows whose second pass hits L1, and merge them
+     * themselves: one partial per work-item.) */
     const size_t tile = p->per_wi > 1 ? p->per_wi : wg; /* columns one work-group covers */
     const size_t tile_cols = C < tile ? C : tile;
     size_t chunks = div_up(groups_wanted(c) * 4, P * div_up(items, wg));
@@ -138,7 +139,6 @@ void clnorm_plan_cols(const clnorm_ctx *c, size_t P, size_t R, size_t C, clnorm_
     if (rchunk < 16) rchunk = 16;
     if (rchunk > R) rchunk = R;
     p->rchunk = rchunk;
-    p->rsub = rchunk < cache_rows ? rchunk : cache_rows;
 }
 
 int clnorm_plan_stream(const clnorm_ctx *c, size_t y_bytes)
@@ -183,6 +183,5 @@ int clnorm_plan_waves(const clnorm_ctx *c, size_t N, size_t S, size_t C, clnorm_
     if (rchunk < 16) rchunk = 16;
     if (rchunk > S) rchunk = S;
     p->rchunk = rchunk;
-    if (p->rsub > rchunk) p->rsub = rchunk;
     return 1;
 }

@@ -43,72 +43,93 @@ typedef struct {
 } col_write_t;
 
 /* Per column vector j of a tile, side by side (separate arrays 4 KiB apart
- * would alias in the store buffer): the sub-tile's shift, then mean (K), its
- * sum, then M2 (S), and the running reference mean (K0), mean relative to it
- * (REL) and M2 (Q). */
-#define K_(j) st[5 * (j)]
-#define S_(j) st[5 * (j) + 1]
-#define K0_(j) st[5 * (j) + 2]
-#define REL_(j) st[5 * (j) + 3]
-#define Q_(j) st[5 * (j) + 4]
+ * would alias in the store buffer): the reference (K0, the tile's first
+ * row), the running mean relative to it (REL) and the running M2 (Q). */
+#define K0_(j) st[3 * (j)]
+#define REL_(j) st[3 * (j) + 1]
+#define Q_(j) st[3 * (j) + 2]
 
-/* CPUs: statistics of rows [a, b) of nvec column vectors at xp (row stride
- * C), merged into the tile's running statistics st (rows from r0 on). The
- * first pass streams the rows in order: each row of the tile is one
- * contiguous read, which the hardware prefetcher follows. The sub-tile is
- * sized to stay in L2 for the second pass. Sub-tiles merge with Chan's
- * update (as chan_add, one weight for all columns). If w && w->n, the same rows
- * of w's tile are written during the first pass, so that the core's reads
- * and writes overlap (col_wave). */
-inline void col_subtile(__global const float *xp, uint C, uint a, uint b, uint r0, uint nvec,
-                        floatv *st, const col_write_t *w)
+#ifndef COL_RB
+#define COL_RB 8 /* CPUs: rows per block of a column tile */
+#endif
+#ifndef COL_PF
+#define COL_PF 1 /* CPUs: blocks ahead that are prefetched; 0: none */
+#endif
+
+/* Row i of a block (rows from a) of w's tile, written: y = (x - m) * a + b. */
+#define COL_WRITE_ROW(i)                                                          \
+    norm_span(w->x + (ulong)(a + (i)) * C, w->y + (ulong)(a + (i)) * C, 0, w->n, 0, 0.0f, \
+              1.0f, 0.0f, w->m, w->a, w->b)
+
+/* Statistics of the NB rows of a block at `row` (row stride C, first row a),
+ * merged into the tile's (K0, REL, Q); na rows are merged so far. Column
+ * vector by column vector: its shifted sum (first pass, from memory), the
+ * block's mean, the M2 about that mean (second pass, from L1), then Chan's
+ * update (as chan_add). Walking a block by columns hides the rows' order
+ * from the hardware prefetcher, so with PF the block COL_PF blocks ahead is
+ * prefetched in address order, NB lines per vector, which covers it (a
+ * vector is one 64-byte line). With a write hook (col_wave) the block's rows
+ * of w's tile are written spread over the vectors, row i before vector
+ * ceil(i * nvec / NB), so that reads and writes stay interleaved. */
+#define COL_BLOCK(NB, PF)                                                         \
+    {                                                                             \
+        __global const float *pf = row + COL_PF * (NB) * C;                       \
+        uint pr = 0, pc = 0; /* next line of the block ahead: row, vector */      \
+        uint wi = 0;         /* next row to write */                              \
+        for (uint j = 0; j < nvec; ++j) {                                         \
+            if (w && w->n)                                                        \
+                for (; wi < (NB) && wi * nvec <= j * (NB); ++wi)                  \
+                    COL_WRITE_ROW(wi);                                            \
+            if (PF)                                                               \
+                for (uint i = 0; i < (NB); ++i) {                                 \
+                    __builtin_prefetch(pf + (ulong)pr * C + pc * VEC, 0, 3);      \
+                    if (++pc == nvec) {                                           \
+                        pc = 0;                                                   \
+                        ++pr;                                                     \
+                    }                                                             \
+                }                                                                 \
+            const floatv k0 = K0_(j);                                             \
+            floatv s = 0.0f, q = 0.0f;                                            \
+            for (uint i = 0; i < (NB); ++i)                                       \
+                s += LOADV(j, row + i * C) - k0;                                  \
+            const floatv mb = s / (float)(NB);                                    \
+            for (uint i = 0; i < (NB); ++i) {                                     \
+                const floatv d = (LOADV(j, row + i * C) - k0) - mb;               \
+                q += d * d;                                                       \
+            }                                                                     \
+            if (na == 0.0f) {                                                     \
+                REL_(j) = mb;                                                     \
+                Q_(j) = q;                                                        \
+            } else {                                                              \
+                const float wb = (float)(NB) / (na + (float)(NB));                \
+                const floatv d = mb - REL_(j);                                    \
+                REL_(j) += d * wb;                                                \
+                Q_(j) += q + d * d * (na * wb);                                   \
+            }                                                                     \
+        }                                                                         \
+        if (w && w->n)                                                            \
+            for (; wi < (NB); ++wi)                                               \
+                COL_WRITE_ROW(wi);                                                \
+    }
+
+/* CPUs: statistics of rows [r0, r1) of nvec column vectors at xp (row
+ * stride C) into st, in blocks of COL_RB rows, and, if w && w->n, the same
+ * rows of w's tile written meanwhile (col_wave: the core reads one sample
+ * while it writes another). */
+inline void col_tile_stats(__global const float *xp, uint C, uint r0, uint r1, uint nvec,
+                           floatv *st, const col_write_t *w)
 {
-    __global const float *row = xp + (ulong)a * C;
-    for (uint j = 0; j < nvec; ++j) {
-        K_(j) = LOADV(j, row);
-        S_(j) = 0.0f;
-    }
-    for (uint r = a; r < b; ++r, row += C) {
-        for (uint j = 0; j < nvec; ++j)
-            S_(j) += LOADV(j, row) - K_(j);
-        if (w && w->n)
-            norm_span(w->x + (ulong)r * C, w->y + (ulong)r * C, 0, w->n, 0, 0.0f, 1.0f, 0.0f, w->m,
-                      w->a, w->b);
-    }
-    if (!nvec)
-        return;
-    const float nb = (float)(b - a);
+    __global const float *row = xp + (ulong)r0 * C;
     for (uint j = 0; j < nvec; ++j)
-        K_(j) += S_(j) / nb; /* the mean, as in the scalar path */
-    /* The second pass walks the sub-tile (in L2) in bands of two vectors,
-     * so its accumulators stay in registers; each column still sums its
-     * rows in order. */
-    for (uint j = 0; j < nvec; j += 2) {
-        const uint j2 = min(j + 1, nvec - 1); /* an odd last band repeats its vector */
-        const floatv k0 = K_(j), k1 = K_(j2);
-        floatv q0 = 0.0f, q1 = 0.0f;
-        row = xp + (ulong)a * C;
-        for (uint r = a; r < b; ++r, row += C) {
-            const floatv d0 = LOADV(j, row) - k0, d1 = LOADV(j2, row) - k1;
-            q0 += d0 * d0;
-            q1 += d1 * d1;
-        }
-        S_(j) = q0;
-        S_(j2) = q1;
-    }
-    if (a == r0) {
-        for (uint j = 0; j < nvec; ++j) {
-            K0_(j) = K_(j);
-            REL_(j) = 0.0f;
-            Q_(j) = S_(j);
-        }
-    } else {
-        const float na = (float)(a - r0), w8 = nb / (na + nb);
-        for (uint j = 0; j < nvec; ++j) {
-            const floatv d = (K_(j) - K0_(j)) - REL_(j);
-            REL_(j) += d * w8;
-            Q_(j) += S_(j) + d * d * (na * w8);
-        }
+        K0_(j) = LOADV(j, row);
+    float na = 0.0f;
+    for (uint a = r0; a < r1; a += COL_RB, row += COL_RB * C) {
+        const uint nb = min((uint)COL_RB, r1 - a);
+        if (nb == COL_RB) /* a constant count: the block's loops unroll */
+            COL_BLOCK(COL_RB, COL_PF && a + (COL_PF + 1) * COL_RB <= r1)
+        else
+            COL_BLOCK(nb, 0)
+        na += (float)nb;
     }
 }
 
@@ -126,7 +147,7 @@ inline void put_tile_partials(__global float *part, ulong out, uint nvec, uint n
 
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
 void col_partials(__global const float *x, ulong xo, __global float *part,
-                  uint R, uint C, uint rchunk, uint rsub)
+                  uint R, uint C, uint rchunk)
 {
     const uint kr = get_global_id(1), p = get_global_id(2);
     const uint nchunks = get_global_size(1);
@@ -135,16 +156,14 @@ void col_partials(__global const float *x, ulong xo, __global float *part,
     __global const float *xp = x + xo + (ulong)p * R * C;
 #if COLS_VEC
     /* CPUs: a work-item owns a tile of COL_TILE vectors (the host passes
-     * 64: 1024 columns) and takes its rows in sub-tiles of rsub rows, so the
-     * merge kernel sees one partial per work-item instead of one per
-     * sub-tile. */
+     * 64: 1024 columns) and merges its blocks itself, so the merge kernel
+     * sees one partial per work-item. */
     const uint c0 = get_global_id(0) * (COL_TILE * VEC);
     if (c0 >= C)
         return;
     const uint nvec = min((uint)COL_TILE, (C - c0) / VEC);
-    floatv st[5 * COL_TILE];
-    for (uint a = r0; a < r1; a += rsub) /* no write hook: compiled out once inlined */
-        col_subtile(xp + c0, C, a, min(r1, a + rsub), r0, nvec, st, 0);
+    floatv st[3 * COL_TILE];
+    col_tile_stats(xp + c0, C, r0, r1, nvec, st, 0);
     put_tile_partials(part, out + c0, nvec, r1 - r0, st);
     /* Columns past the last full vector (C not a multiple of VEC). */
     for (uint c = c0 + nvec * VEC; c < min(C, c0 + COL_TILE * VEC); ++c) {
@@ -176,7 +195,7 @@ void col_partials(__global const float *x, ulong xo, __global float *part,
  * by chunks of rows (dimension 1). Each work-item first merges sample w-1's
  * partials for the groups its tile touches (every work-item merges the
  * same way, so they agree bit for bit) into its own folded table (as
- * fold_table's, 3*TILE floats per work-item), then takes its rows in sub-tiles.
+ * fold_table's, 3*TILE floats per work-item), then takes its rows in blocks.
  * Partials alternate between two halves of `part` (w % 2). Requires C a
  * multiple of VEC, and LANES = 1 (each work-item writes all of its rows'
  * vectors); the host sees to both.
@@ -186,7 +205,7 @@ void col_wave(__global const float *x, ulong xo, __global float *y, ulong yo,
               __global const float *scale, ulong so, __global const float *bias, ulong bo,
               __global float *mean_out, ulong mo, __global float *rstd_out, ulong ro,
               __global float *stats, __global float *part, __global float *table, uint N, uint S,
-              uint C, uint G, uint rchunk, uint rsub, uint aff_ps, float eps, uint w)
+              uint C, uint G, uint rchunk, uint aff_ps, float eps, uint w)
 {
     const uint TILE = COL_TILE * VEC;
     const uint kr = get_global_id(1), nk = get_global_size(1), gw = C / G;
@@ -227,14 +246,11 @@ void col_wave(__global const float *x, ulong xo, __global float *y, ulong yo,
     }
     const uint nvec = w < N ? (c1 - c0) / VEC : 0;
     __global const float *xs = x + xo + (ulong)(w < N ? w : 0) * S * C + c0;
-    floatv st[5 * COL_TILE];
-    for (uint a = r0; a < r1; a += rsub)
-        col_subtile(xs, C, a, min(r1, a + rsub), r0, nvec, st, &wr);
+    floatv st[3 * COL_TILE];
+    col_tile_stats(xs, C, r0, r1, nvec, st, &wr);
     put_tile_partials(part, ((ulong)(w % 2) * nk + kr) * C + c0, nvec, r1 - r0, st);
     STOREY_END();
 }
-#undef K_
-#undef S_
 #undef K0_
 #undef REL_
 #undef Q_
