@@ -402,15 +402,16 @@ START_TEST(bn_split_large_channel)
     run_compare(ctx, &dl, &in2, &o3);
     /* channels-last, 50 channels (3 vectors of 16 and 2 single columns on
      * CPUs) x 45000 rows, 1e4 + N(0, 1e-2) + a N(0, 1) step every 16 rows:
-     * long enough that a CPU work-item merges several cache-sized sub-tiles
-     * of its rows itself, and the steps make the sub-tiles' means differ, so
-     * the merge's between-means term matters. */
+     * a CPU work-item merges hundreds of 8-row blocks of its rows itself
+     * (and a shorter last block where its chunk is not a multiple of 8), and
+     * the steps make the blocks' means differ, so the merge's between-means
+     * term matters. */
     shp s3 = {45000, 50, 0, {0}};
     clnorm_desc d3 = mk(CLNORM_BATCH_NORM, CLNORM_CHANNELS_LAST, &s3);
     float sc3[50], bi3[50], rm3[50], rv3[50], mm3[50], rr3[50], rmo4[50], rvo4[50];
     for (int c = 0; c < 50; ++c)
         sc3[c] = 1.0f + 0.01f * (float)c, bi3[c] = -0.5f + 0.02f * (float)c, rm3[c] = 1e4f, rv3[c] = 1.0f;
-    th_set_case("BN NHWC sub-tiles: 45000 x 50, 1e4+N(0,1e-2)+steps, seed=%llu", (unsigned long long)seed);
+    th_set_case("BN NHWC blocks: 45000 x 50, 1e4+N(0,1e-2)+steps, seed=%llu", (unsigned long long)seed);
     th_fill(&r, &d3, TH_OFFSET_1E4, x);
     add_steps(&r, x, 45000 * 50, 16 * 50); /* a step per 16 rows */
     th_inputs in3 = {x, sc3, bi3, rm3, rv3};
