@@ -367,20 +367,18 @@ static double timed_run(runner *r, enqueue_fn fn, void *arg) {
     return secs;
 }
 
-/* One untimed run of fn, waited for. 0 or -1. */
-static int untimed_run(runner *r, enqueue_fn fn, void *arg) {
+/* One untimed run of fn, waited for. 0 or -1 with err set. */
+static int run_wait(enqueue_fn fn, void *arg, char *err, size_t errlen) {
     cl_event done = NULL;
-    if (fn(arg, &done, r->err, sizeof r->err) != 0) return -1;
+    if (fn(arg, &done, err, errlen) != 0) return -1;
     cl_int e = clWaitForEvents(1, &done);
     clReleaseEvent(done);
     if (e != CL_SUCCESS) {
-        snprintf(r->err, sizeof r->err, "clWaitForEvents: %s", cl_err_name(e));
+        snprintf(err, errlen, "clWaitForEvents: %s", cl_err_name(e));
         return -1;
     }
     return 0;
 }
-
-static int enqueue_copy(void *p, cl_event *done, char *err, size_t errlen);
 
 /* Runs warmup + reps of fn; fills its median and min in ms. With pair_fn,
  * each timed run of fn is paired with a timed run of pair_fn (alternating
@@ -401,10 +399,10 @@ static int measure(runner *r, enqueue_fn fn, void *arg, enqueue_fn pair_fn, void
     double *tp = t + reps, *town = t + 2 * reps;
     int nown = 0;
     timing_mode mode0 = r->mode;
-    /* Warm caches (no scrub): the reference copy streams far more than the
-     * cache holds, so a run of fn right after one would start cold. An
-     * untimed run of fn first puts its data back. */
-    const int rewarm = !r->scrub && pair_fn == enqueue_copy;
+    /* Warm caches (no scrub): a run of fn right after a pair run would
+     * start from the pair's data (the reference copy streams far more than
+     * the cache holds), so an untimed run of fn first puts its own back. */
+    const int rewarm = !r->scrub && pair_fn;
     int after_pair = pair_fn != NULL && warmup > 0;
     for (int i = 0; i < reps; i++) {
         double s = 0, sp = 0;
@@ -412,7 +410,7 @@ static int measure(runner *r, enqueue_fn fn, void *arg, enqueue_fn pair_fn, void
             sp = timed_run(r, pair_fn, pair_arg);
             after_pair = 1;
         }
-        if (sp >= 0 && rewarm && after_pair && untimed_run(r, fn, arg) < 0) sp = -1;
+        if (sp >= 0 && rewarm && after_pair && run_wait(fn, arg, r->err, sizeof r->err) < 0) sp = -1;
         if (sp >= 0) s = timed_run(r, fn, arg);
         after_pair = 0;
         double own = r->last_own;
@@ -618,14 +616,7 @@ static int check_case(cl_command_queue q, const bench_case *c, const clnorm_desc
  * runs leave y overwritten by the paired runs. 0 = agrees. */
 static int run_and_check(cl_command_queue q, op_arg *oa, const bench_case *c, cl_mem mem[BENCH_ROLES], char *err,
                          size_t errlen) {
-    cl_event ev = NULL;
-    if (enqueue_op(oa, &ev, err, errlen) != 0) return -1;
-    cl_int e = clWaitForEvents(1, &ev);
-    clReleaseEvent(ev);
-    if (e != CL_SUCCESS) {
-        snprintf(err, errlen, "clWaitForEvents: %s", cl_err_name(e));
-        return -1;
-    }
+    if (run_wait(enqueue_op, oa, err, errlen) != 0) return -1;
     return check_case(q, c, oa->d, mem, err, errlen);
 }
 
