@@ -56,61 +56,61 @@ typedef struct {
 #define COL_PF 1 /* CPUs: blocks ahead that are prefetched; 0: none */
 #endif
 
-/* Row i of a block (rows from a) of w's tile, written: y = (x - m) * a + b. */
-#define COL_WRITE_ROW(i)                                                          \
-    norm_span(w->x + (ulong)(a + (i)) * C, w->y + (ulong)(a + (i)) * C, 0, w->n, 0, 0.0f, \
-              1.0f, 0.0f, w->m, w->a, w->b)
-
-/* Statistics of the NB rows of a block at `row` (row stride C, first row a),
- * merged into the tile's (K0, REL, Q); na rows are merged so far. Column
+/* Statistics of the nb rows of a block at `row` (row stride C, first row
+ * a), merged into the tile's (K0, REL, Q); na rows are merged so far. Column
  * vector by column vector: its shifted sum (first pass, from memory), the
  * block's mean, the M2 about that mean (second pass, from L1), then Chan's
  * update (as chan_add). Walking a block by columns hides the rows' order
- * from the hardware prefetcher, so with PF the block COL_PF blocks ahead is
- * prefetched in address order, NB lines per vector, which covers it (a
+ * from the hardware prefetcher, so if pf the block COL_PF blocks ahead is
+ * prefetched in address order, nb lines per vector, which covers it (a
  * vector is one 64-byte line). With a write hook (col_wave) the block's rows
  * of w's tile are written spread over the vectors, row i before vector
- * ceil(i * nvec / NB), so that reads and writes stay interleaved. */
-#define COL_BLOCK(NB, PF)                                                         \
-    {                                                                             \
-        __global const float *pf = row + COL_PF * (NB) * C;                       \
-        uint pr = 0, pc = 0; /* next line of the block ahead: row, vector */      \
-        uint wi = 0;         /* next row to write */                              \
-        for (uint j = 0; j < nvec; ++j) {                                         \
-            if (w && w->n)                                                        \
-                for (; wi < (NB) && wi * nvec <= j * (NB); ++wi)                  \
-                    COL_WRITE_ROW(wi);                                            \
-            if (PF)                                                               \
-                for (uint i = 0; i < (NB); ++i) {                                 \
-                    __builtin_prefetch(pf + (ulong)pr * C + pc * VEC, 0, 3);      \
-                    if (++pc == nvec) {                                           \
-                        pc = 0;                                                   \
-                        ++pr;                                                     \
-                    }                                                             \
-                }                                                                 \
-            const floatv k0 = K0_(j);                                             \
-            floatv s = 0.0f, q = 0.0f;                                            \
-            for (uint i = 0; i < (NB); ++i)                                       \
-                s += LOADV(j, row + i * C) - k0;                                  \
-            const floatv mb = s / (float)(NB);                                    \
-            for (uint i = 0; i < (NB); ++i) {                                     \
-                const floatv d = (LOADV(j, row + i * C) - k0) - mb;               \
-                q += d * d;                                                       \
-            }                                                                     \
-            if (na == 0.0f) {                                                     \
-                REL_(j) = mb;                                                     \
-                Q_(j) = q;                                                        \
-            } else {                                                              \
-                const float wb = (float)(NB) / (na + (float)(NB));                \
-                const floatv d = mb - REL_(j);                                    \
-                REL_(j) += d * wb;                                                \
-                Q_(j) += q + d * d * (na * wb);                                   \
-            }                                                                     \
-        }                                                                         \
-        if (w && w->n)                                                            \
-            for (; wi < (NB); ++wi)                                               \
-                COL_WRITE_ROW(wi);                                                \
+ * ceil(i * nvec / nb), so that reads and writes stay interleaved. Always
+ * inlined: called with nb = COL_RB, its loops unroll. */
+inline __attribute__((always_inline)) void col_block(__global const float *row, uint C, uint a,
+                                                     uint nb, uint nvec, float na, int pf,
+                                                     floatv *st, const col_write_t *w)
+{
+    __global const float *ahead = row + COL_PF * nb * C;
+    uint pr = 0, pc = 0; /* next line of the block ahead: row, vector */
+    uint wi = 0;         /* next row to write */
+    for (uint j = 0; j < nvec; ++j) {
+        if (w && w->n)
+            for (; wi < nb && wi * nvec <= j * nb; ++wi)
+                norm_span(w->x + (ulong)(a + wi) * C, w->y + (ulong)(a + wi) * C, 0, w->n, 0, 0.0f,
+                          1.0f, 0.0f, w->m, w->a, w->b);
+        if (pf)
+            for (uint i = 0; i < nb; ++i) {
+                __builtin_prefetch(ahead + (ulong)pr * C + pc * VEC, 0, 3);
+                if (++pc == nvec) {
+                    pc = 0;
+                    ++pr;
+                }
+            }
+        const floatv k0 = K0_(j);
+        floatv s = 0.0f, q = 0.0f;
+        for (uint i = 0; i < nb; ++i)
+            s += LOADV(j, row + i * C) - k0;
+        const floatv mb = s / (float)nb;
+        for (uint i = 0; i < nb; ++i) {
+            const floatv d = (LOADV(j, row + i * C) - k0) - mb;
+            q += d * d;
+        }
+        if (na == 0.0f) {
+            REL_(j) = mb;
+            Q_(j) = q;
+        } else {
+            const float wb = (float)nb / (na + (float)nb);
+            const floatv d = mb - REL_(j);
+            REL_(j) += d * wb;
+            Q_(j) += q + d * d * (na * wb);
+        }
     }
+    if (w && w->n)
+        for (; wi < nb; ++wi)
+            norm_span(w->x + (ulong)(a + wi) * C, w->y + (ulong)(a + wi) * C, 0, w->n, 0, 0.0f,
+                      1.0f, 0.0f, w->m, w->a, w->b);
+}
 
 /* CPUs: statistics of rows [r0, r1) of nvec column vectors at xp (row
  * stride C) into st, in blocks of COL_RB rows, and, if w && w->n, the same
@@ -126,9 +126,9 @@ inline void col_tile_stats(__global const float *xp, uint C, uint r0, uint r1, u
     for (uint a = r0; a < r1; a += COL_RB, row += COL_RB * C) {
         const uint nb = min((uint)COL_RB, r1 - a);
         if (nb == COL_RB) /* a constant count: the block's loops unroll */
-            COL_BLOCK(COL_RB, COL_PF && a + (COL_PF + 1) * COL_RB <= r1)
+            col_block(row, C, a, COL_RB, nvec, na, COL_PF && a + (COL_PF + 1) * COL_RB <= r1, st, w);
         else
-            COL_BLOCK(nb, 0)
+            col_block(row, C, a, nb, nvec, na, 0, st, w);
         na += (float)nb;
     }
 }
