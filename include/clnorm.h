@@ -65,7 +65,11 @@ typedef enum clnorm_status {
 #define CLNORM_X_ENUM(name, value, text) name = value,
     CLNORM_STATUS_LIST(CLNORM_X_ENUM)
 #undef CLNORM_X_ENUM
-    CLNORM_STATUS_END_ /* one past the largest clnorm status; not a status */
+    CLNORM_STATUS_END_, /* one past the largest clnorm status; not a status */
+    /* Not a status: the most negative int, so that the enum's underlying
+     * type is signed (C gives an enum with no negative enumerator an
+     * unsigned type on GCC) and `st < 0` is true for an OpenCL error. */
+    CLNORM_STATUS_MIN_ = -2147483647 - 1
 } clnorm_status;
 
 /* Message for any status, clnorm's or OpenCL's. Never NULL. */

@@ -31,6 +31,13 @@ START_TEST(status_strings_and_names)
     TH_EXPECT(strcmp(clnorm_status_name(CLNORM_ERR_ALIASING), "CLNORM_ERR_ALIASING") == 0, "name of 14: %s",
               clnorm_status_name(CLNORM_ERR_ALIASING));
     TH_EXPECT(strcmp(clnorm_status_name(CLNORM_OK), "CLNORM_OK") == 0, "name of 0");
+    /* OpenCL codes: clnorm_status is signed, so they compare below 0 as the
+     * enum type itself (GCC makes an all-positive enum unsigned). */
+    _Static_assert((clnorm_status)CL_OUT_OF_RESOURCES < 0, "clnorm_status must be a signed type");
+    {
+        clnorm_status neg = (clnorm_status)CL_INVALID_CONTEXT;
+        TH_EXPECT(neg < 0 && neg == CL_INVALID_CONTEXT, "clnorm_status holding -34 is not < 0");
+    }
     /* OpenCL codes */
     TH_EXPECT(clnorm_is_cl_error(CL_OUT_OF_RESOURCES), "-5 not an OpenCL error");
     TH_EXPECT(clnorm_is_cl_error(CL_INVALID_CONTEXT), "-34 not an OpenCL error");
@@ -125,7 +132,7 @@ START_TEST(events_and_cl_errors)
     cl_event foreign = clCreateUserEvent(other, &err);
     /* OpenCL says CL_INVALID_CONTEXT; some drivers (PoCL) accept it. Either
        the driver's error comes back unchanged as a negative status, or OK. */
-    int st = clnorm_forward(ctx, &d, 1, &foreign, NULL);
+    clnorm_status st = clnorm_forward(ctx, &d, 1, &foreign, NULL);
     TH_EXPECT(st == CLNORM_OK || (st < 0 && clnorm_is_cl_error(st)),
               "foreign event: status %d (%s), expected an OpenCL error or OK", st, clnorm_status_name(st));
     if (st < 0) {

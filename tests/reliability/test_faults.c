@@ -118,6 +118,8 @@ static void check_status(const family *f, fi_kind kind, unsigned long k, int err
     ck_assert_msg(ok, "%s: %s #%lu failed with %s, clnorm returned %s (%d) \"%s\"", f->name, fi_kind_name(kind), k,
                   clnorm_status_name(err), clnorm_status_name(st), (int)st, msg);
     ck_assert_msg(*msg, "%s: %s #%lu: no message", f->name, fi_kind_name(kind), k);
+    ck_assert_msg((int)st != err || err >= 0 || st < 0, "%s: %s #%lu: status %s is not < 0", f->name,
+                  fi_kind_name(kind), k, clnorm_status_name(st));
     if (st == CLNORM_ERR_BUILD_FAILED)
         ck_assert_ptr_nonnull(clnorm_build_log(c));
 }
@@ -311,6 +313,9 @@ START_TEST(test_create)
                     ck_assert_msg((int)st == err || st == CLNORM_ERR_NO_DEVICE,
                                   "create: %s #%lu failed with %s, got %s", fi_kind_name(kind), k,
                                   clnorm_status_name(err), clnorm_status_name(st));
+                    /* clnorm_status is signed: an OpenCL error compares below 0 as it is. */
+                    ck_assert_msg(err >= 0 || st < 0, "create: %s #%lu: status %s is not < 0",
+                                  fi_kind_name(kind), k, clnorm_status_name(st));
                 }
                 expect_same(&withq, pass ? "create_from_queue" : "create_default", "after a failed create", kind,
                             k);
