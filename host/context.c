@@ -1,27 +1,9 @@
-/* Contexts: device choice, program cache, scratch memory, messages. */
+/* Contexts: creation and destruction, settings, the program cache. */
 #include "internal.h"
 
-#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* From cl_khr_icd: the ICD loader reports no platform this way. */
-#define CL_PLATFORM_NOT_FOUND_KHR_ (-1001)
-
-static void read_devinfo(cl_device_id dev, clnorm_devinfo *d)
-{
-    cl_device_type type = 0;
-    memset(d, 0, sizeof *d);
-    /* A failed query leaves a safe default: one compute unit, work-group 1, GPU rules. */
-    clGetDeviceInfo(dev, CL_DEVICE_TYPE, sizeof type, &type, NULL);
-    clGetDeviceInfo(dev, CL_DEVICE_MAX_COMPUTE_UNITS, sizeof d->compute_units, &d->compute_units, NULL);
-    clGetDeviceInfo(dev, CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof d->max_wg, &d->max_wg, NULL);
-    clGetDeviceInfo(dev, CL_DEVICE_GLOBAL_MEM_CACHE_SIZE, sizeof d->cache_bytes, &d->cache_bytes, NULL);
-    if (d->compute_units == 0) d->compute_units = 1;
-    if (d->max_wg == 0) d->max_wg = 1;
-    d->is_cpu = (type & CL_DEVICE_TYPE_CPU) != 0;
-}
 
 int clnorm_parse_variant(const char *s, clnorm_variant *v)
 {
@@ -38,9 +20,12 @@ int clnorm_parse_variant(const char *s, clnorm_variant *v)
 static clnorm_status ctx_init(clnorm_ctx *c)
 {
     cl_command_queue_properties props = 0;
-    clGetCommandQueueInfo(c->queue, CL_QUEUE_PROPERTIES, sizeof props, &props, NULL);
+    cl_int err = clGetCommandQueueInfo(c->queue, CL_QUEUE_PROPERTIES, sizeof props, &props, NULL);
     c->out_of_order = (props & CL_QUEUE_OUT_OF_ORDER_EXEC_MODE_ENABLE) != 0;
-    read_devinfo(c->device, &c->dev);
+    if (err == CL_SUCCESS)
+        err = clnorm_read_profile(c->device, &c->dev);
+    if (err != CL_SUCCESS)
+        return (clnorm_status)err;
     if (pthread_mutex_init(&c->lock, NULL) != 0)
         return CLNORM_ERR_OUT_OF_MEMORY;
     /* Environment is read here, once, into the context: no global state. */
@@ -113,73 +98,6 @@ fail:
     return st;
 }
 
-static int name_matches(cl_device_id d, const char *want)
-{
-    char name[256] = "";
-    clGetDeviceInfo(d, CL_DEVICE_NAME, sizeof name - 1, name, NULL);
-    for (size_t i = 0; name[i]; ++i) {
-        size_t k = 0;
-        while (want[k] && name[i + k] && tolower((unsigned char)name[i + k]) == tolower((unsigned char)want[k]))
-            ++k;
-        if (!want[k]) return 1;
-    }
-    return 0;
-}
-
-/* CLNORM_DEVICE ("P:D" or a name substring), else the first GPU, else the
- * first device of any kind. */
-static clnorm_status pick_device(cl_device_id *out)
-{
-    cl_platform_id plats[16];
-    cl_uint np = 0;
-    cl_int err = clGetPlatformIDs(16, plats, &np);
-    if (err == CL_PLATFORM_NOT_FOUND_KHR_ || (err == CL_SUCCESS && np == 0))
-        return CLNORM_ERR_NO_DEVICE;
-    if (err != CL_SUCCESS)
-        return err;
-    if (np > 16) np = 16;
-    const char *spec = getenv("CLNORM_DEVICE");
-    int want_p = -1, want_d = -1;
-    if (spec && *spec) {
-        char tail = 0;
-        if (sscanf(spec, "%d:%d%c", &want_p, &want_d, &tail) != 2)
-            want_p = want_d = -1;
-    }
-    /* A failing driver call is reported as itself, not as "no device". */
-    cl_int first_err = CL_SUCCESS;
-    cl_device_id first = NULL, gpu = NULL;
-    for (cl_uint p = 0; p < np; ++p) {
-        cl_device_id devs[64];
-        cl_uint nd = 0;
-        err = clGetDeviceIDs(plats[p], CL_DEVICE_TYPE_ALL, 64, devs, &nd);
-        if (err != CL_SUCCESS) {
-            if (err != CL_DEVICE_NOT_FOUND && first_err == CL_SUCCESS) first_err = err;
-            continue;
-        }
-        if (nd > 64) nd = 64;
-        for (cl_uint d = 0; d < nd; ++d) {
-            if (spec && *spec) {
-                if ((want_p >= 0 && (cl_uint)want_p == p && (cl_uint)want_d == d) ||
-                    (want_p < 0 && name_matches(devs[d], spec))) {
-                    *out = devs[d];
-                    return CLNORM_OK;
-                }
-                continue;
-            }
-            cl_device_type t = 0;
-            clGetDeviceInfo(devs[d], CL_DEVICE_TYPE, sizeof t, &t, NULL);
-            if (!first) first = devs[d];
-            if (!gpu && (t & CL_DEVICE_TYPE_GPU)) gpu = devs[d];
-        }
-    }
-    if (first_err != CL_SUCCESS && !(gpu || first))
-        return first_err;
-    if (spec && *spec)
-        return first_err != CL_SUCCESS ? first_err : CLNORM_ERR_DEVICE_NOT_FOUND;
-    *out = gpu ? gpu : first;
-    return *out ? CLNORM_OK : CLNORM_ERR_NO_DEVICE;
-}
-
 CLNORM_API clnorm_status clnorm_create_default(clnorm_ctx **out)
 {
     if (!out) return CLNORM_ERR_NULL_ARGUMENT;
@@ -188,7 +106,7 @@ CLNORM_API clnorm_status clnorm_create_default(clnorm_ctx **out)
     cl_context context = NULL;
     cl_command_queue queue = NULL;
     cl_int err;
-    clnorm_status st = pick_device(&dev);
+    clnorm_status st = clnorm_pick_device(&dev);
     if (st != CLNORM_OK) return st;
     context = clCreateContext(NULL, 1, &dev, NULL, NULL, &err);
     if (!context) return err ? err : CL_OUT_OF_HOST_MEMORY;
@@ -245,16 +163,18 @@ CLNORM_API const char *clnorm_variant_name(clnorm_variant v)
 CLNORM_API clnorm_status clnorm_set_variant(clnorm_ctx *c, clnorm_variant v, size_t wg)
 {
     if (!c) return CLNORM_ERR_NULL_ARGUMENT;
-    if ((unsigned)v >= CLNORM_VARIANT_COUNT)
-        return clnorm_fail(c, CLNORM_ERR_INVALID_VARIANT, "variant %d is not a clnorm_variant", (int)v);
-    if (wg && ((wg & (wg - 1)) || wg > c->dev.max_wg))
-        return clnorm_fail(c, CLNORM_ERR_INVALID_VARIANT,
-                           "work-group size %zu is not a power of two in [1, %zu]", wg, c->dev.max_wg);
+    /* The lock covers the message too: another thread may be in a call. */
     pthread_mutex_lock(&c->lock);
-    c->variant = v;
-    c->forced_wg = wg;
+    clnorm_status st = CLNORM_OK;
+    if ((unsigned)v >= CLNORM_VARIANT_COUNT)
+        st = clnorm_fail(c, CLNORM_ERR_INVALID_VARIANT, "variant %d is not a clnorm_variant", (int)v);
+    else if (wg && ((wg & (wg - 1)) || wg > c->dev.max_wg))
+        st = clnorm_fail(c, CLNORM_ERR_INVALID_VARIANT, "work-group size %zu is not a power of two in [1, %zu]", wg,
+                         c->dev.max_wg);
+    else
+        c->variant = v, c->forced_wg = wg;
     pthread_mutex_unlock(&c->lock);
-    return CLNORM_OK;
+    return st;
 }
 
 /* ---- programs ---------------------------------------------------------- */
@@ -270,6 +190,22 @@ static const char *source_of(const char *name)
     return NULL;
 }
 
+int clnorm_build_options(const clnorm_devinfo *d, unsigned wg, unsigned lanes, unsigned tree, unsigned flags,
+                         char *buf, size_t len)
+{
+    /* CPUs: explicit 16-wide vectors, columns per work-item, serial segment
+     * sums, rows re-read from cache; GPUs: float4 loads, a column per
+     * work-item, tree sums, rows of up to lanes*32 floats in registers. */
+    const unsigned cpu = d->is_cpu ? 1u : 0u;
+    char target[128];
+    clnorm_target_options(d, target, sizeof target);
+    return snprintf(buf, len,
+                    "-cl-std=CL1.2 -DWG=%u -DLANES=%u -DTREE=%u -DRMS=%u -DSTREAM=%u -DVEC=%u -DCOLS_VEC=%u "
+                    "-DCOL_TILE=%u -DCACHE_V=%u %s",
+                    wg, lanes, tree, (flags & CLNORM_K_RMS) ? 1u : 0u, (flags & CLNORM_K_STREAM) ? 1u : 0u,
+                    cpu ? 16u : 4u, cpu, cpu ? CLNORM_CPU_COL_TILE / 16u : 1u, cpu || lanes == 1 ? 0u : 8u, target);
+}
+
 static int build_program(clnorm_ctx *c, clnorm_program *p)
 {
     static const char *const files[] = {"common", "rows", "cols", "merge", "apply"};
@@ -281,16 +217,8 @@ static int build_program(clnorm_ctx *c, clnorm_program *p)
     p->program = clCreateProgramWithSource(c->context, 5, srcs, NULL, &err);
     if (!p->program)
         return clnorm_cl_fail(c, err ? err : CL_OUT_OF_HOST_MEMORY, "clCreateProgramWithSource");
-    char opts[256];
-    /* CPUs: explicit 16-wide vectors, columns per work-item, serial segment
-     * sums, rows re-read from cache; GPUs: float4 loads, a column per
-     * work-item, tree sums, rows of up to lanes*32 floats in registers. */
-    const unsigned cpu = c->dev.is_cpu ? 1u : 0u;
-    snprintf(opts, sizeof opts,
-             "-cl-std=CL1.2 -DWG=%u -DLANES=%u -DTREE=%u -DRMS=%u -DSTREAM=%u -DVEC=%u -DCOLS_VEC=%u "
-             "-DCOL_TILE=%u -DCACHE_V=%u",
-             p->wg, p->lanes, p->tree, (p->flags & CLNORM_K_RMS) ? 1u : 0u, (p->flags & CLNORM_K_STREAM) ? 1u : 0u,
-             cpu ? 16u : 4u, cpu, cpu ? CLNORM_CPU_COL_TILE / 16u : 1u, cpu || p->lanes == 1 ? 0u : 8u);
+    char opts[384];
+    clnorm_build_options(&c->dev, p->wg, p->lanes, p->tree, p->flags, opts, sizeof opts);
     err = clBuildProgram(p->program, 1, &c->device, opts, NULL, NULL);
     if (err != CL_SUCCESS) {
         size_t n = 0;

@@ -14,13 +14,30 @@
 #define CLNORM_PRINTF(f, a)
 #endif
 
-/* What the selection rules need to know of a device, read once per context. */
+/* What clnorm knows of a device: read once per context (device.c), plain
+ * data afterwards. */
+#define CLNORM_FEAT_NT_STORE 1u        /* kernels may use clang/x86 streaming stores */
+#define CLNORM_FEAT_PREFETCH_BUILTIN 2u /* kernels may use __builtin_prefetch on __global */
 typedef struct clnorm_devinfo {
     cl_uint compute_units;
     size_t max_wg;
     cl_ulong cache_bytes; /* global memory cache (last level); 0 if unknown */
-    int is_cpu; /* CPU-class rules (CLNORM_DEVICE_CLASS may override) */
+    int is_cpu;   /* CPU-class rules (CLNORM_DEVICE_CLASS may override) */
+    int type_cpu; /* the device reports CL_DEVICE_TYPE_CPU */
+    int simulator; /* Oclgrind: never the default choice */
+    unsigned features; /* CLNORM_FEAT_*: what the target macros may switch on */
+    char name[256], vendor[128], platform[128], vendor_platform[128];
 } clnorm_devinfo;
+
+/* Device choice and profile (device.c). */
+clnorm_status clnorm_pick_device(cl_device_id *out);
+cl_int clnorm_read_profile(cl_device_id dev, clnorm_devinfo *d);
+/* The features a profile's platform, vendor and type allow (sets
+ * d->features and d->simulator from the strings; pure). */
+void clnorm_profile_features(clnorm_devinfo *d);
+/* The -D options that switch the kernels' target features (common.cl's
+ * "target features") on or off for d; snprintf's result. */
+int clnorm_target_options(const clnorm_devinfo *d, char *buf, size_t len);
 
 /* Program options beyond work-group size and lanes (bits of `flags`). */
 #define CLNORM_K_RMS 1u    /* statistics are the mean of squares */
@@ -81,6 +98,11 @@ clnorm_status clnorm_tuning_read(clnorm_ctx *c, const char *path, clnorm_tuned *
 const clnorm_tuned *clnorm_tuning_find(const clnorm_ctx *c, const char *key);
 /* Operation names in tuning keys, indexed by clnorm_op ([0] is ""). */
 extern const char *const clnorm_tuning_ops[CLNORM_GROUP_NORM + 1];
+
+/* The complete build options of the program for (wg, lanes, tree, flags)
+ * on device d; snprintf's result. Pure: the kernel check enumerates them. */
+int clnorm_build_options(const clnorm_devinfo *d, unsigned wg, unsigned lanes, unsigned tree, unsigned flags,
+                         char *buf, size_t len);
 
 /* Kernel lookup; compiles the program on first use. */
 int clnorm_get_kernel(clnorm_ctx *ctx, const char *name, unsigned wg, unsigned lanes,

@@ -81,7 +81,7 @@ inline __attribute__((always_inline)) void col_block(__global const float *row, 
                           1.0f, 0.0f, w->m, w->a, w->b);
         if (pf)
             for (uint i = 0; i < nb; ++i) {
-                __builtin_prefetch(ahead + (ulong)pr * C + pc * VEC, 0, 3);
+                PREFETCH_LINE(ahead + (ulong)pr * C + pc * VEC);
                 if (++pc == nvec) {
                     pc = 0;
                     ++pr;

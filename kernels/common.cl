@@ -65,18 +65,40 @@ typedef float16 floatv;
 #endif
 
 #ifndef STREAM
-/* 1: write y with non-temporal (streaming) stores where the compiler has
- * them. The host asks for it on CPUs when y is a quarter of the cache or more:
- * a written line is then not first read from memory (read-for-ownership),
- * and x's lines are not evicted by y's. */
+/* 1: write y with non-temporal (streaming) stores where the target has
+ * them (CLNORM_HAS_NT_STORE below). The host asks for it on CPUs when y is
+ * a quarter of the cache or more: a written line is then not first read
+ * from memory (read-for-ownership), and x's lines are not evicted by y's. */
 #define STREAM 0
 #endif
-#if STREAM && VEC == 16 && defined(__has_builtin)
-#if __has_builtin(__builtin_nontemporal_store) && __has_builtin(__builtin_ia32_sfence)
+
+/* ---- target features ------------------------------------------------------
+ * The one place for anything beyond OpenCL C 1.2's built-ins and the
+ * extensions a device reports: compiler builtins, non-temporal stores,
+ * prefetch hints, vendor extensions, inline assembly. Each sits behind a
+ * CLNORM_HAS_* macro that the host defines only for devices known to accept
+ * it (host/device.c, clnorm_target_options), and each has a portable
+ * fallback. NVIDIA's compiler, for one, rejects builtins that PoCL's clang
+ * accepts. scripts/check-kernels.sh fails on such a construct anywhere else.
+ */
+#ifndef CLNORM_HAS_NT_STORE
+#define CLNORM_HAS_NT_STORE 0 /* clang's __builtin_nontemporal_store and x86's sfence (PoCL on x86) */
+#endif
+#ifndef CLNORM_HAS_PREFETCH_BUILTIN
+#define CLNORM_HAS_PREFETCH_BUILTIN 0 /* clang's __builtin_prefetch on a __global pointer (PoCL) */
+#endif
+
+/* target: begin */
+#if CLNORM_HAS_PREFETCH_BUILTIN
+/* Read prefetch of the line at p, kept in all cache levels. */
+#define PREFETCH_LINE(p) __builtin_prefetch((p), 0, 3)
+#else
+/* OpenCL's own hint: one float at p (a driver may ignore it). */
+#define PREFETCH_LINE(p) prefetch((p), 1)
+#endif
+
+#if STREAM && VEC == 16 && CLNORM_HAS_NT_STORE
 #define STREAM_ON 1
-#endif
-#endif
-#ifdef STREAM_ON
 /* Vector i of p, as four float4 streaming stores where p is 16-byte aligned
  * (then so is every vector of it), else a plain store. */
 #define STOREY(u, i, p)                                                          \
@@ -98,6 +120,7 @@ typedef float16 floatv;
 #define STOREY(u, i, p) STOREV(u, i, p)
 #define STOREY_END() ((void)0)
 #endif
+/* target: end */
 
 /* A partial statistic of a stretch of one set: count, mean (RMS: mean of
  * squares) and M2 = sum of squared deviations from that mean. Stored as three
