@@ -155,17 +155,17 @@ CLNORM_API clnorm_status clnorm_set_tuning(clnorm_ctx *c, const char *path)
     if (!c) return CLNORM_ERR_NULL_ARGUMENT;
     clnorm_tuned *t = NULL;
     size_t n = 0;
-    if (path) {
-        /* c->device and c->dev do not change after creation: no lock needed
-         * to read the file, only to swap the table. */
-        clnorm_status st = clnorm_tuning_read(c, path, &t, &n);
-        if (st != CLNORM_OK) return st;
-    }
+    /* Held while the file is read too: a failure writes the context's
+     * message, which another thread's call may be writing. */
     pthread_mutex_lock(&c->lock);
-    clnorm_tuned *old = c->tuned;
-    c->tuned = t;
-    c->ntuned = n;
+    clnorm_status st = path ? clnorm_tuning_read(c, path, &t, &n) : CLNORM_OK;
+    clnorm_tuned *old = NULL;
+    if (st == CLNORM_OK) {
+        old = c->tuned;
+        c->tuned = t;
+        c->ntuned = n;
+    }
     pthread_mutex_unlock(&c->lock);
     free(old);
-    return CLNORM_OK;
+    return st;
 }
