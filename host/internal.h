@@ -42,6 +42,9 @@ int clnorm_target_options(const clnorm_devinfo *d, char *buf, size_t len);
 /* Program options beyond work-group size and lanes (bits of `flags`). */
 #define CLNORM_K_RMS 1u    /* statistics are the mean of squares */
 #define CLNORM_K_STREAM 2u /* y is written with streaming stores */
+/* Every flag bit above: the kernel check (tests/kernel_options.c) builds each
+ * combination. A new bit must be added here. */
+#define CLNORM_K_ALL (CLNORM_K_RMS | CLNORM_K_STREAM)
 
 /* One compiled program per option set; kernels are created once and reused
  * (every call holds the context lock while it sets arguments and enqueues). */
