@@ -190,6 +190,8 @@ static const char *source_of(const char *name)
     return NULL;
 }
 
+const char *const clnorm_program_files[CLNORM_PROGRAM_FILES] = {"common", "rows", "cols", "merge", "apply"};
+
 int clnorm_build_options(const clnorm_devinfo *d, unsigned wg, unsigned lanes, unsigned tree, unsigned flags,
                          char *buf, size_t len)
 {
@@ -200,21 +202,22 @@ int clnorm_build_options(const clnorm_devinfo *d, unsigned wg, unsigned lanes, u
     char target[128];
     clnorm_target_options(d, target, sizeof target);
     return snprintf(buf, len,
-                    "-cl-std=CL1.2 -DWG=%u -DLANES=%u -DTREE=%u -DRMS=%u -DSTREAM=%u -DVEC=%u -DCOLS_VEC=%u "
-                    "-DCOL_TILE=%u -DCACHE_V=%u %s",
+                    "-cl-std=CL1.2 -DWG=%u -DLANES=%u -DTREE=%u -DRMS=%u -DSTREAM=%u -DRSTD_ZERO=%u -DVEC=%u "
+                    "-DCOLS_VEC=%u -DCOL_TILE=%u -DCACHE_V=%u %s",
                     wg, lanes, tree, (flags & CLNORM_K_RMS) ? 1u : 0u, (flags & CLNORM_K_STREAM) ? 1u : 0u,
+                    (flags & CLNORM_K_RSTD_ZERO) ? 1u : 0u,
                     cpu ? 16u : 4u, cpu, cpu ? CLNORM_CPU_COL_TILE / 16u : 1u, cpu || lanes == 1 ? 0u : 8u, target);
 }
 
 static int build_program(clnorm_ctx *c, clnorm_program *p)
 {
-    static const char *const files[] = {"common", "rows", "cols", "merge", "apply"};
-    const char *srcs[5];
-    for (int i = 0; i < 5; ++i)
-        if (!(srcs[i] = source_of(files[i])))
-            return clnorm_fail(c, CLNORM_ERR_BUILD_FAILED, "kernel source %s.cl is not embedded", files[i]);
+    const char *srcs[CLNORM_PROGRAM_FILES];
+    for (int i = 0; i < CLNORM_PROGRAM_FILES; ++i)
+        if (!(srcs[i] = source_of(clnorm_program_files[i])))
+            return clnorm_fail(c, CLNORM_ERR_BUILD_FAILED, "kernel source %s.cl is not embedded",
+                               clnorm_program_files[i]);
     cl_int err;
-    p->program = clCreateProgramWithSource(c->context, 5, srcs, NULL, &err);
+    p->program = clCreateProgramWithSource(c->context, CLNORM_PROGRAM_FILES, srcs, NULL, &err);
     if (!p->program)
         return clnorm_cl_fail(c, err ? err : CL_OUT_OF_HOST_MEMORY, "clCreateProgramWithSource");
     char opts[384];

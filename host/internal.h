@@ -42,9 +42,10 @@ int clnorm_target_options(const clnorm_devinfo *d, char *buf, size_t len);
 /* Program options beyond work-group size and lanes (bits of `flags`). */
 #define CLNORM_K_RMS 1u    /* statistics are the mean of squares */
 #define CLNORM_K_STREAM 2u /* y is written with streaming stores */
+#define CLNORM_K_RSTD_ZERO 4u /* var == 0 with eps == 0 gives rstd 0 (BatchNorm, InstanceNorm) */
 /* Every flag bit above: the kernel check (tests/kernel_options.c) builds each
  * combination. A new bit must be added here. */
-#define CLNORM_K_ALL (CLNORM_K_RMS | CLNORM_K_STREAM)
+#define CLNORM_K_ALL (CLNORM_K_RMS | CLNORM_K_STREAM | CLNORM_K_RSTD_ZERO)
 
 /* One compiled program per option set; kernels are created once and reused
  * (every call holds the context lock while it sets arguments and enqueues). */
@@ -101,6 +102,11 @@ clnorm_status clnorm_tuning_read(clnorm_ctx *c, const char *path, clnorm_tuned *
 const clnorm_tuned *clnorm_tuning_find(const clnorm_ctx *c, const char *key);
 /* Operation names in tuning keys, indexed by clnorm_op ([0] is ""). */
 extern const char *const clnorm_tuning_ops[CLNORM_GROUP_NORM + 1];
+
+/* The kernel files of the one program, in the order they are concatenated
+ * (kernels/NAME.cl; common.cl first). */
+#define CLNORM_PROGRAM_FILES 5
+extern const char *const clnorm_program_files[CLNORM_PROGRAM_FILES];
 
 /* The complete build options of the program for (wg, lanes, tree, flags)
  * on device d; snprintf's result. Pure: the kernel check enumerates them. */
