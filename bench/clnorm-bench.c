@@ -454,9 +454,14 @@ static const char COPY_SRC[] =
     "    b[i] = a[i];\n"
     "}\n"
     "__kernel void stamp(void) {}\n"
+    /* v + a constant vector, not (float4)(v, v + 1.0f, ...): Oclgrind
+     * rewrites a store of a vector built lane by lane (an insertelement
+     * chain that starts from undef) into a store of undef followed by four
+     * scalar stores, and --uninitialized then reports "Uninitialized value
+     * written to global memory" here. v itself is set (clSetKernelArg). */
     "__kernel void scrub4(__global float4 *b, float v) {\n"
     "    size_t i = get_global_id(0);\n"
-    "    b[i] = (float4)(v, v + 1.0f, v + 2.0f, v + 3.0f);\n"
+    "    b[i] = v + (float4)(0.0f, 1.0f, 2.0f, 3.0f);\n"
     "}\n";
 
 /* The same copy with non-temporal stores, where the compiler has them (it
