@@ -301,11 +301,62 @@ START_TEST(device_selection)
         if (st == CLNORM_OK)
             clnorm_destroy(c);
     }
-    /* empty = unset */
+    /* Every device of every platform by "P:D" and by its full name (with
+     * two platforms present in CI: PoCL and Oclgrind), and the default by the
+     * README's rule: a real GPU, else an accelerator, else a CPU, a simulator
+     * (Oclgrind, which reports itself as a GPU) only when nothing else is. */
+    cl_platform_id plats[8];
+    cl_uint np = 0;
+    int best_rank = 0, ndev = 0;
+    TH_EXPECT(clGetPlatformIDs(8, plats, &np) == CL_SUCCESS && np > 0, "no platform");
+    for (cl_uint p = 0; p < np && p < 8; p++) {
+        cl_device_id devs[8];
+        cl_uint nd = 0;
+        if (clGetDeviceIDs(plats[p], CL_DEVICE_TYPE_ALL, 8, devs, &nd) != CL_SUCCESS) continue;
+        for (cl_uint d = 0; d < nd && d < 8; d++, ndev++) {
+            char spec[16], dname[256], pname[256] = "";
+            cl_device_type t = 0;
+            snprintf(dname, sizeof dname, "%s", device_name(devs[d]));
+            clGetPlatformInfo(plats[p], CL_PLATFORM_NAME, sizeof pname, pname, NULL);
+            clGetDeviceInfo(devs[d], CL_DEVICE_TYPE, sizeof t, &t, NULL);
+            const int sim = strcasestr(pname, "oclgrind") || strcasestr(dname, "oclgrind");
+            const int rank = sim ? 1 : (t & CL_DEVICE_TYPE_GPU) ? 4 : (t & CL_DEVICE_TYPE_ACCELERATOR) ? 3
+                                                                    : (t & CL_DEVICE_TYPE_CPU) ? 2 : 1;
+            if (rank > best_rank) best_rank = rank;
+            snprintf(spec, sizeof spec, "%u:%u", p, d);
+            const char *specs[2] = {spec, dname};
+            for (int k = 0; k < 2; k++) {
+                setenv("CLNORM_DEVICE", specs[k], 1);
+                c = NULL;
+                st = clnorm_create_default(&c);
+                TH_EXPECT(st == CLNORM_OK && c && strcmp(device_name(clnorm_device(c)), dname) == 0,
+                          "CLNORM_DEVICE=%s: %s, device %s", specs[k], clnorm_status_name(st),
+                          c ? device_name(clnorm_device(c)) : "none");
+                if (c && k == 0) run_small_ln(c, spec);
+                clnorm_destroy(c);
+            }
+        }
+    }
+    /* empty = unset: the default rule */
     setenv("CLNORM_DEVICE", "", 1);
     c = NULL;
     st = clnorm_create_default(&c);
     TH_EXPECT(st == CLNORM_OK, "CLNORM_DEVICE empty: %s", clnorm_status_name(st));
+    if (c) {
+        cl_device_id dd = clnorm_device(c);
+        cl_device_type t = 0;
+        cl_platform_id pp = NULL;
+        char pname[256] = "";
+        clGetDeviceInfo(dd, CL_DEVICE_TYPE, sizeof t, &t, NULL);
+        clGetDeviceInfo(dd, CL_DEVICE_PLATFORM, sizeof pp, &pp, NULL);
+        clGetPlatformInfo(pp, CL_PLATFORM_NAME, sizeof pname, pname, NULL);
+        const int sim = strcasestr(pname, "oclgrind") || strcasestr(device_name(dd), "oclgrind");
+        const int rank = sim ? 1 : (t & CL_DEVICE_TYPE_GPU) ? 4 : (t & CL_DEVICE_TYPE_ACCELERATOR) ? 3
+                                                                : (t & CL_DEVICE_TYPE_CPU) ? 2 : 1;
+        TH_EXPECT(rank == best_rank, "default device %s (%s) ranks %d, but a device of rank %d exists",
+                  device_name(dd), pname, rank, best_rank);
+        printf("# default device of %d: %s (%s)\n", ndev, device_name(dd), pname);
+    }
     clnorm_destroy(c);
     if (saved_copy)
         setenv("CLNORM_DEVICE", saved_copy, 1);

@@ -38,18 +38,11 @@ typedef struct own {
 static int own_setup(own *o)
 {
     memset(o, 0, sizeof *o);
-    cl_uint np = 0;
-    cl_platform_id ps[8];
-    if (clGetPlatformIDs(8, ps, &np) != CL_SUCCESS || np == 0)
-        return -1;
-    for (cl_uint p = 0; p < np && !o->dev; p++) {
-        cl_uint nd = 0;
-        if (clGetDeviceIDs(ps[p], CL_DEVICE_TYPE_ALL, 1, &o->dev, &nd) == CL_SUCCESS && nd)
-            o->plat = ps[p];
-        else
-            o->dev = NULL;
-    }
-    if (!o->dev)
+    /* The device the library itself chooses (CLNORM_DEVICE, else its
+     * default rule): a test's own context must not wander off to another
+     * platform's first device, such as a simulator. */
+    o->dev = clnorm_device(th_ctx());
+    if (!o->dev || clGetDeviceInfo(o->dev, CL_DEVICE_PLATFORM, sizeof o->plat, &o->plat, NULL) != CL_SUCCESS)
         return -1;
     cl_int err;
     o->cl = clCreateContext(NULL, 1, &o->dev, NULL, NULL, &err);
