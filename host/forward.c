@@ -288,7 +288,8 @@ typedef struct op_args {
     cl_mem x, y, scale, bias, mean, rstd, rmean, rvar;
     cl_ulong xo, yo, so, bo, mo, ro, rmo, rvo;
     cl_float eps, momentum;
-    cl_uint rms;
+    cl_uint rms;         /* CLNORM_K_RMS for RMSNorm: program flag of launches that reduce */
+    cl_uint rstd_flags;  /* program flags of launches that compute rstd from batch statistics */
 } op_args;
 
 static void resolve(const clnorm_desc *d, op_args *a)
@@ -303,6 +304,11 @@ static void resolve(const clnorm_desc *d, op_args *a)
     a->rvar = d->running_var.mem, a->rvo = d->running_var.offset;
     a->eps = d->eps, a->momentum = d->momentum;
     a->rms = d->op == CLNORM_RMS_NORM ? CLNORM_K_RMS : 0;
+    /* SPEC.md: BatchNorm and InstanceNorm give rstd = 0 for var == 0 with
+     * eps == 0 (PyTorch's inverse std); LayerNorm and GroupNorm give +Inf. */
+    a->rstd_flags = a->rms;
+    if (d->op == CLNORM_BATCH_NORM || d->op == CLNORM_INSTANCE_NORM)
+        a->rstd_flags |= CLNORM_K_RSTD_ZERO;
 }
 
 static size_t round_up(size_t v, size_t m) { return div_up(v, m) * m; }
@@ -315,7 +321,7 @@ static int run_merge(chain *ch, const op_args *a, cl_mem part, cl_mem stats, uns
     karg ka[] = {KA(part), KA(stats), KA(a->mean), KA(a->mo), KA(a->rstd), KA(a->ro), KA(nsets),
                  KA(n_inner), KA(o_stride), KA(i_stride), KA(n1), KA(st1), KA(n2), KA(st2), KA(a->eps)};
     size_t g = round_up(nsets, wg), l = wg;
-    return launch(ch, "merge_partials", wg, wg, a->rms, ka, NARGS(ka), 1, &g, &l);
+    return launch(ch, "merge_partials", wg, wg, a->rstd_flags, ka, NARGS(ka), 1, &g, &l);
 }
 
 static int run_running(chain *ch, const op_args *a, cl_mem stats, unsigned wg, cl_uint nsets, cl_uint C,
@@ -344,7 +350,9 @@ static int run_fold_apply(chain *ch, const op_args *a, const shape *s, const cln
         karg ka[] = {KA(mean), KA(mo), KA(var), KA(vo), KA(a->scale), KA(a->so), KA(a->bias), KA(a->bo),
                      KA(table), KA(P), KA(C), KA(stat_p), KA(grp), KA(aff_p), KA(a->eps)};
         size_t g[2] = {round_up(C, wg), P}, l[2] = {wg, 1};
-        int st = launch(ch, "fold_table", wg, wg, 0, ka, NARGS(ka), 2, g, l);
+        /* rstd of batch statistics follows the op's rule; of running
+         * statistics it is 1 / sqrt(running_var + eps), as PyTorch's. */
+        int st = launch(ch, "fold_table", wg, wg, stats ? a->rstd_flags : 0, ka, NARGS(ka), 2, g, l);
         if (st != CLNORM_OK) return st;
     }
     cl_uint Q = (cl_uint)(s->cl ? s->S : s->C), R = (cl_uint)(s->cl ? s->C : s->S);
@@ -398,7 +406,7 @@ static int plan_rows(chain *ch, const clnorm_desc *d, const shape *s, const op_a
         karg ka[] = {KA(a->x), KA(a->xo), KA(a->y), KA(a->yo), KA(a->scale), KA(a->so), KA(a->bias),
                      KA(a->bo), KA(a->mean), KA(a->mo), KA(a->rstd), KA(a->ro), KA(scr[1]), KA(nsets),
                      KA(per), KA(lag), KA(len), KA(af.seg), KA(af.aff_mod), KA(af.elementwise), KA(a->eps)};
-        st = launch(ch, "row_norm", rp.wg, rp.lanes, a->rms | ch->y_flags, ka, NARGS(ka), 1, g, l);
+        st = launch(ch, "row_norm", rp.wg, rp.lanes, a->rstd_flags | ch->y_flags, ka, NARGS(ka), 1, g, l);
     } else {
         cl_uint chunk = (cl_uint)rp.chunk;
         karg kp[] = {KA(a->x), KA(a->xo), KA(scr[0]), KA(nsets), KA(per), KA(len), KA(chunk)};
@@ -409,7 +417,7 @@ static int plan_rows(chain *ch, const clnorm_desc *d, const shape *s, const op_a
             karg ka[] = {KA(a->x), KA(a->xo), KA(a->y), KA(a->yo), KA(a->scale), KA(a->so), KA(a->bias),
                          KA(a->bo), KA(scr[1]), KA(nsets), KA(len), KA(chunk), KA(af.seg),
                          KA(af.aff_mod), KA(af.elementwise), KA(a->eps)};
-            st = launch(ch, "row_apply", rp.wg, rp.lanes, a->rms | ch->y_flags, ka, NARGS(ka), 2, g, l);
+            st = launch(ch, "row_apply", rp.wg, rp.lanes, a->rstd_flags | ch->y_flags, ka, NARGS(ka), 2, g, l);
         }
     }
     if (st == CLNORM_OK && s->update_running)
@@ -443,7 +451,7 @@ static int plan_partials(chain *ch, const clnorm_desc *d, const shape *s, const 
             karg ka[] = {KA(a->x),  KA(a->xo), KA(a->y),  KA(a->yo), KA(a->scale), KA(a->so), KA(a->bias),
                          KA(a->bo), KA(a->mean), KA(a->mo), KA(a->rstd), KA(a->ro), KA(stats), KA(scr[0]),
                          KA(scr[2]), KA(N), KA(S), KA(C), KA(G), KA(rc), KA(aff_ps), KA(a->eps), KA(w)};
-            st = launch(ch, "col_wave", cp.wg, 1, ch->y_flags, ka, NARGS(ka), 2, g, l);
+            st = launch(ch, "col_wave", cp.wg, 1, a->rstd_flags | ch->y_flags, ka, NARGS(ka), 2, g, l);
         }
         if (st == CLNORM_OK && s->update_running)
             st = run_running(ch, a, scr[1], wg, (cl_uint)s->sets, C, N, (cl_float)s->set_len);

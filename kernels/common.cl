@@ -19,6 +19,11 @@
 #ifndef RMS
 #define RMS 0 /* 1: statistics are the mean of squares (RMSNorm) */
 #endif
+#ifndef RSTD_ZERO
+/* 1: a zero variance with eps = 0 gives rstd = 0, not +Inf (BatchNorm and
+ * InstanceNorm with batch statistics, as PyTorch's inverse std). */
+#define RSTD_ZERO 0
+#endif
 #ifndef COLS_VEC
 /* col_partials: 1 = each work-item owns VEC adjacent columns (CPUs, where
  * the work-item loop is not vectorized across an inner loop); 0 = one column
@@ -268,14 +273,17 @@ inline float checked_mean(float mean, float var)
 }
 
 /* rstd from a biased variance (RMS: mean of squares). The one place it is
- * computed, so saved and applied statistics agree bit for bit. An infinite
- * mean of squares means an Inf in the set (or float32 overflow of x^2):
- * the set's outputs must be NaN, not x * 0. */
+ * computed, so saved and applied statistics agree bit for bit. As PyTorch
+ * (SPEC.md): RMS with an Inf in the set (mean of squares +Inf, no NaN) gives
+ * 0, so finite elements give 0 * scale + bias and infinite ones NaN; a NaN
+ * variance gives NaN. RSTD_ZERO (BatchNorm, InstanceNorm): var == 0 with
+ * eps == 0 gives 0, so a constant set gives y = bias; elsewhere it is +Inf
+ * and y NaN (0 * Inf). */
 inline float rstd_of(float var, float eps)
 {
-#if RMS
-    if (isinf(var))
-        return NAN;
+#if RSTD_ZERO
+    if (var == 0.0f && eps == 0.0f)
+        return 0.0f;
 #endif
     return 1.0f / sqrt(var + eps);
 }
@@ -291,7 +299,13 @@ inline float rstd_of(float var, float eps)
 inline void merge_set(__global const float *p, ulong base, uint n1, ulong st1, uint n2, ulong st2,
                       float *mean, float *var)
 {
+#if RMS
+    /* Means of squares are >= 0 and need no shift; an Inf first partial
+     * would make every e[0] - K NaN (SPEC.md wants +Inf there). */
+    const float K = 0.0f;
+#else
     const float K = p[PART_STRIDE * base];
+#endif
     ulong cnt = 0;
     float s = 0.0f, q = 0.0f;
     for (uint j1 = 0; j1 < n1; ++j1)

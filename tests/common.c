@@ -572,7 +572,9 @@ static setinfo *set_stats(const clnorm_desc *d, const float *x)
             p->er = U32 * sn + (p->sigma2 + eps > 0 ? (p->dm * sg + p->dm * p->dm) / (p->sigma2 + eps) : 0);
             /* relative error of the variance itself (running_var): eps does not damp it */
             p->ev = 2 * U32 * sn + (p->sigma2 > 0 ? 2 * p->dm / sg + p->dm * p->dm / p->sigma2 : 0);
-            p->rstd = 1.0 / sqrt(p->sigma2 + eps);
+            /* SPEC.md: BatchNorm/InstanceNorm give rstd 0 where var + eps == 0 */
+            int zero = (d->op == CLNORM_BATCH_NORM || d->op == CLNORM_INSTANCE_NORM) && p->sigma2 + eps == 0;
+            p->rstd = zero ? 0.0 : 1.0 / sqrt(p->sigma2 + eps);
         }
     }
     return si;

@@ -197,8 +197,10 @@ int ref_forward(const clnorm_desc *d, const float *x, const float *scale, const 
     double *rs = calloc(sets, sizeof *rs);
     float *first = malloc(sets * sizeof *first);
     unsigned char *bad = calloc(sets, 1), *constant = malloc(sets), *seen = calloc(sets, 1);
-    if (!sum || !m2 || !mu || !rs || !first || !bad || !constant || !seen) {
+    unsigned char *has_nan = calloc(sets, 1);
+    if (!sum || !m2 || !mu || !rs || !first || !bad || !constant || !seen || !has_nan) {
         free(sum); free(m2); free(mu); free(rs); free(first); free(bad); free(constant); free(seen);
+        free(has_nan);
         return -2;
     }
     memset(constant, 1, sets);
@@ -209,6 +211,8 @@ int ref_forward(const clnorm_desc *d, const float *x, const float *scale, const 
         double v = (double)x[i];
         if (!isfinite(v))
             bad[set] = 1;
+        if (isnan(v))
+            has_nan[set] = 1;
         if (!seen[set]) {
             seen[set] = 1;
             first[set] = x[i];
@@ -233,18 +237,34 @@ int ref_forward(const clnorm_desc *d, const float *x, const float *scale, const 
             m2[set] += dv * dv;
         }
     }
+    /* SPEC.md's special values:
+     *  - LayerNorm, GroupNorm, BatchNorm, InstanceNorm: NaN or +-Inf in a set
+     *    makes the set NaN (statistics and y).
+     *  - RMSNorm: only NaN does; +-Inf without NaN gives mean(x^2) = +Inf and
+     *    rstd = 1 / sqrt(Inf) = 0, so finite x give 0 * scale + bias and
+     *    infinite x give Inf * 0 = NaN (x^2 of a finite float never
+     *    overflows in double).
+     *  - var + eps == 0 (a constant set with eps = 0): BatchNorm and
+     *    InstanceNorm give rstd = 0 (PyTorch's inverse std) and y = bias;
+     *    LayerNorm and GroupNorm give rstd = +Inf and y = 0 * Inf = NaN. */
+    const int rstd_zero = d->op == CLNORM_BATCH_NORM || d->op == CLNORM_INSTANCE_NORM;
     for (size_t s = 0; s < sets; s++) {
         double var;
-        if (d->op == CLNORM_RMS_NORM)
+        if (d->op == CLNORM_RMS_NORM) {
             var = sum[s] / (double)count; /* mean of squares */
-        else
+            bad[s] = has_nan[s];
+        } else {
             var = constant[s] ? 0.0 : m2[s] / (double)count; /* biased */
+        }
         if (bad[s]) {
             mu[s] = NAN;
             rs[s] = NAN;
             m2[s] = NAN; /* reused below as the biased variance */
         } else {
-            rs[s] = 1.0 / sqrt(var + eps); /* var + eps == 0 gives +inf, and y = 0 * inf = NaN */
+            if (rstd_zero && var == 0.0 && eps == 0.0)
+                rs[s] = 0.0;
+            else
+                rs[s] = 1.0 / sqrt(var + eps); /* RMS with Inf: 0 */
             m2[s] = var;
         }
         if (mean && d->op != CLNORM_RMS_NORM)
@@ -292,5 +312,6 @@ int ref_forward(const clnorm_desc *d, const float *x, const float *scale, const 
         }
     }
     free(sum); free(m2); free(mu); free(rs); free(first); free(bad); free(constant); free(seen);
+    free(has_nan);
     return 0;
 }
