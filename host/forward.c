@@ -161,6 +161,10 @@ static clnorm_status validate(clnorm_ctx *c, const clnorm_desc *d, const shape *
         return clnorm_fail(c, CLNORM_ERR_MISSING_BUFFER, "BatchNorm inference needs running_mean and running_var");
     if (!s->batch_stats && (has(d->mean) || has(d->rstd)))
         return clnorm_fail(c, CLNORM_ERR_UNSUPPORTED, "saved mean/rstd exist only with batch statistics");
+    if (d->running_var_biased != 0 && d->running_var_biased != 1)
+        return clnorm_fail(c, CLNORM_ERR_UNSUPPORTED,
+                           "running_var_biased %d is not 0 (PyTorch's unbiased update) or 1 (ONNX's biased one)",
+                           d->running_var_biased);
     if (s->update_running && !(d->momentum >= 0.0f && d->momentum <= 1.0f))
         return clnorm_fail(c, CLNORM_ERR_INVALID_MOMENTUM, "momentum %g is not in [0, 1]", (double)d->momentum);
     if (s->set_len > UINT32_MAX || s->sets > UINT32_MAX || s->N * s->C > UINT32_MAX ||
@@ -290,6 +294,7 @@ typedef struct op_args {
     cl_float eps, momentum;
     cl_uint rms;         /* CLNORM_K_RMS for RMSNorm: program flag of launches that reduce */
     cl_uint rstd_flags;  /* program flags of launches that compute rstd from batch statistics */
+    cl_uint var_biased;  /* update_running: 1 = biased batch variance (ONNX) */
 } op_args;
 
 static void resolve(const clnorm_desc *d, op_args *a)
@@ -309,6 +314,7 @@ static void resolve(const clnorm_desc *d, op_args *a)
     a->rstd_flags = a->rms;
     if (d->op == CLNORM_BATCH_NORM || d->op == CLNORM_INSTANCE_NORM)
         a->rstd_flags |= CLNORM_K_RSTD_ZERO;
+    a->var_biased = d->running_var_biased ? 1u : 0u;
 }
 
 static size_t round_up(size_t v, size_t m) { return div_up(v, m) * m; }
@@ -328,7 +334,7 @@ static int run_running(chain *ch, const op_args *a, cl_mem stats, unsigned wg, c
                        cl_uint navg, cl_float count)
 {
     karg ka[] = {KA(stats), KA(nsets), KA(a->rmean), KA(a->rmo), KA(a->rvar), KA(a->rvo), KA(C),
-                 KA(navg), KA(count), KA(a->momentum)};
+                 KA(navg), KA(count), KA(a->momentum), KA(a->var_biased)};
     size_t g = round_up(C, wg), l = wg;
     return launch(ch, "update_running", wg, wg, 0, ka, NARGS(ka), 1, &g, &l);
 }

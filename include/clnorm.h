@@ -124,6 +124,11 @@ typedef enum clnorm_layout {
  * Scalars
  *   eps             finite, >= 0, added inside the square root.
  *   momentum        in [0, 1], PyTorch convention (ONNX momentum m = 1 - this).
+ *   running_var_biased  which batch variance updates running_var: 0 (the
+ *                   default from clnorm_desc_init) = the unbiased estimate,
+ *                   count / (count - 1) times the biased one (PyTorch); 1 =
+ *                   the biased one (ONNX BatchNormalization-14/15 with
+ *                   training_mode = 1). Other values: CLNORM_ERR_UNSUPPORTED.
  *   training        BatchNorm / InstanceNorm: batch statistics (1) or running (0).
  *   groups          GroupNorm: G, dividing c.
  */
@@ -139,6 +144,7 @@ typedef struct clnorm_desc {
     int per_sample_affine;
     float eps;
     float momentum;
+    int running_var_biased;
     clnorm_buf x, y, scale, bias, mean, rstd, running_mean, running_var;
 } clnorm_desc;
 

@@ -34,12 +34,14 @@ void merge_partials(__global const float *part, __global float *stats,
  * Running statistics of channel c from the batch statistics in `stats`
  * (layout as merge_partials writes it, sets numbered n*C + c). navg = 1 for
  * BatchNorm; InstanceNorm averages its navg = N per-instance statistics.
- * count is the number of elements behind each set's variance.
+ * count is the number of elements behind each set's variance. biased = 0:
+ * the batch variance enters as the unbiased estimate (PyTorch); 1: as the
+ * biased one (ONNX BatchNormalization-14/15, training_mode = 1).
  */
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
 void update_running(__global const float *stats, uint nsets,
                     __global float *rmean, ulong rmo, __global float *rvar, ulong rvo,
-                    uint C, uint navg, float count, float momentum)
+                    uint C, uint navg, float count, float momentum, uint biased)
 {
     const uint c = get_global_id(0);
     if (c >= C)
@@ -50,7 +52,9 @@ void update_running(__global const float *stats, uint nsets,
         v += stats[nsets + k * C + c];
     }
     m /= (float)navg;
-    v = v / (float)navg * (count / (count - 1.0f)); /* unbiased, as PyTorch */
+    v /= (float)navg;
+    if (!biased)
+        v *= count / (count - 1.0f); /* unbiased, as PyTorch */
     rmean[rmo + c] = (1.0f - momentum) * rmean[rmo + c] + momentum * m;
     rvar[rvo + c] = (1.0f - momentum) * rvar[rvo + c] + momentum * v;
 }

@@ -119,6 +119,8 @@ static int ref_validate(const clnorm_desc *d, const float *rm, const float *rv)
         return -1;
     if (!isfinite(d->eps) || d->eps < 0.0f)
         return -1;
+    if (d->running_var_biased != 0 && d->running_var_biased != 1)
+        return -1; /* 0: PyTorch's unbiased running_var update, 1: ONNX's biased one */
     if (is_channel_op(d->op)) {
         if (d->layout != CLNORM_CHANNELS_FIRST && d->layout != CLNORM_CHANNELS_LAST)
             return -1;
@@ -288,19 +290,22 @@ int ref_forward(const clnorm_desc *d, const float *x, const float *scale, const 
             y[i] = v;
         }
     }
-    /* Running statistics (BatchNorm training; InstanceNorm training with tracked stats). */
+    /* Running statistics (BatchNorm training; InstanceNorm training with tracked stats).
+     * running_var_biased = 0: the batch variance enters unbiased, times
+     * count / (count - 1) (PyTorch); 1: biased (ONNX BatchNormalization-14/15). */
+    const double vscale = d->running_var_biased ? 1.0 : (double)count / (double)(count - 1);
     if (is_channel_op(d->op) && running_mean_in && running_var_in && d->op != CLNORM_GROUP_NORM) {
         for (size_t c = 0; c < C; c++) {
             double bm, bv; /* batch mean and unbiased batch variance of channel c */
             if (d->op == CLNORM_BATCH_NORM) {
                 bm = mu[c];
-                bv = m2[c] * (double)count / (double)(count - 1);
+                bv = m2[c] * vscale;
             } else {
                 bm = 0.0;
                 bv = 0.0;
                 for (size_t n = 0; n < d->n; n++) {
                     bm += mu[n * C + c];
-                    bv += m2[n * C + c] * (double)count / (double)(count - 1);
+                    bv += m2[n * C + c] * vscale;
                 }
                 bm /= (double)d->n;
                 bv /= (double)d->n;

@@ -10,7 +10,8 @@
 extern "C" {
 #endif
 
-/* Computes what clnorm_forward(d) must produce, on host arrays. Shapes, flags, eps, momentum come from d;
+/* Computes what clnorm_forward(d) must produce, on host arrays. Shapes, flags, eps, momentum and
+   running_var_biased come from d; special values (NaN/Inf, constant sets with eps = 0) follow SPEC.md op by op;
    its cl_mem fields are ignored except that an optional input is "present" when the pointer passed here is non-NULL.
    x: clnorm_desc_elements(d) floats in d's layout. scale/bias: NULL = absent (cols for LN/RMS; C, or N*C with per_sample_affine).
    running_mean_in/var_in: C floats or NULL. Outputs (any may be NULL): y (elements), mean/rstd (clnorm_desc_sets(d) each; RMS: mean unused),
