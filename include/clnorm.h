@@ -161,9 +161,10 @@ size_t clnorm_desc_sets(const clnorm_desc *d);
  * clnorm_create_from_queue: uses the caller's queue (retained), its context
  *   and device. Any queue works; out-of-order queues are chained internally.
  * clnorm_create_default: CLNORM_DEVICE ("P:D" platform:device indices, or a
- *   case-insensitive substring of the device name), else the first GPU, else
- *   the first device of any kind; creates its own context and an in-order
- *   queue with profiling enabled.
+ *   case-insensitive substring of the device name), else the first device of
+ *   the best rank: GPU, accelerator, CPU, then a simulator such as Oclgrind;
+ *   creates its own context and an in-order queue with profiling enabled. A
+ *   driver error while choosing is returned as that OpenCL status.
  * clnorm_destroy accepts NULL. A context may be used from several threads:
  *   each call holds the context's lock while it validates and enqueues.
  */
