@@ -60,6 +60,16 @@ fail:
     return st;
 }
 
+static void free_msgs(clnorm_ctx *c)
+{
+    while (c->msgs) {
+        clnorm_msgs *next = c->msgs->next;
+        free(c->msgs->build_log);
+        free(c->msgs);
+        c->msgs = next;
+    }
+}
+
 CLNORM_API clnorm_status clnorm_create_from_queue(cl_command_queue queue, clnorm_ctx **out)
 {
     if (!out) return CLNORM_ERR_NULL_ARGUMENT;
@@ -94,6 +104,7 @@ CLNORM_API clnorm_status clnorm_create_from_queue(cl_command_queue queue, clnorm
 fail:
     clReleaseCommandQueue(c->queue);
     clReleaseContext(c->context);
+    free_msgs(c); /* ctx_init's failure message has nowhere to go */
     free(c);
     return st;
 }
@@ -141,17 +152,33 @@ CLNORM_API void clnorm_destroy(clnorm_ctx *c)
     clReleaseContext(c->context);
     pthread_mutex_destroy(&c->lock);
     free(c->tuned);
-    free(c->build_log);
+    free_msgs(c);
     free(c);
 }
 
 CLNORM_API cl_command_queue clnorm_queue(const clnorm_ctx *c) { return c ? c->queue : NULL; }
 CLNORM_API cl_context clnorm_cl_context(const clnorm_ctx *c) { return c ? c->context : NULL; }
 CLNORM_API cl_device_id clnorm_device(const clnorm_ctx *c) { return c ? c->device : NULL; }
-CLNORM_API const char *clnorm_last_error(const clnorm_ctx *c) { return c ? c->error : ""; }
+/* The calling thread's record, found under the lock (another thread may be
+ * adding its own); only this thread writes it, so it is read after. The
+ * lock is mutable state of a const context. */
+static const clnorm_msgs *own_msgs(const clnorm_ctx *c)
+{
+    clnorm_ctx *w = (clnorm_ctx *)c;
+    pthread_mutex_lock(&w->lock);
+    const clnorm_msgs *m = clnorm_msgs_of(w, 0);
+    pthread_mutex_unlock(&w->lock);
+    return m;
+}
+CLNORM_API const char *clnorm_last_error(const clnorm_ctx *c)
+{
+    const clnorm_msgs *m = c ? own_msgs(c) : NULL;
+    return m ? m->error : "";
+}
 CLNORM_API const char *clnorm_build_log(const clnorm_ctx *c)
 {
-    return c && c->build_log ? c->build_log : "";
+    const clnorm_msgs *m = c ? own_msgs(c) : NULL;
+    return m && m->build_log ? m->build_log : "";
 }
 
 CLNORM_API const char *clnorm_variant_name(clnorm_variant v)
@@ -225,13 +252,16 @@ static int build_program(clnorm_ctx *c, clnorm_program *p)
     err = clBuildProgram(p->program, 1, &c->device, opts, NULL, NULL);
     if (err != CL_SUCCESS) {
         size_t n = 0;
-        free(c->build_log);
-        c->build_log = NULL;
-        if (clGetProgramBuildInfo(p->program, c->device, CL_PROGRAM_BUILD_LOG, 0, NULL, &n) == CL_SUCCESS &&
-            (c->build_log = malloc(n + 1)) != NULL) {
-            c->build_log[0] = 0;
-            clGetProgramBuildInfo(p->program, c->device, CL_PROGRAM_BUILD_LOG, n, c->build_log, NULL);
-            c->build_log[n] = 0;
+        clnorm_msgs *m = clnorm_msgs_of(c, 1);
+        if (m) {
+            free(m->build_log);
+            m->build_log = NULL;
+            if (clGetProgramBuildInfo(p->program, c->device, CL_PROGRAM_BUILD_LOG, 0, NULL, &n) == CL_SUCCESS &&
+                (m->build_log = malloc(n + 1)) != NULL) {
+                m->build_log[0] = 0;
+                clGetProgramBuildInfo(p->program, c->device, CL_PROGRAM_BUILD_LOG, n, m->build_log, NULL);
+                m->build_log[n] = 0;
+            }
         }
         clReleaseProgram(p->program);
         p->program = NULL;

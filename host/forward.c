@@ -546,7 +546,7 @@ CLNORM_API clnorm_status clnorm_forward(clnorm_ctx *c, const clnorm_desc *d, cl_
 {
     if (!c) return CLNORM_ERR_NULL_ARGUMENT;
     pthread_mutex_lock(&c->lock);
-    c->error[0] = 0;
+    clnorm_clear_error(c);
     int st;
     chain ch = {c, num_wait, wait_list, NULL, 0, event != NULL, 0};
     shape s;

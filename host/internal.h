@@ -65,6 +65,19 @@ typedef struct clnorm_tuned {
     size_t wg; /* 0 = by rule */
 } clnorm_tuned;
 
+/* One thread's messages on a context. A record is written and read only by
+ * its own thread (the list is walked under the context lock) and lives until
+ * clnorm_destroy, so the strings clnorm_last_error and clnorm_build_log
+ * return are never written by another thread's call: a context shared by
+ * threads reports each thread its own last failure. Records are allocated on
+ * a thread's first failure only, never on a successful call. */
+typedef struct clnorm_msgs {
+    pthread_t thread;
+    char error[512];
+    char *build_log;
+    struct clnorm_msgs *next;
+} clnorm_msgs;
+
 struct clnorm_ctx {
     cl_context context;
     cl_device_id device;
@@ -84,11 +97,13 @@ struct clnorm_ctx {
     clnorm_program *programs;
     cl_mem scratch[3]; /* partials, merged statistics, folded table; grow, never shrink */
     size_t scratch_bytes[3];
-    char error[512];
-    char *build_log;
+    clnorm_msgs *msgs; /* per thread; see clnorm_msgs */
 };
 
-/* Status helpers: set the context's message and return the status. */
+/* Status helpers: set the calling thread's message on the context (the caller
+ * holds the lock, or the context is not shared yet) and return the status. */
+clnorm_msgs *clnorm_msgs_of(clnorm_ctx *ctx, int create);
+void clnorm_clear_error(clnorm_ctx *ctx);
 clnorm_status clnorm_fail(clnorm_ctx *ctx, clnorm_status st, const char *fmt, ...) CLNORM_PRINTF(3, 4);
 int clnorm_cl_fail(clnorm_ctx *ctx, cl_int err, const char *what);
 

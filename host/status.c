@@ -3,6 +3,7 @@
 #include "internal.h"
 
 #include <stdarg.h>
+#include <stdlib.h>
 #include <stdio.h>
 
 #define CL_ERRORS(X)                                                                      \
@@ -64,12 +65,33 @@ CLNORM_API const char *clnorm_status_string(int status)
 
 CLNORM_API int clnorm_is_cl_error(int status) { return status < 0; }
 
+clnorm_msgs *clnorm_msgs_of(clnorm_ctx *ctx, int create)
+{
+    const pthread_t self = pthread_self();
+    for (clnorm_msgs *m = ctx->msgs; m; m = m->next)
+        if (pthread_equal(m->thread, self)) return m;
+    if (!create) return NULL;
+    clnorm_msgs *m = calloc(1, sizeof *m);
+    if (!m) return NULL; /* the message is lost; the status still says what failed */
+    m->thread = self;
+    m->next = ctx->msgs;
+    ctx->msgs = m;
+    return m;
+}
+
+void clnorm_clear_error(clnorm_ctx *ctx)
+{
+    clnorm_msgs *m = clnorm_msgs_of(ctx, 0);
+    if (m) m->error[0] = 0;
+}
+
 clnorm_status clnorm_fail(clnorm_ctx *ctx, clnorm_status st, const char *fmt, ...)
 {
-    if (ctx) {
+    clnorm_msgs *m = ctx ? clnorm_msgs_of(ctx, 1) : NULL;
+    if (m) {
         va_list ap;
         va_start(ap, fmt);
-        vsnprintf(ctx->error, sizeof ctx->error, fmt, ap);
+        vsnprintf(m->error, sizeof m->error, fmt, ap);
         va_end(ap);
     }
     return st;
@@ -77,7 +99,7 @@ clnorm_status clnorm_fail(clnorm_ctx *ctx, clnorm_status st, const char *fmt, ..
 
 int clnorm_cl_fail(clnorm_ctx *ctx, cl_int err, const char *what)
 {
-    if (ctx)
-        snprintf(ctx->error, sizeof ctx->error, "%s failed: %s (%d)", what, cl_error_name(err), (int)err);
+    clnorm_msgs *m = ctx ? clnorm_msgs_of(ctx, 1) : NULL;
+    if (m) snprintf(m->error, sizeof m->error, "%s failed: %s (%d)", what, cl_error_name(err), (int)err);
     return err;
 }

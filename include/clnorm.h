@@ -176,10 +176,13 @@ cl_command_queue clnorm_queue(const clnorm_ctx *ctx);
 cl_context clnorm_cl_context(const clnorm_ctx *ctx);
 cl_device_id clnorm_device(const clnorm_ctx *ctx);
 
-/* Last error message of this context (what was wrong, with values), "" if
- * none. Valid until the next call on the context. */
+/* Last error message of the calling thread's calls on this context (what
+ * was wrong, with values), "" if none: on a context shared by threads each
+ * thread sees its own, as with errno. Valid until this thread's next call on
+ * the context. */
 const char *clnorm_last_error(const clnorm_ctx *ctx);
-/* Build log of the last failed program build, "" if none. */
+/* Build log of the calling thread's last failed program build on this
+ * context, "" if none; valid as clnorm_last_error's message. */
 const char *clnorm_build_log(const clnorm_ctx *ctx);
 
 /*

@@ -83,6 +83,13 @@ static void *work(void *arg)
                 snprintf(w->why, sizeof w->why, "thread %d it %ld: %s", w->id, it, clnorm_status_name(st));
                 break;
             }
+            /* This thread never failed on the context: whatever the
+             * disturbing thread's rejected calls wrote is not its message. */
+            if (*clnorm_last_error(c)) {
+                w->failed = 1;
+                snprintf(w->why, sizeof w->why, "thread %d it %ld: another thread's message: %s", w->id, it,
+                         clnorm_last_error(c));
+            }
             cl_int e = clWaitForEvents(1, &ev);
             clReleaseEvent(ev);
             char why[512];
@@ -116,8 +123,17 @@ static void *disturb(void *arg)
     while (!__atomic_load_n(&d->stop, __ATOMIC_SEQ_CST)) {
         clnorm_variant v = (clnorm_variant)(d->calls % CLNORM_VARIANT_COUNT);
         if (clnorm_set_variant(d->ctx, v, 0) != CLNORM_OK) d->failed = 1;
-        if (clnorm_forward(d->ctx, &bad, 0, NULL, NULL) != CLNORM_ERR_INVALID_EPS) d->failed = 1;
-        if (clnorm_forward(d->ctx, NULL, 0, NULL, NULL) != CLNORM_ERR_NULL_ARGUMENT) d->failed = 1;
+        /* Each rejection leaves this thread's own message (per-thread
+         * messages: the workers' calls meanwhile must not overwrite it). */
+        if (clnorm_forward(d->ctx, &bad, 0, NULL, NULL) != CLNORM_ERR_INVALID_EPS ||
+            !strstr(clnorm_last_error(d->ctx), "eps"))
+            d->failed = 1;
+        if (clnorm_set_variant(d->ctx, CLNORM_VARIANT_AUTO, 3) != CLNORM_ERR_INVALID_VARIANT ||
+            !strstr(clnorm_last_error(d->ctx), "work-group size 3"))
+            d->failed = 1;
+        if (clnorm_forward(d->ctx, NULL, 0, NULL, NULL) != CLNORM_ERR_NULL_ARGUMENT ||
+            !strstr(clnorm_last_error(d->ctx), "descriptor"))
+            d->failed = 1;
         d->calls++;
         sched_yield();
     }
