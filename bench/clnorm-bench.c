@@ -1,6 +1,8 @@
 /*
  * clnorm-bench: throughput of every norm on every OpenCL device, as effective
- * GB/s and as a ratio to the same run's float4 copy bandwidth.
+ * GB/s and as a ratio to the same run's copy bandwidth: the fastest of
+ * clEnqueueCopyBuffer and a few copy kernels, chosen once per device in a
+ * short calibration (choose_copy_method).
  *
  * Timing (see docs/performance.md): each run is gated by a user event. The
  * bench enqueues an empty "stamp" kernel that waits on the gate, then the
@@ -12,7 +14,7 @@
  * because every implementation profiles kernels.) Where profiling data is
  * unusable the bench falls back to wall-clock time from opening the gate to
  * clWaitForEvents, and says so ("timing": "wall"). The table header shows the
- * method's overhead: the copy kernel's stamp-to-end time minus its own
+ * method's overhead: the copy's stamp-to-end time minus its own
  * start-to-end time. --no-gate drops the user event.
  * Warm-up runs first, then the median (and minimum) of --reps runs.
  *
@@ -70,6 +72,7 @@ typedef struct options {
     bench_case cases[MAX_CASES];
     size_t n_cases;
     size_t copy_elems;  /* 0 = the suite's largest x */
+    const char *copy_method; /* --copy-method; NULL = the fastest in a calibration */
     FILE *tune;         /* --tune: the tuning file being written; NULL = benchmark */
 } options;
 
@@ -79,6 +82,7 @@ typedef struct result {
     double copy_gbps;  /* the copy bandwidth this case's ratio is against */
     double ratio_min;  /* fastest op run over fastest copy run (noise on a shared machine only slows) */
     double copy_stream_gbps; /* the device's streaming-store copy, for reference; 0 = not available */
+    const char *copy_method; /* the copy_methods[] name copy_gbps was measured with */
     int ok;
 } result;
 
@@ -208,7 +212,7 @@ static void csv_field(FILE *f, const char *s) {
 
 static const char CSV_HEADER[] =
     "device,platform,op,layout,shape,groups,label,median_ms,min_ms,gbps,copy_gbps,ratio,ratio_min,bytes,reps,variant,"
-    "timing,cache,copy_stream_gbps\n";
+    "timing,cache,copy_stream_gbps,copy_method\n";
 
 static void csv_row(FILE *f, const devinfo *dev, const result *r, int reps, const char *variant,
                     const char *timing) {
@@ -224,7 +228,7 @@ static void csv_row(FILE *f, const devinfo *dev, const result *r, int reps, cons
     fprintf(f, ",%.6f,%.6f,%.3f,%.3f,%.4f,%.4f,%.0f,%d,%s,%s,%s,", r->median_ms, r->min_ms, r->gbps, copy_gbps,
             r->ratio, r->ratio_min, r->bytes, reps, variant, timing, cache_mode);
     if (r->copy_stream_gbps > 0) fprintf(f, "%.3f", r->copy_stream_gbps);
-    fputc('\n', f);
+    fprintf(f, ",%s\n", r->copy_method);
 }
 
 static void json_row(FILE *f, const devinfo *dev, const result *r, int reps, const char *variant,
@@ -248,9 +252,10 @@ static void json_row(FILE *f, const devinfo *dev, const result *r, int reps, con
         fputs(",\"copy_stream_gbps\":null", f);
     fprintf(f,
             ",\"median_ms\":%.6f,\"min_ms\":%.6f,\"gbps\":%.3f,\"copy_gbps\":%.3f,\"ratio\":%.4f,"
-            "\"ratio_min\":%.4f,\"bytes\":%.0f,\"reps\":%d,\"variant\":\"%s\",\"timing\":\"%s\",\"cache\":\"%s\"}\n",
+            "\"ratio_min\":%.4f,\"bytes\":%.0f,\"reps\":%d,\"variant\":\"%s\",\"timing\":\"%s\",\"cache\":\"%s\","
+            "\"copy_method\":\"%s\"}\n",
             r->median_ms, r->min_ms, r->gbps, copy_gbps, r->ratio, r->ratio_min, r->bytes, reps, variant, timing,
-            cache_mode);
+            cache_mode, r->copy_method);
     fflush(f);
 }
 
@@ -448,10 +453,31 @@ static int measure(runner *r, enqueue_fn fn, void *arg, enqueue_fn pair_fn, void
 
 /* ------------------------------------------------------------------ copy kernel */
 
+/* The copy kernels the yardstick is chosen from (copy_methods below), then
+ * the stamp and the cache scrub. OpenCL C 1.2 only: every one builds on
+ * every device. */
 static const char COPY_SRC[] =
     "__kernel void copy4(__global const float4 *restrict a, __global float4 *restrict b) {\n"
     "    size_t i = get_global_id(0);\n"
     "    b[i] = a[i];\n"
+    "}\n"
+    "__kernel void copy1(__global const float *restrict a, __global float *restrict b) {\n"
+    "    size_t i = get_global_id(0);\n"
+    "    b[i] = a[i];\n"
+    "}\n"
+    "__kernel void copy8(__global const float8 *restrict a, __global float8 *restrict b) {\n"
+    "    size_t i = get_global_id(0);\n"
+    "    b[i] = a[i];\n"
+    "}\n"
+    "__kernel void copy16(__global const float16 *restrict a, __global float16 *restrict b) {\n"
+    "    size_t i = get_global_id(0);\n"
+    "    b[i] = a[i];\n"
+    "}\n"
+    /* n float4s, a few per work-item, consecutive work-items on consecutive
+     * vectors in each step */
+    "__kernel void copy4_stride(__global const float4 *restrict a, __global float4 *restrict b, ulong n) {\n"
+    "    size_t step = get_global_size(0);\n"
+    "    for (size_t i = get_global_id(0); i < n; i += step) b[i] = a[i];\n"
     "}\n"
     "__kernel void stamp(void) {}\n"
     /* v + a constant vector, not (float4)(v, v + 1.0f, ...): Oclgrind
@@ -478,18 +504,162 @@ static const char COPY_STREAM_SRC[] =
 
 typedef struct copy_arg {
     cl_command_queue q;
-    cl_kernel k;
+    cl_kernel k;       /* NULL: clEnqueueCopyBuffer of src to dst */
     size_t global;
+    cl_mem src, dst;   /* for clEnqueueCopyBuffer */
+    size_t bytes;
 } copy_arg;
 
 static int enqueue_copy(void *p, cl_event *done, char *err, size_t errlen) {
     copy_arg *a = p;
-    cl_int e = clEnqueueNDRangeKernel(a->q, a->k, 1, NULL, &a->global, NULL, 0, NULL, done);
+    cl_int e = a->k ? clEnqueueNDRangeKernel(a->q, a->k, 1, NULL, &a->global, NULL, 0, NULL, done)
+                    : clEnqueueCopyBuffer(a->q, a->src, a->dst, 0, 0, a->bytes, 0, NULL, done);
     if (e != CL_SUCCESS) {
-        snprintf(err, errlen, "copy kernel launch: %s", cl_err_name(e));
+        snprintf(err, errlen, "%s: %s", a->k ? "copy kernel launch" : "clEnqueueCopyBuffer", cl_err_name(e));
         return -1;
     }
     return 0;
+}
+
+/* ------------------------------------------------------------------ the yardstick */
+
+/* The ways to copy x to y that the copy bandwidth is the best of (issue 14):
+ * the device's own clEnqueueCopyBuffer and a few kernels, from scalar to
+ * float16 (CPUs like wide vectors, GPUs one float4 per work-item) and a
+ * grid-stride float4 copy. The name is the kernel's (kernel-times traces
+ * it) and the copy_method field of --json and --csv. */
+typedef struct copy_method {
+    const char *name;
+    unsigned vec;      /* floats per load; 0 = clEnqueueCopyBuffer */
+    unsigned per_item; /* vectors per work-item (grid-stride when > 1) */
+    const char *what;
+} copy_method;
+
+static const copy_method copy_methods[] = {
+    {"copy_buffer", 0, 0, "clEnqueueCopyBuffer"},
+    {"copy4", 4, 1, "float4 kernel, one vector per work-item"},
+    {"copy4_stride", 4, 4, "float4 kernel, grid-stride, 4 vectors per work-item"},
+    {"copy1", 1, 1, "float kernel, one per work-item"},
+    {"copy8", 8, 1, "float8 kernel, one vector per work-item"},
+    {"copy16", 16, 1, "float16 kernel, one vector per work-item"},
+};
+#define N_COPY_METHODS (int)(sizeof copy_methods / sizeof copy_methods[0])
+#define COPY_CALIBRATION_REPS 5
+/* Every method's copy is this many floats: a multiple of the widest vector
+ * times the grid-stride count. */
+#define COPY_ELEMS_MULTIPLE 16
+
+static int copy_method_index(const char *name) {
+    for (int m = 0; m < N_COPY_METHODS; m++)
+        if (strcmp(name, copy_methods[m].name) == 0) return m;
+    return -1;
+}
+
+/* The run of method m over elems floats of src into dst: a kernel of
+ * prog (released by copy_arg_release), or the buffer copy. */
+static cl_int copy_arg_init(copy_arg *a, int m, cl_command_queue q, cl_program prog, cl_mem src, cl_mem dst,
+                            size_t elems) {
+    const copy_method *cm = &copy_methods[m];
+    cl_int e = CL_SUCCESS;
+    memset(a, 0, sizeof *a);
+    a->q = q, a->src = src, a->dst = dst, a->bytes = elems * sizeof(float);
+    if (!cm->vec) return CL_SUCCESS;
+    a->global = elems / cm->vec / cm->per_item;
+    a->k = clCreateKernel(prog, cm->name, &e);
+    if (e == CL_SUCCESS) e = clSetKernelArg(a->k, 0, sizeof(cl_mem), &src);
+    if (e == CL_SUCCESS) e = clSetKernelArg(a->k, 1, sizeof(cl_mem), &dst);
+    if (e == CL_SUCCESS && cm->per_item > 1) {
+        cl_ulong n = elems / cm->vec;
+        e = clSetKernelArg(a->k, 2, sizeof n, &n);
+    }
+    if (e != CL_SUCCESS && a->k) {
+        clReleaseKernel(a->k);
+        a->k = NULL;
+    }
+    return e;
+}
+
+static void copy_arg_release(copy_arg *a) {
+    if (a->k) clReleaseKernel(a->k);
+    a->k = NULL;
+}
+
+/* Times every method in ca[] (ok[m] = usable) round-robin, one untimed
+ * round then reps rounds, with the runner's timing and cache method, and
+ * fills gbps[m] with the median (0 = failed). Round-robin, so that a
+ * stretch of a busy machine slows every method alike. Returns the fastest
+ * method, or -1 with r->err set if none ran. */
+static int calibrate_copy(runner *r, copy_arg *ca, const int *ok, int warmup, int reps, double *gbps) {
+    double *t = malloc(sizeof(double) * N_COPY_METHODS * (size_t)reps);
+    if (!t) {
+        snprintf(r->err, sizeof r->err, "out of host memory");
+        return -1;
+    }
+    int alive[N_COPY_METHODS];
+    for (int m = 0; m < N_COPY_METHODS; m++) alive[m] = ok[m];
+    timing_mode mode0 = r->mode;
+    for (int i = warmup ? -1 : 0; i < reps; i++) {
+        for (int m = 0; m < N_COPY_METHODS; m++) {
+            if (!alive[m]) continue;
+            double s = timed_run(r, enqueue_copy, &ca[m]);
+            if (s < 0) alive[m] = 0; /* this method does not run here */
+            else if (i >= 0) t[m * reps + i] = s;
+        }
+        if (r->mode != mode0) { /* switched to wall clock: restart the sample */
+            mode0 = r->mode;
+            i = -1;
+        }
+    }
+    int best = -1;
+    for (int m = 0; m < N_COPY_METHODS; m++) {
+        gbps[m] = alive[m] ? 2.0 * ca[m].bytes / median(t + m * reps, reps) / 1e9 : 0;
+        if (alive[m] && (best < 0 || gbps[m] > gbps[best])) best = m;
+    }
+    free(t);
+    if (best < 0 && !r->err[0]) snprintf(r->err, sizeof r->err, "no copy method ran");
+    return best;
+}
+
+/* The yardstick of this device: the method named by --copy-method, or the
+ * fastest in a short calibration of all of them (gbps[m] its GB/s, 0 where
+ * not measured). Fills *out with the winner's run (the caller releases it)
+ * and returns its index; -1 with r->err set on failure. */
+static int choose_copy_method(runner *r, const char *forced, int warmup, int reps, cl_program prog, cl_mem src,
+                              cl_mem dst, size_t elems, copy_arg *out, double *gbps) {
+    copy_arg ca[N_COPY_METHODS];
+    int ok[N_COPY_METHODS], best = -1, fixed = forced ? copy_method_index(forced) : -1;
+    for (int m = 0; m < N_COPY_METHODS; m++) {
+        gbps[m] = 0;
+        ok[m] = (fixed < 0 || m == fixed) &&
+                copy_arg_init(&ca[m], m, r->q, prog, src, dst, elems) == CL_SUCCESS;
+    }
+    if (fixed >= 0) {
+        best = ok[fixed] ? fixed : -1;
+        if (best < 0) snprintf(r->err, sizeof r->err, "copy method %s cannot run here", forced);
+    } else {
+        reps = reps < COPY_CALIBRATION_REPS ? reps : COPY_CALIBRATION_REPS;
+        best = calibrate_copy(r, ca, ok, warmup, reps, gbps);
+    }
+    for (int m = 0; m < N_COPY_METHODS; m++)
+        if (ok[m] && m != best) copy_arg_release(&ca[m]);
+    if (best >= 0) *out = ca[best];
+    return best;
+}
+
+/* The table header's line on the calibration: every method's GB/s and the
+ * winner, or that --copy-method chose. */
+static void print_copy_methods(int chosen, const double *gbps, int forced, int reps) {
+    if (forced) {
+        printf("Copy method: %s, set by --copy-method (no calibration)\n", copy_methods[chosen].name);
+        return;
+    }
+    printf("Copy method: %s, the fastest in a calibration (GB/s, median of %d round-robin runs each):",
+           copy_methods[chosen].name, reps < COPY_CALIBRATION_REPS ? reps : COPY_CALIBRATION_REPS);
+    for (int m = 0; m < N_COPY_METHODS; m++) {
+        if (gbps[m] > 0) printf("%s %s %.2f", m ? "," : "", copy_methods[m].name, gbps[m]);
+        else printf("%s %s failed", m ? "," : "", copy_methods[m].name);
+    }
+    putchar('\n');
 }
 
 typedef struct op_arg {
@@ -833,7 +1003,7 @@ static int run_device(const options *o, const devinfo *dev, FILE *csv) {
             copy_elems = n > copy_elems ? n : copy_elems;
         }
     }
-    copy_elems = (copy_elems + 3) / 4 * 4;
+    copy_elems = (copy_elems + COPY_ELEMS_MULTIPLE - 1) / COPY_ELEMS_MULTIPLE * COPY_ELEMS_MULTIPLE;
     if (need[BENCH_X] < copy_elems) need[BENCH_X] = copy_elems;
     if (need[BENCH_Y] < copy_elems) need[BENCH_Y] = copy_elems;
     static const float lo[BENCH_ROLES] = {-2.0f, -1.0f, 0.5f, -0.5f, -1.0f, 0.5f, -0.5f, 0.5f};
@@ -856,12 +1026,9 @@ static int run_device(const options *o, const devinfo *dev, FILE *csv) {
      * ratio) and again after them, to show how much the machine drifted. */
     double copy_gbps = 0, copy_med = 0, copy_min = 0, copy_end_gbps = 0, copy_own = -1;
     cl_program prog_copy = clCreateProgramWithSource(r.ctx, 1, (const char *[]){COPY_SRC}, NULL, &e);
-    cl_kernel kcopy = NULL;
+    copy_arg ca = {0};
     if (e == CL_SUCCESS) e = clBuildProgram(prog_copy, 1, &dev->device, "", NULL, NULL);
-    if (e == CL_SUCCESS) kcopy = clCreateKernel(prog_copy, "copy4", &e);
     if (e == CL_SUCCESS) r.stamp = clCreateKernel(prog_copy, "stamp", &e);
-    if (e == CL_SUCCESS) e = clSetKernelArg(kcopy, 0, sizeof(cl_mem), &mem[BENCH_X]);
-    if (e == CL_SUCCESS) e = clSetKernelArg(kcopy, 1, sizeof(cl_mem), &mem[BENCH_Y]);
     cl_mem scratch = NULL;
     size_t scrub_bytes = 0;
     if (e == CL_SUCCESS && !o->warm_cache) {
@@ -923,8 +1090,18 @@ static int run_device(const options *o, const devinfo *dev, FILE *csv) {
         free(keys);
         goto out_copy;
     }
-    copy_arg ca = {r.q, kcopy, copy_elems / 4};
-    progress("%s: copy bandwidth (float4, %.0f MiB)", dev->name, copy_elems * 4.0 / (1 << 20));
+    double method_gbps[N_COPY_METHODS];
+    progress("%s: %s (%.0f MiB)", dev->name, o->copy_method ? "copy bandwidth" : "choosing the copy method",
+             copy_elems * 4.0 / (1 << 20));
+    const int copy_m = choose_copy_method(&r, o->copy_method, o->warmup, o->reps, prog_copy, mem[BENCH_X],
+                                          mem[BENCH_Y], copy_elems, &ca, method_gbps);
+    if (copy_m < 0) {
+        progress_done();
+        fprintf(stderr, "%s: %s: copy bandwidth: %s\n", prog, dev->name, r.err);
+        failures = 1;
+        goto out_copy;
+    }
+    progress("%s: copy bandwidth (%s, %.0f MiB)", dev->name, copy_methods[copy_m].name, copy_elems * 4.0 / (1 << 20));
     if (measure(&r, enqueue_copy, &ca, NULL, NULL, o->warmup, o->reps, &copy_med, &copy_min, NULL, NULL, &copy_own) != 0) {
         progress_done();
         fprintf(stderr, "%s: %s: %s\n", prog, dev->name, r.err);
@@ -942,7 +1119,7 @@ static int run_device(const options *o, const devinfo *dev, FILE *csv) {
         if (es == CL_SUCCESS) es = clSetKernelArg(ks, 0, sizeof(cl_mem), &mem[BENCH_X]);
         if (es == CL_SUCCESS) es = clSetKernelArg(ks, 1, sizeof(cl_mem), &mem[BENCH_Y]);
         double sm = 0, smin = 0;
-        copy_arg cs = {r.q, ks, copy_elems / 4};
+        copy_arg cs = {.q = r.q, .k = ks, .global = copy_elems / 4};
         if (es == CL_SUCCESS &&
             measure(&r, enqueue_copy, &cs, NULL, NULL, o->warmup, o->reps, &sm, &smin, NULL, NULL, NULL) == 0)
             copy_stream_gbps = 2.0 * copy_elems * sizeof(float) / (sm * 1e-3) / 1e9;
@@ -988,6 +1165,7 @@ static int run_device(const options *o, const devinfo *dev, FILE *csv) {
             rs->ratio_min = rs->bytes / (rs->min_ms * 1e-3) / 1e9 / copy_best;
         }
         rs->copy_stream_gbps = copy_stream_gbps;
+        rs->copy_method = copy_methods[copy_m].name;
         rs->ok = 1;
         if (o->check) {
             char cerr[512];
@@ -1036,9 +1214,11 @@ static int run_device(const options *o, const devinfo *dev, FILE *csv) {
     if (!o->json && !o->csv_stdout) {
         printf("\nDevice %u:%u: %s [%s, %s, %u CUs]\n", dev->pi, dev->di, dev->name, dev->platform_name,
                type_name(dev->type), dev->units);
-        printf("Copy bandwidth: %.2f GB/s (float4 copy of %.1f MB read + written; median %.3f ms, min %.3f ms;"
+        printf("Copy bandwidth: %.2f GB/s (%s: %s; %.1f MB read + written; median %.3f ms, min %.3f ms;"
                " %.2f GB/s again after the cases)\n",
-               copy_gbps, copy_elems * 4.0 * 2 / 1e6, copy_med, copy_min, copy_end_gbps);
+               copy_gbps, copy_methods[copy_m].name, copy_methods[copy_m].what, copy_elems * 4.0 * 2 / 1e6, copy_med,
+               copy_min, copy_end_gbps);
+        print_copy_methods(copy_m, method_gbps, o->copy_method != NULL, o->reps);
         if (copy_stream_gbps > 0)
             printf("Copy with streaming stores: %.2f GB/s (for reference: clnorm streams large outputs on CPUs,"
                    " so ratios to the plain copy can pass 1)\n", copy_stream_gbps);
@@ -1046,7 +1226,7 @@ static int run_device(const options *o, const devinfo *dev, FILE *csv) {
                r.mode == TIME_EVENTS ? "profiling events (end of an empty stamp kernel to end of the op)" : "wall clock",
                r.gate ? ", gated" : "", o->warmup, o->reps, r.scrub ? "scrubbed before each run (cold)" : "warm", vlabel);
         if (copy_own > 0)
-            printf("Timing overhead: %.1f us (copy kernel: %.3f ms stamp-to-end vs %.3f ms its own start-to-end)\n",
+            printf("Timing overhead: %.1f us (copy: %.3f ms stamp-to-end vs %.3f ms its own start-to-end)\n",
                    (copy_med - copy_own) * 1e3, copy_med, copy_own);
         printf("Ratio: GB/s over %s;\n       ratio(min): fastest run over fastest copy run (interference only slows runs)\n\n",
                o->copy_once ? "the copy bandwidth above"
@@ -1074,7 +1254,7 @@ out_copy:
     if (r.scrub) clReleaseKernel(r.scrub);
     if (r.stamp) clReleaseKernel(r.stamp);
     if (scratch) clReleaseMemObject(scratch);
-    if (kcopy) clReleaseKernel(kcopy);
+    copy_arg_release(&ca);
     if (prog_copy) clReleaseProgram(prog_copy);
 out_mem:
     for (int k = 0; k < BENCH_ROLES; k++)
@@ -1104,7 +1284,11 @@ static void usage(FILE *f) {
             "  --warmup N             untimed runs first (default 3)\n"
             "  --variant V[:WG]       force a kernel variant (auto wg subgroup wi split), optional work-group size\n"
             "  --wg N                 work-group size with --variant\n"
-            "  --copy-elems N         float count of the copy-bandwidth kernel (default: largest suite x)\n"
+            "  --copy-elems N         float count of the copy-bandwidth reference (default: largest suite x)\n"
+            "  --copy-method M        how the reference copy is made: auto (default) times clEnqueueCopyBuffer\n"
+            "                         and the copy kernels copy4 copy4_stride copy1 copy8 copy16 once per\n"
+            "                         device (a few runs each, medians) and uses only the fastest from then\n"
+            "                         on; or one of those names, without the calibration\n"
             "  --copy-once            ratios against the copy bandwidth measured first only (default: against\n"
             "                         copy runs interleaved with each case's runs, robust on a busy machine)\n"
             "  --wall                 time with the wall clock instead of profiling events\n"
@@ -1241,6 +1425,16 @@ int main(int argc, char **argv) {
         } else if (!strcmp(a, "--warm-cache")) {
             o.warm_cache = 1;
             cache_mode = "warm";
+        } else if (!strcmp(a, "--copy-method")) {
+            NEED_ARG();
+            o.copy_method = argv[++i];
+            if (!strcmp(o.copy_method, "auto")) o.copy_method = NULL;
+            else if (copy_method_index(o.copy_method) < 0) {
+                fprintf(stderr, "%s: unknown copy method '%s'; one of: auto", prog, o.copy_method);
+                for (int m = 0; m < N_COPY_METHODS; m++) fprintf(stderr, " %s", copy_methods[m].name);
+                fputc('\n', stderr);
+                return 2;
+            }
         } else if (!strcmp(a, "--copy-once")) {
             o.copy_once = 1;
         } else if (!strcmp(a, "--no-gate")) {

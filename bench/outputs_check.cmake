@@ -4,6 +4,7 @@
 #    that agree with each other (effective bytes of the documented formula,
 #    GB/s = bytes / median, ratio = GB/s / copy GB/s);
 # 2. --csv: a header with the same fields and one row per case;
+#    in both, copy_method names one of the bench's copy methods (issue 14);
 # 3. run order, seen through kernel-times' launch trace: a timed run starts
 #    from scrubbed caches by default, and with --warm-cache from the case's
 #    own data, never right after the reference copy (which evicts it).
@@ -14,6 +15,8 @@ set(want_bytes 532992 66176)
 set(want_shape "[64,1024]" "[2,64,8,8]")
 set(want_op layer_norm group_norm)
 set(want_layout rows nhwc)
+# clnorm-bench's copy_methods[]: the yardstick is the fastest of these.
+set(copy_methods copy_buffer copy4 copy4_stride copy1 copy8 copy16)
 
 # The bench's stdout as a list of lines, of which there must be n_want.
 function(bench_lines out_var n_want)
@@ -55,6 +58,9 @@ foreach(i RANGE 1)
       message(FATAL_ERROR "--json: want ${field} in: ${line}")
     endif()
   endforeach()
+  if(NOT line MATCHES "\"copy_method\":\"([^\"]*)\"" OR NOT CMAKE_MATCH_1 IN_LIST copy_methods)
+    message(FATAL_ERROR "--json: copy_method is not one of ${copy_methods}: ${line}")
+  endif()
   json_number("${line}" median_ms ms)
   json_number("${line}" gbps gbps)
   json_number("${line}" copy_gbps copy)
@@ -74,9 +80,18 @@ endforeach()
 # 2. CSV
 bench_lines(lines 3 --quiet --warm-cache --reps 3 --csv ${cases}) # a header and 2 cases
 list(GET lines 0 header)
-foreach(col device op layout shape median_ms gbps copy_gbps ratio)
+foreach(col device op layout shape median_ms gbps copy_gbps ratio copy_method)
   if(NOT ",${header}," MATCHES ",${col},")
     message(FATAL_ERROR "--csv header lacks ${col}: ${header}")
+  endif()
+endforeach()
+if(NOT header MATCHES ",copy_method$")
+  message(FATAL_ERROR "--csv: copy_method is not the last column: ${header}")
+endif()
+foreach(i 1 2)
+  list(GET lines ${i} row)
+  if(NOT row MATCHES ",([^,]*)$" OR NOT CMAKE_MATCH_1 IN_LIST copy_methods)
+    message(FATAL_ERROR "--csv: the last field is not a copy method (${copy_methods}): ${row}")
   endif()
 endforeach()
 
@@ -84,7 +99,10 @@ endforeach()
 if(NOT TIMES)
   return()
 endif()
-set(bench_kernels stamp copy4 copy4_stream scrub4)
+# clEnqueueCopyBuffer, a copy method, launches no kernel, so kernel-times
+# cannot see it: these runs set the copy4 kernel as the yardstick
+# (--copy-method), and the calibration's kernels are listed only in case.
+set(bench_kernels stamp copy4_stream scrub4 ${copy_methods})
 foreach(mode cold warm)
   set(extra "")
   set(want_before scrub4)
@@ -95,7 +113,7 @@ foreach(mode cold warm)
   set(trace ${OUT}/trace-${mode}.txt)
   file(REMOVE ${trace})
   execute_process(COMMAND ${CMAKE_COMMAND} -E env LD_PRELOAD=${TIMES} KERNEL_TIMES_TRACE=${trace}
-                  ${BENCH} --quiet --no-gate --warmup 1 --reps 4 ${extra} --op layer_norm --shape 64x1024
+                  ${BENCH} --quiet --no-gate --warmup 1 --reps 4 --copy-method copy4 ${extra} --op layer_norm --shape 64x1024
                   RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
   if(NOT rc EQUAL 0)
     message(FATAL_ERROR "traced run (${mode}) failed (${rc}):\n${out}\n${err}")
