@@ -1,4 +1,4 @@
-/* Contexts: creation and destruction, settings, the program cache. */
+/* Contexts: creation and destruction, the user's settings, accessors. */
 #include "internal.h"
 
 #include <stdio.h>
@@ -33,13 +33,13 @@ static clnorm_status ctx_init(clnorm_ctx *c)
     /* CLNORM_DEVICE_CLASS=gpu|cpu makes the rules treat the device as that
      * class: the tests run the GPU kernels' code paths on PoCL this way. */
     const char *dc = getenv("CLNORM_DEVICE_CLASS");
-    /* CLNORM_STREAM=on|off overrides the streaming-store rule (select.c). */
+    /* CLNORM_STREAM=on|off overrides the streaming-store rule (plan.c). */
     const char *sm = getenv("CLNORM_STREAM");
-    int bad = v && *v && clnorm_parse_variant(v, &c->variant) != 0;
-    c->stream = -1;
+    int bad = v && *v && clnorm_parse_variant(v, &c->settings.variant) != 0;
+    c->settings.stream = -1;
     if (sm && *sm) {
-        if (strcmp(sm, "on") == 0) c->stream = 1;
-        else if (strcmp(sm, "off") == 0) c->stream = 0;
+        if (strcmp(sm, "on") == 0) c->settings.stream = 1;
+        else if (strcmp(sm, "off") == 0) c->settings.stream = 0;
         else if (strcmp(sm, "auto") != 0) bad = 1;
     }
     if (dc && *dc) {
@@ -137,16 +137,8 @@ fail:
 CLNORM_API void clnorm_destroy(clnorm_ctx *c)
 {
     if (!c) return;
-    clnorm_program *p = c->programs;
-    while (p) {
-        clnorm_program *next = p->next;
-        for (int i = 0; i < CLNORM_MAX_KERNELS; ++i)
-            if (p->kernels[i]) clReleaseKernel(p->kernels[i]);
-        clReleaseProgram(p->program);
-        free(p);
-        p = next;
-    }
-    for (int i = 0; i < 3; ++i)
+    clnorm_programs_free(c);
+    for (int i = 0; i < CLNORM_SCRATCH_COUNT; ++i)
         if (c->scratch[i]) clReleaseMemObject(c->scratch[i]);
     clReleaseCommandQueue(c->queue);
     clReleaseContext(c->context);
@@ -199,109 +191,7 @@ CLNORM_API clnorm_status clnorm_set_variant(clnorm_ctx *c, clnorm_variant v, siz
         st = clnorm_fail(c, CLNORM_ERR_INVALID_VARIANT, "work-group size %zu is not a power of two in [1, %zu]", wg,
                          c->dev.max_wg);
     else
-        c->variant = v, c->forced_wg = wg;
+        c->settings.variant = v, c->settings.wg = wg;
     pthread_mutex_unlock(&c->lock);
     return st;
-}
-
-/* ---- programs ---------------------------------------------------------- */
-
-static const char *const kernel_names[] = {"row_norm", "row_partials", "row_apply", "col_partials",
-                                           "merge_partials", "update_running", "fold_table",
-                                           "apply_table", "col_wave"};
-
-static const char *source_of(const char *name)
-{
-    for (const struct clnorm_kernel_source *s = clnorm_kernel_sources; s->name; ++s)
-        if (strcmp(s->name, name) == 0) return s->text;
-    return NULL;
-}
-
-const char *const clnorm_program_files[CLNORM_PROGRAM_FILES] = {"common", "rows", "cols", "merge", "apply"};
-
-int clnorm_build_options(const clnorm_devinfo *d, unsigned wg, unsigned lanes, unsigned tree, unsigned flags,
-                         char *buf, size_t len)
-{
-    /* CPUs: explicit 16-wide vectors, columns per work-item, serial segment
-     * sums, rows re-read from cache; GPUs: float4 loads, a column per
-     * work-item, tree sums, rows of up to lanes*32 floats in registers. */
-    const unsigned cpu = d->is_cpu ? 1u : 0u;
-    char target[128];
-    clnorm_target_options(d, target, sizeof target);
-    return snprintf(buf, len,
-                    "-cl-std=CL1.2 -DWG=%u -DLANES=%u -DTREE=%u -DRMS=%u -DSTREAM=%u -DRSTD_ZERO=%u -DVEC=%u "
-                    "-DCOLS_VEC=%u -DCOL_TILE=%u -DCACHE_V=%u %s",
-                    wg, lanes, tree, (flags & CLNORM_K_RMS) ? 1u : 0u, (flags & CLNORM_K_STREAM) ? 1u : 0u,
-                    (flags & CLNORM_K_RSTD_ZERO) ? 1u : 0u,
-                    cpu ? 16u : 4u, cpu, cpu ? CLNORM_CPU_COL_TILE / 16u : 1u, cpu || lanes == 1 ? 0u : 8u, target);
-}
-
-static int build_program(clnorm_ctx *c, clnorm_program *p)
-{
-    const char *srcs[CLNORM_PROGRAM_FILES];
-    for (int i = 0; i < CLNORM_PROGRAM_FILES; ++i)
-        if (!(srcs[i] = source_of(clnorm_program_files[i])))
-            return clnorm_fail(c, CLNORM_ERR_BUILD_FAILED, "kernel source %s.cl is not embedded",
-                               clnorm_program_files[i]);
-    cl_int err;
-    p->program = clCreateProgramWithSource(c->context, CLNORM_PROGRAM_FILES, srcs, NULL, &err);
-    if (!p->program)
-        return clnorm_cl_fail(c, err ? err : CL_OUT_OF_HOST_MEMORY, "clCreateProgramWithSource");
-    char opts[384];
-    clnorm_build_options(&c->dev, p->wg, p->lanes, p->tree, p->flags, opts, sizeof opts);
-    err = clBuildProgram(p->program, 1, &c->device, opts, NULL, NULL);
-    if (err != CL_SUCCESS) {
-        size_t n = 0;
-        clnorm_msgs *m = clnorm_msgs_of(c, 1);
-        if (m) {
-            free(m->build_log);
-            m->build_log = NULL;
-            if (clGetProgramBuildInfo(p->program, c->device, CL_PROGRAM_BUILD_LOG, 0, NULL, &n) == CL_SUCCESS &&
-                (m->build_log = malloc(n + 1)) != NULL) {
-                m->build_log[0] = 0;
-                clGetProgramBuildInfo(p->program, c->device, CL_PROGRAM_BUILD_LOG, n, m->build_log, NULL);
-                m->build_log[n] = 0;
-            }
-        }
-        clReleaseProgram(p->program);
-        p->program = NULL;
-        if (err == CL_BUILD_PROGRAM_FAILURE)
-            return clnorm_fail(c, CLNORM_ERR_BUILD_FAILED, "building kernels with \"%s\" failed", opts);
-        return clnorm_cl_fail(c, err, "clBuildProgram");
-    }
-    return CLNORM_OK;
-}
-
-int clnorm_get_kernel(clnorm_ctx *c, const char *name, unsigned wg, unsigned lanes, unsigned flags,
-                      cl_kernel *out)
-{
-    const unsigned tree = c->dev.is_cpu ? 0u : 1u;
-    clnorm_program *p = c->programs;
-    while (p && !(p->wg == wg && p->lanes == lanes && p->tree == tree && p->flags == flags))
-        p = p->next;
-    if (!p) {
-        p = calloc(1, sizeof *p);
-        if (!p) return clnorm_fail(c, CLNORM_ERR_OUT_OF_MEMORY, "out of host memory");
-        p->wg = wg, p->lanes = lanes, p->tree = tree, p->flags = flags;
-        int st = build_program(c, p);
-        if (st != CLNORM_OK) {
-            free(p);
-            return st;
-        }
-        p->next = c->programs;
-        c->programs = p;
-    }
-    int slot = -1;
-    for (int i = 0; i < CLNORM_MAX_KERNELS; ++i)
-        if (strcmp(kernel_names[i], name) == 0) slot = i;
-    if (slot < 0)
-        return clnorm_fail(c, CLNORM_ERR_BUILD_FAILED, "no kernel named %s", name);
-    if (!p->kernels[slot]) {
-        cl_int err;
-        cl_kernel k = clCreateKernel(p->program, name, &err);
-        if (!k) return clnorm_cl_fail(c, err ? err : CL_OUT_OF_HOST_MEMORY, "clCreateKernel");
-        p->kernels[slot] = k;
-    }
-    *out = p->kernels[slot];
-    return CLNORM_OK;
 }

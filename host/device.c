@@ -84,6 +84,9 @@ cl_int clnorm_read_profile(cl_device_id dev, clnorm_devinfo *d)
         err = clGetDeviceInfo(dev, CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof d->max_wg, &d->max_wg, NULL);
     if (err == CL_SUCCESS)
         err = clGetDeviceInfo(dev, CL_DEVICE_GLOBAL_MEM_CACHE_SIZE, sizeof d->cache_bytes, &d->cache_bytes, NULL);
+    if (err == CL_SUCCESS)
+        err = clGetDeviceInfo(dev, CL_DEVICE_LOCAL_MEM_SIZE, sizeof d->local_bytes, &d->local_bytes, NULL);
+    if (err == CL_SUCCESS) err = dev_string(dev, CL_DEVICE_EXTENSIONS, d->extensions, sizeof d->extensions);
     if (err == CL_SUCCESS) err = dev_string(dev, CL_DEVICE_NAME, d->name, sizeof d->name);
     if (err == CL_SUCCESS) err = dev_string(dev, CL_DEVICE_VENDOR, d->vendor, sizeof d->vendor);
     if (err == CL_SUCCESS) err = clGetDeviceInfo(dev, CL_DEVICE_PLATFORM, sizeof plat, &plat, NULL);
@@ -96,6 +99,16 @@ cl_int clnorm_read_profile(cl_device_id dev, clnorm_devinfo *d)
         d->vendor_platform[sizeof d->vendor_platform - 1] = 0;
     }
     if (err != CL_SUCCESS) return err;
+    /* The SIMD width, through the vendor query its extension names (the
+     * values of CL_DEVICE_WARP_SIZE_NV and CL_DEVICE_WAVEFRONT_WIDTH_AMD);
+     * a failure here only leaves it unknown. */
+    cl_uint w = 0;
+    if (strstr(d->extensions, "cl_nv_device_attribute_query") &&
+        clGetDeviceInfo(dev, 0x4003, sizeof w, &w, NULL) == CL_SUCCESS)
+        d->simd = w;
+    else if (strstr(d->extensions, "cl_amd_device_attribute_query") &&
+             clGetDeviceInfo(dev, 0x4043, sizeof w, &w, NULL) == CL_SUCCESS)
+        d->simd = w;
     if (d->compute_units == 0) d->compute_units = 1;
     if (d->max_wg == 0) d->max_wg = 1;
     d->type_cpu = (type & CL_DEVICE_TYPE_CPU) != 0;

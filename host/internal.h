@@ -3,6 +3,7 @@
 #define CLNORM_INTERNAL_H
 
 #include "clnorm.h"
+#include "kernels.h"
 #include <pthread.h>
 #include <stdint.h>
 
@@ -22,12 +23,39 @@ typedef struct clnorm_devinfo {
     cl_uint compute_units;
     size_t max_wg;
     cl_ulong cache_bytes; /* global memory cache (last level); 0 if unknown */
+    cl_ulong local_bytes; /* __local memory per work-group */
+    unsigned simd;        /* warp/wavefront width where the vendor reports it; 0 if unknown */
     int is_cpu;   /* CPU-class rules (CLNORM_DEVICE_CLASS may override) */
     int type_cpu; /* the device reports CL_DEVICE_TYPE_CPU */
     int simulator; /* Oclgrind: never the default choice */
     unsigned features; /* CLNORM_FEAT_*: what the target macros may switch on */
     char name[256], vendor[128], platform[128], vendor_platform[128];
+    char extensions[2048];
 } clnorm_devinfo;
+
+/* The descriptor reduced to what the planner needs (desc.c). Channel norms
+ * are N x C x S (S = product of spatial dims); LayerNorm/RMSNorm are rows x
+ * cols. */
+typedef struct clnorm_shape {
+    size_t N, C, S, G, elems, sets, set_len, aff_len;
+    int channel;        /* BatchNorm, InstanceNorm, GroupNorm */
+    int cl;             /* channels-last (or one spatial element) */
+    int batch_stats;    /* statistics from this batch (not running) */
+    int update_running;
+} clnorm_shape;
+/* Shape checks only (pure; c may be NULL for no message). */
+clnorm_status clnorm_describe(clnorm_ctx *c, const clnorm_desc *d, clnorm_shape *s);
+/* Everything else: scalars, buffers (queried, never written), aliasing. */
+clnorm_status clnorm_validate(clnorm_ctx *c, const clnorm_desc *d, const clnorm_shape *s);
+
+/* What the caller asked of the planner for one call: a forced variant and
+ * work-group size (clnorm_set_variant, CLNORM_VARIANT, or a tuning file's
+ * entry), and the streaming-store override (CLNORM_STREAM). */
+typedef struct clnorm_settings {
+    clnorm_variant variant; /* AUTO: by rule */
+    size_t wg;              /* 0: by rule */
+    int stream;             /* -1 by rule, 0 never, 1 always */
+} clnorm_settings;
 
 /* Device choice and profile (device.c). */
 clnorm_status clnorm_pick_device(cl_device_id *out);
@@ -47,13 +75,18 @@ int clnorm_target_options(const clnorm_devinfo *d, char *buf, size_t len);
  * combination. A new bit must be added here. */
 #define CLNORM_K_ALL (CLNORM_K_RMS | CLNORM_K_STREAM | CLNORM_K_RSTD_ZERO)
 
-/* One compiled program per option set; kernels are created once and reused
- * (every call holds the context lock while it sets arguments and enqueues). */
-#define CLNORM_MAX_KERNELS 9
-typedef struct clnorm_program {
+/* A program's options beyond the device's: work-group size, work-items per
+ * set, tree sums, and CLNORM_K_* flags. */
+typedef struct clnorm_progkey {
     unsigned wg, lanes, tree, flags;
+} clnorm_progkey;
+
+/* One compiled program per key; kernels are created once and reused (every
+ * call holds the context lock while it sets arguments and enqueues). */
+typedef struct clnorm_program {
+    clnorm_progkey key;
     cl_program program;
-    cl_kernel kernels[CLNORM_MAX_KERNELS];
+    cl_kernel kernels[CLNORM_KERNEL_COUNT];
     struct clnorm_program *next;
 } clnorm_program;
 
@@ -84,19 +117,16 @@ struct clnorm_ctx {
     cl_command_queue queue;
     int out_of_order;
     clnorm_devinfo dev;
-    clnorm_variant variant; /* forced variant, or AUTO */
-    size_t forced_wg;       /* forced work-group size, or 0 */
-    /* What the rules see for the call being planned (set under the lock by
-     * clnorm_forward): the forced settings, else the tuning entry's. */
-    clnorm_variant call_variant;
-    size_t call_wg;
+    /* The user's standing settings (clnorm_set_variant, CLNORM_VARIANT,
+     * CLNORM_STREAM); a call's settings are these, or a tuning entry's. */
+    clnorm_settings settings;
     clnorm_tuned *tuned; /* entries for this device; NULL if none */
     size_t ntuned;
-    int stream;             /* streaming stores: -1 by the rule, 0 never, 1 always (CLNORM_STREAM) */
     pthread_mutex_t lock;
     clnorm_program *programs;
-    cl_mem scratch[3]; /* partials, merged statistics, folded table; grow, never shrink */
-    size_t scratch_bytes[3];
+    /* Scratch by clnorm_src order (PART, STATS, TABLE); grow, never shrink. */
+    cl_mem scratch[CLNORM_SCRATCH_COUNT];
+    size_t scratch_bytes[CLNORM_SCRATCH_COUNT];
     clnorm_msgs *msgs; /* per thread; see clnorm_msgs */
 };
 
@@ -115,6 +145,8 @@ int clnorm_parse_variant(const char *s, clnorm_variant *v);
  * allocated. The entry for a key, or NULL. */
 clnorm_status clnorm_tuning_read(clnorm_ctx *c, const char *path, clnorm_tuned **out, size_t *n);
 const clnorm_tuned *clnorm_tuning_find(const clnorm_ctx *c, const char *key);
+/* The key of calls like d (shape s), as clnorm_tuning_key gives it. */
+void clnorm_tuning_key_of(const clnorm_desc *d, const clnorm_shape *s, char *buf, size_t len);
 /* Operation names in tuning keys, indexed by clnorm_op ([0] is ""). */
 extern const char *const clnorm_tuning_ops[CLNORM_GROUP_NORM + 1];
 
@@ -123,41 +155,47 @@ extern const char *const clnorm_tuning_ops[CLNORM_GROUP_NORM + 1];
 #define CLNORM_PROGRAM_FILES 5
 extern const char *const clnorm_program_files[CLNORM_PROGRAM_FILES];
 
-/* The complete build options of the program for (wg, lanes, tree, flags)
+/* Programs (program.c). The complete build options of the program for key
  * on device d; snprintf's result. Pure: the kernel check enumerates them. */
-int clnorm_build_options(const clnorm_devinfo *d, unsigned wg, unsigned lanes, unsigned tree, unsigned flags,
-                         char *buf, size_t len);
-
+int clnorm_build_options(const clnorm_devinfo *d, const clnorm_progkey *key, char *buf, size_t len);
 /* Kernel lookup; compiles the program on first use. */
-int clnorm_get_kernel(clnorm_ctx *ctx, const char *name, unsigned wg, unsigned lanes,
-                      unsigned flags, cl_kernel *out);
+int clnorm_get_kernel(clnorm_ctx *ctx, const clnorm_progkey *key, clnorm_kernel_id id, cl_kernel *out);
+void clnorm_programs_free(clnorm_ctx *ctx);
 
-/* Selection rules (select.c). */
-typedef struct clnorm_rowplan {
-    unsigned wg, lanes;   /* work-group size, work-items per set */
-    int split;            /* 1: partials + merge + apply */
-    size_t chunk;         /* elements per chunk when split */
-    size_t per_item;      /* lanes == 1: consecutive sets per work-item */
-    unsigned lag;         /* lanes == 1: pipeline depth of row_norm (rows.cl): 2 or 1 */
-} clnorm_rowplan;
-size_t clnorm_rowplan_global(const clnorm_rowplan *p, size_t nsets);
-void clnorm_plan_rows(const clnorm_ctx *ctx, size_t nsets, size_t len, clnorm_rowplan *p);
-unsigned clnorm_plan_wg(const clnorm_ctx *ctx);
-typedef struct clnorm_colplan {
-    unsigned wg;   /* work-group size */
-    size_t per_wi; /* columns per work-item */
-    size_t rchunk; /* rows per partial */
-} clnorm_colplan;
 /* CPUs: columns per col_partials work-item (COL_TILE vectors of 16). */
 #define CLNORM_CPU_COL_TILE 1024
-/* CPUs: the largest work-group of the column kernels (select.c). */
+/* CPUs: the largest work-group of the column kernels (plan.c). */
 #define CLNORM_CPU_COL_WG_MAX 64
-void clnorm_plan_cols(const clnorm_ctx *ctx, size_t P, size_t R, size_t C, clnorm_colplan *p);
-int clnorm_plan_bn_use_cols(const clnorm_ctx *ctx, size_t S);
-/* col_wave (cols.cl): channels-last InstanceNorm/GroupNorm on CPUs, one launch
- * per sample plus one; 0 where the partials pipeline serves better. */
-int clnorm_plan_waves(const clnorm_ctx *ctx, size_t N, size_t S, size_t C, clnorm_colplan *p);
-int clnorm_plan_stream(const clnorm_ctx *ctx, size_t y_bytes);
+/* GPUs: float4 vectors per lane of a row held in registers (rows.cl CACHE_V). */
+#define CLNORM_GPU_CACHE_V 8
+
+/* ---- plans (plan.c) -------------------------------------------------------
+ * One launch: the kernel, its program, the range, its arguments, and the
+ * properties tests/test_plan.c checks. */
+typedef struct clnorm_launch {
+    clnorm_kernel_id kernel;
+    clnorm_progkey prog;
+    cl_uint dims;
+    size_t global[3], local[3];
+    clnorm_kargs args;
+    /* Elements between the addresses consecutive work-items of dimension 0
+     * read in the main loop (VEC: coalesced vectors; 1: a column each;
+     * 0: the kernel reads no x). */
+    size_t item_stride;
+    size_t local_bytes; /* __local memory the launch declares */
+} clnorm_launch;
+
+#define CLNORM_PLAN_MAX 24
+typedef struct clnorm_plan {
+    unsigned n;
+    clnorm_launch launch[CLNORM_PLAN_MAX];
+    size_t scratch_floats[CLNORM_SCRATCH_COUNT]; /* by clnorm_src order: PART, STATS, TABLE */
+    unsigned x_reads; /* passes of the kernels over x in global memory */
+} clnorm_plan;
+
+/* The plan of one forward call (validated descriptor d of shape s). */
+clnorm_status clnorm_plan_forward(const clnorm_devinfo *dev, const clnorm_settings *set, const clnorm_desc *d,
+                                  const clnorm_shape *s, clnorm_plan *p);
 
 extern const struct clnorm_kernel_source {
     const char *name;

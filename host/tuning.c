@@ -169,3 +169,26 @@ CLNORM_API clnorm_status clnorm_set_tuning(clnorm_ctx *c, const char *path)
     free(old);
     return st;
 }
+
+/* The tuning key of a described call (see clnorm_tuning_key). */
+void clnorm_tuning_key_of(const clnorm_desc *d, const clnorm_shape *s, char *buf, size_t len)
+{
+    unsigned a = 0, b = 0;
+    while (s->set_len >> (a + 1)) ++a;
+    while (s->sets >> (b + 1)) ++b;
+    snprintf(buf, len, "%s %s %s %u %u", clnorm_tuning_ops[d->op], !s->channel ? "rows" : s->cl ? "nhwc" : "nchw",
+             s->batch_stats ? "batch" : "running", a, b);
+}
+
+CLNORM_API clnorm_status clnorm_tuning_key(const clnorm_desc *d, char *buf, size_t len)
+{
+    if (!d || !buf) return CLNORM_ERR_NULL_ARGUMENT;
+    clnorm_shape s;
+    clnorm_status st = clnorm_describe(NULL, d, &s);
+    if (st != CLNORM_OK) return st;
+    char k[CLNORM_TUNING_KEY_MAX];
+    clnorm_tuning_key_of(d, &s, k, sizeof k);
+    if (strlen(k) >= len) return CLNORM_ERR_BUFFER_TOO_SMALL;
+    memcpy(buf, k, strlen(k) + 1);
+    return CLNORM_OK;
+}

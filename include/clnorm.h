@@ -189,7 +189,7 @@ const char *clnorm_build_log(const clnorm_ctx *ctx);
  * Kernel variants for contiguous reduction sets (LayerNorm, RMSNorm and the
  * channels-first InstanceNorm/GroupNorm and BatchNorm statistics). AUTO picks
  * by a tuning file's entry (clnorm_set_tuning) or else by the rules in
- * host/select.c; CLNORM_VARIANT (env, read at context
+ * host/plan.c; CLNORM_VARIANT (env, read at context
  * creation: "auto", "wg", "subgroup", "wi", "split") or clnorm_set_variant()
  * forces one for experiments and tests. Channels-last InstanceNorm/GroupNorm
  * on CPUs: AUTO and WI allow the wave pipeline where the rules pick it; the
@@ -209,7 +209,7 @@ clnorm_status clnorm_set_variant(clnorm_ctx *ctx, clnorm_variant v, size_t work_
 const char *clnorm_variant_name(clnorm_variant v);
 
 /*
- * Tuning (the CLBlast approach, for devices the rules in host/select.c were
+ * Tuning (the CLBlast approach, for devices the rules in host/plan.c were
  * not measured on). `clnorm-bench --tune FILE` times every variant and
  * work-group size per benchmark case against the rules, checks the winners'
  * outputs, and writes a text file of the settings that beat the rules by 5%

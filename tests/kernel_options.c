@@ -44,7 +44,8 @@ static void emit(const clnorm_devinfo *d)
             if (li > 0 && lanes_set[li] == lanes_set[li - 1]) continue;
             for (unsigned flags = 0; flags <= CLNORM_K_ALL; ++flags) {
                 if (flags & ~CLNORM_K_ALL) continue;
-                clnorm_build_options(d, wg, lanes_set[li], tree, flags, opts, sizeof opts);
+                const clnorm_progkey key = {wg, lanes_set[li], tree, flags};
+                clnorm_build_options(d, &key, opts, sizeof opts);
                 printf("%s\t%s\n", d->features ? "x86" : "portable", opts);
             }
         }

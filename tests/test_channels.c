@@ -541,7 +541,7 @@ END_TEST
 /* The largest work-group sizes a user may force (or a tuning file ask
  * for) on the column paths: PoCL allocates a CPU work-item's private tile
  * statistics for the whole work-group on a worker thread's stack, and 512
- * of them overflowed it (a crash), so select.c caps them. */
+ * of them overflowed it (a crash), so plan.c caps them. */
 START_TEST(large_forced_work_groups)
 {
     clnorm_ctx *ctx = th_ctx();

@@ -205,7 +205,7 @@ static void rms_inf_call(clnorm_ctx *ctx, size_t D, const int *pats, size_t M, f
 }
 
 /* Row lengths: 1, a prime, longer than a work-group, and one long enough
- * that AUTO splits it across work-groups (select.c: len >= 65536 with fewer
+ * that AUTO splits it across work-groups (plan.c: len >= 65536 with fewer
  * rows than two per compute unit); SPLIT splits every length over 4096. */
 START_TEST(rms_inf_rows)
 {

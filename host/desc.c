@@ -1,0 +1,215 @@
+/*
+ * Descriptors: the shape a descriptor describes (describe, pure) and the
+ * validation of a call against it (validate: buffers are queried, nothing is
+ * enqueued or written), and the public descriptor helpers.
+ */
+#include "internal.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+static int mul_ok(size_t a, size_t b, size_t *out)
+{
+    if (a && b > SIZE_MAX / a) return 0;
+    *out = a * b;
+    return 1;
+}
+
+static int has(clnorm_buf b) { return b.mem != NULL; }
+
+clnorm_status clnorm_describe(clnorm_ctx *c, const clnorm_desc *d, clnorm_shape *s)
+{
+    memset(s, 0, sizeof *s);
+    switch (d->op) {
+    case CLNORM_LAYER_NORM:
+    case CLNORM_RMS_NORM:
+        if (d->rows == 0 || d->cols == 0)
+            return clnorm_fail(c, CLNORM_ERR_INVALID_SHAPE, "rows (%zu) and cols (%zu) must be >= 1",
+                               d->rows, d->cols);
+        if (!mul_ok(d->rows, d->cols, &s->elems))
+            return clnorm_fail(c, CLNORM_ERR_TOO_LARGE, "rows*cols overflows size_t");
+        s->N = d->rows, s->C = 1, s->S = d->cols, s->G = 1;
+        s->sets = d->rows, s->set_len = d->cols, s->aff_len = d->cols;
+        s->batch_stats = 1;
+        return CLNORM_OK;
+    case CLNORM_BATCH_NORM:
+    case CLNORM_INSTANCE_NORM:
+    case CLNORM_GROUP_NORM:
+        break;
+    default:
+        return clnorm_fail(c, CLNORM_ERR_INVALID_OP, "op %d is not a clnorm_op", (int)d->op);
+    }
+    s->channel = 1;
+    if (d->layout != CLNORM_CHANNELS_FIRST && d->layout != CLNORM_CHANNELS_LAST)
+        return clnorm_fail(c, CLNORM_ERR_INVALID_LAYOUT, "layout %d is not a clnorm_layout", (int)d->layout);
+    if (d->rank > 3)
+        return clnorm_fail(c, CLNORM_ERR_INVALID_RANK, "spatial rank %u is not in 0..3", d->rank);
+    if (d->n == 0 || d->c == 0)
+        return clnorm_fail(c, CLNORM_ERR_INVALID_SHAPE, "n (%zu) and c (%zu) must be >= 1", d->n, d->c);
+    s->S = 1;
+    for (unsigned k = 0; k < d->rank; ++k) {
+        if (d->spatial[k] == 0)
+            return clnorm_fail(c, CLNORM_ERR_INVALID_SHAPE, "spatial[%u] is 0", k);
+        if (!mul_ok(s->S, d->spatial[k], &s->S))
+            return clnorm_fail(c, CLNORM_ERR_TOO_LARGE, "spatial size overflows size_t");
+    }
+    s->N = d->n, s->C = d->c;
+    size_t nc;
+    if (!mul_ok(s->N, s->C, &nc) || !mul_ok(nc, s->S, &s->elems))
+        return clnorm_fail(c, CLNORM_ERR_TOO_LARGE, "n*c*spatial overflows size_t");
+    s->cl = d->layout == CLNORM_CHANNELS_LAST || s->S == 1; /* with S = 1 both layouts are N x C */
+    s->aff_len = d->per_sample_affine ? nc : s->C;
+    if (d->op == CLNORM_GROUP_NORM) {
+        if (d->groups == 0 || s->C % d->groups != 0)
+            return clnorm_fail(c, CLNORM_ERR_INVALID_GROUPS, "group count %zu does not divide %zu channels",
+                               d->groups, s->C);
+        s->G = d->groups;
+    } else {
+        s->G = s->C;
+    }
+    if (d->op == CLNORM_BATCH_NORM) {
+        s->sets = s->C;
+        s->set_len = s->N * s->S;
+        s->batch_stats = d->training;
+        s->update_running = d->training && has(d->running_mean);
+    } else {
+        s->sets = s->N * s->G;
+        s->set_len = (s->C / s->G) * s->S;
+        s->batch_stats = d->op == CLNORM_GROUP_NORM || d->training || !has(d->running_mean);
+        s->update_running = d->op == CLNORM_INSTANCE_NORM && d->training && has(d->running_mean);
+    }
+    return CLNORM_OK;
+}
+
+/* ---- validation -------------------------------------------------------- */
+
+typedef struct span {
+    const char *name;
+    clnorm_buf b;
+    size_t extent; /* elements */
+    int output;
+    cl_mem root;
+    size_t lo, hi; /* byte range in root */
+} span;
+
+static clnorm_status check_buffer(clnorm_ctx *c, span *sp)
+{
+    cl_context bc = NULL;
+    size_t bytes = 0, off = 0;
+    cl_mem parent = NULL;
+    cl_int err = clGetMemObjectInfo(sp->b.mem, CL_MEM_CONTEXT, sizeof bc, &bc, NULL);
+    if (err == CL_SUCCESS) err = clGetMemObjectInfo(sp->b.mem, CL_MEM_SIZE, sizeof bytes, &bytes, NULL);
+    if (err == CL_SUCCESS)
+        err = clGetMemObjectInfo(sp->b.mem, CL_MEM_ASSOCIATED_MEMOBJECT, sizeof parent, &parent, NULL);
+    if (err == CL_SUCCESS && parent)
+        err = clGetMemObjectInfo(sp->b.mem, CL_MEM_OFFSET, sizeof off, &off, NULL);
+    if (err == CL_INVALID_MEM_OBJECT)
+        return clnorm_fail(c, CLNORM_ERR_INVALID_BUFFER, "%s is not a valid buffer", sp->name);
+    if (err != CL_SUCCESS) /* a failing driver, not a bad argument: pass it through */
+        return clnorm_cl_fail(c, err, "clGetMemObjectInfo");
+    if (bc != c->context)
+        return clnorm_fail(c, CLNORM_ERR_FOREIGN_BUFFER, "%s belongs to another OpenCL context", sp->name);
+    size_t end;
+    if (sp->b.offset > SIZE_MAX / 4 - sp->extent || !mul_ok(sp->b.offset + sp->extent, 4, &end) ||
+        end > bytes)
+        return clnorm_fail(c, CLNORM_ERR_BUFFER_TOO_SMALL,
+                           "%s holds %zu floats, needs offset %zu + %zu", sp->name, bytes / 4,
+                           sp->b.offset, sp->extent);
+    sp->root = parent ? parent : sp->b.mem;
+    sp->lo = off + sp->b.offset * 4;
+    sp->hi = off + end;
+    return CLNORM_OK;
+}
+
+clnorm_status clnorm_validate(clnorm_ctx *c, const clnorm_desc *d, const clnorm_shape *s)
+{
+    if (!(isfinite(d->eps) && d->eps >= 0.0f))
+        return clnorm_fail(c, CLNORM_ERR_INVALID_EPS, "eps %g must be finite and >= 0", (double)d->eps);
+    if (!has(d->x) || !has(d->y))
+        return clnorm_fail(c, CLNORM_ERR_MISSING_BUFFER, "x and y are required");
+    const int lnorm = d->op == CLNORM_LAYER_NORM || d->op == CLNORM_RMS_NORM;
+    if (lnorm && d->per_sample_affine)
+        return clnorm_fail(c, CLNORM_ERR_UNSUPPORTED, "per-sample affine applies to channel norms only");
+    if (d->op == CLNORM_RMS_NORM && has(d->mean))
+        return clnorm_fail(c, CLNORM_ERR_UNSUPPORTED, "RMSNorm has no mean to save");
+    if (has(d->running_mean) != has(d->running_var))
+        return clnorm_fail(c, CLNORM_ERR_MISSING_BUFFER, "running_mean and running_var go together");
+    if (has(d->running_mean) && d->op != CLNORM_BATCH_NORM && d->op != CLNORM_INSTANCE_NORM)
+        return clnorm_fail(c, CLNORM_ERR_UNSUPPORTED, "running statistics belong to BatchNorm and InstanceNorm");
+    if (d->op == CLNORM_BATCH_NORM && !d->training && !has(d->running_mean))
+        return clnorm_fail(c, CLNORM_ERR_MISSING_BUFFER, "BatchNorm inference needs running_mean and running_var");
+    if (!s->batch_stats && (has(d->mean) || has(d->rstd)))
+        return clnorm_fail(c, CLNORM_ERR_UNSUPPORTED, "saved mean/rstd exist only with batch statistics");
+    if (d->running_var_biased != 0 && d->running_var_biased != 1)
+        return clnorm_fail(c, CLNORM_ERR_UNSUPPORTED,
+                           "running_var_biased %d is not 0 (PyTorch's unbiased update) or 1 (ONNX's biased one)",
+                           d->running_var_biased);
+    if (s->update_running && !(d->momentum >= 0.0f && d->momentum <= 1.0f))
+        return clnorm_fail(c, CLNORM_ERR_INVALID_MOMENTUM, "momentum %g is not in [0, 1]", (double)d->momentum);
+    if (s->set_len > UINT32_MAX || s->sets > UINT32_MAX || s->N * s->C > UINT32_MAX ||
+        s->elems > ((size_t)1 << 46))
+        return clnorm_fail(c, CLNORM_ERR_TOO_LARGE,
+                           "%zu sets of %zu elements exceed the kernels' 32-bit set indexing", s->sets,
+                           s->set_len);
+    if (d->op == CLNORM_BATCH_NORM && d->training && s->set_len == 1)
+        return clnorm_fail(c, CLNORM_ERR_COUNT_ONE,
+                           "expected more than 1 value per channel when training (N*S = 1)");
+    if (d->op == CLNORM_INSTANCE_NORM && d->training && s->S == 1)
+        return clnorm_fail(c, CLNORM_ERR_COUNT_ONE,
+                           "expected more than 1 spatial element when training InstanceNorm");
+
+    const int run_out = s->update_running;
+    span sp[8] = {
+        {"x", d->x, s->elems, 0, 0, 0, 0},
+        {"y", d->y, s->elems, 1, 0, 0, 0},
+        {"scale", d->scale, s->aff_len, 0, 0, 0, 0},
+        {"bias", d->bias, s->aff_len, 0, 0, 0, 0},
+        {"mean", d->mean, s->sets, 1, 0, 0, 0},
+        {"rstd", d->rstd, s->sets, 1, 0, 0, 0},
+        {"running_mean", d->running_mean, s->C, run_out, 0, 0, 0},
+        {"running_var", d->running_var, s->C, run_out, 0, 0, 0},
+    };
+    for (int i = 0; i < 8; ++i)
+        if (has(sp[i].b)) {
+            clnorm_status st = check_buffer(c, &sp[i]);
+            if (st != CLNORM_OK) return st;
+        }
+    /* Outputs may not overlap anything, except y == x exactly (in place). */
+    for (int i = 0; i < 8; ++i) {
+        if (!has(sp[i].b) || !sp[i].output) continue;
+        for (int j = 0; j < 8; ++j) {
+            if (j == i || !has(sp[j].b) || (sp[j].output && j < i)) continue;
+            if (sp[i].root != sp[j].root || sp[i].hi <= sp[j].lo || sp[j].hi <= sp[i].lo) continue;
+            if (i == 1 && j == 0 && sp[i].lo == sp[j].lo) continue;
+            return clnorm_fail(c, CLNORM_ERR_ALIASING, "%s overlaps %s%s", sp[i].name, sp[j].name,
+                               (i == 1 && j == 0) ? " (in place needs y == x exactly)" : "");
+        }
+    }
+    return CLNORM_OK;
+}
+
+/* ---- descriptor helpers ------------------------------------------------ */
+
+CLNORM_API void clnorm_desc_init(clnorm_desc *d, clnorm_op op)
+{
+    if (!d) return;
+    memset(d, 0, sizeof *d);
+    d->op = op;
+    d->eps = 1e-5f;
+    d->momentum = 0.1f;
+    d->training = 1;
+    d->groups = 1;
+}
+
+CLNORM_API size_t clnorm_desc_elements(const clnorm_desc *d)
+{
+    clnorm_shape s;
+    return d && clnorm_describe(NULL, d, &s) == CLNORM_OK ? s.elems : 0;
+}
+
+CLNORM_API size_t clnorm_desc_sets(const clnorm_desc *d)
+{
+    clnorm_shape s;
+    return d && clnorm_describe(NULL, d, &s) == CLNORM_OK ? s.sets : 0;
+}

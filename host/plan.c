@@ -1,0 +1,544 @@
+/*
+ * The planner: (device profile, settings, descriptor) in, a complete plan
+ * out. Pure: no OpenCL calls, no context; the executor (exec.c) only runs
+ * what it decides, and tests/test_plan.c checks its plans on recorded
+ * device profiles without a device.
+ *
+ * Two parts: the rules (work-group sizes, variants, chunking, from the
+ * device and the shape; see docs/performance.md for the measurements behind
+ * the numbers; a variant or work-group size in the settings overrides the
+ * rule that would choose it), then the pipelines, which turn an operation
+ * into launches:
+ *   contiguous sets        row_norm                         (one launch)
+ *   contiguous, split      row_partials, merge, row_apply
+ *   strided / BatchNorm    {row|col}_partials, merge, fold_table, apply_table
+ * plus update_running where running statistics are tracked, and
+ * fold_table + apply_table alone for inference with running statistics.
+ */
+#include "internal.h"
+
+#include <string.h>
+
+static size_t div_up(size_t a, size_t b) { return (a + b - 1) / b; }
+
+/* ---- rules --------------------------------------------------------------- */
+
+typedef struct rules {
+    const clnorm_devinfo *dev;
+    const clnorm_settings *set;
+} rules;
+
+typedef struct rowplan {
+    unsigned wg, lanes;   /* work-group size, work-items per set */
+    int split;            /* 1: partials + merge + apply */
+    size_t chunk;         /* elements per chunk when split */
+    size_t per_item;      /* lanes == 1: consecutive sets per work-item */
+    unsigned lag;         /* lanes == 1: pipeline depth of row_norm (rows.cl): 2 or 1 */
+} rowplan;
+
+typedef struct colplan {
+    unsigned wg;   /* work-group size */
+    size_t per_wi; /* columns per work-item */
+    size_t rchunk; /* rows per partial */
+} colplan;
+
+/* Elements per vector load: the program's VEC (clnorm_build_options). */
+static size_t vec_of(const rules *r) { return r->dev->is_cpu ? 16 : 4; }
+
+static size_t pow2_floor(size_t v)
+{
+    size_t p = 1;
+    while (p * 2 <= v) p *= 2;
+    return p;
+}
+
+
+/* Work-groups wanted in flight: a few per compute unit hides imbalance. */
+static size_t groups_wanted(const rules *r)
+{
+    return (size_t)r->dev->compute_units * (r->dev->is_cpu ? 4 : 8);
+}
+
+static unsigned plan_wg(const rules *r)
+{
+    size_t wg = r->set->wg ? r->set->wg : (r->dev->is_cpu ? 64 : 256);
+    if (wg > r->dev->max_wg) wg = pow2_floor(r->dev->max_wg);
+    return (unsigned)wg;
+}
+
+/* cacheable: the sets take elementwise affine, so row_norm may hold one in
+ * registers on a GPU (row_cached). */
+static void plan_rows_rule(const rules *r, size_t nsets, size_t len, int cacheable, rowplan *p)
+{
+    unsigned wg = plan_wg(r);
+    clnorm_variant v = r->set->variant;
+    p->split = 0;
+    p->chunk = len;
+    p->per_item = 1;
+    /* row_norm's CPU pipeline keeps three sets in flight per work-item when
+     * a set is at most 1/16 of the cache (measured: 1 MiB sets gain from it,
+     * 4 MiB sets lose 0.2 of copy bandwidth, re-read from DRAM); larger
+     * sets, or an unknown cache, take the two-deep pipeline with pieces. */
+    p->lag = r->dev->cache_bytes && (cl_ulong)len * 4 * 16 <= r->dev->cache_bytes ? 2 : 1;
+    if (v == CLNORM_VARIANT_AUTO) {
+        if (nsets < (size_t)r->dev->compute_units * 2 && len >= 65536)
+            /* Too few sets to fill the device, each long enough to be worth
+             * two more launches: split them across work-groups. */
+            v = CLNORM_VARIANT_SPLIT;
+        else if (!r->dev->is_cpu && nsets < (size_t)r->dev->compute_units * 4 && len >= 8192 &&
+                 !(cacheable && len <= (size_t)wg * 4 * CLNORM_GPU_CACHE_V))
+            /* GPUs: fewer sets than 4 work-groups per compute unit, each
+             * read from global memory three times anyway (not held in
+             * registers): chunks across work-groups fill the device. On the
+             * H200, InstanceNorm 8x64x256x256 (512 sets) ran 1.24x faster
+             * split (tune.txt of 2026-11-30). */
+            v = CLNORM_VARIANT_SPLIT;
+        else if (r->dev->is_cpu)
+            /* CPUs: a work-item streams its own set with explicit vectors;
+             * the set stays in its core's cache across the passes, and no
+             * barrier is needed (PoCL runs each barrier as a loop). */
+            v = CLNORM_VARIANT_WI;
+        else if (len <= 1024)
+            v = CLNORM_VARIANT_SUBGROUP;
+        else
+            v = CLNORM_VARIANT_WG;
+    }
+    switch (v) {
+    case CLNORM_VARIANT_WI:
+        p->lanes = 1;
+        if (r->dev->is_cpu) {
+            /* A work-item takes a run of consecutive sets, so that rows.cl
+             * can pipeline them; a few runs per compute unit balance the
+             * load, and each run is its own work-group. The pipeline's
+             * first two and last two steps are not overlapped, so with few
+             * sets a run still gets up to 16 (two runs per unit). */
+            p->per_item = div_up(nsets, groups_wanted(r));
+            size_t deep = div_up(nsets, (size_t)r->dev->compute_units * 2);
+            if (deep > 16) deep = 16;
+            if (p->per_item < deep) p->per_item = deep;
+            if (!r->set->wg) wg = 1;
+        } else if (!r->set->wg) {
+            /* Several work-groups per compute unit even with few sets. */
+            size_t per = nsets / groups_wanted(r);
+            wg = (unsigned)(per < 1 ? 1 : pow2_floor(per < wg ? per : wg));
+        }
+        break;
+    case CLNORM_VARIANT_SUBGROUP: p->lanes = wg < 32 ? wg : 32; break;
+    case CLNORM_VARIANT_SPLIT: {
+        /* CPUs: one work-item per chunk; GPUs: a work-group per chunk. */
+        if (r->dev->is_cpu && !r->set->wg) wg = 1;
+        p->lanes = wg;
+        size_t per_set = div_up(groups_wanted(r), nsets);
+        /* Whole rounds of chunks per compute unit: 3 sets x 3 chunks on 2
+         * units would leave one unit idle for a ninth of the run. */
+        while ((nsets * per_set) % r->dev->compute_units && per_set < 4 * groups_wanted(r))
+            ++per_set;
+        if (!r->dev->is_cpu && per_set * nsets < 4 * (size_t)r->dev->compute_units)
+            per_set = div_up(4 * (size_t)r->dev->compute_units, nsets);
+        size_t chunk = div_up(len, per_set);
+        /* At least 4096 elements (CPUs) or two vectors per lane (GPUs) a chunk. */
+        const size_t min_chunk = r->dev->is_cpu ? 4096 : 2 * (size_t)wg * vec_of(r);
+        if (chunk < min_chunk) chunk = min_chunk;
+        chunk = div_up(chunk, 64) * 64;
+        if (chunk >= len) chunk = len;
+        p->chunk = chunk;
+        p->split = 1;
+        break;
+    }
+    default: p->lanes = wg; break;
+    }
+    p->wg = wg;
+}
+
+/* Dimension 0 of the NDRange for nsets sets under plan p. */
+static size_t rowplan_global(const rowplan *p, size_t nsets)
+{
+    const size_t items = div_up(nsets, p->per_item), spw = p->wg / p->lanes;
+    return div_up(items, spw) * p->wg;
+}
+
+static void plan_cols(const rules *r, size_t P, size_t R, size_t C, colplan *p)
+{
+    /* CPUs: a work-item streams a tile of up to 1024 columns (4 KiB of a
+     * row) row by row; GPUs: one column per work-item, coalesced. */
+    p->per_wi = r->dev->is_cpu ? CLNORM_CPU_COL_TILE : 1;
+    const size_t items = div_up(C, p->per_wi);
+    size_t wg = plan_wg(r);
+    /* CPUs: each work-item keeps a tile's statistics in private memory
+     * (12 KiB), which PoCL allocates for the whole work-group on a worker
+     * thread's stack: 512 work-items overflowed it. A forced or tuned size
+     * is capped here; beyond a few work-items they only idle anyway. */
+    if (r->dev->is_cpu && wg > CLNORM_CPU_COL_WG_MAX) wg = CLNORM_CPU_COL_WG_MAX;
+    if (r->dev->is_cpu && !r->set->wg) {
+        size_t w = 1;
+        while (w < items && w < wg) w *= 2;
+        wg = w;
+    }
+    p->wg = (unsigned)wg;
+    /* Enough row chunks to occupy the device; on GPUs the second pass over
+     * a chunk should hit the cache: 256 KiB per tile. (CPUs take a chunk
+     * in blocks of a few rows whose second pass hits L1, and merge them
+     * themselves: one partial per work-item.) */
+    const size_t tile = p->per_wi > 1 ? p->per_wi : wg; /* columns one work-group covers */
+    const size_t tile_cols = C < tile ? C : tile;
+    size_t chunks = div_up(groups_wanted(r) * 4, P * div_up(items, wg));
+    size_t rchunk = div_up(R, chunks);
+    size_t cache_rows = (256 * 1024) / (4 * tile_cols);
+    if (cache_rows < 16) cache_rows = 16;
+    if (!r->dev->is_cpu && rchunk > cache_rows) rchunk = cache_rows;
+    /* GPUs take shorter chunks (down to 4 rows of a column each) where a
+     * device of many compute units would otherwise idle. */
+    if (rchunk < (r->dev->is_cpu ? 16u : 4u)) rchunk = r->dev->is_cpu ? 16 : 4;
+    if (rchunk > R) rchunk = R;
+    p->rchunk = rchunk;
+}
+
+static int plan_stream(const rules *r, size_t y_bytes)
+{
+    /* CPUs: an output of a quarter of the last-level cache or more is
+     * written with streaming stores, which skip the read-for-ownership of
+     * each line (a third of a plain store's traffic) and leave x's lines
+     * alone. The threshold is close to recent glibc memcpy's (about a
+     * quarter of L3); beyond it, the output shares the cache with
+     * an input at least as large and with other cores, and little of it is
+     * left for its reader. Measured: LayerNorm 4096x768 (12 MiB out of a
+     * 32 MiB cache) 0.73-0.91 -> 0.92-0.98 of copy. Smaller outputs stay
+     * cached for the next layer. */
+    if (r->set->stream >= 0) return r->set->stream;
+    return r->dev->is_cpu && r->dev->cache_bytes && 4 * (cl_ulong)y_bytes >= r->dev->cache_bytes;
+}
+
+static int plan_bn_use_cols(const rules *r, size_t S)
+{
+    (void)r;
+    /* Channels-first planes shorter than this make row reductions mostly
+     * overhead; treat the N x (C*S) matrix as columns instead. */
+    return S < 64;
+}
+
+static int plan_waves(const rules *r, size_t N, size_t S, size_t C, colplan *p)
+{
+    /* CPUs, where reads and writes overlap only within a core; whole
+     * vectors of columns; 2 to 16 samples (one sample has nothing to
+     * overlap; 17 launches at most) of at least 1 MiB each, so that the
+     * launches stay a small part of the run. Otherwise the partials
+     * pipeline. */
+    if (!r->dev->is_cpu || (r->set->variant != CLNORM_VARIANT_AUTO && r->set->variant != CLNORM_VARIANT_WI) ||
+        C % 16 || N < 2 || N > 16 || (cl_ulong)S * C * 4 < (1u << 20))
+        return 0;
+    plan_cols(r, 1, S, C, p);
+    /* Two row chunks per compute unit: every work-item merges the
+     * previous sample's partials for its tile, so more chunks cost more
+     * merging, fewer leave a unit idle when the other is slowed. */
+    const size_t chunks = div_up((size_t)r->dev->compute_units * 2, div_up(C, p->per_wi));
+    size_t rchunk = div_up(S, chunks);
+    if (rchunk < 16) rchunk = 16;
+    if (rchunk > S) rchunk = S;
+    p->rchunk = rchunk;
+    return 1;
+}
+
+/* GPUs: row_norm holds a row of up to lanes * VEC * CLNORM_GPU_CACHE_V
+ * elements in registers (elementwise affine only). */
+static int row_cached(const rules *r, const rowplan *rp, const clnorm_shape *s)
+{
+    return !r->dev->is_cpu && rp->lanes > 1 && !s->channel &&
+           s->set_len <= (size_t)rp->lanes * vec_of(r) * CLNORM_GPU_CACHE_V;
+}
+
+/* ---- pipelines ----------------------------------------------------------
+ * Each pipeline appends launches to the plan. Buffers are named by source;
+ * the executor binds them. Program flags: RMS statistics, the op's rstd rule,
+ * streaming stores for kernels that write y. */
+
+typedef struct builder {
+    const rules *r;
+    const clnorm_desc *d;
+    const clnorm_shape *s;
+    clnorm_plan *p;
+    unsigned rms;        /* CLNORM_K_RMS for RMSNorm: program flag of launches that reduce */
+    unsigned rstd_flags; /* program flags of launches that compute rstd from batch statistics */
+    unsigned y_flags;    /* program flags of launches that write y */
+    int overflow;        /* more launches than CLNORM_PLAN_MAX */
+} builder;
+
+static size_t round_up(size_t v, size_t m) { return div_up(v, m) * m; }
+
+static clnorm_src src_of(clnorm_buf b, clnorm_src s) { return b.mem ? s : CLNORM_SRC_NONE; }
+
+/* The next launch of the plan; its arguments are filled by the caller. */
+static clnorm_launch *add(builder *b, clnorm_kernel_id k, unsigned wg, unsigned lanes, unsigned flags,
+                          cl_uint dims, const size_t *g, const size_t *l, size_t item_stride)
+{
+    /* The pipelines stay far below the bound (col_wave: 17 launches and one
+     * more); past it the last slot is reused and the plan rejected. */
+    if (b->p->n >= CLNORM_PLAN_MAX) {
+        b->overflow = 1;
+        b->p->n = CLNORM_PLAN_MAX - 1;
+    }
+    clnorm_launch *L = &b->p->launch[b->p->n++];
+    memset(L, 0, sizeof *L);
+    L->kernel = k;
+    L->prog.wg = wg, L->prog.lanes = lanes, L->prog.flags = flags;
+    L->prog.tree = b->r->dev->is_cpu ? 0u : 1u;
+    L->dims = dims;
+    for (cl_uint i = 0; i < 3; ++i) {
+        L->global[i] = i < dims ? g[i] : 1;
+        L->local[i] = i < dims ? l[i] : 1;
+    }
+    L->item_stride = item_stride;
+    /* Row kernels with lanes share a set through local memory (seg_sum). */
+    L->local_bytes = (k == CLNORM_KID_row_norm || k == CLNORM_KID_row_partials) && lanes > 1 ? 4u * wg : 0;
+    return L;
+}
+
+/* Merge partials (scratch PART) into per-set statistics (STATS) and the
+ * saved outputs, one work-item per set in a fixed order. */
+static void add_merge(builder *b, unsigned wg, cl_uint nsets, cl_uint n_inner, cl_ulong o_stride, cl_ulong i_stride,
+                      cl_uint n1, cl_ulong st1, cl_uint n2, cl_ulong st2)
+{
+    const clnorm_desc *d = b->d;
+    size_t g = round_up(nsets, wg), l = wg;
+    clnorm_launch *L = add(b, CLNORM_KID_merge_partials, wg, wg, b->rstd_flags, 1, &g, &l, 0);
+    L->args.merge_partials = (clnorm_args_merge_partials){
+        .part = CLNORM_SRC_PART, .stats = CLNORM_SRC_STATS, .mean_out = src_of(d->mean, CLNORM_SRC_MEAN),
+        .mo = d->mean.offset, .rstd_out = src_of(d->rstd, CLNORM_SRC_RSTD), .ro = d->rstd.offset,
+        .nsets = nsets, .n_inner = n_inner, .o_stride = o_stride, .i_stride = i_stride,
+        .n1 = n1, .st1 = st1, .n2 = n2, .st2 = st2, .eps = d->eps};
+}
+
+static void add_running(builder *b, unsigned wg, cl_uint nsets, cl_uint C, cl_uint navg, cl_float count)
+{
+    const clnorm_desc *d = b->d;
+    size_t g = round_up(C, wg), l = wg;
+    clnorm_launch *L = add(b, CLNORM_KID_update_running, wg, wg, 0, 1, &g, &l, 0);
+    L->args.update_running = (clnorm_args_update_running){
+        .stats = CLNORM_SRC_STATS, .nsets = nsets, .rmean = CLNORM_SRC_RMEAN, .rmo = d->running_mean.offset,
+        .rvar = CLNORM_SRC_RVAR, .rvo = d->running_var.offset, .C = C, .navg = navg, .count = count,
+        .momentum = d->momentum, .biased = d->running_var_biased ? 1u : 0u};
+}
+
+/* Fold statistics (batch statistics in STATS, or the running buffers) with
+ * the affine parameters into the table, then stream x through it. BatchNorm
+ * statistics are per channel; InstanceNorm/GroupNorm batch statistics are per
+ * (n, group), which makes the table per sample. */
+static void add_fold_apply(builder *b, int batch, unsigned wg)
+{
+    const clnorm_desc *d = b->d;
+    const clnorm_shape *s = b->s;
+    const int sample_stats = batch && d->op != CLNORM_BATCH_NORM;
+    cl_uint C = (cl_uint)s->C, P = (d->per_sample_affine || sample_stats) ? (cl_uint)s->N : 1;
+    {
+        size_t g[2] = {round_up(C, wg), P}, l[2] = {wg, 1};
+        /* rstd of batch statistics follows the op's rule; of running
+         * statistics it is 1 / sqrt(running_var + eps), as PyTorch's. */
+        clnorm_launch *L = add(b, CLNORM_KID_fold_table, wg, wg, batch ? b->rstd_flags : 0, 2, g, l, 0);
+        L->args.fold_table = (clnorm_args_fold_table){
+            .mean = batch ? CLNORM_SRC_STATS : CLNORM_SRC_RMEAN, .mo = batch ? 0 : d->running_mean.offset,
+            .var = batch ? CLNORM_SRC_STATS : CLNORM_SRC_RVAR, .vo = batch ? s->sets : d->running_var.offset,
+            .scale = src_of(d->scale, CLNORM_SRC_SCALE), .so = d->scale.offset,
+            .bias = src_of(d->bias, CLNORM_SRC_BIAS), .bo = d->bias.offset, .table = CLNORM_SRC_TABLE,
+            .P = P, .C = C, .stat_p = sample_stats ? (cl_uint)s->G : 0,
+            .grp = sample_stats ? (cl_uint)(s->C / s->G) : 1, .aff_p = d->per_sample_affine ? C : 0,
+            .eps = d->eps};
+    }
+    cl_uint Q = (cl_uint)(s->cl ? s->S : s->C), R = (cl_uint)(s->cl ? s->C : s->S);
+    cl_uint nrows = (cl_uint)(s->N * Q);
+    /* Streaming rows of R: the same lane and chunk rules as row kernels. */
+    rowplan rp;
+    plan_rows_rule(b->r, nrows, R, 0, &rp);
+    if (rp.split) { /* streaming needs no merge: only the chunking is kept */
+        rp.split = 0;
+    } else if (!b->r->dev->is_cpu) {
+        /* GPUs: chunk the rows until there are 4 work-groups per compute
+         * unit; a streaming kernel loses nothing by it. */
+        const size_t groups = rowplan_global(&rp, nrows) / rp.wg, want = 4 * (size_t)b->r->dev->compute_units;
+        const size_t step = (size_t)rp.lanes * vec_of(b->r);
+        if (groups < want && R > step) {
+            size_t chunk = div_up(div_up(R, div_up(want, groups)), step) * step;
+            if (chunk < R) rp.chunk = chunk;
+        }
+    }
+    size_t g[2] = {rowplan_global(&rp, nrows), div_up(R, rp.chunk)}, l[2] = {rp.wg, 1};
+    clnorm_launch *L = add(b, CLNORM_KID_apply_table, rp.wg, rp.lanes, b->y_flags, 2, g, l,
+                           rp.lanes > 1 ? vec_of(b->r) : (size_t)R * rp.per_item);
+    L->args.apply_table = (clnorm_args_apply_table){
+        .x = CLNORM_SRC_X, .xo = d->x.offset, .y = CLNORM_SRC_Y, .yo = d->y.offset, .table = CLNORM_SRC_TABLE,
+        .nrows = nrows, .per_item = (cl_uint)rp.per_item, .Q = Q, .R = R, .chunk = (cl_uint)rp.chunk, .C = C,
+        .tp = P > 1, .ch_is_r = (cl_uint)s->cl, .tn = P * C};
+    b->p->x_reads += 1;
+}
+
+/* Affine description of contiguous sets for the row kernels. */
+typedef struct rowaff {
+    cl_uint seg, aff_mod, elementwise;
+} rowaff;
+
+static rowaff row_affine(const clnorm_desc *d, const clnorm_shape *s)
+{
+    rowaff a;
+    if (!s->channel) {
+        a.seg = (cl_uint)s->set_len, a.aff_mod = 1, a.elementwise = 1;
+    } else {
+        a.seg = (cl_uint)s->S, a.elementwise = 0;
+        a.aff_mod = (cl_uint)(d->per_sample_affine ? s->sets : s->G);
+    }
+    return a;
+}
+
+/* LayerNorm, RMSNorm and channels-first InstanceNorm/GroupNorm with batch
+ * statistics: contiguous sets. */
+static void pipe_rows(builder *b)
+{
+    const clnorm_desc *d = b->d;
+    const clnorm_shape *s = b->s;
+    rowplan rp;
+    plan_rows_rule(b->r, s->sets, s->set_len, !s->channel, &rp);
+    const rowaff af = row_affine(d, s);
+    cl_uint nsets = (cl_uint)s->sets, len = (cl_uint)s->set_len;
+    const size_t nchunks = div_up(s->set_len, rp.chunk);
+    if (rp.split) b->p->scratch_floats[0] = 3 * s->sets * nchunks;
+    if (rp.split || s->update_running) b->p->scratch_floats[1] = 2 * s->sets;
+    const clnorm_src stats = b->p->scratch_floats[1] ? CLNORM_SRC_STATS : CLNORM_SRC_NONE;
+    size_t g[2] = {rowplan_global(&rp, s->sets), nchunks}, l[2] = {rp.wg, 1};
+    const size_t stride = rp.lanes > 1 ? vec_of(b->r) : (size_t)len * rp.per_item;
+    if (!rp.split) {
+        clnorm_launch *L = add(b, CLNORM_KID_row_norm, rp.wg, rp.lanes, b->rstd_flags | b->y_flags, 1, g, l, stride);
+        L->args.row_norm = (clnorm_args_row_norm){
+            .x = CLNORM_SRC_X, .xo = d->x.offset, .y = CLNORM_SRC_Y, .yo = d->y.offset,
+            .scale = src_of(d->scale, CLNORM_SRC_SCALE), .so = d->scale.offset,
+            .bias = src_of(d->bias, CLNORM_SRC_BIAS), .bo = d->bias.offset,
+            .mean_out = src_of(d->mean, CLNORM_SRC_MEAN), .mo = d->mean.offset,
+            .rstd_out = src_of(d->rstd, CLNORM_SRC_RSTD), .ro = d->rstd.offset, .stats = stats, .nsets = nsets,
+            .per_item = (cl_uint)rp.per_item, .lag = rp.lag, .len = len, .seg = af.seg, .aff_mod = af.aff_mod,
+            .elementwise = af.elementwise, .eps = d->eps};
+        /* GPUs hold a row of up to lanes * VEC * CACHE_V elements in
+         * registers (rows.cl: row_norm_cached): one read of x. */
+        b->p->x_reads += row_cached(b->r, &rp, s) ? 1 : 3;
+    } else {
+        cl_uint chunk = (cl_uint)rp.chunk;
+        clnorm_launch *L = add(b, CLNORM_KID_row_partials, rp.wg, rp.lanes, b->rms, 2, g, l, stride);
+        L->args.row_partials = (clnorm_args_row_partials){
+            .x = CLNORM_SRC_X, .xo = d->x.offset, .part = CLNORM_SRC_PART, .nsets = nsets,
+            .per_item = (cl_uint)rp.per_item, .len = len, .chunk = chunk};
+        add_merge(b, rp.wg, nsets, nsets, 0, nchunks, (cl_uint)nchunks, 1, 1, 0);
+        L = add(b, CLNORM_KID_row_apply, rp.wg, rp.lanes, b->rstd_flags | b->y_flags, 2, g, l, stride);
+        L->args.row_apply = (clnorm_args_row_apply){
+            .x = CLNORM_SRC_X, .xo = d->x.offset, .y = CLNORM_SRC_Y, .yo = d->y.offset,
+            .scale = src_of(d->scale, CLNORM_SRC_SCALE), .so = d->scale.offset,
+            .bias = src_of(d->bias, CLNORM_SRC_BIAS), .bo = d->bias.offset, .stats = CLNORM_SRC_STATS,
+            .nsets = nsets, .len = len, .chunk = chunk, .seg = af.seg, .aff_mod = af.aff_mod,
+            .elementwise = af.elementwise, .eps = d->eps};
+        b->p->x_reads += 3;
+    }
+    if (s->update_running)
+        add_running(b, rp.wg, nsets, (cl_uint)s->C, (cl_uint)s->N, (cl_float)s->S);
+}
+
+/* BatchNorm training, and channels-last InstanceNorm/GroupNorm with batch
+ * statistics: partials, merge, (running), fold, apply. */
+static void pipe_partials(builder *b)
+{
+    const clnorm_desc *d = b->d;
+    const clnorm_shape *s = b->s;
+    const int bn = d->op == CLNORM_BATCH_NORM;
+    const unsigned wg = plan_wg(b->r);
+    const int per_sample = d->per_sample_affine || !bn;
+    size_t *need = b->p->scratch_floats;
+    need[1] = 2 * s->sets;
+    need[2] = 3 * (per_sample ? s->N : 1) * s->C;
+    colplan cp;
+    if (!bn && s->cl && plan_waves(b->r, s->N, s->S, s->C, &cp)) {
+        /* CPUs: launch w reads sample w for its statistics while it writes
+         * sample w-1 (col_wave in cols.cl). */
+        const size_t tiles = div_up(s->C, cp.per_wi), KR = div_up(s->S, cp.rchunk);
+        size_t g[2] = {round_up(tiles, cp.wg), KR}, l[2] = {cp.wg, 1};
+        need[0] = 3 * 2 * KR * s->C;
+        need[2] = 3 * cp.per_wi * tiles * KR; /* a folded table per work-item */
+        if (!s->update_running) need[1] = 0;
+        cl_uint N = (cl_uint)s->N;
+        for (cl_uint w = 0; w <= N; ++w) {
+            clnorm_launch *L = add(b, CLNORM_KID_col_wave, cp.wg, 1, b->rstd_flags | b->y_flags, 2, g, l,
+                                   cp.per_wi);
+            L->args.col_wave = (clnorm_args_col_wave){
+                .x = CLNORM_SRC_X, .xo = d->x.offset, .y = CLNORM_SRC_Y, .yo = d->y.offset,
+                .scale = src_of(d->scale, CLNORM_SRC_SCALE), .so = d->scale.offset,
+                .bias = src_of(d->bias, CLNORM_SRC_BIAS), .bo = d->bias.offset,
+                .mean_out = src_of(d->mean, CLNORM_SRC_MEAN), .mo = d->mean.offset,
+                .rstd_out = src_of(d->rstd, CLNORM_SRC_RSTD), .ro = d->rstd.offset,
+                .stats = s->update_running ? CLNORM_SRC_STATS : CLNORM_SRC_NONE, .part = CLNORM_SRC_PART,
+                .table = CLNORM_SRC_TABLE, .N = N, .S = (cl_uint)s->S, .C = (cl_uint)s->C, .G = (cl_uint)s->G,
+                .rchunk = (cl_uint)cp.rchunk, .aff_ps = d->per_sample_affine ? 1u : 0u, .eps = d->eps, .w = w};
+        }
+        b->p->x_reads += 2;
+        if (s->update_running)
+            add_running(b, wg, (cl_uint)s->sets, (cl_uint)s->C, N, (cl_float)s->set_len);
+        return;
+    }
+    if (bn && !s->cl && !plan_bn_use_cols(b->r, s->S)) {
+        /* Channels-first BatchNorm with long planes reduces rows (n, c) of S. */
+        rowplan rp;
+        plan_rows_rule(b->r, s->N * s->C, s->S, 0, &rp);
+        if (!rp.split) rp.chunk = s->S;
+        const size_t K = div_up(s->S, rp.chunk);
+        need[0] = 3 * s->N * s->C * K;
+        cl_uint rows = (cl_uint)(s->N * s->C);
+        size_t g[2] = {rowplan_global(&rp, rows), K}, l[2] = {rp.wg, 1};
+        clnorm_launch *L = add(b, CLNORM_KID_row_partials, rp.wg, rp.lanes, 0, 2, g, l,
+                               rp.lanes > 1 ? vec_of(b->r) : s->S * rp.per_item);
+        L->args.row_partials = (clnorm_args_row_partials){
+            .x = CLNORM_SRC_X, .xo = d->x.offset, .part = CLNORM_SRC_PART, .nsets = rows,
+            .per_item = (cl_uint)rp.per_item, .len = (cl_uint)s->S, .chunk = (cl_uint)rp.chunk};
+        add_merge(b, wg, (cl_uint)s->C, (cl_uint)s->C, 0, K, (cl_uint)s->N, s->C * K, (cl_uint)K, 1);
+    } else {
+        /* Columns of [P][R][Cc]: channels-last x, or channels-first with
+         * short planes as an N x (C*S) matrix with S columns per channel. */
+        size_t P = bn ? 1 : s->N, R = s->cl ? (bn ? s->N * s->S : s->S) : s->N;
+        size_t Cc = s->cl ? s->C : s->C * s->S;
+        size_t per_set_cols = s->cl ? s->C / s->G : s->S;
+        plan_cols(b->r, P, R, Cc, &cp);
+        const size_t KR = div_up(R, cp.rchunk);
+        need[0] = 3 * P * KR * Cc;
+        size_t g[3] = {round_up(div_up(Cc, cp.per_wi), cp.wg), KR, P}, l[3] = {cp.wg, 1, 1};
+        clnorm_launch *L = add(b, CLNORM_KID_col_partials, cp.wg, cp.wg, 0, 3, g, l, cp.per_wi);
+        L->args.col_partials = (clnorm_args_col_partials){
+            .x = CLNORM_SRC_X, .xo = d->x.offset, .part = CLNORM_SRC_PART, .R = (cl_uint)R, .C = (cl_uint)Cc,
+            .rchunk = (cl_uint)cp.rchunk};
+        /* Set (p, k) merges chunks (stride Cc) x its per_set_cols adjacent columns. */
+        add_merge(b, wg, (cl_uint)s->sets, (cl_uint)(bn ? s->C : s->G), KR * Cc, per_set_cols, (cl_uint)KR, Cc,
+                  (cl_uint)per_set_cols, 1);
+    }
+    b->p->x_reads += 2; /* statistics (a second pass from cache) */
+    if (s->update_running)
+        add_running(b, wg, (cl_uint)s->sets, (cl_uint)s->C, bn ? 1u : (cl_uint)s->N, (cl_float)s->set_len);
+    add_fold_apply(b, 1, wg);
+}
+
+/* Inference with running statistics: BatchNorm, tracked InstanceNorm. */
+static void pipe_running(builder *b)
+{
+    b->p->scratch_floats[2] = 3 * (b->d->per_sample_affine ? b->s->N : 1) * b->s->C;
+    add_fold_apply(b, 0, plan_wg(b->r));
+}
+
+clnorm_status clnorm_plan_forward(const clnorm_devinfo *dev, const clnorm_settings *set, const clnorm_desc *d,
+                                  const clnorm_shape *s, clnorm_plan *p)
+{
+    const rules r = {dev, set};
+    memset(p, 0, sizeof *p);
+    builder b = {&r, d, s, p, 0, 0, 0, 0};
+    b.rms = d->op == CLNORM_RMS_NORM ? CLNORM_K_RMS : 0;
+    /* SPEC.md: BatchNorm and InstanceNorm give rstd = 0 for var == 0 with
+     * eps == 0 (PyTorch's inverse std); LayerNorm and GroupNorm give +Inf. */
+    b.rstd_flags = b.rms;
+    if (d->op == CLNORM_BATCH_NORM || d->op == CLNORM_INSTANCE_NORM)
+        b.rstd_flags |= CLNORM_K_RSTD_ZERO;
+    b.y_flags = plan_stream(&r, s->elems * sizeof(float)) ? CLNORM_K_STREAM : 0;
+    if (!s->batch_stats)
+        pipe_running(&b);
+    else if (!s->channel || (!s->cl && d->op != CLNORM_BATCH_NORM))
+        pipe_rows(&b);
+    else
+        pipe_partials(&b);
+    return b.overflow ? CLNORM_ERR_TOO_LARGE : CLNORM_OK;
+}

@@ -1,0 +1,208 @@
+/*
+ * The planner, without OpenCL: every case of the benchmark's standard suite
+ * (plus shapes at the rules' edges) is planned for every recorded device
+ * profile (profiles.c), and each plan is checked for properties any correct
+ * and fast plan has:
+ *   - well formed: ranges are whole work-groups, work-groups and __local
+ *     memory fit the device, lanes divide the work-group, scratch is bounded;
+ *   - every partial written is merged exactly once, by a merge whose order
+ *     depends on the shape only: planning twice gives the same bytes;
+ *   - GPUs: a large input gets at least 4 work-groups per compute unit in
+ *     every launch that reads x, and consecutive work-items read consecutive
+ *     addresses there (item_stride at most one vector);
+ *   - GPUs: LayerNorm/RMSNorm rows that fit in registers read x once.
+ * The executor runs nothing but plans, so these hold for every call.
+ */
+#include <check.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "internal.h"
+#include "profiles.h"
+#include "suite.h"
+
+static test_profile g_prof[8];
+static size_t g_nprof;
+static unsigned long g_plans, g_launches, g_failed;
+
+/* A property check that reports and counts, so one run lists every
+ * violation; each test asserts the count at its end. */
+#define EXPECT(cond, ...)                                                                                 \
+    do {                                                                                                  \
+        if (!(cond)) {                                                                                    \
+            g_failed++;                                                                                   \
+            printf("FAIL ");                                                                              \
+            printf(__VA_ARGS__);                                                                          \
+            printf("\n");                                                                                 \
+        }                                                                                                 \
+    } while (0)
+#define EXPECT_NONE() ck_assert_msg(g_failed == 0, "%lu plan properties violated (FAIL lines above)", g_failed)
+
+/* Non-NULL stand-ins for the buffers a case has: the planner only looks at
+ * which are present. */
+static void fake_buffers(const bench_case *bc, clnorm_desc *d)
+{
+    size_t elems[BENCH_ROLES];
+    bench_case_buffer_elems(bc, elems);
+    for (int r = 0; r < BENCH_ROLES; ++r)
+        if (elems[r]) bench_desc_set(d, r, (clnorm_buf){(cl_mem)(uintptr_t)(0x1000 + 16 * r), 0});
+}
+
+static size_t launch_groups(const clnorm_launch *L)
+{
+    size_t g = 1;
+    for (cl_uint i = 0; i < L->dims; ++i) g *= L->global[i] / L->local[i];
+    return g;
+}
+
+/* The partial count a partials launch writes (3 floats each). */
+static size_t partials_written(const clnorm_plan *p) { return p->scratch_floats[0] / 3; }
+
+static void check_plan(const test_profile *tp, const char *label, const clnorm_desc *d, const clnorm_shape *s,
+                       const clnorm_settings *set, int auto_rules)
+{
+    clnorm_plan p, q;
+    const clnorm_devinfo *dev = &tp->dev;
+    EXPECT(clnorm_plan_forward(dev, set, d, s, &p) == CLNORM_OK, "%s on %s: no plan", label, tp->label);
+    EXPECT(clnorm_plan_forward(dev, set, d, s, &q) == CLNORM_OK, "%s: no plan the second time", label);
+    EXPECT(memcmp(&p, &q, sizeof p) == 0, "%s on %s: two plans of one call differ", label, tp->label);
+    EXPECT(p.n >= 1 && p.n <= CLNORM_PLAN_MAX, "%s on %s: %u launches", label, tp->label, p.n);
+    g_plans++;
+    const int gpu = !dev->is_cpu;
+    const int large = s->elems >= ((size_t)4 << 20);
+    size_t merged = 0;
+    int self_merging = 0; /* col_wave merges its partials itself */
+    for (unsigned i = 0; i < p.n; ++i) {
+        const clnorm_launch *L = &p.launch[i];
+        const char *kn = clnorm_kernel_names[L->kernel];
+        g_launches++;
+        size_t items = 1;
+        for (cl_uint k = 0; k < L->dims; ++k) {
+            EXPECT(L->local[k] >= 1 && L->global[k] % L->local[k] == 0,
+                          "%s on %s: %s dim %u: global %zu is not whole groups of %zu", label, tp->label, kn, k,
+                          L->global[k], L->local[k]);
+            items *= L->local[k];
+        }
+        EXPECT(items <= dev->max_wg, "%s on %s: %s: work-group of %zu > device max %zu", label, tp->label,
+                      kn, items, dev->max_wg);
+        EXPECT(L->prog.wg == L->local[0], "%s on %s: %s: program WG %u, launched with %zu", label,
+                      tp->label, kn, L->prog.wg, L->local[0]);
+        EXPECT(L->prog.lanes >= 1 && L->prog.wg % L->prog.lanes == 0, "%s on %s: %s: lanes %u of wg %u",
+                      label, tp->label, kn, L->prog.lanes, L->prog.wg);
+        EXPECT(L->local_bytes <= dev->local_bytes, "%s on %s: %s: %zu bytes of __local > %llu", label,
+                      tp->label, kn, L->local_bytes, (unsigned long long)dev->local_bytes);
+        if (L->kernel == CLNORM_KID_col_wave) self_merging = 1;
+        if (L->kernel == CLNORM_KID_merge_partials) {
+            const clnorm_args_merge_partials *m = &L->args.merge_partials;
+            merged += (size_t)m->nsets * m->n1 * m->n2;
+        }
+        if (gpu && auto_rules && large && L->item_stride) {
+            EXPECT(launch_groups(L) >= 4 * (size_t)dev->compute_units,
+                          "%s on %s: %s runs %zu work-groups, fewer than 4 per compute unit (%u)", label,
+                          tp->label, kn, launch_groups(L), dev->compute_units);
+        }
+        if (gpu && auto_rules && L->item_stride)
+            EXPECT(L->item_stride <= 4, "%s on %s: %s: consecutive work-items read %zu elements apart",
+                          label, tp->label, kn, L->item_stride);
+    }
+    /* Every partial is merged, once (a merge reads each of its n1 x n2 per
+     * set; partials of different sets are disjoint by construction). */
+    if (partials_written(&p) && !self_merging)
+        EXPECT(merged == partials_written(&p), "%s on %s: %zu partials written, %zu merged", label,
+                      tp->label, partials_written(&p), merged);
+    /* Scratch stays a fraction of the data it serves. */
+    size_t scratch = 0;
+    for (int i = 0; i < CLNORM_SCRATCH_COUNT; ++i) scratch += p.scratch_floats[i];
+    EXPECT(scratch <= s->elems + 65536 + 3 * s->N * s->C, "%s on %s: %zu floats of scratch for %zu elements",
+                  label, tp->label, scratch, s->elems);
+    if (gpu && auto_rules && !s->channel && s->set_len <= 8192)
+        EXPECT(p.x_reads == 1, "%s on %s: rows of %zu read x %u times, not once from registers", label,
+                      tp->label, s->set_len, p.x_reads);
+}
+
+static void plan_case(const bench_case *bc, const clnorm_settings *set, int auto_rules)
+{
+    clnorm_desc d;
+    clnorm_shape s;
+    char label[128];
+    bench_case_label(bc, label, sizeof label);
+    ck_assert_msg(bench_case_desc(bc, &d) == 0, "%s: no descriptor", label);
+    fake_buffers(bc, &d);
+    ck_assert_msg(clnorm_describe(NULL, &d, &s) == CLNORM_OK, "%s: bad shape", label);
+    for (size_t i = 0; i < g_nprof; ++i) check_plan(&g_prof[i], label, &d, &s, set, auto_rules);
+}
+
+START_TEST(suite_cases_on_every_profile)
+{
+    g_failed = 0;
+    const clnorm_settings rules = {CLNORM_VARIANT_AUTO, 0, -1};
+    for (size_t i = 0; i < bench_suite_count; ++i) plan_case(&bench_suite[i], &rules, 1);
+    EXPECT_NONE();
+}
+END_TEST
+
+/* Shapes at the rules' edges: one element, primes, one long row, many tiny
+ * sets, rank 0 and 3, both layouts. */
+START_TEST(edge_shapes)
+{
+    g_failed = 0;
+    const char *specs[][3] = {
+        {"layer_norm", "1x1", ""},          {"layer_norm", "1x1048577", ""}, {"rms_norm", "131071x7", ""},
+        {"layer_norm", "3x1031", ""},       {"layer_norm", "65537x33", ""},  {"batch_norm_train", "2x3", ""},
+        {"batch_norm_train", "8192x1024", ""}, {"batch_norm_train", "7x13x5x3x2", "nhwc"},
+        {"batch_norm_train", "3x5x1", "nchw"}, {"instance_norm", "2x3x4097", "nhwc"},
+        {"group_norm", "2x64x9x9", "nhwc"},  {"group_norm", "1x32x1x1", "nchw"},
+        {"batch_norm_infer", "5x7x3", "nhwc"}, {"instance_norm", "16x64x128x128", "nhwc"}};
+    const clnorm_settings rules = {CLNORM_VARIANT_AUTO, 0, -1};
+    for (size_t i = 0; i < sizeof specs / sizeof specs[0]; ++i) {
+        bench_case bc;
+        char err[128];
+        bench_case_init(&bc, CLNORM_LAYER_NORM, 1);
+        ck_assert_int_eq(bench_parse_op(specs[i][0], &bc), 0);
+        ck_assert_int_eq(bench_parse_shape(specs[i][1], &bc), 0);
+        if (specs[i][2][0]) ck_assert_int_eq(bench_parse_layout(specs[i][2], &bc.layout), 0);
+        if (bc.op == CLNORM_GROUP_NORM) bc.groups = 4;
+        ck_assert_msg(bench_case_check(&bc, err, sizeof err) == 0, "%s %s: %s", specs[i][0], specs[i][1], err);
+        plan_case(&bc, &rules, 1);
+    }
+    EXPECT_NONE();
+}
+END_TEST
+
+/* Forced variants and work-group sizes (clnorm_set_variant, tuning files)
+ * still give well-formed plans that merge every partial. */
+START_TEST(forced_settings)
+{
+    g_failed = 0;
+    for (int v = 0; v < CLNORM_VARIANT_COUNT; ++v)
+        for (size_t wg = 0; wg <= 1024; wg = wg ? wg * 4 : 1) {
+            const clnorm_settings set = {(clnorm_variant)v, wg, -1};
+            for (size_t i = 0; i < bench_suite_count; ++i) {
+                if (wg > 256) continue; /* above the AMD profile's maximum */
+                plan_case(&bench_suite[i], &set, 0);
+            }
+        }
+    EXPECT_NONE();
+}
+END_TEST
+
+int main(void)
+{
+    setvbuf(stdout, NULL, _IONBF, 0);
+    g_nprof = test_profiles(g_prof, sizeof g_prof / sizeof g_prof[0]);
+    for (size_t i = 0; i < g_nprof; ++i)
+        printf("# profile %s: %s%s\n", g_prof[i].label, g_prof[i].source, g_prof[i].dev.is_cpu ? " (CPU rules)" : "");
+    Suite *s = suite_create("plan");
+    TCase *tc = tcase_create("plan");
+    tcase_add_test(tc, suite_cases_on_every_profile);
+    tcase_add_test(tc, edge_shapes);
+    tcase_add_test(tc, forced_settings);
+    suite_add_tcase(s, tc);
+    SRunner *r = srunner_create(s);
+    srunner_set_fork_status(r, CK_NOFORK);
+    srunner_run_all(r, CK_NORMAL);
+    int failed = srunner_ntests_failed(r);
+    srunner_free(r);
+    printf("# test_plan: %lu plans, %lu launches checked on %zu profiles\n", g_plans, g_launches, g_nprof);
+    return failed ? 1 : 0;
+}
