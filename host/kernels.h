@@ -61,6 +61,7 @@ typedef enum clnorm_src {
     A(MEM, part) A(MEM, stats) A(MEM, mean_out) A(ULONG, mo) A(MEM, rstd_out) A(ULONG, ro)               \
     A(UINT, nsets) A(UINT, n_inner) A(ULONG, o_stride) A(ULONG, i_stride) A(UINT, n1) A(ULONG, st1)      \
     A(UINT, n2) A(ULONG, st2) A(FLOAT, eps)
+#define CLNORM_ARGS_merge_sets(A) CLNORM_ARGS_merge_partials(A)
 #define CLNORM_ARGS_update_running(A)                                                                    \
     A(MEM, stats) A(UINT, nsets) A(MEM, rmean) A(ULONG, rmo) A(MEM, rvar) A(ULONG, rvo) A(UINT, C)       \
     A(UINT, navg) A(FLOAT, count) A(FLOAT, momentum) A(UINT, biased)
@@ -75,7 +76,7 @@ typedef enum clnorm_src {
 
 /* Every kernel, in one list. */
 #define CLNORM_KERNEL_LIST(K)                                                                            \
-    K(row_norm) K(row_partials) K(row_apply) K(col_partials) K(col_wave) K(merge_partials)               \
+    K(row_norm) K(row_partials) K(row_apply) K(col_partials) K(col_wave) K(merge_partials) K(merge_sets) \
     K(update_running) K(fold_table) K(apply_table)
 
 typedef enum clnorm_kernel_id {

@@ -181,7 +181,9 @@ static void plan_cols(const rules *r, size_t P, size_t R, size_t C, colplan *p)
      * themselves: one partial per work-item.) */
     const size_t tile = p->per_wi > 1 ? p->per_wi : wg; /* columns one work-group covers */
     const size_t tile_cols = C < tile ? C : tile;
-    size_t chunks = div_up(groups_wanted(r) * 4, P * div_up(items, wg));
+    /* GPUs: 8 work-groups per compute unit (groups_wanted); more chunks
+     * only add partials to write and merge. */
+    size_t chunks = div_up(groups_wanted(r) * (r->dev->is_cpu ? 4 : 1), P * div_up(items, wg));
     size_t rchunk = div_up(R, chunks);
     size_t cache_rows = (256 * 1024) / (4 * tile_cols);
     if (cache_rows < 16) cache_rows = 16;
@@ -288,7 +290,9 @@ static clnorm_launch *add(builder *b, clnorm_kernel_id k, unsigned wg, unsigned 
     }
     L->item_stride = item_stride;
     /* Row kernels with lanes share a set through local memory (seg_sum). */
-    L->local_bytes = (k == CLNORM_KID_row_norm || k == CLNORM_KID_row_partials) && lanes > 1 ? 4u * wg : 0;
+    L->local_bytes = (k == CLNORM_KID_row_norm || k == CLNORM_KID_row_partials) && lanes > 1 ? 4u * wg
+                     : k == CLNORM_KID_merge_sets                                             ? 12u * wg
+                                                                                              : 0;
     return L;
 }
 
@@ -298,8 +302,17 @@ static void add_merge(builder *b, unsigned wg, cl_uint nsets, cl_uint n_inner, c
                       cl_uint n1, cl_ulong st1, cl_uint n2, cl_ulong st2)
 {
     const clnorm_desc *d = b->d;
+    clnorm_kernel_id k = CLNORM_KID_merge_partials;
     size_t g = round_up(nsets, wg), l = wg;
-    clnorm_launch *L = add(b, CLNORM_KID_merge_partials, wg, wg, b->rstd_flags, 1, &g, &l, 0);
+    if (!b->r->dev->is_cpu) {
+        /* GPUs: a work-group per set (merge_sets), as many lanes as it has
+         * partials up to the work-group size. */
+        unsigned lanes = 1;
+        while (lanes < (size_t)n1 * n2 && lanes < wg) lanes *= 2;
+        k = CLNORM_KID_merge_sets, wg = lanes, g = (size_t)nsets * lanes, l = lanes;
+    }
+    clnorm_launch *L = add(b, k, wg, wg, b->rstd_flags, 1, &g, &l, 0);
+    /* merge_sets takes merge_partials' arguments (kernels.h). */
     L->args.merge_partials = (clnorm_args_merge_partials){
         .part = CLNORM_SRC_PART, .stats = CLNORM_SRC_STATS, .mean_out = src_of(d->mean, CLNORM_SRC_MEAN),
         .mo = d->mean.offset, .rstd_out = src_of(d->rstd, CLNORM_SRC_RSTD), .ro = d->rstd.offset,

@@ -31,6 +31,79 @@ void merge_partials(__global const float *part, __global float *stats,
 }
 
 /*
+ * GPUs: the same merge with a work-group per set (merge_partials would run
+ * one work-item per channel over thousands of partials: 256 work-items on a
+ * 132-unit H200 for channels-last BatchNorm). Lane l takes the set's
+ * partials l, l + WG, ... (flat index j = j1 * n2 + j2) in order, merging
+ * (count, mean, M2) relative to the set's first partial's mean K with
+ * Chan's update; the lanes' results are then combined pairwise in a fixed
+ * tree. Every step is an exact merge in a fixed order: the same bits every
+ * run. RMS: count-weighted sums of the partials' means of squares, which
+ * stay Inf (not NaN) when one is Inf. Arguments and outputs as
+ * merge_partials; launched with one work-group per set.
+ */
+__kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
+void merge_sets(__global const float *part, __global float *stats,
+                __global float *mean_out, ulong mo, __global float *rstd_out, ulong ro,
+                uint nsets, uint n_inner, ulong o_stride, ulong i_stride,
+                uint n1, ulong st1, uint n2, ulong st2, float eps)
+{
+    __local uint lc[WG];
+    __local float lr[WG], lq[WG];
+    const uint s = get_group_id(0), l = get_local_id(0);
+    const ulong base = (ulong)(s / n_inner) * o_stride + (ulong)(s % n_inner) * i_stride;
+    const uint n = n1 * n2;
+#if RMS
+    const float K = 0.0f;
+#else
+    const float K = part[PART_STRIDE * base];
+#endif
+    chan_t a = {0, 0.0f, 0.0f};
+    for (uint j = l; j < n; j += WG) {
+        __global const float *e = part + PART_STRIDE * (base + (ulong)(j / n2) * st1 + (ulong)(j % n2) * st2);
+        const uint c = as_uint(e[2]);
+        if (!c)
+            continue;
+#if RMS
+        a.rel += (float)c * e[0]; /* a sum here; divided once at the end */
+        a.n += c;
+#else
+        chan_add(&a, c, e[0] - K, e[1]);
+#endif
+    }
+    lc[l] = a.n, lr[l] = a.rel, lq[l] = a.m2;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (uint h = WG / 2; h > 0; h >>= 1) {
+        if (l < h && lc[l + h]) {
+#if RMS
+            lr[l] += lr[l + h];
+            lc[l] += lc[l + h];
+#else
+            chan_t m = {lc[l], lr[l], lq[l]};
+            if (m.n) {
+                chan_add(&m, lc[l + h], lr[l + h], lq[l + h]);
+            } else {
+                m.n = lc[l + h], m.rel = lr[l + h], m.m2 = lq[l + h];
+            }
+            lc[l] = m.n, lr[l] = m.rel, lq[l] = m.m2;
+#endif
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    if (l == 0 && s < nsets) {
+#if RMS
+        const float var = lr[0] / (float)lc[0], mean = 0.0f;
+#else
+        const float var = lq[0] / (float)lc[0], mean = checked_mean(K + lr[0], var);
+#endif
+        stats[s] = mean;
+        stats[nsets + s] = var;
+        if (mean_out) mean_out[mo + s] = mean;
+        if (rstd_out) rstd_out[ro + s] = rstd_of(var, eps);
+    }
+}
+
+/*
  * Running statistics of channel c from the batch statistics in `stats`
  * (layout as merge_partials writes it, sets numbered n*C + c). navg = 1 for
  * BatchNorm; InstanceNorm averages its navg = N per-instance statistics.

@@ -92,7 +92,7 @@ static void check_plan(const test_profile *tp, const char *label, const clnorm_d
         EXPECT(L->local_bytes <= dev->local_bytes, "%s on %s: %s: %zu bytes of __local > %llu", label,
                       tp->label, kn, L->local_bytes, (unsigned long long)dev->local_bytes);
         if (L->kernel == CLNORM_KID_col_wave) self_merging = 1;
-        if (L->kernel == CLNORM_KID_merge_partials) {
+        if (L->kernel == CLNORM_KID_merge_partials || L->kernel == CLNORM_KID_merge_sets) {
             const clnorm_args_merge_partials *m = &L->args.merge_partials;
             merged += (size_t)m->nsets * m->n1 * m->n2;
         }
