@@ -3,7 +3,7 @@
 # offline kernel compile of scripts/check-kernels.sh). Idempotent: only
 # what is missing is installed; nothing happens when everything is present.
 set -euo pipefail
-pkgs=(opencl-headers ocl-icd-opencl-dev pocl-opencl-icd check cmake pkg-config gcc make clinfo clang "$@")
+pkgs=(opencl-headers ocl-icd-opencl-dev pocl-opencl-icd check cmake pkg-config gcc make clinfo clang oclgrind "$@")
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
