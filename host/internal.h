@@ -19,6 +19,7 @@
  * data afterwards. */
 #define CLNORM_FEAT_NT_STORE 1u        /* kernels may use clang/x86 streaming stores */
 #define CLNORM_FEAT_PREFETCH_BUILTIN 2u /* kernels may use __builtin_prefetch on __global */
+#define CLNORM_FEAT_NV_SHFL 4u          /* kernels may use inline PTX warp shuffles (NVIDIA GPUs) */
 typedef struct clnorm_devinfo {
     cl_uint compute_units;
     size_t max_wg;

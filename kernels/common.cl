@@ -92,6 +92,9 @@ typedef float16 floatv;
 #ifndef CLNORM_HAS_PREFETCH_BUILTIN
 #define CLNORM_HAS_PREFETCH_BUILTIN 0 /* clang's __builtin_prefetch on a __global pointer (PoCL) */
 #endif
+#ifndef CLNORM_HAS_NV_SHFL
+#define CLNORM_HAS_NV_SHFL 0 /* NVIDIA: inline PTX shfl.sync, 32-wide warps of consecutive work-items */
+#endif
 
 /* target: begin */
 #if CLNORM_HAS_PREFETCH_BUILTIN
@@ -125,6 +128,18 @@ typedef float16 floatv;
 #define STOREY(u, i, p) STOREV(u, i, p)
 #define STOREY_END() ((void)0)
 #endif
+#if CLNORM_HAS_NV_SHFL
+/* v of the lane whose index is this lane's xor m, within the warp (NVIDIA's
+ * OpenCL has no sub-group functions; CLBlast shuffles the same way). All 32
+ * lanes must take part. */
+inline float shfl_xor(float v, uint m)
+{
+    uint r;
+    __asm__ __volatile__("shfl.sync.bfly.b32 %0, %1, %2, 0x1f, 0xffffffff;" : "=r"(r) : "r"(as_uint(v)), "r"(m));
+    return as_float(r);
+}
+#define WARP_XOR(v, m) shfl_xor((v), (m))
+#endif
 /* target: end */
 
 /* A partial statistic of a stretch of one set: count, mean (RMS: mean of
@@ -146,6 +161,27 @@ inline float seg_sum(float v, __local float *buf)
 #if LANES == 1
     (void)buf;
     return v;
+#elif defined(WARP_XOR) && LANES >= 32 && WG % 32 == 0
+    /* NVIDIA: a butterfly over each warp (every lane ends with the same
+     * bits: each step adds the same two numbers on both sides), then the
+     * segment's LANES / 32 warp sums in order. No barrier when a segment is
+     * one warp. */
+    for (uint m = 16; m > 0; m >>= 1)
+        v += WARP_XOR(v, m);
+#if LANES == 32
+    (void)buf;
+    return v;
+#else
+    const uint lid = get_local_id(0), w0 = (lid - lid % LANES) / 32;
+    if (lid % 32 == 0)
+        buf[lid / 32] = v;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    float r = buf[w0];
+    for (uint k = 1; k < LANES / 32; ++k)
+        r += buf[w0 + k];
+    barrier(CLK_LOCAL_MEM_FENCE);
+    return r;
+#endif
 #else
     const uint lid = get_local_id(0);
     const uint base = lid - lid % LANES;

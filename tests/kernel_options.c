@@ -4,14 +4,16 @@
  * clnorm_build_options: no second copy of the rules to drift.
  *
  * First line: "files<TAB>" and the program's kernel files in build order.
- * Then one line per option set: "TARGETS<TAB>OPTIONS". TARGETS is "portable" when the options
- * switch on no target feature (compiled for nvptx64 and spir64: what NVIDIA's
- * and other GPU drivers accept), else "x86" (PoCL's CPU device on this host,
- * whose feature macros name x86 builtins).
+ * Then one line per option set: "TARGETS<TAB>OPTIONS". TARGETS is "portable"
+ * when the options switch on no target feature (compiled for nvptx64 and
+ * spir64: what NVIDIA's and other GPU drivers accept), "nvptx" when they
+ * switch on NVIDIA's inline PTX (nvptx64 only), "x86" when they switch on
+ * PoCL's clang/x86 builtins.
  *
  * Devices are recorded profiles, not the machine's: NVIDIA's H200 (GPU
- * rules), PoCL's CPU device (CPU rules, its features), and both of those under
- * CLNORM_DEVICE_CLASS's other class. Work-group sizes: every power of two up
+ * rules, inline PTX), PoCL's CPU device (CPU rules, its features), a GPU with
+ * no target feature (the portable kernels every other driver gets), and each
+ * of them under CLNORM_DEVICE_CLASS's other class. Work-group sizes: every power of two up
  * to the profile's maximum (a tuning file or clnorm_set_variant may force
  * any); lanes: 1, 32 (or the group when smaller) and the whole group, which
  * is what the row, column and merge plans launch with; tree: GPU rules only;
@@ -46,7 +48,8 @@ static void emit(const clnorm_devinfo *d)
                 if (flags & ~CLNORM_K_ALL) continue;
                 const clnorm_progkey key = {wg, lanes_set[li], tree, flags};
                 clnorm_build_options(d, &key, opts, sizeof opts);
-                printf("%s\t%s\n", d->features ? "x86" : "portable", opts);
+                const char *t = (d->features & CLNORM_FEAT_NV_SHFL) ? "nvptx" : d->features ? "x86" : "portable";
+                printf("%s\t%s\n", t, opts);
             }
         }
     }
@@ -62,7 +65,12 @@ int main(void)
     /* NVIDIA H200 (../shared/measurements/h200-2026-11-30/clinfo-nvidia.txt). */
     profile(&d, "NVIDIA CUDA", "NVIDIA H200", 0, 1024);
     emit(&d);
-    d.is_cpu = 1; /* CLNORM_DEVICE_CLASS=cpu there: the CPU kernels, no features */
+    d.is_cpu = 1; /* CLNORM_DEVICE_CLASS=cpu there: the CPU kernels */
+    emit(&d);
+    /* A GPU without target features (Oclgrind's platform, say). */
+    profile(&d, "Oclgrind", "Oclgrind Simulator", 0, 1024);
+    emit(&d);
+    d.is_cpu = 1;
     emit(&d);
     /* PoCL's CPU device (max work-group 4096). */
     profile(&d, "Portable Computing Language", "pthread-cpu", 1, 4096);
