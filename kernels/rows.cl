@@ -70,6 +70,10 @@ inline void row_norm_cached(__global const float *px, __global float *py, uint n
     const float mean = checked_mean(mu, var);
 #endif
     const float rstd = rstd_of(var, eps);
+    /* In place (y == x), lane 0 now overwrites px[0], which every lane read
+     * as the shift k: seg_sum's local-memory barriers do not order global
+     * accesses (Oclgrind reports a race), a global fence does. */
+    barrier(CLK_GLOBAL_MEM_FENCE);
     for (uint j = 0; j < CACHE_V; ++j) {
         const uint v = lane + j * LANES;
         if (v < nv) {
@@ -274,6 +278,10 @@ void row_norm(__global const float *x, ulong xo, __global float *y, ulong yo,
         var = RMS ? mean : m2 / (float)len;
         rstd = rstd_of(var, eps);
         mean = RMS ? 0.0f : checked_mean(mean, var);
+        /* In place, lane 0 overwrites the set's first element, every lane's
+         * shift in range_stats: order those global reads first (as in
+         * row_norm_cached). */
+        barrier(CLK_GLOBAL_MEM_FENCE);
         if (active)
             apply_range(x + xo + base, y + yo + base, 0, len, lane, i, len, mean, rstd, af);
     }
