@@ -169,9 +169,12 @@ static void plan_cols(const rules *r, size_t P, size_t R, size_t C, colplan *p)
      * thread's stack: 512 work-items overflowed it. A forced or tuned size
      * is capped here; beyond a few work-items they only idle anyway. */
     if (r->dev->is_cpu && wg > CLNORM_CPU_COL_WG_MAX) wg = CLNORM_CPU_COL_WG_MAX;
-    if (r->dev->is_cpu && !r->set->wg) {
-        size_t w = 1;
-        while (w < items && w < wg) w *= 2;
+    if (!r->set->wg) {
+        /* As wide as the columns (GPUs: at least a warp of 32, or the
+         * device maximum): a 256-wide group over 64 channels would idle
+         * three quarters of its lanes; more row chunks make up the count. */
+        size_t w = 1, floor = r->dev->is_cpu ? 1 : 32;
+        while ((w < items || w < floor) && w < wg) w *= 2;
         wg = w;
     }
     p->wg = (unsigned)wg;

@@ -101,6 +101,10 @@ static void check_plan(const test_profile *tp, const char *label, const clnorm_d
                           "%s on %s: %s runs %zu work-groups, fewer than 4 per compute unit (%u)", label,
                           tp->label, kn, launch_groups(L), dev->compute_units);
         }
+        if (gpu && auto_rules && L->kernel == CLNORM_KID_col_partials)
+            EXPECT(L->local[0] <= 32 || L->local[0] / 2 < L->args.col_partials.C,
+                   "%s on %s: col_partials: %zu-wide work-groups over %u columns leave half idle", label,
+                   tp->label, L->local[0], L->args.col_partials.C);
         if (gpu && auto_rules && L->item_stride)
             EXPECT(L->item_stride <= 4, "%s on %s: %s: consecutive work-items read %zu elements apart",
                           label, tp->label, kn, L->item_stride);
@@ -152,7 +156,8 @@ START_TEST(edge_shapes)
         {"batch_norm_train", "8192x1024", ""}, {"batch_norm_train", "7x13x5x3x2", "nhwc"},
         {"batch_norm_train", "3x5x1", "nchw"}, {"instance_norm", "2x3x4097", "nhwc"},
         {"group_norm", "2x64x9x9", "nhwc"},  {"group_norm", "1x32x1x1", "nchw"},
-        {"batch_norm_infer", "5x7x3", "nhwc"}, {"instance_norm", "16x64x128x128", "nhwc"}};
+        {"batch_norm_infer", "5x7x3", "nhwc"}, {"instance_norm", "16x64x128x128", "nhwc"},
+        {"batch_norm_train", "64x64x64x64", "nhwc"}, {"group_norm", "8x32x128x128", "nhwc"}};
     const clnorm_settings rules = {CLNORM_VARIANT_AUTO, 0, -1};
     for (size_t i = 0; i < sizeof specs / sizeof specs[0]; ++i) {
         bench_case bc;
