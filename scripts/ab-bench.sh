@@ -9,7 +9,10 @@
 # tree in build-ab/, then runs both clnorm-bench binaries ROUNDS times
 # (default 3), alternating which goes first (the first run of a round was
 # seen to be slower here), and prints each case's ratios per side, sorted,
-# with the median. A = REF, B = working tree.
+# with the median. A = REF, B = working tree. AB_B_ARGS adds arguments to B's
+# runs only, for an option REF does not have: AB_B_ARGS="--copy-method copy4"
+# divides B by the same float4 copy kernel as a REF from before the
+# copy-method calibration.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=3
@@ -36,10 +39,10 @@ for r in $(seq "$rounds"); do
   order="A B"
   if [ $((r % 2)) = 0 ]; then order="B A"; fi
   for v in $order; do
-    bin=$bin_a
-    if [ "$v" = B ]; then bin=$bin_b; fi
+    bin=$bin_a extra=()
+    if [ "$v" = B ]; then bin=$bin_b; read -r -a extra <<< "${AB_B_ARGS:-}"; fi
     echo "ab-bench: round $r/$rounds, $v" >&2
-    "$bin" --quiet --json "$@" |
+    "$bin" --quiet --json "$@" "${extra[@]}" |
       /usr/bin/env python3 -c '
 import json, sys
 for line in sys.stdin:
