@@ -243,11 +243,13 @@ static int plan_waves(const rules *r, size_t N, size_t S, size_t C, colplan *p)
     return 1;
 }
 
-/* GPUs: row_norm holds a row of up to lanes * VEC * CLNORM_GPU_CACHE_V
- * elements in registers (elementwise affine only). */
+/* GPUs: row_norm holds a set of up to lanes * VEC * CLNORM_GPU_CACHE_V
+ * elements in registers, with elementwise affine or channel planes of whole
+ * vectors (rows.cl: row_norm_cached). */
+static int row_cacheable(const rules *r, const clnorm_shape *s) { return !s->channel || s->S % vec_of(r) == 0; }
 static int row_cached(const rules *r, const rowplan *rp, const clnorm_shape *s)
 {
-    return !r->dev->is_cpu && rp->lanes > 1 && !s->channel &&
+    return !r->dev->is_cpu && rp->lanes > 1 && row_cacheable(r, s) &&
            s->set_len <= (size_t)rp->lanes * vec_of(r) * CLNORM_GPU_CACHE_V;
 }
 
@@ -409,7 +411,7 @@ static void pipe_rows(builder *b)
     const clnorm_desc *d = b->d;
     const clnorm_shape *s = b->s;
     rowplan rp;
-    plan_rows_rule(b->r, s->sets, s->set_len, !s->channel, &rp);
+    plan_rows_rule(b->r, s->sets, s->set_len, row_cacheable(b->r, s), &rp);
     const rowaff af = row_affine(d, s);
     cl_uint nsets = (cl_uint)s->sets, len = (cl_uint)s->set_len;
     const size_t nchunks = div_up(s->set_len, rp.chunk);

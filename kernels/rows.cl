@@ -40,11 +40,15 @@ inline void apply_range(__global const float *x, __global float *y, uint e0, uin
 #if CACHE_V > 0
 /* GPUs: a row of up to LANES * VEC * CACHE_V elements is held in registers,
  * so it is read from global memory once for the statistics and the output.
- * Elementwise affine only (LayerNorm/RMSNorm); n = 0 for padding items. */
+ * Affine: elementwise (LayerNorm/RMSNorm), or per channel plane of set i
+ * when a plane is whole vectors (af.seg % VEC == 0: channels-first
+ * InstanceNorm/GroupNorm), so that no vector straddles two channels. n = 0
+ * for padding items. */
 inline void row_norm_cached(__global const float *px, __global float *py, uint n, uint lane,
-                            __local float *buf, __global const float *sc, __global const float *bi,
-                            float eps, float *mean_o, float *rstd_o, float *var_o)
+                            __local float *buf, affine_t af, uint i, float eps, float *mean_o, float *rstd_o,
+                            float *var_o)
 {
+    __global const float *sc = af.elementwise ? af.scale : 0, *bi = af.elementwise ? af.bias : 0;
     const uint nv = n / VEC, tail = n - nv * VEC;
     floatv r[CACHE_V];
     for (uint j = 0; j < CACHE_V; ++j) {
@@ -77,9 +81,16 @@ inline void row_norm_cached(__global const float *px, __global float *py, uint n
     for (uint j = 0; j < CACHE_V; ++j) {
         const uint v = lane + j * LANES;
         if (v < nv) {
-            floatv u = (r[j] - mean) * rstd;
-            if (sc) u *= LOADV(v, sc);
-            if (bi) u += LOADV(v, bi);
+            floatv u;
+            if (af.elementwise) {
+                u = (r[j] - mean) * rstd;
+                if (sc) u *= LOADV(v, sc);
+                if (bi) u += LOADV(v, bi);
+            } else { /* as apply_range: (x - mean) * (rstd * scale) + bias */
+                const uint p = (i % af.aff_mod) * (n / af.seg) + v * VEC / af.seg;
+                u = (r[j] - mean) * (af.scale ? rstd * af.scale[p] : rstd);
+                u += af.bias ? af.bias[p] : 0.0f;
+            }
             STOREV(u, v, py);
         }
     }
@@ -267,9 +278,9 @@ void row_norm(__global const float *x, ulong xo, __global float *y, ulong yo,
     const ulong base = (ulong)min(i, nsets - 1) * len;
     float mean, var, rstd;
 #if CACHE_V > 0
-    if (elementwise && len <= LANES * VEC * CACHE_V) { /* uniform over the launch */
-        row_norm_cached(x + xo + base, y + yo + base, active ? len : 0, lane, buf,
-                        af.scale, af.bias, eps, &mean, &rstd, &var);
+    if ((elementwise || seg % VEC == 0) && len <= LANES * VEC * CACHE_V) { /* uniform over the launch */
+        row_norm_cached(x + xo + base, y + yo + base, active ? len : 0, lane, buf, af, i, eps, &mean, &rstd,
+                        &var);
     } else
 #endif
     {
