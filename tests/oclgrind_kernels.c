@@ -115,6 +115,12 @@ static const og_case og_cases[] = {
      {.op = IN, .n = 2, .c = 3, .rank = 1, .spatial = {33}, .groups = 1, .training = 1, .per_sample_affine = 1,
       .eps = 1e-5f, .momentum = 0.1f},
      1, 1, 1, 0, 0, TH_NORMAL},
+    /* Planes of whole vectors (S a multiple of 4): per-channel affine from
+     * registers on GPUs. */
+    {"IN nchw S=36 per-sample affine, in place", FWD, OG_BOTH, V_ALL,
+     {.op = IN, .n = 2, .c = 3, .rank = 2, .spatial = {4, 9}, .groups = 1, .training = 1, .per_sample_affine = 1,
+      .eps = 1e-5f, .momentum = 0.1f},
+     1, 1, 1, 0, OG_IN_PLACE, TH_NORMAL},
     {"GN nchw in place", FWD, OG_BOTH, V_ALL, CHAN(GN, NCHW, 2, 6, 3, 1, 2, 4, 5), 1, 1, 1, 0, OG_IN_PLACE,
      TH_NORMAL},
     {"GN nchw", FWD, OG_BOTH, V_ALL, CHAN(GN, NCHW, 2, 6, 3, 1, 2, 4, 5), 1, 1, 1, 0, 0, TH_NORMAL},
