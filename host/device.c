@@ -116,7 +116,9 @@ cl_int clnorm_read_profile(cl_device_id dev, clnorm_devinfo *d)
         d->simd = w;
     if (d->compute_units == 0) d->compute_units = 1;
     if (d->max_wg == 0) d->max_wg = 1;
-    d->type_cpu = (type & CL_DEVICE_TYPE_CPU) != 0;
+    /* A device that reports GPU among its types takes the GPU rules
+     * (Oclgrind reports GPU, CPU and accelerator at once). */
+    d->type_cpu = (type & CL_DEVICE_TYPE_CPU) && !(type & CL_DEVICE_TYPE_GPU);
     d->is_cpu = d->type_cpu;
     clnorm_profile_features(d);
     return CL_SUCCESS;
