@@ -14,25 +14,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${1:-60}"
 
-need_pkgs=()
-command -v clang >/dev/null 2>&1 || need_pkgs+=(clang)
-command -v cmake >/dev/null 2>&1 || need_pkgs+=(cmake)
-pkg-config --exists check 2>/dev/null || need_pkgs+=(check pkg-config)
-[ -e /usr/include/CL/cl.h ] || need_pkgs+=(opencl-c-headers ocl-icd-opencl-dev)
-[ -e /etc/OpenCL/vendors/pocl.icd ] || need_pkgs+=(pocl-opencl-icd)
-# libFuzzer and the sanitizer runtimes for the default clang
-if command -v clang >/dev/null 2>&1; then
-  rt="$(clang -print-file-name=libclang_rt.fuzzer-x86_64.a 2>/dev/null || true)"
-  [ -f "$rt" ] || need_pkgs+=(libclang-rt-dev)
-fi
-if [ ${#need_pkgs[@]} -gt 0 ]; then
-  echo "fuzz.sh: installing ${need_pkgs[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq && apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
-  command -v clang >/dev/null 2>&1 || { echo "fuzz.sh: clang missing" >&2; exit 1; }
-  rt="$(clang -print-file-name=libclang_rt.fuzzer-x86_64.a)"
-  [ -f "$rt" ] || apt-get install -y -qq "libclang-rt-$(clang -dumpversion | cut -d. -f1)-dev" >/dev/null
-fi
+# The build's packages, clang among them, and libFuzzer with the sanitizer
+# runtimes of Debian's default clang.
+./scripts/setup.sh libclang-rt-dev
+rt="$(clang -print-file-name=libclang_rt.fuzzer-x86_64.a)"
+[ -f "$rt" ] || { echo "fuzz.sh: clang has no libFuzzer ($rt)" >&2; exit 1; }
 
 jobs="${CMAKE_BUILD_PARALLEL_LEVEL:-2}"
 cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo \

@@ -16,21 +16,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-need_pkgs=()
-command -v cmake >/dev/null 2>&1 || need_pkgs+=(cmake)
-command -v gcc >/dev/null 2>&1 || need_pkgs+=(gcc)
-pkg-config --exists check 2>/dev/null || need_pkgs+=(check pkg-config)
-[ -e /usr/include/CL/cl.h ] || need_pkgs+=(opencl-c-headers ocl-icd-opencl-dev)
-[ -e /etc/OpenCL/vendors/pocl.icd ] || need_pkgs+=(pocl-opencl-icd)
-# gcc's sanitizer runtimes
-if ! echo 'int main(void){return 0;}' | gcc -x c -fsanitize=address,undefined -o /dev/null - >/dev/null 2>&1; then
-  need_pkgs+=(libasan8 libubsan1)
-fi
-if [ ${#need_pkgs[@]} -gt 0 ]; then
-  echo "sanitize.sh: installing ${need_pkgs[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq && apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
-fi
+# The build's packages; gcc's sanitizer runtimes come with it (libgcc-12-dev
+# depends on libasan8 and libubsan1), checked here all the same.
+./scripts/setup.sh
+echo 'int main(void){return 0;}' | gcc -x c -fsanitize=address,undefined -o /dev/null - >/dev/null 2>&1 ||
+  ./scripts/setup.sh libasan8 libubsan1
 
 jobs="${CMAKE_BUILD_PARALLEL_LEVEL:-2}"
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCLNORM_SANITIZE=ON -DCLNORM_BUILD_BENCH=OFF >/dev/null

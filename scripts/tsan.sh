@@ -38,28 +38,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; fi
-need_pkgs=()
-command -v clang >/dev/null 2>&1 || need_pkgs+=(clang)
-command -v cmake >/dev/null 2>&1 || need_pkgs+=(cmake)
-pkg-config --exists check 2>/dev/null || need_pkgs+=(check pkg-config)
-[ -e /usr/include/CL/cl.h ] || need_pkgs+=(opencl-c-headers ocl-icd-opencl-dev)
-[ -e /etc/OpenCL/vendors/pocl.icd ] || need_pkgs+=(pocl-opencl-icd)
-if [ ${#need_pkgs[@]} -gt 0 ]; then
-  echo "tsan.sh: installing ${need_pkgs[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
-fi
-# The TSan runtime of the default clang (Debian: libclang-rt-<major>-dev).
+# The build's packages, clang among them, and the TSan runtime of
+# Debian's default clang.
+./scripts/setup.sh libclang-rt-dev
+# Can clang link a ThreadSanitizer program?
 tsan_links() { echo 'int main(void){return 0;}' | clang -x c -fsanitize=thread -o /dev/null - >/dev/null 2>&1; }
-if ! tsan_links; then
-  pkg="libclang-rt-$(clang -dumpversion | cut -d. -f1)-dev"
-  echo "tsan.sh: installing $pkg"
-  export DEBIAN_FRONTEND=noninteractive
-  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq "$pkg" >/dev/null
-  tsan_links || { echo "tsan.sh: clang cannot link -fsanitize=thread" >&2; exit 1; }
-fi
+tsan_links || { echo "tsan.sh: clang cannot link -fsanitize=thread" >&2; exit 1; }
 
 build=build-tsan
 jobs="${CMAKE_BUILD_PARALLEL_LEVEL:-2}"
