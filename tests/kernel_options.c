@@ -17,7 +17,7 @@
  * to the profile's maximum (a tuning file or clnorm_set_variant may force
  * any); lanes: 1, 32 (or the group when smaller) and the whole group, which
  * is what the row, column and merge plans launch with; tree: GPU rules only;
- * flags: every subset of CLNORM_K_ALL.
+ * flags: every subset of CLNORM_K_ALL that a plan can hold.
  */
 #include "internal.h"
 
@@ -46,6 +46,9 @@ static void emit(const clnorm_devinfo *d)
             if (li > 0 && lanes_set[li] == lanes_set[li - 1]) continue;
             for (unsigned flags = 0; flags <= CLNORM_K_ALL; ++flags) {
                 if (flags & ~CLNORM_K_ALL) continue;
+                /* RMS is RMSNorm's and RSTD_ZERO BatchNorm's and
+                 * InstanceNorm's (plan.c): no plan has both. */
+                if ((flags & CLNORM_K_RMS) && (flags & CLNORM_K_RSTD_ZERO)) continue;
                 const clnorm_progkey key = {wg, lanes_set[li], tree, flags};
                 clnorm_build_options(d, &key, opts, sizeof opts);
                 const char *t = (d->features & CLNORM_FEAT_NV_SHFL) ? "nvptx" : d->features ? "x86" : "portable";
