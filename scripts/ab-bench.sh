@@ -49,18 +49,21 @@ for line in sys.stdin:
     line = line.strip()
     if line.startswith("{"):
         r = json.loads(line)
-        print(sys.argv[1], r["label"].replace(" ", "_"), r["ratio"])' "$v" >>"$tmp/runs"
+        print(sys.argv[1], r["label"].replace(" ", "_"), r["ratio"], r["gbps"], r["copy_gbps"])' "$v" >>"$tmp/runs"
   done
 done
 
-echo "ratio to copy per run, sorted (A = $ref, B = working tree), and the median"
+echo "ratio to copy per run, sorted (A = $ref, B = working tree), and the median; then the"
+echo "medians of the case's own GB/s and of the copy's, which tell a slower case from a faster copy"
 /usr/bin/env python3 - "$tmp/runs" <<'PY'
 import collections, statistics, sys
 runs = collections.defaultdict(list)
 for line in open(sys.argv[1]):
-    side, label, ratio = line.split()
-    runs[(label, side)].append(float(ratio))
+    side, label, ratio, gbps, copy = line.split()
+    runs[(label, side)].append((float(ratio), float(gbps), float(copy)))
 for (label, side) in sorted(runs):
-    v = sorted(runs[(label, side)])
-    print("%-48s %s  %s   median %.3f" % (label, side, " ".join("%.3f" % x for x in v), statistics.median(v)))
+    r = runs[(label, side)]
+    v = sorted(x[0] for x in r)
+    print("%-48s %s  %s   median %.3f   GB/s %.2f  copy %.2f" % (label, side, " ".join("%.3f" % x for x in v),
+          statistics.median(v), statistics.median(x[1] for x in r), statistics.median(x[2] for x in r)))
 PY
