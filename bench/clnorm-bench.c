@@ -1268,6 +1268,16 @@ out:
 
 /* ------------------------------------------------------------------ command line */
 
+/* The library's variant names, separated by sep: "auto wg subgroup wi split". */
+static const char *variant_list(const char *sep) {
+    static char buf[128];
+    size_t used = 0;
+    for (int i = 0; i < CLNORM_VARIANT_COUNT && used < sizeof buf; i++)
+        used += (size_t)snprintf(buf + used, sizeof buf - used, "%s%s", i ? sep : "",
+                                 clnorm_variant_name((clnorm_variant)i));
+    return buf;
+}
+
 static void usage(FILE *f) {
     fprintf(f,
             "usage: %s [options]\n"
@@ -1282,7 +1292,7 @@ static void usage(FILE *f) {
             "  --filter SUBSTR        run only suite cases whose label contains SUBSTR (repeatable)\n"
             "  --reps N               timed runs per case (default 20; the median is reported)\n"
             "  --warmup N             untimed runs first (default 3)\n"
-            "  --variant V[:WG]       force a kernel variant (auto wg subgroup wi split), optional work-group size\n"
+            "  --variant V[:WG]       force a kernel variant (%s), optional work-group size\n"
             "  --wg N                 work-group size with --variant\n"
             "  --copy-elems N         float count of the copy-bandwidth reference (default: largest suite x)\n"
             "  --copy-method M        how the reference copy is made: auto (default) times clEnqueueCopyBuffer\n"
@@ -1306,7 +1316,7 @@ static void usage(FILE *f) {
             "                         ones >= 5%% faster (and again in a longer rerun) that pass the\n"
             "                         reference check to FILE, for\n"
             "                         CLNORM_TUNING=FILE or clnorm_set_tuning() (see include/clnorm.h)\n",
-            prog);
+            prog, variant_list(" "));
 }
 
 static int parse_variant(const char *s, clnorm_variant *v, size_t *wg) {
@@ -1316,14 +1326,7 @@ static int parse_variant(const char *s, clnorm_variant *v, size_t *wg) {
     if (len >= sizeof name) return -1;
     memcpy(name, s, len);
     name[len] = 0;
-    int found = 0;
-    for (int i = 0; i < CLNORM_VARIANT_COUNT; i++) {
-        if (strcmp(name, clnorm_variant_name((clnorm_variant)i)) == 0) {
-            *v = (clnorm_variant)i;
-            found = 1;
-        }
-    }
-    if (!found) return -1;
+    if (clnorm_variant_from_name(name, v) != CLNORM_OK) return -1;
     if (colon) {
         char *end;
         unsigned long w = strtoul(colon + 1, &end, 10);
@@ -1414,7 +1417,7 @@ int main(int argc, char **argv) {
         } else if (!strcmp(a, "--variant")) {
             NEED_ARG();
             if (parse_variant(argv[++i], &o.variant, &o.wg) != 0)
-                die("bad variant '%s' (auto|wg|subgroup|wi|split[:WG])", argv[i]);
+                die("bad variant '%s' (%s[:WG])", argv[i], variant_list("|"));
             o.variant_set = 1;
         } else if (!strcmp(a, "--wg")) {
             NEED_ARG();
@@ -1563,8 +1566,8 @@ int main(int argc, char **argv) {
     if (tune_path) {
         o.tune = fopen(tune_path, "w");
         if (!o.tune) die("cannot write %s: %s", tune_path, strerror(errno));
-        fputs("clnorm-tuning 1\n# written by clnorm-bench --tune; read through CLNORM_TUNING=<this file> or\n"
-              "# clnorm_set_tuning(); fields: device, key (clnorm_tuning_key), variant, work-group size\n",
+        fputs(CLNORM_TUNING_HEADER "\n# written by clnorm-bench --tune; read through CLNORM_TUNING=<this file>"
+              " or\n# clnorm_set_tuning(); fields: device, key (clnorm_tuning_key), variant, work-group size\n",
               o.tune);
     }
     int rc = 0;

@@ -67,8 +67,18 @@ START_TEST(variant_names)
         TH_EXPECT(n && n[0], "variant %d has no name", v);
         for (int w = 0; w < v; w++)
             TH_EXPECT(strcmp(n, clnorm_variant_name((clnorm_variant)w)) != 0, "variants %d, %d share a name", v, w);
+        clnorm_variant back = (clnorm_variant)-1;
+        TH_EXPECT(clnorm_variant_from_name(n, &back) == CLNORM_OK && back == (clnorm_variant)v,
+                  "clnorm_variant_from_name(\"%s\") is not variant %d", n, v);
     }
     TH_EXPECT(clnorm_variant_name((clnorm_variant)99) != NULL, "NULL name for variant 99");
+    clnorm_variant v = CLNORM_VARIANT_WI;
+    TH_EXPECT(clnorm_variant_from_name("fast", &v) == CLNORM_ERR_INVALID_VARIANT && v == CLNORM_VARIANT_WI,
+              "an unknown name is not refused, or changes *v");
+    TH_EXPECT(clnorm_variant_from_name("WG", &v) == CLNORM_ERR_INVALID_VARIANT, "names are case-sensitive");
+    TH_EXPECT(clnorm_variant_from_name(NULL, &v) == CLNORM_ERR_NULL_ARGUMENT &&
+                  clnorm_variant_from_name("wg", NULL) == CLNORM_ERR_NULL_ARGUMENT,
+              "NULL arguments");
     th_finish();
 }
 END_TEST
