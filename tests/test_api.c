@@ -4,7 +4,7 @@
  * selection through CLNORM_DEVICE, variant names, tuning files.
  */
 #define _GNU_SOURCE /* strcasestr */
-#include "common.h"
+#include "th_check.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -597,19 +597,9 @@ int main(void)
     unsetenv("CLNORM_VARIANT");
     unsetenv("CLNORM_STREAM");
     unsetenv("CLNORM_TUNING");
-    Suite *s = suite_create("api");
-    TCase *tc = tcase_create("api");
-    tcase_set_timeout(tc, 0);
-    tcase_add_test(tc, status_strings_and_names);
-    tcase_add_test(tc, variant_names);
-    tcase_add_test(tc, null_handling);
-    tcase_add_test(tc, events_and_cl_errors);
-    tcase_add_test(tc, desc_helpers);
-    tcase_add_test(tc, several_contexts);
-    tcase_add_test(tc, device_selection);
-    tcase_add_test(tc, variant_env);
-    tcase_add_test(tc, tuning_keys);
-    tcase_add_test(tc, tuning_files);
-    suite_add_tcase(s, tc);
-    return th_run_suite(s, "test_api");
+    const th_test tests[] = {TH_TEST(status_strings_and_names), TH_TEST(variant_names), TH_TEST(null_handling),
+                             TH_TEST(events_and_cl_errors),     TH_TEST(desc_helpers),  TH_TEST(several_contexts),
+                             TH_TEST(device_selection),         TH_TEST(variant_env),   TH_TEST(tuning_keys),
+                             TH_TEST(tuning_files)};
+    return th_main("api", 0, tests, sizeof tests / sizeof tests[0]);
 }

@@ -5,7 +5,7 @@
  * variant; equivalences between ops and layouts; the split path; error cases
  * leave every buffer byte-identical.
  */
-#include "common.h"
+#include "th_check.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -287,9 +287,9 @@ START_TEST(equivalences)
                 th_compare_y(&dl, &inl, yp, yb, E, 1.0, 1);
                 size_t sets = ref_sets(&df);
                 for (size_t k = 0; k < sets; k++) {
-                    TH_EXPECT(fabsf(ma[k] - mb[k]) <= 1e-5f * (1 + fabsf(ma[k])), "mean[%zu] %g vs %g", k,
+                    TH_EXPECT(th_close(ma[k], mb[k], 1e-5 * (1 + fabs(ma[k]))), "mean[%zu] %g vs %g", k,
                               (double)ma[k], (double)mb[k]);
-                    TH_EXPECT(fabsf(ra[k] - rb[k]) <= 1e-5f * fabsf(ra[k]), "rstd[%zu] %g vs %g", k,
+                    TH_EXPECT(th_close(ra[k], rb[k], 1e-5 * fabs(ra[k])), "rstd[%zu] %g vs %g", k,
                               (double)ra[k], (double)rb[k]);
                 }
             }
@@ -645,46 +645,28 @@ START_TEST(nan_inf_isolation)
 {
     clnorm_ctx *ctx = th_ctx();
     static const shp ss[] = {{3, 4, 1, {6}}, {4, 6, 2, {3, 3}}, {2, 5, 0, {0}}};
-    th_begin();
+    th_case cases[NELEM(ss) * 2 * 3];
+    size_t n = 0;
     for (size_t si = 0; si < NELEM(ss); si++)
         for (int lay = 0; lay < 2; lay++)
             for (int op = CLNORM_BATCH_NORM; op <= CLNORM_GROUP_NORM; op++) {
-                th_case c;
-                memset(&c, 0, sizeof c);
-                c.d = mk((clnorm_op)op, (clnorm_layout)lay, &ss[si]);
-                c.d.groups = ss[si].c % 2 ? 1 : 2;
-                c.kind = TH_NANINF;
-                c.scale = c.bias = c.stats = 1;
-                c.running = op == CLNORM_GROUP_NORM ? -1 : 1;
                 if (op == CLNORM_INSTANCE_NORM && ss[si].rank == 0)
                     continue;
-                th_check_case(ctx, &c);
+                th_case *c = &cases[n++];
+                memset(c, 0, sizeof *c);
+                c->d = mk((clnorm_op)op, (clnorm_layout)lay, &ss[si]);
+                c->d.groups = ss[si].c % 2 ? 1 : 2;
+                c->scale = c->bias = c->stats = 1;
+                c->running = op == CLNORM_GROUP_NORM ? -1 : 1;
             }
+    th_begin();
+    th_nan_inf_isolation(ctx, cases, n, 0, NULL);
     th_finish();
 }
 END_TEST
 
-int main(void)
-{
-    Suite *s = suite_create("channels");
-    TCase *tc = tcase_create("channels");
-    tcase_set_timeout(tc, 0);
-    int nv = (int)th_variant_count;
-    tcase_add_loop_test(tc, bn_training, 0, nv);
-    tcase_add_loop_test(tc, bn_inference, 0, 2);
-    tcase_add_loop_test(tc, in_training, 0, nv);
-    tcase_add_loop_test(tc, in_inference, 0, 2);
-    tcase_add_loop_test(tc, gn, 0, nv);
-    tcase_add_test(tc, per_sample_affine);
-    tcase_add_test(tc, gn_group_counts);
-    tcase_add_test(tc, running_stats_three_steps);
-    tcase_add_test(tc, equivalences);
-    tcase_add_test(tc, nan_inf_isolation);
-    tcase_add_test(tc, error_cases);
-    tcase_add_test(tc, bn_split_large_channel);
-    tcase_add_test(tc, long_sets_pipeline);
-    tcase_add_test(tc, wave_pipeline);
-    tcase_add_test(tc, large_forced_work_groups);
-    suite_add_tcase(s, tc);
-    return th_run_suite(s, "test_channels");
-}
+TH_MAIN("channels", 0, TH_LOOP(bn_training, (int)th_variant_count), TH_LOOP(bn_inference, 2),
+        TH_LOOP(in_training, (int)th_variant_count), TH_LOOP(in_inference, 2), TH_LOOP(gn, (int)th_variant_count),
+        TH_TEST(per_sample_affine), TH_TEST(gn_group_counts), TH_TEST(running_stats_three_steps),
+        TH_TEST(equivalences), TH_TEST(nan_inf_isolation), TH_TEST(error_cases), TH_TEST(bn_split_large_channel),
+        TH_TEST(long_sets_pipeline), TH_TEST(wave_pipeline), TH_TEST(large_forced_work_groups))

@@ -5,7 +5,7 @@
  * clnorm returned; checked against the double-precision reference. Also on
  * an out-of-order queue when the device has one.
  */
-#include "common.h"
+#include "th_check.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -270,15 +270,4 @@ START_TEST(user_event_gate)
 }
 END_TEST
 
-int main(void)
-{
-    Suite *s = suite_create("embed");
-    TCase *tc = tcase_create("embed");
-    tcase_set_timeout(tc, 0);
-    tcase_add_test(tc, in_order_queue);
-    tcase_add_test(tc, out_of_order_queue);
-    tcase_add_test(tc, user_event_gate);
-    suite_add_tcase(s, tc);
-    int rc = th_run_suite(s, "test_embed");
-    return rc;
-}
+TH_MAIN("embed", 0, TH_TEST(in_order_queue), TH_TEST(out_of_order_queue), TH_TEST(user_event_gate))

@@ -4,7 +4,7 @@
  * buffers at non-zero offsets; determinism; in place; the naive
  * E[x^2]-E[x]^2 formula is rejected by the tolerances.
  */
-#include "common.h"
+#include "th_check.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -286,24 +286,17 @@ END_TEST
  * on every variant and a long-row split shape. */
 START_TEST(nan_inf_isolation)
 {
-    clnorm_ctx *ctx = th_ctx();
     static const size_t shapes[][2] = {{3, 1}, {4, 2}, {5, 1000}, {7, 70001}};
-    th_begin();
-    TH_FOR_EACH_VARIANT(ctx, vi) {
-        for (size_t s = 0; s < NELEM(shapes); s++)
-            for (int op = CLNORM_LAYER_NORM; op <= CLNORM_RMS_NORM; op++) {
-                th_case c;
-                memset(&c, 0, sizeof c);
-                clnorm_desc_init(&c.d, (clnorm_op)op);
-                c.d.rows = shapes[s][0];
-                c.d.cols = shapes[s][1];
-                c.d.eps = epss[(s + vi) % 3];
-                c.kind = TH_NANINF;
-                c.scale = c.bias = c.stats = 1;
-                th_set_case("variant=%s", th_variant_str(th_variants[vi]));
-                th_check_case(ctx, &c);
-            }
+    th_case cases[2 * NELEM(shapes)];
+    for (size_t i = 0; i < NELEM(cases); i++) {
+        memset(&cases[i], 0, sizeof cases[i]);
+        clnorm_desc_init(&cases[i].d, i % 2 ? CLNORM_RMS_NORM : CLNORM_LAYER_NORM);
+        cases[i].d.rows = shapes[i / 2][0];
+        cases[i].d.cols = shapes[i / 2][1];
+        cases[i].scale = cases[i].bias = cases[i].stats = 1;
     }
+    th_begin();
+    th_nan_inf_isolation(th_ctx(), cases, NELEM(cases), 1, epss);
     th_finish();
 }
 END_TEST
@@ -325,20 +318,6 @@ START_TEST(no_event)
 }
 END_TEST
 
-int main(void)
-{
-    Suite *s = suite_create("rows");
-    TCase *tc = tcase_create("rows");
-    tcase_set_timeout(tc, 0);
-    tcase_add_test(tc, naive_formula_is_rejected);
-    tcase_add_loop_test(tc, ln_matrix, 0, (int)th_variant_count);
-    tcase_add_loop_test(tc, rms_matrix, 0, (int)th_variant_count);
-    tcase_add_test(tc, flags_eps_all_combinations);
-    tcase_add_test(tc, in_place);
-    tcase_add_test(tc, determinism);
-    tcase_add_test(tc, work_group_sizes);
-    tcase_add_test(tc, nan_inf_isolation);
-    tcase_add_test(tc, no_event);
-    suite_add_tcase(s, tc);
-    return th_run_suite(s, "test_rows");
-}
+TH_MAIN("rows", 0, TH_TEST(naive_formula_is_rejected), TH_LOOP(ln_matrix, (int)th_variant_count),
+        TH_LOOP(rms_matrix, (int)th_variant_count), TH_TEST(flags_eps_all_combinations), TH_TEST(in_place),
+        TH_TEST(determinism), TH_TEST(work_group_sizes), TH_TEST(nan_inf_isolation), TH_TEST(no_event))

@@ -13,7 +13,7 @@
  *    functions, so that the reference and the kernels cannot be wrong
  *    together.
  */
-#include "common.h"
+#include "th_check.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -41,28 +41,10 @@ static clnorm_desc mk(clnorm_op op, clnorm_layout lay, const shp *s)
     return d;
 }
 
-static const char *op_str(clnorm_op op)
-{
-    switch (op) {
-    case CLNORM_LAYER_NORM: return "LN";
-    case CLNORM_RMS_NORM: return "RMS";
-    case CLNORM_BATCH_NORM: return "BN";
-    case CLNORM_INSTANCE_NORM: return "IN";
-    case CLNORM_GROUP_NORM: return "GN";
-    }
-    return "?";
-}
-
 static const char *shape_str(const clnorm_desc *d)
 {
-    static char buf[128];
-    if (d->op == CLNORM_LAYER_NORM || d->op == CLNORM_RMS_NORM)
-        snprintf(buf, sizeof buf, "%s %zux%zu", op_str(d->op), d->rows, d->cols);
-    else
-        snprintf(buf, sizeof buf, "%s %s n=%zu c=%zu S=(%zu,%zu,%zu)[rank %u] G=%zu", op_str(d->op),
-                 d->layout == CLNORM_CHANNELS_LAST ? "NHWC" : "NCHW", d->n, d->c, d->rank > 0 ? d->spatial[0] : 0,
-                 d->rank > 1 ? d->spatial[1] : 0, d->rank > 2 ? d->spatial[2] : 0, d->rank, d->groups);
-    return buf;
+    static char buf[160];
+    return th_desc_label(d, buf, sizeof buf);
 }
 
 /* Set `set` of x (per ref_locate) to v everywhere. */
@@ -481,9 +463,9 @@ START_TEST(running_var_biased)
                     th_compare(&d, &in, &out, 1.0, 1);
                     expected_running(&d, x, rm, rv, erm, erv);
                     for (size_t c = 0; c < C; c++) {
-                        TH_EXPECT(fabs(orv[c] - erv[c]) <= 2e-5 * (fabs(erv[c]) + 1),
+                        TH_EXPECT(th_close(erv[c], orv[c], 2e-5 * (fabs(erv[c]) + 1)),
                                   "running_var[%zu] = %.9g, expected %.9g", c, (double)orv[c], erv[c]);
-                        TH_EXPECT(fabs(orm[c] - erm[c]) <= 2e-5 * (fabs(erm[c]) + 1),
+                        TH_EXPECT(th_close(erm[c], orm[c], 2e-5 * (fabs(erm[c]) + 1)),
                                   "running_mean[%zu] = %.9g, expected %.9g", c, (double)orm[c], erm[c]);
                     }
                 }
@@ -634,12 +616,8 @@ static const hand hands[] = {
      {3, 3, 3, 3}, {0}, {0}, {0}, {0}, {NAN, NAN, NAN, NAN}, {3}, {INFINITY}, {0}, {0}},
 };
 
-static int near(double want, double got, double rel)
-{
-    if (isnan(want)) return isnan(got);
-    if (isinf(want)) return got == want;
-    return isfinite(got) && fabs(got - want) <= rel * (fabs(want) + 1e-3);
-}
+/* Relative closeness for the hand values. */
+static int near(double want, double got, double rel) { return th_close(want, got, rel * (fabs(want) + 1e-3)); }
 
 static clnorm_desc hand_desc(const hand *h)
 {
@@ -728,17 +706,5 @@ START_TEST(reference_hand_values)
 }
 END_TEST
 
-int main(void)
-{
-    Suite *s = suite_create("semantics");
-    TCase *tc = tcase_create("semantics");
-    tcase_set_timeout(tc, 0);
-    tcase_add_test(tc, reference_hand_values);
-    tcase_add_test(tc, running_var_biased_rejected);
-    tcase_add_test(tc, rms_inf_rows);
-    tcase_add_test(tc, bn_in_constant_eps0);
-    tcase_add_test(tc, ln_gn_constant_eps0);
-    tcase_add_test(tc, running_var_biased);
-    suite_add_tcase(s, tc);
-    return th_run_suite(s, "test_semantics");
-}
+TH_MAIN("semantics", 0, TH_TEST(reference_hand_values), TH_TEST(running_var_biased_rejected),
+        TH_TEST(rms_inf_rows), TH_TEST(bn_in_constant_eps0), TH_TEST(ln_gn_constant_eps0), TH_TEST(running_var_biased))

@@ -13,7 +13,7 @@
  *   - no crash, no sanitizer report (the fuzz build uses ASan + UBSan);
  *   - a valid call (the reference accepts the descriptor, and none of the
  *     deliberate faults was applied) returns CLNORM_OK and matches
- *     ref_forward within the tolerances of rel_util.c, with every guard zone
+ *     ref_forward within the harness's tolerances (tests/compare.c), with every guard zone
  *     and input untouched;
  *   - an invalid call returns a non-zero status, a message, no event, and
  *     every buffer byte-identical.
@@ -33,7 +33,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "rel_util.h"
+#include "common.h"
 
 #define CAP 6000 /* max elements of a call that is actually run */
 
@@ -102,14 +102,14 @@ static void snap_add(snapset *ss, cl_mem m)
     for (int i = 0; i < ss->n; i++)
         if (ss->m[i] == m) return;
     ss->m[ss->n] = m;
-    ss->s[ss->n] = rel_snapshot(g_q, m, &ss->bytes[ss->n]);
+    ss->s[ss->n] = th_snapshot(g_q, m, &ss->bytes[ss->n]);
     ss->n++;
 }
 static int snap_same(snapset *ss)
 {
     int same = 1;
     for (int i = 0; i < ss->n; i++) {
-        same &= rel_same_bytes(g_q, ss->m[i], ss->s[i], ss->bytes[i]);
+        same &= th_same_bytes(g_q, ss->m[i], ss->s[i], ss->bytes[i]);
         free(ss->s[i]);
     }
     ss->n = 0;
@@ -134,12 +134,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     unsigned f = rb(&r);
     s.training = f & 1;
     unsigned fl = 0;
-    if (f & 4) fl |= REL_SCALE;
-    if (f & 8) fl |= REL_BIAS;
-    if (f & 16) fl |= REL_MEAN;
-    if (f & 32) fl |= REL_RSTD;
-    if (f & 64) fl |= REL_RUNNING;
-    if (f & 128) fl |= REL_INPLACE;
+    if (f & 4) fl |= TH_ROLE(TH_SCALE);
+    if (f & 8) fl |= TH_ROLE(TH_BIAS);
+    if (f & 16) fl |= TH_ROLE(TH_MEAN);
+    if (f & 32) fl |= TH_ROLE(TH_RSTD);
+    if (f & 64) fl |= TH_RUNNING;
+    const unsigned call_flags = (f & 128) ? TH_IN_PLACE : 0;
     unsigned lay = rb(&r) % 16;
     s.layout = lay < 8 ? CLNORM_CHANNELS_FIRST : lay < 15 ? CLNORM_CHANNELS_LAST : (clnorm_layout)2;
     s.per_sample_affine = (f & 2) && (lay & 1);
@@ -184,7 +184,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (evmode == 0) nw = 1, harness_invalid = 1;
     if (evmode == 1) wl = &wait_ev, harness_invalid = 1;
     if (evmode == 2) {
-        REL_CL(clEnqueueMarkerWithWaitList(g_q, 0, NULL, &wait_ev));
+        TH_CL(clEnqueueMarkerWithWaitList(g_q, 0, NULL, &wait_ev));
         nw = 1, wl = &wait_ev;
     }
 
@@ -193,19 +193,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         cl_context c = clnorm_cl_context(g_ctx);
         cl_mem bufs[8];
         for (int i = 0; i < 8; i++) {
-            bufs[i] = rel_buffer(c, 64);
+            bufs[i] = th_buffer(c, 64);
             float pat[64];
             for (int k = 0; k < 64; k++) pat[k] = (float)(k * 0.5 - 7);
-            rel_write(g_q, bufs[i], 0, 64, pat);
+            th_write(g_q, bufs[i], 0, 64, pat);
         }
         clnorm_desc d = s;
         d.x = (clnorm_buf){bufs[0], off};
-        d.y = (fl & REL_INPLACE) ? d.x : (clnorm_buf){bufs[1], off};
-        if (fl & REL_SCALE) d.scale = (clnorm_buf){bufs[2], 0};
-        if (fl & REL_BIAS) d.bias = (clnorm_buf){bufs[3], 0};
-        if (fl & REL_MEAN) d.mean = (clnorm_buf){bufs[4], 0};
-        if (fl & REL_RSTD) d.rstd = (clnorm_buf){bufs[5], 0};
-        if ((fl & REL_RUNNING) || op == CLNORM_BATCH_NORM) {
+        d.y = call_flags ? d.x : (clnorm_buf){bufs[1], off};
+        if (fl & TH_ROLE(TH_SCALE)) d.scale = (clnorm_buf){bufs[2], 0};
+        if (fl & TH_ROLE(TH_BIAS)) d.bias = (clnorm_buf){bufs[3], 0};
+        if (fl & TH_ROLE(TH_MEAN)) d.mean = (clnorm_buf){bufs[4], 0};
+        if (fl & TH_ROLE(TH_RSTD)) d.rstd = (clnorm_buf){bufs[5], 0};
+        if ((fl & TH_RUNNING) || op == CLNORM_BATCH_NORM) {
             d.running_mean = (clnorm_buf){bufs[6], 0};
             d.running_var = (clnorm_buf){bufs[7], 0};
         }
@@ -214,81 +214,86 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (st == CLNORM_OK) fail("invalid/oversized shape accepted", &d, st);
         if (out_ev) fail("event returned on error", &d, st);
         if (!*clnorm_last_error(g_ctx)) fail("no message", &d, st);
-        REL_CL(clFinish(g_q));
+        TH_CL(clFinish(g_q));
         if (!snap_same(&ss)) fail("rejected call changed a buffer", &d, st);
         for (int i = 0; i < 8; i++) clReleaseMemObject(bufs[i]);
         if (wait_ev) clReleaseEvent(wait_ev);
         return 0;
     }
 
-    rel_problem p;
-    if (rel_problem_init(&p, g_ctx, &s, fl, off, seed) != 0) abort();
+    th_call p;
+    if (op == CLNORM_BATCH_NORM) fl |= TH_RUNNING; /* as the reference asks (see the top) */
+    if (th_call_init(&p, g_ctx, &s, fl, call_flags, off, seed) != 0) abort();
+    float *x = th_call_host(&p, TH_X);
+    const size_t nsets = p.len[TH_MEAN], naff = p.len[TH_SCALE], nc = p.len[TH_RUNNING_MEAN];
+    const size_t poff = p.b[TH_X].off;
+    cl_mem mx = p.b[TH_X].mem, my = p.d.y.mem;
     /* Data from the remaining bytes. */
     size_t rest = r.n - r.i;
-    for (size_t i = 0; i < p.ne; i++) {
+    for (size_t i = 0; i < ne; i++) {
         int8_t v = rest ? (int8_t)r.p[r.i + i % rest] : 0;
-        p.x[i] = (float)(base + sc * (double)v / 16.0);
+        x[i] = (float)(base + sc * (double)v / 16.0);
     }
-    if (special < 24) p.x[special_pos % p.ne] = special < 12 ? 0.0f / 0.0f : (special & 1 ? -1.0f : 1.0f) / 0.0f;
-    rel_problem_reset(&p, g_ctx);
+    if (special < 24) x[special_pos % ne] = special < 12 ? 0.0f / 0.0f : (special & 1 ? -1.0f : 1.0f) / 0.0f;
+    th_call_reset(&p, clnorm_queue(g_ctx));
 
     clnorm_desc d = p.d;
     const int row = op == CLNORM_LAYER_NORM || op == CLNORM_RMS_NORM;
     const int use_running = (op == CLNORM_BATCH_NORM && !s.training) ||
-                            (op == CLNORM_INSTANCE_NORM && !s.training && (p.flags & REL_RUNNING));
-    const int updates_running = !use_running && (p.flags & REL_RUNNING) && s.training;
+                            (op == CLNORM_INSTANCE_NORM && !s.training && (p.roles & TH_RUNNING));
+    const int updates_running = !use_running && (p.roles & TH_RUNNING) && s.training;
     cl_context c = clnorm_cl_context(g_ctx);
     unsigned fk = fault & 15, fw = fault >> 4;
     int bias_is_scale = 0;
     switch (fk) {
     case 0: { /* one buffer one element short */
         clnorm_buf *bs[8] = {&d.x, &d.y, &d.scale, &d.bias, &d.mean, &d.rstd, &d.running_mean, &d.running_var};
-        size_t ext[8] = {p.ne, p.ne, p.naff, p.naff, p.nsets, p.nsets, p.nc, p.nc};
+        const size_t *ext = p.len;
         clnorm_buf *b = bs[fw % 8];
-        if (b->mem && !(fw % 8 < 2 && p.my == p.mx)) {
-            b->offset = rel_mem_floats(b->mem) - ext[fw % 8] + 1;
+        if (b->mem && !(fw % 8 < 2 && my == mx)) {
+            b->offset = th_mem_floats(b->mem) - ext[fw % 8] + 1;
             harness_invalid = 1;
         }
         break;
     }
     case 1: /* y overlaps x (shifted by 1..min(8, ne-1)) */
-        if (p.ne > 1) {
-            d.y = (clnorm_buf){p.mx, p.off + 1 + fw % (p.ne - 1 < 8 ? p.ne - 1 : 8)};
+        if (ne > 1) {
+            d.y = (clnorm_buf){mx, poff + 1 + fw % (ne - 1 < 8 ? ne - 1 : 8)};
             harness_invalid = 1;
         }
         break;
     case 2: /* rstd over mean */
         if (d.mean.mem && d.rstd.mem) {
-            d.rstd = (clnorm_buf){d.mean.mem, d.mean.offset + fw % (p.nsets < 8 ? p.nsets : 8)};
+            d.rstd = (clnorm_buf){d.mean.mem, d.mean.offset + fw % (nsets < 8 ? nsets : 8)};
             harness_invalid = 1;
         }
         break;
     case 3: /* an input inside y */
         if (d.scale.mem) {
-            size_t sh = fw % (p.ne < 4 ? p.ne : 4);
-            d.scale = (clnorm_buf){p.my, p.off + sh};
-            if (p.naff + sh <= p.ne + REL_GUARD) harness_invalid = 1;
+            size_t sh = fw % (ne < 4 ? ne : 4);
+            d.scale = (clnorm_buf){my, poff + sh};
+            if (naff + sh <= ne + TH_GUARD_AFTER) harness_invalid = 1;
             else d.scale = p.d.scale;
         }
         break;
     case 4: /* running_var over running_mean (training) or inside y (inference) */
         if (d.running_mean.mem) {
             if (updates_running) d.running_var = d.running_mean;
-            else d.running_mean = (clnorm_buf){p.my, p.off};
-            harness_invalid = p.nc <= p.ne + REL_GUARD;
+            else d.running_mean = (clnorm_buf){my, poff};
+            harness_invalid = nc <= ne + TH_GUARD_AFTER;
             if (!harness_invalid) d.running_mean = p.d.running_mean, d.running_var = p.d.running_var;
         }
         break;
     case 5: /* a buffer the operation does not use */
         if (row || op == CLNORM_GROUP_NORM) {
-            extra[nextra] = rel_buffer(c, 64);
-            extra[nextra + 1] = rel_buffer(c, 64);
+            extra[nextra] = th_buffer(c, 64);
+            extra[nextra + 1] = th_buffer(c, 64);
             d.running_mean = (clnorm_buf){extra[nextra], 0};
             d.running_var = (clnorm_buf){extra[nextra + 1], 0};
             nextra += 2;
             harness_invalid = 1;
         } else if (use_running) {
-            extra[nextra] = rel_buffer(c, 64 + p.nsets);
+            extra[nextra] = th_buffer(c, 64 + nsets);
             d.mean = (clnorm_buf){extra[nextra++], 0};
             harness_invalid = 1;
         }
@@ -302,7 +307,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     default: break;
     }
     if (op == CLNORM_RMS_NORM && (f & 16)) { /* RMSNorm with a mean buffer */
-        extra[nextra] = rel_buffer(c, 64 + p.nsets);
+        extra[nextra] = th_buffer(c, 64 + nsets);
         d.mean = (clnorm_buf){extra[nextra++], 0};
         harness_invalid = 1;
     }
@@ -310,26 +315,26 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* The reference's verdict (momentum only matters where running stats are updated). */
     clnorm_desc dref = d;
     if (!updates_running) dref.momentum = 0.1f;
-    const float *rm = (p.flags & REL_RUNNING) ? p.rm : NULL, *rv = (p.flags & REL_RUNNING) ? p.rv : NULL;
-    int ref_ok = ref_forward(&dref, p.x, p.mscale ? p.scale : NULL, p.mbias ? p.bias : NULL, rm, rv, NULL, NULL,
+    int ref_ok = ref_forward(&dref, p.in.x, p.in.scale, p.in.bias, p.in.running_mean, p.in.running_var, NULL, NULL,
                              NULL, NULL, NULL) == 0;
     int expect_ok = ref_ok && !harness_invalid;
 
     if (!expect_ok) {
-        cl_mem all[] = {p.mx, p.my, p.mscale, p.mbias, p.mmean, p.mrstd, p.mrm, p.mrv, extra[0], extra[1], extra[2]};
+        cl_mem all[] = {mx, my, p.b[TH_SCALE].mem, p.b[TH_BIAS].mem, p.b[TH_MEAN].mem, p.b[TH_RSTD].mem,
+                        p.b[TH_RUNNING_MEAN].mem, p.b[TH_RUNNING_VAR].mem, extra[0], extra[1], extra[2]};
         for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) snap_add(&ss, all[i]);
     }
     clnorm_status st = clnorm_forward(g_ctx, &d, nw, wl, &out_ev);
     if (expect_ok) {
         if (st != CLNORM_OK) fail("valid call rejected", &d, st);
         if (!out_ev) fail("no event returned", &d, st);
-        REL_CL(clWaitForEvents(1, &out_ev));
+        TH_CL(clWaitForEvents(1, &out_ev));
         char why[512];
-        rel_problem q = p;
+        th_call q = p;
         q.d = d;
         q.d.momentum = dref.momentum;
-        if (bias_is_scale) q.bias = q.scale, q.mbias = q.mscale;
-        if (rel_problem_check(&q, g_ctx, why, sizeof why) != 0) {
+        if (bias_is_scale) q.in.bias = q.in.scale;
+        if (th_call_check(&q, g_ctx, why, sizeof why) != 0) {
             fprintf(stderr, "%s\n", why);
             fail("result differs from the reference", &d, st);
         }
@@ -341,12 +346,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         if (out_ev) fail("event returned on error", &d, st);
         if (!*clnorm_last_error(g_ctx)) fail("no message", &d, st);
-        REL_CL(clFinish(g_q));
+        TH_CL(clFinish(g_q));
         if (!snap_same(&ss)) fail("rejected call changed a buffer", &d, st);
     }
     if (out_ev) clReleaseEvent(out_ev);
     if (wait_ev) clReleaseEvent(wait_ev);
     for (int i = 0; i < nextra; i++) clReleaseMemObject(extra[i]);
-    rel_problem_free(&p);
+    th_call_free(&p);
     return 0;
 }
