@@ -15,7 +15,7 @@
 #include <stdio.h>
 
 #include "common.h"
-#include "suite.h"
+#include "case.h"
 
 #define MAX_DEVICES 64
 #define MAX_CASES 256
@@ -50,7 +50,7 @@ typedef struct options {
     int copy_once;    /* ratios against the first copy measurement, not interleaved copies */
     int check;        /* compare outputs with the double-precision reference */
     int no_gate;      /* do not hold runs on a user event */
-    bench_case cases[MAX_CASES];
+    th_case cases[MAX_CASES];
     size_t n_cases;
     size_t copy_elems;  /* 0 = the suite's largest x */
     const char *copy_method; /* --copy-method; NULL = the fastest in a calibration */
@@ -157,7 +157,7 @@ void copy_ref_release(copy_ref *c);
 
 /* ------------------------------------------------------------------ reporting (report.c) */
 typedef struct result {
-    bench_case c;
+    th_case c;
     double median_ms, min_ms, gbps, ratio, bytes;
     double copy_gbps;  /* the copy bandwidth this case's ratio is against */
     double ratio_min;  /* fastest op run over fastest copy run (noise on a shared machine only slows) */
@@ -195,14 +195,14 @@ int report_device(const device_report *rep, const result *res, size_t n);
 void tune_file_header(FILE *f);
 /* --tune on one device: every case of o (descriptors on mem). 0, or the
  * number of cases that could not be tuned. */
-int tune_device(const options *o, runner *r, const devinfo *dev, clnorm_ctx *cx, cl_mem mem[BENCH_ROLES]);
+int tune_device(const options *o, runner *r, const devinfo *dev, clnorm_ctx *cx, cl_mem mem[TH_ROLES]);
 
 /* ------------------------------------------------------------------ cases on the device (clnorm-bench.c) */
 /* d of case c with its buffers on mem (offset 0); 0 or -1. */
-int case_desc_on(const bench_case *c, cl_mem mem[BENCH_ROLES], clnorm_desc *d);
+int case_desc_on(const th_case *c, cl_mem mem[TH_ROLES], clnorm_desc *d);
 /* One more run of oa under its context's settings, then the outputs
  * against the reference (tests/compare.c); 0 = agrees, else err says why. */
-int run_and_check(cl_command_queue q, op_arg *oa, const bench_case *c, cl_mem mem[BENCH_ROLES], char *err,
+int run_and_check(cl_command_queue q, op_arg *oa, const th_case *c, cl_mem mem[TH_ROLES], char *err,
                   size_t errlen);
 
 #endif

@@ -107,7 +107,7 @@ typedef struct cli {
     options *o;
     int argc, i;
     char **argv;
-    bench_case *cur; /* case being built from --op */
+    th_case *cur; /* case being built from --op */
     const char *filters[64];
     int n_filters;
     int reps_set;
@@ -120,7 +120,7 @@ static const char *value(cli *c) {
 }
 
 /* The case being built: --op must come first. */
-static bench_case *cur_case(cli *c, const char *a) {
+static th_case *cur_case(cli *c, const char *a) {
     if (!c->cur) die("%s must follow --op", a);
     return c->cur;
 }
@@ -132,29 +132,31 @@ static int case_option(cli *c, const char *a) {
         const char *v = value(c);
         if (o->n_cases == MAX_CASES) die("too many cases");
         c->cur = &o->cases[o->n_cases++];
-        bench_case_init(c->cur, CLNORM_LAYER_NORM, 1);
-        if (bench_parse_op(v, c->cur) != 0) die("unknown op '%s'", v);
+        th_case_init(c->cur, CLNORM_LAYER_NORM);
+        if (th_parse_op(v, c->cur) != 0) die("unknown op '%s'", v);
+        th_case_full(c->cur);
     } else if (!strcmp(a, "--shape")) {
-        bench_case *bc = cur_case(c, a);
+        th_case *bc = cur_case(c, a);
         const char *v = value(c);
-        if (bench_parse_shape(v, bc) != 0) die("bad shape '%s' (e.g. 32x256x64x64)", v);
+        if (th_parse_shape(v, bc) != 0) die("bad shape '%s' (e.g. 32x256x64x64)", v);
     } else if (!strcmp(a, "--layout")) {
-        bench_case *bc = cur_case(c, a);
+        th_case *bc = cur_case(c, a);
         const char *v = value(c);
-        if (bench_parse_layout(v, &bc->layout) != 0) die("bad layout '%s' (nchw|nhwc)", v);
+        if (th_parse_layout(v, &bc->layout) != 0) die("bad layout '%s' (nchw|nhwc)", v);
     } else if (!strcmp(a, "--groups") || !strcmp(a, "-G")) {
-        bench_case *bc = cur_case(c, a);
+        th_case *bc = cur_case(c, a);
         bc->groups = (size_t)parse_long(a, value(c), 1);
     } else if (!strcmp(a, "--inference")) {
-        bench_case *bc = cur_case(c, a);
+        th_case *bc = cur_case(c, a);
         bc->training = 0;
-        if (bc->op == CLNORM_INSTANCE_NORM) bc->running_stats = 1;
+        if (bc->op == CLNORM_INSTANCE_NORM) bc->running = 1;
     } else if (!strcmp(a, "--running-stats")) {
-        cur_case(c, a)->running_stats = 1;
+        cur_case(c, a)->running = 1;
     } else if (!strcmp(a, "--no-affine")) {
-        cur_case(c, a)->affine = 0;
+        th_case *bc = cur_case(c, a);
+        bc->scale = bc->bias = 0;
     } else if (!strcmp(a, "--no-stats")) {
-        cur_case(c, a)->save_stats = 0;
+        cur_case(c, a)->stats = 0;
     } else if (!strcmp(a, "--filter")) {
         const char *v = value(c);
         if (c->n_filters == 64) die("too many --filter");
@@ -268,16 +270,16 @@ static void select_cases(cli *c) {
     char err[256];
     if (o->n_cases) {
         for (size_t i = 0; i < o->n_cases; i++)
-            if (bench_case_check(&o->cases[i], err, sizeof err) != 0)
-                die("case %zu (%s): %s", i + 1, bench_op_name(&o->cases[i]), err);
+            if (th_case_check(&o->cases[i], err, sizeof err) != 0)
+                die("case %zu (%s): %s", i + 1, th_op_name(&o->cases[i]), err);
         return;
     }
-    for (size_t i = 0; i < bench_suite_count; i++) {
+    for (size_t i = 0; i < th_suite_count; i++) {
         char label[160];
-        bench_case_label(&bench_suite[i], label, sizeof label);
+        th_case_label(&th_suite[i], label, sizeof label);
         int keep = c->n_filters == 0;
         for (int f = 0; f < c->n_filters && !keep; f++) keep = ci_contains(label, c->filters[f]);
-        if (keep) o->cases[o->n_cases++] = bench_suite[i];
+        if (keep) o->cases[o->n_cases++] = th_suite[i];
     }
     if (o->n_cases == 0) die("--filter matches no suite case");
 }

@@ -165,39 +165,39 @@ static int read_back(cl_command_queue q, cl_mem m, size_t elems, float **out, ch
  * runs have updated them many times; inference reads them as they are. A
  * sanity check of the timed kernels, not the precision tests (those are in
  * tests/). 0 = agrees; -1 = error/mismatch. */
-static int check_case(cl_command_queue q, const bench_case *c, const clnorm_desc *d, cl_mem mem[BENCH_ROLES],
+static int check_case(cl_command_queue q, const th_case *c, const clnorm_desc *d, cl_mem mem[TH_ROLES],
                       char *err, size_t errlen) {
-    size_t el[BENCH_ROLES];
-    bench_case_buffer_elems(c, el);
-    float *h[BENCH_ROLES] = {0};
+    size_t el[TH_ROLES];
+    th_case_buffer_elems(c, el);
+    float *h[TH_ROLES] = {0};
     int rc = 0;
-    for (int k = 0; k < BENCH_ROLES && rc == 0; k++)
+    for (int k = 0; k < TH_ROLES && rc == 0; k++)
         if (el[k]) rc = read_back(q, mem[k], el[k], &h[k], err, errlen);
     if (rc == 0) {
-        const int running = th_uses_running(d, h[BENCH_RUNNING_MEAN] != NULL);
-        th_inputs in = {h[BENCH_X], h[BENCH_SCALE], h[BENCH_BIAS], running ? h[BENCH_RUNNING_MEAN] : NULL,
-                        running ? h[BENCH_RUNNING_VAR] : NULL};
-        th_outputs got = {h[BENCH_Y], h[BENCH_MEAN], h[BENCH_RSTD], NULL, NULL};
+        const int running = th_uses_running(d, h[TH_RUNNING_MEAN] != NULL);
+        th_inputs in = {h[TH_X], h[TH_SCALE], h[TH_BIAS], running ? h[TH_RUNNING_MEAN] : NULL,
+                        running ? h[TH_RUNNING_VAR] : NULL};
+        th_outputs got = {h[TH_Y], h[TH_MEAN], h[TH_RSTD], NULL, NULL};
         if (th_compare_why(d, &in, &got, 1.0, err, errlen) != 0) rc = -1;
     }
-    for (int k = 0; k < BENCH_ROLES; k++) free(h[k]);
+    for (int k = 0; k < TH_ROLES; k++) free(h[k]);
     return rc;
 }
 
 /* One more run of the case under cx's settings, then check_case: timed
  * runs leave y overwritten by the paired runs. 0 = agrees. */
-int run_and_check(cl_command_queue q, op_arg *oa, const bench_case *c, cl_mem mem[BENCH_ROLES], char *err,
+int run_and_check(cl_command_queue q, op_arg *oa, const th_case *c, cl_mem mem[TH_ROLES], char *err,
                          size_t errlen) {
     if (run_wait(enqueue_op, oa, err, errlen) != 0) return -1;
     return check_case(q, c, oa->d, mem, err, errlen);
 }
 
-int case_desc_on(const bench_case *c, cl_mem mem[BENCH_ROLES], clnorm_desc *d) {
-    if (bench_case_desc(c, d) != 0) return -1;
-    size_t el[BENCH_ROLES];
-    bench_case_buffer_elems(c, el);
-    for (int k = 0; k < BENCH_ROLES; k++)
-        if (el[k]) bench_desc_set(d, k, (clnorm_buf){mem[k], 0});
+int case_desc_on(const th_case *c, cl_mem mem[TH_ROLES], clnorm_desc *d) {
+    if (th_case_desc(c, d) != 0) return -1;
+    size_t el[TH_ROLES];
+    th_case_buffer_elems(c, el);
+    for (int k = 0; k < TH_ROLES; k++)
+        if (el[k]) *th_desc_buf(d, k) = (clnorm_buf){mem[k], 0};
     return 0;
 }
 
@@ -209,7 +209,7 @@ typedef struct device_run {
     const devinfo *dev;
     runner r;
     clnorm_ctx *cx;
-    cl_mem mem[BENCH_ROLES];
+    cl_mem mem[TH_ROLES];
     cl_program prog_copy;
     cl_mem scratch;
     copy_ref copy;
@@ -253,8 +253,8 @@ static int open_device(device_run *dr) {
 /* The copy's length: --copy-elems, or the standard suite's largest x. */
 static size_t copy_elems_of(const options *o) {
     size_t n = o->copy_elems;
-    for (size_t i = 0; !o->copy_elems && i < bench_suite_count; i++) {
-        size_t e = bench_case_elements(&bench_suite[i]);
+    for (size_t i = 0; !o->copy_elems && i < th_suite_count; i++) {
+        size_t e = th_case_elements(&th_suite[i]);
         n = e > n ? e : n;
     }
     return (n + COPY_ELEMS_MULTIPLE - 1) / COPY_ELEMS_MULTIPLE * COPY_ELEMS_MULTIPLE;
@@ -264,26 +264,26 @@ static size_t copy_elems_of(const options *o) {
  * copy too), filled once with random data. 0 or -1. */
 static int alloc_buffers(device_run *dr) {
     const options *o = dr->o;
-    size_t need[BENCH_ROLES] = {0};
+    size_t need[TH_ROLES] = {0};
     for (size_t i = 0; i < o->n_cases; i++) {
-        size_t el[BENCH_ROLES];
-        bench_case_buffer_elems(&o->cases[i], el);
-        for (int k = 0; k < BENCH_ROLES; k++) need[k] = el[k] > need[k] ? el[k] : need[k];
+        size_t el[TH_ROLES];
+        th_case_buffer_elems(&o->cases[i], el);
+        for (int k = 0; k < TH_ROLES; k++) need[k] = el[k] > need[k] ? el[k] : need[k];
     }
     dr->copy.elems = copy_elems_of(o);
-    if (need[BENCH_X] < dr->copy.elems) need[BENCH_X] = dr->copy.elems;
-    if (need[BENCH_Y] < dr->copy.elems) need[BENCH_Y] = dr->copy.elems;
-    static const float lo[BENCH_ROLES] = {-2.0f, -1.0f, 0.5f, -0.5f, -1.0f, 0.5f, -0.5f, 0.5f};
-    static const float hi[BENCH_ROLES] = {3.0f, 1.0f, 1.5f, 0.5f, 1.0f, 1.5f, 0.5f, 2.0f};
+    if (need[TH_X] < dr->copy.elems) need[TH_X] = dr->copy.elems;
+    if (need[TH_Y] < dr->copy.elems) need[TH_Y] = dr->copy.elems;
+    static const float lo[TH_ROLES] = {-2.0f, -1.0f, 0.5f, -0.5f, -1.0f, 0.5f, -0.5f, 0.5f};
+    static const float hi[TH_ROLES] = {3.0f, 1.0f, 1.5f, 0.5f, 1.0f, 1.5f, 0.5f, 2.0f};
     char err[2048];
     progress("%s: allocating and filling %.0f MiB of random data", dr->dev->name,
-             (double)(need[BENCH_X] + need[BENCH_Y]) * 4.0 / (1 << 20));
-    for (int k = 0; k < BENCH_ROLES; k++) {
+             (double)(need[TH_X] + need[TH_Y]) * 4.0 / (1 << 20));
+    for (int k = 0; k < TH_ROLES; k++) {
         if (!need[k]) continue;
         dr->mem[k] = make_buffer(dr->r.ctx, dr->r.q, need[k], lo[k], hi[k], err, sizeof err);
         if (!dr->mem[k]) {
             progress_done();
-            fprintf(stderr, "%s: %s: %s buffer: %s\n", prog, dr->dev->name, bench_role_name(k), err);
+            fprintf(stderr, "%s: %s: %s buffer: %s\n", prog, dr->dev->name, th_role_name(k), err);
             return -1;
         }
     }
@@ -296,7 +296,7 @@ static int run_case(device_run *dr, result *rs, size_t i) {
     const options *o = dr->o;
     const copy_ref *cr = &dr->copy;
     char label[160], cerr[512];
-    bench_case_label(&rs->c, label, sizeof label);
+    th_case_label(&rs->c, label, sizeof label);
     progress("%s: [%zu/%zu] %s", dr->dev->name, i + 1, o->n_cases, label);
     clnorm_desc d;
     if (case_desc_on(&rs->c, dr->mem, &d) != 0) {
@@ -313,7 +313,7 @@ static int run_case(device_run *dr, result *rs, size_t i) {
         return -1;
     }
     rs->median_ms = t.med_ms, rs->min_ms = t.min_ms;
-    rs->bytes = bench_case_bytes(&rs->c);
+    rs->bytes = th_case_bytes(&rs->c);
     rs->gbps = rs->bytes / (rs->median_ms * 1e-3) / 1e9;
     rs->copy_gbps = o->copy_once ? cr->gbps : copy_gbps_of(cr, t.pair_med);
     rs->ratio = rs->gbps / rs->copy_gbps;
@@ -333,7 +333,7 @@ static int run_case(device_run *dr, result *rs, size_t i) {
  * Returns the number of failures. */
 static int bench_device(device_run *dr, FILE *csv) {
     const options *o = dr->o;
-    if (copy_ref_measure(&dr->copy, &dr->r, o, dr->dev, dr->prog_copy, dr->mem[BENCH_X], dr->mem[BENCH_Y]) != 0) {
+    if (copy_ref_measure(&dr->copy, &dr->r, o, dr->dev, dr->prog_copy, dr->mem[TH_X], dr->mem[TH_Y]) != 0) {
         progress_done();
         fprintf(stderr, "%s: %s: copy bandwidth: %s\n", prog, dr->dev->name, dr->r.err);
         return 1;
@@ -358,7 +358,7 @@ static int bench_device(device_run *dr, FILE *csv) {
 static void close_device(device_run *dr) {
     copy_ref_release(&dr->copy);
     timing_release(&dr->r, dr->prog_copy, dr->scratch);
-    for (int k = 0; k < BENCH_ROLES; k++)
+    for (int k = 0; k < TH_ROLES; k++)
         if (dr->mem[k]) clReleaseMemObject(dr->mem[k]);
     clnorm_destroy(dr->cx);
     if (dr->r.q) clReleaseCommandQueue(dr->r.q);

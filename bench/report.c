@@ -50,12 +50,12 @@ void csv_row(FILE *f, const devinfo *dev, const result *r, int reps, const char 
                     const char *timing) {
     double copy_gbps = r->copy_gbps;
     char shape[96], label[160];
-    bench_shape_string(&r->c, shape, sizeof shape);
-    bench_case_label(&r->c, label, sizeof label);
+    th_shape_string(&r->c, shape, sizeof shape);
+    th_case_label(&r->c, label, sizeof label);
     csv_field(f, dev->name);
     fputc(',', f);
     csv_field(f, dev->platform_name);
-    fprintf(f, ",%s,%s,%s,%zu,", bench_op_name(&r->c), bench_layout_name(&r->c), shape, r->c.groups);
+    fprintf(f, ",%s,%s,%s,%zu,", th_op_name(&r->c), th_layout_name(&r->c), shape, r->c.groups);
     csv_field(f, label);
     fprintf(f, ",%.6f,%.6f,%.3f,%.3f,%.4f,%.4f,%.0f,%d,%s,%s,%s,", r->median_ms, r->min_ms, r->gbps, copy_gbps,
             r->ratio, r->ratio_min, r->bytes, reps, variant, timing, cache_mode);
@@ -67,16 +67,16 @@ void json_row(FILE *f, const devinfo *dev, const result *r, int reps, const char
                      const char *timing) {
     double copy_gbps = r->copy_gbps;
     char label[160];
-    bench_case_label(&r->c, label, sizeof label);
+    th_case_label(&r->c, label, sizeof label);
     fputs("{\"device\":", f);
     json_string(f, dev->name);
     fputs(",\"platform\":", f);
     json_string(f, dev->platform_name);
     fprintf(f, ",\"device_index\":\"%u:%u\",\"device_type\":\"%s\",\"op\":\"%s\",\"layout\":\"%s\",\"shape\":[",
-            dev->pi, dev->di, type_name(dev->type), bench_op_name(&r->c), bench_layout_name(&r->c));
+            dev->pi, dev->di, type_name(dev->type), th_op_name(&r->c), th_layout_name(&r->c));
     for (unsigned i = 0; i < r->c.ndim; i++) fprintf(f, "%s%zu", i ? "," : "", r->c.shape[i]);
     fprintf(f, "],\"groups\":%zu,\"training\":%d,\"affine\":%d,\"save_stats\":%d,\"label\":", r->c.groups,
-            r->c.training, r->c.affine, r->c.save_stats);
+            r->c.training, r->c.scale, r->c.stats);
     json_string(f, label);
     if (r->copy_stream_gbps > 0)
         fprintf(f, ",\"copy_stream_gbps\":%.3f", r->copy_stream_gbps);
@@ -135,15 +135,15 @@ static void print_copy_methods(int chosen, const double *gbps, int forced, int r
 
 void print_suite_json(const options *o) {
     for (size_t i = 0; i < o->n_cases; i++) {
-        const bench_case *c = &o->cases[i];
+        const th_case *c = &o->cases[i];
         char label[160];
-        bench_case_label(c, label, sizeof label);
-        printf("{\"op\":\"%s\",\"layout\":\"%s\",\"shape\":[", bench_op_name(c), bench_layout_name(c));
+        th_case_label(c, label, sizeof label);
+        printf("{\"op\":\"%s\",\"layout\":\"%s\",\"shape\":[", th_op_name(c), th_layout_name(c));
         for (unsigned k = 0; k < c->ndim; k++) printf("%s%zu", k ? "," : "", c->shape[k]);
         printf("],\"groups\":%zu,\"training\":%d,\"affine\":%d,\"save_stats\":%d,\"label\":", c->groups,
-               c->training, c->affine, c->save_stats);
+               c->training, c->scale, c->stats);
         json_string(stdout, label);
-        printf(",\"bytes\":%.0f}\n", bench_case_bytes(c));
+        printf(",\"bytes\":%.0f}\n", th_case_bytes(c));
     }
 }
 
@@ -226,16 +226,16 @@ static void table(const device_report *rep, const result *res, size_t n) {
            "GB/s", "copy", "ratio", "ratio(min)");
     for (size_t i = 0; i < n; i++) {
         char shape[96];
-        bench_shape_string(&res[i].c, shape, sizeof shape);
+        th_shape_string(&res[i].c, shape, sizeof shape);
         char g[16] = "-";
         if (res[i].c.op == CLNORM_GROUP_NORM) snprintf(g, sizeof g, "%zu", res[i].c.groups);
         if (res[i].ok)
-            printf("%-18s %-6s %-15s %5s %10.3f %10.3f %9.2f %7.2f %7.3f %9.3f\n", bench_op_name(&res[i].c),
-                   bench_layout_name(&res[i].c), shape, g, res[i].median_ms, res[i].min_ms, res[i].gbps,
+            printf("%-18s %-6s %-15s %5s %10.3f %10.3f %9.2f %7.2f %7.3f %9.3f\n", th_op_name(&res[i].c),
+                   th_layout_name(&res[i].c), shape, g, res[i].median_ms, res[i].min_ms, res[i].gbps,
                    res[i].copy_gbps, res[i].ratio, res[i].ratio_min);
         else
-            printf("%-18s %-6s %-15s %5s %10s %10s %9s %7s %7s %9s\n", bench_op_name(&res[i].c),
-                   bench_layout_name(&res[i].c), shape, g, "FAILED", "-", "-", "-", "-", "-");
+            printf("%-18s %-6s %-15s %5s %10s %10s %9s %7s %7s %9s\n", th_op_name(&res[i].c),
+                   th_layout_name(&res[i].c), shape, g, "FAILED", "-", "-", "-", "-", "-");
     }
     fflush(stdout);
 }

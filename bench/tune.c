@@ -89,7 +89,7 @@ static int measure_candidates(tuner *t, const clnorm_desc *d, const char *label,
  * the output must pass the reference check, and the gain must hold in a
  * second, longer paired measurement, since five runs of a candidate that is
  * the rules' own choice can come out 10% apart. Returns the winner or -1. */
-static int confirm(tuner *t, const bench_case *c, const clnorm_desc *d, cl_mem mem[BENCH_ROLES], const char *label,
+static int confirm(tuner *t, const th_case *c, const clnorm_desc *d, cl_mem mem[TH_ROLES], const char *label,
                    cand *cs, int n) {
     op_arg oc = {t->cx, d};
     for (int i = 0; i < n && i < 3 && cs[i].ratio <= TUNE_MIN_GAIN; i++) {
@@ -128,7 +128,7 @@ static void tune_result(tuner *t, const char *label, const char *key, const cand
 }
 
 /* One case: 0, or -1 if it could not be measured at all. */
-static int tune_case(tuner *t, const bench_case *c, const clnorm_desc *d, cl_mem mem[BENCH_ROLES],
+static int tune_case(tuner *t, const th_case *c, const clnorm_desc *d, cl_mem mem[TH_ROLES],
                      const char *label) {
     char key[64];
     clnorm_status st = clnorm_tuning_key(d, key, sizeof key);
@@ -166,7 +166,7 @@ static int tune_case(tuner *t, const bench_case *c, const clnorm_desc *d, cl_mem
     return 0;
 }
 
-int tune_device(const options *o, runner *r, const devinfo *dev, clnorm_ctx *cx, cl_mem mem[BENCH_ROLES]) {
+int tune_device(const options *o, runner *r, const devinfo *dev, clnorm_ctx *cx, cl_mem mem[TH_ROLES]) {
     /* The rules in a second context on the same queue; neither reads a
      * tuning file, so the file written is complete by itself. */
     tuner t = {o, r, dev, cx, NULL, NULL, 0};
@@ -188,7 +188,7 @@ int tune_device(const options *o, runner *r, const devinfo *dev, clnorm_ctx *cx,
     int failures = 0;
     for (size_t i = 0; i < o->n_cases; i++) {
         char label[160];
-        bench_case_label(&o->cases[i], label, sizeof label);
+        th_case_label(&o->cases[i], label, sizeof label);
         clnorm_desc d;
         if (case_desc_on(&o->cases[i], mem, &d) != 0) {
             fprintf(stderr, "%s: %s: bad case\n", prog, label);

@@ -160,7 +160,7 @@ int th_call_setup(th_call *k, cl_context cl, const clnorm_desc *shape, unsigned 
     k->roles = roles | TH_XY;
     k->in = *in;
     k->out = *out;
-    th_lengths(shape, k->len);
+    th_desc_lengths(shape, k->len);
     for (int r = 0; r < TH_ROLES; r++) {
         *th_desc_buf(&k->d, r) = (clnorm_buf){NULL, 0};
         if (!(k->roles & TH_ROLE(r)) || (r == TH_Y && k->in_place))
@@ -181,40 +181,57 @@ int th_call_setup(th_call *k, cl_context cl, const clnorm_desc *shape, unsigned 
     return 0;
 }
 
-/* Owned host arrays of th_call_init: inputs, then outputs. */
-typedef struct owned {
+/* The host arrays of a call: inputs x, scale, bias, running mean and
+ * variance, then outputs y, mean, rstd, running mean and variance. */
+typedef struct host {
     float *a[10];
-} owned;
+} host;
 
-int th_call_init(th_call *k, clnorm_ctx *ctx, const clnorm_desc *shape, unsigned roles, unsigned flags, size_t off,
-                 uint64_t seed)
+/* Allocates h for d, generates the inputs from r (kind) and points in and
+ * out at the arrays of the roles passed. */
+static void host_init(host *h, th_rng *r, const clnorm_desc *d, th_kind kind, unsigned roles, th_inputs *in,
+                      th_outputs *out)
+{
+    static const int role_of[10] = {TH_X, TH_SCALE, TH_BIAS, TH_RUNNING_MEAN, TH_RUNNING_VAR,
+                                    TH_Y, TH_MEAN,  TH_RSTD, TH_RUNNING_MEAN, TH_RUNNING_VAR};
+    size_t len[TH_ROLES];
+    th_desc_lengths(d, len);
+    for (int i = 0; i < 10; i++)
+        if (!(h->a[i] = malloc(len[role_of[i]] * sizeof(float))))
+            th_die(__FILE__, __LINE__, "malloc", 0);
+    th_gen_inputs(r, d, kind, h->a[0], h->a[1], h->a[2], h->a[3], h->a[4]);
+    float *p[10];
+    for (int i = 0; i < 10; i++)
+        p[i] = (roles & TH_ROLE(role_of[i])) || i == 0 || i == 5 ? h->a[i] : NULL;
+    *in = (th_inputs){p[0], p[1], p[2], p[3], p[4]};
+    *out = (th_outputs){p[5], p[6], p[7], p[8], p[9]};
+}
+
+static void host_free(host *h)
+{
+    for (int i = 0; i < 10; i++)
+        free(h->a[i]);
+}
+
+int th_call_init(th_call *k, clnorm_ctx *ctx, const th_case *c, size_t off, uint64_t seed)
 {
     memset(k, 0, sizeof *k);
-    if (ref_elements(shape) == 0 || ref_sets(shape) == 0)
+    clnorm_desc shape;
+    if (th_case_desc(c, &shape) != 0 || ref_elements(&shape) == 0 || ref_sets(&shape) == 0)
         return -1;
-    size_t len[TH_ROLES];
-    th_lengths(shape, len);
-    owned *o = calloc(1, sizeof *o);
-    static const int roles_of[10] = {TH_X,    TH_SCALE, TH_BIAS,         TH_RUNNING_MEAN, TH_RUNNING_VAR,
-                                     TH_Y,    TH_MEAN,  TH_RSTD,         TH_RUNNING_MEAN, TH_RUNNING_VAR};
-    for (int i = 0; o && i < 10; i++)
-        if (!(o->a[i] = malloc(len[roles_of[i]] * sizeof(float))))
-            th_die(__FILE__, __LINE__, "malloc", 0);
-    if (!o)
+    host *h = calloc(1, sizeof *h);
+    if (!h)
         th_die(__FILE__, __LINE__, "calloc", 0);
     th_rng r;
     th_rng_init(&r, seed);
-    th_gen_inputs(&r, shape, TH_NORMAL, o->a[0], o->a[1], o->a[2], o->a[3], o->a[4]);
-    roles = th_roles(shape, roles);
-    int has = (roles & TH_RUNNING) != 0;
-    th_inputs in = {o->a[0], (roles & TH_ROLE(TH_SCALE)) ? o->a[1] : NULL, (roles & TH_ROLE(TH_BIAS)) ? o->a[2] : NULL,
-                    has ? o->a[3] : NULL, has ? o->a[4] : NULL};
-    th_outputs out = {o->a[5], (roles & TH_ROLE(TH_MEAN)) ? o->a[6] : NULL, (roles & TH_ROLE(TH_RSTD)) ? o->a[7] : NULL,
-                      has ? o->a[8] : NULL, has ? o->a[9] : NULL};
+    unsigned roles = th_case_roles(c);
+    th_inputs in;
+    th_outputs out;
+    host_init(h, &r, &shape, c->kind, roles, &in, &out);
     char why[512];
-    if (th_call_setup(k, clnorm_cl_context(ctx), shape, roles, flags, off, &in, &out, why, sizeof why) != 0)
+    if (th_call_setup(k, clnorm_cl_context(ctx), &shape, roles, c->flags, off, &in, &out, why, sizeof why) != 0)
         th_die(__FILE__, __LINE__, why, 0);
-    k->owned = o;
+    k->owned = h;
     return 0;
 }
 
@@ -275,19 +292,17 @@ int th_call_run(th_call *k, clnorm_ctx *ctx, char *why, size_t len)
 float *th_call_host(th_call *k, int role)
 {
     static const int slot[TH_ROLES] = {0, -1, 1, 2, -1, -1, 3, 4};
-    owned *o = k->owned;
-    return o && role >= 0 && role < TH_ROLES && slot[role] >= 0 ? o->a[slot[role]] : NULL;
+    host *h = k->owned;
+    return h && role >= 0 && role < TH_ROLES && slot[role] >= 0 ? h->a[slot[role]] : NULL;
 }
 
 void th_call_free(th_call *k)
 {
     for (int r = 0; r < TH_ROLES; r++)
         gbuf_free(&k->b[r]);
-    owned *o = k->owned;
-    if (o)
-        for (int i = 0; i < 10; i++)
-            free(o->a[i]);
-    free(o);
+    if (k->owned)
+        host_free(k->owned);
+    free(k->owned);
     memset(k, 0, sizeof *k);
 }
 
@@ -349,25 +364,23 @@ int th_run(clnorm_ctx *ctx, const clnorm_desc *shape, const th_inputs *in, th_ou
     return problems ? TH_HARNESS_FAILED : st;
 }
 
+int th_run_ok(clnorm_ctx *ctx, const clnorm_desc *d, const th_inputs *in, th_outputs *out, unsigned flags,
+              int compare)
+{
+    int st = th_run(ctx, d, in, out, flags);
+    if (st != CLNORM_OK && st != TH_HARNESS_FAILED)
+        th_fail("clnorm_forward: %d %s (%s)", st, clnorm_status_name(st), clnorm_last_error(ctx));
+    if (st == CLNORM_OK && compare)
+        th_compare(d, in, out, 1.0, 1);
+    return st;
+}
+
 /* ------------------------------------------------------------------ */
 /* case driver                                                         */
 /* ------------------------------------------------------------------ */
-unsigned th_case_roles(const th_case *c)
-{
-    const clnorm_desc *d = &c->d;
-    unsigned want = TH_XY;
-    want |= c->scale ? TH_ROLE(TH_SCALE) : 0;
-    want |= c->bias ? TH_ROLE(TH_BIAS) : 0;
-    want |= c->stats ? TH_STATS : 0;
-    if (c->running > 0 || (c->running == 0 && d->op == CLNORM_BATCH_NORM))
-        want |= TH_RUNNING;
-    return th_roles(d, want);
-}
-
 /* The case's line for failure messages. */
-static void case_label(const th_case *c, unsigned roles, uint64_t seed)
+static void case_label(const th_case *c, const clnorm_desc *d, unsigned roles, uint64_t seed)
 {
-    const clnorm_desc *d = &c->d;
     char shape[160], saved[512];
     th_desc_label(d, shape, sizeof shape);
     snprintf(saved, sizeof saved, "%s", th_case_name());
@@ -376,10 +389,9 @@ static void case_label(const th_case *c, unsigned roles, uint64_t seed)
                 (roles & TH_RUNNING) != 0, !!(c->flags & TH_IN_PLACE), (unsigned long long)seed);
 }
 
-/* The verdict on a run of a case: 0 = pass. */
-static int judge(clnorm_ctx *ctx, const th_case *c, const th_inputs *in, const th_outputs *out, int st)
+/* The verdict on a run of d: 0 = pass. */
+static int judge(clnorm_ctx *ctx, const clnorm_desc *d, const th_inputs *in, const th_outputs *out, int st)
 {
-    const clnorm_desc *d = &c->d;
     int expect_ok = ref_forward(d, in->x, in->scale, in->bias, in->running_mean, in->running_var, NULL, NULL, NULL,
                                 NULL, NULL) == 0;
     if (st == TH_HARNESS_FAILED)
@@ -398,32 +410,25 @@ static int judge(clnorm_ctx *ctx, const th_case *c, const th_inputs *in, const t
 
 int th_check_case(clnorm_ctx *ctx, const th_case *c)
 {
-    const clnorm_desc *d = &c->d;
+    clnorm_desc d;
+    if (th_case_desc(c, &d) != 0) {
+        th_fail("a case without a shape for its op");
+        return 1;
+    }
     uint64_t seed = th_next_seed();
     th_rng r;
     th_rng_init(&r, seed);
     unsigned roles = th_case_roles(c);
-    size_t len[TH_ROLES];
-    th_lengths(d, len);
     char saved[512];
     snprintf(saved, sizeof saved, "%s", th_case_name());
-    case_label(c, roles, seed);
-    float *a[TH_ROLES + 2];
-    for (int k = 0; k < TH_ROLES + 2; k++)
-        if (!(a[k] = malloc(len[k < TH_ROLES ? k : k - 2] * sizeof(float))))
-            th_die(__FILE__, __LINE__, "malloc", 0);
-    /* a[TH_ROLES], a[TH_ROLES + 1]: the running statistics' outputs */
-    th_gen_inputs(&r, d, c->kind, a[TH_X], a[TH_SCALE], a[TH_BIAS], a[TH_RUNNING_MEAN], a[TH_RUNNING_VAR]);
-    int has = (roles & TH_RUNNING) != 0;
-    th_inputs in = {a[TH_X], c->scale ? a[TH_SCALE] : NULL, c->bias ? a[TH_BIAS] : NULL,
-                    has ? a[TH_RUNNING_MEAN] : NULL, has ? a[TH_RUNNING_VAR] : NULL};
-    th_outputs out = {a[TH_Y], (roles & TH_ROLE(TH_MEAN)) ? a[TH_MEAN] : NULL,
-                      (roles & TH_ROLE(TH_RSTD)) ? a[TH_RSTD] : NULL, has ? a[TH_ROLES] : NULL,
-                      has ? a[TH_ROLES + 1] : NULL};
-    int fails = judge(ctx, c, &in, &out, th_run(ctx, d, &in, &out, c->flags));
+    case_label(c, &d, roles, seed);
+    host h;
+    th_inputs in;
+    th_outputs out;
+    host_init(&h, &r, &d, c->kind, roles, &in, &out);
+    int fails = judge(ctx, &d, &in, &out, th_run(ctx, &d, &in, &out, c->flags));
     th_set_case("%s", saved);
-    for (int k = 0; k < TH_ROLES + 2; k++)
-        free(a[k]);
+    host_free(&h);
     return fails;
 }
 
@@ -433,7 +438,7 @@ static void nan_inf_cases(clnorm_ctx *ctx, const th_case *cases, size_t n, const
         th_case c = cases[i];
         c.kind = TH_NANINF;
         if (eps)
-            c.d.eps = eps[(i + rot) % 3];
+            c.eps = eps[(i + rot) % 3];
         th_check_case(ctx, &c);
     }
 }

@@ -227,7 +227,7 @@ void th_gen_inputs(th_rng *r, const clnorm_desc *d, th_kind kind, float *x, floa
                    float *rv)
 {
     size_t len[TH_ROLES], most = 0;
-    th_lengths(d, len);
+    th_desc_lengths(d, len);
     for (int k = 0; k < TH_ROLES; k++)
         most = len[k] > most ? len[k] : most;
     float *tmp = malloc(most * sizeof *tmp);
@@ -323,100 +323,29 @@ int th_use_variant(clnorm_ctx *ctx, th_variant v)
 }
 
 /* ------------------------------------------------------------------ */
-/* roles                                                               */
+/* labels                                                              */
 /* ------------------------------------------------------------------ */
-const char *th_role_name(int role)
+th_case th_case_of(const char *line)
 {
-    static const char *const names[TH_ROLES] = {"x",    "y",    "scale",        "bias",
-                                                "mean", "rstd", "running_mean", "running_var"};
-    return role >= 0 && role < TH_ROLES ? names[role] : "?";
-}
-
-clnorm_buf *th_desc_buf(clnorm_desc *d, int role)
-{
-    clnorm_buf *const bufs[TH_ROLES] = {&d->x,    &d->y,    &d->scale,        &d->bias,
-                                        &d->mean, &d->rstd, &d->running_mean, &d->running_var};
-    return role >= 0 && role < TH_ROLES ? bufs[role] : NULL;
-}
-
-int th_uses_running(const clnorm_desc *d, int has_running)
-{
-    return (d->op == CLNORM_BATCH_NORM && !d->training) ||
-           (d->op == CLNORM_INSTANCE_NORM && !d->training && has_running);
-}
-
-unsigned th_roles(const clnorm_desc *d, unsigned want)
-{
-    unsigned r = want | TH_XY;
-    if (d->op == CLNORM_LAYER_NORM || d->op == CLNORM_RMS_NORM || d->op == CLNORM_GROUP_NORM)
-        r &= ~TH_RUNNING;
-    if (th_uses_running(d, (r & TH_RUNNING) != 0))
-        r &= ~TH_STATS; /* no saved statistics with the running ones */
-    if (d->op == CLNORM_RMS_NORM)
-        r &= ~TH_ROLE(TH_MEAN);
-    return r;
-}
-
-void th_lengths(const clnorm_desc *d, size_t len[TH_ROLES])
-{
-    int row = d->op == CLNORM_LAYER_NORM || d->op == CLNORM_RMS_NORM;
-    size_t E = ref_elements(d), sets = ref_sets(d), aff = ref_affine_len(d), C = row ? 0 : d->c;
-    if (E == 0)
-        E = 1;
-    if (sets == 0) /* a shape the library must reject: size generously */
-        sets = (d->n * d->c) != 0 ? d->n * d->c : (d->rows ? d->rows : 1);
-    len[TH_X] = len[TH_Y] = E;
-    len[TH_SCALE] = len[TH_BIAS] = aff ? aff : 1;
-    len[TH_MEAN] = len[TH_RSTD] = sets;
-    len[TH_RUNNING_MEAN] = len[TH_RUNNING_VAR] = C ? C : 1;
-}
-
-/* ------------------------------------------------------------------ */
-/* shapes                                                              */
-/* ------------------------------------------------------------------ */
-void th_desc_rows(clnorm_desc *d, clnorm_op op, size_t rows, size_t cols)
-{
-    clnorm_desc_init(d, op);
-    d->rows = rows;
-    d->cols = cols;
-}
-
-void th_desc_channels(clnorm_desc *d, clnorm_op op, clnorm_layout layout, size_t n, size_t c, unsigned rank,
-                      size_t s0, size_t s1, size_t s2, size_t groups, int training)
-{
-    clnorm_desc_init(d, op);
-    d->layout = layout;
-    d->n = n;
-    d->c = c;
-    d->rank = rank;
-    d->spatial[0] = rank > 0 ? s0 : 0;
-    d->spatial[1] = rank > 1 ? s1 : 0;
-    d->spatial[2] = rank > 2 ? s2 : 0;
-    d->groups = op == CLNORM_GROUP_NORM ? groups : 0;
-    d->training = training;
-}
-
-static const char *op_name(clnorm_op op)
-{
-    switch (op) {
-    case CLNORM_LAYER_NORM: return "LN";
-    case CLNORM_RMS_NORM: return "RMS";
-    case CLNORM_BATCH_NORM: return "BN";
-    case CLNORM_INSTANCE_NORM: return "IN";
-    case CLNORM_GROUP_NORM: return "GN";
+    th_case c;
+    char err[300];
+    if (th_case_parse(&c, line, err, sizeof err) != 0) {
+        fprintf(stderr, "th_case_of: %s\n", err);
+        abort();
     }
-    return "?";
+    return c;
 }
 
 const char *th_desc_label(const clnorm_desc *d, char *buf, size_t len)
 {
-    if (d->op == CLNORM_LAYER_NORM || d->op == CLNORM_RMS_NORM)
-        snprintf(buf, len, "%s rows=%zu cols=%zu", op_name(d->op), d->rows, d->cols);
-    else
-        snprintf(buf, len, "%s %s n=%zu c=%zu S=(%zu,%zu,%zu)[rank %u] G=%zu train=%d psa=%d mom=%g",
-                 op_name(d->op), d->layout == CLNORM_CHANNELS_LAST ? "NHWC" : "NCHW", d->n, d->c,
-                 d->rank > 0 ? d->spatial[0] : 0, d->rank > 1 ? d->spatial[1] : 0, d->rank > 2 ? d->spatial[2] : 0,
-                 d->rank, d->groups, d->training, d->per_sample_affine, (double)d->momentum);
+    th_case c;
+    th_case_of_desc(&c, d);
+    th_case_label(&c, buf, len);
+    size_t used = strlen(buf);
+    if (d->op != CLNORM_LAYER_NORM && d->op != CLNORM_RMS_NORM && used < len)
+        snprintf(buf + used, len - used, "%s psa=%d mom=%g",
+                 d->layout == CLNORM_CHANNELS_LAST && d->rank == 0 ? " nhwc" : "", d->per_sample_affine,
+                 (double)d->momentum);
     return buf;
 }
 

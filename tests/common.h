@@ -27,6 +27,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "case.h"
 #include "clnorm.h"
 #include "reference.h"
 
@@ -68,41 +69,13 @@ double th_rng_normal(th_rng *r);          /* N(0, 1) */
 size_t th_rng_below(th_rng *r, size_t n); /* [0, n) */
 
 /* ---------- data ---------- */
-typedef enum th_kind {
-    TH_NORMAL = 0,       /* N(mu, sigma) with mu in [-2, 2], sigma in [0.5, 2] */
-    TH_UNIFORM_1E4,      /* uniform[0, 1) * 1e4 (the classic demo) */
-    TH_OFFSET_1E4,       /* 1e4 + N(0, 1e-2): |mean|/std = 1e6, kills E[x^2]-E[x]^2 */
-    TH_CONSTANT,         /* every set constant (values k/4, k in -15..15, exactly summable) */
-    TH_MIXED_CONSTANT,   /* every other set constant, the rest normal */
-    TH_NANINF,           /* normal; one set holds a NaN, another +Inf, a third -Inf */
-    TH_KIND_COUNT
-} th_kind;
 const char *th_kind_name(th_kind k);
 /* Fills x (ref_elements(d) floats) by the reduction sets of d. */
 void th_fill(th_rng *r, const clnorm_desc *d, th_kind k, float *x);
 void th_fill_normal(th_rng *r, float *a, size_t n, double mu, double sigma);
 void th_fill_uniform(th_rng *r, float *a, size_t n, double lo, double hi);
 
-/* ---------- a call's buffers ---------- */
-/* Roles of the buffers of a call, in clnorm_desc's order. */
-enum th_role { TH_X, TH_Y, TH_SCALE, TH_BIAS, TH_MEAN, TH_RSTD, TH_RUNNING_MEAN, TH_RUNNING_VAR, TH_ROLES };
-#define TH_ROLE(r) (1u << (r))
-#define TH_AFFINE (TH_ROLE(TH_SCALE) | TH_ROLE(TH_BIAS))
-#define TH_STATS (TH_ROLE(TH_MEAN) | TH_ROLE(TH_RSTD))
-#define TH_RUNNING (TH_ROLE(TH_RUNNING_MEAN) | TH_ROLE(TH_RUNNING_VAR))
-#define TH_XY (TH_ROLE(TH_X) | TH_ROLE(TH_Y))
-const char *th_role_name(int role);  /* "x", "y", "scale", ..., "running_var" */
-clnorm_buf *th_desc_buf(clnorm_desc *d, int role);
-/* Whether d normalizes with the running statistics (BatchNorm inference,
- * InstanceNorm inference given them) rather than the batch's. */
-int th_uses_running(const clnorm_desc *d, int has_running);
-/* The roles a call of d passes when it asks for `want` (TH_ROLE bits), by
- * the ops' rules: x and y always; running statistics never for LayerNorm,
- * RMSNorm and GroupNorm; saved statistics only with batch statistics, and
- * no mean for RMSNorm. BatchNorm inference needs the running statistics:
- * the caller asks for them (th_case.running does). */
-unsigned th_roles(const clnorm_desc *d, unsigned want);
-
+/* ---------- a call's buffers (roles: case.h) ---------- */
 /* Host-side inputs; NULL = absent. running_mean/var: the values uploaded into the
  * running-stat buffers (which are also outputs). */
 typedef struct th_inputs {
@@ -118,7 +91,7 @@ typedef struct th_outputs {
 /* Generates the inputs of a call of d from r: x by kind, scale N(1, 0.5),
  * bias N(0, 1), running mean N(0, 1) (+1e4 or +5e3 with the 1e4 kinds, the
  * magnitude of the data), running variance U(0.5, 2). Arrays of the lengths
- * th_lengths gives; any may be NULL (not generated, the draws still made). */
+ * th_desc_lengths gives; any may be NULL (not generated, the draws still made). */
 void th_gen_inputs(th_rng *r, const clnorm_desc *d, th_kind kind, float *x, float *scale, float *bias, float *rm,
                    float *rv);
 
@@ -150,16 +123,6 @@ typedef struct th_call {
     void *owned;             /* host arrays th_call_init allocated */
 } th_call;
 
-/* Call flags. */
-enum {
-    TH_IN_PLACE = 1,       /* y is exactly x (same mem, same offset) */
-    TH_NO_EVENT = 2,       /* do not ask for an event; use clFinish instead */
-    TH_SMALL_OFFSETS = 4,  /* offsets 1..3 only (default: 1..40, sometimes ~1000) */
-};
-/* Payload floats per role for shape d: elements, affine length, set count,
- * channels; sized generously (and never 0) for a shape the library must
- * reject. */
-void th_lengths(const clnorm_desc *d, size_t len[TH_ROLES]);
 /* Creates the guarded buffers of `roles` (TH_IN_PLACE in flags: y is x) in
  * cl, uploads in's arrays and poisons the outputs. off: every payload's
  * offset, with TH_GUARD_AFTER floats after it; TH_RANDOM_PLACE: offsets and
@@ -169,11 +132,11 @@ void th_lengths(const clnorm_desc *d, size_t len[TH_ROLES]);
 #define TH_RANDOM_PLACE ((size_t)-1)
 int th_call_setup(th_call *k, cl_context cl, const clnorm_desc *shape, unsigned roles, unsigned flags, size_t off,
                   const th_inputs *in, const th_outputs *out, char *why, size_t len);
-/* th_call_setup with inputs generated from seed (TH_NORMAL data, with the
- * seed's own mean and scale) and outputs allocated, owned by k. Roles pass
- * through th_roles. 0, or -1 if the reference rejects the shape. */
-int th_call_init(th_call *k, clnorm_ctx *ctx, const clnorm_desc *shape, unsigned roles, unsigned flags, size_t off,
-                 uint64_t seed);
+/* Case c as a call: th_call_setup of its descriptor and roles
+ * (th_case_roles) and flags, with inputs generated from seed (c->kind) and
+ * outputs allocated, owned by k. 0, or -1 if the reference rejects the
+ * shape. */
+int th_call_init(th_call *k, clnorm_ctx *ctx, const th_case *c, size_t off, uint64_t seed);
 /* Uploads everything again: inputs (running statistics back to their start,
  * x for in place), poison, guards. */
 void th_call_reset(th_call *k, cl_command_queue q);
@@ -207,6 +170,13 @@ void th_call_free(th_call *k);
  * buffer fields are ignored. Counts the call in th_cases. */
 int th_run(clnorm_ctx *ctx, const clnorm_desc *shape, const th_inputs *in, th_outputs *out, unsigned flags);
 
+/* th_run, expecting success: another status is reported (th_fail; the
+ * harness's own failures are reported already), and on success the outputs
+ * are compared with the reference (th_compare, reporting) when compare is
+ * set. Returns the status. */
+int th_run_ok(clnorm_ctx *ctx, const clnorm_desc *d, const th_inputs *in, th_outputs *out, unsigned flags,
+              int compare);
+
 /* ---------- comparison against the reference (compare.c) ---------- */
 /* The one comparison: expect (the reference, in double) against got with
  * absolute tolerance tol. NaN must be NaN, an infinity the same infinity, a
@@ -227,17 +197,7 @@ unsigned long th_compare_why(const clnorm_desc *d, const th_inputs *in, const th
 unsigned long th_compare_y(const clnorm_desc *d, const th_inputs *in, const float *expected,
                            const float *got, size_t n, double tol_scale, int report);
 
-/* ---------- the common case driver ---------- */
-typedef struct th_case {
-    clnorm_desc d;            /* op, shape, scalars (buffers ignored) */
-    th_kind kind;
-    int scale, bias;          /* pass scale / bias */
-    int stats;                /* pass saved mean (not RMS) and rstd (with batch statistics) */
-    int running;              /* 1: pass running stats; 0: only for BatchNorm; -1: never */
-    unsigned flags;           /* TH_IN_PLACE, ... */
-} th_case;
-/* The roles a case passes (th_roles of what it asks for). */
-unsigned th_case_roles(const th_case *c);
+/* ---------- the case driver ---------- */
 /* Generates fresh data with a new seed, runs the library, compares with the
  * reference (or checks the rejection when the reference rejects). Returns 0 on
  * pass. */
@@ -269,16 +229,10 @@ int th_variant_next(clnorm_ctx *ctx, size_t *vi);
 #define TH_FOR_EACH_VARIANT(ctx, vi) for (size_t vi = (size_t)-1; th_variant_next((ctx), &vi);)
 const char *th_variant_str(th_variant v);
 
-/* ---------- shapes ---------- */
-/* A descriptor of op (clnorm_desc_init's defaults) with rows x cols. */
-void th_desc_rows(clnorm_desc *d, clnorm_op op, size_t rows, size_t cols);
-/* A descriptor of a channel norm: N x C x S0 [x S1 [x S2]] (rank spatial
- * dimensions) in layout, with groups (GroupNorm) and training. */
-void th_desc_channels(clnorm_desc *d, clnorm_op op, clnorm_layout layout, size_t n, size_t c, unsigned rank,
-                      size_t s0, size_t s1, size_t s2, size_t groups, int training);
-
-/* "LN rows=4 cols=5", "BN NCHW n=2 c=3 S=(5,0,0)[rank 1] G=0 train=1 psa=0
- * mom=0.1": the shape of d for messages; returns buf. */
+/* The case of a line (th_case_parse); aborts on a malformed one. */
+th_case th_case_of(const char *line);
+/* "layer_norm 4x5", "batch_norm_train 2x3x5 nhwc psa=0 mom=0.1": the
+ * shape of d for messages (th_case_label and the scalars); returns buf. */
 const char *th_desc_label(const clnorm_desc *d, char *buf, size_t len);
 
 /* ---------- small helpers ---------- */

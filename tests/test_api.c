@@ -221,10 +221,7 @@ END_TEST
 static void run_small_ln(clnorm_ctx *ctx, const char *label)
 {
     th_case c;
-    memset(&c, 0, sizeof c);
-    clnorm_desc_init(&c.d, CLNORM_LAYER_NORM);
-    c.d.rows = 7;
-    c.d.cols = 129;
+    th_case_rows(&c, CLNORM_LAYER_NORM, 7, 129);
     c.scale = c.bias = c.stats = 1;
     th_set_case("%s", label);
     th_check_case(ctx, &c);

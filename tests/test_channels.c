@@ -14,27 +14,12 @@
 
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
 
-typedef struct shp { size_t n, c; unsigned rank; size_t s[3]; } shp;
-
 /* N = 1, S = 1, C = 1, primes, every rank. */
-static const shp shapes[] = {
+static const th_shape shapes[] = {
     {2, 3, 0, {0}},          {1, 5, 1, {7}},        {4, 3, 1, {1}},        {3, 1, 2, {5, 7}},
     {2, 7, 2, {11, 13}},     {5, 4, 3, {2, 3, 5}},  {1, 1, 1, {2}},        {16, 32, 2, {8, 8}},
     {2, 6, 1, {1000}},       {13, 3, 3, {1, 1, 1}}, {1, 2, 2, {31, 37}},   {3, 64, 0, {0}},
 };
-
-static clnorm_desc mk(clnorm_op op, clnorm_layout lay, const shp *s)
-{
-    clnorm_desc d;
-    clnorm_desc_init(&d, op);
-    d.layout = lay;
-    d.n = s->n;
-    d.c = s->c;
-    d.rank = s->rank;
-    for (unsigned k = 0; k < 3; k++)
-        d.spatial[k] = k < s->rank ? s->s[k] : 0;
-    return d;
-}
 
 static const float epss[] = {0.0f, 1e-5f, 1.0f};
 static const float moms[] = {0.1f, 0.0f, 1.0f, 0.3f};
@@ -45,10 +30,8 @@ static void run_op_matrix(clnorm_op op, int training, int vi, int psa)
     clnorm_ctx *ctx = th_ctx();
     th_variant v = th_variants[vi];
     th_begin();
-    if (!th_variant_select(ctx, (size_t)vi)) {
-        th_finish();
-        return;
-    }
+    if (!th_variant_select(ctx, (size_t)vi))
+        return; /* not enabled (CLNORM_TEST_VARIANTS) */
     unsigned rot = (unsigned)vi * 3u + (unsigned)op;
     for (size_t si = 0; si < NELEM(shapes); si++) {
         for (int lay = 0; lay < 2; lay++) {
@@ -58,25 +41,24 @@ static void run_op_matrix(clnorm_op op, int training, int vi, int psa)
             int nk = vi == 0 ? TH_KIND_COUNT : 2;
             for (int k = 0; k < nk; k++, rot++) {
                 th_case c;
-                memset(&c, 0, sizeof c);
-                c.d = mk(op, (clnorm_layout)lay, &shapes[si]);
-                c.d.training = training;
-                c.d.per_sample_affine = psa;
-                c.d.eps = epss[rot % 3];
-                c.d.momentum = moms[rot % 4];
+                th_case_channels(&c, op, (clnorm_layout)lay, &shapes[si]);
+                c.training = training;
+                c.per_sample_affine = psa;
+                c.eps = epss[rot % 3];
+                c.momentum = moms[rot % 4];
                 c.kind = nk == TH_KIND_COUNT ? (th_kind)k : (th_kind)((rot * 7u + k) % TH_KIND_COUNT);
                 c.scale = (rot / 3) % 3 != 0;
                 c.bias = (rot / 2) % 3 != 0;
                 c.stats = (rot % 5) != 0;
                 if (op == CLNORM_GROUP_NORM) {
                     /* G = 1, G = C, and a proper divisor when there is one */
-                    size_t C = c.d.c, opts[3] = {1, C, 1};
+                    size_t C = c.shape[1], opts[3] = {1, C, 1};
                     for (size_t g = 2; g < C; g++)
                         if (C % g == 0) {
                             opts[2] = g;
                             break;
                         }
-                    c.d.groups = opts[rot % 3];
+                    c.groups = opts[rot % 3];
                 }
                 if (op == CLNORM_INSTANCE_NORM) {
                     c.running = (rot % 2) ? 1 : -1; /* tracked stats or not */
@@ -84,7 +66,7 @@ static void run_op_matrix(clnorm_op op, int training, int vi, int psa)
                         continue; /* rejected, covered by error_cases */
                 }
                 if (op == CLNORM_BATCH_NORM && training) {
-                    if (c.d.n * S == 1)
+                    if (c.shape[0] * S == 1)
                         continue; /* rejected, covered by error_cases */
                     if (rot % 7 == 6)
                         c.running = -1; /* training without running stats (PyTorch allows it) */
@@ -131,11 +113,10 @@ START_TEST(gn_group_counts)
         for (size_t g = 1; g <= Cs[ci]; g++) {
             if (Cs[ci] % g)
                 continue;
-            shp s = {3, Cs[ci], 2, {5, 3, 0}};
+            th_shape s = {3, Cs[ci], 2, {5, 3, 0}};
             th_case c;
-            memset(&c, 0, sizeof c);
-            c.d = mk(CLNORM_GROUP_NORM, (clnorm_layout)(rot % 2), &s);
-            c.d.groups = g;
+            th_case_channels(&c, CLNORM_GROUP_NORM, (clnorm_layout)(rot % 2), &s);
+            c.groups = g;
             c.kind = (th_kind)(rot % TH_KIND_COUNT);
             c.scale = c.bias = c.stats = 1;
             rot++;
@@ -151,7 +132,7 @@ END_TEST
 START_TEST(running_stats_three_steps)
 {
     clnorm_ctx *ctx = th_ctx();
-    static const shp ss[] = {{4, 3, 2, {5, 7}}, {2, 5, 1, {1000}}, {8, 16, 0, {0}}, {3, 2, 3, {2, 3, 4}}};
+    static const th_shape ss[] = {{4, 3, 2, {5, 7}}, {2, 5, 1, {1000}}, {8, 16, 0, {0}}, {3, 2, 3, {2, 3, 4}}};
     th_begin();
     th_rng r;
     uint64_t seed = th_next_seed();
@@ -163,7 +144,7 @@ START_TEST(running_stats_three_steps)
                     clnorm_op op = opi ? CLNORM_INSTANCE_NORM : CLNORM_BATCH_NORM;
                     if (op == CLNORM_INSTANCE_NORM && ss[si].rank == 0)
                         continue;
-                    clnorm_desc d = mk(op, (clnorm_layout)lay, &ss[si]);
+                    clnorm_desc d = th_shape_desc(op, (clnorm_layout)lay, &ss[si]);
                     d.momentum = moms[mi];
                     size_t E = ref_elements(&d), C = d.c, sets = ref_sets(&d);
                     float *x = malloc(E * 4), *y = malloc(E * 4), *sc = malloc(C * 4), *bi = malloc(C * 4);
@@ -242,7 +223,7 @@ static void to_last(const float *a, float *b, size_t N, size_t C, size_t S)
 START_TEST(equivalences)
 {
     clnorm_ctx *ctx = th_ctx();
-    static const shp ss[] = {{2, 3, 2, {5, 7}}, {3, 8, 1, {64}}, {1, 13, 3, {2, 3, 5}}, {4, 6, 0, {0}},
+    static const th_shape ss[] = {{2, 3, 2, {5, 7}}, {3, 8, 1, {64}}, {1, 13, 3, {2, 3, 5}}, {4, 6, 0, {0}},
                              {2, 32, 2, {16, 16}}};
     th_begin();
     th_rng r;
@@ -250,7 +231,7 @@ START_TEST(equivalences)
     th_rng_init(&r, seed);
     TH_FOR_EACH_VARIANT(ctx, vi) {
         for (size_t si = 0; si < NELEM(ss); si++) {
-            shp s = ss[si];
+            th_shape s = ss[si];
             size_t S = 1;
             for (unsigned k = 0; k < s.rank; k++)
                 S *= s.s[k];
@@ -267,7 +248,8 @@ START_TEST(equivalences)
                 clnorm_op op = opi == 0 ? CLNORM_BATCH_NORM : opi == 1 ? CLNORM_INSTANCE_NORM : CLNORM_GROUP_NORM;
                 if (op == CLNORM_INSTANCE_NORM && S == 1)
                     continue;
-                clnorm_desc df = mk(op, CLNORM_CHANNELS_FIRST, &s), dl = mk(op, CLNORM_CHANNELS_LAST, &s);
+                clnorm_desc df = th_shape_desc(op, CLNORM_CHANNELS_FIRST, &s);
+                clnorm_desc dl = th_shape_desc(op, CLNORM_CHANNELS_LAST, &s);
                 df.groups = dl.groups = op == CLNORM_GROUP_NORM ? (C % 2 ? 1 : 2) : 0;
                 th_set_case("NHWC == NCHW: variant=%s op=%d shape#%zu seed=%llu", th_variant_str(th_variants[vi]),
                             (int)op, si, (unsigned long long)seed);
@@ -296,8 +278,8 @@ START_TEST(equivalences)
             for (int lay = 0; lay < 2; lay++) {
                 /* GroupNorm G = C vs InstanceNorm (affine per channel) */
                 if (S > 1) {
-                    clnorm_desc dg = mk(CLNORM_GROUP_NORM, (clnorm_layout)lay, &s);
-                    clnorm_desc di = mk(CLNORM_INSTANCE_NORM, (clnorm_layout)lay, &s);
+                    clnorm_desc dg = th_shape_desc(CLNORM_GROUP_NORM, (clnorm_layout)lay, &s);
+                    clnorm_desc di = th_shape_desc(CLNORM_INSTANCE_NORM, (clnorm_layout)lay, &s);
                     dg.groups = C;
                     th_set_case("GN(G=C) == IN: variant=%s %s shape#%zu seed=%llu", th_variant_str(th_variants[vi]),
                                 lay ? "NHWC" : "NCHW", si, (unsigned long long)seed);
@@ -312,7 +294,7 @@ START_TEST(equivalences)
                     }
                 }
                 /* GroupNorm G = 1 vs LayerNorm over (C, S) with the affine expanded */
-                clnorm_desc dg = mk(CLNORM_GROUP_NORM, (clnorm_layout)lay, &s), dln;
+                clnorm_desc dg = th_shape_desc(CLNORM_GROUP_NORM, (clnorm_layout)lay, &s), dln;
                 dg.groups = 1;
                 clnorm_desc_init(&dln, CLNORM_LAYER_NORM);
                 dln.rows = s.n;
@@ -355,16 +337,6 @@ static void add_steps(th_rng *r, float *x, size_t n, size_t every)
     }
 }
 
-/* th_run (small offsets), expect success, compare with the reference. */
-static int run_compare(clnorm_ctx *ctx, const clnorm_desc *d, const th_inputs *in, th_outputs *o)
-{
-    int st = th_run(ctx, d, in, o, TH_SMALL_OFFSETS);
-    TH_EXPECT(st == CLNORM_OK, "status %d %s: %s", st, clnorm_status_name(st), clnorm_last_error(ctx));
-    if (st == CLNORM_OK)
-        th_compare(d, in, o, 1.0, 1);
-    return st;
-}
-
 /* A BatchNorm channel with more than 8M elements: the split path, with
  * (count, mean, M2) partials merged in a fixed order. Run twice for
  * determinism. */
@@ -372,8 +344,8 @@ START_TEST(bn_split_large_channel)
 {
     clnorm_ctx *ctx = th_ctx();
     th_begin();
-    shp s = {2, 1, 1, {4200000}};
-    clnorm_desc d = mk(CLNORM_BATCH_NORM, CLNORM_CHANNELS_FIRST, &s);
+    th_shape s = {2, 1, 1, {4200000}};
+    clnorm_desc d = th_shape_desc(CLNORM_BATCH_NORM, CLNORM_CHANNELS_FIRST, &s);
     size_t E = ref_elements(&d);
     float *x = malloc(E * 4), *y = malloc(E * 4), *y2 = malloc(E * 4);
     float sc = 1.5f, bi = -0.25f, rm = 1e4f, rv = 1.0f, m1, r1, m2, r2, rmo, rvo, rmo2, rvo2;
@@ -384,7 +356,7 @@ START_TEST(bn_split_large_channel)
     th_fill(&r, &d, TH_OFFSET_1E4, x);
     th_inputs in = {x, &sc, &bi, &rm, &rv};
     th_outputs o1 = {y, &m1, &r1, &rmo, &rvo}, o2 = {y2, &m2, &r2, &rmo2, &rvo2};
-    int st = run_compare(ctx, &d, &in, &o1);
+    int st = th_run_ok(ctx, &d, &in, &o1, TH_SMALL_OFFSETS, 1);
     if (st == CLNORM_OK) {
         st = th_run(ctx, &d, &in, &o2, TH_SMALL_OFFSETS);
         TH_EXPECT(st == CLNORM_OK && memcmp(y, y2, E * 4) == 0 && m1 == m2 && r1 == r2 && rmo == rmo2 &&
@@ -392,22 +364,22 @@ START_TEST(bn_split_large_channel)
                   "two identical split runs differ");
     }
     /* channels-last, 2 channels of 4.2M each, uniform*1e4 */
-    shp s2 = {2100000, 2, 1, {2}};
-    clnorm_desc dl = mk(CLNORM_BATCH_NORM, CLNORM_CHANNELS_LAST, &s2);
+    th_shape s2 = {2100000, 2, 1, {2}};
+    clnorm_desc dl = th_shape_desc(CLNORM_BATCH_NORM, CLNORM_CHANNELS_LAST, &s2);
     float sc2[2] = {1, 2}, bi2[2] = {0, 1}, rm2[2] = {0, 0}, rv2[2] = {1, 1}, mm[2], rr[2], rmo3[2], rvo3[2];
     th_set_case("BN split NHWC: 2 channels x %zu elements, uniform*1e4, seed=%llu", E / 2, (unsigned long long)seed);
     th_fill(&r, &dl, TH_UNIFORM_1E4, x);
     th_inputs in2 = {x, sc2, bi2, rm2, rv2};
     th_outputs o3 = {y, mm, rr, rmo3, rvo3};
-    run_compare(ctx, &dl, &in2, &o3);
+    th_run_ok(ctx, &dl, &in2, &o3, TH_SMALL_OFFSETS, 1);
     /* channels-last, 50 channels (3 vectors of 16 and 2 single columns on
      * CPUs) x 45000 rows, 1e4 + N(0, 1e-2) + a N(0, 1) step every 16 rows:
      * a CPU work-item merges hundreds of 8-row blocks of its rows itself
      * (and a shorter last block where its chunk is not a multiple of 8), and
      * the steps make the blocks' means differ, so the merge's between-means
      * term matters. */
-    shp s3 = {45000, 50, 0, {0}};
-    clnorm_desc d3 = mk(CLNORM_BATCH_NORM, CLNORM_CHANNELS_LAST, &s3);
+    th_shape s3 = {45000, 50, 0, {0}};
+    clnorm_desc d3 = th_shape_desc(CLNORM_BATCH_NORM, CLNORM_CHANNELS_LAST, &s3);
     float sc3[50], bi3[50], rm3[50], rv3[50], mm3[50], rr3[50], rmo4[50], rvo4[50];
     for (int c = 0; c < 50; ++c)
         sc3[c] = 1.0f + 0.01f * (float)c, bi3[c] = -0.5f + 0.02f * (float)c, rm3[c] = 1e4f, rv3[c] = 1.0f;
@@ -416,7 +388,7 @@ START_TEST(bn_split_large_channel)
     add_steps(&r, x, 45000 * 50, 16 * 50); /* a step per 16 rows */
     th_inputs in3 = {x, sc3, bi3, rm3, rv3};
     th_outputs o4 = {y, mm3, rr3, rmo4, rvo4};
-    run_compare(ctx, &d3, &in3, &o4);
+    th_run_ok(ctx, &d3, &in3, &o4, TH_SMALL_OFFSETS, 1);
     free(x); free(y); free(y2);
     th_finish();
 }
@@ -453,15 +425,15 @@ START_TEST(long_sets_pipeline)
                     (unsigned long long)seed);
         th_inputs in = {x, sc, ops[k] == CLNORM_RMS_NORM ? NULL : bi, NULL, NULL};
         th_outputs o = {y, ops[k] == CLNORM_RMS_NORM ? NULL : mean, rstd, NULL, NULL};
-        run_compare(ctx, &d, &in, &o);
+        th_run_ok(ctx, &d, &in, &o, TH_SMALL_OFFSETS, 1);
     }
-    shp s = {1, 4, 2, {768, 800}}; /* planes of 614400 */
-    clnorm_desc di = mk(CLNORM_INSTANCE_NORM, CLNORM_CHANNELS_FIRST, &s);
+    th_shape s = {1, 4, 2, {768, 800}}; /* planes of 614400 */
+    clnorm_desc di = th_shape_desc(CLNORM_INSTANCE_NORM, CLNORM_CHANNELS_FIRST, &s);
     float isc[4] = {0.5f, 1.0f, 1.5f, 2.0f}, ibi[4] = {-1.0f, 0.0f, 0.5f, 1.0f}, im[4], ir[4];
     th_set_case("IN 1x4x768x800, 1e4+N(0,1e-2)+steps, seed=%llu", (unsigned long long)seed);
     th_inputs in = {x, isc, ibi, NULL, NULL};
     th_outputs o = {y, im, ir, NULL, NULL};
-    run_compare(ctx, &di, &in, &o);
+    th_run_ok(ctx, &di, &in, &o, TH_SMALL_OFFSETS, 1);
     free(x); free(y); free(sc); free(bi);
     th_finish();
 }
@@ -480,7 +452,7 @@ START_TEST(wave_pipeline)
 {
     clnorm_ctx *ctx = th_ctx();
     th_begin();
-    static const struct { shp s; clnorm_op op; size_t groups; int psa; } cases[] = {
+    static const struct { th_shape s; clnorm_op op; size_t groups; int psa; } cases[] = {
         {{3, 64, 1, {4099}}, CLNORM_GROUP_NORM, 8, 0},   {{3, 64, 1, {4099}}, CLNORM_GROUP_NORM, 4, 1},
         {{2, 64, 2, {67, 62}}, CLNORM_GROUP_NORM, 1, 0}, {{2, 1040, 1, {257}}, CLNORM_GROUP_NORM, 13, 0},
         {{2, 32, 2, {97, 89}}, CLNORM_INSTANCE_NORM, 32, 1}, {{16, 16, 1, {16411}}, CLNORM_INSTANCE_NORM, 16, 0},
@@ -490,11 +462,10 @@ START_TEST(wave_pipeline)
         for (int k = 0; k < TH_KIND_COUNT; k++, rot++) {
             if (cases[i].s.n == 16 && k % 2) continue; /* the largest case: half the kinds */
             th_case c;
-            memset(&c, 0, sizeof c);
-            c.d = mk(cases[i].op, CLNORM_CHANNELS_LAST, &cases[i].s);
-            c.d.groups = cases[i].groups;
-            c.d.per_sample_affine = cases[i].psa;
-            c.d.eps = epss[rot % 3];
+            th_case_channels(&c, cases[i].op, CLNORM_CHANNELS_LAST, &cases[i].s);
+            c.groups = cases[i].groups;
+            c.per_sample_affine = cases[i].psa;
+            c.eps = epss[rot % 3];
             c.kind = (th_kind)k;
             c.scale = rot % 3 != 1;
             c.bias = rot % 4 != 2;
@@ -505,8 +476,8 @@ START_TEST(wave_pipeline)
             th_check_case(ctx, &c);
         }
 
-    shp s = {3, 64, 1, {4099}};
-    clnorm_desc d = mk(CLNORM_GROUP_NORM, CLNORM_CHANNELS_LAST, &s);
+    th_shape s = {3, 64, 1, {4099}};
+    clnorm_desc d = th_shape_desc(CLNORM_GROUP_NORM, CLNORM_CHANNELS_LAST, &s);
     d.groups = 4;
     const size_t E = ref_elements(&d), C = 64;
     float *x = malloc(E * 4), *y = malloc(E * 4), *y2 = malloc(E * 4);
@@ -526,7 +497,7 @@ START_TEST(wave_pipeline)
     add_steps(&r, x, E, 16 * C); /* a step per 16 rows */
     th_inputs in = {x, sc, bi, NULL, NULL};
     th_outputs o1 = {y, m1, r1, NULL, NULL}, o2 = {y2, m2, r2, NULL, NULL};
-    int st = run_compare(ctx, &d, &in, &o1);
+    int st = th_run_ok(ctx, &d, &in, &o1, TH_SMALL_OFFSETS, 1);
     if (st == CLNORM_OK) {
         st = th_run(ctx, &d, &in, &o2, TH_SMALL_OFFSETS);
         TH_EXPECT(st == CLNORM_OK && memcmp(y, y2, E * 4) == 0 && memcmp(m1, m2, sizeof m1) == 0 &&
@@ -548,7 +519,7 @@ START_TEST(large_forced_work_groups)
     th_begin();
     size_t maxwg = 0;
     clGetDeviceInfo(clnorm_device(ctx), CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof maxwg, &maxwg, NULL);
-    static const struct { shp s; clnorm_op op; clnorm_layout lay; size_t groups; } cases[] = {
+    static const struct { th_shape s; clnorm_op op; clnorm_layout lay; size_t groups; } cases[] = {
         {{2, 64, 2, {16, 16}}, CLNORM_GROUP_NORM, CLNORM_CHANNELS_LAST, 8},
         {{2, 64, 2, {16, 16}}, CLNORM_INSTANCE_NORM, CLNORM_CHANNELS_LAST, 1},
         {{5, 64, 2, {8, 9}}, CLNORM_BATCH_NORM, CLNORM_CHANNELS_LAST, 1},
@@ -561,9 +532,8 @@ START_TEST(large_forced_work_groups)
                       clnorm_variant_name(vs[v]), w);
             for (size_t i = 0; i < NELEM(cases); i++) {
                 th_case c;
-                memset(&c, 0, sizeof c);
-                c.d = mk(cases[i].op, cases[i].lay, &cases[i].s);
-                c.d.groups = cases[i].groups;
+                th_case_channels(&c, cases[i].op, cases[i].lay, &cases[i].s);
+                c.groups = cases[i].groups;
                 c.kind = (th_kind)((v + i) % TH_KIND_COUNT);
                 c.scale = c.bias = c.stats = 1;
                 c.running = cases[i].op == CLNORM_BATCH_NORM ? 1 : -1;
@@ -584,7 +554,7 @@ START_TEST(error_cases)
     th_begin();
     struct {
         clnorm_op op;
-        shp s;
+        th_shape s;
         size_t groups;
         int training;
         float momentum;
@@ -604,7 +574,7 @@ START_TEST(error_cases)
     };
     for (size_t i = 0; i < NELEM(cases); i++) {
         for (int lay = 0; lay < 2; lay++) {
-            clnorm_desc d = mk(cases[i].op, (clnorm_layout)lay, &cases[i].s);
+            clnorm_desc d = th_shape_desc(cases[i].op, (clnorm_layout)lay, &cases[i].s);
             d.groups = cases[i].groups;
             d.training = cases[i].training;
             d.momentum = cases[i].momentum;
@@ -644,7 +614,7 @@ END_TEST
 START_TEST(nan_inf_isolation)
 {
     clnorm_ctx *ctx = th_ctx();
-    static const shp ss[] = {{3, 4, 1, {6}}, {4, 6, 2, {3, 3}}, {2, 5, 0, {0}}};
+    static const th_shape ss[] = {{3, 4, 1, {6}}, {4, 6, 2, {3, 3}}, {2, 5, 0, {0}}};
     th_case cases[NELEM(ss) * 2 * 3];
     size_t n = 0;
     for (size_t si = 0; si < NELEM(ss); si++)
@@ -653,9 +623,8 @@ START_TEST(nan_inf_isolation)
                 if (op == CLNORM_INSTANCE_NORM && ss[si].rank == 0)
                     continue;
                 th_case *c = &cases[n++];
-                memset(c, 0, sizeof *c);
-                c->d = mk((clnorm_op)op, (clnorm_layout)lay, &ss[si]);
-                c->d.groups = ss[si].c % 2 ? 1 : 2;
+                th_case_channels(c, (clnorm_op)op, (clnorm_layout)lay, &ss[si]);
+                c->groups = ss[si].c % 2 ? 1 : 2;
                 c->scale = c->bias = c->stats = 1;
                 c->running = op == CLNORM_GROUP_NORM ? -1 : 1;
             }

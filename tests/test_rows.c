@@ -29,10 +29,8 @@ static void run_matrix(clnorm_op op, int vi)
     clnorm_ctx *ctx = th_ctx();
     th_variant v = th_variants[vi];
     th_begin();
-    if (!th_variant_select(ctx, (size_t)vi)) {
-        th_finish();
-        return;
-    }
+    if (!th_variant_select(ctx, (size_t)vi))
+        return; /* not enabled (CLNORM_TEST_VARIANTS) */
     unsigned rot = (unsigned)vi * 5u; /* rotates eps/flags/kinds so variants see different combinations */
     for (size_t di = 0; di < NELEM(Ds); di++) {
         for (size_t mi = 0; mi < NELEM(Ms); mi++) {
@@ -47,11 +45,8 @@ static void run_matrix(clnorm_op op, int vi)
             for (int k = 0; k < nk; k++, rot++) {
                 th_kind kind = nk == TH_KIND_COUNT ? (th_kind)k : (th_kind)((rot * 7u + k) % TH_KIND_COUNT);
                 th_case c;
-                memset(&c, 0, sizeof c);
-                clnorm_desc_init(&c.d, op);
-                c.d.rows = M;
-                c.d.cols = D;
-                c.d.eps = epss[rot % 3];
+                th_case_rows(&c, op, M, D);
+                c.eps = epss[rot % 3];
                 c.kind = kind;
                 c.scale = (rot / 3) & 1;
                 c.bias = (rot / 6) & 1;
@@ -83,11 +78,8 @@ START_TEST(flags_eps_all_combinations)
             for (unsigned f = 0; f < 8; f++)
                 for (size_t e = 0; e < NELEM(epss); e++) {
                     th_case c;
-                    memset(&c, 0, sizeof c);
-                    clnorm_desc_init(&c.d, (clnorm_op)op);
-                    c.d.rows = 5;
-                    c.d.cols = 300;
-                    c.d.eps = epss[e];
+                    th_case_rows(&c, (clnorm_op)op, 5, 300);
+                    c.eps = epss[e];
                     c.kind = (th_kind)((f + e) % TH_KIND_COUNT);
                     c.scale = f & 1;
                     c.bias = (f >> 1) & 1;
@@ -110,10 +102,7 @@ START_TEST(in_place)
         for (size_t s = 0; s < NELEM(shapes); s++)
             for (int op = CLNORM_LAYER_NORM; op <= CLNORM_RMS_NORM; op++) {
                 th_case c;
-                memset(&c, 0, sizeof c);
-                clnorm_desc_init(&c.d, (clnorm_op)op);
-                c.d.rows = shapes[s][0];
-                c.d.cols = shapes[s][1];
+                th_case_rows(&c, (clnorm_op)op, shapes[s][0], shapes[s][1]);
                 c.kind = (th_kind)((s + vi) % TH_KIND_COUNT);
                 c.scale = c.bias = c.stats = 1;
                 c.flags = TH_IN_PLACE;
@@ -178,10 +167,8 @@ START_TEST(work_group_sizes)
             if (th_use_variant(ctx, tv) != 0)
                 continue;
             th_case c;
-            memset(&c, 0, sizeof c);
-            clnorm_desc_init(&c.d, (w & 0x55) ? CLNORM_LAYER_NORM : CLNORM_RMS_NORM);
-            c.d.rows = 3;
-            c.d.cols = v == CLNORM_VARIANT_SPLIT ? 20011 : 1000;
+            th_case_rows(&c, (w & 0x55) ? CLNORM_LAYER_NORM : CLNORM_RMS_NORM, 3,
+                         v == CLNORM_VARIANT_SPLIT ? 20011 : 1000);
             c.kind = TH_NORMAL;
             c.scale = c.bias = c.stats = 1;
             th_set_case("variant=%s", th_variant_str(tv));
@@ -289,10 +276,8 @@ START_TEST(nan_inf_isolation)
     static const size_t shapes[][2] = {{3, 1}, {4, 2}, {5, 1000}, {7, 70001}};
     th_case cases[2 * NELEM(shapes)];
     for (size_t i = 0; i < NELEM(cases); i++) {
-        memset(&cases[i], 0, sizeof cases[i]);
-        clnorm_desc_init(&cases[i].d, i % 2 ? CLNORM_RMS_NORM : CLNORM_LAYER_NORM);
-        cases[i].d.rows = shapes[i / 2][0];
-        cases[i].d.cols = shapes[i / 2][1];
+        th_case_rows(&cases[i], i % 2 ? CLNORM_RMS_NORM : CLNORM_LAYER_NORM, shapes[i / 2][0],
+                     shapes[i / 2][1]);
         cases[i].scale = cases[i].bias = cases[i].stats = 1;
     }
     th_begin();
@@ -307,10 +292,7 @@ START_TEST(no_event)
     clnorm_ctx *ctx = th_ctx();
     th_begin();
     th_case c;
-    memset(&c, 0, sizeof c);
-    clnorm_desc_init(&c.d, CLNORM_LAYER_NORM);
-    c.d.rows = 10;
-    c.d.cols = 4096;
+    th_case_rows(&c, CLNORM_LAYER_NORM, 10, 4096);
     c.scale = c.bias = c.stats = 1;
     c.flags = TH_NO_EVENT;
     th_check_case(ctx, &c);

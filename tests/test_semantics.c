@@ -22,25 +22,6 @@
 
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
 
-typedef struct shp {
-    size_t n, c;
-    unsigned rank;
-    size_t s[3];
-} shp;
-
-static clnorm_desc mk(clnorm_op op, clnorm_layout lay, const shp *s)
-{
-    clnorm_desc d;
-    clnorm_desc_init(&d, op);
-    d.layout = lay;
-    d.n = s->n;
-    d.c = s->c;
-    d.rank = s->rank;
-    for (unsigned k = 0; k < 3; k++)
-        d.spatial[k] = k < s->rank ? s->s[k] : 0;
-    return d;
-}
-
 static const char *shape_str(const clnorm_desc *d)
 {
     static char buf[160];
@@ -151,12 +132,7 @@ static void rms_inf_call(clnorm_ctx *ctx, size_t D, const int *pats, size_t M, f
                 (unsigned long long)seed);
     th_inputs in = {x, sc, with_bias ? bi : NULL, NULL, NULL};
     th_outputs out = {y, NULL, rstd, NULL, NULL};
-    int st = th_run(ctx, &d, &in, &out, 0);
-    if (st != CLNORM_OK) {
-        if (st != TH_HARNESS_FAILED)
-            th_fail("clnorm_forward: %d %s (%s)", st, clnorm_status_name(st), clnorm_last_error(ctx));
-    } else {
-        th_compare(&d, &in, &out, 1.0, 1);
+    if (th_run_ok(ctx, &d, &in, &out, 0, 1) == CLNORM_OK) {
         for (size_t m = 0; m < M; m++) {
             const float *xr = x + m * D, *yr = y + m * D;
             if (has_nan(xr, D)) {
@@ -268,12 +244,7 @@ static void const_eps0_call(clnorm_ctx *ctx, clnorm_desc d, int running)
     th_set_case("%s %s eps=0 running=%d seed=%llu", saved, shape_str(&d), running, (unsigned long long)seed);
     th_inputs in = {x, sc, bi, running ? rm : NULL, running ? rv : NULL};
     th_outputs out = {y, mean, rstd, running ? orm : NULL, running ? orv : NULL};
-    int st = th_run(ctx, &d, &in, &out, 0);
-    if (st != CLNORM_OK) {
-        if (st != TH_HARNESS_FAILED)
-            th_fail("clnorm_forward: %d %s (%s)", st, clnorm_status_name(st), clnorm_last_error(ctx));
-    } else {
-        th_compare(&d, &in, &out, 1.0, 1);
+    if (th_run_ok(ctx, &d, &in, &out, 0, 1) == CLNORM_OK) {
         unsigned long bad = 0;
         for (size_t i = 0; i < E && bad < 3; i++) {
             size_t s, a, ch;
@@ -320,21 +291,23 @@ static void const_eps0_call(clnorm_ctx *ctx, clnorm_desc d, int running)
 START_TEST(bn_in_constant_eps0)
 {
     clnorm_ctx *ctx = th_ctx();
-    static const shp bn_shapes[] = {{6, 7, 0, {0}}, {4, 6, 2, {3, 5}}, {2, 6, 2, {40, 50}}, {3, 5, 1, {9}}};
-    static const shp in_shapes[] = {{3, 4, 2, {5, 7}}, {2, 3, 1, {5000}}, {4, 6, 1, {2}}};
-    static const shp wave_shape = {2, 16, 2, {128, 128}};
+    static const th_shape bn_shapes[] = {{6, 7, 0, {0}}, {4, 6, 2, {3, 5}}, {2, 6, 2, {40, 50}}, {3, 5, 1, {9}}};
+    static const th_shape in_shapes[] = {{3, 4, 2, {5, 7}}, {2, 3, 1, {5000}}, {4, 6, 1, {2}}};
+    static const th_shape wave_shape = {2, 16, 2, {128, 128}};
     th_begin();
     unsigned rot = 0;
     TH_FOR_EACH_VARIANT(ctx, vi) {
         th_set_case("variant=%s", th_variant_str(th_variants[vi]));
         for (int lay = 0; lay < 2; lay++) {
             for (size_t i = 0; i < NELEM(bn_shapes); i++)
-                const_eps0_call(ctx, mk(CLNORM_BATCH_NORM, (clnorm_layout)lay, &bn_shapes[i]), (rot++ % 3) != 0);
+                const_eps0_call(ctx, th_shape_desc(CLNORM_BATCH_NORM, (clnorm_layout)lay, &bn_shapes[i]),
+                                (rot++ % 3) != 0);
             for (size_t i = 0; i < NELEM(in_shapes); i++)
-                const_eps0_call(ctx, mk(CLNORM_INSTANCE_NORM, (clnorm_layout)lay, &in_shapes[i]), rot++ % 2);
+                const_eps0_call(ctx, th_shape_desc(CLNORM_INSTANCE_NORM, (clnorm_layout)lay, &in_shapes[i]),
+                                rot++ % 2);
         }
         if (vi == 0 || th_variants[vi].v == CLNORM_VARIANT_WI)
-            const_eps0_call(ctx, mk(CLNORM_INSTANCE_NORM, CLNORM_CHANNELS_LAST, &wave_shape), 1);
+            const_eps0_call(ctx, th_shape_desc(CLNORM_INSTANCE_NORM, CLNORM_CHANNELS_LAST, &wave_shape), 1);
     }
     th_finish();
 }
@@ -346,7 +319,7 @@ START_TEST(ln_gn_constant_eps0)
 {
     clnorm_ctx *ctx = th_ctx();
     static const size_t Ds[] = {2, 37, 1031, 70001};
-    static const shp gn_shapes[] = {{2, 6, 2, {4, 4}}, {3, 12, 1, {1}}, {2, 4, 1, {3000}}};
+    static const th_shape gn_shapes[] = {{2, 6, 2, {4, 4}}, {3, 12, 1, {1}}, {2, 4, 1, {3000}}};
     th_begin();
     TH_FOR_EACH_VARIANT(ctx, vi) {
         th_set_case("variant=%s", th_variant_str(th_variants[vi]));
@@ -359,7 +332,7 @@ START_TEST(ln_gn_constant_eps0)
         }
         for (int lay = 0; lay < 2; lay++)
             for (size_t i = 0; i < NELEM(gn_shapes); i++) {
-                clnorm_desc d = mk(CLNORM_GROUP_NORM, (clnorm_layout)lay, &gn_shapes[i]);
+                clnorm_desc d = th_shape_desc(CLNORM_GROUP_NORM, (clnorm_layout)lay, &gn_shapes[i]);
                 d.groups = gn_shapes[i].c / 2;
                 const_eps0_call(ctx, d, 0);
             }
@@ -414,7 +387,7 @@ START_TEST(running_var_biased)
     struct {
         clnorm_op op;
         clnorm_layout lay;
-        shp s;
+        th_shape s;
     } cases[] = {
         {CLNORM_BATCH_NORM, CLNORM_CHANNELS_FIRST, {3, 5, 0, {0}}},       /* count 3 */
         {CLNORM_BATCH_NORM, CLNORM_CHANNELS_FIRST, {2, 4, 2, {3, 5}}},    /* short planes: columns */
@@ -434,7 +407,7 @@ START_TEST(running_var_biased)
             if (cases[i].s.s[0] == 128 && !(vi == 0 || th_variants[vi].v == CLNORM_VARIANT_WI))
                 continue; /* the large case only where it takes the wave pipeline */
             for (int biased = 0; biased < 2; biased++, rot++) {
-                clnorm_desc d = mk(cases[i].op, cases[i].lay, &cases[i].s);
+                clnorm_desc d = th_shape_desc(cases[i].op, cases[i].lay, &cases[i].s);
                 d.momentum = moms[rot % NELEM(moms)];
                 d.eps = rot % 2 ? 1e-5f : 0.0f;
                 d.running_var_biased = biased;
@@ -455,12 +428,7 @@ START_TEST(running_var_biased)
                             (double)d.eps, (unsigned long long)seed);
                 th_inputs in = {x, sc, bi, rm, rv};
                 th_outputs out = {y, mean, rstd, orm, orv};
-                int st = th_run(ctx, &d, &in, &out, 0);
-                if (st != CLNORM_OK) {
-                    if (st != TH_HARNESS_FAILED)
-                        th_fail("clnorm_forward: %d %s (%s)", st, clnorm_status_name(st), clnorm_last_error(ctx));
-                } else {
-                    th_compare(&d, &in, &out, 1.0, 1);
+                if (th_run_ok(ctx, &d, &in, &out, 0, 1) == CLNORM_OK) {
                     expected_running(&d, x, rm, rv, erm, erv);
                     for (size_t c = 0; c < C; c++) {
                         TH_EXPECT(th_close(erv[c], orv[c], 2e-5 * (fabs(erv[c]) + 1)),
@@ -484,13 +452,13 @@ START_TEST(running_var_biased_rejected)
 {
     clnorm_ctx *ctx = th_ctx();
     static const int bad[] = {2, -1, 7};
-    static const shp s = {2, 3, 1, {5}};
+    static const th_shape s = {2, 3, 1, {5}};
     th_begin();
     for (size_t b = 0; b < NELEM(bad); b++)
         for (int opi = 0; opi < 4; opi++) {
             static const clnorm_op ops[] = {CLNORM_BATCH_NORM, CLNORM_INSTANCE_NORM, CLNORM_LAYER_NORM,
                                             CLNORM_BATCH_NORM};
-            clnorm_desc d = mk(ops[opi], (clnorm_layout)(opi % 2), &s);
+            clnorm_desc d = th_shape_desc(ops[opi], (clnorm_layout)(opi % 2), &s);
             if (ops[opi] == CLNORM_LAYER_NORM) {
                 clnorm_desc_init(&d, CLNORM_LAYER_NORM);
                 d.rows = 3;
@@ -693,12 +661,8 @@ START_TEST(reference_hand_values)
         /* on every variant: tiny sets take the same kernels as large ones */
         TH_FOR_EACH_VARIANT(ctx, vi) {
             th_set_case("hand: %s (library, variant=%s)", h->what, th_variant_str(th_variants[vi]));
-            int st = th_run(ctx, &d, &in, &out, 0);
-            if (st != CLNORM_OK) {
-                if (st != TH_HARNESS_FAILED)
-                    th_fail("clnorm_forward: %d %s (%s)", st, clnorm_status_name(st), clnorm_last_error(ctx));
+            if (th_run_ok(ctx, &d, &in, &out, 0, 0) != CLNORM_OK)
                 continue;
-            }
             check_hand(h, 1, y, mean, rstd, rmo, rvo, NULL, NULL, NULL, NULL, NULL);
         }
     }

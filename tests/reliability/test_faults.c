@@ -31,40 +31,28 @@ static unsigned long g_tolerated; /* faults the library absorbed (result still c
 static unsigned long g_per_kind[FI_KIND_COUNT];
 
 typedef struct family {
-    const char *name;
-    clnorm_desc shape;
-    unsigned flags;
+    const char *name, *spec; /* spec: the case (th_case_parse) */
     clnorm_variant variant;
     int want_event;
 } family;
 
-static family g_fam[10];
-static int g_nfam;
+static const family g_fam[] = {
+    {"LayerNorm", "layer_norm 6x100 affine stats", CLNORM_VARIANT_AUTO, 1},
+    {"LayerNorm split", "layer_norm 2x5000 affine stats", CLNORM_VARIANT_SPLIT, 0},
+    {"RMSNorm", "rms_norm 3x64 scale stats", CLNORM_VARIANT_AUTO, 1},
+    {"BatchNorm training", "batch_norm_train 4x5x6x7 nchw affine stats running", CLNORM_VARIANT_AUTO, 1},
+    {"BatchNorm inference", "batch_norm_infer 3x8x10 nhwc affine running", CLNORM_VARIANT_AUTO, 0},
+    {"InstanceNorm tracked", "instance_norm 2x3x5x5 nchw affine stats running", CLNORM_VARIANT_AUTO, 0},
+    {"GroupNorm channels-last", "group_norm 2x12x4x5 nhwc G=3 affine stats", CLNORM_VARIANT_AUTO, 1},
+    {"GroupNorm split", "group_norm 2x4x3000 nchw G=2 affine", CLNORM_VARIANT_SPLIT, 0},
+};
+#define N_FAMILIES (int)(sizeof g_fam / sizeof g_fam[0])
 
-static void add_family(const char *name, const clnorm_desc *s, unsigned flags, clnorm_variant v, int ev)
+/* The family's call on context c: offset 3 (0 with zero_off), seed. */
+static void family_call(th_call *p, clnorm_ctx *c, const family *f, int zero_off, uint64_t seed)
 {
-    g_fam[g_nfam++] = (family){name, *s, flags, v, ev};
-}
-
-static void make_families(void)
-{
-    clnorm_desc s;
-    th_desc_rows(&s, CLNORM_LAYER_NORM, 6, 100);
-    add_family("LayerNorm", &s, TH_AFFINE | TH_STATS, CLNORM_VARIANT_AUTO, 1);
-    th_desc_rows(&s, CLNORM_LAYER_NORM, 2, 5000);
-    add_family("LayerNorm split", &s, TH_AFFINE | TH_STATS, CLNORM_VARIANT_SPLIT, 0);
-    th_desc_rows(&s, CLNORM_RMS_NORM, 3, 64);
-    add_family("RMSNorm", &s, TH_ROLE(TH_SCALE) | TH_ROLE(TH_RSTD), CLNORM_VARIANT_AUTO, 1);
-    th_desc_channels(&s, CLNORM_BATCH_NORM, CLNORM_CHANNELS_FIRST, 4, 5, 2, 6, 7, 0, 0, 1);
-    add_family("BatchNorm training", &s, TH_AFFINE | TH_STATS | TH_RUNNING, CLNORM_VARIANT_AUTO, 1);
-    th_desc_channels(&s, CLNORM_BATCH_NORM, CLNORM_CHANNELS_LAST, 3, 8, 1, 10, 0, 0, 0, 0);
-    add_family("BatchNorm inference", &s, TH_AFFINE | TH_RUNNING, CLNORM_VARIANT_AUTO, 0);
-    th_desc_channels(&s, CLNORM_INSTANCE_NORM, CLNORM_CHANNELS_FIRST, 2, 3, 2, 5, 5, 0, 0, 1);
-    add_family("InstanceNorm tracked", &s, TH_AFFINE | TH_STATS | TH_RUNNING, CLNORM_VARIANT_AUTO, 0);
-    th_desc_channels(&s, CLNORM_GROUP_NORM, CLNORM_CHANNELS_LAST, 2, 12, 2, 4, 5, 0, 3, 1);
-    add_family("GroupNorm channels-last", &s, TH_AFFINE | TH_STATS, CLNORM_VARIANT_AUTO, 1);
-    th_desc_channels(&s, CLNORM_GROUP_NORM, CLNORM_CHANNELS_FIRST, 2, 4, 1, 3000, 0, 0, 2, 1);
-    add_family("GroupNorm split", &s, TH_AFFINE, CLNORM_VARIANT_SPLIT, 0);
+    th_case k = th_case_of(f->spec);
+    ck_assert_int_eq(th_call_init(p, c, &k, zero_off ? 0 : 3, seed), 0);
 }
 
 static int once_per_context(fi_kind k)
@@ -158,7 +146,7 @@ static void run_family(const family *f)
     /* Clean runs: counts of a first (cold) and a second (warm) call. */
     fi_snap(&base);
     clnorm_ctx *c = new_ctx(f);
-    ck_assert_int_eq(th_call_init(&p, c, &f->shape, f->flags, 0, 3, 77), 0);
+    family_call(&p, c, f, 0, 77);
     fi_reset_counts();
     ck_assert_int_eq(forward(c, &p, f, NULL), CLNORM_OK);
     for (int i = 0; i < FI_KIND_COUNT; i++) cold[i] = fi_count((fi_kind)i);
@@ -186,7 +174,7 @@ static void run_family(const family *f)
         if (!injectable(kind) || !once_per_context(kind)) continue;
         for (unsigned long k = 1; k <= cold[ki]; k++) {
             c = new_ctx(f);
-            ck_assert_int_eq(th_call_init(&p, c, &f->shape, f->flags, 0, 3, 77), 0);
+            family_call(&p, c, f, 0, 77);
             fi_snapshot before;
             fi_snap(&before);
             int err = error_for(kind, k);
@@ -211,7 +199,7 @@ static void run_family(const family *f)
 
     /* Per-call kinds: a warm context, the k-th call of the warm path. */
     c = new_ctx(f);
-    ck_assert_int_eq(th_call_init(&p, c, &f->shape, f->flags, 0, 3, 77), 0);
+    family_call(&p, c, f, 0, 77);
     ck_assert_int_eq(forward(c, &p, f, NULL), CLNORM_OK);
     TH_CL(clFinish(clnorm_queue(c)));
     fi_snapshot steady;
@@ -294,10 +282,9 @@ START_TEST(test_create)
                 if (st == CLNORM_OK) {
                     /* absorbed: the context must work */
                     th_call p;
-                    clnorm_desc s;
+                    th_case lc = th_case_of("layer_norm 3x50 affine stats");
                     char why[512];
-                    th_desc_rows(&s, CLNORM_LAYER_NORM, 3, 50);
-                    ck_assert_int_eq(th_call_init(&p, c, &s, TH_AFFINE | TH_STATS, 0, 1, 5), 0);
+                    ck_assert_int_eq(th_call_init(&p, c, &lc, 1, 5), 0);
                     int r = th_call_run(&p, c, why, sizeof why);
                     th_call_free(&p);
                     clnorm_destroy(c);
@@ -335,10 +322,10 @@ END_TEST
  * recorded once explicitly. */
 START_TEST(test_build_failed_status)
 {
-    family *f = &g_fam[0];
+    const family *f = &g_fam[0];
     clnorm_ctx *c = new_ctx(f);
     th_call p;
-    ck_assert_int_eq(th_call_init(&p, c, &f->shape, f->flags, 0, 0, 3), 0);
+    family_call(&p, c, f, 1, 3);
     fi_reset_counts();
     fi_arm(FI_BUILD_PROGRAM, 1, CL_BUILD_PROGRAM_FAILURE);
     clnorm_status st = clnorm_forward(c, &p.d, 0, NULL, NULL);
@@ -354,9 +341,8 @@ END_TEST
 
 int main(void)
 {
-    make_families();
     const th_test tests[] = {TH_TCASE("inject"), TH_TEST(test_create), TH_TEST(test_build_failed_status),
-                             TH_LOOP(test_family, g_nfam)};
+                             TH_LOOP(test_family, N_FAMILIES)};
     int rc = th_main("faults", 600, tests, sizeof tests / sizeof tests[0]);
     printf("faults: %lu fault points injected (%lu absorbed by the library with a correct result)\n", g_points,
            g_tolerated);

@@ -45,18 +45,19 @@ static double now(void)
 }
 
 enum { NSHAPES = 5 };
-static void shape_of(int i, clnorm_desc *s, unsigned *flags)
+static const char *const g_shapes[NSHAPES] = {
+    "layer_norm 4x40 affine stats",
+    "rms_norm 3x33 scale stats",
+    "batch_norm_train 3x4x5 nchw affine stats running",
+    "group_norm 2x6x3x2 nhwc G=3 affine",
+    "instance_norm 2x3x7 nchw affine running",
+};
+
+/* Shape i (mod NSHAPES) as a call on c: every buffer at offset off. */
+static void shape_call(th_call *p, clnorm_ctx *c, long i, size_t off, uint64_t seed)
 {
-    switch (i % NSHAPES) {
-    case 0: th_desc_rows(s, CLNORM_LAYER_NORM, 4, 40); *flags = TH_AFFINE | TH_STATS; break;
-    case 1: th_desc_rows(s, CLNORM_RMS_NORM, 3, 33); *flags = TH_ROLE(TH_SCALE) | TH_ROLE(TH_RSTD); break;
-    case 2: th_desc_channels(s, CLNORM_BATCH_NORM, CLNORM_CHANNELS_FIRST, 3, 4, 1, 5, 0, 0, 0, 1);
-        *flags = TH_AFFINE | TH_STATS | TH_RUNNING; break;
-    case 3: th_desc_channels(s, CLNORM_GROUP_NORM, CLNORM_CHANNELS_LAST, 2, 6, 2, 3, 2, 0, 3, 1);
-        *flags = TH_AFFINE; break;
-    default: th_desc_channels(s, CLNORM_INSTANCE_NORM, CLNORM_CHANNELS_FIRST, 2, 3, 1, 7, 0, 0, 0, 1);
-        *flags = TH_AFFINE | TH_RUNNING; break;
-    }
+    th_case k = th_case_of(g_shapes[i % NSHAPES]);
+    ck_assert_int_eq(th_call_init(p, c, &k, off, seed), 0);
 }
 
 START_TEST(test_create_run_destroy)
@@ -72,10 +73,7 @@ START_TEST(test_create_run_destroy)
         clnorm_ctx *c = NULL;
         ck_assert_int_eq(clnorm_create_default(&c), CLNORM_OK);
         th_call p;
-        clnorm_desc s;
-        unsigned fl;
-        shape_of((int)i, &s, &fl);
-        ck_assert_int_eq(th_call_init(&p, c, &s, fl, 0, (size_t)(i % 3), (uint64_t)i), 0);
+        shape_call(&p, c, i, (size_t)(i % 3), (uint64_t)i);
         cl_event ev = NULL;
         ck_assert_int_eq(clnorm_forward(c, &p.d, 0, NULL, (i & 1) ? &ev : NULL), CLNORM_OK);
         if (ev) {
@@ -125,10 +123,7 @@ START_TEST(test_events_only_when_asked)
     char why[512];
     for (int i = 0; i < NSHAPES; i++) {
         th_call p;
-        clnorm_desc s;
-        unsigned fl;
-        shape_of(i, &s, &fl);
-        ck_assert_int_eq(th_call_init(&p, c, &s, fl, 0, 0, (uint64_t)(77 + i)), 0);
+        shape_call(&p, c, i, 0, (uint64_t)(77 + i));
         ck_assert_int_eq(clnorm_forward(c, &p.d, 0, NULL, NULL), CLNORM_OK); /* builds the programs */
         TH_CL(clFinish(clnorm_queue(c)));
         fi_reset_counts();
@@ -159,12 +154,7 @@ START_TEST(test_many_ops_one_context)
     clnorm_ctx *c = NULL;
     ck_assert_int_eq(clnorm_create_default(&c), CLNORM_OK);
     th_call p[NSHAPES];
-    for (int i = 0; i < NSHAPES; i++) {
-        clnorm_desc s;
-        unsigned fl;
-        shape_of(i, &s, &fl);
-        ck_assert_int_eq(th_call_init(&p[i], c, &s, fl, 0, 1, (uint64_t)(1000 + i)), 0);
-    }
+    for (int i = 0; i < NSHAPES; i++) shape_call(&p[i], c, i, 1, (uint64_t)(1000 + i));
     char why[512], diff[160];
     /* Warm every shape and variant so caches are full. */
     for (int v = 0; v < CLNORM_VARIANT_COUNT; v++) {

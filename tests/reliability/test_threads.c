@@ -34,20 +34,19 @@ typedef struct worker {
     unsigned long checked;
 } worker;
 
-static void shape_for(int id, long it, clnorm_desc *s, unsigned *flags)
+/* Thread id's shape for iteration it. */
+static th_case shape_for(int id, long it)
 {
+    char spec[128];
     switch ((id + it) % 6) {
-    case 0: th_desc_rows(s, CLNORM_LAYER_NORM, 3 + id, 50 + 7 * id); *flags = TH_AFFINE | TH_STATS; break;
-    case 1: th_desc_rows(s, CLNORM_RMS_NORM, 2, 300 + id); *flags = TH_ROLE(TH_SCALE) | TH_ROLE(TH_RSTD); break;
-    case 2: th_desc_channels(s, CLNORM_BATCH_NORM, CLNORM_CHANNELS_LAST, 3, 5 + id, 1, 6, 0, 0, 0, 1);
-        *flags = TH_AFFINE | TH_STATS | TH_RUNNING; break;
-    case 3: th_desc_channels(s, CLNORM_GROUP_NORM, CLNORM_CHANNELS_FIRST, 2, 8, 2, 3, 3, 0, 4, 1);
-        *flags = TH_AFFINE | TH_STATS; break;
-    case 4: th_desc_channels(s, CLNORM_INSTANCE_NORM, CLNORM_CHANNELS_LAST, 2, 3, 2, 4, 2, 0, 0, 1);
-        *flags = TH_AFFINE | TH_RUNNING; break;
-    default: th_desc_channels(s, CLNORM_BATCH_NORM, CLNORM_CHANNELS_FIRST, 2, 4, 2, 3, 3, 0, 0, 0);
-        *flags = TH_AFFINE | TH_RUNNING; break;
+    case 0: snprintf(spec, sizeof spec, "layer_norm %dx%d affine stats", 3 + id, 50 + 7 * id); break;
+    case 1: snprintf(spec, sizeof spec, "rms_norm 2x%d scale stats", 300 + id); break;
+    case 2: snprintf(spec, sizeof spec, "batch_norm_train 3x%dx6 nhwc affine stats running", 5 + id); break;
+    case 3: snprintf(spec, sizeof spec, "group_norm 2x8x3x3 nchw G=4 affine stats"); break;
+    case 4: snprintf(spec, sizeof spec, "instance_norm 2x3x4x2 nhwc affine running"); break;
+    default: snprintf(spec, sizeof spec, "batch_norm_infer 2x4x3x3 nchw affine running"); break;
     }
+    return th_case_of(spec);
 }
 
 static void *work(void *arg)
@@ -64,10 +63,8 @@ static void *work(void *arg)
     }
     for (long it = 0; it < w->iters && !w->failed; it++) {
         th_call p;
-        clnorm_desc s;
-        unsigned fl;
-        shape_for(w->id, it, &s, &fl);
-        if (th_call_init(&p, c, &s, fl, 0, (size_t)(it % 4), (uint64_t)(w->id * 100000 + it)) != 0) {
+        th_case k = shape_for(w->id, it);
+        if (th_call_init(&p, c, &k, (size_t)(it % 4), (uint64_t)(w->id * 100000 + it)) != 0) {
             w->failed = 1;
             snprintf(w->why, sizeof w->why, "thread %d: bad shape", w->id);
             break;
@@ -115,9 +112,9 @@ typedef struct disturber {
 static void *disturb(void *arg)
 {
     disturber *d = arg;
+    th_case k = th_case_of("layer_norm 4x4 eps=-1");
     clnorm_desc bad;
-    th_desc_rows(&bad, CLNORM_LAYER_NORM, 4, 4);
-    bad.eps = -1.0f;
+    th_case_desc(&k, &bad);
     while (!__atomic_load_n(&d->stop, __ATOMIC_SEQ_CST)) {
         clnorm_variant v = (clnorm_variant)(d->calls % CLNORM_VARIANT_COUNT);
         if (clnorm_set_variant(d->ctx, v, 0) != CLNORM_OK) d->failed = 1;

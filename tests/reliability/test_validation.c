@@ -97,31 +97,29 @@ static void expect_reject(const char *what, const clnorm_desc *d, int want, cons
 
 enum { P_LN, P_RMS, P_BN_TRAIN, P_BN_INFER, P_IN_TRACKED, P_GN_CL, P_COUNT };
 static th_call g_p[P_COUNT];
-static const char *const g_pname[P_COUNT] = {"LayerNorm", "RMSNorm", "BatchNorm training", "BatchNorm inference",
-                                             "InstanceNorm tracked", "GroupNorm channels-last"};
+/* The base problems: name, case, every buffer's offset, seed. */
+static const struct {
+    const char *name, *spec;
+    size_t off;
+    uint64_t seed;
+} g_pdef[P_COUNT] = {
+    {"LayerNorm", "layer_norm 5x33 affine stats", 3, 11},
+    {"RMSNorm", "rms_norm 4x17 affine stats", 2, 12},
+    {"BatchNorm training", "batch_norm_train 3x6x4x5 nchw affine stats running", 5, 13},
+    {"BatchNorm inference", "batch_norm_infer 2x7x9 nhwc affine running", 1, 14},
+    {"InstanceNorm tracked", "instance_norm 2x4x2x3x2 nchw affine stats running", 4, 15},
+    {"GroupNorm channels-last", "group_norm 2x64x3x3 nhwc G=8 affine stats", 2, 16},
+};
 
-#define SETUP_OK(call)                                                                                   \
-    do {                                                                                                 \
-        if ((call) != 0) {                                                                               \
-            fprintf(stderr, "setup failed: %s\n", #call);                                               \
-            exit(1);                                                                                     \
-        }                                                                                                \
-    } while (0)
 static void setup_problems(void)
 {
-    clnorm_desc s;
-    th_desc_rows(&s, CLNORM_LAYER_NORM, 5, 33);
-    SETUP_OK(th_call_init(&g_p[P_LN], g_ctx, &s, TH_AFFINE | TH_STATS, 0, 3, 11));
-    th_desc_rows(&s, CLNORM_RMS_NORM, 4, 17);
-    SETUP_OK(th_call_init(&g_p[P_RMS], g_ctx, &s, TH_AFFINE | TH_ROLE(TH_RSTD), 0, 2, 12));
-    th_desc_channels(&s, CLNORM_BATCH_NORM, CLNORM_CHANNELS_FIRST, 3, 6, 2, 4, 5, 0, 0, 1);
-    SETUP_OK(th_call_init(&g_p[P_BN_TRAIN], g_ctx, &s, TH_AFFINE | TH_STATS | TH_RUNNING, 0, 5, 13));
-    th_desc_channels(&s, CLNORM_BATCH_NORM, CLNORM_CHANNELS_LAST, 2, 7, 1, 9, 0, 0, 0, 0);
-    SETUP_OK(th_call_init(&g_p[P_BN_INFER], g_ctx, &s, TH_AFFINE | TH_RUNNING, 0, 1, 14));
-    th_desc_channels(&s, CLNORM_INSTANCE_NORM, CLNORM_CHANNELS_FIRST, 2, 4, 3, 2, 3, 2, 0, 1);
-    SETUP_OK(th_call_init(&g_p[P_IN_TRACKED], g_ctx, &s, TH_AFFINE | TH_STATS | TH_RUNNING, 0, 4, 15));
-    th_desc_channels(&s, CLNORM_GROUP_NORM, CLNORM_CHANNELS_LAST, 2, 64, 2, 3, 3, 0, 8, 1);
-    SETUP_OK(th_call_init(&g_p[P_GN_CL], g_ctx, &s, TH_AFFINE | TH_STATS, 0, 2, 16));
+    for (int i = 0; i < P_COUNT; i++) {
+        th_case c = th_case_of(g_pdef[i].spec);
+        if (th_call_init(&g_p[i], g_ctx, &c, g_pdef[i].off, g_pdef[i].seed) != 0) {
+            fprintf(stderr, "setup failed: %s\n", g_pdef[i].spec);
+            exit(1);
+        }
+    }
 }
 
 static void teardown_problems(void)
@@ -136,7 +134,7 @@ START_TEST(test_base_problems_valid)
     for (int i = 0; i < P_COUNT; i++) {
         th_call_reset(&g_p[i], clnorm_queue(g_ctx));
         int r = th_call_run(&g_p[i], g_ctx, why, sizeof why);
-        ck_assert_msg(r == 0, "%s: %s", g_pname[i], why);
+        ck_assert_msg(r == 0, "%s: %s", g_pdef[i].name, why);
     }
 }
 END_TEST
@@ -293,13 +291,13 @@ START_TEST(test_buffer_too_small)
             /* offset + extent = size + 1 */
             bs[b]->offset = floats - extent + 1;
             if (b == 0 && d.y.mem == d.x.mem) d.y.offset = d.x.offset; /* keep y == x exact when in place */
-            snprintf(what, sizeof what, "%s: %s one short", g_pname[i], names[b]);
+            snprintf(what, sizeof what, "%s: %s one short", g_pdef[i].name, names[b]);
             expect_reject(what, &d, CLNORM_ERR_BUFFER_TOO_SMALL, NEEDLES(names[b]));
             bs[b]->offset = SIZE_MAX - 2;
-            snprintf(what, sizeof what, "%s: %s offset SIZE_MAX-2", g_pname[i], names[b]);
+            snprintf(what, sizeof what, "%s: %s offset SIZE_MAX-2", g_pdef[i].name, names[b]);
             expect_reject(what, &d, CLNORM_ERR_BUFFER_TOO_SMALL, NEEDLES(names[b]));
             bs[b]->offset = SIZE_MAX / 4;
-            snprintf(what, sizeof what, "%s: %s offset SIZE_MAX/4", g_pname[i], names[b]);
+            snprintf(what, sizeof what, "%s: %s offset SIZE_MAX/4", g_pdef[i].name, names[b]);
             expect_reject(what, &d, CLNORM_ERR_BUFFER_TOO_SMALL, NEEDLES(names[b]));
         }
     }
@@ -394,9 +392,8 @@ START_TEST(test_count_one)
     expect_reject("InstanceNorm training S=1", &d, CLNORM_ERR_COUNT_ONE, NEEDLES("spatial"));
     /* BatchNorm inference with N*S == 1 is fine (no statistics). */
     th_call p;
-    clnorm_desc s;
-    th_desc_channels(&s, CLNORM_BATCH_NORM, CLNORM_CHANNELS_FIRST, 1, 5, 0, 0, 0, 0, 0, 0);
-    ck_assert_int_eq(th_call_init(&p, g_ctx, &s, TH_AFFINE | TH_RUNNING, 0, 2, 21), 0);
+    th_case c = th_case_of("batch_norm_infer 1x5 affine running");
+    ck_assert_int_eq(th_call_init(&p, g_ctx, &c, 2, 21), 0);
     char why[512];
     int r = th_call_run(&p, g_ctx, why, sizeof why);
     th_call_free(&p);
@@ -573,43 +570,33 @@ END_TEST
 /* y == x exactly is in place and must equal the out-of-place result. */
 START_TEST(test_in_place)
 {
-    struct { clnorm_desc s; unsigned flags; clnorm_variant v; } cases[16];
-    int n = 0;
+    static const struct {
+        const char *spec;
+        clnorm_variant v;
+    } cases[] = {
+        {"layer_norm 7x300 affine stats inplace", CLNORM_VARIANT_AUTO},
+        {"layer_norm 7x300 affine stats inplace", CLNORM_VARIANT_WG},
+        {"layer_norm 7x300 affine stats inplace", CLNORM_VARIANT_SUBGROUP},
+        {"layer_norm 7x300 affine stats inplace", CLNORM_VARIANT_WI},
+        {"layer_norm 7x300 affine stats inplace", CLNORM_VARIANT_SPLIT},
+        {"rms_norm 3x129 scale stats inplace", CLNORM_VARIANT_SPLIT},
+        {"batch_norm_train 4x3x5x7 nchw affine stats running inplace", CLNORM_VARIANT_AUTO},
+        {"batch_norm_train 4x3x5x7 nhwc affine running inplace", CLNORM_VARIANT_SPLIT},
+        {"batch_norm_infer 4x3x5 nhwc affine running inplace", CLNORM_VARIANT_AUTO},
+        {"instance_norm 2x3x50 nchw affine stats running inplace", CLNORM_VARIANT_WG},
+        {"group_norm 2x12x3x4 nhwc G=4 affine stats inplace", CLNORM_VARIANT_AUTO},
+        {"group_norm 2x12x3x4 nchw G=3 affine inplace", CLNORM_VARIANT_SPLIT},
+    };
     char why[512];
-    for (int v = 0; v < CLNORM_VARIANT_COUNT; v++) {
-        th_desc_rows(&cases[n].s, CLNORM_LAYER_NORM, 7, 300);
-        cases[n].flags = TH_AFFINE | TH_STATS;
-        cases[n++].v = (clnorm_variant)v;
-    }
-    th_desc_rows(&cases[n].s, CLNORM_RMS_NORM, 3, 129);
-    cases[n].flags = TH_ROLE(TH_SCALE) | TH_ROLE(TH_RSTD);
-    cases[n++].v = CLNORM_VARIANT_SPLIT;
-    th_desc_channels(&cases[n].s, CLNORM_BATCH_NORM, CLNORM_CHANNELS_FIRST, 4, 3, 2, 5, 7, 0, 0, 1);
-    cases[n].flags = TH_AFFINE | TH_STATS | TH_RUNNING;
-    cases[n++].v = CLNORM_VARIANT_AUTO;
-    th_desc_channels(&cases[n].s, CLNORM_BATCH_NORM, CLNORM_CHANNELS_LAST, 4, 3, 2, 5, 7, 0, 0, 1);
-    cases[n].flags = TH_AFFINE | TH_RUNNING;
-    cases[n++].v = CLNORM_VARIANT_SPLIT;
-    th_desc_channels(&cases[n].s, CLNORM_BATCH_NORM, CLNORM_CHANNELS_LAST, 4, 3, 1, 5, 0, 0, 0, 0);
-    cases[n].flags = TH_AFFINE | TH_RUNNING;
-    cases[n++].v = CLNORM_VARIANT_AUTO;
-    th_desc_channels(&cases[n].s, CLNORM_INSTANCE_NORM, CLNORM_CHANNELS_FIRST, 2, 3, 1, 50, 0, 0, 0, 1);
-    cases[n].flags = TH_AFFINE | TH_RUNNING | TH_STATS;
-    cases[n++].v = CLNORM_VARIANT_WG;
-    th_desc_channels(&cases[n].s, CLNORM_GROUP_NORM, CLNORM_CHANNELS_LAST, 2, 12, 2, 3, 4, 0, 4, 1);
-    cases[n].flags = TH_AFFINE | TH_STATS;
-    cases[n++].v = CLNORM_VARIANT_AUTO;
-    th_desc_channels(&cases[n].s, CLNORM_GROUP_NORM, CLNORM_CHANNELS_FIRST, 2, 12, 2, 3, 4, 0, 3, 1);
-    cases[n].flags = TH_AFFINE;
-    cases[n++].v = CLNORM_VARIANT_SPLIT;
-    for (int i = 0; i < n; i++) {
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         th_call p;
+        th_case c = th_case_of(cases[i].spec);
         ck_assert_int_eq(clnorm_set_variant(g_ctx, cases[i].v, 0), CLNORM_OK);
-        ck_assert_int_eq(th_call_init(&p, g_ctx, &cases[i].s, cases[i].flags, TH_IN_PLACE, 3, 100 + i), 0);
+        ck_assert_int_eq(th_call_init(&p, g_ctx, &c, 3, 100 + i), 0);
         int r = th_call_run(&p, g_ctx, why, sizeof why);
         th_call_free(&p);
         ck_assert_int_eq(clnorm_set_variant(g_ctx, CLNORM_VARIANT_AUTO, 0), CLNORM_OK);
-        ck_assert_msg(r == 0, "in-place case %d (op %d, variant %s): %s", i, cases[i].s.op,
+        ck_assert_msg(r == 0, "in-place case %zu (%s, variant %s): %s", i, cases[i].spec,
                       clnorm_variant_name(cases[i].v), why);
     }
 }
@@ -711,7 +698,7 @@ START_TEST(test_recovers_after_rejections)
         ck_assert_int_eq(clnorm_forward(g_ctx, &d, 0, NULL, NULL), CLNORM_ERR_INVALID_EPS);
         th_call_reset(&g_p[i], clnorm_queue(g_ctx));
         int r = th_call_run(&g_p[i], g_ctx, why, sizeof why);
-        ck_assert_msg(r == 0, "%s after a rejection: %s", g_pname[i], why);
+        ck_assert_msg(r == 0, "%s after a rejection: %s", g_pdef[i].name, why);
         ck_assert_str_eq(clnorm_last_error(g_ctx), "");
     }
 }
@@ -724,11 +711,10 @@ END_TEST
 START_TEST(test_rms_inf_row)
 {
     char why[512];
+    th_case c = th_case_of("rms_norm 2x64 affine stats");
     for (int sign = 0; sign < 2; sign++) {
         th_call p;
-        clnorm_desc s;
-        th_desc_rows(&s, CLNORM_RMS_NORM, 2, 64);
-        ck_assert_int_eq(th_call_init(&p, g_ctx, &s, TH_AFFINE | TH_ROLE(TH_RSTD), 0, 1, 5), 0);
+        ck_assert_int_eq(th_call_init(&p, g_ctx, &c, 1, 5), 0);
         th_call_host(&p, TH_X)[3] = sign ? -INFINITY : INFINITY;
         th_call_reset(&p, clnorm_queue(g_ctx));
         int r = th_call_run(&p, g_ctx, why, sizeof why);
