@@ -151,10 +151,7 @@ START_TEST(running_stats_three_steps)
                     float *mean = malloc(sets * 4), *rstd = malloc(sets * 4);
                     float lib_rm[64], lib_rv[64], ref_rm[64], ref_rv[64], out_rm[64], out_rv[64];
                     double drm[64], drv[64];
-                    th_fill_normal(&r, sc, C, 1, 0.5);
-                    th_fill_normal(&r, bi, C, 0, 1);
-                    th_fill_normal(&r, lib_rm, C, 0, 1);
-                    th_fill_uniform(&r, lib_rv, C, 0.5, 2);
+                    th_gen_inputs(&r, &d, TH_NORMAL, NULL, sc, bi, lib_rm, lib_rv);
                     memcpy(ref_rm, lib_rm, C * 4);
                     memcpy(ref_rv, lib_rv, C * 4);
                     for (int step = 1; step <= 3; step++) {
@@ -217,6 +214,109 @@ static void to_last(const float *a, float *b, size_t N, size_t C, size_t S)
                 b[(n * S + s) * C + c] = a[(n * C + c) * S + s];
 }
 
+/* The equivalences' data for one shape: x (and permuted), outputs a and b,
+ * affine (and expanded over S), running statistics. */
+typedef struct eqv {
+    th_shape s;
+    size_t S, E, C;
+    float *x, *xl, *ya, *yb, *yp, *sc, *bi, *rm, *rv, *sce, *bie;
+    float ma[2048], mb[2048], ra[2048], rb[2048], rma[64], rva[64], rmb[64], rvb[64];
+} eqv;
+
+static void eqv_init(eqv *w, const th_shape *s, th_rng *r)
+{
+    w->s = *s;
+    w->S = 1;
+    for (unsigned k = 0; k < s->rank; k++)
+        w->S *= s->s[k];
+    w->E = s->n * s->c * w->S, w->C = s->c;
+    size_t E = w->E, C = w->C, S = w->S;
+    w->x = malloc(E * 4), w->xl = malloc(E * 4), w->ya = malloc(E * 4), w->yb = malloc(E * 4);
+    w->yp = malloc(E * 4), w->sc = malloc(C * 4), w->bi = malloc(C * 4), w->rm = malloc(C * 4);
+    w->rv = malloc(C * 4), w->sce = malloc(C * S * 4), w->bie = malloc(C * S * 4);
+    th_fill_normal(r, w->sc, C, 1, 0.5);
+    th_fill_normal(r, w->bi, C, 0, 1);
+    th_fill_normal(r, w->rm, C, 0, 1);
+    th_fill_uniform(r, w->rv, C, 0.5, 2);
+}
+
+static void eqv_free(eqv *w)
+{
+    free(w->x), free(w->xl), free(w->ya), free(w->yb), free(w->yp), free(w->sc), free(w->bi), free(w->rm);
+    free(w->rv), free(w->sce), free(w->bie);
+}
+
+/* Runs a and b; 1 if both succeeded, each compared with the reference. */
+static int run_pair(clnorm_ctx *ctx, const clnorm_desc *da, const th_inputs *ia, th_outputs *oa,
+                    const clnorm_desc *db, const th_inputs *ib, th_outputs *ob)
+{
+    int s1 = th_run(ctx, da, ia, oa, 0), s2 = th_run(ctx, db, ib, ob, 0);
+    TH_EXPECT(s1 == CLNORM_OK && s2 == CLNORM_OK, "status %d / %d", s1, s2);
+    if (s1 != CLNORM_OK || s2 != CLNORM_OK)
+        return 0;
+    th_compare(da, ia, oa, 1.0, 1);
+    th_compare(db, ib, ob, 1.0, 1);
+    return 1;
+}
+
+/* channels-last on permuted data equals channels-first (y and saved stats). */
+static void eqv_layouts(clnorm_ctx *ctx, eqv *w, clnorm_op op, th_rng *r)
+{
+    clnorm_desc df = th_shape_desc(op, CLNORM_CHANNELS_FIRST, &w->s);
+    clnorm_desc dl = th_shape_desc(op, CLNORM_CHANNELS_LAST, &w->s);
+    df.groups = dl.groups = op == CLNORM_GROUP_NORM ? (w->C % 2 ? 1 : 2) : 0;
+    th_fill(r, &df, TH_NORMAL, w->x);
+    to_last(w->x, w->xl, w->s.n, w->C, w->S);
+    int running = op != CLNORM_GROUP_NORM;
+    th_inputs inf = {w->x, w->sc, w->bi, running ? w->rm : NULL, running ? w->rv : NULL};
+    th_inputs inl = {w->xl, w->sc, w->bi, running ? w->rm : NULL, running ? w->rv : NULL};
+    th_outputs of = {w->ya, w->ma, w->ra, w->rma, w->rva}, ol = {w->yb, w->mb, w->rb, w->rmb, w->rvb};
+    if (!run_pair(ctx, &df, &inf, &of, &dl, &inl, &ol))
+        return;
+    to_last(w->ya, w->yp, w->s.n, w->C, w->S); /* channels-first result, permuted */
+    th_compare_y(&dl, &inl, w->yp, w->yb, w->E, 1.0, 1);
+    for (size_t k = 0, sets = ref_sets(&df); k < sets; k++) {
+        TH_EXPECT(th_close(w->ma[k], w->mb[k], 1e-5 * (1 + fabs(w->ma[k]))), "mean[%zu] %g vs %g", k,
+                  (double)w->ma[k], (double)w->mb[k]);
+        TH_EXPECT(th_close(w->ra[k], w->rb[k], 1e-5 * fabs(w->ra[k])), "rstd[%zu] %g vs %g", k, (double)w->ra[k],
+                  (double)w->rb[k]);
+    }
+}
+
+/* GroupNorm G = C equals InstanceNorm (affine per channel). */
+static void eqv_gn_in(clnorm_ctx *ctx, eqv *w, clnorm_layout lay, th_rng *r)
+{
+    clnorm_desc dg = th_shape_desc(CLNORM_GROUP_NORM, lay, &w->s);
+    clnorm_desc di = th_shape_desc(CLNORM_INSTANCE_NORM, lay, &w->s);
+    dg.groups = w->C;
+    th_fill(r, &dg, TH_UNIFORM_1E4, w->x);
+    th_inputs in = {w->x, w->sc, w->bi, NULL, NULL};
+    th_outputs og = {w->ya, w->ma, w->ra, NULL, NULL}, oi = {w->yb, w->mb, w->rb, NULL, NULL};
+    if (run_pair(ctx, &dg, &in, &og, &di, &in, &oi))
+        th_compare_y(&di, &in, w->ya, w->yb, w->E, 1.0, 1);
+}
+
+/* GroupNorm G = 1 equals LayerNorm over (C, S) with the affine expanded. */
+static void eqv_gn_ln(clnorm_ctx *ctx, eqv *w, clnorm_layout lay, th_rng *r)
+{
+    clnorm_desc dg = th_shape_desc(CLNORM_GROUP_NORM, lay, &w->s), dln;
+    dg.groups = 1;
+    th_case lc;
+    th_case_rows(&lc, CLNORM_LAYER_NORM, w->s.n, w->C * w->S);
+    th_case_desc(&lc, &dln);
+    for (size_t c = 0; c < w->C; c++)
+        for (size_t k = 0; k < w->S; k++) {
+            size_t j = lay ? k * w->C + c : c * w->S + k;
+            w->sce[j] = w->sc[c];
+            w->bie[j] = w->bi[c];
+        }
+    th_fill(r, &dg, TH_NORMAL, w->x);
+    th_inputs ing = {w->x, w->sc, w->bi, NULL, NULL}, inl = {w->x, w->sce, w->bie, NULL, NULL};
+    th_outputs og = {w->ya, w->ma, w->ra, NULL, NULL}, ol = {w->yb, w->mb, w->rb, NULL, NULL};
+    if (run_pair(ctx, &dg, &ing, &og, &dln, &inl, &ol))
+        th_compare_y(&dln, &inl, w->ya, w->yb, w->E, 1.0, 1);
+}
+
 /* channels-last on permuted data equals channels-first (y and saved stats),
  * for every op, and GroupNorm G = C equals InstanceNorm, G = 1 equals
  * LayerNorm over (C, S) with the per-channel affine expanded. */
@@ -224,101 +324,34 @@ START_TEST(equivalences)
 {
     clnorm_ctx *ctx = th_ctx();
     static const th_shape ss[] = {{2, 3, 2, {5, 7}}, {3, 8, 1, {64}}, {1, 13, 3, {2, 3, 5}}, {4, 6, 0, {0}},
-                             {2, 32, 2, {16, 16}}};
+                                  {2, 32, 2, {16, 16}}};
+    static const clnorm_op ops[] = {CLNORM_BATCH_NORM, CLNORM_INSTANCE_NORM, CLNORM_GROUP_NORM};
     th_begin();
     th_rng r;
     uint64_t seed = th_next_seed();
     th_rng_init(&r, seed);
     TH_FOR_EACH_VARIANT(ctx, vi) {
+        const char *v = th_variant_str(th_variants[vi]);
         for (size_t si = 0; si < NELEM(ss); si++) {
-            th_shape s = ss[si];
-            size_t S = 1;
-            for (unsigned k = 0; k < s.rank; k++)
-                S *= s.s[k];
-            size_t E = s.n * s.c * S, C = s.c;
-            float *x = malloc(E * 4), *xl = malloc(E * 4), *ya = malloc(E * 4), *yb = malloc(E * 4),
-                  *yp = malloc(E * 4), *sc = malloc(C * 4), *bi = malloc(C * 4), *rm = malloc(C * 4),
-                  *rv = malloc(C * 4), *sce = malloc(C * S * 4), *bie = malloc(C * S * 4);
-            float ma[2048], mb[2048], ra[2048], rb[2048], rma[64], rva[64], rmb[64], rvb[64];
-            th_fill_normal(&r, sc, C, 1, 0.5);
-            th_fill_normal(&r, bi, C, 0, 1);
-            th_fill_normal(&r, rm, C, 0, 1);
-            th_fill_uniform(&r, rv, C, 0.5, 2);
-            for (int opi = 0; opi < 3; opi++) {
-                clnorm_op op = opi == 0 ? CLNORM_BATCH_NORM : opi == 1 ? CLNORM_INSTANCE_NORM : CLNORM_GROUP_NORM;
-                if (op == CLNORM_INSTANCE_NORM && S == 1)
+            eqv w;
+            eqv_init(&w, &ss[si], &r);
+            for (size_t o = 0; o < NELEM(ops); o++) {
+                if (ops[o] == CLNORM_INSTANCE_NORM && w.S == 1)
                     continue;
-                clnorm_desc df = th_shape_desc(op, CLNORM_CHANNELS_FIRST, &s);
-                clnorm_desc dl = th_shape_desc(op, CLNORM_CHANNELS_LAST, &s);
-                df.groups = dl.groups = op == CLNORM_GROUP_NORM ? (C % 2 ? 1 : 2) : 0;
-                th_set_case("NHWC == NCHW: variant=%s op=%d shape#%zu seed=%llu", th_variant_str(th_variants[vi]),
-                            (int)op, si, (unsigned long long)seed);
-                th_fill(&r, &df, TH_NORMAL, x);
-                to_last(x, xl, s.n, C, S);
-                int running = op != CLNORM_GROUP_NORM;
-                th_inputs inf = {x, sc, bi, running ? rm : NULL, running ? rv : NULL};
-                th_inputs inl = {xl, sc, bi, running ? rm : NULL, running ? rv : NULL};
-                th_outputs of = {ya, ma, ra, rma, rva}, ol = {yb, mb, rb, rmb, rvb};
-                int s1 = th_run(ctx, &df, &inf, &of, 0), s2 = th_run(ctx, &dl, &inl, &ol, 0);
-                TH_EXPECT(s1 == CLNORM_OK && s2 == CLNORM_OK, "status %d / %d", s1, s2);
-                if (s1 != CLNORM_OK || s2 != CLNORM_OK)
-                    continue;
-                th_compare(&df, &inf, &of, 1.0, 1);
-                th_compare(&dl, &inl, &ol, 1.0, 1);
-                to_last(ya, yp, s.n, C, S); /* channels-first result, permuted */
-                th_compare_y(&dl, &inl, yp, yb, E, 1.0, 1);
-                size_t sets = ref_sets(&df);
-                for (size_t k = 0; k < sets; k++) {
-                    TH_EXPECT(th_close(ma[k], mb[k], 1e-5 * (1 + fabs(ma[k]))), "mean[%zu] %g vs %g", k,
-                              (double)ma[k], (double)mb[k]);
-                    TH_EXPECT(th_close(ra[k], rb[k], 1e-5 * fabs(ra[k])), "rstd[%zu] %g vs %g", k,
-                              (double)ra[k], (double)rb[k]);
-                }
+                th_set_case("NHWC == NCHW: variant=%s op=%d shape#%zu seed=%llu", v, (int)ops[o], si,
+                            (unsigned long long)seed);
+                eqv_layouts(ctx, &w, ops[o], &r);
             }
             for (int lay = 0; lay < 2; lay++) {
-                /* GroupNorm G = C vs InstanceNorm (affine per channel) */
-                if (S > 1) {
-                    clnorm_desc dg = th_shape_desc(CLNORM_GROUP_NORM, (clnorm_layout)lay, &s);
-                    clnorm_desc di = th_shape_desc(CLNORM_INSTANCE_NORM, (clnorm_layout)lay, &s);
-                    dg.groups = C;
-                    th_set_case("GN(G=C) == IN: variant=%s %s shape#%zu seed=%llu", th_variant_str(th_variants[vi]),
-                                lay ? "NHWC" : "NCHW", si, (unsigned long long)seed);
-                    th_fill(&r, &dg, TH_UNIFORM_1E4, x);
-                    th_inputs in = {x, sc, bi, NULL, NULL};
-                    th_outputs og = {ya, ma, ra, NULL, NULL}, oi = {yb, mb, rb, NULL, NULL};
-                    int s1 = th_run(ctx, &dg, &in, &og, 0), s2 = th_run(ctx, &di, &in, &oi, 0);
-                    TH_EXPECT(s1 == CLNORM_OK && s2 == CLNORM_OK, "status %d / %d", s1, s2);
-                    if (s1 == CLNORM_OK && s2 == CLNORM_OK) {
-                        th_compare(&dg, &in, &og, 1.0, 1);
-                        th_compare_y(&di, &in, ya, yb, E, 1.0, 1);
-                    }
-                }
-                /* GroupNorm G = 1 vs LayerNorm over (C, S) with the affine expanded */
-                clnorm_desc dg = th_shape_desc(CLNORM_GROUP_NORM, (clnorm_layout)lay, &s), dln;
-                dg.groups = 1;
-                clnorm_desc_init(&dln, CLNORM_LAYER_NORM);
-                dln.rows = s.n;
-                dln.cols = C * S;
-                for (size_t c = 0; c < C; c++)
-                    for (size_t k = 0; k < S; k++) {
-                        size_t j = lay ? k * C + c : c * S + k;
-                        sce[j] = sc[c];
-                        bie[j] = bi[c];
-                    }
-                th_set_case("GN(G=1) == LN: variant=%s %s shape#%zu seed=%llu", th_variant_str(th_variants[vi]),
-                            lay ? "NHWC" : "NCHW", si, (unsigned long long)seed);
-                th_fill(&r, &dg, TH_NORMAL, x);
-                th_inputs ing = {x, sc, bi, NULL, NULL}, inl = {x, sce, bie, NULL, NULL};
-                th_outputs og = {ya, ma, ra, NULL, NULL}, ol = {yb, mb, rb, NULL, NULL};
-                int s1 = th_run(ctx, &dg, &ing, &og, 0), s2 = th_run(ctx, &dln, &inl, &ol, 0);
-                TH_EXPECT(s1 == CLNORM_OK && s2 == CLNORM_OK, "status %d / %d", s1, s2);
-                if (s1 == CLNORM_OK && s2 == CLNORM_OK) {
-                    th_compare(&dg, &ing, &og, 1.0, 1);
-                    th_compare_y(&dln, &inl, ya, yb, E, 1.0, 1);
-                }
+                th_set_case("GN(G=C) == IN: variant=%s %s shape#%zu seed=%llu", v, lay ? "NHWC" : "NCHW", si,
+                            (unsigned long long)seed);
+                if (w.S > 1)
+                    eqv_gn_in(ctx, &w, (clnorm_layout)lay, &r);
+                th_set_case("GN(G=1) == LN: variant=%s %s shape#%zu seed=%llu", v, lay ? "NHWC" : "NCHW", si,
+                            (unsigned long long)seed);
+                eqv_gn_ln(ctx, &w, (clnorm_layout)lay, &r);
             }
-            free(x); free(xl); free(ya); free(yb); free(yp); free(sc); free(bi); free(rm); free(rv);
-            free(sce); free(bie);
+            eqv_free(&w);
         }
     }
     th_finish();
@@ -578,16 +611,12 @@ START_TEST(error_cases)
             d.groups = cases[i].groups;
             d.training = cases[i].training;
             d.momentum = cases[i].momentum;
-            size_t E = ref_elements(&d), C = d.c, NC = d.n * d.c;
+            size_t E = ref_elements(&d);
             float *x = malloc(E * 4), *y = malloc(E * 4), sc[64], bi[64], rm[64], rv[64], mean[64], rstd[64],
                   orm[64], orv[64];
             th_rng r;
             th_rng_init(&r, th_next_seed());
-            th_fill_normal(&r, x, E, 0, 1);
-            th_fill_normal(&r, sc, NC, 1, 1);
-            th_fill_normal(&r, bi, NC, 0, 1);
-            th_fill_normal(&r, rm, C, 0, 1);
-            th_fill_uniform(&r, rv, C, 0.5, 2);
+            th_gen_inputs(&r, &d, TH_NORMAL, x, sc, bi, rm, rv);
             int running = cases[i].op != CLNORM_GROUP_NORM;
             th_inputs in = {x, sc, bi, running ? rm : NULL, running ? rv : NULL};
             th_outputs out = {y, mean, rstd, orm, orv};

@@ -235,10 +235,7 @@ static void const_eps0_call(clnorm_ctx *ctx, clnorm_desc d, int running)
           *orm = malloc(C * 4), *orv = malloc(C * 4);
     unsigned char *kinds = malloc(sets);
     fill_sets(&r, &d, x, kinds);
-    th_fill_normal(&r, sc, aff, 1.0, 0.5);
-    th_fill_normal(&r, bi, aff, 0.0, 1.0);
-    th_fill_normal(&r, rm, C, 0.0, 1.0);
-    th_fill_uniform(&r, rv, C, 0.5, 2.0);
+    th_gen_inputs(&r, &d, TH_NORMAL, NULL, sc, bi, rm, rv);
     char saved[512];
     snprintf(saved, sizeof saved, "%s", th_case_name());
     th_set_case("%s %s eps=0 running=%d seed=%llu", saved, shape_str(&d), running, (unsigned long long)seed);
@@ -418,11 +415,8 @@ START_TEST(running_var_biased)
                 float *x = malloc(E * 4), *y = malloc(E * 4), *mean = malloc(sets * 4), *rstd = malloc(sets * 4);
                 float sc[16], bi[16], rm[16], rv[16], orm[16], orv[16];
                 double erm[16], erv[16];
+                th_gen_inputs(&r, &d, TH_NORMAL, NULL, sc, bi, rm, rv);
                 th_fill_normal(&r, x, E, 0.5, 2.0);
-                th_fill_normal(&r, sc, C, 1, 0.5);
-                th_fill_normal(&r, bi, C, 0, 1);
-                th_fill_normal(&r, rm, C, 0, 1);
-                th_fill_uniform(&r, rv, C, 0.5, 2);
                 th_set_case("variant=%s %s running_var_biased=%d momentum=%g eps=%g seed=%llu",
                             th_variant_str(th_variants[vi]), shape_str(&d), biased, (double)d.momentum,
                             (double)d.eps, (unsigned long long)seed);

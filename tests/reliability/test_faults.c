@@ -136,15 +136,13 @@ static int error_for(fi_kind kind, unsigned long k)
     return (k % 2 == 0) ? CL_OUT_OF_HOST_MEMORY : fi_default_error(kind);
 }
 
-static void run_family(const family *f)
+/* Clean runs: the counts of each kind in a first (cold) and a second
+ * (warm) call, and the live objects of a warm context (warm). */
+static void clean_runs(const family *f, const fi_snapshot *base, unsigned long *cold, unsigned long *hot,
+                       fi_snapshot *warm)
 {
-    fi_snapshot base, warm;
-    unsigned long cold[FI_KIND_COUNT], hot[FI_KIND_COUNT];
     char why[512];
     th_call p;
-
-    /* Clean runs: counts of a first (cold) and a second (warm) call. */
-    fi_snap(&base);
     clnorm_ctx *c = new_ctx(f);
     family_call(&p, c, f, 0, 77);
     fi_reset_counts();
@@ -156,49 +154,59 @@ static void run_family(const family *f)
     ck_assert_int_eq(forward(c, &p, f, NULL), CLNORM_OK);
     for (int i = 0; i < FI_KIND_COUNT; i++) hot[i] = fi_count((fi_kind)i);
     ck_assert_msg(th_call_check(&p, c, why, sizeof why) == 0, "%s clean warm: %s", f->name, why);
-    fi_snap(&warm);
+    fi_snap(warm);
     th_call_free(&p);
     clnorm_destroy(c);
-    expect_same(&base, f->name, "after a clean run and destroy", FI_KIND_COUNT, 0);
-    fi_snapshot warm_rel; /* warm live objects relative to the problem's own buffers */
-    (void)warm_rel;
-
+    expect_same(base, f->name, "after a clean run and destroy", FI_KIND_COUNT, 0);
     printf("%-26s cold path:", f->name);
     for (int i = 0; i < FI_KIND_COUNT; i++)
         if (cold[i]) printf(" %s=%lu", fi_kind_name((fi_kind)i), cold[i]);
     printf("\n");
+}
 
-    /* Once-per-context calls: a fresh context per fault point. */
+/* Fails the k-th call of kind on p's forward: the error is passed on, or
+ * absorbed with a correct result. */
+static void inject(const family *f, clnorm_ctx *c, th_call *p, fi_kind kind, unsigned long k, const char *when)
+{
+    int err = error_for(kind, k);
+    cl_event ev = NULL;
+    fi_reset_counts();
+    fi_arm(kind, k, err);
+    clnorm_status st = forward(c, p, f, f->want_event ? &ev : NULL);
+    int fired = fi_fired();
+    fi_disarm();
+    ck_assert_msg(fired, "%s: %s%s #%lu not reached (path changed?)", f->name, when, fi_kind_name(kind), k);
+    check_status(f, kind, k, err, st, c, p, ev);
+    g_points++;
+    g_per_kind[kind]++;
+}
+
+/* Once-per-context calls: a fresh context per fault point. */
+static void inject_cold(const family *f, const unsigned long *cold, const fi_snapshot *base, const fi_snapshot *warm)
+{
     for (int ki = 0; ki < FI_KIND_COUNT; ki++) {
         fi_kind kind = (fi_kind)ki;
         if (!injectable(kind) || !once_per_context(kind)) continue;
         for (unsigned long k = 1; k <= cold[ki]; k++) {
-            c = new_ctx(f);
+            th_call p;
+            clnorm_ctx *c = new_ctx(f);
             family_call(&p, c, f, 0, 77);
-            fi_snapshot before;
-            fi_snap(&before);
-            int err = error_for(kind, k);
-            cl_event ev = NULL;
-            fi_reset_counts();
-            fi_arm(kind, k, err);
-            clnorm_status st = forward(c, &p, f, f->want_event ? &ev : NULL);
-            int fired = fi_fired();
-            fi_disarm();
-            ck_assert_msg(fired, "%s: %s #%lu not reached (path changed?)", f->name, fi_kind_name(kind), k);
-            check_status(f, kind, k, err, st, c, &p, ev);
+            inject(f, c, &p, kind, k, "");
             retry_ok(f, kind, k, c, &p);
             /* The retry built what the failed call did not: same live objects as a clean warm context. */
-            expect_same(&warm, f->name, "after the retry, vs a clean run", kind, k);
+            expect_same(warm, f->name, "after the retry, vs a clean run", kind, k);
             th_call_free(&p);
             clnorm_destroy(c);
-            expect_same(&base, f->name, "after destroy", kind, k);
-            g_points++;
-            g_per_kind[ki]++;
+            expect_same(base, f->name, "after destroy", kind, k);
         }
     }
+}
 
-    /* Per-call kinds: a warm context, the k-th call of the warm path. */
-    c = new_ctx(f);
+/* Per-call kinds: a warm context, the k-th call of the warm path. */
+static void inject_warm(const family *f, const unsigned long *hot, const fi_snapshot *base)
+{
+    th_call p;
+    clnorm_ctx *c = new_ctx(f);
     family_call(&p, c, f, 0, 77);
     ck_assert_int_eq(forward(c, &p, f, NULL), CLNORM_OK);
     TH_CL(clFinish(clnorm_queue(c)));
@@ -209,26 +217,26 @@ static void run_family(const family *f)
         if (!injectable(kind) || once_per_context(kind)) continue;
         for (unsigned long k = 1; k <= hot[ki]; k++) {
             th_call_reset(&p, clnorm_queue(c));
-            int err = error_for(kind, k);
-            cl_event ev = NULL;
-            fi_reset_counts();
-            fi_arm(kind, k, err);
-            clnorm_status st = forward(c, &p, f, f->want_event ? &ev : NULL);
-            int fired = fi_fired();
-            fi_disarm();
-            ck_assert_msg(fired, "%s: warm %s #%lu not reached", f->name, fi_kind_name(kind), k);
-            check_status(f, kind, k, err, st, c, &p, ev);
+            inject(f, c, &p, kind, k, "warm ");
             TH_CL(clFinish(clnorm_queue(c)));
             expect_same(&steady, f->name, "after the failed call", kind, k);
             retry_ok(f, kind, k, c, &p);
             expect_same(&steady, f->name, "after the retry", kind, k);
-            g_points++;
-            g_per_kind[ki]++;
         }
     }
     th_call_free(&p);
     clnorm_destroy(c);
-    expect_same(&base, f->name, "after destroy (warm faults)", FI_KIND_COUNT, 0);
+    expect_same(base, f->name, "after destroy (warm faults)", FI_KIND_COUNT, 0);
+}
+
+static void run_family(const family *f)
+{
+    fi_snapshot base, warm;
+    unsigned long cold[FI_KIND_COUNT], hot[FI_KIND_COUNT];
+    fi_snap(&base);
+    clean_runs(f, &base, cold, hot, &warm);
+    inject_cold(f, cold, &base, &warm);
+    inject_warm(f, hot, &base);
     ck_assert_uint_eq(fi_unknown_releases(), 0);
 }
 
