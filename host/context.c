@@ -179,6 +179,12 @@ CLNORM_API const char *clnorm_variant_name(clnorm_variant v)
     return (unsigned)v < CLNORM_VARIANT_COUNT ? names[v] : "invalid";
 }
 
+CLNORM_API clnorm_status clnorm_variant_from_name(const char *name, clnorm_variant *v)
+{
+    if (!name || !v) return CLNORM_ERR_NULL_ARGUMENT;
+    return clnorm_parse_variant(name, v) == 0 ? CLNORM_OK : CLNORM_ERR_INVALID_VARIANT;
+}
+
 CLNORM_API clnorm_status clnorm_set_variant(clnorm_ctx *c, clnorm_variant v, size_t wg)
 {
     if (!c) return CLNORM_ERR_NULL_ARGUMENT;

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define TUNING_HEADER "clnorm-tuning 1"
+#define TUNING_HEADER CLNORM_TUNING_HEADER
 #define TUNING_LINE_MAX 1024
 #define TUNING_WG_MAX ((size_t)1 << 20)
 

@@ -207,6 +207,9 @@ typedef enum clnorm_variant {
 /* work_group_size 0 = by rule; else a power of two <= the device maximum. */
 clnorm_status clnorm_set_variant(clnorm_ctx *ctx, clnorm_variant v, size_t work_group_size);
 const char *clnorm_variant_name(clnorm_variant v);
+/* The variant whose clnorm_variant_name is name, into *v: CLNORM_OK,
+ * CLNORM_ERR_NULL_ARGUMENT, or CLNORM_ERR_INVALID_VARIANT for another name. */
+clnorm_status clnorm_variant_from_name(const char *name, clnorm_variant *v);
 
 /*
  * Tuning (the CLBlast approach, for devices the rules in host/plan.c were
@@ -224,10 +227,11 @@ const char *clnorm_variant_name(clnorm_variant v);
  * twice for one device; the message names the line) leave the context's
  * entries as they were; with CLNORM_TUNING they fail context creation.
  *
- * File: a first line "clnorm-tuning 1", then one entry per line, four
+ * File: a first line CLNORM_TUNING_HEADER, then one entry per line, four
  * tab-separated fields: device name, key, variant name, work-group size
  * (0 = by rule). '#' starts a comment line.
  */
+#define CLNORM_TUNING_HEADER "clnorm-tuning 1"
 clnorm_status clnorm_set_tuning(clnorm_ctx *ctx, const char *path);
 
 /* The key of calls like d, into buf (len bytes; 64 are always enough): the

@@ -151,6 +151,191 @@ static int ref_validate(const clnorm_desc *d, const float *rm, const float *rv)
     return 0;
 }
 
+/* Inference with the running statistics: y = (x - rm) / sqrt(rv + eps)
+ * * scale + bias; the running statistics come out as they went in. */
+static void ref_apply_running(const clnorm_desc *d, const float *x, const float *scale, const float *bias,
+                              const float *rm, const float *rv, double *y, double *rm_out, double *rv_out)
+{
+    const size_t E = ref_elements(d), C = d->c;
+    size_t set, aff, ch;
+    for (size_t i = 0; i < E; i++) {
+        ref_locate(d, i, &set, &aff, &ch);
+        double r = 1.0 / sqrt((double)rv[ch] + (double)d->eps);
+        double v = ((double)x[i] - (double)rm[ch]) * r;
+        if (scale)
+            v *= (double)scale[aff];
+        if (bias)
+            v += (double)bias[aff];
+        if (y)
+            y[i] = v;
+    }
+    for (size_t c = 0; c < C; c++) {
+        if (rm_out)
+            rm_out[c] = rm[c];
+        if (rv_out)
+            rv_out[c] = rv[c];
+    }
+}
+
+/* Per-set statistics of the batch. */
+typedef struct ref_stats {
+    size_t sets, count;
+    double *sum, *m2, *mu, *rs; /* m2: the biased variance once ref_finish ran */
+    float *first;
+    unsigned char *bad, *constant, *seen, *has_nan;
+} ref_stats;
+
+static void ref_stats_free(ref_stats *st)
+{
+    free(st->sum); free(st->m2); free(st->mu); free(st->rs); free(st->first); free(st->bad); free(st->constant);
+    free(st->seen); free(st->has_nan);
+}
+
+static int ref_stats_alloc(ref_stats *st, size_t sets, size_t count)
+{
+    memset(st, 0, sizeof *st);
+    st->sets = sets, st->count = count;
+    st->sum = calloc(sets, sizeof *st->sum);
+    st->m2 = calloc(sets, sizeof *st->m2);
+    st->mu = calloc(sets, sizeof *st->mu);
+    st->rs = calloc(sets, sizeof *st->rs);
+    st->first = malloc(sets * sizeof *st->first);
+    st->bad = calloc(sets, 1), st->constant = malloc(sets), st->seen = calloc(sets, 1);
+    st->has_nan = calloc(sets, 1);
+    if (!st->sum || !st->m2 || !st->mu || !st->rs || !st->first || !st->bad || !st->constant || !st->seen ||
+        !st->has_nan) {
+        ref_stats_free(st);
+        return -1;
+    }
+    memset(st->constant, 1, sets);
+    return 0;
+}
+
+/* Pass 1: sums (or sums of squares for RMSNorm), non-finite and constant
+ * detection, the means. Pass 2: sum of squared deviations from the mean. */
+static void ref_passes(const clnorm_desc *d, const float *x, ref_stats *st)
+{
+    const size_t E = ref_elements(d);
+    size_t set, aff, ch;
+    for (size_t i = 0; i < E; i++) {
+        ref_locate(d, i, &set, &aff, &ch);
+        double v = (double)x[i];
+        if (!isfinite(v))
+            st->bad[set] = 1;
+        if (isnan(v))
+            st->has_nan[set] = 1;
+        if (!st->seen[set]) {
+            st->seen[set] = 1;
+            st->first[set] = x[i];
+        } else if (x[i] != st->first[set]) {
+            st->constant[set] = 0;
+        }
+        st->sum[set] += d->op == CLNORM_RMS_NORM ? v * v : v;
+    }
+    for (size_t s = 0; s < st->sets; s++) {
+        if (d->op == CLNORM_RMS_NORM)
+            st->mu[s] = 0.0;
+        else if (st->constant[s])
+            st->mu[s] = (double)st->first[s]; /* exact: a constant set has var == 0 exactly */
+        else
+            st->mu[s] = st->sum[s] / (double)st->count;
+    }
+    if (d->op == CLNORM_RMS_NORM)
+        return;
+    for (size_t i = 0; i < E; i++) {
+        ref_locate(d, i, &set, &aff, &ch);
+        double dv = (double)x[i] - st->mu[set];
+        st->m2[set] += dv * dv;
+    }
+}
+
+/* SPEC.md's special values:
+ *  - LayerNorm, GroupNorm, BatchNorm, InstanceNorm: NaN or +-Inf in a set
+ *    makes the set NaN (statistics and y).
+ *  - RMSNorm: only NaN does; +-Inf without NaN gives mean(x^2) = +Inf and
+ *    rstd = 1 / sqrt(Inf) = 0, so finite x give 0 * scale + bias and
+ *    infinite x give Inf * 0 = NaN (x^2 of a finite float never
+ *    overflows in double).
+ *  - var + eps == 0 (a constant set with eps = 0): BatchNorm and
+ *    InstanceNorm give rstd = 0 (PyTorch's inverse std) and y = bias;
+ *    LayerNorm and GroupNorm give rstd = +Inf and y = 0 * Inf = NaN.
+ * Fills rs, the saved mean and rstd, and m2 with the biased variance. */
+static void ref_finish(const clnorm_desc *d, ref_stats *st, double *mean, double *rstd)
+{
+    const int rstd_zero = d->op == CLNORM_BATCH_NORM || d->op == CLNORM_INSTANCE_NORM;
+    const double eps = (double)d->eps;
+    for (size_t s = 0; s < st->sets; s++) {
+        double var;
+        if (d->op == CLNORM_RMS_NORM) {
+            var = st->sum[s] / (double)st->count; /* mean of squares */
+            st->bad[s] = st->has_nan[s];
+        } else {
+            var = st->constant[s] ? 0.0 : st->m2[s] / (double)st->count; /* biased */
+        }
+        if (st->bad[s]) {
+            st->mu[s] = NAN;
+            st->rs[s] = NAN;
+            st->m2[s] = NAN;
+        } else {
+            if (rstd_zero && var == 0.0 && eps == 0.0)
+                st->rs[s] = 0.0;
+            else
+                st->rs[s] = 1.0 / sqrt(var + eps); /* RMS with Inf: 0 */
+            st->m2[s] = var;
+        }
+        if (mean && d->op != CLNORM_RMS_NORM)
+            mean[s] = st->mu[s];
+        if (rstd)
+            rstd[s] = st->rs[s];
+    }
+}
+
+static void ref_normalize(const clnorm_desc *d, const float *x, const float *scale, const float *bias,
+                          const ref_stats *st, double *y)
+{
+    const size_t E = ref_elements(d);
+    size_t set, aff, ch;
+    for (size_t i = 0; i < E; i++) {
+        ref_locate(d, i, &set, &aff, &ch);
+        double v = st->bad[set] ? NAN : ((double)x[i] - st->mu[set]) * st->rs[set];
+        if (scale)
+            v *= (double)scale[aff];
+        if (bias)
+            v += (double)bias[aff];
+        y[i] = v;
+    }
+}
+
+/* Running statistics (BatchNorm training; InstanceNorm training with
+ * tracked stats). running_var_biased = 0: the batch variance enters
+ * unbiased, times count / (count - 1) (PyTorch); 1: biased (ONNX
+ * BatchNormalization-14/15). */
+static void ref_update_running(const clnorm_desc *d, const ref_stats *st, const float *rm, const float *rv,
+                               double *rm_out, double *rv_out)
+{
+    const double vscale = d->running_var_biased ? 1.0 : (double)st->count / (double)(st->count - 1);
+    const double mom = (double)d->momentum;
+    const size_t C = d->c;
+    for (size_t c = 0; c < C; c++) {
+        double bm = 0.0, bv = 0.0; /* batch mean and unbiased batch variance of channel c */
+        if (d->op == CLNORM_BATCH_NORM) {
+            bm = st->mu[c];
+            bv = st->m2[c] * vscale;
+        } else {
+            for (size_t n = 0; n < d->n; n++) {
+                bm += st->mu[n * C + c];
+                bv += st->m2[n * C + c] * vscale;
+            }
+            bm /= (double)d->n;
+            bv /= (double)d->n;
+        }
+        if (rm_out)
+            rm_out[c] = (1.0 - mom) * (double)rm[c] + mom * bm;
+        if (rv_out)
+            rv_out[c] = (1.0 - mom) * (double)rv[c] + mom * bv;
+    }
+}
+
 int ref_forward(const clnorm_desc *d, const float *x, const float *scale, const float *bias,
                 const float *running_mean_in, const float *running_var_in,
                 double *y, double *mean, double *rstd, double *running_mean_out, double *running_var_out)
@@ -159,164 +344,23 @@ int ref_forward(const clnorm_desc *d, const float *x, const float *scale, const 
         return -1;
     if (ref_validate(d, running_mean_in, running_var_in) != 0)
         return -1;
-
-    const size_t E = ref_elements(d), sets = ref_sets(d), count = E / sets;
-    const double eps = (double)d->eps, mom = (double)d->momentum;
-    const size_t C = is_row_op(d->op) ? 0 : d->c;
-    size_t set, aff, ch;
-
     /* Which statistics normalize y: batch/instance/group statistics, or the running ones. */
-    int use_running = 0;
-    if (d->op == CLNORM_BATCH_NORM && !d->training)
-        use_running = 1;
-    if (d->op == CLNORM_INSTANCE_NORM && !d->training && running_mean_in)
-        use_running = 1;
-
-    if (use_running) {
-        for (size_t i = 0; i < E; i++) {
-            ref_locate(d, i, &set, &aff, &ch);
-            double r = 1.0 / sqrt((double)running_var_in[ch] + eps);
-            double v = ((double)x[i] - (double)running_mean_in[ch]) * r;
-            if (scale)
-                v *= (double)scale[aff];
-            if (bias)
-                v += (double)bias[aff];
-            if (y)
-                y[i] = v;
-        }
-        for (size_t c = 0; c < C; c++) {
-            if (running_mean_out)
-                running_mean_out[c] = running_mean_in[c];
-            if (running_var_out)
-                running_var_out[c] = running_var_in[c];
-        }
+    if ((d->op == CLNORM_BATCH_NORM && !d->training) ||
+        (d->op == CLNORM_INSTANCE_NORM && !d->training && running_mean_in)) {
+        ref_apply_running(d, x, scale, bias, running_mean_in, running_var_in, y, running_mean_out,
+                          running_var_out);
         return 0;
     }
-
-    double *sum = calloc(sets, sizeof *sum);
-    double *m2 = calloc(sets, sizeof *m2);
-    double *mu = calloc(sets, sizeof *mu);
-    double *rs = calloc(sets, sizeof *rs);
-    float *first = malloc(sets * sizeof *first);
-    unsigned char *bad = calloc(sets, 1), *constant = malloc(sets), *seen = calloc(sets, 1);
-    unsigned char *has_nan = calloc(sets, 1);
-    if (!sum || !m2 || !mu || !rs || !first || !bad || !constant || !seen || !has_nan) {
-        free(sum); free(m2); free(mu); free(rs); free(first); free(bad); free(constant); free(seen);
-        free(has_nan);
+    ref_stats st;
+    const size_t sets = ref_sets(d);
+    if (ref_stats_alloc(&st, sets, ref_elements(d) / sets) != 0)
         return -2;
-    }
-    memset(constant, 1, sets);
-
-    /* Pass 1: sums (or sums of squares for RMSNorm), non-finite and constant detection. */
-    for (size_t i = 0; i < E; i++) {
-        ref_locate(d, i, &set, &aff, &ch);
-        double v = (double)x[i];
-        if (!isfinite(v))
-            bad[set] = 1;
-        if (isnan(v))
-            has_nan[set] = 1;
-        if (!seen[set]) {
-            seen[set] = 1;
-            first[set] = x[i];
-        } else if (x[i] != first[set]) {
-            constant[set] = 0;
-        }
-        sum[set] += d->op == CLNORM_RMS_NORM ? v * v : v;
-    }
-    for (size_t s = 0; s < sets; s++) {
-        if (d->op == CLNORM_RMS_NORM)
-            mu[s] = 0.0;
-        else if (constant[s])
-            mu[s] = (double)first[s]; /* exact: a constant set has var == 0 exactly */
-        else
-            mu[s] = sum[s] / (double)count;
-    }
-    /* Pass 2: sum of squared deviations from the mean. */
-    if (d->op != CLNORM_RMS_NORM) {
-        for (size_t i = 0; i < E; i++) {
-            ref_locate(d, i, &set, &aff, &ch);
-            double dv = (double)x[i] - mu[set];
-            m2[set] += dv * dv;
-        }
-    }
-    /* SPEC.md's special values:
-     *  - LayerNorm, GroupNorm, BatchNorm, InstanceNorm: NaN or +-Inf in a set
-     *    makes the set NaN (statistics and y).
-     *  - RMSNorm: only NaN does; +-Inf without NaN gives mean(x^2) = +Inf and
-     *    rstd = 1 / sqrt(Inf) = 0, so finite x give 0 * scale + bias and
-     *    infinite x give Inf * 0 = NaN (x^2 of a finite float never
-     *    overflows in double).
-     *  - var + eps == 0 (a constant set with eps = 0): BatchNorm and
-     *    InstanceNorm give rstd = 0 (PyTorch's inverse std) and y = bias;
-     *    LayerNorm and GroupNorm give rstd = +Inf and y = 0 * Inf = NaN. */
-    const int rstd_zero = d->op == CLNORM_BATCH_NORM || d->op == CLNORM_INSTANCE_NORM;
-    for (size_t s = 0; s < sets; s++) {
-        double var;
-        if (d->op == CLNORM_RMS_NORM) {
-            var = sum[s] / (double)count; /* mean of squares */
-            bad[s] = has_nan[s];
-        } else {
-            var = constant[s] ? 0.0 : m2[s] / (double)count; /* biased */
-        }
-        if (bad[s]) {
-            mu[s] = NAN;
-            rs[s] = NAN;
-            m2[s] = NAN; /* reused below as the biased variance */
-        } else {
-            if (rstd_zero && var == 0.0 && eps == 0.0)
-                rs[s] = 0.0;
-            else
-                rs[s] = 1.0 / sqrt(var + eps); /* RMS with Inf: 0 */
-            m2[s] = var;
-        }
-        if (mean && d->op != CLNORM_RMS_NORM)
-            mean[s] = mu[s];
-        if (rstd)
-            rstd[s] = rs[s];
-    }
-    /* Normalize. */
-    if (y) {
-        for (size_t i = 0; i < E; i++) {
-            ref_locate(d, i, &set, &aff, &ch);
-            double v;
-            if (bad[set])
-                v = NAN;
-            else
-                v = ((double)x[i] - mu[set]) * rs[set];
-            if (scale)
-                v *= (double)scale[aff];
-            if (bias)
-                v += (double)bias[aff];
-            y[i] = v;
-        }
-    }
-    /* Running statistics (BatchNorm training; InstanceNorm training with tracked stats).
-     * running_var_biased = 0: the batch variance enters unbiased, times
-     * count / (count - 1) (PyTorch); 1: biased (ONNX BatchNormalization-14/15). */
-    const double vscale = d->running_var_biased ? 1.0 : (double)count / (double)(count - 1);
-    if (is_channel_op(d->op) && running_mean_in && running_var_in && d->op != CLNORM_GROUP_NORM) {
-        for (size_t c = 0; c < C; c++) {
-            double bm, bv; /* batch mean and unbiased batch variance of channel c */
-            if (d->op == CLNORM_BATCH_NORM) {
-                bm = mu[c];
-                bv = m2[c] * vscale;
-            } else {
-                bm = 0.0;
-                bv = 0.0;
-                for (size_t n = 0; n < d->n; n++) {
-                    bm += mu[n * C + c];
-                    bv += m2[n * C + c] * vscale;
-                }
-                bm /= (double)d->n;
-                bv /= (double)d->n;
-            }
-            if (running_mean_out)
-                running_mean_out[c] = (1.0 - mom) * (double)running_mean_in[c] + mom * bm;
-            if (running_var_out)
-                running_var_out[c] = (1.0 - mom) * (double)running_var_in[c] + mom * bv;
-        }
-    }
-    free(sum); free(m2); free(mu); free(rs); free(first); free(bad); free(constant); free(seen);
-    free(has_nan);
+    ref_passes(d, x, &st);
+    ref_finish(d, &st, mean, rstd);
+    if (y)
+        ref_normalize(d, x, scale, bias, &st, y);
+    if (is_channel_op(d->op) && running_mean_in && running_var_in && d->op != CLNORM_GROUP_NORM)
+        ref_update_running(d, &st, running_mean_in, running_var_in, running_mean_out, running_var_out);
+    ref_stats_free(&st);
     return 0;
 }

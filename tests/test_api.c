@@ -4,7 +4,7 @@
  * selection through CLNORM_DEVICE, variant names, tuning files.
  */
 #define _GNU_SOURCE /* strcasestr */
-#include "common.h"
+#include "th_check.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -67,8 +67,18 @@ START_TEST(variant_names)
         TH_EXPECT(n && n[0], "variant %d has no name", v);
         for (int w = 0; w < v; w++)
             TH_EXPECT(strcmp(n, clnorm_variant_name((clnorm_variant)w)) != 0, "variants %d, %d share a name", v, w);
+        clnorm_variant back = (clnorm_variant)-1;
+        TH_EXPECT(clnorm_variant_from_name(n, &back) == CLNORM_OK && back == (clnorm_variant)v,
+                  "clnorm_variant_from_name(\"%s\") is not variant %d", n, v);
     }
     TH_EXPECT(clnorm_variant_name((clnorm_variant)99) != NULL, "NULL name for variant 99");
+    clnorm_variant v = CLNORM_VARIANT_WI;
+    TH_EXPECT(clnorm_variant_from_name("fast", &v) == CLNORM_ERR_INVALID_VARIANT && v == CLNORM_VARIANT_WI,
+              "an unknown name is not refused, or changes *v");
+    TH_EXPECT(clnorm_variant_from_name("WG", &v) == CLNORM_ERR_INVALID_VARIANT, "names are case-sensitive");
+    TH_EXPECT(clnorm_variant_from_name(NULL, &v) == CLNORM_ERR_NULL_ARGUMENT &&
+                  clnorm_variant_from_name("wg", NULL) == CLNORM_ERR_NULL_ARGUMENT,
+              "NULL arguments");
     th_finish();
 }
 END_TEST
@@ -211,10 +221,7 @@ END_TEST
 static void run_small_ln(clnorm_ctx *ctx, const char *label)
 {
     th_case c;
-    memset(&c, 0, sizeof c);
-    clnorm_desc_init(&c.d, CLNORM_LAYER_NORM);
-    c.d.rows = 7;
-    c.d.cols = 129;
+    th_case_rows(&c, CLNORM_LAYER_NORM, 7, 129);
     c.scale = c.bias = c.stats = 1;
     th_set_case("%s", label);
     th_check_case(ctx, &c);
@@ -252,112 +259,129 @@ static char *device_name(cl_device_id dev)
     return buf;
 }
 
-START_TEST(device_selection)
+/* The README's order for the default device: a real GPU (4), else an
+ * accelerator (3), else a CPU (2), a simulator (Oclgrind, which reports
+ * itself as a GPU) only when nothing else is (1). */
+static int device_rank(cl_device_id dev)
 {
-    th_begin();
-    const char *saved = getenv("CLNORM_DEVICE");
-    char *saved_copy = saved ? strdup(saved) : NULL;
+    cl_device_type t = 0;
+    cl_platform_id plat = NULL;
+    char pname[256] = "";
+    clGetDeviceInfo(dev, CL_DEVICE_TYPE, sizeof t, &t, NULL);
+    clGetDeviceInfo(dev, CL_DEVICE_PLATFORM, sizeof plat, &plat, NULL);
+    clGetPlatformInfo(plat, CL_PLATFORM_NAME, sizeof pname, pname, NULL);
+    if (strcasestr(pname, "oclgrind") || strcasestr(device_name(dev), "oclgrind"))
+        return 1;
+    return (t & CL_DEVICE_TYPE_GPU) ? 4 : (t & CL_DEVICE_TYPE_ACCELERATOR) ? 3 : (t & CL_DEVICE_TYPE_CPU) ? 2 : 1;
+}
+
+/* clnorm_create_default under CLNORM_DEVICE=spec picks device dname (and
+ * runs a small LayerNorm there when run). */
+static void expect_device(const char *spec, const char *dname, int run)
+{
+    clnorm_ctx *c = NULL;
+    setenv("CLNORM_DEVICE", spec, 1);
+    clnorm_status st = clnorm_create_default(&c);
+    TH_EXPECT(st == CLNORM_OK && c && strcmp(device_name(clnorm_device(c)), dname) == 0,
+              "CLNORM_DEVICE=%s: %s, device %s", spec, clnorm_status_name(st), c ? device_name(clnorm_device(c)) : "none");
+    if (c && run)
+        run_small_ln(c, spec);
+    clnorm_destroy(c);
+}
+
+/* "0:0", and a case-insensitive substring of its name. */
+static void select_first_device(void)
+{
     cl_platform_id plat;
     cl_device_id dev00 = NULL;
     cl_uint n = 0;
     clGetPlatformIDs(1, &plat, NULL);
     clGetDeviceIDs(plat, CL_DEVICE_TYPE_ALL, 1, &dev00, &n);
-
+    char name[256], sub[8];
+    snprintf(name, sizeof name, "%s", device_name(dev00));
+    expect_device("0:0", name, 1);
+    if (strlen(name) < 4)
+        return;
+    size_t k = strlen(name) / 2 - 2;
+    for (int i = 0; i < 4; i++)
+        sub[i] = (char)(i % 2 ? toupper((unsigned char)name[k + i]) : tolower((unsigned char)name[k + i]));
+    sub[4] = 0;
     clnorm_ctx *c = NULL;
-    setenv("CLNORM_DEVICE", "0:0", 1);
+    setenv("CLNORM_DEVICE", sub, 1);
     clnorm_status st = clnorm_create_default(&c);
-    TH_EXPECT(st == CLNORM_OK && c && clnorm_device(c) == dev00, "CLNORM_DEVICE=0:0: %s", clnorm_status_name(st));
+    TH_EXPECT(st == CLNORM_OK && c, "CLNORM_DEVICE=%s (from \"%s\"): %s", sub, name, clnorm_status_name(st));
     if (c)
-        run_small_ln(c, "CLNORM_DEVICE=0:0");
-    char name[256];
-    snprintf(name, sizeof name, "%s", c ? device_name(clnorm_device(c)) : "");
+        TH_EXPECT(strcasestr(device_name(clnorm_device(c)), sub) != NULL, "picked %s for %s",
+                  device_name(clnorm_device(c)), sub);
     clnorm_destroy(c);
-    c = NULL;
+}
 
-    /* a case-insensitive substring of the name */
-    if (strlen(name) >= 4) {
-        char sub[8];
-        size_t k = strlen(name) / 2 - 2;
-        for (int i = 0; i < 4; i++)
-            sub[i] = (char)(i % 2 ? toupper((unsigned char)name[k + i]) : tolower((unsigned char)name[k + i]));
-        sub[4] = 0;
-        setenv("CLNORM_DEVICE", sub, 1);
-        st = clnorm_create_default(&c);
-        TH_EXPECT(st == CLNORM_OK && c, "CLNORM_DEVICE=%s (from \"%s\"): %s", sub, name, clnorm_status_name(st));
-        if (c)
-            TH_EXPECT(strcasestr(device_name(clnorm_device(c)), sub) != NULL, "picked %s for %s",
-                      device_name(clnorm_device(c)), sub);
-        clnorm_destroy(c);
-        c = NULL;
-    }
-    /* no match */
+static void select_no_match(void)
+{
     const char *bad[] = {"no-such-device-xyzzy", "9:9", "0:99"};
     for (int i = 0; i < 3; i++) {
         setenv("CLNORM_DEVICE", bad[i], 1);
-        c = (clnorm_ctx *)0x1;
-        st = clnorm_create_default(&c);
+        clnorm_ctx *c = (clnorm_ctx *)0x1;
+        clnorm_status st = clnorm_create_default(&c);
         TH_EXPECT(st == CLNORM_ERR_DEVICE_NOT_FOUND, "CLNORM_DEVICE=%s: %d %s", bad[i], st, clnorm_status_name(st));
         TH_EXPECT(c == NULL, "CLNORM_DEVICE=%s: *out not NULL after failure", bad[i]);
         if (st == CLNORM_OK)
             clnorm_destroy(c);
     }
-    /* Every device of every platform by "P:D" and by its full name (with
-     * two platforms present in CI: PoCL and Oclgrind), and the default by the
-     * README's rule: a real GPU, else an accelerator, else a CPU, a simulator
-     * (Oclgrind, which reports itself as a GPU) only when nothing else is. */
+}
+
+/* Every device of every platform by "P:D" and by its full name (with two
+ * platforms present in CI: PoCL and Oclgrind). Returns the device count;
+ * *best: the best rank of them. */
+static int select_every_device(int *best)
+{
     cl_platform_id plats[8];
     cl_uint np = 0;
-    int best_rank = 0, ndev = 0;
+    int ndev = 0;
+    *best = 0;
     TH_EXPECT(clGetPlatformIDs(8, plats, &np) == CL_SUCCESS && np > 0, "no platform");
     for (cl_uint p = 0; p < np && p < 8; p++) {
         cl_device_id devs[8];
         cl_uint nd = 0;
         if (clGetDeviceIDs(plats[p], CL_DEVICE_TYPE_ALL, 8, devs, &nd) != CL_SUCCESS) continue;
         for (cl_uint d = 0; d < nd && d < 8; d++, ndev++) {
-            char spec[16], dname[256], pname[256] = "";
-            cl_device_type t = 0;
+            char spec[16], dname[256];
             snprintf(dname, sizeof dname, "%s", device_name(devs[d]));
-            clGetPlatformInfo(plats[p], CL_PLATFORM_NAME, sizeof pname, pname, NULL);
-            clGetDeviceInfo(devs[d], CL_DEVICE_TYPE, sizeof t, &t, NULL);
-            const int sim = strcasestr(pname, "oclgrind") || strcasestr(dname, "oclgrind");
-            const int rank = sim ? 1 : (t & CL_DEVICE_TYPE_GPU) ? 4 : (t & CL_DEVICE_TYPE_ACCELERATOR) ? 3
-                                                                    : (t & CL_DEVICE_TYPE_CPU) ? 2 : 1;
-            if (rank > best_rank) best_rank = rank;
             snprintf(spec, sizeof spec, "%u:%u", p, d);
-            const char *specs[2] = {spec, dname};
-            for (int k = 0; k < 2; k++) {
-                setenv("CLNORM_DEVICE", specs[k], 1);
-                c = NULL;
-                st = clnorm_create_default(&c);
-                TH_EXPECT(st == CLNORM_OK && c && strcmp(device_name(clnorm_device(c)), dname) == 0,
-                          "CLNORM_DEVICE=%s: %s, device %s", specs[k], clnorm_status_name(st),
-                          c ? device_name(clnorm_device(c)) : "none");
-                if (c && k == 0) run_small_ln(c, spec);
-                clnorm_destroy(c);
-            }
+            int rank = device_rank(devs[d]);
+            *best = rank > *best ? rank : *best;
+            expect_device(spec, dname, 1);
+            expect_device(dname, dname, 0);
         }
     }
-    /* empty = unset: the default rule */
+    return ndev;
+}
+
+/* Empty = unset: the default rule picks a device of the best rank. */
+static void select_default(int best, int ndev)
+{
+    clnorm_ctx *c = NULL;
     setenv("CLNORM_DEVICE", "", 1);
-    c = NULL;
-    st = clnorm_create_default(&c);
+    clnorm_status st = clnorm_create_default(&c);
     TH_EXPECT(st == CLNORM_OK, "CLNORM_DEVICE empty: %s", clnorm_status_name(st));
     if (c) {
         cl_device_id dd = clnorm_device(c);
-        cl_device_type t = 0;
-        cl_platform_id pp = NULL;
-        char pname[256] = "";
-        clGetDeviceInfo(dd, CL_DEVICE_TYPE, sizeof t, &t, NULL);
-        clGetDeviceInfo(dd, CL_DEVICE_PLATFORM, sizeof pp, &pp, NULL);
-        clGetPlatformInfo(pp, CL_PLATFORM_NAME, sizeof pname, pname, NULL);
-        const int sim = strcasestr(pname, "oclgrind") || strcasestr(device_name(dd), "oclgrind");
-        const int rank = sim ? 1 : (t & CL_DEVICE_TYPE_GPU) ? 4 : (t & CL_DEVICE_TYPE_ACCELERATOR) ? 3
-                                                                : (t & CL_DEVICE_TYPE_CPU) ? 2 : 1;
-        TH_EXPECT(rank == best_rank, "default device %s (%s) ranks %d, but a device of rank %d exists",
-                  device_name(dd), pname, rank, best_rank);
-        printf("# default device of %d: %s (%s)\n", ndev, device_name(dd), pname);
+        TH_EXPECT(device_rank(dd) == best, "default device %s ranks %d, but a device of rank %d exists",
+                  device_name(dd), device_rank(dd), best);
+        printf("# default device of %d: %s\n", ndev, device_name(dd));
     }
     clnorm_destroy(c);
+}
+
+START_TEST(device_selection)
+{
+    th_begin();
+    const char *saved = getenv("CLNORM_DEVICE");
+    char *saved_copy = saved ? strdup(saved) : NULL;
+    select_first_device();
+    select_no_match();
+    int best = 0, ndev = select_every_device(&best);
+    select_default(best, ndev);
     if (saved_copy)
         setenv("CLNORM_DEVICE", saved_copy, 1);
     else
@@ -475,43 +499,43 @@ static int ln_bits(clnorm_ctx *ctx, const float *x, float *y)
     return th_run(ctx, &d, &in, &out, TH_SMALL_OFFSETS);
 }
 
-START_TEST(tuning_files)
+/* The tuning files' test: a context, x, and the bits of the rules' and of
+ * wg:64 forced (LayerNorm 64 x 4096, ln_bits). */
+typedef struct tuning_fx {
+    clnorm_ctx *c;
+    char dev[256];
+    float *x, *rules, *forced, *y;
+} tuning_fx;
+#define TUNING_E ((size_t)64 * 4096)
+#define TUNING_KEY "layer_norm rows batch 12 6"
+
+/* ctx's run of x has the bits of want. */
+static int same_bits(tuning_fx *fx, clnorm_ctx *ctx, const float *want)
 {
-    th_begin();
-    clnorm_ctx *c = NULL;
-    ck_assert_int_eq(clnorm_create_default(&c), CLNORM_OK);
-    char dev[256] = "";
-    clGetDeviceInfo(clnorm_device(c), CL_DEVICE_NAME, sizeof dev - 1, dev, NULL);
-    const size_t E = 64 * 4096;
-    float *x = malloc(E * 4), *rules = malloc(E * 4), *forced = malloc(E * 4), *y = malloc(E * 4);
-    th_rng r;
-    th_rng_init(&r, th_next_seed());
-    th_fill_normal(&r, x, E, 1.0, 2.0);
-    const char *key = "layer_norm rows batch 12 6";
-    char text[1024], good[64], other[64], bad[64];
+    return ln_bits(ctx, fx->x, fx->y) == CLNORM_OK && memcmp(fx->y, want, TUNING_E * 4) == 0;
+}
 
-    /* The rules' bits, and those of the work-group variant at 64 forced. */
-    TH_EXPECT(ln_bits(c, x, rules) == CLNORM_OK, "rules run");
-    clnorm_set_variant(c, CLNORM_VARIANT_WG, 64);
-    TH_EXPECT(ln_bits(c, x, forced) == CLNORM_OK, "forced run");
-    clnorm_set_variant(c, CLNORM_VARIANT_AUTO, 0);
-    TH_EXPECT(memcmp(rules, forced, E * 4) != 0, "wg:64 and the rules gave the same bits: the test cannot tell them apart");
-
-    /* An entry for this device and key: the call runs as if forced. */
-    snprintf(text, sizeof text, "clnorm-tuning 1\n# comment\n\nno such device\t%s\twi\t0\n%s\t%s\twg\t64\n", key,
-             dev, key);
+/* An entry for this device and key: the call runs as if forced; a forced
+ * variant takes precedence, and AUTO gives the entry back. */
+static void tuning_good_file(tuning_fx *fx, char *good)
+{
+    char text[1024];
+    snprintf(text, sizeof text, "clnorm-tuning 1\n# comment\n\nno such device\t%s\twi\t0\n%s\t%s\twg\t64\n",
+             TUNING_KEY, fx->dev, TUNING_KEY);
     write_temp(good, text);
-    TH_EXPECT(clnorm_set_tuning(c, good) == CLNORM_OK, "good file: %s", clnorm_last_error(c));
-    TH_EXPECT(ln_bits(c, x, y) == CLNORM_OK && memcmp(y, forced, E * 4) == 0, "tuned run differs from wg:64 forced");
-    /* A forced variant takes precedence; AUTO gives the entry back. */
-    clnorm_set_variant(c, CLNORM_VARIANT_WI, 0);
-    float *wi = malloc(E * 4);
-    TH_EXPECT(ln_bits(c, x, wi) == CLNORM_OK && memcmp(wi, forced, E * 4) != 0, "forced wi did not win over the entry");
-    clnorm_set_variant(c, CLNORM_VARIANT_AUTO, 0);
-    TH_EXPECT(ln_bits(c, x, y) == CLNORM_OK && memcmp(y, forced, E * 4) == 0, "entry lost after AUTO");
+    TH_EXPECT(clnorm_set_tuning(fx->c, good) == CLNORM_OK, "good file: %s", clnorm_last_error(fx->c));
+    TH_EXPECT(same_bits(fx, fx->c, fx->forced), "tuned run differs from wg:64 forced");
+    clnorm_set_variant(fx->c, CLNORM_VARIANT_WI, 0);
+    TH_EXPECT(ln_bits(fx->c, fx->x, fx->y) == CLNORM_OK && memcmp(fx->y, fx->forced, TUNING_E * 4) != 0,
+              "forced wi did not win over the entry");
+    clnorm_set_variant(fx->c, CLNORM_VARIANT_AUTO, 0);
+    TH_EXPECT(same_bits(fx, fx->c, fx->forced), "entry lost after AUTO");
+}
 
-    /* Broken files: a specific status, a message with the line, and the
-     * entries already loaded stay in force. */
+/* Broken files: a specific status, a message with the line, and the
+ * entries already loaded stay in force. */
+static void tuning_broken_files(tuning_fx *fx)
+{
     static const char *const broken[] = {
         "",                                                        /* empty */
         "clnorm-tuning 2\n",                                       /* version */
@@ -529,11 +553,12 @@ START_TEST(tuning_files)
         "clnorm-tuning 1\n%s\tlayer_norm rows batch 12 6\twg\t64\n%s\tlayer_norm rows batch 12 6\twi\t0\n",
         "clnorm-tuning 1\n\tlayer_norm rows batch 12 6\twg\t64\n",      /* no device */
     };
+    char text[1300], bad[64];
     for (size_t i = 0; i < sizeof broken / sizeof broken[0]; i++) {
-        snprintf(text, sizeof text, broken[i], dev, dev);
+        snprintf(text, sizeof text, broken[i], fx->dev, fx->dev);
         write_temp(bad, text);
-        clnorm_status st = clnorm_set_tuning(c, bad);
-        const char *msg = clnorm_last_error(c);
+        clnorm_status st = clnorm_set_tuning(fx->c, bad);
+        const char *msg = clnorm_last_error(fx->c);
         TH_EXPECT(st == CLNORM_ERR_TUNING_FILE && strstr(msg, bad), "broken file %zu: %s, message \"%s\"", i,
                   clnorm_status_name(st), msg);
         if (i >= 2)
@@ -545,39 +570,72 @@ START_TEST(tuning_files)
     longline[sizeof longline - 1] = 0;
     snprintf(text, sizeof text, "clnorm-tuning 1\n%.1000s\n", longline);
     write_temp(bad, text); /* 1000 bytes: fine, but 4 fields are wanted */
-    TH_EXPECT(clnorm_set_tuning(c, bad) == CLNORM_ERR_TUNING_FILE && strstr(clnorm_last_error(c), "fields"),
-              "1000-byte line: %s", clnorm_last_error(c));
+    TH_EXPECT(clnorm_set_tuning(fx->c, bad) == CLNORM_ERR_TUNING_FILE && strstr(clnorm_last_error(fx->c), "fields"),
+              "1000-byte line: %s", clnorm_last_error(fx->c));
     unlink(bad);
-    TH_EXPECT(clnorm_set_tuning(c, "/nonexistent/clnorm-tuning") == CLNORM_ERR_TUNING_FILE &&
-                  strstr(clnorm_last_error(c), "/nonexistent/clnorm-tuning"),
-              "missing file: %s", clnorm_last_error(c));
-    TH_EXPECT(ln_bits(c, x, y) == CLNORM_OK && memcmp(y, forced, E * 4) == 0, "a broken file changed the entries");
+    TH_EXPECT(clnorm_set_tuning(fx->c, "/nonexistent/clnorm-tuning") == CLNORM_ERR_TUNING_FILE &&
+                  strstr(clnorm_last_error(fx->c), "/nonexistent/clnorm-tuning"),
+              "missing file: %s", clnorm_last_error(fx->c));
+    TH_EXPECT(same_bits(fx, fx->c, fx->forced), "a broken file changed the entries");
+}
 
-    /* Only other devices' entries, or NULL: the rules again. */
-    snprintf(text, sizeof text, "clnorm-tuning 1\n%s-not\t%s\twg\t64\n", dev, key);
+/* Only other devices' entries, or NULL: the rules again. */
+static void tuning_other_device(tuning_fx *fx, const char *good)
+{
+    char text[1024], other[64];
+    snprintf(text, sizeof text, "clnorm-tuning 1\n%s-not\t%s\twg\t64\n", fx->dev, TUNING_KEY);
     write_temp(other, text);
-    TH_EXPECT(clnorm_set_tuning(c, other) == CLNORM_OK, "other device's file: %s", clnorm_last_error(c));
-    TH_EXPECT(ln_bits(c, x, y) == CLNORM_OK && memcmp(y, rules, E * 4) == 0, "another device's entry was used");
-    TH_EXPECT(clnorm_set_tuning(c, good) == CLNORM_OK && clnorm_set_tuning(c, NULL) == CLNORM_OK, "set NULL");
-    TH_EXPECT(ln_bits(c, x, y) == CLNORM_OK && memcmp(y, rules, E * 4) == 0, "entries kept after NULL");
+    TH_EXPECT(clnorm_set_tuning(fx->c, other) == CLNORM_OK, "other device's file: %s", clnorm_last_error(fx->c));
+    TH_EXPECT(same_bits(fx, fx->c, fx->rules), "another device's entry was used");
+    TH_EXPECT(clnorm_set_tuning(fx->c, good) == CLNORM_OK && clnorm_set_tuning(fx->c, NULL) == CLNORM_OK,
+              "set NULL");
+    TH_EXPECT(same_bits(fx, fx->c, fx->rules), "entries kept after NULL");
     TH_EXPECT(clnorm_set_tuning(NULL, good) == CLNORM_ERR_NULL_ARGUMENT, "NULL context");
-    clnorm_destroy(c);
+    unlink(other);
+}
 
-    /* CLNORM_TUNING at context creation. */
+/* CLNORM_TUNING at context creation. */
+static void tuning_env(tuning_fx *fx, const char *good)
+{
+    clnorm_ctx *c = NULL;
     setenv("CLNORM_TUNING", good, 1);
-    c = NULL;
     TH_EXPECT(clnorm_create_default(&c) == CLNORM_OK && c, "CLNORM_TUNING=good");
     if (c)
-        TH_EXPECT(ln_bits(c, x, y) == CLNORM_OK && memcmp(y, forced, E * 4) == 0, "CLNORM_TUNING entry not used");
+        TH_EXPECT(same_bits(fx, c, fx->forced), "CLNORM_TUNING entry not used");
     clnorm_destroy(c);
     setenv("CLNORM_TUNING", "/nonexistent/clnorm-tuning", 1);
     c = NULL;
     TH_EXPECT(clnorm_create_default(&c) == CLNORM_ERR_TUNING_FILE && !c, "CLNORM_TUNING=missing accepted");
     clnorm_destroy(c);
     unsetenv("CLNORM_TUNING");
+}
+
+START_TEST(tuning_files)
+{
+    th_begin();
+    tuning_fx fx = {0};
+    ck_assert_int_eq(clnorm_create_default(&fx.c), CLNORM_OK);
+    clGetDeviceInfo(clnorm_device(fx.c), CL_DEVICE_NAME, sizeof fx.dev - 1, fx.dev, NULL);
+    fx.x = malloc(TUNING_E * 4), fx.rules = malloc(TUNING_E * 4), fx.forced = malloc(TUNING_E * 4);
+    fx.y = malloc(TUNING_E * 4);
+    th_rng r;
+    th_rng_init(&r, th_next_seed());
+    th_fill_normal(&r, fx.x, TUNING_E, 1.0, 2.0);
+    /* The rules' bits, and those of the work-group variant at 64 forced. */
+    TH_EXPECT(ln_bits(fx.c, fx.x, fx.rules) == CLNORM_OK, "rules run");
+    clnorm_set_variant(fx.c, CLNORM_VARIANT_WG, 64);
+    TH_EXPECT(ln_bits(fx.c, fx.x, fx.forced) == CLNORM_OK, "forced run");
+    clnorm_set_variant(fx.c, CLNORM_VARIANT_AUTO, 0);
+    TH_EXPECT(memcmp(fx.rules, fx.forced, TUNING_E * 4) != 0,
+              "wg:64 and the rules gave the same bits: the test cannot tell them apart");
+    char good[64];
+    tuning_good_file(&fx, good);
+    tuning_broken_files(&fx);
+    tuning_other_device(&fx, good);
+    clnorm_destroy(fx.c);
+    tuning_env(&fx, good);
     unlink(good);
-    unlink(other);
-    free(x), free(rules), free(forced), free(y), free(wi);
+    free(fx.x), free(fx.rules), free(fx.forced), free(fx.y);
     th_finish();
 }
 END_TEST
@@ -587,19 +645,9 @@ int main(void)
     unsetenv("CLNORM_VARIANT");
     unsetenv("CLNORM_STREAM");
     unsetenv("CLNORM_TUNING");
-    Suite *s = suite_create("api");
-    TCase *tc = tcase_create("api");
-    tcase_set_timeout(tc, 0);
-    tcase_add_test(tc, status_strings_and_names);
-    tcase_add_test(tc, variant_names);
-    tcase_add_test(tc, null_handling);
-    tcase_add_test(tc, events_and_cl_errors);
-    tcase_add_test(tc, desc_helpers);
-    tcase_add_test(tc, several_contexts);
-    tcase_add_test(tc, device_selection);
-    tcase_add_test(tc, variant_env);
-    tcase_add_test(tc, tuning_keys);
-    tcase_add_test(tc, tuning_files);
-    suite_add_tcase(s, tc);
-    return th_run_suite(s, "test_api");
+    const th_test tests[] = {TH_TEST(status_strings_and_names), TH_TEST(variant_names), TH_TEST(null_handling),
+                             TH_TEST(events_and_cl_errors),     TH_TEST(desc_helpers),  TH_TEST(several_contexts),
+                             TH_TEST(device_selection),         TH_TEST(variant_env),   TH_TEST(tuning_keys),
+                             TH_TEST(tuning_files)};
+    return th_main("api", 0, tests, sizeof tests / sizeof tests[0]);
 }

@@ -5,7 +5,7 @@
  * variant; equivalences between ops and layouts; the split path; error cases
  * leave every buffer byte-identical.
  */
-#include "common.h"
+#include "th_check.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -14,27 +14,12 @@
 
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
 
-typedef struct shp { size_t n, c; unsigned rank; size_t s[3]; } shp;
-
 /* N = 1, S = 1, C = 1, primes, every rank. */
-static const shp shapes[] = {
+static const th_shape shapes[] = {
     {2, 3, 0, {0}},          {1, 5, 1, {7}},        {4, 3, 1, {1}},        {3, 1, 2, {5, 7}},
     {2, 7, 2, {11, 13}},     {5, 4, 3, {2, 3, 5}},  {1, 1, 1, {2}},        {16, 32, 2, {8, 8}},
     {2, 6, 1, {1000}},       {13, 3, 3, {1, 1, 1}}, {1, 2, 2, {31, 37}},   {3, 64, 0, {0}},
 };
-
-static clnorm_desc mk(clnorm_op op, clnorm_layout lay, const shp *s)
-{
-    clnorm_desc d;
-    clnorm_desc_init(&d, op);
-    d.layout = lay;
-    d.n = s->n;
-    d.c = s->c;
-    d.rank = s->rank;
-    for (unsigned k = 0; k < 3; k++)
-        d.spatial[k] = k < s->rank ? s->s[k] : 0;
-    return d;
-}
 
 static const float epss[] = {0.0f, 1e-5f, 1.0f};
 static const float moms[] = {0.1f, 0.0f, 1.0f, 0.3f};
@@ -45,10 +30,8 @@ static void run_op_matrix(clnorm_op op, int training, int vi, int psa)
     clnorm_ctx *ctx = th_ctx();
     th_variant v = th_variants[vi];
     th_begin();
-    if (!th_variant_select(ctx, (size_t)vi)) {
-        th_finish();
-        return;
-    }
+    if (!th_variant_select(ctx, (size_t)vi))
+        return; /* not enabled (CLNORM_TEST_VARIANTS) */
     unsigned rot = (unsigned)vi * 3u + (unsigned)op;
     for (size_t si = 0; si < NELEM(shapes); si++) {
         for (int lay = 0; lay < 2; lay++) {
@@ -58,25 +41,24 @@ static void run_op_matrix(clnorm_op op, int training, int vi, int psa)
             int nk = vi == 0 ? TH_KIND_COUNT : 2;
             for (int k = 0; k < nk; k++, rot++) {
                 th_case c;
-                memset(&c, 0, sizeof c);
-                c.d = mk(op, (clnorm_layout)lay, &shapes[si]);
-                c.d.training = training;
-                c.d.per_sample_affine = psa;
-                c.d.eps = epss[rot % 3];
-                c.d.momentum = moms[rot % 4];
+                th_case_channels(&c, op, (clnorm_layout)lay, &shapes[si]);
+                c.training = training;
+                c.per_sample_affine = psa;
+                c.eps = epss[rot % 3];
+                c.momentum = moms[rot % 4];
                 c.kind = nk == TH_KIND_COUNT ? (th_kind)k : (th_kind)((rot * 7u + k) % TH_KIND_COUNT);
                 c.scale = (rot / 3) % 3 != 0;
                 c.bias = (rot / 2) % 3 != 0;
                 c.stats = (rot % 5) != 0;
                 if (op == CLNORM_GROUP_NORM) {
                     /* G = 1, G = C, and a proper divisor when there is one */
-                    size_t C = c.d.c, opts[3] = {1, C, 1};
+                    size_t C = c.shape[1], opts[3] = {1, C, 1};
                     for (size_t g = 2; g < C; g++)
                         if (C % g == 0) {
                             opts[2] = g;
                             break;
                         }
-                    c.d.groups = opts[rot % 3];
+                    c.groups = opts[rot % 3];
                 }
                 if (op == CLNORM_INSTANCE_NORM) {
                     c.running = (rot % 2) ? 1 : -1; /* tracked stats or not */
@@ -84,7 +66,7 @@ static void run_op_matrix(clnorm_op op, int training, int vi, int psa)
                         continue; /* rejected, covered by error_cases */
                 }
                 if (op == CLNORM_BATCH_NORM && training) {
-                    if (c.d.n * S == 1)
+                    if (c.shape[0] * S == 1)
                         continue; /* rejected, covered by error_cases */
                     if (rot % 7 == 6)
                         c.running = -1; /* training without running stats (PyTorch allows it) */
@@ -131,11 +113,10 @@ START_TEST(gn_group_counts)
         for (size_t g = 1; g <= Cs[ci]; g++) {
             if (Cs[ci] % g)
                 continue;
-            shp s = {3, Cs[ci], 2, {5, 3, 0}};
+            th_shape s = {3, Cs[ci], 2, {5, 3, 0}};
             th_case c;
-            memset(&c, 0, sizeof c);
-            c.d = mk(CLNORM_GROUP_NORM, (clnorm_layout)(rot % 2), &s);
-            c.d.groups = g;
+            th_case_channels(&c, CLNORM_GROUP_NORM, (clnorm_layout)(rot % 2), &s);
+            c.groups = g;
             c.kind = (th_kind)(rot % TH_KIND_COUNT);
             c.scale = c.bias = c.stats = 1;
             rot++;
@@ -151,7 +132,7 @@ END_TEST
 START_TEST(running_stats_three_steps)
 {
     clnorm_ctx *ctx = th_ctx();
-    static const shp ss[] = {{4, 3, 2, {5, 7}}, {2, 5, 1, {1000}}, {8, 16, 0, {0}}, {3, 2, 3, {2, 3, 4}}};
+    static const th_shape ss[] = {{4, 3, 2, {5, 7}}, {2, 5, 1, {1000}}, {8, 16, 0, {0}}, {3, 2, 3, {2, 3, 4}}};
     th_begin();
     th_rng r;
     uint64_t seed = th_next_seed();
@@ -163,17 +144,14 @@ START_TEST(running_stats_three_steps)
                     clnorm_op op = opi ? CLNORM_INSTANCE_NORM : CLNORM_BATCH_NORM;
                     if (op == CLNORM_INSTANCE_NORM && ss[si].rank == 0)
                         continue;
-                    clnorm_desc d = mk(op, (clnorm_layout)lay, &ss[si]);
+                    clnorm_desc d = th_shape_desc(op, (clnorm_layout)lay, &ss[si]);
                     d.momentum = moms[mi];
                     size_t E = ref_elements(&d), C = d.c, sets = ref_sets(&d);
                     float *x = malloc(E * 4), *y = malloc(E * 4), *sc = malloc(C * 4), *bi = malloc(C * 4);
                     float *mean = malloc(sets * 4), *rstd = malloc(sets * 4);
                     float lib_rm[64], lib_rv[64], ref_rm[64], ref_rv[64], out_rm[64], out_rv[64];
                     double drm[64], drv[64];
-                    th_fill_normal(&r, sc, C, 1, 0.5);
-                    th_fill_normal(&r, bi, C, 0, 1);
-                    th_fill_normal(&r, lib_rm, C, 0, 1);
-                    th_fill_uniform(&r, lib_rv, C, 0.5, 2);
+                    th_gen_inputs(&r, &d, TH_NORMAL, NULL, sc, bi, lib_rm, lib_rv);
                     memcpy(ref_rm, lib_rm, C * 4);
                     memcpy(ref_rv, lib_rv, C * 4);
                     for (int step = 1; step <= 3; step++) {
@@ -236,107 +214,144 @@ static void to_last(const float *a, float *b, size_t N, size_t C, size_t S)
                 b[(n * S + s) * C + c] = a[(n * C + c) * S + s];
 }
 
+/* The equivalences' data for one shape: x (and permuted), outputs a and b,
+ * affine (and expanded over S), running statistics. */
+typedef struct eqv {
+    th_shape s;
+    size_t S, E, C;
+    float *x, *xl, *ya, *yb, *yp, *sc, *bi, *rm, *rv, *sce, *bie;
+    float ma[2048], mb[2048], ra[2048], rb[2048], rma[64], rva[64], rmb[64], rvb[64];
+} eqv;
+
+static void eqv_init(eqv *w, const th_shape *s, th_rng *r)
+{
+    w->s = *s;
+    w->S = 1;
+    for (unsigned k = 0; k < s->rank; k++)
+        w->S *= s->s[k];
+    w->E = s->n * s->c * w->S, w->C = s->c;
+    size_t E = w->E, C = w->C, S = w->S;
+    w->x = malloc(E * 4), w->xl = malloc(E * 4), w->ya = malloc(E * 4), w->yb = malloc(E * 4);
+    w->yp = malloc(E * 4), w->sc = malloc(C * 4), w->bi = malloc(C * 4), w->rm = malloc(C * 4);
+    w->rv = malloc(C * 4), w->sce = malloc(C * S * 4), w->bie = malloc(C * S * 4);
+    th_fill_normal(r, w->sc, C, 1, 0.5);
+    th_fill_normal(r, w->bi, C, 0, 1);
+    th_fill_normal(r, w->rm, C, 0, 1);
+    th_fill_uniform(r, w->rv, C, 0.5, 2);
+}
+
+static void eqv_free(eqv *w)
+{
+    free(w->x), free(w->xl), free(w->ya), free(w->yb), free(w->yp), free(w->sc), free(w->bi), free(w->rm);
+    free(w->rv), free(w->sce), free(w->bie);
+}
+
+/* Runs a and b; 1 if both succeeded, each compared with the reference. */
+static int run_pair(clnorm_ctx *ctx, const clnorm_desc *da, const th_inputs *ia, th_outputs *oa,
+                    const clnorm_desc *db, const th_inputs *ib, th_outputs *ob)
+{
+    int s1 = th_run(ctx, da, ia, oa, 0), s2 = th_run(ctx, db, ib, ob, 0);
+    TH_EXPECT(s1 == CLNORM_OK && s2 == CLNORM_OK, "status %d / %d", s1, s2);
+    if (s1 != CLNORM_OK || s2 != CLNORM_OK)
+        return 0;
+    th_compare(da, ia, oa, 1.0, 1);
+    th_compare(db, ib, ob, 1.0, 1);
+    return 1;
+}
+
+/* channels-last on permuted data equals channels-first (y and saved stats). */
+static void eqv_layouts(clnorm_ctx *ctx, eqv *w, clnorm_op op, th_rng *r)
+{
+    clnorm_desc df = th_shape_desc(op, CLNORM_CHANNELS_FIRST, &w->s);
+    clnorm_desc dl = th_shape_desc(op, CLNORM_CHANNELS_LAST, &w->s);
+    df.groups = dl.groups = op == CLNORM_GROUP_NORM ? (w->C % 2 ? 1 : 2) : 0;
+    th_fill(r, &df, TH_NORMAL, w->x);
+    to_last(w->x, w->xl, w->s.n, w->C, w->S);
+    int running = op != CLNORM_GROUP_NORM;
+    th_inputs inf = {w->x, w->sc, w->bi, running ? w->rm : NULL, running ? w->rv : NULL};
+    th_inputs inl = {w->xl, w->sc, w->bi, running ? w->rm : NULL, running ? w->rv : NULL};
+    th_outputs of = {w->ya, w->ma, w->ra, w->rma, w->rva}, ol = {w->yb, w->mb, w->rb, w->rmb, w->rvb};
+    if (!run_pair(ctx, &df, &inf, &of, &dl, &inl, &ol))
+        return;
+    to_last(w->ya, w->yp, w->s.n, w->C, w->S); /* channels-first result, permuted */
+    th_compare_y(&dl, &inl, w->yp, w->yb, w->E, 1.0, 1);
+    for (size_t k = 0, sets = ref_sets(&df); k < sets; k++) {
+        TH_EXPECT(th_close(w->ma[k], w->mb[k], 1e-5 * (1 + fabs(w->ma[k]))), "mean[%zu] %g vs %g", k,
+                  (double)w->ma[k], (double)w->mb[k]);
+        TH_EXPECT(th_close(w->ra[k], w->rb[k], 1e-5 * fabs(w->ra[k])), "rstd[%zu] %g vs %g", k, (double)w->ra[k],
+                  (double)w->rb[k]);
+    }
+}
+
+/* GroupNorm G = C equals InstanceNorm (affine per channel). */
+static void eqv_gn_in(clnorm_ctx *ctx, eqv *w, clnorm_layout lay, th_rng *r)
+{
+    clnorm_desc dg = th_shape_desc(CLNORM_GROUP_NORM, lay, &w->s);
+    clnorm_desc di = th_shape_desc(CLNORM_INSTANCE_NORM, lay, &w->s);
+    dg.groups = w->C;
+    th_fill(r, &dg, TH_UNIFORM_1E4, w->x);
+    th_inputs in = {w->x, w->sc, w->bi, NULL, NULL};
+    th_outputs og = {w->ya, w->ma, w->ra, NULL, NULL}, oi = {w->yb, w->mb, w->rb, NULL, NULL};
+    if (run_pair(ctx, &dg, &in, &og, &di, &in, &oi))
+        th_compare_y(&di, &in, w->ya, w->yb, w->E, 1.0, 1);
+}
+
+/* GroupNorm G = 1 equals LayerNorm over (C, S) with the affine expanded. */
+static void eqv_gn_ln(clnorm_ctx *ctx, eqv *w, clnorm_layout lay, th_rng *r)
+{
+    clnorm_desc dg = th_shape_desc(CLNORM_GROUP_NORM, lay, &w->s), dln;
+    dg.groups = 1;
+    th_case lc;
+    th_case_rows(&lc, CLNORM_LAYER_NORM, w->s.n, w->C * w->S);
+    th_case_desc(&lc, &dln);
+    for (size_t c = 0; c < w->C; c++)
+        for (size_t k = 0; k < w->S; k++) {
+            size_t j = lay ? k * w->C + c : c * w->S + k;
+            w->sce[j] = w->sc[c];
+            w->bie[j] = w->bi[c];
+        }
+    th_fill(r, &dg, TH_NORMAL, w->x);
+    th_inputs ing = {w->x, w->sc, w->bi, NULL, NULL}, inl = {w->x, w->sce, w->bie, NULL, NULL};
+    th_outputs og = {w->ya, w->ma, w->ra, NULL, NULL}, ol = {w->yb, w->mb, w->rb, NULL, NULL};
+    if (run_pair(ctx, &dg, &ing, &og, &dln, &inl, &ol))
+        th_compare_y(&dln, &inl, w->ya, w->yb, w->E, 1.0, 1);
+}
+
 /* channels-last on permuted data equals channels-first (y and saved stats),
  * for every op, and GroupNorm G = C equals InstanceNorm, G = 1 equals
  * LayerNorm over (C, S) with the per-channel affine expanded. */
 START_TEST(equivalences)
 {
     clnorm_ctx *ctx = th_ctx();
-    static const shp ss[] = {{2, 3, 2, {5, 7}}, {3, 8, 1, {64}}, {1, 13, 3, {2, 3, 5}}, {4, 6, 0, {0}},
-                             {2, 32, 2, {16, 16}}};
+    static const th_shape ss[] = {{2, 3, 2, {5, 7}}, {3, 8, 1, {64}}, {1, 13, 3, {2, 3, 5}}, {4, 6, 0, {0}},
+                                  {2, 32, 2, {16, 16}}};
+    static const clnorm_op ops[] = {CLNORM_BATCH_NORM, CLNORM_INSTANCE_NORM, CLNORM_GROUP_NORM};
     th_begin();
     th_rng r;
     uint64_t seed = th_next_seed();
     th_rng_init(&r, seed);
     TH_FOR_EACH_VARIANT(ctx, vi) {
+        const char *v = th_variant_str(th_variants[vi]);
         for (size_t si = 0; si < NELEM(ss); si++) {
-            shp s = ss[si];
-            size_t S = 1;
-            for (unsigned k = 0; k < s.rank; k++)
-                S *= s.s[k];
-            size_t E = s.n * s.c * S, C = s.c;
-            float *x = malloc(E * 4), *xl = malloc(E * 4), *ya = malloc(E * 4), *yb = malloc(E * 4),
-                  *yp = malloc(E * 4), *sc = malloc(C * 4), *bi = malloc(C * 4), *rm = malloc(C * 4),
-                  *rv = malloc(C * 4), *sce = malloc(C * S * 4), *bie = malloc(C * S * 4);
-            float ma[2048], mb[2048], ra[2048], rb[2048], rma[64], rva[64], rmb[64], rvb[64];
-            th_fill_normal(&r, sc, C, 1, 0.5);
-            th_fill_normal(&r, bi, C, 0, 1);
-            th_fill_normal(&r, rm, C, 0, 1);
-            th_fill_uniform(&r, rv, C, 0.5, 2);
-            for (int opi = 0; opi < 3; opi++) {
-                clnorm_op op = opi == 0 ? CLNORM_BATCH_NORM : opi == 1 ? CLNORM_INSTANCE_NORM : CLNORM_GROUP_NORM;
-                if (op == CLNORM_INSTANCE_NORM && S == 1)
+            eqv w;
+            eqv_init(&w, &ss[si], &r);
+            for (size_t o = 0; o < NELEM(ops); o++) {
+                if (ops[o] == CLNORM_INSTANCE_NORM && w.S == 1)
                     continue;
-                clnorm_desc df = mk(op, CLNORM_CHANNELS_FIRST, &s), dl = mk(op, CLNORM_CHANNELS_LAST, &s);
-                df.groups = dl.groups = op == CLNORM_GROUP_NORM ? (C % 2 ? 1 : 2) : 0;
-                th_set_case("NHWC == NCHW: variant=%s op=%d shape#%zu seed=%llu", th_variant_str(th_variants[vi]),
-                            (int)op, si, (unsigned long long)seed);
-                th_fill(&r, &df, TH_NORMAL, x);
-                to_last(x, xl, s.n, C, S);
-                int running = op != CLNORM_GROUP_NORM;
-                th_inputs inf = {x, sc, bi, running ? rm : NULL, running ? rv : NULL};
-                th_inputs inl = {xl, sc, bi, running ? rm : NULL, running ? rv : NULL};
-                th_outputs of = {ya, ma, ra, rma, rva}, ol = {yb, mb, rb, rmb, rvb};
-                int s1 = th_run(ctx, &df, &inf, &of, 0), s2 = th_run(ctx, &dl, &inl, &ol, 0);
-                TH_EXPECT(s1 == CLNORM_OK && s2 == CLNORM_OK, "status %d / %d", s1, s2);
-                if (s1 != CLNORM_OK || s2 != CLNORM_OK)
-                    continue;
-                th_compare(&df, &inf, &of, 1.0, 1);
-                th_compare(&dl, &inl, &ol, 1.0, 1);
-                to_last(ya, yp, s.n, C, S); /* channels-first result, permuted */
-                th_compare_y(&dl, &inl, yp, yb, E, 1.0, 1);
-                size_t sets = ref_sets(&df);
-                for (size_t k = 0; k < sets; k++) {
-                    TH_EXPECT(fabsf(ma[k] - mb[k]) <= 1e-5f * (1 + fabsf(ma[k])), "mean[%zu] %g vs %g", k,
-                              (double)ma[k], (double)mb[k]);
-                    TH_EXPECT(fabsf(ra[k] - rb[k]) <= 1e-5f * fabsf(ra[k]), "rstd[%zu] %g vs %g", k,
-                              (double)ra[k], (double)rb[k]);
-                }
+                th_set_case("NHWC == NCHW: variant=%s op=%d shape#%zu seed=%llu", v, (int)ops[o], si,
+                            (unsigned long long)seed);
+                eqv_layouts(ctx, &w, ops[o], &r);
             }
             for (int lay = 0; lay < 2; lay++) {
-                /* GroupNorm G = C vs InstanceNorm (affine per channel) */
-                if (S > 1) {
-                    clnorm_desc dg = mk(CLNORM_GROUP_NORM, (clnorm_layout)lay, &s);
-                    clnorm_desc di = mk(CLNORM_INSTANCE_NORM, (clnorm_layout)lay, &s);
-                    dg.groups = C;
-                    th_set_case("GN(G=C) == IN: variant=%s %s shape#%zu seed=%llu", th_variant_str(th_variants[vi]),
-                                lay ? "NHWC" : "NCHW", si, (unsigned long long)seed);
-                    th_fill(&r, &dg, TH_UNIFORM_1E4, x);
-                    th_inputs in = {x, sc, bi, NULL, NULL};
-                    th_outputs og = {ya, ma, ra, NULL, NULL}, oi = {yb, mb, rb, NULL, NULL};
-                    int s1 = th_run(ctx, &dg, &in, &og, 0), s2 = th_run(ctx, &di, &in, &oi, 0);
-                    TH_EXPECT(s1 == CLNORM_OK && s2 == CLNORM_OK, "status %d / %d", s1, s2);
-                    if (s1 == CLNORM_OK && s2 == CLNORM_OK) {
-                        th_compare(&dg, &in, &og, 1.0, 1);
-                        th_compare_y(&di, &in, ya, yb, E, 1.0, 1);
-                    }
-                }
-                /* GroupNorm G = 1 vs LayerNorm over (C, S) with the affine expanded */
-                clnorm_desc dg = mk(CLNORM_GROUP_NORM, (clnorm_layout)lay, &s), dln;
-                dg.groups = 1;
-                clnorm_desc_init(&dln, CLNORM_LAYER_NORM);
-                dln.rows = s.n;
-                dln.cols = C * S;
-                for (size_t c = 0; c < C; c++)
-                    for (size_t k = 0; k < S; k++) {
-                        size_t j = lay ? k * C + c : c * S + k;
-                        sce[j] = sc[c];
-                        bie[j] = bi[c];
-                    }
-                th_set_case("GN(G=1) == LN: variant=%s %s shape#%zu seed=%llu", th_variant_str(th_variants[vi]),
-                            lay ? "NHWC" : "NCHW", si, (unsigned long long)seed);
-                th_fill(&r, &dg, TH_NORMAL, x);
-                th_inputs ing = {x, sc, bi, NULL, NULL}, inl = {x, sce, bie, NULL, NULL};
-                th_outputs og = {ya, ma, ra, NULL, NULL}, ol = {yb, mb, rb, NULL, NULL};
-                int s1 = th_run(ctx, &dg, &ing, &og, 0), s2 = th_run(ctx, &dln, &inl, &ol, 0);
-                TH_EXPECT(s1 == CLNORM_OK && s2 == CLNORM_OK, "status %d / %d", s1, s2);
-                if (s1 == CLNORM_OK && s2 == CLNORM_OK) {
-                    th_compare(&dg, &ing, &og, 1.0, 1);
-                    th_compare_y(&dln, &inl, ya, yb, E, 1.0, 1);
-                }
+                th_set_case("GN(G=C) == IN: variant=%s %s shape#%zu seed=%llu", v, lay ? "NHWC" : "NCHW", si,
+                            (unsigned long long)seed);
+                if (w.S > 1)
+                    eqv_gn_in(ctx, &w, (clnorm_layout)lay, &r);
+                th_set_case("GN(G=1) == LN: variant=%s %s shape#%zu seed=%llu", v, lay ? "NHWC" : "NCHW", si,
+                            (unsigned long long)seed);
+                eqv_gn_ln(ctx, &w, (clnorm_layout)lay, &r);
             }
-            free(x); free(xl); free(ya); free(yb); free(yp); free(sc); free(bi); free(rm); free(rv);
-            free(sce); free(bie);
+            eqv_free(&w);
         }
     }
     th_finish();
@@ -355,16 +370,6 @@ static void add_steps(th_rng *r, float *x, size_t n, size_t every)
     }
 }
 
-/* th_run (small offsets), expect success, compare with the reference. */
-static int run_compare(clnorm_ctx *ctx, const clnorm_desc *d, const th_inputs *in, th_outputs *o)
-{
-    int st = th_run(ctx, d, in, o, TH_SMALL_OFFSETS);
-    TH_EXPECT(st == CLNORM_OK, "status %d %s: %s", st, clnorm_status_name(st), clnorm_last_error(ctx));
-    if (st == CLNORM_OK)
-        th_compare(d, in, o, 1.0, 1);
-    return st;
-}
-
 /* A BatchNorm channel with more than 8M elements: the split path, with
  * (count, mean, M2) partials merged in a fixed order. Run twice for
  * determinism. */
@@ -372,8 +377,8 @@ START_TEST(bn_split_large_channel)
 {
     clnorm_ctx *ctx = th_ctx();
     th_begin();
-    shp s = {2, 1, 1, {4200000}};
-    clnorm_desc d = mk(CLNORM_BATCH_NORM, CLNORM_CHANNELS_FIRST, &s);
+    th_shape s = {2, 1, 1, {4200000}};
+    clnorm_desc d = th_shape_desc(CLNORM_BATCH_NORM, CLNORM_CHANNELS_FIRST, &s);
     size_t E = ref_elements(&d);
     float *x = malloc(E * 4), *y = malloc(E * 4), *y2 = malloc(E * 4);
     float sc = 1.5f, bi = -0.25f, rm = 1e4f, rv = 1.0f, m1, r1, m2, r2, rmo, rvo, rmo2, rvo2;
@@ -384,7 +389,7 @@ START_TEST(bn_split_large_channel)
     th_fill(&r, &d, TH_OFFSET_1E4, x);
     th_inputs in = {x, &sc, &bi, &rm, &rv};
     th_outputs o1 = {y, &m1, &r1, &rmo, &rvo}, o2 = {y2, &m2, &r2, &rmo2, &rvo2};
-    int st = run_compare(ctx, &d, &in, &o1);
+    int st = th_run_ok(ctx, &d, &in, &o1, TH_SMALL_OFFSETS, 1);
     if (st == CLNORM_OK) {
         st = th_run(ctx, &d, &in, &o2, TH_SMALL_OFFSETS);
         TH_EXPECT(st == CLNORM_OK && memcmp(y, y2, E * 4) == 0 && m1 == m2 && r1 == r2 && rmo == rmo2 &&
@@ -392,22 +397,22 @@ START_TEST(bn_split_large_channel)
                   "two identical split runs differ");
     }
     /* channels-last, 2 channels of 4.2M each, uniform*1e4 */
-    shp s2 = {2100000, 2, 1, {2}};
-    clnorm_desc dl = mk(CLNORM_BATCH_NORM, CLNORM_CHANNELS_LAST, &s2);
+    th_shape s2 = {2100000, 2, 1, {2}};
+    clnorm_desc dl = th_shape_desc(CLNORM_BATCH_NORM, CLNORM_CHANNELS_LAST, &s2);
     float sc2[2] = {1, 2}, bi2[2] = {0, 1}, rm2[2] = {0, 0}, rv2[2] = {1, 1}, mm[2], rr[2], rmo3[2], rvo3[2];
     th_set_case("BN split NHWC: 2 channels x %zu elements, uniform*1e4, seed=%llu", E / 2, (unsigned long long)seed);
     th_fill(&r, &dl, TH_UNIFORM_1E4, x);
     th_inputs in2 = {x, sc2, bi2, rm2, rv2};
     th_outputs o3 = {y, mm, rr, rmo3, rvo3};
-    run_compare(ctx, &dl, &in2, &o3);
+    th_run_ok(ctx, &dl, &in2, &o3, TH_SMALL_OFFSETS, 1);
     /* channels-last, 50 channels (3 vectors of 16 and 2 single columns on
      * CPUs) x 45000 rows, 1e4 + N(0, 1e-2) + a N(0, 1) step every 16 rows:
      * a CPU work-item merges hundreds of 8-row blocks of its rows itself
      * (and a shorter last block where its chunk is not a multiple of 8), and
      * the steps make the blocks' means differ, so the merge's between-means
      * term matters. */
-    shp s3 = {45000, 50, 0, {0}};
-    clnorm_desc d3 = mk(CLNORM_BATCH_NORM, CLNORM_CHANNELS_LAST, &s3);
+    th_shape s3 = {45000, 50, 0, {0}};
+    clnorm_desc d3 = th_shape_desc(CLNORM_BATCH_NORM, CLNORM_CHANNELS_LAST, &s3);
     float sc3[50], bi3[50], rm3[50], rv3[50], mm3[50], rr3[50], rmo4[50], rvo4[50];
     for (int c = 0; c < 50; ++c)
         sc3[c] = 1.0f + 0.01f * (float)c, bi3[c] = -0.5f + 0.02f * (float)c, rm3[c] = 1e4f, rv3[c] = 1.0f;
@@ -416,7 +421,7 @@ START_TEST(bn_split_large_channel)
     add_steps(&r, x, 45000 * 50, 16 * 50); /* a step per 16 rows */
     th_inputs in3 = {x, sc3, bi3, rm3, rv3};
     th_outputs o4 = {y, mm3, rr3, rmo4, rvo4};
-    run_compare(ctx, &d3, &in3, &o4);
+    th_run_ok(ctx, &d3, &in3, &o4, TH_SMALL_OFFSETS, 1);
     free(x); free(y); free(y2);
     th_finish();
 }
@@ -453,15 +458,15 @@ START_TEST(long_sets_pipeline)
                     (unsigned long long)seed);
         th_inputs in = {x, sc, ops[k] == CLNORM_RMS_NORM ? NULL : bi, NULL, NULL};
         th_outputs o = {y, ops[k] == CLNORM_RMS_NORM ? NULL : mean, rstd, NULL, NULL};
-        run_compare(ctx, &d, &in, &o);
+        th_run_ok(ctx, &d, &in, &o, TH_SMALL_OFFSETS, 1);
     }
-    shp s = {1, 4, 2, {768, 800}}; /* planes of 614400 */
-    clnorm_desc di = mk(CLNORM_INSTANCE_NORM, CLNORM_CHANNELS_FIRST, &s);
+    th_shape s = {1, 4, 2, {768, 800}}; /* planes of 614400 */
+    clnorm_desc di = th_shape_desc(CLNORM_INSTANCE_NORM, CLNORM_CHANNELS_FIRST, &s);
     float isc[4] = {0.5f, 1.0f, 1.5f, 2.0f}, ibi[4] = {-1.0f, 0.0f, 0.5f, 1.0f}, im[4], ir[4];
     th_set_case("IN 1x4x768x800, 1e4+N(0,1e-2)+steps, seed=%llu", (unsigned long long)seed);
     th_inputs in = {x, isc, ibi, NULL, NULL};
     th_outputs o = {y, im, ir, NULL, NULL};
-    run_compare(ctx, &di, &in, &o);
+    th_run_ok(ctx, &di, &in, &o, TH_SMALL_OFFSETS, 1);
     free(x); free(y); free(sc); free(bi);
     th_finish();
 }
@@ -480,7 +485,7 @@ START_TEST(wave_pipeline)
 {
     clnorm_ctx *ctx = th_ctx();
     th_begin();
-    static const struct { shp s; clnorm_op op; size_t groups; int psa; } cases[] = {
+    static const struct { th_shape s; clnorm_op op; size_t groups; int psa; } cases[] = {
         {{3, 64, 1, {4099}}, CLNORM_GROUP_NORM, 8, 0},   {{3, 64, 1, {4099}}, CLNORM_GROUP_NORM, 4, 1},
         {{2, 64, 2, {67, 62}}, CLNORM_GROUP_NORM, 1, 0}, {{2, 1040, 1, {257}}, CLNORM_GROUP_NORM, 13, 0},
         {{2, 32, 2, {97, 89}}, CLNORM_INSTANCE_NORM, 32, 1}, {{16, 16, 1, {16411}}, CLNORM_INSTANCE_NORM, 16, 0},
@@ -490,11 +495,10 @@ START_TEST(wave_pipeline)
         for (int k = 0; k < TH_KIND_COUNT; k++, rot++) {
             if (cases[i].s.n == 16 && k % 2) continue; /* the largest case: half the kinds */
             th_case c;
-            memset(&c, 0, sizeof c);
-            c.d = mk(cases[i].op, CLNORM_CHANNELS_LAST, &cases[i].s);
-            c.d.groups = cases[i].groups;
-            c.d.per_sample_affine = cases[i].psa;
-            c.d.eps = epss[rot % 3];
+            th_case_channels(&c, cases[i].op, CLNORM_CHANNELS_LAST, &cases[i].s);
+            c.groups = cases[i].groups;
+            c.per_sample_affine = cases[i].psa;
+            c.eps = epss[rot % 3];
             c.kind = (th_kind)k;
             c.scale = rot % 3 != 1;
             c.bias = rot % 4 != 2;
@@ -505,8 +509,8 @@ START_TEST(wave_pipeline)
             th_check_case(ctx, &c);
         }
 
-    shp s = {3, 64, 1, {4099}};
-    clnorm_desc d = mk(CLNORM_GROUP_NORM, CLNORM_CHANNELS_LAST, &s);
+    th_shape s = {3, 64, 1, {4099}};
+    clnorm_desc d = th_shape_desc(CLNORM_GROUP_NORM, CLNORM_CHANNELS_LAST, &s);
     d.groups = 4;
     const size_t E = ref_elements(&d), C = 64;
     float *x = malloc(E * 4), *y = malloc(E * 4), *y2 = malloc(E * 4);
@@ -526,7 +530,7 @@ START_TEST(wave_pipeline)
     add_steps(&r, x, E, 16 * C); /* a step per 16 rows */
     th_inputs in = {x, sc, bi, NULL, NULL};
     th_outputs o1 = {y, m1, r1, NULL, NULL}, o2 = {y2, m2, r2, NULL, NULL};
-    int st = run_compare(ctx, &d, &in, &o1);
+    int st = th_run_ok(ctx, &d, &in, &o1, TH_SMALL_OFFSETS, 1);
     if (st == CLNORM_OK) {
         st = th_run(ctx, &d, &in, &o2, TH_SMALL_OFFSETS);
         TH_EXPECT(st == CLNORM_OK && memcmp(y, y2, E * 4) == 0 && memcmp(m1, m2, sizeof m1) == 0 &&
@@ -548,7 +552,7 @@ START_TEST(large_forced_work_groups)
     th_begin();
     size_t maxwg = 0;
     clGetDeviceInfo(clnorm_device(ctx), CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof maxwg, &maxwg, NULL);
-    static const struct { shp s; clnorm_op op; clnorm_layout lay; size_t groups; } cases[] = {
+    static const struct { th_shape s; clnorm_op op; clnorm_layout lay; size_t groups; } cases[] = {
         {{2, 64, 2, {16, 16}}, CLNORM_GROUP_NORM, CLNORM_CHANNELS_LAST, 8},
         {{2, 64, 2, {16, 16}}, CLNORM_INSTANCE_NORM, CLNORM_CHANNELS_LAST, 1},
         {{5, 64, 2, {8, 9}}, CLNORM_BATCH_NORM, CLNORM_CHANNELS_LAST, 1},
@@ -561,9 +565,8 @@ START_TEST(large_forced_work_groups)
                       clnorm_variant_name(vs[v]), w);
             for (size_t i = 0; i < NELEM(cases); i++) {
                 th_case c;
-                memset(&c, 0, sizeof c);
-                c.d = mk(cases[i].op, cases[i].lay, &cases[i].s);
-                c.d.groups = cases[i].groups;
+                th_case_channels(&c, cases[i].op, cases[i].lay, &cases[i].s);
+                c.groups = cases[i].groups;
                 c.kind = (th_kind)((v + i) % TH_KIND_COUNT);
                 c.scale = c.bias = c.stats = 1;
                 c.running = cases[i].op == CLNORM_BATCH_NORM ? 1 : -1;
@@ -584,7 +587,7 @@ START_TEST(error_cases)
     th_begin();
     struct {
         clnorm_op op;
-        shp s;
+        th_shape s;
         size_t groups;
         int training;
         float momentum;
@@ -604,20 +607,16 @@ START_TEST(error_cases)
     };
     for (size_t i = 0; i < NELEM(cases); i++) {
         for (int lay = 0; lay < 2; lay++) {
-            clnorm_desc d = mk(cases[i].op, (clnorm_layout)lay, &cases[i].s);
+            clnorm_desc d = th_shape_desc(cases[i].op, (clnorm_layout)lay, &cases[i].s);
             d.groups = cases[i].groups;
             d.training = cases[i].training;
             d.momentum = cases[i].momentum;
-            size_t E = ref_elements(&d), C = d.c, NC = d.n * d.c;
+            size_t E = ref_elements(&d);
             float *x = malloc(E * 4), *y = malloc(E * 4), sc[64], bi[64], rm[64], rv[64], mean[64], rstd[64],
                   orm[64], orv[64];
             th_rng r;
             th_rng_init(&r, th_next_seed());
-            th_fill_normal(&r, x, E, 0, 1);
-            th_fill_normal(&r, sc, NC, 1, 1);
-            th_fill_normal(&r, bi, NC, 0, 1);
-            th_fill_normal(&r, rm, C, 0, 1);
-            th_fill_uniform(&r, rv, C, 0.5, 2);
+            th_gen_inputs(&r, &d, TH_NORMAL, x, sc, bi, rm, rv);
             int running = cases[i].op != CLNORM_GROUP_NORM;
             th_inputs in = {x, sc, bi, running ? rm : NULL, running ? rv : NULL};
             th_outputs out = {y, mean, rstd, orm, orv};
@@ -644,47 +643,28 @@ END_TEST
 START_TEST(nan_inf_isolation)
 {
     clnorm_ctx *ctx = th_ctx();
-    static const shp ss[] = {{3, 4, 1, {6}}, {4, 6, 2, {3, 3}}, {2, 5, 0, {0}}};
-    th_begin();
+    static const th_shape ss[] = {{3, 4, 1, {6}}, {4, 6, 2, {3, 3}}, {2, 5, 0, {0}}};
+    th_case cases[NELEM(ss) * 2 * 3];
+    size_t n = 0;
     for (size_t si = 0; si < NELEM(ss); si++)
         for (int lay = 0; lay < 2; lay++)
             for (int op = CLNORM_BATCH_NORM; op <= CLNORM_GROUP_NORM; op++) {
-                th_case c;
-                memset(&c, 0, sizeof c);
-                c.d = mk((clnorm_op)op, (clnorm_layout)lay, &ss[si]);
-                c.d.groups = ss[si].c % 2 ? 1 : 2;
-                c.kind = TH_NANINF;
-                c.scale = c.bias = c.stats = 1;
-                c.running = op == CLNORM_GROUP_NORM ? -1 : 1;
                 if (op == CLNORM_INSTANCE_NORM && ss[si].rank == 0)
                     continue;
-                th_check_case(ctx, &c);
+                th_case *c = &cases[n++];
+                th_case_channels(c, (clnorm_op)op, (clnorm_layout)lay, &ss[si]);
+                c->groups = ss[si].c % 2 ? 1 : 2;
+                c->scale = c->bias = c->stats = 1;
+                c->running = op == CLNORM_GROUP_NORM ? -1 : 1;
             }
+    th_begin();
+    th_nan_inf_isolation(ctx, cases, n, 0, NULL);
     th_finish();
 }
 END_TEST
 
-int main(void)
-{
-    Suite *s = suite_create("channels");
-    TCase *tc = tcase_create("channels");
-    tcase_set_timeout(tc, 0);
-    int nv = (int)th_variant_count;
-    tcase_add_loop_test(tc, bn_training, 0, nv);
-    tcase_add_loop_test(tc, bn_inference, 0, 2);
-    tcase_add_loop_test(tc, in_training, 0, nv);
-    tcase_add_loop_test(tc, in_inference, 0, 2);
-    tcase_add_loop_test(tc, gn, 0, nv);
-    tcase_add_test(tc, per_sample_affine);
-    tcase_add_test(tc, gn_group_counts);
-    tcase_add_test(tc, running_stats_three_steps);
-    tcase_add_test(tc, equivalences);
-    tcase_add_test(tc, nan_inf_isolation);
-    tcase_add_test(tc, error_cases);
-    tcase_add_test(tc, bn_split_large_channel);
-    tcase_add_test(tc, long_sets_pipeline);
-    tcase_add_test(tc, wave_pipeline);
-    tcase_add_test(tc, large_forced_work_groups);
-    suite_add_tcase(s, tc);
-    return th_run_suite(s, "test_channels");
-}
+TH_MAIN("channels", 0, TH_LOOP(bn_training, (int)th_variant_count), TH_LOOP(bn_inference, 2),
+        TH_LOOP(in_training, (int)th_variant_count), TH_LOOP(in_inference, 2), TH_LOOP(gn, (int)th_variant_count),
+        TH_TEST(per_sample_affine), TH_TEST(gn_group_counts), TH_TEST(running_stats_three_steps),
+        TH_TEST(equivalences), TH_TEST(nan_inf_isolation), TH_TEST(error_cases), TH_TEST(bn_split_large_channel),
+        TH_TEST(long_sets_pipeline), TH_TEST(wave_pipeline), TH_TEST(large_forced_work_groups))

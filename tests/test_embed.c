@@ -5,7 +5,7 @@
  * clnorm returned; checked against the double-precision reference. Also on
  * an out-of-order queue when the device has one.
  */
-#include "common.h"
+#include "th_check.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -62,117 +62,125 @@ static void own_teardown(own *o)
     if (o->cl) clReleaseContext(o->cl);
 }
 
+/* The flow's buffers, descriptors and events: LayerNorm over M x D of x
+ * (at offset 5) into y (at 9), then BatchNorm over y viewed as N=1, C=M,
+ * S=D into z, with running statistics. */
+enum { FLOW_M = 37, FLOW_D = 1001, FLOW_OFF = 5, FLOW_SALT = 17 };
+#define FLOW_E ((size_t)FLOW_M * FLOW_D)
+typedef struct flow_state {
+    cl_mem xb, yb, zb, rmb, rvb;
+    float rm0[FLOW_M], rv0[FLOW_M];
+    clnorm_desc d, b;
+    cl_event filled, normed, normed2;
+} flow_state;
+
+static void flow_alloc(own *o, flow_state *f)
+{
+    cl_int err;
+    memset(f, 0, sizeof *f);
+    f->xb = clCreateBuffer(o->cl, CL_MEM_READ_WRITE, (FLOW_E + FLOW_OFF + 3) * 4, NULL, &err);
+    f->yb = clCreateBuffer(o->cl, CL_MEM_READ_WRITE, (FLOW_E + 9) * 4, NULL, &err);
+    f->zb = clCreateBuffer(o->cl, CL_MEM_READ_WRITE, FLOW_E * 4, NULL, &err);
+    for (unsigned c = 0; c < FLOW_M; c++) {
+        f->rm0[c] = 0.5f * (float)c;
+        f->rv0[c] = 1.0f + 0.25f * (float)c;
+    }
+    f->rmb = clCreateBuffer(o->cl, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR, sizeof f->rm0, f->rm0, &err);
+    f->rvb = clCreateBuffer(o->cl, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR, sizeof f->rv0, f->rv0, &err);
+    th_case lc = th_case_of("layer_norm 37x1001"), bc = th_case_of("batch_norm_train 1x37x1001");
+    th_case_desc(&lc, &f->d);
+    th_case_desc(&bc, &f->b);
+    f->d.x = (clnorm_buf){f->xb, FLOW_OFF};
+    f->d.y = (clnorm_buf){f->yb, 9};
+    f->b.x = f->d.y;
+    f->b.y = (clnorm_buf){f->zb, 0};
+    f->b.running_mean = (clnorm_buf){f->rmb, 0};
+    f->b.running_var = (clnorm_buf){f->rvb, 0};
+}
+
+/* 1. the caller's own kernel; 2. clnorm waits on it; 3. a second clnorm
+ * op waits on the first one's event. Returns the status. */
+static clnorm_status flow_enqueue(own *o, cl_command_queue q, clnorm_ctx *ctx, flow_state *f, const char *label)
+{
+    cl_uint a_off = FLOW_OFF, a_n = (cl_uint)FLOW_E, a_salt = FLOW_SALT;
+    clSetKernelArg(o->fill, 0, sizeof f->xb, &f->xb);
+    clSetKernelArg(o->fill, 1, sizeof a_off, &a_off);
+    clSetKernelArg(o->fill, 2, sizeof a_n, &a_n);
+    clSetKernelArg(o->fill, 3, sizeof a_salt, &a_salt);
+    size_t g = FLOW_E;
+    cl_int err = clEnqueueNDRangeKernel(q, o->fill, 1, NULL, &g, NULL, 0, NULL, &f->filled);
+    TH_EXPECT(err == CL_SUCCESS, "%s: fill enqueue %d", label, err);
+    clnorm_status st = clnorm_forward(ctx, &f->d, 1, &f->filled, &f->normed);
+    TH_EXPECT(st == CLNORM_OK && f->normed, "%s: clnorm_forward: %s (%s)", label, clnorm_status_name(st),
+              clnorm_last_error(ctx));
+    if (st != CLNORM_OK)
+        return st;
+    st = clnorm_forward(ctx, &f->b, 1, &f->normed, &f->normed2);
+    TH_EXPECT(st == CLNORM_OK && f->normed2, "%s: chained clnorm_forward: %s (%s)", label, clnorm_status_name(st),
+              clnorm_last_error(ctx));
+    return st;
+}
+
+/* 4. read through the returned events (non-blocking reads, then wait), and
+ * compare both results with the reference. */
+static void flow_check(cl_command_queue q, flow_state *f, const char *label)
+{
+    float *y = malloc(FLOW_E * 4), *z = malloc(FLOW_E * 4), *x = malloc(FLOW_E * 4), rm[FLOW_M], rv[FLOW_M];
+    cl_event reads[4];
+    clEnqueueReadBuffer(q, f->yb, CL_FALSE, 9 * 4, FLOW_E * 4, y, 1, &f->normed, &reads[0]);
+    clEnqueueReadBuffer(q, f->zb, CL_FALSE, 0, FLOW_E * 4, z, 1, &f->normed2, &reads[1]);
+    clEnqueueReadBuffer(q, f->rmb, CL_FALSE, 0, sizeof rm, rm, 1, &f->normed2, &reads[2]);
+    clEnqueueReadBuffer(q, f->rvb, CL_FALSE, 0, sizeof rv, rv, 1, &f->normed2, &reads[3]);
+    clWaitForEvents(1, &reads[0]);
+    clWaitForEvents(1, &reads[1]);
+    clWaitForEvents(2, &reads[2]);
+    for (int i = 0; i < 4; i++)
+        clReleaseEvent(reads[i]);
+    for (size_t i = 0; i < FLOW_E; i++)
+        x[i] = host_fill((unsigned)i, FLOW_SALT);
+    th_set_case("%s: LayerNorm after the caller's kernel", label);
+    th_inputs in = {x, NULL, NULL, NULL, NULL};
+    th_outputs out = {y, NULL, NULL, NULL, NULL};
+    th_compare(&f->d, &in, &out, 1.0, 1);
+    /* the BatchNorm reference runs on the library's y (its actual input) */
+    th_set_case("%s: BatchNorm chained on the LayerNorm event", label);
+    th_inputs inb = {y, NULL, NULL, f->rm0, f->rv0};
+    th_outputs outb = {z, NULL, NULL, rm, rv};
+    th_compare(&f->b, &inb, &outb, 1.0, 1);
+    th_set_case("%s", "");
+    free(y), free(z), free(x);
+}
+
+static void flow_release(flow_state *f)
+{
+    cl_event evs[3] = {f->filled, f->normed, f->normed2};
+    for (int i = 0; i < 3; i++)
+        if (evs[i]) clReleaseEvent(evs[i]);
+    cl_mem ms[5] = {f->xb, f->yb, f->zb, f->rmb, f->rvb};
+    for (int i = 0; i < 5; i++)
+        clReleaseMemObject(ms[i]);
+}
+
 /* The whole flow on one queue: fill x -> (wait) LayerNorm -> (wait) read. Then
  * a second clnorm op chained on the first one's event (y1 -> BatchNorm). */
 static void flow(own *o, cl_command_queue q, const char *label)
 {
-    const unsigned M = 37, D = 1001, off = 5, salt = 17;
-    const size_t E = (size_t)M * D;
-    cl_int err;
-    cl_mem xb = clCreateBuffer(o->cl, CL_MEM_READ_WRITE, (E + off + 3) * 4, NULL, &err);
-    cl_mem yb = clCreateBuffer(o->cl, CL_MEM_READ_WRITE, (E + 9) * 4, NULL, &err);
-    cl_mem zb = clCreateBuffer(o->cl, CL_MEM_READ_WRITE, E * 4, NULL, &err);
-    float rm0[37], rv0[37];
-    for (unsigned c = 0; c < M; c++) {
-        rm0[c] = 0.5f * (float)c;
-        rv0[c] = 1.0f + 0.25f * (float)c;
-    }
-    cl_mem rmb = clCreateBuffer(o->cl, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR, sizeof rm0, rm0, &err);
-    cl_mem rvb = clCreateBuffer(o->cl, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR, sizeof rv0, rv0, &err);
+    flow_state f;
+    flow_alloc(o, &f);
     clnorm_ctx *ctx = NULL;
     clnorm_status st = clnorm_create_from_queue(q, &ctx);
     TH_EXPECT(st == CLNORM_OK && ctx, "%s: clnorm_create_from_queue: %s", label, clnorm_status_name(st));
-    if (st != CLNORM_OK)
-        goto out;
-    TH_EXPECT(clnorm_queue(ctx) == q, "%s: clnorm_queue is not the caller's queue", label);
-    TH_EXPECT(clnorm_cl_context(ctx) == o->cl, "%s: clnorm_cl_context is not the caller's context", label);
-    TH_EXPECT(clnorm_device(ctx) == o->dev, "%s: clnorm_device is not the caller's device", label);
-
-    /* 1. the caller's own kernel */
-    cl_uint a_off = off, a_n = (cl_uint)E, a_salt = salt;
-    clSetKernelArg(o->fill, 0, sizeof xb, &xb);
-    clSetKernelArg(o->fill, 1, sizeof a_off, &a_off);
-    clSetKernelArg(o->fill, 2, sizeof a_n, &a_n);
-    clSetKernelArg(o->fill, 3, sizeof a_salt, &a_salt);
-    size_t g = E;
-    cl_event filled = NULL, normed = NULL, normed2 = NULL, read = NULL, read2 = NULL, read3 = NULL;
-    err = clEnqueueNDRangeKernel(q, o->fill, 1, NULL, &g, NULL, 0, NULL, &filled);
-    TH_EXPECT(err == CL_SUCCESS, "%s: fill enqueue %d", label, err);
-
-    /* 2. clnorm waits on it */
-    clnorm_desc d;
-    clnorm_desc_init(&d, CLNORM_LAYER_NORM);
-    d.rows = M;
-    d.cols = D;
-    d.x.mem = xb;
-    d.x.offset = off;
-    d.y.mem = yb;
-    d.y.offset = 9;
-    st = clnorm_forward(ctx, &d, 1, &filled, &normed);
-    TH_EXPECT(st == CLNORM_OK && normed, "%s: clnorm_forward: %s (%s)", label, clnorm_status_name(st),
-              clnorm_last_error(ctx));
-
-    /* 3. a second clnorm op waits on the first one's event: BatchNorm training
-       over y viewed as N=1, C=M, S=D, running stats updated */
-    clnorm_desc b;
-    clnorm_desc_init(&b, CLNORM_BATCH_NORM);
-    b.n = 1;
-    b.c = M;
-    b.rank = 1;
-    b.spatial[0] = D;
-    b.x = d.y;
-    b.y.mem = zb;
-    b.running_mean.mem = rmb;
-    b.running_var.mem = rvb;
     if (st == CLNORM_OK) {
-        st = clnorm_forward(ctx, &b, 1, &normed, &normed2);
-        TH_EXPECT(st == CLNORM_OK && normed2, "%s: chained clnorm_forward: %s (%s)", label, clnorm_status_name(st),
-                  clnorm_last_error(ctx));
+        TH_EXPECT(clnorm_queue(ctx) == q, "%s: clnorm_queue is not the caller's queue", label);
+        TH_EXPECT(clnorm_cl_context(ctx) == o->cl, "%s: clnorm_cl_context is not the caller's context", label);
+        TH_EXPECT(clnorm_device(ctx) == o->dev, "%s: clnorm_device is not the caller's device", label);
+        if (flow_enqueue(o, q, ctx, &f, label) == CLNORM_OK)
+            flow_check(q, &f, label);
+        clnorm_destroy(ctx);
+        /* the queue was retained, not taken: still usable after destroy */
+        TH_EXPECT(clFinish(q) == CL_SUCCESS, "%s: the caller's queue is unusable after clnorm_destroy", label);
     }
-
-    /* 4. read through the returned events (non-blocking reads, then wait) */
-    float *y = malloc(E * 4), *z = malloc(E * 4), *x = malloc(E * 4), rm[37], rv[37];
-    if (st == CLNORM_OK) {
-        clEnqueueReadBuffer(q, yb, CL_FALSE, 9 * 4, E * 4, y, 1, &normed, &read);
-        clEnqueueReadBuffer(q, zb, CL_FALSE, 0, E * 4, z, 1, &normed2, &read2);
-        cl_event both[2];
-        clEnqueueReadBuffer(q, rmb, CL_FALSE, 0, sizeof rm, rm, 1, &normed2, &both[0]);
-        clEnqueueReadBuffer(q, rvb, CL_FALSE, 0, sizeof rv, rv, 1, &normed2, &both[1]);
-        clWaitForEvents(1, &read);
-        clWaitForEvents(1, &read2);
-        clWaitForEvents(2, both);
-        clReleaseEvent(both[0]);
-        clReleaseEvent(both[1]);
-        read3 = NULL;
-        for (size_t i = 0; i < E; i++)
-            x[i] = host_fill((unsigned)i, salt);
-        th_set_case("%s: LayerNorm after the caller's kernel", label);
-        th_inputs in = {x, NULL, NULL, NULL, NULL};
-        th_outputs out = {y, NULL, NULL, NULL, NULL};
-        th_compare(&d, &in, &out, 1.0, 1);
-        /* the BatchNorm reference runs on the library's y (its actual input) */
-        th_set_case("%s: BatchNorm chained on the LayerNorm event", label);
-        th_inputs inb = {y, NULL, NULL, rm0, rv0};
-        th_outputs outb = {z, NULL, NULL, rm, rv};
-        th_compare(&b, &inb, &outb, 1.0, 1);
-        th_set_case("%s", "");
-    }
-    free(y); free(z); free(x);
-    (void)read3;
-    if (filled) clReleaseEvent(filled);
-    if (normed) clReleaseEvent(normed);
-    if (normed2) clReleaseEvent(normed2);
-    if (read) clReleaseEvent(read);
-    if (read2) clReleaseEvent(read2);
-    clnorm_destroy(ctx);
-    /* the queue was retained, not taken: still usable after destroy */
-    TH_EXPECT(clFinish(q) == CL_SUCCESS, "%s: the caller's queue is unusable after clnorm_destroy", label);
-out:
-    clReleaseMemObject(xb);
-    clReleaseMemObject(yb);
-    clReleaseMemObject(zb);
-    clReleaseMemObject(rmb);
-    clReleaseMemObject(rvb);
+    flow_release(&f);
 }
 
 START_TEST(in_order_queue)
@@ -270,15 +278,4 @@ START_TEST(user_event_gate)
 }
 END_TEST
 
-int main(void)
-{
-    Suite *s = suite_create("embed");
-    TCase *tc = tcase_create("embed");
-    tcase_set_timeout(tc, 0);
-    tcase_add_test(tc, in_order_queue);
-    tcase_add_test(tc, out_of_order_queue);
-    tcase_add_test(tc, user_event_gate);
-    suite_add_tcase(s, tc);
-    int rc = th_run_suite(s, "test_embed");
-    return rc;
-}
+TH_MAIN("embed", 0, TH_TEST(in_order_queue), TH_TEST(out_of_order_queue), TH_TEST(user_event_gate))

@@ -4,7 +4,7 @@
  * buffers at non-zero offsets; determinism; in place; the naive
  * E[x^2]-E[x]^2 formula is rejected by the tolerances.
  */
-#include "common.h"
+#include "th_check.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -29,10 +29,8 @@ static void run_matrix(clnorm_op op, int vi)
     clnorm_ctx *ctx = th_ctx();
     th_variant v = th_variants[vi];
     th_begin();
-    if (!th_variant_select(ctx, (size_t)vi)) {
-        th_finish();
-        return;
-    }
+    if (!th_variant_select(ctx, (size_t)vi))
+        return; /* not enabled (CLNORM_TEST_VARIANTS) */
     unsigned rot = (unsigned)vi * 5u; /* rotates eps/flags/kinds so variants see different combinations */
     for (size_t di = 0; di < NELEM(Ds); di++) {
         for (size_t mi = 0; mi < NELEM(Ms); mi++) {
@@ -47,11 +45,8 @@ static void run_matrix(clnorm_op op, int vi)
             for (int k = 0; k < nk; k++, rot++) {
                 th_kind kind = nk == TH_KIND_COUNT ? (th_kind)k : (th_kind)((rot * 7u + k) % TH_KIND_COUNT);
                 th_case c;
-                memset(&c, 0, sizeof c);
-                clnorm_desc_init(&c.d, op);
-                c.d.rows = M;
-                c.d.cols = D;
-                c.d.eps = epss[rot % 3];
+                th_case_rows(&c, op, M, D);
+                c.eps = epss[rot % 3];
                 c.kind = kind;
                 c.scale = (rot / 3) & 1;
                 c.bias = (rot / 6) & 1;
@@ -83,11 +78,8 @@ START_TEST(flags_eps_all_combinations)
             for (unsigned f = 0; f < 8; f++)
                 for (size_t e = 0; e < NELEM(epss); e++) {
                     th_case c;
-                    memset(&c, 0, sizeof c);
-                    clnorm_desc_init(&c.d, (clnorm_op)op);
-                    c.d.rows = 5;
-                    c.d.cols = 300;
-                    c.d.eps = epss[e];
+                    th_case_rows(&c, (clnorm_op)op, 5, 300);
+                    c.eps = epss[e];
                     c.kind = (th_kind)((f + e) % TH_KIND_COUNT);
                     c.scale = f & 1;
                     c.bias = (f >> 1) & 1;
@@ -110,10 +102,7 @@ START_TEST(in_place)
         for (size_t s = 0; s < NELEM(shapes); s++)
             for (int op = CLNORM_LAYER_NORM; op <= CLNORM_RMS_NORM; op++) {
                 th_case c;
-                memset(&c, 0, sizeof c);
-                clnorm_desc_init(&c.d, (clnorm_op)op);
-                c.d.rows = shapes[s][0];
-                c.d.cols = shapes[s][1];
+                th_case_rows(&c, (clnorm_op)op, shapes[s][0], shapes[s][1]);
                 c.kind = (th_kind)((s + vi) % TH_KIND_COUNT);
                 c.scale = c.bias = c.stats = 1;
                 c.flags = TH_IN_PLACE;
@@ -178,10 +167,8 @@ START_TEST(work_group_sizes)
             if (th_use_variant(ctx, tv) != 0)
                 continue;
             th_case c;
-            memset(&c, 0, sizeof c);
-            clnorm_desc_init(&c.d, (w & 0x55) ? CLNORM_LAYER_NORM : CLNORM_RMS_NORM);
-            c.d.rows = 3;
-            c.d.cols = v == CLNORM_VARIANT_SPLIT ? 20011 : 1000;
+            th_case_rows(&c, (w & 0x55) ? CLNORM_LAYER_NORM : CLNORM_RMS_NORM, 3,
+                         v == CLNORM_VARIANT_SPLIT ? 20011 : 1000);
             c.kind = TH_NORMAL;
             c.scale = c.bias = c.stats = 1;
             th_set_case("variant=%s", th_variant_str(tv));
@@ -286,24 +273,15 @@ END_TEST
  * on every variant and a long-row split shape. */
 START_TEST(nan_inf_isolation)
 {
-    clnorm_ctx *ctx = th_ctx();
     static const size_t shapes[][2] = {{3, 1}, {4, 2}, {5, 1000}, {7, 70001}};
-    th_begin();
-    TH_FOR_EACH_VARIANT(ctx, vi) {
-        for (size_t s = 0; s < NELEM(shapes); s++)
-            for (int op = CLNORM_LAYER_NORM; op <= CLNORM_RMS_NORM; op++) {
-                th_case c;
-                memset(&c, 0, sizeof c);
-                clnorm_desc_init(&c.d, (clnorm_op)op);
-                c.d.rows = shapes[s][0];
-                c.d.cols = shapes[s][1];
-                c.d.eps = epss[(s + vi) % 3];
-                c.kind = TH_NANINF;
-                c.scale = c.bias = c.stats = 1;
-                th_set_case("variant=%s", th_variant_str(th_variants[vi]));
-                th_check_case(ctx, &c);
-            }
+    th_case cases[2 * NELEM(shapes)];
+    for (size_t i = 0; i < NELEM(cases); i++) {
+        th_case_rows(&cases[i], i % 2 ? CLNORM_RMS_NORM : CLNORM_LAYER_NORM, shapes[i / 2][0],
+                     shapes[i / 2][1]);
+        cases[i].scale = cases[i].bias = cases[i].stats = 1;
     }
+    th_begin();
+    th_nan_inf_isolation(th_ctx(), cases, NELEM(cases), 1, epss);
     th_finish();
 }
 END_TEST
@@ -314,10 +292,7 @@ START_TEST(no_event)
     clnorm_ctx *ctx = th_ctx();
     th_begin();
     th_case c;
-    memset(&c, 0, sizeof c);
-    clnorm_desc_init(&c.d, CLNORM_LAYER_NORM);
-    c.d.rows = 10;
-    c.d.cols = 4096;
+    th_case_rows(&c, CLNORM_LAYER_NORM, 10, 4096);
     c.scale = c.bias = c.stats = 1;
     c.flags = TH_NO_EVENT;
     th_check_case(ctx, &c);
@@ -325,20 +300,6 @@ START_TEST(no_event)
 }
 END_TEST
 
-int main(void)
-{
-    Suite *s = suite_create("rows");
-    TCase *tc = tcase_create("rows");
-    tcase_set_timeout(tc, 0);
-    tcase_add_test(tc, naive_formula_is_rejected);
-    tcase_add_loop_test(tc, ln_matrix, 0, (int)th_variant_count);
-    tcase_add_loop_test(tc, rms_matrix, 0, (int)th_variant_count);
-    tcase_add_test(tc, flags_eps_all_combinations);
-    tcase_add_test(tc, in_place);
-    tcase_add_test(tc, determinism);
-    tcase_add_test(tc, work_group_sizes);
-    tcase_add_test(tc, nan_inf_isolation);
-    tcase_add_test(tc, no_event);
-    suite_add_tcase(s, tc);
-    return th_run_suite(s, "test_rows");
-}
+TH_MAIN("rows", 0, TH_TEST(naive_formula_is_rejected), TH_LOOP(ln_matrix, (int)th_variant_count),
+        TH_LOOP(rms_matrix, (int)th_variant_count), TH_TEST(flags_eps_all_combinations), TH_TEST(in_place),
+        TH_TEST(determinism), TH_TEST(work_group_sizes), TH_TEST(nan_inf_isolation), TH_TEST(no_event))

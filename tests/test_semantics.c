@@ -13,7 +13,7 @@
  *    functions, so that the reference and the kernels cannot be wrong
  *    together.
  */
-#include "common.h"
+#include "th_check.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -22,47 +22,10 @@
 
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
 
-typedef struct shp {
-    size_t n, c;
-    unsigned rank;
-    size_t s[3];
-} shp;
-
-static clnorm_desc mk(clnorm_op op, clnorm_layout lay, const shp *s)
-{
-    clnorm_desc d;
-    clnorm_desc_init(&d, op);
-    d.layout = lay;
-    d.n = s->n;
-    d.c = s->c;
-    d.rank = s->rank;
-    for (unsigned k = 0; k < 3; k++)
-        d.spatial[k] = k < s->rank ? s->s[k] : 0;
-    return d;
-}
-
-static const char *op_str(clnorm_op op)
-{
-    switch (op) {
-    case CLNORM_LAYER_NORM: return "LN";
-    case CLNORM_RMS_NORM: return "RMS";
-    case CLNORM_BATCH_NORM: return "BN";
-    case CLNORM_INSTANCE_NORM: return "IN";
-    case CLNORM_GROUP_NORM: return "GN";
-    }
-    return "?";
-}
-
 static const char *shape_str(const clnorm_desc *d)
 {
-    static char buf[128];
-    if (d->op == CLNORM_LAYER_NORM || d->op == CLNORM_RMS_NORM)
-        snprintf(buf, sizeof buf, "%s %zux%zu", op_str(d->op), d->rows, d->cols);
-    else
-        snprintf(buf, sizeof buf, "%s %s n=%zu c=%zu S=(%zu,%zu,%zu)[rank %u] G=%zu", op_str(d->op),
-                 d->layout == CLNORM_CHANNELS_LAST ? "NHWC" : "NCHW", d->n, d->c, d->rank > 0 ? d->spatial[0] : 0,
-                 d->rank > 1 ? d->spatial[1] : 0, d->rank > 2 ? d->spatial[2] : 0, d->rank, d->groups);
-    return buf;
+    static char buf[160];
+    return th_desc_label(d, buf, sizeof buf);
 }
 
 /* Set `set` of x (per ref_locate) to v everywhere. */
@@ -169,12 +132,7 @@ static void rms_inf_call(clnorm_ctx *ctx, size_t D, const int *pats, size_t M, f
                 (unsigned long long)seed);
     th_inputs in = {x, sc, with_bias ? bi : NULL, NULL, NULL};
     th_outputs out = {y, NULL, rstd, NULL, NULL};
-    int st = th_run(ctx, &d, &in, &out, 0);
-    if (st != CLNORM_OK) {
-        if (st != TH_HARNESS_FAILED)
-            th_fail("clnorm_forward: %d %s (%s)", st, clnorm_status_name(st), clnorm_last_error(ctx));
-    } else {
-        th_compare(&d, &in, &out, 1.0, 1);
+    if (th_run_ok(ctx, &d, &in, &out, 0, 1) == CLNORM_OK) {
         for (size_t m = 0; m < M; m++) {
             const float *xr = x + m * D, *yr = y + m * D;
             if (has_nan(xr, D)) {
@@ -277,21 +235,13 @@ static void const_eps0_call(clnorm_ctx *ctx, clnorm_desc d, int running)
           *orm = malloc(C * 4), *orv = malloc(C * 4);
     unsigned char *kinds = malloc(sets);
     fill_sets(&r, &d, x, kinds);
-    th_fill_normal(&r, sc, aff, 1.0, 0.5);
-    th_fill_normal(&r, bi, aff, 0.0, 1.0);
-    th_fill_normal(&r, rm, C, 0.0, 1.0);
-    th_fill_uniform(&r, rv, C, 0.5, 2.0);
+    th_gen_inputs(&r, &d, TH_NORMAL, NULL, sc, bi, rm, rv);
     char saved[512];
     snprintf(saved, sizeof saved, "%s", th_case_name());
     th_set_case("%s %s eps=0 running=%d seed=%llu", saved, shape_str(&d), running, (unsigned long long)seed);
     th_inputs in = {x, sc, bi, running ? rm : NULL, running ? rv : NULL};
     th_outputs out = {y, mean, rstd, running ? orm : NULL, running ? orv : NULL};
-    int st = th_run(ctx, &d, &in, &out, 0);
-    if (st != CLNORM_OK) {
-        if (st != TH_HARNESS_FAILED)
-            th_fail("clnorm_forward: %d %s (%s)", st, clnorm_status_name(st), clnorm_last_error(ctx));
-    } else {
-        th_compare(&d, &in, &out, 1.0, 1);
+    if (th_run_ok(ctx, &d, &in, &out, 0, 1) == CLNORM_OK) {
         unsigned long bad = 0;
         for (size_t i = 0; i < E && bad < 3; i++) {
             size_t s, a, ch;
@@ -338,21 +288,23 @@ static void const_eps0_call(clnorm_ctx *ctx, clnorm_desc d, int running)
 START_TEST(bn_in_constant_eps0)
 {
     clnorm_ctx *ctx = th_ctx();
-    static const shp bn_shapes[] = {{6, 7, 0, {0}}, {4, 6, 2, {3, 5}}, {2, 6, 2, {40, 50}}, {3, 5, 1, {9}}};
-    static const shp in_shapes[] = {{3, 4, 2, {5, 7}}, {2, 3, 1, {5000}}, {4, 6, 1, {2}}};
-    static const shp wave_shape = {2, 16, 2, {128, 128}};
+    static const th_shape bn_shapes[] = {{6, 7, 0, {0}}, {4, 6, 2, {3, 5}}, {2, 6, 2, {40, 50}}, {3, 5, 1, {9}}};
+    static const th_shape in_shapes[] = {{3, 4, 2, {5, 7}}, {2, 3, 1, {5000}}, {4, 6, 1, {2}}};
+    static const th_shape wave_shape = {2, 16, 2, {128, 128}};
     th_begin();
     unsigned rot = 0;
     TH_FOR_EACH_VARIANT(ctx, vi) {
         th_set_case("variant=%s", th_variant_str(th_variants[vi]));
         for (int lay = 0; lay < 2; lay++) {
             for (size_t i = 0; i < NELEM(bn_shapes); i++)
-                const_eps0_call(ctx, mk(CLNORM_BATCH_NORM, (clnorm_layout)lay, &bn_shapes[i]), (rot++ % 3) != 0);
+                const_eps0_call(ctx, th_shape_desc(CLNORM_BATCH_NORM, (clnorm_layout)lay, &bn_shapes[i]),
+                                (rot++ % 3) != 0);
             for (size_t i = 0; i < NELEM(in_shapes); i++)
-                const_eps0_call(ctx, mk(CLNORM_INSTANCE_NORM, (clnorm_layout)lay, &in_shapes[i]), rot++ % 2);
+                const_eps0_call(ctx, th_shape_desc(CLNORM_INSTANCE_NORM, (clnorm_layout)lay, &in_shapes[i]),
+                                rot++ % 2);
         }
         if (vi == 0 || th_variants[vi].v == CLNORM_VARIANT_WI)
-            const_eps0_call(ctx, mk(CLNORM_INSTANCE_NORM, CLNORM_CHANNELS_LAST, &wave_shape), 1);
+            const_eps0_call(ctx, th_shape_desc(CLNORM_INSTANCE_NORM, CLNORM_CHANNELS_LAST, &wave_shape), 1);
     }
     th_finish();
 }
@@ -364,7 +316,7 @@ START_TEST(ln_gn_constant_eps0)
 {
     clnorm_ctx *ctx = th_ctx();
     static const size_t Ds[] = {2, 37, 1031, 70001};
-    static const shp gn_shapes[] = {{2, 6, 2, {4, 4}}, {3, 12, 1, {1}}, {2, 4, 1, {3000}}};
+    static const th_shape gn_shapes[] = {{2, 6, 2, {4, 4}}, {3, 12, 1, {1}}, {2, 4, 1, {3000}}};
     th_begin();
     TH_FOR_EACH_VARIANT(ctx, vi) {
         th_set_case("variant=%s", th_variant_str(th_variants[vi]));
@@ -377,7 +329,7 @@ START_TEST(ln_gn_constant_eps0)
         }
         for (int lay = 0; lay < 2; lay++)
             for (size_t i = 0; i < NELEM(gn_shapes); i++) {
-                clnorm_desc d = mk(CLNORM_GROUP_NORM, (clnorm_layout)lay, &gn_shapes[i]);
+                clnorm_desc d = th_shape_desc(CLNORM_GROUP_NORM, (clnorm_layout)lay, &gn_shapes[i]);
                 d.groups = gn_shapes[i].c / 2;
                 const_eps0_call(ctx, d, 0);
             }
@@ -432,7 +384,7 @@ START_TEST(running_var_biased)
     struct {
         clnorm_op op;
         clnorm_layout lay;
-        shp s;
+        th_shape s;
     } cases[] = {
         {CLNORM_BATCH_NORM, CLNORM_CHANNELS_FIRST, {3, 5, 0, {0}}},       /* count 3 */
         {CLNORM_BATCH_NORM, CLNORM_CHANNELS_FIRST, {2, 4, 2, {3, 5}}},    /* short planes: columns */
@@ -452,7 +404,7 @@ START_TEST(running_var_biased)
             if (cases[i].s.s[0] == 128 && !(vi == 0 || th_variants[vi].v == CLNORM_VARIANT_WI))
                 continue; /* the large case only where it takes the wave pipeline */
             for (int biased = 0; biased < 2; biased++, rot++) {
-                clnorm_desc d = mk(cases[i].op, cases[i].lay, &cases[i].s);
+                clnorm_desc d = th_shape_desc(cases[i].op, cases[i].lay, &cases[i].s);
                 d.momentum = moms[rot % NELEM(moms)];
                 d.eps = rot % 2 ? 1e-5f : 0.0f;
                 d.running_var_biased = biased;
@@ -463,27 +415,19 @@ START_TEST(running_var_biased)
                 float *x = malloc(E * 4), *y = malloc(E * 4), *mean = malloc(sets * 4), *rstd = malloc(sets * 4);
                 float sc[16], bi[16], rm[16], rv[16], orm[16], orv[16];
                 double erm[16], erv[16];
+                th_gen_inputs(&r, &d, TH_NORMAL, NULL, sc, bi, rm, rv);
                 th_fill_normal(&r, x, E, 0.5, 2.0);
-                th_fill_normal(&r, sc, C, 1, 0.5);
-                th_fill_normal(&r, bi, C, 0, 1);
-                th_fill_normal(&r, rm, C, 0, 1);
-                th_fill_uniform(&r, rv, C, 0.5, 2);
                 th_set_case("variant=%s %s running_var_biased=%d momentum=%g eps=%g seed=%llu",
                             th_variant_str(th_variants[vi]), shape_str(&d), biased, (double)d.momentum,
                             (double)d.eps, (unsigned long long)seed);
                 th_inputs in = {x, sc, bi, rm, rv};
                 th_outputs out = {y, mean, rstd, orm, orv};
-                int st = th_run(ctx, &d, &in, &out, 0);
-                if (st != CLNORM_OK) {
-                    if (st != TH_HARNESS_FAILED)
-                        th_fail("clnorm_forward: %d %s (%s)", st, clnorm_status_name(st), clnorm_last_error(ctx));
-                } else {
-                    th_compare(&d, &in, &out, 1.0, 1);
+                if (th_run_ok(ctx, &d, &in, &out, 0, 1) == CLNORM_OK) {
                     expected_running(&d, x, rm, rv, erm, erv);
                     for (size_t c = 0; c < C; c++) {
-                        TH_EXPECT(fabs(orv[c] - erv[c]) <= 2e-5 * (fabs(erv[c]) + 1),
+                        TH_EXPECT(th_close(erv[c], orv[c], 2e-5 * (fabs(erv[c]) + 1)),
                                   "running_var[%zu] = %.9g, expected %.9g", c, (double)orv[c], erv[c]);
-                        TH_EXPECT(fabs(orm[c] - erm[c]) <= 2e-5 * (fabs(erm[c]) + 1),
+                        TH_EXPECT(th_close(erm[c], orm[c], 2e-5 * (fabs(erm[c]) + 1)),
                                   "running_mean[%zu] = %.9g, expected %.9g", c, (double)orm[c], erm[c]);
                     }
                 }
@@ -502,13 +446,13 @@ START_TEST(running_var_biased_rejected)
 {
     clnorm_ctx *ctx = th_ctx();
     static const int bad[] = {2, -1, 7};
-    static const shp s = {2, 3, 1, {5}};
+    static const th_shape s = {2, 3, 1, {5}};
     th_begin();
     for (size_t b = 0; b < NELEM(bad); b++)
         for (int opi = 0; opi < 4; opi++) {
             static const clnorm_op ops[] = {CLNORM_BATCH_NORM, CLNORM_INSTANCE_NORM, CLNORM_LAYER_NORM,
                                             CLNORM_BATCH_NORM};
-            clnorm_desc d = mk(ops[opi], (clnorm_layout)(opi % 2), &s);
+            clnorm_desc d = th_shape_desc(ops[opi], (clnorm_layout)(opi % 2), &s);
             if (ops[opi] == CLNORM_LAYER_NORM) {
                 clnorm_desc_init(&d, CLNORM_LAYER_NORM);
                 d.rows = 3;
@@ -634,12 +578,8 @@ static const hand hands[] = {
      {3, 3, 3, 3}, {0}, {0}, {0}, {0}, {NAN, NAN, NAN, NAN}, {3}, {INFINITY}, {0}, {0}},
 };
 
-static int near(double want, double got, double rel)
-{
-    if (isnan(want)) return isnan(got);
-    if (isinf(want)) return got == want;
-    return isfinite(got) && fabs(got - want) <= rel * (fabs(want) + 1e-3);
-}
+/* Relative closeness for the hand values. */
+static int near(double want, double got, double rel) { return th_close(want, got, rel * (fabs(want) + 1e-3)); }
 
 static clnorm_desc hand_desc(const hand *h)
 {
@@ -715,12 +655,8 @@ START_TEST(reference_hand_values)
         /* on every variant: tiny sets take the same kernels as large ones */
         TH_FOR_EACH_VARIANT(ctx, vi) {
             th_set_case("hand: %s (library, variant=%s)", h->what, th_variant_str(th_variants[vi]));
-            int st = th_run(ctx, &d, &in, &out, 0);
-            if (st != CLNORM_OK) {
-                if (st != TH_HARNESS_FAILED)
-                    th_fail("clnorm_forward: %d %s (%s)", st, clnorm_status_name(st), clnorm_last_error(ctx));
+            if (th_run_ok(ctx, &d, &in, &out, 0, 0) != CLNORM_OK)
                 continue;
-            }
             check_hand(h, 1, y, mean, rstd, rmo, rvo, NULL, NULL, NULL, NULL, NULL);
         }
     }
@@ -728,17 +664,5 @@ START_TEST(reference_hand_values)
 }
 END_TEST
 
-int main(void)
-{
-    Suite *s = suite_create("semantics");
-    TCase *tc = tcase_create("semantics");
-    tcase_set_timeout(tc, 0);
-    tcase_add_test(tc, reference_hand_values);
-    tcase_add_test(tc, running_var_biased_rejected);
-    tcase_add_test(tc, rms_inf_rows);
-    tcase_add_test(tc, bn_in_constant_eps0);
-    tcase_add_test(tc, ln_gn_constant_eps0);
-    tcase_add_test(tc, running_var_biased);
-    suite_add_tcase(s, tc);
-    return th_run_suite(s, "test_semantics");
-}
+TH_MAIN("semantics", 0, TH_TEST(reference_hand_values), TH_TEST(running_var_biased_rejected),
+        TH_TEST(rms_inf_rows), TH_TEST(bn_in_constant_eps0), TH_TEST(ln_gn_constant_eps0), TH_TEST(running_var_biased))

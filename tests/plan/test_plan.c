@@ -20,7 +20,7 @@
 
 #include "internal.h"
 #include "profiles.h"
-#include "suite.h"
+#include "case.h"
 
 static test_profile g_prof[8];
 static size_t g_nprof;
@@ -41,12 +41,12 @@ static unsigned long g_plans, g_launches, g_failed;
 
 /* Non-NULL stand-ins for the buffers a case has: the planner only looks at
  * which are present. */
-static void fake_buffers(const bench_case *bc, clnorm_desc *d)
+static void fake_buffers(const th_case *bc, clnorm_desc *d)
 {
-    size_t elems[BENCH_ROLES];
-    bench_case_buffer_elems(bc, elems);
-    for (int r = 0; r < BENCH_ROLES; ++r)
-        if (elems[r]) bench_desc_set(d, r, (clnorm_buf){(cl_mem)(uintptr_t)(0x1000 + 16 * r), 0});
+    size_t elems[TH_ROLES];
+    th_case_buffer_elems(bc, elems);
+    for (int r = 0; r < TH_ROLES; ++r)
+        if (elems[r]) *th_desc_buf(d, r) = (clnorm_buf){(cl_mem)(uintptr_t)(0x1000 + 16 * r), 0};
 }
 
 static size_t launch_groups(const clnorm_launch *L)
@@ -130,13 +130,13 @@ static void check_plan(const test_profile *tp, const char *label, const clnorm_d
                       tp->label, s->set_len, p.x_reads);
 }
 
-static void plan_case(const bench_case *bc, const clnorm_settings *set, int auto_rules)
+static void plan_case(const th_case *bc, const clnorm_settings *set, int auto_rules)
 {
     clnorm_desc d;
     clnorm_shape s;
     char label[128];
-    bench_case_label(bc, label, sizeof label);
-    ck_assert_msg(bench_case_desc(bc, &d) == 0, "%s: no descriptor", label);
+    th_case_label(bc, label, sizeof label);
+    ck_assert_msg(th_case_desc(bc, &d) == 0, "%s: no descriptor", label);
     fake_buffers(bc, &d);
     ck_assert_msg(clnorm_describe(NULL, &d, &s) == CLNORM_OK, "%s: bad shape", label);
     for (size_t i = 0; i < g_nprof; ++i) check_plan(&g_prof[i], label, &d, &s, set, auto_rules);
@@ -146,7 +146,7 @@ START_TEST(suite_cases_on_every_profile)
 {
     g_failed = 0;
     const clnorm_settings rules = {CLNORM_VARIANT_AUTO, 0, -1};
-    for (size_t i = 0; i < bench_suite_count; ++i) plan_case(&bench_suite[i], &rules, 1);
+    for (size_t i = 0; i < th_suite_count; ++i) plan_case(&th_suite[i], &rules, 1);
     EXPECT_NONE();
 }
 END_TEST
@@ -166,14 +166,15 @@ START_TEST(edge_shapes)
         {"batch_norm_train", "64x64x64x64", "nhwc"}, {"group_norm", "8x32x128x128", "nhwc"}};
     const clnorm_settings rules = {CLNORM_VARIANT_AUTO, 0, -1};
     for (size_t i = 0; i < sizeof specs / sizeof specs[0]; ++i) {
-        bench_case bc;
+        th_case bc;
         char err[128];
-        bench_case_init(&bc, CLNORM_LAYER_NORM, 1);
-        ck_assert_int_eq(bench_parse_op(specs[i][0], &bc), 0);
-        ck_assert_int_eq(bench_parse_shape(specs[i][1], &bc), 0);
-        if (specs[i][2][0]) ck_assert_int_eq(bench_parse_layout(specs[i][2], &bc.layout), 0);
+        th_case_init(&bc, CLNORM_LAYER_NORM);
+        ck_assert_int_eq(th_parse_op(specs[i][0], &bc), 0);
+        th_case_full(&bc);
+        ck_assert_int_eq(th_parse_shape(specs[i][1], &bc), 0);
+        if (specs[i][2][0]) ck_assert_int_eq(th_parse_layout(specs[i][2], &bc.layout), 0);
         if (bc.op == CLNORM_GROUP_NORM) bc.groups = 4;
-        ck_assert_msg(bench_case_check(&bc, err, sizeof err) == 0, "%s %s: %s", specs[i][0], specs[i][1], err);
+        ck_assert_msg(th_case_check(&bc, err, sizeof err) == 0, "%s %s: %s", specs[i][0], specs[i][1], err);
         plan_case(&bc, &rules, 1);
     }
     EXPECT_NONE();
@@ -188,9 +189,9 @@ START_TEST(forced_settings)
     for (int v = 0; v < CLNORM_VARIANT_COUNT; ++v)
         for (size_t wg = 0; wg <= 1024; wg = wg ? wg * 4 : 1) {
             const clnorm_settings set = {(clnorm_variant)v, wg, -1};
-            for (size_t i = 0; i < bench_suite_count; ++i) {
+            for (size_t i = 0; i < th_suite_count; ++i) {
                 if (wg > 256) continue; /* above the AMD profile's maximum */
-                plan_case(&bench_suite[i], &set, 0);
+                plan_case(&th_suite[i], &set, 0);
             }
         }
     EXPECT_NONE();

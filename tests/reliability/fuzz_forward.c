@@ -1,8 +1,9 @@
 /*
  * libFuzzer harness for clnorm_forward on PoCL.
  *
- * The input bytes are decoded into an operation (valid or not), a small
- * shape (occasionally a huge or zero dimension), layout, flags, eps and
+ * The input bytes are decoded into a case of the tests' case model
+ * (tests/case.h): an operation (valid or not), a small shape (occasionally a
+ * huge or zero dimension), layout, which buffers, eps and
  * momentum (from tables including NaN, Inf and out-of-range values), buffer
  * offsets, which optional buffers exist, deliberate faults (a buffer one
  * element short, overlapping outputs, a wrong event wait list, buffers an
@@ -13,7 +14,7 @@
  *   - no crash, no sanitizer report (the fuzz build uses ASan + UBSan);
  *   - a valid call (the reference accepts the descriptor, and none of the
  *     deliberate faults was applied) returns CLNORM_OK and matches
- *     ref_forward within the tolerances of rel_util.c, with every guard zone
+ *     ref_forward within the harness's tolerances (tests/compare.c), with every guard zone
  *     and input untouched;
  *   - an invalid call returns a non-zero status, a message, no event, and
  *     every buffer byte-identical.
@@ -33,7 +34,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "rel_util.h"
+#include "common.h"
 
 #define CAP 6000 /* max elements of a call that is actually run */
 
@@ -102,14 +103,14 @@ static void snap_add(snapset *ss, cl_mem m)
     for (int i = 0; i < ss->n; i++)
         if (ss->m[i] == m) return;
     ss->m[ss->n] = m;
-    ss->s[ss->n] = rel_snapshot(g_q, m, &ss->bytes[ss->n]);
+    ss->s[ss->n] = th_snapshot(g_q, m, &ss->bytes[ss->n]);
     ss->n++;
 }
 static int snap_same(snapset *ss)
 {
     int same = 1;
     for (int i = 0; i < ss->n; i++) {
-        same &= rel_same_bytes(g_q, ss->m[i], ss->s[i], ss->bytes[i]);
+        same &= th_same_bytes(g_q, ss->m[i], ss->s[i], ss->bytes[i]);
         free(ss->s[i]);
     }
     ss->n = 0;
@@ -119,234 +120,288 @@ static int snap_same(snapset *ss)
 static const float k_eps[8] = {1e-5f, 0.0f, 1e-3f, 1.0f, 0.1f, -1e-3f, 0.0f / 0.0f, 1.0f / 0.0f};
 static const float k_mom[8] = {0.1f, 0.0f, 1.0f, 0.5f, -0.1f, 1.5f, 0.0f / 0.0f, 0.01f};
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+/* One decoded input. */
+typedef struct input {
+    th_case c;       /* the call as a case */
+    clnorm_desc s;   /* its descriptor, with what a case does not hold: a rank of 12, a layout for rows */
+    unsigned want;   /* the buffers the bytes ask for (TH_ROLE bits), before the ops' rules */
+    size_t off;
+    unsigned fault;  /* low 4 bits: kind (0..6); high: which buffer */
+    unsigned evmode, special, special_pos;
+    double base, sc; /* x = base + sc * int8 / 16 */
+    uint64_t seed;
+    reader r;        /* the rest: the data */
+} input;
+
+/* Op, flags and layout: the first three bytes. */
+static void decode_op(input *in, unsigned *lay)
 {
-    reader r = {data, size, 0};
-    g_cur = data;
-    g_cur_size = size;
-    clnorm_desc s;
     static const int ops[8] = {CLNORM_LAYER_NORM, CLNORM_RMS_NORM, CLNORM_BATCH_NORM, CLNORM_INSTANCE_NORM,
                                CLNORM_GROUP_NORM, CLNORM_BATCH_NORM, CLNORM_GROUP_NORM, 0};
-    unsigned b0 = rb(&r);
-    int op = ops[b0 % 8];
-    if (b0 == 255) op = 6;
-    clnorm_desc_init(&s, (clnorm_op)op);
-    unsigned f = rb(&r);
-    s.training = f & 1;
-    unsigned fl = 0;
-    if (f & 4) fl |= REL_SCALE;
-    if (f & 8) fl |= REL_BIAS;
-    if (f & 16) fl |= REL_MEAN;
-    if (f & 32) fl |= REL_RSTD;
-    if (f & 64) fl |= REL_RUNNING;
-    if (f & 128) fl |= REL_INPLACE;
-    unsigned lay = rb(&r) % 16;
-    s.layout = lay < 8 ? CLNORM_CHANNELS_FIRST : lay < 15 ? CLNORM_CHANNELS_LAST : (clnorm_layout)2;
-    s.per_sample_affine = (f & 2) && (lay & 1);
+    th_case *c = &in->c;
+    unsigned b0 = rb(&in->r);
+    th_case_init(c, (clnorm_op)(b0 == 255 ? 6 : ops[b0 % 8]));
+    unsigned f = rb(&in->r);
+    c->training = f & 1;
+    in->want = ((f & 4) ? TH_ROLE(TH_SCALE) : 0) | ((f & 8) ? TH_ROLE(TH_BIAS) : 0) |
+               ((f & 16) ? TH_ROLE(TH_MEAN) : 0) | ((f & 32) ? TH_ROLE(TH_RSTD) : 0) | ((f & 64) ? TH_RUNNING : 0);
+    c->scale = (f & 4) != 0;
+    c->bias = (f & 8) != 0;
+    c->stats = (f & 48) != 0;
+    c->omit = ((f & 16) ? 0 : TH_ROLE(TH_MEAN)) | ((f & 32) ? 0 : TH_ROLE(TH_RSTD));
+    c->running = (f & 64) ? 1 : 0; /* 0: BatchNorm always has them, as the reference asks (see the top) */
+    c->flags = (f & 128) ? TH_IN_PLACE : 0;
+    *lay = rb(&in->r) % 16;
+    c->layout = *lay < 8 ? CLNORM_CHANNELS_FIRST : *lay < 15 ? CLNORM_CHANNELS_LAST : (clnorm_layout)2;
+    c->per_sample_affine = (f & 2) && (*lay & 1);
+}
+
+/* The shape; returns the rank (beyond 3: invalid, set on the descriptor). */
+static unsigned decode_shape(input *in)
+{
+    th_case *c = &in->c;
+    reader *r = &in->r;
+    int op = c->op;
     if (op == CLNORM_LAYER_NORM || op == CLNORM_RMS_NORM || op == 0 || op == 6) {
-        s.rows = dim(rb(&r));
-        s.cols = dim(rb(&r)) * (1 + rb(&r) % 8);
-        if (op == 0 || op == 6) s.n = s.rows, s.c = 3, s.rank = 1, s.spatial[0] = s.cols;
-    } else {
-        unsigned rk = rb(&r) % 9;
-        s.rank = rk < 8 ? rk % 4 : 4 + rk;
-        s.n = dim(rb(&r));
-        s.c = dim(rb(&r));
-        for (unsigned k = 0; k < 3; k++) {
-            size_t v = dim(rb(&r));
-            if (k < s.rank) s.spatial[k] = v;
-        }
-        unsigned g = rb(&r);
-        s.groups = op == CLNORM_GROUP_NORM ? (g == 0 ? 0 : 1 + (g - 1) % 12) : 0;
+        size_t rows = dim(rb(r)), cols = dim(rb(r));
+        cols *= 1 + rb(r) % 8;
+        c->ndim = op == 0 || op == 6 ? 3 : 2; /* invalid ops: rows x 3 x cols */
+        c->shape[0] = rows;
+        c->shape[1] = c->ndim == 3 ? 3 : cols;
+        c->shape[2] = cols;
+        return 1;
     }
-    unsigned em = rb(&r);
-    s.eps = k_eps[em % 8];
-    s.momentum = k_mom[(em >> 3) % 8];
-    if ((em >> 6) == 3) s.training = !s.training;
-    size_t off = rb(&r) % 5;
-    unsigned fault = rb(&r);    /* low 4 bits: kind (0..5 faults); high: which buffer */
-    unsigned evmode = rb(&r) % 16;
-    unsigned dmode = rb(&r);
+    unsigned rk = rb(r) % 9, rank = rk < 8 ? rk % 4 : 4 + rk;
+    c->shape[0] = dim(rb(r));
+    c->shape[1] = dim(rb(r));
+    for (unsigned k = 0; k < 3; k++) c->shape[2 + k] = dim(rb(r));
+    c->ndim = 2 + (rank < 3 ? rank : 3);
+    unsigned g = rb(r);
+    c->groups = op == CLNORM_GROUP_NORM ? (g == 0 ? 0 : 1 + (g - 1) % 12) : 0;
+    return rank;
+}
+
+static void decode(input *in, const uint8_t *data, size_t size)
+{
+    in->r = (reader){data, size, 0};
+    unsigned lay, rank;
+    decode_op(in, &lay);
+    rank = decode_shape(in);
+    unsigned em = rb(&in->r);
+    in->c.eps = k_eps[em % 8];
+    in->c.momentum = k_mom[(em >> 3) % 8];
+    if ((em >> 6) == 3) in->c.training = !in->c.training;
+    in->off = rb(&in->r) % 5;
+    in->fault = rb(&in->r);
+    in->evmode = rb(&in->r) % 16;
+    unsigned dmode = rb(&in->r);
     static const double bases[4] = {0.0, 3.0, -2.0, 10.0}, scales[4] = {1.0, 0.25, 4.0, 1e-3};
-    double base = bases[dmode & 3], sc = scales[(dmode >> 2) & 3];
-    unsigned special = rb(&r), special_pos = rb(&r);
-    uint64_t seed = rb(&r);
+    in->base = bases[dmode & 3], in->sc = scales[(dmode >> 2) & 3];
+    in->special = rb(&in->r), in->special_pos = rb(&in->r);
+    in->seed = rb(&in->r);
+    th_case_desc(&in->c, &in->s);
+    in->s.layout = in->c.layout;
+    if (rank > 3) in->s.rank = rank;
+}
 
-    size_t ne = ref_elements(&s), sets = ref_sets(&s);
-    int shape_ok = ne > 0 && ne <= CAP && sets > 0 && (op != CLNORM_GROUP_NORM || s.groups > 0);
-    int harness_invalid = 0;
-    snapset ss = {0};
-    cl_mem extra[4] = {0};
-    int nextra = 0;
-    cl_event wait_ev = NULL, out_ev = NULL;
-    cl_uint nw = 0;
-    const cl_event *wl = NULL;
-    if (evmode == 0) nw = 1, harness_invalid = 1;
-    if (evmode == 1) wl = &wait_ev, harness_invalid = 1;
+/* The wait list of the call; 1 when it is a malformed one. */
+static int wait_list(unsigned evmode, cl_uint *nw, const cl_event **wl, cl_event *wait_ev)
+{
+    if (evmode == 0) *nw = 1;
+    if (evmode == 1) *wl = wait_ev;
     if (evmode == 2) {
-        REL_CL(clEnqueueMarkerWithWaitList(g_q, 0, NULL, &wait_ev));
-        nw = 1, wl = &wait_ev;
+        TH_CL(clEnqueueMarkerWithWaitList(g_q, 0, NULL, wait_ev));
+        *nw = 1, *wl = wait_ev;
     }
+    return evmode < 2;
+}
 
-    if (!shape_ok) {
-        /* Invalid or too large to run: small buffers everywhere, must be rejected untouched. */
-        cl_context c = clnorm_cl_context(g_ctx);
-        cl_mem bufs[8];
-        for (int i = 0; i < 8; i++) {
-            bufs[i] = rel_buffer(c, 64);
-            float pat[64];
-            for (int k = 0; k < 64; k++) pat[k] = (float)(k * 0.5 - 7);
-            rel_write(g_q, bufs[i], 0, 64, pat);
-        }
-        clnorm_desc d = s;
-        d.x = (clnorm_buf){bufs[0], off};
-        d.y = (fl & REL_INPLACE) ? d.x : (clnorm_buf){bufs[1], off};
-        if (fl & REL_SCALE) d.scale = (clnorm_buf){bufs[2], 0};
-        if (fl & REL_BIAS) d.bias = (clnorm_buf){bufs[3], 0};
-        if (fl & REL_MEAN) d.mean = (clnorm_buf){bufs[4], 0};
-        if (fl & REL_RSTD) d.rstd = (clnorm_buf){bufs[5], 0};
-        if ((fl & REL_RUNNING) || op == CLNORM_BATCH_NORM) {
-            d.running_mean = (clnorm_buf){bufs[6], 0};
-            d.running_var = (clnorm_buf){bufs[7], 0};
-        }
-        for (int i = 0; i < 8; i++) snap_add(&ss, bufs[i]);
-        clnorm_status st = clnorm_forward(g_ctx, &d, nw, wl, &out_ev);
-        if (st == CLNORM_OK) fail("invalid/oversized shape accepted", &d, st);
-        if (out_ev) fail("event returned on error", &d, st);
-        if (!*clnorm_last_error(g_ctx)) fail("no message", &d, st);
-        REL_CL(clFinish(g_q));
-        if (!snap_same(&ss)) fail("rejected call changed a buffer", &d, st);
-        for (int i = 0; i < 8; i++) clReleaseMemObject(bufs[i]);
-        if (wait_ev) clReleaseEvent(wait_ev);
-        return 0;
-    }
-
-    rel_problem p;
-    if (rel_problem_init(&p, g_ctx, &s, fl, off, seed) != 0) abort();
-    /* Data from the remaining bytes. */
-    size_t rest = r.n - r.i;
-    for (size_t i = 0; i < p.ne; i++) {
-        int8_t v = rest ? (int8_t)r.p[r.i + i % rest] : 0;
-        p.x[i] = (float)(base + sc * (double)v / 16.0);
-    }
-    if (special < 24) p.x[special_pos % p.ne] = special < 12 ? 0.0f / 0.0f : (special & 1 ? -1.0f : 1.0f) / 0.0f;
-    rel_problem_reset(&p, g_ctx);
-
-    clnorm_desc d = p.d;
-    const int row = op == CLNORM_LAYER_NORM || op == CLNORM_RMS_NORM;
-    const int use_running = (op == CLNORM_BATCH_NORM && !s.training) ||
-                            (op == CLNORM_INSTANCE_NORM && !s.training && (p.flags & REL_RUNNING));
-    const int updates_running = !use_running && (p.flags & REL_RUNNING) && s.training;
+/* Invalid or too large to run: small buffers everywhere, must be rejected untouched. */
+static void run_invalid_shape(const input *in, cl_uint nw, const cl_event *wl)
+{
     cl_context c = clnorm_cl_context(g_ctx);
-    unsigned fk = fault & 15, fw = fault >> 4;
-    int bias_is_scale = 0;
-    switch (fk) {
-    case 0: { /* one buffer one element short */
-        clnorm_buf *bs[8] = {&d.x, &d.y, &d.scale, &d.bias, &d.mean, &d.rstd, &d.running_mean, &d.running_var};
-        size_t ext[8] = {p.ne, p.ne, p.naff, p.naff, p.nsets, p.nsets, p.nc, p.nc};
-        clnorm_buf *b = bs[fw % 8];
-        if (b->mem && !(fw % 8 < 2 && p.my == p.mx)) {
-            b->offset = rel_mem_floats(b->mem) - ext[fw % 8] + 1;
-            harness_invalid = 1;
-        }
-        break;
+    cl_mem bufs[8];
+    snapset ss = {0};
+    for (int i = 0; i < 8; i++) {
+        bufs[i] = th_buffer(c, 64);
+        float pat[64];
+        for (int k = 0; k < 64; k++) pat[k] = (float)(k * 0.5 - 7);
+        th_write(g_q, bufs[i], 0, 64, pat);
     }
-    case 1: /* y overlaps x (shifted by 1..min(8, ne-1)) */
-        if (p.ne > 1) {
-            d.y = (clnorm_buf){p.mx, p.off + 1 + fw % (p.ne - 1 < 8 ? p.ne - 1 : 8)};
-            harness_invalid = 1;
-        }
-        break;
-    case 2: /* rstd over mean */
-        if (d.mean.mem && d.rstd.mem) {
-            d.rstd = (clnorm_buf){d.mean.mem, d.mean.offset + fw % (p.nsets < 8 ? p.nsets : 8)};
-            harness_invalid = 1;
-        }
-        break;
-    case 3: /* an input inside y */
-        if (d.scale.mem) {
-            size_t sh = fw % (p.ne < 4 ? p.ne : 4);
-            d.scale = (clnorm_buf){p.my, p.off + sh};
-            if (p.naff + sh <= p.ne + REL_GUARD) harness_invalid = 1;
-            else d.scale = p.d.scale;
-        }
-        break;
-    case 4: /* running_var over running_mean (training) or inside y (inference) */
-        if (d.running_mean.mem) {
-            if (updates_running) d.running_var = d.running_mean;
-            else d.running_mean = (clnorm_buf){p.my, p.off};
-            harness_invalid = p.nc <= p.ne + REL_GUARD;
-            if (!harness_invalid) d.running_mean = p.d.running_mean, d.running_var = p.d.running_var;
-        }
-        break;
-    case 5: /* a buffer the operation does not use */
-        if (row || op == CLNORM_GROUP_NORM) {
-            extra[nextra] = rel_buffer(c, 64);
-            extra[nextra + 1] = rel_buffer(c, 64);
-            d.running_mean = (clnorm_buf){extra[nextra], 0};
-            d.running_var = (clnorm_buf){extra[nextra + 1], 0};
-            nextra += 2;
-            harness_invalid = 1;
-        } else if (use_running) {
-            extra[nextra] = rel_buffer(c, 64 + p.nsets);
-            d.mean = (clnorm_buf){extra[nextra++], 0};
-            harness_invalid = 1;
-        }
-        break;
-    case 6: /* scale and bias the same input: valid */
-        if (d.scale.mem && d.bias.mem) {
-            d.bias = d.scale;
-            bias_is_scale = 1;
-        }
-        break;
-    default: break;
+    clnorm_desc d = in->s;
+    d.x = (clnorm_buf){bufs[0], in->off};
+    d.y = in->c.flags ? d.x : (clnorm_buf){bufs[1], in->off};
+    for (int r = TH_SCALE; r <= TH_RSTD; r++)
+        if (in->want & TH_ROLE(r)) *th_desc_buf(&d, r) = (clnorm_buf){bufs[r], 0};
+    if ((in->want & TH_RUNNING) || d.op == CLNORM_BATCH_NORM) {
+        d.running_mean = (clnorm_buf){bufs[6], 0};
+        d.running_var = (clnorm_buf){bufs[7], 0};
     }
-    if (op == CLNORM_RMS_NORM && (f & 16)) { /* RMSNorm with a mean buffer */
-        extra[nextra] = rel_buffer(c, 64 + p.nsets);
-        d.mean = (clnorm_buf){extra[nextra++], 0};
-        harness_invalid = 1;
-    }
-
-    /* The reference's verdict (momentum only matters where running stats are updated). */
-    clnorm_desc dref = d;
-    if (!updates_running) dref.momentum = 0.1f;
-    const float *rm = (p.flags & REL_RUNNING) ? p.rm : NULL, *rv = (p.flags & REL_RUNNING) ? p.rv : NULL;
-    int ref_ok = ref_forward(&dref, p.x, p.mscale ? p.scale : NULL, p.mbias ? p.bias : NULL, rm, rv, NULL, NULL,
-                             NULL, NULL, NULL) == 0;
-    int expect_ok = ref_ok && !harness_invalid;
-
-    if (!expect_ok) {
-        cl_mem all[] = {p.mx, p.my, p.mscale, p.mbias, p.mmean, p.mrstd, p.mrm, p.mrv, extra[0], extra[1], extra[2]};
-        for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) snap_add(&ss, all[i]);
-    }
+    for (int i = 0; i < 8; i++) snap_add(&ss, bufs[i]);
+    cl_event out_ev = NULL;
     clnorm_status st = clnorm_forward(g_ctx, &d, nw, wl, &out_ev);
+    if (st == CLNORM_OK) fail("invalid/oversized shape accepted", &d, st);
+    if (out_ev) fail("event returned on error", &d, st);
+    if (!*clnorm_last_error(g_ctx)) fail("no message", &d, st);
+    TH_CL(clFinish(g_q));
+    if (!snap_same(&ss)) fail("rejected call changed a buffer", &d, st);
+    for (int i = 0; i < 8; i++) clReleaseMemObject(bufs[i]);
+}
+
+/* A valid call: x from the remaining bytes, and a NaN or an infinity. */
+static void set_data(const input *in, th_call *p)
+{
+    float *x = th_call_host(p, TH_X);
+    const size_t ne = p->len[TH_X], rest = in->r.n - in->r.i;
+    for (size_t i = 0; i < ne; i++) {
+        int8_t v = rest ? (int8_t)in->r.p[in->r.i + i % rest] : 0;
+        x[i] = (float)(in->base + in->sc * (double)v / 16.0);
+    }
+    if (in->special < 24)
+        x[in->special_pos % ne] = in->special < 12 ? 0.0f / 0.0f : (in->special & 1 ? -1.0f : 1.0f) / 0.0f;
+    th_call_reset(p, clnorm_queue(g_ctx));
+}
+
+/* A call's deliberate faults (d starts as p's descriptor). */
+typedef struct faults {
+    clnorm_desc d;
+    cl_mem extra[4];
+    int nextra, invalid, bias_is_scale, updates_running;
+} faults;
+
+/* Buffers: one element short, overlaps, an input inside y (kinds 0 to 4). */
+static void fault_buffers(faults *fs, const th_call *p, unsigned fk, unsigned fw)
+{
+    clnorm_desc *d = &fs->d;
+    const size_t ne = p->len[TH_X], poff = p->b[TH_X].off;
+    cl_mem mx = p->b[TH_X].mem, my = p->d.y.mem;
+    if (fk == 0) { /* one buffer one element short */
+        clnorm_buf *b = th_desc_buf(d, (int)(fw % 8));
+        if (b->mem && !(fw % 8 < 2 && my == mx)) {
+            b->offset = th_mem_floats(b->mem) - p->len[fw % 8] + 1;
+            fs->invalid = 1;
+        }
+    } else if (fk == 1 && ne > 1) { /* y overlaps x (shifted by 1..min(8, ne-1)) */
+        d->y = (clnorm_buf){mx, poff + 1 + fw % (ne - 1 < 8 ? ne - 1 : 8)};
+        fs->invalid = 1;
+    } else if (fk == 2 && d->mean.mem && d->rstd.mem) { /* rstd over mean */
+        d->rstd = (clnorm_buf){d->mean.mem, d->mean.offset + fw % (p->len[TH_MEAN] < 8 ? p->len[TH_MEAN] : 8)};
+        fs->invalid = 1;
+    } else if (fk == 3 && d->scale.mem) { /* an input inside y */
+        size_t sh = fw % (ne < 4 ? ne : 4);
+        d->scale = (clnorm_buf){my, poff + sh};
+        if (p->len[TH_SCALE] + sh <= ne + TH_GUARD_AFTER) fs->invalid = 1;
+        else d->scale = p->d.scale;
+    } else if (fk == 4 && d->running_mean.mem) { /* running_var over running_mean (training) or inside y */
+        if (fs->updates_running) d->running_var = d->running_mean;
+        else d->running_mean = (clnorm_buf){my, poff};
+        fs->invalid = p->len[TH_RUNNING_MEAN] <= ne + TH_GUARD_AFTER;
+        if (!fs->invalid) d->running_mean = p->d.running_mean, d->running_var = p->d.running_var;
+    }
+}
+
+/* Buffers the operation does not use (kind 5, and RMSNorm with a mean), and
+ * scale and bias the same input (kind 6: valid). */
+static void fault_extra(faults *fs, const input *in, const th_call *p, int use_running, unsigned fk)
+{
+    clnorm_desc *d = &fs->d;
+    cl_context c = clnorm_cl_context(g_ctx);
+    const int op = d->op, row = op == CLNORM_LAYER_NORM || op == CLNORM_RMS_NORM;
+    if (fk == 5 && (row || op == CLNORM_GROUP_NORM)) {
+        fs->extra[fs->nextra] = th_buffer(c, 64);
+        fs->extra[fs->nextra + 1] = th_buffer(c, 64);
+        d->running_mean = (clnorm_buf){fs->extra[fs->nextra], 0};
+        d->running_var = (clnorm_buf){fs->extra[fs->nextra + 1], 0};
+        fs->nextra += 2;
+        fs->invalid = 1;
+    } else if (fk == 5 && use_running) {
+        fs->extra[fs->nextra] = th_buffer(c, 64 + p->len[TH_MEAN]);
+        d->mean = (clnorm_buf){fs->extra[fs->nextra++], 0};
+        fs->invalid = 1;
+    } else if (fk == 6 && d->scale.mem && d->bias.mem) {
+        d->bias = d->scale;
+        fs->bias_is_scale = 1;
+    }
+    if (op == CLNORM_RMS_NORM && (in->want & TH_ROLE(TH_MEAN))) { /* RMSNorm with a mean buffer */
+        fs->extra[fs->nextra] = th_buffer(c, 64 + p->len[TH_MEAN]);
+        d->mean = (clnorm_buf){fs->extra[fs->nextra++], 0};
+        fs->invalid = 1;
+    }
+}
+
+/* The call as made, checked: accepted and right when expect_ok, else
+ * rejected with every buffer as it was. */
+static void call_and_check(const faults *fs, th_call *p, const clnorm_desc *dref, int expect_ok, cl_uint nw,
+                           const cl_event *wl)
+{
+    snapset ss = {0};
+    const clnorm_desc *d = &fs->d;
+    for (int r = 0; !expect_ok && r < TH_ROLES; r++) snap_add(&ss, p->b[r].mem);
+    for (int i = 0; !expect_ok && i < 3; i++) snap_add(&ss, fs->extra[i]);
+    cl_event out_ev = NULL;
+    clnorm_status st = clnorm_forward(g_ctx, d, nw, wl, &out_ev);
     if (expect_ok) {
-        if (st != CLNORM_OK) fail("valid call rejected", &d, st);
-        if (!out_ev) fail("no event returned", &d, st);
-        REL_CL(clWaitForEvents(1, &out_ev));
+        if (st != CLNORM_OK) fail("valid call rejected", d, st);
+        if (!out_ev) fail("no event returned", d, st);
+        TH_CL(clWaitForEvents(1, &out_ev));
         char why[512];
-        rel_problem q = p;
-        q.d = d;
-        q.d.momentum = dref.momentum;
-        if (bias_is_scale) q.bias = q.scale, q.mbias = q.mscale;
-        if (rel_problem_check(&q, g_ctx, why, sizeof why) != 0) {
+        th_call q = *p;
+        q.d = *d;
+        q.d.momentum = dref->momentum;
+        if (fs->bias_is_scale) q.in.bias = q.in.scale;
+        if (th_call_check(&q, g_ctx, why, sizeof why) != 0) {
             fprintf(stderr, "%s\n", why);
-            fail("result differs from the reference", &d, st);
+            fail("result differs from the reference", d, st);
         }
     } else {
-        if (st == CLNORM_OK) {
-            fprintf(stderr, "ref_ok %d harness_invalid %d (fault %u, evmode %u)\n", ref_ok, harness_invalid, fk,
-                    evmode);
-            fail("invalid call accepted", &d, st);
-        }
-        if (out_ev) fail("event returned on error", &d, st);
-        if (!*clnorm_last_error(g_ctx)) fail("no message", &d, st);
-        REL_CL(clFinish(g_q));
-        if (!snap_same(&ss)) fail("rejected call changed a buffer", &d, st);
+        if (st == CLNORM_OK) fail("invalid call accepted", d, st);
+        if (out_ev) fail("event returned on error", d, st);
+        if (!*clnorm_last_error(g_ctx)) fail("no message", d, st);
+        TH_CL(clFinish(g_q));
+        if (!snap_same(&ss)) fail("rejected call changed a buffer", d, st);
     }
     if (out_ev) clReleaseEvent(out_ev);
+}
+
+/* A shape that runs: the case on guarded buffers, the faults, the call. */
+static void run_shape(const input *in, int harness_invalid, cl_uint nw, const cl_event *wl)
+{
+    th_call p;
+    if (th_call_init(&p, g_ctx, &in->c, in->off, in->seed) != 0) abort();
+    p.d.layout = in->s.layout; /* a row op's too, which its case does not hold */
+    set_data(in, &p);
+    faults fs = {.d = p.d, .invalid = harness_invalid};
+    const int use_running = th_uses_running(&p.d, (p.roles & TH_RUNNING) != 0);
+    fs.updates_running = !use_running && (p.roles & TH_RUNNING) && p.d.training;
+    fault_buffers(&fs, &p, in->fault & 15, in->fault >> 4);
+    fault_extra(&fs, in, &p, use_running, in->fault & 15);
+    /* The reference's verdict (momentum only matters where running stats are updated). */
+    clnorm_desc dref = fs.d;
+    if (!fs.updates_running) dref.momentum = 0.1f;
+    int ref_ok = ref_forward(&dref, p.in.x, p.in.scale, p.in.bias, p.in.running_mean, p.in.running_var, NULL, NULL,
+                             NULL, NULL, NULL) == 0;
+    call_and_check(&fs, &p, &dref, ref_ok && !fs.invalid, nw, wl);
+    for (int i = 0; i < fs.nextra; i++) clReleaseMemObject(fs.extra[i]);
+    th_call_free(&p);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    g_cur = data;
+    g_cur_size = size;
+    input in;
+    decode(&in, data, size);
+    const clnorm_desc *s = &in.s;
+    size_t ne = ref_elements(s), sets = ref_sets(s);
+    int shape_ok = ne > 0 && ne <= CAP && sets > 0 && (s->op != CLNORM_GROUP_NORM || s->groups > 0);
+    cl_event wait_ev = NULL;
+    cl_uint nw = 0;
+    const cl_event *wl = NULL;
+    int harness_invalid = wait_list(in.evmode, &nw, &wl, &wait_ev);
+    if (!shape_ok)
+        run_invalid_shape(&in, nw, wl);
+    else
+        run_shape(&in, harness_invalid, nw, wl);
     if (wait_ev) clReleaseEvent(wait_ev);
-    for (int i = 0; i < nextra; i++) clReleaseMemObject(extra[i]);
-    rel_problem_free(&p);
     return 0;
 }

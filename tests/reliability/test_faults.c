@@ -18,55 +18,41 @@
  * scratch allocation) are failed on a fresh context each time; calls made on
  * every operation (kernel arguments, enqueues, retains) on a warm context.
  */
-#include <check.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "interpose.h"
-#include "rel_util.h"
-#include "common.h" /* th_run_suite */
+#include "th_check.h"
 
 static unsigned long g_points;   /* fault points injected */
 static unsigned long g_tolerated; /* faults the library absorbed (result still correct) */
 static unsigned long g_per_kind[FI_KIND_COUNT];
 
 typedef struct family {
-    const char *name;
-    clnorm_desc shape;
-    unsigned flags;
+    const char *name, *spec; /* spec: the case (th_case_parse) */
     clnorm_variant variant;
     int want_event;
 } family;
 
-static family g_fam[10];
-static int g_nfam;
+static const family g_fam[] = {
+    {"LayerNorm", "layer_norm 6x100 affine stats", CLNORM_VARIANT_AUTO, 1},
+    {"LayerNorm split", "layer_norm 2x5000 affine stats", CLNORM_VARIANT_SPLIT, 0},
+    {"RMSNorm", "rms_norm 3x64 scale stats", CLNORM_VARIANT_AUTO, 1},
+    {"BatchNorm training", "batch_norm_train 4x5x6x7 nchw affine stats running", CLNORM_VARIANT_AUTO, 1},
+    {"BatchNorm inference", "batch_norm_infer 3x8x10 nhwc affine running", CLNORM_VARIANT_AUTO, 0},
+    {"InstanceNorm tracked", "instance_norm 2x3x5x5 nchw affine stats running", CLNORM_VARIANT_AUTO, 0},
+    {"GroupNorm channels-last", "group_norm 2x12x4x5 nhwc G=3 affine stats", CLNORM_VARIANT_AUTO, 1},
+    {"GroupNorm split", "group_norm 2x4x3000 nchw G=2 affine", CLNORM_VARIANT_SPLIT, 0},
+};
+#define N_FAMILIES (int)(sizeof g_fam / sizeof g_fam[0])
 
-static void add_family(const char *name, const clnorm_desc *s, unsigned flags, clnorm_variant v, int ev)
+/* The family's call on context c: offset 3 (0 with zero_off), seed. */
+static void family_call(th_call *p, clnorm_ctx *c, const family *f, int zero_off, uint64_t seed)
 {
-    g_fam[g_nfam++] = (family){name, *s, flags, v, ev};
-}
-
-static void make_families(void)
-{
-    clnorm_desc s;
-    rel_shape_layer(&s, 6, 100);
-    add_family("LayerNorm", &s, REL_AFFINE | REL_STATS, CLNORM_VARIANT_AUTO, 1);
-    rel_shape_layer(&s, 2, 5000);
-    add_family("LayerNorm split", &s, REL_AFFINE | REL_STATS, CLNORM_VARIANT_SPLIT, 0);
-    rel_shape_rms(&s, 3, 64);
-    add_family("RMSNorm", &s, REL_SCALE | REL_RSTD, CLNORM_VARIANT_AUTO, 1);
-    rel_shape_channel(&s, CLNORM_BATCH_NORM, CLNORM_CHANNELS_FIRST, 4, 5, 2, 6, 7, 0, 0, 1);
-    add_family("BatchNorm training", &s, REL_AFFINE | REL_STATS | REL_RUNNING, CLNORM_VARIANT_AUTO, 1);
-    rel_shape_channel(&s, CLNORM_BATCH_NORM, CLNORM_CHANNELS_LAST, 3, 8, 1, 10, 0, 0, 0, 0);
-    add_family("BatchNorm inference", &s, REL_AFFINE | REL_RUNNING, CLNORM_VARIANT_AUTO, 0);
-    rel_shape_channel(&s, CLNORM_INSTANCE_NORM, CLNORM_CHANNELS_FIRST, 2, 3, 2, 5, 5, 0, 0, 1);
-    add_family("InstanceNorm tracked", &s, REL_AFFINE | REL_STATS | REL_RUNNING, CLNORM_VARIANT_AUTO, 0);
-    rel_shape_channel(&s, CLNORM_GROUP_NORM, CLNORM_CHANNELS_LAST, 2, 12, 2, 4, 5, 0, 3, 1);
-    add_family("GroupNorm channels-last", &s, REL_AFFINE | REL_STATS, CLNORM_VARIANT_AUTO, 1);
-    rel_shape_channel(&s, CLNORM_GROUP_NORM, CLNORM_CHANNELS_FIRST, 2, 4, 1, 3000, 0, 0, 2, 1);
-    add_family("GroupNorm split", &s, REL_AFFINE, CLNORM_VARIANT_SPLIT, 0);
+    th_case k = th_case_of(f->spec);
+    ck_assert_int_eq(th_call_init(p, c, &k, zero_off ? 0 : 3, seed), 0);
 }
 
 static int once_per_context(fi_kind k)
@@ -89,7 +75,7 @@ static clnorm_ctx *new_ctx(const family *f)
     return c;
 }
 
-static clnorm_status forward(clnorm_ctx *c, rel_problem *p, const family *f, cl_event *ev_out)
+static clnorm_status forward(clnorm_ctx *c, th_call *p, const family *f, cl_event *ev_out)
 {
     cl_event ev = NULL;
     clnorm_status st = clnorm_forward(c, &p->d, 0, NULL, f->want_event ? &ev : NULL);
@@ -99,14 +85,14 @@ static clnorm_status forward(clnorm_ctx *c, rel_problem *p, const family *f, cl_
 }
 
 static void check_status(const family *f, fi_kind kind, unsigned long k, int err, clnorm_status st, clnorm_ctx *c,
-                         rel_problem *p, cl_event ev)
+                         th_call *p, cl_event ev)
 {
     const char *msg = clnorm_last_error(c);
     if (st == CLNORM_OK) {
         /* Absorbed (e.g. an optional query): the result must still be right. */
         char why[512];
         if (ev) clReleaseEvent(ev);
-        ck_assert_msg(rel_problem_check(p, c, why, sizeof why) == 0, "%s: %s #%lu failed (%d) but call returned OK "
+        ck_assert_msg(th_call_check(p, c, why, sizeof why) == 0, "%s: %s #%lu failed (%d) but call returned OK "
                       "with a wrong result: %s", f->name, fi_kind_name(kind), k, err, why);
         g_tolerated++;
         printf("  absorbed: %s %s #%lu (%s)\n", f->name, fi_kind_name(kind), k, clnorm_status_name(err));
@@ -124,14 +110,14 @@ static void check_status(const family *f, fi_kind kind, unsigned long k, int err
         ck_assert_ptr_nonnull(clnorm_build_log(c));
 }
 
-static void retry_ok(const family *f, fi_kind kind, unsigned long k, clnorm_ctx *c, rel_problem *p)
+static void retry_ok(const family *f, fi_kind kind, unsigned long k, clnorm_ctx *c, th_call *p)
 {
     char why[512];
-    rel_problem_reset(p, c);
+    th_call_reset(p, clnorm_queue(c));
     clnorm_status st = forward(c, p, f, NULL);
     ck_assert_msg(st == CLNORM_OK, "%s: after %s #%lu failed, the next call returned %s: %s", f->name,
                   fi_kind_name(kind), k, clnorm_status_name(st), clnorm_last_error(c));
-    ck_assert_msg(rel_problem_check(p, c, why, sizeof why) == 0, "%s: after %s #%lu failed, next result wrong: %s",
+    ck_assert_msg(th_call_check(p, c, why, sizeof why) == 0, "%s: after %s #%lu failed, next result wrong: %s",
                   f->name, fi_kind_name(kind), k, why);
 }
 
@@ -150,99 +136,107 @@ static int error_for(fi_kind kind, unsigned long k)
     return (k % 2 == 0) ? CL_OUT_OF_HOST_MEMORY : fi_default_error(kind);
 }
 
-static void run_family(const family *f)
+/* Clean runs: the counts of each kind in a first (cold) and a second
+ * (warm) call, and the live objects of a warm context (warm). */
+static void clean_runs(const family *f, const fi_snapshot *base, unsigned long *cold, unsigned long *hot,
+                       fi_snapshot *warm)
 {
-    fi_snapshot base, warm;
-    unsigned long cold[FI_KIND_COUNT], hot[FI_KIND_COUNT];
     char why[512];
-    rel_problem p;
-
-    /* Clean runs: counts of a first (cold) and a second (warm) call. */
-    fi_snap(&base);
+    th_call p;
     clnorm_ctx *c = new_ctx(f);
-    ck_assert_int_eq(rel_problem_init(&p, c, &f->shape, f->flags, 3, 77), 0);
+    family_call(&p, c, f, 0, 77);
     fi_reset_counts();
     ck_assert_int_eq(forward(c, &p, f, NULL), CLNORM_OK);
     for (int i = 0; i < FI_KIND_COUNT; i++) cold[i] = fi_count((fi_kind)i);
-    ck_assert_msg(rel_problem_check(&p, c, why, sizeof why) == 0, "%s clean: %s", f->name, why);
-    rel_problem_reset(&p, c);
+    ck_assert_msg(th_call_check(&p, c, why, sizeof why) == 0, "%s clean: %s", f->name, why);
+    th_call_reset(&p, clnorm_queue(c));
     fi_reset_counts();
     ck_assert_int_eq(forward(c, &p, f, NULL), CLNORM_OK);
     for (int i = 0; i < FI_KIND_COUNT; i++) hot[i] = fi_count((fi_kind)i);
-    ck_assert_msg(rel_problem_check(&p, c, why, sizeof why) == 0, "%s clean warm: %s", f->name, why);
-    fi_snap(&warm);
-    rel_problem_free(&p);
+    ck_assert_msg(th_call_check(&p, c, why, sizeof why) == 0, "%s clean warm: %s", f->name, why);
+    fi_snap(warm);
+    th_call_free(&p);
     clnorm_destroy(c);
-    expect_same(&base, f->name, "after a clean run and destroy", FI_KIND_COUNT, 0);
-    fi_snapshot warm_rel; /* warm live objects relative to the problem's own buffers */
-    (void)warm_rel;
-
+    expect_same(base, f->name, "after a clean run and destroy", FI_KIND_COUNT, 0);
     printf("%-26s cold path:", f->name);
     for (int i = 0; i < FI_KIND_COUNT; i++)
         if (cold[i]) printf(" %s=%lu", fi_kind_name((fi_kind)i), cold[i]);
     printf("\n");
+}
 
-    /* Once-per-context calls: a fresh context per fault point. */
+/* Fails the k-th call of kind on p's forward: the error is passed on, or
+ * absorbed with a correct result. */
+static void inject(const family *f, clnorm_ctx *c, th_call *p, fi_kind kind, unsigned long k, const char *when)
+{
+    int err = error_for(kind, k);
+    cl_event ev = NULL;
+    fi_reset_counts();
+    fi_arm(kind, k, err);
+    clnorm_status st = forward(c, p, f, f->want_event ? &ev : NULL);
+    int fired = fi_fired();
+    fi_disarm();
+    ck_assert_msg(fired, "%s: %s%s #%lu not reached (path changed?)", f->name, when, fi_kind_name(kind), k);
+    check_status(f, kind, k, err, st, c, p, ev);
+    g_points++;
+    g_per_kind[kind]++;
+}
+
+/* Once-per-context calls: a fresh context per fault point. */
+static void inject_cold(const family *f, const unsigned long *cold, const fi_snapshot *base, const fi_snapshot *warm)
+{
     for (int ki = 0; ki < FI_KIND_COUNT; ki++) {
         fi_kind kind = (fi_kind)ki;
         if (!injectable(kind) || !once_per_context(kind)) continue;
         for (unsigned long k = 1; k <= cold[ki]; k++) {
-            c = new_ctx(f);
-            ck_assert_int_eq(rel_problem_init(&p, c, &f->shape, f->flags, 3, 77), 0);
-            fi_snapshot before;
-            fi_snap(&before);
-            int err = error_for(kind, k);
-            cl_event ev = NULL;
-            fi_reset_counts();
-            fi_arm(kind, k, err);
-            clnorm_status st = forward(c, &p, f, f->want_event ? &ev : NULL);
-            int fired = fi_fired();
-            fi_disarm();
-            ck_assert_msg(fired, "%s: %s #%lu not reached (path changed?)", f->name, fi_kind_name(kind), k);
-            check_status(f, kind, k, err, st, c, &p, ev);
+            th_call p;
+            clnorm_ctx *c = new_ctx(f);
+            family_call(&p, c, f, 0, 77);
+            inject(f, c, &p, kind, k, "");
             retry_ok(f, kind, k, c, &p);
             /* The retry built what the failed call did not: same live objects as a clean warm context. */
-            expect_same(&warm, f->name, "after the retry, vs a clean run", kind, k);
-            rel_problem_free(&p);
+            expect_same(warm, f->name, "after the retry, vs a clean run", kind, k);
+            th_call_free(&p);
             clnorm_destroy(c);
-            expect_same(&base, f->name, "after destroy", kind, k);
-            g_points++;
-            g_per_kind[ki]++;
+            expect_same(base, f->name, "after destroy", kind, k);
         }
     }
+}
 
-    /* Per-call kinds: a warm context, the k-th call of the warm path. */
-    c = new_ctx(f);
-    ck_assert_int_eq(rel_problem_init(&p, c, &f->shape, f->flags, 3, 77), 0);
+/* Per-call kinds: a warm context, the k-th call of the warm path. */
+static void inject_warm(const family *f, const unsigned long *hot, const fi_snapshot *base)
+{
+    th_call p;
+    clnorm_ctx *c = new_ctx(f);
+    family_call(&p, c, f, 0, 77);
     ck_assert_int_eq(forward(c, &p, f, NULL), CLNORM_OK);
-    REL_CL(clFinish(clnorm_queue(c)));
+    TH_CL(clFinish(clnorm_queue(c)));
     fi_snapshot steady;
     fi_snap(&steady);
     for (int ki = 0; ki < FI_KIND_COUNT; ki++) {
         fi_kind kind = (fi_kind)ki;
         if (!injectable(kind) || once_per_context(kind)) continue;
         for (unsigned long k = 1; k <= hot[ki]; k++) {
-            rel_problem_reset(&p, c);
-            int err = error_for(kind, k);
-            cl_event ev = NULL;
-            fi_reset_counts();
-            fi_arm(kind, k, err);
-            clnorm_status st = forward(c, &p, f, f->want_event ? &ev : NULL);
-            int fired = fi_fired();
-            fi_disarm();
-            ck_assert_msg(fired, "%s: warm %s #%lu not reached", f->name, fi_kind_name(kind), k);
-            check_status(f, kind, k, err, st, c, &p, ev);
-            REL_CL(clFinish(clnorm_queue(c)));
+            th_call_reset(&p, clnorm_queue(c));
+            inject(f, c, &p, kind, k, "warm ");
+            TH_CL(clFinish(clnorm_queue(c)));
             expect_same(&steady, f->name, "after the failed call", kind, k);
             retry_ok(f, kind, k, c, &p);
             expect_same(&steady, f->name, "after the retry", kind, k);
-            g_points++;
-            g_per_kind[ki]++;
         }
     }
-    rel_problem_free(&p);
+    th_call_free(&p);
     clnorm_destroy(c);
-    expect_same(&base, f->name, "after destroy (warm faults)", FI_KIND_COUNT, 0);
+    expect_same(base, f->name, "after destroy (warm faults)", FI_KIND_COUNT, 0);
+}
+
+static void run_family(const family *f)
+{
+    fi_snapshot base, warm;
+    unsigned long cold[FI_KIND_COUNT], hot[FI_KIND_COUNT];
+    fi_snap(&base);
+    clean_runs(f, &base, cold, hot, &warm);
+    inject_cold(f, cold, &base, &warm);
+    inject_warm(f, hot, &base);
     ck_assert_uint_eq(fi_unknown_releases(), 0);
 }
 
@@ -295,13 +289,12 @@ START_TEST(test_create)
                 ck_assert_msg(fired, "create: %s #%lu not reached", fi_kind_name(kind), k);
                 if (st == CLNORM_OK) {
                     /* absorbed: the context must work */
-                    rel_problem p;
-                    clnorm_desc s;
+                    th_call p;
+                    th_case lc = th_case_of("layer_norm 3x50 affine stats");
                     char why[512];
-                    rel_shape_layer(&s, 3, 50);
-                    ck_assert_int_eq(rel_problem_init(&p, c, &s, REL_AFFINE | REL_STATS, 1, 5), 0);
-                    int r = rel_problem_run(&p, c, why, sizeof why);
-                    rel_problem_free(&p);
+                    ck_assert_int_eq(th_call_init(&p, c, &lc, 1, 5), 0);
+                    int r = th_call_run(&p, c, why, sizeof why);
+                    th_call_free(&p);
                     clnorm_destroy(c);
                     ck_assert_msg(r == 0, "create: %s #%lu failed, create returned OK, but the context fails: %s",
                                   fi_kind_name(kind), k, why);
@@ -337,10 +330,10 @@ END_TEST
  * recorded once explicitly. */
 START_TEST(test_build_failed_status)
 {
-    family *f = &g_fam[0];
+    const family *f = &g_fam[0];
     clnorm_ctx *c = new_ctx(f);
-    rel_problem p;
-    ck_assert_int_eq(rel_problem_init(&p, c, &f->shape, f->flags, 0, 3), 0);
+    th_call p;
+    family_call(&p, c, f, 1, 3);
     fi_reset_counts();
     fi_arm(FI_BUILD_PROGRAM, 1, CL_BUILD_PROGRAM_FAILURE);
     clnorm_status st = clnorm_forward(c, &p.d, 0, NULL, NULL);
@@ -349,25 +342,19 @@ START_TEST(test_build_failed_status)
     ck_assert_ptr_nonnull(clnorm_build_log(c));
     ck_assert_msg(strstr(clnorm_last_error(c), "build") != NULL, "message: %s", clnorm_last_error(c));
     retry_ok(f, FI_BUILD_PROGRAM, 1, c, &p);
-    rel_problem_free(&p);
+    th_call_free(&p);
     clnorm_destroy(c);
 }
 END_TEST
 
 int main(void)
 {
-    make_families();
-    Suite *s = suite_create("faults");
-    TCase *tc = tcase_create("inject");
-    tcase_set_timeout(tc, 600);
-    tcase_add_test(tc, test_create);
-    tcase_add_test(tc, test_build_failed_status);
-    tcase_add_loop_test(tc, test_family, 0, g_nfam);
-    suite_add_tcase(s, tc);
-    int failed = th_run_suite(s, "test_faults") != EXIT_SUCCESS;
+    const th_test tests[] = {TH_TCASE("inject"), TH_TEST(test_create), TH_TEST(test_build_failed_status),
+                             TH_LOOP(test_family, N_FAMILIES)};
+    int rc = th_main("faults", 600, tests, sizeof tests / sizeof tests[0]);
     printf("faults: %lu fault points injected (%lu absorbed by the library with a correct result)\n", g_points,
            g_tolerated);
     for (int i = 0; i < FI_KIND_COUNT; i++)
         if (g_per_kind[i]) printf("  %-55s %lu\n", fi_kind_name((fi_kind)i), g_per_kind[i]);
-    return failed ? 1 : 0;
+    return rc;
 }

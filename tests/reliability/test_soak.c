@@ -9,7 +9,6 @@
  * 5000) keep ctest short; CLNORM_SOAK_FULL=1 runs the issue's 10,000 cycles
  * and 100,000 operations.
  */
-#include <check.h>
 #include <malloc.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -18,8 +17,7 @@
 #include <time.h>
 
 #include "interpose.h"
-#include "rel_util.h"
-#include "common.h" /* th_run_suite */
+#include "th_check.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define REL_ASAN 1
@@ -47,18 +45,19 @@ static double now(void)
 }
 
 enum { NSHAPES = 5 };
-static void shape_of(int i, clnorm_desc *s, unsigned *flags)
+static const char *const g_shapes[NSHAPES] = {
+    "layer_norm 4x40 affine stats",
+    "rms_norm 3x33 scale stats",
+    "batch_norm_train 3x4x5 nchw affine stats running",
+    "group_norm 2x6x3x2 nhwc G=3 affine",
+    "instance_norm 2x3x7 nchw affine running",
+};
+
+/* Shape i (mod NSHAPES) as a call on c: every buffer at offset off. */
+static void shape_call(th_call *p, clnorm_ctx *c, long i, size_t off, uint64_t seed)
 {
-    switch (i % NSHAPES) {
-    case 0: rel_shape_layer(s, 4, 40); *flags = REL_AFFINE | REL_STATS; break;
-    case 1: rel_shape_rms(s, 3, 33); *flags = REL_SCALE | REL_RSTD; break;
-    case 2: rel_shape_channel(s, CLNORM_BATCH_NORM, CLNORM_CHANNELS_FIRST, 3, 4, 1, 5, 0, 0, 0, 1);
-        *flags = REL_AFFINE | REL_STATS | REL_RUNNING; break;
-    case 3: rel_shape_channel(s, CLNORM_GROUP_NORM, CLNORM_CHANNELS_LAST, 2, 6, 2, 3, 2, 0, 3, 1);
-        *flags = REL_AFFINE; break;
-    default: rel_shape_channel(s, CLNORM_INSTANCE_NORM, CLNORM_CHANNELS_FIRST, 2, 3, 1, 7, 0, 0, 0, 1);
-        *flags = REL_AFFINE | REL_RUNNING; break;
-    }
+    th_case k = th_case_of(g_shapes[i % NSHAPES]);
+    ck_assert_int_eq(th_call_init(p, c, &k, off, seed), 0);
 }
 
 START_TEST(test_create_run_destroy)
@@ -73,20 +72,17 @@ START_TEST(test_create_run_destroy)
         if (i == warm) heap0 = heap_in_use();
         clnorm_ctx *c = NULL;
         ck_assert_int_eq(clnorm_create_default(&c), CLNORM_OK);
-        rel_problem p;
-        clnorm_desc s;
-        unsigned fl;
-        shape_of((int)i, &s, &fl);
-        ck_assert_int_eq(rel_problem_init(&p, c, &s, fl, (size_t)(i % 3), (uint64_t)i), 0);
+        th_call p;
+        shape_call(&p, c, i, (size_t)(i % 3), (uint64_t)i);
         cl_event ev = NULL;
         ck_assert_int_eq(clnorm_forward(c, &p.d, 0, NULL, (i & 1) ? &ev : NULL), CLNORM_OK);
         if (ev) {
-            REL_CL(clWaitForEvents(1, &ev));
+            TH_CL(clWaitForEvents(1, &ev));
             clReleaseEvent(ev);
         }
         if (i % 16 == 0 || i == g_cycles - 1)
-            ck_assert_msg(rel_problem_check(&p, c, why, sizeof why) == 0, "cycle %ld: %s", i, why);
-        rel_problem_free(&p);
+            ck_assert_msg(th_call_check(&p, c, why, sizeof why) == 0, "cycle %ld: %s", i, why);
+        th_call_free(&p);
         clnorm_destroy(c);
         fi_snapshot now_s;
         fi_snap(&now_s);
@@ -126,29 +122,26 @@ START_TEST(test_events_only_when_asked)
     ck_assert_int_eq(clnorm_create_default(&c), CLNORM_OK);
     char why[512];
     for (int i = 0; i < NSHAPES; i++) {
-        rel_problem p;
-        clnorm_desc s;
-        unsigned fl;
-        shape_of(i, &s, &fl);
-        ck_assert_int_eq(rel_problem_init(&p, c, &s, fl, 0, (uint64_t)(77 + i)), 0);
+        th_call p;
+        shape_call(&p, c, i, 0, (uint64_t)(77 + i));
         ck_assert_int_eq(clnorm_forward(c, &p.d, 0, NULL, NULL), CLNORM_OK); /* builds the programs */
-        REL_CL(clFinish(clnorm_queue(c)));
+        TH_CL(clFinish(clnorm_queue(c)));
         fi_reset_counts();
         long live0 = fi_live(FI_OBJ_EVENT);
         ck_assert_int_eq(clnorm_forward(c, &p.d, 0, NULL, NULL), CLNORM_OK);
-        REL_CL(clFinish(clnorm_queue(c)));
+        TH_CL(clFinish(clnorm_queue(c)));
         ck_assert_msg(fi_enqueues() > 0 && fi_enqueue_events() == 0,
                       "shape %d: %lu enqueues made %lu events for a caller that asked for none", i, fi_enqueues(),
                       fi_enqueue_events());
-        rel_problem_reset(&p, c); /* running statistics back to their start */
+        th_call_reset(&p, clnorm_queue(c)); /* running statistics back to their start */
         cl_event ev = NULL;
         ck_assert_int_eq(clnorm_forward(c, &p.d, 0, NULL, &ev), CLNORM_OK);
         ck_assert_msg(ev != NULL && fi_live(FI_OBJ_EVENT) == live0 + 1, "shape %d: %ld live events, expected %ld", i,
                       fi_live(FI_OBJ_EVENT), live0 + 1);
-        REL_CL(clWaitForEvents(1, &ev));
+        TH_CL(clWaitForEvents(1, &ev));
         clReleaseEvent(ev);
-        ck_assert_msg(rel_problem_check(&p, c, why, sizeof why) == 0, "shape %d: %s", i, why);
-        rel_problem_free(&p);
+        ck_assert_msg(th_call_check(&p, c, why, sizeof why) == 0, "shape %d: %s", i, why);
+        th_call_free(&p);
     }
     clnorm_destroy(c);
 }
@@ -160,20 +153,15 @@ START_TEST(test_many_ops_one_context)
     fi_snap(&base);
     clnorm_ctx *c = NULL;
     ck_assert_int_eq(clnorm_create_default(&c), CLNORM_OK);
-    rel_problem p[NSHAPES];
-    for (int i = 0; i < NSHAPES; i++) {
-        clnorm_desc s;
-        unsigned fl;
-        shape_of(i, &s, &fl);
-        ck_assert_int_eq(rel_problem_init(&p[i], c, &s, fl, 1, (uint64_t)(1000 + i)), 0);
-    }
+    th_call p[NSHAPES];
+    for (int i = 0; i < NSHAPES; i++) shape_call(&p[i], c, i, 1, (uint64_t)(1000 + i));
     char why[512], diff[160];
     /* Warm every shape and variant so caches are full. */
     for (int v = 0; v < CLNORM_VARIANT_COUNT; v++) {
         ck_assert_int_eq(clnorm_set_variant(c, (clnorm_variant)v, 0), CLNORM_OK);
         for (int i = 0; i < NSHAPES; i++) ck_assert_int_eq(clnorm_forward(c, &p[i].d, 0, NULL, NULL), CLNORM_OK);
     }
-    REL_CL(clFinish(clnorm_queue(c)));
+    TH_CL(clFinish(clnorm_queue(c)));
     fi_snapshot steady;
     fi_snap(&steady);
     size_t heap0 = heap_in_use();
@@ -183,7 +171,7 @@ START_TEST(test_many_ops_one_context)
         int k = (int)(i % NSHAPES);
         if (i % 97 == 0) ck_assert_int_eq(clnorm_set_variant(c, (clnorm_variant)((i / 97) % CLNORM_VARIANT_COUNT), 0),
                                           CLNORM_OK);
-        if (i % check_every == 0) rel_problem_reset(&p[k], c);
+        if (i % check_every == 0) th_call_reset(&p[k], clnorm_queue(c));
         cl_event ev = NULL;
         if (i % 13 == 5) { /* a rejected call now and then */
             clnorm_desc bad = p[k].d;
@@ -193,21 +181,21 @@ START_TEST(test_many_ops_one_context)
         ck_assert_int_eq(clnorm_forward(c, &p[k].d, 0, NULL, (i % 3 == 0) ? &ev : NULL), CLNORM_OK);
         if (ev) clReleaseEvent(ev);
         if (i % check_every == 0)
-            ck_assert_msg(rel_problem_check(&p[k], c, why, sizeof why) == 0, "op %ld: %s", i, why);
+            ck_assert_msg(th_call_check(&p[k], c, why, sizeof why) == 0, "op %ld: %s", i, why);
         if (i % 256 == 255) {
-            REL_CL(clFinish(clnorm_queue(c)));
+            TH_CL(clFinish(clnorm_queue(c)));
             fi_snapshot s;
             fi_snap(&s);
             ck_assert_msg(!fi_snap_diff(&steady, &s, diff, sizeof diff), "op %ld: live OpenCL objects %s", i, diff);
         }
     }
-    REL_CL(clFinish(clnorm_queue(c)));
+    TH_CL(clFinish(clnorm_queue(c)));
     double dt = now() - t0;
     long grow = (long)heap_in_use() - (long)heap0;
     fi_snapshot s;
     fi_snap(&s);
     ck_assert_msg(!fi_snap_diff(&steady, &s, diff, sizeof diff), "end: live OpenCL objects %s", diff);
-    for (int i = 0; i < NSHAPES; i++) rel_problem_free(&p[i]);
+    for (int i = 0; i < NSHAPES; i++) th_call_free(&p[i]);
     clnorm_destroy(c);
     fi_snap(&s);
     ck_assert_msg(!fi_snap_diff(&base, &s, diff, sizeof diff), "after destroy: live OpenCL objects %s", diff);
@@ -220,16 +208,10 @@ END_TEST
 
 int main(void)
 {
-    int full = rel_env_long("CLNORM_SOAK_FULL", 0) != 0;
-    g_cycles = rel_env_long("CLNORM_SOAK_CYCLES", full ? 10000 : 200);
-    g_ops = rel_env_long("CLNORM_SOAK_OPS", full ? 100000 : 5000);
-    Suite *s = suite_create("soak");
-    TCase *tc = tcase_create("soak");
-    tcase_set_timeout(tc, full ? 3600 : 600);
-    tcase_add_test(tc, test_events_only_when_asked);
-    tcase_add_test(tc, test_many_ops_one_context);
-    tcase_add_test(tc, test_create_run_destroy);
-    suite_add_tcase(s, tc);
-    int failed = th_run_suite(s, "test_soak") != EXIT_SUCCESS;
-    return failed ? 1 : 0;
+    int full = th_env_long("CLNORM_SOAK_FULL", 0) != 0;
+    g_cycles = th_env_long("CLNORM_SOAK_CYCLES", full ? 10000 : 200);
+    g_ops = th_env_long("CLNORM_SOAK_OPS", full ? 100000 : 5000);
+    const th_test tests[] = {TH_TEST(test_events_only_when_asked), TH_TEST(test_many_ops_one_context),
+                             TH_TEST(test_create_run_destroy)};
+    return th_main("soak", full ? 3600 : 600, tests, sizeof tests / sizeof tests[0]);
 }

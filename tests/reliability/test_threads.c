@@ -3,16 +3,15 @@
  * used from several threads (each call holds the context's lock while it
  * validates and enqueues). Both are stressed here, every result checked
  * against the reference:
- *   - separate: REL_THREADS threads, each with its own context, shapes and
+ *   - separate: NTHREADS threads, each with its own context, shapes and
  *     buffers;
- *   - shared: REL_THREADS threads on one context (one queue), each with its
+ *   - shared: NTHREADS threads on one context (one queue), each with its
  *     own buffers, waiting on the event clnorm_forward returns; one more
  *     thread meanwhile switches kernel variants and makes rejected calls;
  *   - shared with a caller-provided out-of-order queue, when the device
  *     supports one (the library chains its launches with events).
  * Live OpenCL objects return to the baseline afterwards.
  */
-#include <check.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdint.h>
@@ -21,8 +20,7 @@
 #include <string.h>
 
 #include "interpose.h"
-#include "rel_util.h"
-#include "common.h" /* th_run_suite */
+#include "th_check.h"
 
 #define NTHREADS 4
 static long g_iters;
@@ -36,20 +34,19 @@ typedef struct worker {
     unsigned long checked;
 } worker;
 
-static void shape_for(int id, long it, clnorm_desc *s, unsigned *flags)
+/* Thread id's shape for iteration it. */
+static th_case shape_for(int id, long it)
 {
+    char spec[128];
     switch ((id + it) % 6) {
-    case 0: rel_shape_layer(s, 3 + id, 50 + 7 * id); *flags = REL_AFFINE | REL_STATS; break;
-    case 1: rel_shape_rms(s, 2, 300 + id); *flags = REL_SCALE | REL_RSTD; break;
-    case 2: rel_shape_channel(s, CLNORM_BATCH_NORM, CLNORM_CHANNELS_LAST, 3, 5 + id, 1, 6, 0, 0, 0, 1);
-        *flags = REL_AFFINE | REL_STATS | REL_RUNNING; break;
-    case 3: rel_shape_channel(s, CLNORM_GROUP_NORM, CLNORM_CHANNELS_FIRST, 2, 8, 2, 3, 3, 0, 4, 1);
-        *flags = REL_AFFINE | REL_STATS; break;
-    case 4: rel_shape_channel(s, CLNORM_INSTANCE_NORM, CLNORM_CHANNELS_LAST, 2, 3, 2, 4, 2, 0, 0, 1);
-        *flags = REL_AFFINE | REL_RUNNING; break;
-    default: rel_shape_channel(s, CLNORM_BATCH_NORM, CLNORM_CHANNELS_FIRST, 2, 4, 2, 3, 3, 0, 0, 0);
-        *flags = REL_AFFINE | REL_RUNNING; break;
+    case 0: snprintf(spec, sizeof spec, "layer_norm %dx%d affine stats", 3 + id, 50 + 7 * id); break;
+    case 1: snprintf(spec, sizeof spec, "rms_norm 2x%d scale stats", 300 + id); break;
+    case 2: snprintf(spec, sizeof spec, "batch_norm_train 3x%dx6 nhwc affine stats running", 5 + id); break;
+    case 3: snprintf(spec, sizeof spec, "group_norm 2x8x3x3 nchw G=4 affine stats"); break;
+    case 4: snprintf(spec, sizeof spec, "instance_norm 2x3x4x2 nhwc affine running"); break;
+    default: snprintf(spec, sizeof spec, "batch_norm_infer 2x4x3x3 nchw affine running"); break;
     }
+    return th_case_of(spec);
 }
 
 static void *work(void *arg)
@@ -65,17 +62,15 @@ static void *work(void *arg)
         return NULL;
     }
     for (long it = 0; it < w->iters && !w->failed; it++) {
-        rel_problem p;
-        clnorm_desc s;
-        unsigned fl;
-        shape_for(w->id, it, &s, &fl);
-        if (rel_problem_init(&p, c, &s, fl, (size_t)(it % 4), (uint64_t)(w->id * 100000 + it)) != 0) {
+        th_call p;
+        th_case k = shape_for(w->id, it);
+        if (th_call_init(&p, c, &k, (size_t)(it % 4), (uint64_t)(w->id * 100000 + it)) != 0) {
             w->failed = 1;
             snprintf(w->why, sizeof w->why, "thread %d: bad shape", w->id);
             break;
         }
         for (int rep = 0; rep < 3 && !w->failed; rep++) {
-            if (rep) rel_problem_reset(&p, c);
+            if (rep) th_call_reset(&p, clnorm_queue(c));
             cl_event ev = NULL;
             clnorm_status st = clnorm_forward(c, &p.d, 0, NULL, &ev);
             if (st != CLNORM_OK) {
@@ -93,14 +88,14 @@ static void *work(void *arg)
             cl_int e = clWaitForEvents(1, &ev);
             clReleaseEvent(ev);
             char why[512];
-            if (e != CL_SUCCESS || rel_problem_check(&p, c, why, sizeof why) != 0) {
+            if (e != CL_SUCCESS || th_call_check(&p, c, why, sizeof why) != 0) {
                 w->failed = 1;
                 snprintf(w->why, sizeof w->why, "thread %d it %ld rep %d: %s", w->id, it, rep,
                          e != CL_SUCCESS ? "clWaitForEvents failed" : why);
             }
             w->checked++;
         }
-        rel_problem_free(&p);
+        th_call_free(&p);
     }
     if (own) clnorm_destroy(c);
     return NULL;
@@ -117,9 +112,9 @@ typedef struct disturber {
 static void *disturb(void *arg)
 {
     disturber *d = arg;
+    th_case k = th_case_of("layer_norm 4x4 eps=-1");
     clnorm_desc bad;
-    rel_shape_layer(&bad, 4, 4);
-    bad.eps = -1.0f;
+    th_case_desc(&k, &bad);
     while (!__atomic_load_n(&d->stop, __ATOMIC_SEQ_CST)) {
         clnorm_variant v = (clnorm_variant)(d->calls % CLNORM_VARIANT_COUNT);
         if (clnorm_set_variant(d->ctx, v, 0) != CLNORM_OK) d->failed = 1;
@@ -200,7 +195,7 @@ START_TEST(test_shared_out_of_order_queue)
     ck_assert_int_eq(clnorm_create_default(&tmp), CLNORM_OK);
     cl_device_id dev = clnorm_device(tmp);
     cl_command_queue_properties props = 0;
-    REL_CL(clGetDeviceInfo(dev, CL_DEVICE_QUEUE_PROPERTIES, sizeof props, &props, NULL));
+    TH_CL(clGetDeviceInfo(dev, CL_DEVICE_QUEUE_PROPERTIES, sizeof props, &props, NULL));
     cl_context cl = clnorm_cl_context(tmp);
     if (!(props & CL_QUEUE_OUT_OF_ORDER_EXEC_MODE_ENABLE)) {
         clnorm_destroy(tmp);
@@ -223,7 +218,7 @@ END_TEST
 
 int main(void)
 {
-    g_iters = rel_env_long("CLNORM_THREADS_ITERS", 40);
+    g_iters = th_env_long("CLNORM_THREADS_ITERS", 40);
     /* Initialise the OpenCL platform layer once before any thread starts.
      * PoCL 3.1 (Debian 12) races in its first-time device initialisation:
      * four threads that each call clGetPlatformIDs, clGetDeviceIDs,
@@ -237,13 +232,7 @@ int main(void)
         return 1;
     }
     clnorm_destroy(warm);
-    Suite *s = suite_create("threads");
-    TCase *tc = tcase_create("threads");
-    tcase_set_timeout(tc, 600);
-    tcase_add_test(tc, test_separate_contexts);
-    tcase_add_test(tc, test_shared_context);
-    tcase_add_test(tc, test_shared_out_of_order_queue);
-    suite_add_tcase(s, tc);
-    int failed = th_run_suite(s, "test_threads") != EXIT_SUCCESS;
-    return failed ? 1 : 0;
+    const th_test tests[] = {TH_TEST(test_separate_contexts), TH_TEST(test_shared_context),
+                             TH_TEST(test_shared_out_of_order_queue)};
+    return th_main("threads", 600, tests, sizeof tests / sizeof tests[0]);
 }

@@ -18,8 +18,7 @@
 #include <strings.h>
 
 #include "interpose.h"
-#include "rel_util.h"
-#include "common.h" /* th_run_suite */
+#include "th_check.h"
 
 static clnorm_ctx *g_ctx;
 static cl_command_queue g_q;
@@ -37,7 +36,7 @@ static size_t collect(const clnorm_desc *d, cl_mem *out, const cl_mem *extra, si
         cl_mem m = i < 8 ? bs[i]->mem : extra[i - 8];
         if (!m || m == (cl_mem)fi_invalid_mem()) continue;
         cl_context mc = NULL; /* a buffer of another context cannot be read on our queue */
-        REL_CL(clGetMemObjectInfo(m, CL_MEM_CONTEXT, sizeof mc, &mc, NULL));
+        TH_CL(clGetMemObjectInfo(m, CL_MEM_CONTEXT, sizeof mc, &mc, NULL));
         if (mc != g_cl) continue;
         int dup = 0;
         for (size_t j = 0; j < n; j++) dup |= out[j] == m;
@@ -56,8 +55,8 @@ static void expect_reject_ex(const char *what, const clnorm_desc *d, cl_uint nw,
     size_t nm = d ? collect(d, mems, extra, nextra) : 0;
     void *snaps[16];
     size_t bytes[16];
-    for (size_t i = 0; i < nm; i++) snaps[i] = rel_snapshot(g_q, mems[i], &bytes[i]);
-    REL_CL(clFinish(g_q));
+    for (size_t i = 0; i < nm; i++) snaps[i] = th_snapshot(g_q, mems[i], &bytes[i]);
+    TH_CL(clFinish(g_q));
     fi_snapshot before, after;
     fi_snap(&before);
     fi_reset_counts();
@@ -80,9 +79,9 @@ static void expect_reject_ex(const char *what, const clnorm_desc *d, cl_uint nw,
     ck_assert_msg(created == 0, "%s: buffers/programs/kernel args touched by a rejected call", what);
     char diff[128];
     ck_assert_msg(!fi_snap_diff(&before, &after, diff, sizeof diff), "%s: live objects changed: %s", what, diff);
-    REL_CL(clFinish(g_q));
+    TH_CL(clFinish(g_q));
     for (size_t i = 0; i < nm; i++) {
-        ck_assert_msg(rel_same_bytes(g_q, mems[i], snaps[i], bytes[i]), "%s: buffer %zu changed", what, i);
+        ck_assert_msg(th_same_bytes(g_q, mems[i], snaps[i], bytes[i]), "%s: buffer %zu changed", what, i);
         free(snaps[i]);
     }
     g_rejections++;
@@ -97,37 +96,35 @@ static void expect_reject(const char *what, const clnorm_desc *d, int want, cons
 /* ---- valid base problems (each test mutates one thing) --------------- */
 
 enum { P_LN, P_RMS, P_BN_TRAIN, P_BN_INFER, P_IN_TRACKED, P_GN_CL, P_COUNT };
-static rel_problem g_p[P_COUNT];
-static const char *const g_pname[P_COUNT] = {"LayerNorm", "RMSNorm", "BatchNorm training", "BatchNorm inference",
-                                             "InstanceNorm tracked", "GroupNorm channels-last"};
+static th_call g_p[P_COUNT];
+/* The base problems: name, case, every buffer's offset, seed. */
+static const struct {
+    const char *name, *spec;
+    size_t off;
+    uint64_t seed;
+} g_pdef[P_COUNT] = {
+    {"LayerNorm", "layer_norm 5x33 affine stats", 3, 11},
+    {"RMSNorm", "rms_norm 4x17 affine stats", 2, 12},
+    {"BatchNorm training", "batch_norm_train 3x6x4x5 nchw affine stats running", 5, 13},
+    {"BatchNorm inference", "batch_norm_infer 2x7x9 nhwc affine running", 1, 14},
+    {"InstanceNorm tracked", "instance_norm 2x4x2x3x2 nchw affine stats running", 4, 15},
+    {"GroupNorm channels-last", "group_norm 2x64x3x3 nhwc G=8 affine stats", 2, 16},
+};
 
-#define SETUP_OK(call)                                                                                   \
-    do {                                                                                                 \
-        if ((call) != 0) {                                                                               \
-            fprintf(stderr, "setup failed: %s\n", #call);                                               \
-            exit(1);                                                                                     \
-        }                                                                                                \
-    } while (0)
 static void setup_problems(void)
 {
-    clnorm_desc s;
-    rel_shape_layer(&s, 5, 33);
-    SETUP_OK(rel_problem_init(&g_p[P_LN], g_ctx, &s, REL_AFFINE | REL_STATS, 3, 11));
-    rel_shape_rms(&s, 4, 17);
-    SETUP_OK(rel_problem_init(&g_p[P_RMS], g_ctx, &s, REL_AFFINE | REL_RSTD, 2, 12));
-    rel_shape_channel(&s, CLNORM_BATCH_NORM, CLNORM_CHANNELS_FIRST, 3, 6, 2, 4, 5, 0, 0, 1);
-    SETUP_OK(rel_problem_init(&g_p[P_BN_TRAIN], g_ctx, &s, REL_AFFINE | REL_STATS | REL_RUNNING, 5, 13));
-    rel_shape_channel(&s, CLNORM_BATCH_NORM, CLNORM_CHANNELS_LAST, 2, 7, 1, 9, 0, 0, 0, 0);
-    SETUP_OK(rel_problem_init(&g_p[P_BN_INFER], g_ctx, &s, REL_AFFINE | REL_RUNNING, 1, 14));
-    rel_shape_channel(&s, CLNORM_INSTANCE_NORM, CLNORM_CHANNELS_FIRST, 2, 4, 3, 2, 3, 2, 0, 1);
-    SETUP_OK(rel_problem_init(&g_p[P_IN_TRACKED], g_ctx, &s, REL_AFFINE | REL_STATS | REL_RUNNING, 4, 15));
-    rel_shape_channel(&s, CLNORM_GROUP_NORM, CLNORM_CHANNELS_LAST, 2, 64, 2, 3, 3, 0, 8, 1);
-    SETUP_OK(rel_problem_init(&g_p[P_GN_CL], g_ctx, &s, REL_AFFINE | REL_STATS, 2, 16));
+    for (int i = 0; i < P_COUNT; i++) {
+        th_case c = th_case_of(g_pdef[i].spec);
+        if (th_call_init(&g_p[i], g_ctx, &c, g_pdef[i].off, g_pdef[i].seed) != 0) {
+            fprintf(stderr, "setup failed: %s\n", g_pdef[i].spec);
+            exit(1);
+        }
+    }
 }
 
 static void teardown_problems(void)
 {
-    for (int i = 0; i < P_COUNT; i++) rel_problem_free(&g_p[i]);
+    for (int i = 0; i < P_COUNT; i++) th_call_free(&g_p[i]);
 }
 
 /* Each base problem is valid and correct (so a rejection is due to the one mutation). */
@@ -135,9 +132,9 @@ START_TEST(test_base_problems_valid)
 {
     char why[512];
     for (int i = 0; i < P_COUNT; i++) {
-        rel_problem_reset(&g_p[i], g_ctx);
-        int r = rel_problem_run(&g_p[i], g_ctx, why, sizeof why);
-        ck_assert_msg(r == 0, "%s: %s", g_pname[i], why);
+        th_call_reset(&g_p[i], clnorm_queue(g_ctx));
+        int r = th_call_run(&g_p[i], g_ctx, why, sizeof why);
+        ck_assert_msg(r == 0, "%s: %s", g_pdef[i].name, why);
     }
 }
 END_TEST
@@ -288,19 +285,19 @@ START_TEST(test_buffer_too_small)
             clnorm_desc d = g_p[i].d;
             clnorm_buf *bs[8] = {&d.x, &d.y, &d.scale, &d.bias, &d.mean, &d.rstd, &d.running_mean, &d.running_var};
             if (!bs[b]->mem) continue;
-            size_t floats = rel_mem_floats(bs[b]->mem);
-            size_t extent = b < 2 ? g_p[i].ne : b < 4 ? g_p[i].naff : b < 6 ? g_p[i].nsets : g_p[i].nc;
+            size_t floats = th_mem_floats(bs[b]->mem);
+            size_t extent = g_p[i].len[b];
             char what[96];
             /* offset + extent = size + 1 */
             bs[b]->offset = floats - extent + 1;
             if (b == 0 && d.y.mem == d.x.mem) d.y.offset = d.x.offset; /* keep y == x exact when in place */
-            snprintf(what, sizeof what, "%s: %s one short", g_pname[i], names[b]);
+            snprintf(what, sizeof what, "%s: %s one short", g_pdef[i].name, names[b]);
             expect_reject(what, &d, CLNORM_ERR_BUFFER_TOO_SMALL, NEEDLES(names[b]));
             bs[b]->offset = SIZE_MAX - 2;
-            snprintf(what, sizeof what, "%s: %s offset SIZE_MAX-2", g_pname[i], names[b]);
+            snprintf(what, sizeof what, "%s: %s offset SIZE_MAX-2", g_pdef[i].name, names[b]);
             expect_reject(what, &d, CLNORM_ERR_BUFFER_TOO_SMALL, NEEDLES(names[b]));
             bs[b]->offset = SIZE_MAX / 4;
-            snprintf(what, sizeof what, "%s: %s offset SIZE_MAX/4", g_pname[i], names[b]);
+            snprintf(what, sizeof what, "%s: %s offset SIZE_MAX/4", g_pdef[i].name, names[b]);
             expect_reject(what, &d, CLNORM_ERR_BUFFER_TOO_SMALL, NEEDLES(names[b]));
         }
     }
@@ -337,10 +334,10 @@ START_TEST(test_invalid_momentum)
     /* The bounds themselves are legal. */
     char why[512];
     for (int m = 0; m <= 1; m++) {
-        rel_problem *p = &g_p[P_BN_TRAIN];
-        rel_problem_reset(p, g_ctx);
+        th_call *p = &g_p[P_BN_TRAIN];
+        th_call_reset(p, clnorm_queue(g_ctx));
         p->d.momentum = (float)m;
-        int r = rel_problem_run(p, g_ctx, why, sizeof why);
+        int r = th_call_run(p, g_ctx, why, sizeof why);
         p->d.momentum = 0.1f;
         ck_assert_msg(r == 0, "momentum %d: %s", m, why);
     }
@@ -394,13 +391,12 @@ START_TEST(test_count_one)
     d.spatial[0] = d.spatial[1] = d.spatial[2] = 1;
     expect_reject("InstanceNorm training S=1", &d, CLNORM_ERR_COUNT_ONE, NEEDLES("spatial"));
     /* BatchNorm inference with N*S == 1 is fine (no statistics). */
-    rel_problem p;
-    clnorm_desc s;
-    rel_shape_channel(&s, CLNORM_BATCH_NORM, CLNORM_CHANNELS_FIRST, 1, 5, 0, 0, 0, 0, 0, 0);
-    ck_assert_int_eq(rel_problem_init(&p, g_ctx, &s, REL_AFFINE | REL_RUNNING, 2, 21), 0);
+    th_call p;
+    th_case c = th_case_of("batch_norm_infer 1x5 affine running");
+    ck_assert_int_eq(th_call_init(&p, g_ctx, &c, 2, 21), 0);
     char why[512];
-    int r = rel_problem_run(&p, g_ctx, why, sizeof why);
-    rel_problem_free(&p);
+    int r = th_call_run(&p, g_ctx, why, sizeof why);
+    th_call_free(&p);
     ck_assert_msg(r == 0, "BatchNorm inference N=1: %s", why);
 }
 END_TEST
@@ -411,7 +407,7 @@ START_TEST(test_foreign_buffer)
     cl_int e;
     cl_context other = clCreateContext(NULL, 1, &dev, NULL, NULL, &e);
     ck_assert_msg(other != NULL, "clCreateContext: %d", e);
-    cl_mem big = rel_buffer(other, 1 << 16);
+    cl_mem big = th_buffer(other, 1 << 16);
     static const char *const names[8] = {"x", "y", "scale", "bias", "mean", "rstd", "running_mean", "running_var"};
     for (int i = 0; i < P_COUNT; i++)
         for (int b = 0; b < 8; b++) {
@@ -477,24 +473,24 @@ START_TEST(test_unsupported)
 }
 END_TEST
 
-/* Overlaps. Outputs: y, mean, rstd, and running stats when updated. */
-START_TEST(test_aliasing)
+/* Overlaps within buffers. Outputs: y, mean, rstd, and running stats when updated. */
+static void aliasing_in_buffers(void)
 {
-    rel_problem *ln = &g_p[P_LN], *bn = &g_p[P_BN_TRAIN], *bi = &g_p[P_BN_INFER];
+    th_call *ln = &g_p[P_LN], *bn = &g_p[P_BN_TRAIN], *bi = &g_p[P_BN_INFER];
     clnorm_desc d = ln->d;
     d.y.offset = d.x.offset + 1; /* y = x shifted: partial overlap */
     d.y.mem = d.x.mem;
     expect_reject("y overlaps x (+1)", &d, CLNORM_ERR_ALIASING, NEEDLES("y", "x"));
-    d.y.offset = d.x.offset + REL_GUARD; /* as far as the buffer allows */
+    d.y.offset = d.x.offset + TH_GUARD_AFTER; /* as far as the buffer allows */
     expect_reject("y overlaps x (+16)", &d, CLNORM_ERR_ALIASING, NEEDLES("y", "x"));
-    d.x.offset = ln->off + 1; /* x shifted, y at off */
-    d.y.offset = ln->off;
+    d.x.offset = ln->b[TH_X].off + 1; /* x shifted, y at off */
+    d.y.offset = ln->b[TH_X].off;
     expect_reject("x overlaps y (-1)", &d, CLNORM_ERR_ALIASING, NEEDLES("y", "x"));
     /* mean and rstd in one buffer, overlapping */
     d = ln->d;
     d.rstd = d.mean;
     expect_reject("rstd == mean", &d, CLNORM_ERR_ALIASING, NEEDLES("mean", "rstd"));
-    d.rstd.offset = d.mean.offset + ln->nsets - 1;
+    d.rstd.offset = d.mean.offset + ln->len[TH_MEAN] - 1;
     expect_reject("rstd overlaps mean end", &d, CLNORM_ERR_ALIASING, NEEDLES("mean", "rstd"));
     /* mean inside y */
     d = ln->d;
@@ -528,14 +524,19 @@ START_TEST(test_aliasing)
     d = bi->d;
     d.running_mean = (clnorm_buf){d.y.mem, d.y.offset + 3};
     expect_reject("running_mean inside y (inference)", &d, CLNORM_ERR_ALIASING, NEEDLES("running_mean", "y"));
+}
 
-    /* Through sub-buffers: x is a sub-buffer of P, y is P itself or another sub-buffer. */
+/* Overlaps through sub-buffers: x is a sub-buffer of P, y is P itself or another sub-buffer. */
+static void aliasing_sub_buffers(void)
+{
+    th_call *ln = &g_p[P_LN];
+    clnorm_desc d;
     cl_uint align_bits = 0;
-    REL_CL(clGetDeviceInfo(clnorm_device(g_ctx), CL_DEVICE_MEM_BASE_ADDR_ALIGN, sizeof align_bits, &align_bits,
+    TH_CL(clGetDeviceInfo(clnorm_device(g_ctx), CL_DEVICE_MEM_BASE_ADDR_ALIGN, sizeof align_bits, &align_bits,
                            NULL));
-    size_t align = align_bits / 8, n = ln->ne;
+    size_t align = align_bits / 8, n = ln->len[TH_X];
     size_t total = 4 * align + 4 * n * sizeof(float);
-    cl_mem parent = rel_buffer(g_cl, total / sizeof(float));
+    cl_mem parent = th_buffer(g_cl, total / sizeof(float));
     cl_buffer_region r1 = {align, n * sizeof(float) + align};
     cl_buffer_region r2 = {2 * align, n * sizeof(float)};
     cl_int e;
@@ -564,53 +565,49 @@ START_TEST(test_aliasing)
     d.y = (clnorm_buf){parent, (2 * align + n * sizeof(float) + align) / sizeof(float)};
     clnorm_status st = clnorm_forward(g_ctx, &d, 0, NULL, NULL);
     ck_assert_msg(st == CLNORM_OK, "disjoint sub-buffers rejected: %s", clnorm_last_error(g_ctx));
-    REL_CL(clFinish(g_q));
+    TH_CL(clFinish(g_q));
     clReleaseMemObject(sub2);
     clReleaseMemObject(sub1);
     clReleaseMemObject(parent);
+}
+
+START_TEST(test_aliasing)
+{
+    aliasing_in_buffers();
+    aliasing_sub_buffers();
 }
 END_TEST
 
 /* y == x exactly is in place and must equal the out-of-place result. */
 START_TEST(test_in_place)
 {
-    struct { clnorm_desc s; unsigned flags; clnorm_variant v; } cases[16];
-    int n = 0;
+    static const struct {
+        const char *spec;
+        clnorm_variant v;
+    } cases[] = {
+        {"layer_norm 7x300 affine stats inplace", CLNORM_VARIANT_AUTO},
+        {"layer_norm 7x300 affine stats inplace", CLNORM_VARIANT_WG},
+        {"layer_norm 7x300 affine stats inplace", CLNORM_VARIANT_SUBGROUP},
+        {"layer_norm 7x300 affine stats inplace", CLNORM_VARIANT_WI},
+        {"layer_norm 7x300 affine stats inplace", CLNORM_VARIANT_SPLIT},
+        {"rms_norm 3x129 scale stats inplace", CLNORM_VARIANT_SPLIT},
+        {"batch_norm_train 4x3x5x7 nchw affine stats running inplace", CLNORM_VARIANT_AUTO},
+        {"batch_norm_train 4x3x5x7 nhwc affine running inplace", CLNORM_VARIANT_SPLIT},
+        {"batch_norm_infer 4x3x5 nhwc affine running inplace", CLNORM_VARIANT_AUTO},
+        {"instance_norm 2x3x50 nchw affine stats running inplace", CLNORM_VARIANT_WG},
+        {"group_norm 2x12x3x4 nhwc G=4 affine stats inplace", CLNORM_VARIANT_AUTO},
+        {"group_norm 2x12x3x4 nchw G=3 affine inplace", CLNORM_VARIANT_SPLIT},
+    };
     char why[512];
-    for (int v = 0; v < CLNORM_VARIANT_COUNT; v++) {
-        rel_shape_layer(&cases[n].s, 7, 300);
-        cases[n].flags = REL_AFFINE | REL_STATS;
-        cases[n++].v = (clnorm_variant)v;
-    }
-    rel_shape_rms(&cases[n].s, 3, 129);
-    cases[n].flags = REL_SCALE | REL_RSTD;
-    cases[n++].v = CLNORM_VARIANT_SPLIT;
-    rel_shape_channel(&cases[n].s, CLNORM_BATCH_NORM, CLNORM_CHANNELS_FIRST, 4, 3, 2, 5, 7, 0, 0, 1);
-    cases[n].flags = REL_AFFINE | REL_STATS;
-    cases[n++].v = CLNORM_VARIANT_AUTO;
-    rel_shape_channel(&cases[n].s, CLNORM_BATCH_NORM, CLNORM_CHANNELS_LAST, 4, 3, 2, 5, 7, 0, 0, 1);
-    cases[n].flags = REL_AFFINE;
-    cases[n++].v = CLNORM_VARIANT_SPLIT;
-    rel_shape_channel(&cases[n].s, CLNORM_BATCH_NORM, CLNORM_CHANNELS_LAST, 4, 3, 1, 5, 0, 0, 0, 0);
-    cases[n].flags = REL_AFFINE;
-    cases[n++].v = CLNORM_VARIANT_AUTO;
-    rel_shape_channel(&cases[n].s, CLNORM_INSTANCE_NORM, CLNORM_CHANNELS_FIRST, 2, 3, 1, 50, 0, 0, 0, 1);
-    cases[n].flags = REL_AFFINE | REL_RUNNING | REL_STATS;
-    cases[n++].v = CLNORM_VARIANT_WG;
-    rel_shape_channel(&cases[n].s, CLNORM_GROUP_NORM, CLNORM_CHANNELS_LAST, 2, 12, 2, 3, 4, 0, 4, 1);
-    cases[n].flags = REL_AFFINE | REL_STATS;
-    cases[n++].v = CLNORM_VARIANT_AUTO;
-    rel_shape_channel(&cases[n].s, CLNORM_GROUP_NORM, CLNORM_CHANNELS_FIRST, 2, 12, 2, 3, 4, 0, 3, 1);
-    cases[n].flags = REL_AFFINE;
-    cases[n++].v = CLNORM_VARIANT_SPLIT;
-    for (int i = 0; i < n; i++) {
-        rel_problem p;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        th_call p;
+        th_case c = th_case_of(cases[i].spec);
         ck_assert_int_eq(clnorm_set_variant(g_ctx, cases[i].v, 0), CLNORM_OK);
-        ck_assert_int_eq(rel_problem_init(&p, g_ctx, &cases[i].s, cases[i].flags | REL_INPLACE, 3, 100 + i), 0);
-        int r = rel_problem_run(&p, g_ctx, why, sizeof why);
-        rel_problem_free(&p);
+        ck_assert_int_eq(th_call_init(&p, g_ctx, &c, 3, 100 + i), 0);
+        int r = th_call_run(&p, g_ctx, why, sizeof why);
+        th_call_free(&p);
         ck_assert_int_eq(clnorm_set_variant(g_ctx, CLNORM_VARIANT_AUTO, 0), CLNORM_OK);
-        ck_assert_msg(r == 0, "in-place case %d (op %d, variant %s): %s", i, cases[i].s.op,
+        ck_assert_msg(r == 0, "in-place case %zu (%s, variant %s): %s", i, cases[i].spec,
                       clnorm_variant_name(cases[i].v), why);
     }
 }
@@ -619,19 +616,15 @@ END_TEST
 /* Inputs may overlap inputs: scale == bias, and scale inside x. */
 START_TEST(test_inputs_may_overlap)
 {
-    rel_problem *p = &g_p[P_LN];
+    th_call *p = &g_p[P_LN];
     char why[512];
-    rel_problem_reset(p, g_ctx);
+    th_call_reset(p, clnorm_queue(g_ctx));
     clnorm_desc saved = p->d;
     /* bias := the scale buffer; the host copy must say so for the reference */
     p->d.bias = p->d.scale;
-    float *bias_saved = p->bias;
-    cl_mem mbias = p->mbias;
-    p->bias = p->scale;
-    p->mbias = p->mscale;
-    int r = rel_problem_run(p, g_ctx, why, sizeof why);
-    p->bias = bias_saved;
-    p->mbias = mbias;
+    p->in.bias = p->in.scale;
+    int r = th_call_run(p, g_ctx, why, sizeof why);
+    p->in.bias = th_call_host(p, TH_BIAS);
     p->d = saved;
     ck_assert_msg(r == 0, "scale == bias: %s", why);
 }
@@ -714,9 +707,9 @@ START_TEST(test_recovers_after_rejections)
         clnorm_desc d = g_p[i].d;
         d.eps = -1.0f;
         ck_assert_int_eq(clnorm_forward(g_ctx, &d, 0, NULL, NULL), CLNORM_ERR_INVALID_EPS);
-        rel_problem_reset(&g_p[i], g_ctx);
-        int r = rel_problem_run(&g_p[i], g_ctx, why, sizeof why);
-        ck_assert_msg(r == 0, "%s after a rejection: %s", g_pname[i], why);
+        th_call_reset(&g_p[i], clnorm_queue(g_ctx));
+        int r = th_call_run(&g_p[i], g_ctx, why, sizeof why);
+        ck_assert_msg(r == 0, "%s after a rejection: %s", g_pdef[i].name, why);
         ck_assert_str_eq(clnorm_last_error(g_ctx), "");
     }
 }
@@ -729,15 +722,14 @@ END_TEST
 START_TEST(test_rms_inf_row)
 {
     char why[512];
+    th_case c = th_case_of("rms_norm 2x64 affine stats");
     for (int sign = 0; sign < 2; sign++) {
-        rel_problem p;
-        clnorm_desc s;
-        rel_shape_rms(&s, 2, 64);
-        ck_assert_int_eq(rel_problem_init(&p, g_ctx, &s, REL_AFFINE | REL_RSTD, 1, 5), 0);
-        p.x[3] = sign ? -INFINITY : INFINITY;
-        rel_problem_reset(&p, g_ctx);
-        int r = rel_problem_run(&p, g_ctx, why, sizeof why);
-        rel_problem_free(&p);
+        th_call p;
+        ck_assert_int_eq(th_call_init(&p, g_ctx, &c, 1, 5), 0);
+        th_call_host(&p, TH_X)[3] = sign ? -INFINITY : INFINITY;
+        th_call_reset(&p, clnorm_queue(g_ctx));
+        int r = th_call_run(&p, g_ctx, why, sizeof why);
+        th_call_free(&p);
         ck_assert_msg(r == 0, "RMSNorm row with %cInf: %s", sign ? '-' : '+', why);
     }
 }
@@ -766,42 +758,22 @@ int main(void)
     g_cl = clnorm_cl_context(g_ctx);
     setup_problems();
 
-    Suite *s = suite_create("validation");
-    TCase *tc = tcase_create("reject");
-    tcase_set_timeout(tc, 120);
-    tcase_add_test(tc, test_base_problems_valid);
-    tcase_add_test(tc, test_null_arguments);
-    tcase_add_test(tc, test_missing_buffers);
-    tcase_add_test(tc, test_invalid_op);
-    tcase_add_test(tc, test_zero_dimensions);
-    tcase_add_test(tc, test_size_overflow);
-    tcase_add_test(tc, test_too_large_for_kernels);
-    tcase_add_test(tc, test_buffer_too_small);
-    tcase_add_test(tc, test_invalid_eps);
-    tcase_add_test(tc, test_invalid_momentum);
-    tcase_add_test(tc, test_invalid_groups);
-    tcase_add_test(tc, test_invalid_layout_and_rank);
-    tcase_add_test(tc, test_count_one);
-    tcase_add_test(tc, test_foreign_buffer);
-    tcase_add_test(tc, test_invalid_buffer);
-    tcase_add_test(tc, test_invalid_events);
-    tcase_add_test(tc, test_unsupported);
-    tcase_add_test(tc, test_aliasing);
-    tcase_add_test(tc, test_set_variant_validation);
-    tcase_add_test(tc, test_create_errors);
-    tcase_add_test(tc, test_status_strings);
-    suite_add_tcase(s, tc);
-    TCase *ok = tcase_create("accept");
-    tcase_set_timeout(ok, 120);
-    tcase_add_test(ok, test_in_place);
-    tcase_add_test(ok, test_inputs_may_overlap);
-    tcase_add_test(ok, test_recovers_after_rejections);
-    tcase_add_test(ok, test_rms_inf_row);
-    suite_add_tcase(s, ok);
-
-    int failed = th_run_suite(s, "test_validation") != EXIT_SUCCESS;
+    const th_test tests[] = {
+        TH_TCASE("reject"),
+        TH_TEST(test_base_problems_valid),    TH_TEST(test_null_arguments),   TH_TEST(test_missing_buffers),
+        TH_TEST(test_invalid_op),             TH_TEST(test_zero_dimensions),  TH_TEST(test_size_overflow),
+        TH_TEST(test_too_large_for_kernels),  TH_TEST(test_buffer_too_small), TH_TEST(test_invalid_eps),
+        TH_TEST(test_invalid_momentum),       TH_TEST(test_invalid_groups),   TH_TEST(test_invalid_layout_and_rank),
+        TH_TEST(test_count_one),              TH_TEST(test_foreign_buffer),   TH_TEST(test_invalid_buffer),
+        TH_TEST(test_invalid_events),         TH_TEST(test_unsupported),      TH_TEST(test_aliasing),
+        TH_TEST(test_set_variant_validation), TH_TEST(test_create_errors),    TH_TEST(test_status_strings),
+        TH_TCASE("accept"),
+        TH_TEST(test_in_place),               TH_TEST(test_inputs_may_overlap), TH_TEST(test_recovers_after_rejections),
+        TH_TEST(test_rms_inf_row),
+    };
+    int rc = th_main("validation", 120, tests, sizeof tests / sizeof tests[0]);
     report();
     teardown_problems();
     clnorm_destroy(g_ctx);
-    return failed ? 1 : 0;
+    return rc;
 }

@@ -1,0 +1,171 @@
+/*
+ * The case model: one description of a call of clnorm, used by the Check
+ * suites, the reliability tests, the fuzzer's decoder and clnorm-bench (its
+ * standard suite, --op, --check and --tune). A case is built into a
+ * clnorm_desc by th_case_desc and, with host data, into a call on guarded
+ * buffers by the harness (common.h: th_check_case, th_call_init).
+ *
+ * Free of OpenCL calls and of the reference, so that tests/plan/ can compile
+ * it alone against the static library.
+ *
+ * Shapes are written in PyTorch's logical order, whatever the layout:
+ *   LayerNorm / RMSNorm:  M x D             (rows = product of leading dims, cols = last)
+ *   channel norms:        N x C [x S1 [x S2 [x S3]]]   (rank = dims - 2)
+ * so "32x256x64x64 nhwc" is N=32, C=256, H=W=64 stored channels-last.
+ * Later: the data type and the direction (backward passes).
+ */
+#ifndef CLNORM_TEST_CASE_H
+#define CLNORM_TEST_CASE_H
+
+#include <stddef.h>
+
+#include "clnorm.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define TH_MAX_DIMS 5
+
+/* Data a test generates for x (common.c, th_fill). */
+typedef enum th_kind {
+    TH_NORMAL = 0,       /* N(mu, sigma) with mu in [-2, 2], sigma in [0.5, 2] */
+    TH_UNIFORM_1E4,      /* uniform[0, 1) * 1e4 (the classic demo) */
+    TH_OFFSET_1E4,       /* 1e4 + N(0, 1e-2): |mean|/std = 1e6, kills E[x^2]-E[x]^2 */
+    TH_CONSTANT,         /* every set constant (values k/4, k in -15..15, exactly summable) */
+    TH_MIXED_CONSTANT,   /* every other set constant, the rest normal */
+    TH_NANINF,           /* normal; one set holds a NaN, another +Inf, a third -Inf */
+    TH_KIND_COUNT
+} th_kind;
+
+/* How a call is made. */
+enum {
+    TH_IN_PLACE = 1,       /* y is exactly x (same mem, same offset) */
+    TH_NO_EVENT = 2,       /* do not ask for an event; use clFinish instead */
+    TH_SMALL_OFFSETS = 4,  /* offsets 1..3 only (default: 1..40, sometimes ~1000) */
+};
+
+typedef struct th_case {
+    /* the operation and its shape */
+    clnorm_op op;
+    int training;          /* BatchNorm/InstanceNorm: batch statistics (1) or running (0) */
+    clnorm_layout layout;  /* channel norms only */
+    unsigned ndim;
+    size_t shape[TH_MAX_DIMS];
+    size_t groups;         /* GroupNorm; th_case_check defaults 0 to 32 (or 1) */
+    float eps, momentum;   /* clnorm_desc_init's defaults */
+    int per_sample_affine, running_var_biased;
+    /* which buffers the call passes */
+    int scale, bias;       /* pass scale / bias */
+    int stats;             /* saved mean (not RMSNorm) and rstd (with batch statistics) */
+    int running;           /* running statistics: 1 pass; 0 only for BatchNorm; -1 never */
+    unsigned omit;         /* TH_ROLE bits never passed (the fuzzer's combinations) */
+    /* the data and how the call is made (tests) */
+    th_kind kind;
+    unsigned flags;        /* TH_IN_PLACE, ... */
+} th_case;
+
+/* A case of op: training, channels-first, clnorm_desc_init's scalars, no
+ * optional buffer, normal data, no shape yet. */
+void th_case_init(th_case *c, clnorm_op op);
+/* The same with a shape: rows x cols (LayerNorm/RMSNorm), or N x C x
+ * spatial (rank dims) for a channel norm in layout. */
+void th_case_rows(th_case *c, clnorm_op op, size_t rows, size_t cols);
+typedef struct th_shape {
+    size_t n, c;
+    unsigned rank;
+    size_t s[3];
+} th_shape;
+void th_case_channels(th_case *c, clnorm_op op, clnorm_layout layout, const th_shape *s);
+/* The descriptor of th_case_channels(op, layout, s). */
+clnorm_desc th_shape_desc(clnorm_op op, clnorm_layout layout, const th_shape *s);
+/* Scale, bias (not for RMSNorm, whose torch.nn.functional.rms_norm has a
+ * weight only) and saved statistics, as PyTorch's native_* calls: every
+ * case of the benchmark. Call after the op is known. */
+void th_case_full(th_case *c);
+
+/* Names: "layer_norm", "rms_norm", "batch_norm_train", "batch_norm_infer",
+ * "instance_norm", "instance_norm_infer", "group_norm". Layouts: "rows"
+ * (LayerNorm/RMSNorm), "nchw", "nhwc". */
+const char *th_op_name(const th_case *c);
+const char *th_layout_name(const th_case *c);
+
+/* Parsers; each returns 0 on success, -1 on a malformed value.
+ * op: the names above, plus "batch_norm" (= train), "batch_norm_inference",
+ *   "layernorm", "rmsnorm", "groupnorm", "instancenorm", "bn", "ln", "gn", "in";
+ *   training follows the name (an inference InstanceNorm tracks running
+ *   statistics).
+ * shape: "4096x4096", "32x256x64x64" (also ',' as separator).
+ * layout: nchw|nhwc|cf|cl|channels_first|channels_last|first|last. */
+int th_parse_op(const char *s, th_case *c);
+int th_parse_shape(const char *s, th_case *c);
+int th_parse_layout(const char *s, clnorm_layout *layout);
+/* A case from one line: "OP SHAPE [LAYOUT] [G=n] [WORD...]", th_case_label's
+ * form followed by words: affine (scale and bias), scale, bias, stats,
+ * running, no-running, psa, inplace, eps=E, momentum=M. 0, or -1 with a
+ * message in err. */
+int th_case_parse(th_case *c, const char *line, char *err, size_t errlen);
+
+/* Checks the dimension count for the op and fills defaults (groups = 32 for
+ * GroupNorm when 0, 1 where 32 does not divide C). Returns 0, or -1 with a
+ * message in err. */
+int th_case_check(th_case *c, char *err, size_t errlen);
+
+/* "4096x4096" */
+void th_shape_string(const th_case *c, char *buf, size_t len);
+/* "group_norm 2x512x64x64 nhwc G=32"; returns buf. */
+const char *th_case_label(const th_case *c, char *buf, size_t len);
+
+/* The descriptor of c: shape and scalars, buffers absent. 0, or -1 for a
+ * dimension count the op cannot have. */
+int th_case_desc(const th_case *c, clnorm_desc *d);
+/* The case of a descriptor (shapes as rows x cols, N x C x spatial). */
+void th_case_of_desc(th_case *c, const clnorm_desc *d);
+
+/* ---------- the buffers of a call ---------- */
+/* Roles of the buffers of a call, in clnorm_desc's order. */
+enum th_role { TH_X, TH_Y, TH_SCALE, TH_BIAS, TH_MEAN, TH_RSTD, TH_RUNNING_MEAN, TH_RUNNING_VAR, TH_ROLES };
+#define TH_ROLE(r) (1u << (r))
+#define TH_AFFINE (TH_ROLE(TH_SCALE) | TH_ROLE(TH_BIAS))
+#define TH_STATS (TH_ROLE(TH_MEAN) | TH_ROLE(TH_RSTD))
+#define TH_RUNNING (TH_ROLE(TH_RUNNING_MEAN) | TH_ROLE(TH_RUNNING_VAR))
+#define TH_XY (TH_ROLE(TH_X) | TH_ROLE(TH_Y))
+const char *th_role_name(int role);  /* "x", "y", "scale", ..., "running_var" */
+clnorm_buf *th_desc_buf(clnorm_desc *d, int role);
+/* Whether d normalizes with the running statistics (BatchNorm inference,
+ * InstanceNorm inference given them) rather than the batch's. */
+int th_uses_running(const clnorm_desc *d, int has_running);
+/* The roles a call of d passes when it asks for `want` (TH_ROLE bits), by
+ * the ops' rules: x and y always; running statistics never for LayerNorm,
+ * RMSNorm and GroupNorm; saved statistics only with batch statistics, and
+ * no mean for RMSNorm. */
+unsigned th_roles(const clnorm_desc *d, unsigned want);
+/* The roles case c passes: th_roles of what it asks for, less c->omit. */
+unsigned th_case_roles(const th_case *c);
+/* Payload floats per role for shape d: elements, affine length, set count,
+ * channels; never 0, and generous for a shape the library must reject. */
+void th_desc_lengths(const clnorm_desc *d, size_t len[TH_ROLES]);
+/* Elements of each buffer case c passes; 0 = absent. */
+void th_case_buffer_elems(const th_case *c, size_t elems[TH_ROLES]);
+size_t th_case_elements(const th_case *c);
+/* How many times each buffer is moved across memory in the effective byte
+ * count: x read once, y written once, scale/bias read once, saved stats
+ * written once, running stats read and written in training (2), read in
+ * inference (1). */
+void th_case_buffer_traffic(const th_case *c, unsigned traffic[TH_ROLES]);
+/* Effective bytes: sum over roles of elems * traffic * sizeof(float). */
+double th_case_bytes(const th_case *c);
+
+/* ---------- the benchmark's standard suite (issue 4, float32) ---------- */
+extern const th_case th_suite[];
+extern const size_t th_suite_count;
+/* Halves c's largest dimension, but for the channels (C) and the row
+ * length (D), until it has at most max_elems elements: the suite's shapes
+ * at a size the tests can afford, with the same op, layout, groups, row
+ * length and channel count. */
+void th_case_reduce(th_case *c, size_t max_elems);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

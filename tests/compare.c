@@ -1,0 +1,335 @@
+/*
+ * The harness's one tolerance model and one comparison: see common.h.
+ */
+#include "common.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/*
+ * Tolerances, from float32 error analysis. u = 2^-24 is the unit roundoff of
+ * float32. For a set with count n, mean mu and (biased) standard deviation
+ * sigma, as computed by the double reference:
+ *
+ * 0. Summation. A float sum of n terms has relative error <= u*log2(n) when
+ *    done as a tree/pairwise reduction; a serial loop (one work-item walking
+ *    a chunk) has a worst case of u*n but errors that behave like a random
+ *    walk, about u*sqrt(n), on data whose terms do not all share one
+ *    magnitude. We allow
+ *        s_n = 8 + 2 log2(n) + sqrt(n)        (in units of u)
+ *    i.e. 1072 u = 6.4e-5 relative at n = 2^20. Serial float sums of n
+ *    nearly equal terms (sum x^2 of 1e4 + N(0,1e-2)) drift systematically,
+ *    ~u*n, and fail this on long rows; that is an accuracy bug.
+ * 1. The library's mean m^ is a float. Even a perfect sum rounds it once:
+ *    |m^ - mu| <= u|mu|. Merging float partial means (Chan) in a tree rounds
+ *    once more per level, about 0.5 u|mu| each, and summing x - (any element)
+ *    instead of x keeps the rest proportional to sigma. So we allow
+ *        dm = u * ((3 + log2(n)/4) |mu| + s_n sigma).
+ *    This is the term that scales with |mu|/sigma: x - m^ loses dm in absolute
+ *    terms however well it is computed, dm/sigma = O(u |mu|/sigma) in xhat
+ *    units (0.36 on 1e4 + N(0,1e-2) with n = 4096, where |mu|/sigma = 1e6; the
+ *    rounding of the mean alone is 0.06 and of x itself 0.05). A plain (unshifted) serial float
+ *    sum loses ~u sqrt(n)|mu| and fails this on such data; E[x^2]-E[x]^2 loses
+ *    ~u mu^2/sigma^2 in the *variance* (6e4 relative there) and fails it by
+ *    orders of magnitude, which naive_formula_is_rejected checks.
+ * 2. The variance is computed around m^: sum (x - m^)^2 / n = var + (mu - m^)^2,
+ *    plus the rounding of the squares and the sum (s_n). Merging (count, mean,
+ *    M2) partials (Chan et al.), which the split and strided paths must do,
+ *    adds delta^2 n_a n_b / n with delta = mean_b - mean_a = O(sigma), whose
+ *    float partial means carry O(dm) each: a first-order error 2 sigma dm in
+ *    var. rstd = 1/sqrt(var+eps) halves relative errors but adds the sqrt and
+ *    division (OpenCL allows a few ulp for each):
+ *        er = u * s_n + (dm sigma + dm^2) / (var + eps)   (relative, rstd)
+ * 3. y = (x - m^) * r^ * s + b:
+ *        |dy| <= |s| * (|xhat| * (er + 4u) + dm * rstd) + 4u * (|y| + |b|)
+ *    (the last term: rounding of the product and of the bias addition).
+ * RMSNorm: no mean; er = u * s_n on mean(x^2) (positive terms):
+ *        |dy| <= |s| * |x rstd| * (er + 4u) + 4u (|y| + |b|).
+ * Inference with running statistics (the library may fold everything into one
+ * multiply-add per channel, y = x*A + B with A = s r, B = b - rm A), which
+ * cancels when |rm A| >> |y|:
+ *        |dy| <= 8u * (|x A| + |rm A| + |b| + |y|).
+ * Running statistics: (1 - m) rm + m * batch_mean has the error of batch_mean
+ * times m, plus (8 + 2 log2 N) u of the operands (N = the instances averaged
+ * for InstanceNorm); the running variance has m * |unbiased var| * ev, where
+ * ev = 2u s_n + 2 dm/sigma + dm^2/var is the relative error of the variance itself (eps
+ * does not damp it there).
+ * Saved statistics: |mean^ - mu| <= dm, |rstd^ - rstd| <= er * rstd.
+ *
+ * Non-finite expectations are exact: expected NaN requires NaN, expected +-Inf
+ * requires the same infinity. A finite expectation requires a finite value.
+ *
+ * This is the model of every comparison with the reference: the Check
+ * suites, the reliability tests, the fuzzer and clnorm-bench --check and
+ * --tune. It is derived from the data of each set, so it holds for any data
+ * (mean 1e4 with spread 1e-2 as for N(0, 1)); tol_scale widens it where a
+ * test compounds errors on purpose (running statistics chained over steps).
+ */
+#define U32 (1.0 / 16777216.0)
+
+int th_close(double expect, double got, double tol)
+{
+    if (isnan(expect))
+        return isnan(got);
+    if (isinf(expect))
+        return got == expect;
+    if (!isfinite(got))
+        return 0;
+    return fabs(got - expect) <= tol;
+}
+
+/* Where mismatches go: th_fail (the first four, when report) or, when why
+ * is set, a description of the first one. */
+typedef struct mism {
+    unsigned long n;
+    int report;
+    char *why;
+    size_t len;
+} mism;
+
+static void mismatch(mism *m, const char *what, size_t i, double expect, double got, double tol)
+{
+    m->n++;
+    if (m->why && m->n == 1)
+        snprintf(m->why, m->len, "%s[%zu]: expected %.9g, got %.9g (0x%08x), |diff| %.3g > tol %.3g", what, i, expect,
+                 got, th_bits((float)got), fabs(got - expect), tol);
+    else if (!m->why && m->report && m->n <= 4)
+        th_fail("%s[%zu]: expected %.9g, got %.9g (0x%08x), |diff| %.3g > tol %.3g", what, i, expect, got,
+                th_bits((float)got), fabs(got - expect), tol);
+}
+
+static void problem(mism *m, const char *what)
+{
+    m->n++;
+    if (m->why && m->n == 1)
+        snprintf(m->why, m->len, "%s", what);
+    else if (!m->why && m->report)
+        th_fail("%s", what);
+}
+
+static void expect_close(mism *m, const char *what, size_t i, double expect, double got, double tol)
+{
+    if (!th_close(expect, got, tol))
+        mismatch(m, what, i, expect, got, tol);
+}
+
+typedef struct setinfo {
+    double mu, sigma2, msq, dm, er, ev, rstd;
+    size_t count;
+} setinfo;
+
+static int is_row(const clnorm_desc *d) { return d->op == CLNORM_LAYER_NORM || d->op == CLNORM_RMS_NORM; }
+
+/* The error budget of one set (see above), from its exact statistics. */
+static void set_budget(const clnorm_desc *d, setinfo *p)
+{
+    double n = (double)p->count, sn = 8 + 2 * log2(n) + sqrt(n), eps = d->eps;
+    p->sigma2 /= n;
+    p->msq /= n;
+    if (d->op == CLNORM_RMS_NORM) {
+        p->dm = 0;
+        p->er = U32 * sn;
+        p->rstd = 1.0 / sqrt(p->msq + eps);
+        return;
+    }
+    double sg = sqrt(p->sigma2);
+    p->dm = U32 * ((3 + 0.25 * log2(n)) * fabs(p->mu) + sn * sg);
+    p->er = U32 * sn + (p->sigma2 + eps > 0 ? (p->dm * sg + p->dm * p->dm) / (p->sigma2 + eps) : 0);
+    /* relative error of the variance itself (running_var): eps does not damp it */
+    p->ev = 2 * U32 * sn + (p->sigma2 > 0 ? 2 * p->dm / sg + p->dm * p->dm / p->sigma2 : 0);
+    /* SPEC.md: BatchNorm/InstanceNorm give rstd 0 where var + eps == 0 */
+    int zero = (d->op == CLNORM_BATCH_NORM || d->op == CLNORM_INSTANCE_NORM) && p->sigma2 + eps == 0;
+    p->rstd = zero ? 0.0 : 1.0 / sqrt(p->sigma2 + eps);
+}
+
+static setinfo *set_stats(const clnorm_desc *d, const float *x)
+{
+    size_t E = ref_elements(d), sets = ref_sets(d), set, aff, ch;
+    setinfo *si = calloc(sets ? sets : 1, sizeof *si);
+    if (!si)
+        return NULL;
+    for (size_t i = 0; i < E; i++) {
+        ref_locate(d, i, &set, &aff, &ch);
+        si[set].mu += x[i];
+        si[set].msq += (double)x[i] * x[i];
+        si[set].count++;
+    }
+    for (size_t s = 0; s < sets; s++)
+        si[s].mu /= (double)si[s].count;
+    for (size_t i = 0; i < E; i++) {
+        ref_locate(d, i, &set, &aff, &ch);
+        double dv = x[i] - si[set].mu;
+        si[set].sigma2 += dv * dv;
+    }
+    for (size_t s = 0; s < sets; s++)
+        set_budget(d, &si[s]);
+    return si;
+}
+
+/* Per-element tolerance for y. */
+static double tol_y(const clnorm_desc *d, const th_inputs *in, const setinfo *si, size_t i, double expect)
+{
+    size_t set, aff, ch;
+    ref_locate(d, i, &set, &aff, &ch);
+    double s = in->scale ? fabs((double)in->scale[aff]) : 1.0;
+    double b = in->bias ? fabs((double)in->bias[aff]) : 0.0;
+    double x = in->x[i];
+    if (th_uses_running(d, in->running_mean != NULL)) {
+        double r = 1.0 / sqrt((double)in->running_var[ch] + (double)d->eps);
+        double A = s * r;
+        return 8 * U32 * (fabs(x * A) + fabs((double)in->running_mean[ch] * A) + b + fabs(expect)) + 1e-30;
+    }
+    const setinfo *p = &si[set];
+    if (d->op == CLNORM_RMS_NORM)
+        return s * fabs(x * p->rstd) * (p->er + 4 * U32) + 4 * U32 * (fabs(expect) + b) + 1e-30;
+    double xhat = fabs((x - p->mu) * p->rstd);
+    return s * (xhat * (p->er + 4 * U32) + p->dm * p->rstd) + 4 * U32 * (fabs(expect) + b) + 1e-30;
+}
+
+/* The reference's outputs of one call. */
+typedef struct refout {
+    double *y, *mean, *rstd, *rm, *rv;
+} refout;
+
+static void refout_free(refout *r)
+{
+    free(r->y);
+    free(r->mean);
+    free(r->rstd);
+    free(r->rm);
+    free(r->rv);
+}
+
+/* 0, or -1 (out of memory, or the reference rejects d) with the problem recorded in m. */
+static int refout_compute(refout *r, const clnorm_desc *d, const th_inputs *in, mism *m)
+{
+    size_t E = ref_elements(d), sets = ref_sets(d), C = is_row(d) ? 0 : d->c;
+    r->y = malloc((E + 1) * sizeof *r->y);
+    r->mean = malloc((sets + 1) * sizeof *r->mean);
+    r->rstd = malloc((sets + 1) * sizeof *r->rstd);
+    r->rm = malloc((C + 1) * sizeof *r->rm);
+    r->rv = malloc((C + 1) * sizeof *r->rv);
+    if (!r->y || !r->mean || !r->rstd || !r->rm || !r->rv) {
+        problem(m, "out of host memory");
+        return -1;
+    }
+    if (ref_forward(d, in->x, in->scale, in->bias, in->running_mean, in->running_var, r->y, r->mean, r->rstd, r->rm,
+                    r->rv) != 0) {
+        problem(m, "reference rejects this descriptor (th_compare called on an invalid case)");
+        return -1;
+    }
+    return 0;
+}
+
+static void compare_stats(mism *m, const clnorm_desc *d, const setinfo *si, const refout *r, const th_outputs *got,
+                          double tol_scale)
+{
+    for (size_t s = 0; s < ref_sets(d); s++) {
+        if (got->mean && d->op != CLNORM_RMS_NORM)
+            expect_close(m, "mean", s, r->mean[s], got->mean[s], si[s].dm * tol_scale + 1e-30);
+        if (got->rstd)
+            expect_close(m, "rstd", s, r->rstd[s], got->rstd[s], si[s].er * fabs(r->rstd[s]) * tol_scale + 1e-30);
+    }
+}
+
+/* The running statistics' budgets of channel c (see above): the per-set
+ * budgets of the sets of channel c, aggregated. */
+static void running_budget(const clnorm_desc *d, const th_inputs *in, const setinfo *si, size_t c, double *tm,
+                           double *tv)
+{
+    double dm = 0, ev = 0, amu = 0, avar = 0, N = 1;
+    size_t C = d->c;
+    if (d->op == CLNORM_BATCH_NORM) {
+        dm = si[c].dm;
+        ev = si[c].ev;
+        amu = fabs(si[c].mu);
+        avar = si[c].sigma2 * (double)si[c].count / (double)(si[c].count - 1);
+    } else {
+        N = (double)d->n;
+        for (size_t n = 0; n < d->n; n++) {
+            const setinfo *p = &si[n * C + c];
+            dm = fmax(dm, p->dm);
+            ev = fmax(ev, p->ev);
+            amu = fmax(amu, fabs(p->mu));
+            avar = fmax(avar, p->sigma2 * (double)p->count / (double)(p->count - 1));
+        }
+    }
+    double k = (8 + 2 * log2(N)) * U32, mom = d->momentum;
+    *tm = k * (fabs((double)in->running_mean[c]) + amu) + mom * dm;
+    *tv = k * (fabs((double)in->running_var[c]) + avar) + mom * avar * ev;
+}
+
+static void compare_running(mism *m, const clnorm_desc *d, const th_inputs *in, const setinfo *si, const refout *r,
+                            const th_outputs *got, double tol_scale)
+{
+    if (is_row(d) || !in->running_mean || !in->running_var || d->op == CLNORM_GROUP_NORM)
+        return;
+    for (size_t c = 0; c < d->c; c++) {
+        double tm = 0, tv = 0; /* with the running statistics: copied unchanged */
+        if (si)
+            running_budget(d, in, si, c, &tm, &tv);
+        if (got->running_mean)
+            expect_close(m, "running_mean", c, r->rm[c], got->running_mean[c], tm * tol_scale + 1e-30);
+        if (got->running_var)
+            expect_close(m, "running_var", c, r->rv[c], got->running_var[c], tv * tol_scale + 1e-30);
+    }
+}
+
+static unsigned long compare(const clnorm_desc *d, const th_inputs *in, const th_outputs *got, double tol_scale,
+                             mism *m)
+{
+    refout r = {0};
+    setinfo *si = NULL;
+    int running_mode = th_uses_running(d, in->running_mean != NULL);
+    if (refout_compute(&r, d, in, m) != 0)
+        goto out;
+    if (!running_mode && !(si = set_stats(d, in->x))) {
+        problem(m, "out of host memory");
+        goto out;
+    }
+    if (got->y)
+        for (size_t i = 0, E = ref_elements(d); i < E; i++)
+            expect_close(m, "y", i, r.y[i], got->y[i], tol_y(d, in, si, i, r.y[i]) * tol_scale);
+    if (!running_mode)
+        compare_stats(m, d, si, &r, got, tol_scale);
+    compare_running(m, d, in, si, &r, got, tol_scale);
+    if (m->report && !m->why && m->n > 4)
+        th_fail("... %lu mismatches in all", m->n);
+out:
+    refout_free(&r);
+    free(si);
+    return m->n;
+}
+
+unsigned long th_compare(const clnorm_desc *d, const th_inputs *in, const th_outputs *got, double tol_scale,
+                         int report)
+{
+    mism m = {0, report, NULL, 0};
+    return compare(d, in, got, tol_scale, &m);
+}
+
+unsigned long th_compare_why(const clnorm_desc *d, const th_inputs *in, const th_outputs *got, double tol_scale,
+                             char *why, size_t len)
+{
+    mism m = {0, 0, why, len};
+    if (why && len)
+        why[0] = 0;
+    return compare(d, in, got, tol_scale, &m);
+}
+
+unsigned long th_compare_y(const clnorm_desc *d, const th_inputs *in, const float *expected, const float *got,
+                           size_t n, double tol_scale, int report)
+{
+    mism m = {0, report, NULL, 0};
+    int running_mode = th_uses_running(d, in->running_mean != NULL);
+    setinfo *si = running_mode ? NULL : set_stats(d, in->x);
+    for (size_t i = 0; i < n; i++)
+        expect_close(&m, "y (a vs b)", i, expected[i], got[i], 2 * tol_y(d, in, si, i, expected[i]) * tol_scale);
+    if (report && m.n > 4)
+        th_fail("... %lu mismatches in all", m.n);
+    free(si);
+    return m.n;
+}
