@@ -33,6 +33,10 @@ static clnorm_status ctx_init(clnorm_ctx *c)
     /* CLNORM_DEVICE_CLASS=gpu|cpu makes the rules treat the device as that
      * class: the tests run the GPU kernels' code paths on PoCL this way. */
     const char *dc = getenv("CLNORM_DEVICE_CLASS");
+    /* CLNORM_FORCE_FEATURES=nv_shfl switches a target feature on where the
+     * device was not given it: the tests build NVIDIA's inline PTX on PoCL
+     * this way, to exercise the portable fallback (program.c). */
+    const char *ff = getenv("CLNORM_FORCE_FEATURES");
     /* CLNORM_STREAM=on|off overrides the streaming-store rule (plan.c). */
     const char *sm = getenv("CLNORM_STREAM");
     int bad = v && *v && clnorm_parse_variant(v, &c->settings.variant) != 0;
@@ -41,6 +45,10 @@ static clnorm_status ctx_init(clnorm_ctx *c)
         if (strcmp(sm, "on") == 0) c->settings.stream = 1;
         else if (strcmp(sm, "off") == 0) c->settings.stream = 0;
         else if (strcmp(sm, "auto") != 0) bad = 1;
+    }
+    if (ff && *ff) {
+        if (strcmp(ff, "nv_shfl") == 0) c->dev.features |= CLNORM_FEAT_NV_SHFL;
+        else if (strcmp(ff, "none") != 0) bad = 1;
     }
     if (dc && *dc) {
         if (strcmp(dc, "gpu") == 0) c->dev.is_cpu = 0;

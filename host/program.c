@@ -42,7 +42,7 @@ int clnorm_build_options(const clnorm_devinfo *d, const clnorm_progkey *k, char 
                     cpu ? 16u : 4u, cpu, cpu ? CLNORM_CPU_COL_TILE / 16u : 1u, cpu || lanes == 1 ? 0u : (unsigned)CLNORM_GPU_CACHE_V, target);
 }
 
-static int build_program(clnorm_ctx *c, clnorm_program *p)
+static int build_with_options(clnorm_ctx *c, clnorm_program *p)
 {
     const char *srcs[CLNORM_PROGRAM_FILES];
     for (int i = 0; i < CLNORM_PROGRAM_FILES; ++i)
@@ -76,6 +76,21 @@ static int build_program(clnorm_ctx *c, clnorm_program *p)
         return clnorm_cl_fail(c, err, "clBuildProgram");
     }
     return CLNORM_OK;
+}
+
+/* NVIDIA's inline PTX is the one target feature no driver has run yet: a
+ * build that fails with it on is retried once without it, and the context
+ * keeps the portable warp sums from then on (the failed build's log stays
+ * readable through clnorm_build_log). Other features fail the call. */
+static int build_program(clnorm_ctx *c, clnorm_program *p)
+{
+    int st = build_with_options(c, p);
+    if (st == CLNORM_ERR_BUILD_FAILED && (c->dev.features & CLNORM_FEAT_NV_SHFL)) {
+        c->dev.features &= ~CLNORM_FEAT_NV_SHFL;
+        st = build_with_options(c, p);
+        if (st == CLNORM_OK) clnorm_clear_error(c);
+    }
+    return st;
 }
 
 int clnorm_get_kernel(clnorm_ctx *c, const clnorm_progkey *key, clnorm_kernel_id id, cl_kernel *out)

@@ -347,9 +347,46 @@ START_TEST(test_build_failed_status)
 }
 END_TEST
 
+/* NVIDIA's inline PTX is the one target feature no driver has run yet: a
+ * build that fails with it on is retried without it (program.c). Forced on
+ * PoCL with CLNORM_FORCE_FEATURES, where the PTX builds for x86 and computes
+ * garbage (so no real rejection can be had here), an injected failure of the
+ * first build must make the library build the portable sums: the call
+ * succeeds and is right, and so is the next. Without the fallback it fails. */
+START_TEST(test_ptx_fallback)
+{
+    const family f = {"LayerNorm, 32-lane segments", "layer_norm 7x129 affine stats", CLNORM_VARIANT_SUBGROUP, 1};
+    setenv("CLNORM_FORCE_FEATURES", "nv_shfl", 1);
+    setenv("CLNORM_DEVICE_CLASS", "gpu", 1);
+    clnorm_ctx *c = NULL;
+    clnorm_status st = clnorm_create_default(&c);
+    unsetenv("CLNORM_FORCE_FEATURES");
+    unsetenv("CLNORM_DEVICE_CLASS");
+    ck_assert_int_eq(st, CLNORM_OK);
+    ck_assert_int_eq(clnorm_set_variant(c, f.variant, 64), CLNORM_OK);
+    th_call p;
+    char why[512];
+    family_call(&p, c, &f, 1, 11);
+    fi_reset_counts();
+    fi_arm(FI_BUILD_PROGRAM, 1, CL_BUILD_PROGRAM_FAILURE);
+    st = forward(c, &p, &f, NULL);
+    int fired = fi_fired();
+    fi_disarm();
+    ck_assert_msg(fired, "the first build was not reached");
+    ck_assert_msg(st == CLNORM_OK, "the build without the PTX was not tried: %s (%s)", clnorm_status_name(st),
+                  clnorm_last_error(c));
+    ck_assert_msg(th_call_check(&p, c, why, sizeof why) == 0, "after the fallback: %s", why);
+    retry_ok(&f, FI_BUILD_PROGRAM, 1, c, &p);
+    th_call_free(&p);
+    clnorm_destroy(c);
+}
+END_TEST
+
 int main(void)
 {
+    unsetenv("CLNORM_FORCE_FEATURES");
     const th_test tests[] = {TH_TCASE("inject"), TH_TEST(test_create), TH_TEST(test_build_failed_status),
+                             TH_TEST(test_ptx_fallback),
                              TH_LOOP(test_family, N_FAMILIES)};
     int rc = th_main("faults", 600, tests, sizeof tests / sizeof tests[0]);
     printf("faults: %lu fault points injected (%lu absorbed by the library with a correct result)\n", g_points,
