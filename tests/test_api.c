@@ -411,8 +411,8 @@ START_TEST(variant_env)
         clnorm_destroy(c);
         unsetenv(ok[i].var);
     }
-    static const char *const vars[] = {"CLNORM_VARIANT", "CLNORM_STREAM"};
-    for (size_t i = 0; i < 2; i++) {
+    static const char *const vars[] = {"CLNORM_VARIANT", "CLNORM_STREAM", "CLNORM_FORCE_FEATURES"};
+    for (size_t i = 0; i < 3; i++) {
         setenv(vars[i], "bogus", 1);
         clnorm_ctx *c = NULL;
         clnorm_status st = clnorm_create_default(&c);
@@ -645,6 +645,7 @@ int main(void)
     unsetenv("CLNORM_VARIANT");
     unsetenv("CLNORM_STREAM");
     unsetenv("CLNORM_TUNING");
+    unsetenv("CLNORM_FORCE_FEATURES");
     const th_test tests[] = {TH_TEST(status_strings_and_names), TH_TEST(variant_names), TH_TEST(null_handling),
                              TH_TEST(events_and_cl_errors),     TH_TEST(desc_helpers),  TH_TEST(several_contexts),
                              TH_TEST(device_selection),         TH_TEST(variant_env),   TH_TEST(tuning_keys),
