@@ -2,7 +2,8 @@
 # The benchmark command (README): installs what is missing (scripts/setup.sh),
 # configures build/ in Release if it is not configured yet, builds
 # clnorm-bench, runs the standard suite on the default device (CLNORM_DEVICE,
-# else the first GPU, else the first device), prints the table, and writes
+# else the library's rank: a GPU, an accelerator, a CPU, then a simulator),
+# prints the table, and writes
 # bench/results/<device>.csv and bench/results/<device>.png.
 #
 #   ./scripts/bench.sh                      # whole suite, default device
