@@ -69,8 +69,9 @@ for path in files:
             ax.text(x, v, "%.2f" % float(r["ratio"]), ha="center", va="bottom", fontsize=8)
         cp = [float(r["copy_gbps"]) for r in rs]
         copy = sorted(cp)[len(cp) // 2]
+        method = rs[0].get("copy_method") or "float4 kernel"
         ax.plot(list(xs), cp, color="#c0392b", ls="--", lw=2, marker="_", ms=30,
-                label="float4 copy bandwidth, measured beside each case (median %.1f GB/s)" % copy)
+                label="copy bandwidth (%s), measured beside each case (median %.1f GB/s)" % (method, copy))
         st = [r.get("copy_stream_gbps") or "" for r in rs]
         if all(st):
             sv = float(st[0])
@@ -100,7 +101,8 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
 # CSV -> one tab-separated file per device: label, gbps, copy_gbps, ratio,
-# copy_stream_gbps (empty when the CSV or the device has none).
+# copy_stream_gbps (empty when the CSV or the device has none), copy_method
+# (empty in CSVs from before the copy-method calibration).
 # Fields may be quoted (device names); a small awk splitter handles that.
 split_csv() {
   awk -v dir="$tmp" '
@@ -130,7 +132,8 @@ split_csv() {
       if (!(dev in idx)) { idx[dev] = ++ndev; print dev > (dir "/devices") }
       f = dir "/dev" idx[dev] ".tsv"
       st = ("copy_stream_gbps" in col) ? fld[col["copy_stream_gbps"]] : ""
-      printf "%s\t%s\t%s\t%s\t%s\n", fld[col["label"]], fld[col["gbps"]], fld[col["copy_gbps"]], fld[col["ratio"]], st > f
+      cm = ("copy_method" in col) ? fld[col["copy_method"]] : ""
+      printf "%s\t%s\t%s\t%s\t%s\t%s\n", fld[col["label"]], fld[col["gbps"]], fld[col["copy_gbps"]], fld[col["ratio"]], st, cm > f
     }' "$1"
 }
 
@@ -156,6 +159,9 @@ for csv in "$@"; do
       png="${png%.png}-$safe.png"
     fi
     copy=$(cut -f3 "$data" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')
+    # The copy clnorm-bench divided by: its best method (copy_method), or the
+    # float4 kernel of CSVs from before it chose one.
+    method=$(awk -F'\t' 'NR == 1 { print ($6 == "" ? "float4 kernel" : $6) }' "$data")
     ymax=$(awk -F'\t' 'BEGIN { m = 0 } $2 > m { m = $2 } $3 > m { m = $3 } $5 > m { m = $5 } END { print m * 1.18 }' "$data")
     # The streaming-store copy, drawn for reference when every row has it.
     stream=$(awk -F'\t' '$5 == "" { none = 1 } NR == 1 { v = $5 } END { if (!none && NR) print v }' "$data")
@@ -182,7 +188,7 @@ set key top right
 plot "$data" using 0:2:xtic(1) with boxes lc rgb "#2e86c1" title "clnorm", \
      "" using 0:2:(sprintf("%.2f", \$4)) with labels offset 0, 0.7 font ",8" notitle, \
      "" using 0:3 with linespoints lw 2 dt 2 pt 7 ps 0.6 lc rgb "#c0392b" \
-        title sprintf("float4 copy bandwidth, measured beside each case (median %.1f GB/s)", $copy)$stream_plot
+        title sprintf("copy bandwidth ($method), measured beside each case (median %.1f GB/s)", $copy)$stream_plot
 EOF
     echo "plot: wrote $png"
   done <"$tmp/devices"
