@@ -49,10 +49,15 @@ static cl_int dev_string(cl_device_id d, cl_device_info what, char *buf, size_t 
     return err;
 }
 
+/* Oclgrind, which reports itself as a GPU (and a CPU and an accelerator). */
+static int is_simulator(const char *platform, const char *name)
+{
+    return contains_ci(platform, "oclgrind") || contains_ci(name, "oclgrind");
+}
+
 void clnorm_profile_features(clnorm_devinfo *d)
 {
     d->features = 0;
-    d->simulator = contains_ci(d->platform, "oclgrind") || contains_ci(d->name, "oclgrind");
     const int pocl = contains_ci(d->platform, "portable computing language") || contains_ci(d->vendor_platform, "pocl");
     /* PoCL compiles with its own clang: its CPU device accepts clang's
      * builtins on __global pointers. Its CPU device is the host, so the
@@ -141,7 +146,7 @@ static cl_int default_rank(cl_device_id dev, int *rank)
         pname[sizeof pname - 1] = 0;
     }
     if (err != CL_SUCCESS) return err;
-    if (contains_ci(pname, "oclgrind") || contains_ci(name, "oclgrind")) *rank = 1;
+    if (is_simulator(pname, name)) *rank = 1;
     else if (t & CL_DEVICE_TYPE_GPU) *rank = 4;
     else if (t & CL_DEVICE_TYPE_ACCELERATOR) *rank = 3;
     else if (t & CL_DEVICE_TYPE_CPU) *rank = 2;

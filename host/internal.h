@@ -28,7 +28,6 @@ typedef struct clnorm_devinfo {
     unsigned simd;        /* warp/wavefront width where the vendor reports it; 0 if unknown */
     int is_cpu;   /* CPU-class rules (CLNORM_DEVICE_CLASS may override) */
     int type_cpu; /* the device reports CL_DEVICE_TYPE_CPU */
-    int simulator; /* Oclgrind: never the default choice */
     unsigned features; /* CLNORM_FEAT_*: what the target macros may switch on */
     char name[256], vendor[128], platform[128], vendor_platform[128];
     char extensions[2048];
@@ -62,7 +61,7 @@ typedef struct clnorm_settings {
 clnorm_status clnorm_pick_device(cl_device_id *out);
 cl_int clnorm_read_profile(cl_device_id dev, clnorm_devinfo *d);
 /* The features a profile's platform, vendor and type allow (sets
- * d->features and d->simulator from the strings; pure). */
+ * d->features from the strings; pure). */
 void clnorm_profile_features(clnorm_devinfo *d);
 /* The -D options that switch the kernels' target features (common.cl's
  * "target features") on or off for d; snprintf's result. */

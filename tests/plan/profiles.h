@@ -14,7 +14,7 @@ typedef struct test_profile {
     clnorm_devinfo dev;
 } test_profile;
 
-/* Fills the profiles (features and simulator flags from their strings, as
+/* Fills the profiles (their features from their strings, as
  * on a real device); returns their count. */
 size_t test_profiles(test_profile *out, size_t max);
 
