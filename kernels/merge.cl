@@ -4,6 +4,17 @@
  * affine parameters into a per-(n, c) table for the streaming apply kernel.
  */
 
+/* A merged set's outputs: stats[s] = mean, stats[nsets + s] = biased
+ * variance (RMS: mean of squares), and the optional saved mean and rstd. */
+inline void put_set(__global float *stats, uint nsets, uint s, float mean, float var, __global float *mean_out,
+                    ulong mo, __global float *rstd_out, ulong ro, float eps)
+{
+    stats[s] = mean;
+    stats[nsets + s] = var;
+    if (mean_out) mean_out[mo + s] = mean;
+    if (rstd_out) rstd_out[ro + s] = rstd_of(var, eps);
+}
+
 /*
  * One work-item per set merges its partials in a fixed order (merge_set in
  * common.cl), so no E[x^2] - E[x]^2 cancellation and no atomics. Set
@@ -24,10 +35,7 @@ void merge_partials(__global const float *part, __global float *stats,
     const ulong base = (ulong)(s / n_inner) * o_stride + (ulong)(s % n_inner) * i_stride;
     float mean, var;
     merge_set(part, base, n1, st1, n2, st2, &mean, &var);
-    stats[s] = mean;
-    stats[nsets + s] = var;
-    if (mean_out) mean_out[mo + s] = mean;
-    if (rstd_out) rstd_out[ro + s] = rstd_of(var, eps);
+    put_set(stats, nsets, s, mean, var, mean_out, mo, rstd_out, ro, eps);
 }
 
 /*
@@ -96,10 +104,7 @@ void merge_sets(__global const float *part, __global float *stats,
 #else
         const float var = lq[0] / (float)lc[0], mean = checked_mean(K + lr[0], var);
 #endif
-        stats[s] = mean;
-        stats[nsets + s] = var;
-        if (mean_out) mean_out[mo + s] = mean;
-        if (rstd_out) rstd_out[ro + s] = rstd_of(var, eps);
+        put_set(stats, nsets, s, mean, var, mean_out, mo, rstd_out, ro, eps);
     }
 }
 
