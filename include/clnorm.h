@@ -59,7 +59,8 @@ extern "C" {
     X(CLNORM_ERR_UNSUPPORTED,    20, "option not supported for this operation")      \
     X(CLNORM_ERR_INVALID_VARIANT,21, "unknown kernel variant or tuning value")        \
     X(CLNORM_ERR_INVALID_BUFFER, 22, "a buffer is not a valid OpenCL memory object")  \
-    X(CLNORM_ERR_TUNING_FILE,    23, "tuning file missing, unreadable or malformed")
+    X(CLNORM_ERR_TUNING_FILE,    23, "tuning file missing, unreadable or malformed")  \
+    X(CLNORM_ERR_NOTHING_TO_DO,  24, "a backward call asks for no gradient")
 
 typedef enum clnorm_status {
 #define CLNORM_X_ENUM(name, value, text) name = value,
@@ -131,6 +132,20 @@ typedef enum clnorm_layout {
  *                   training_mode = 1). Other values: CLNORM_ERR_UNSUPPORTED.
  *   training        BatchNorm / InstanceNorm: batch statistics (1) or running (0).
  *   groups          GroupNorm: G, dividing c.
+ *
+ * Backward (clnorm_backward; clnorm_forward ignores these four, and
+ * clnorm_backward ignores y, bias and, with batch statistics, the running
+ * statistics: the same descriptor serves both directions)
+ *   dy              required, x's shape and layout.
+ *   dx              optional, x's shape; may be exactly dy (in place), may
+ *                   not overlap anything else (x included).
+ *   dscale, dbias   optional parameter gradients, scale's length (cols, c,
+ *                   or n*c with per_sample_affine), float32.
+ *   At least one of dx, dscale, dbias (PyTorch's output_mask). The
+ *   statistics are those the forward call normalized with: with batch
+ *   statistics the saved mean and rstd (rstd only for RMSNorm), required;
+ *   otherwise (BatchNorm inference, InstanceNorm inference with running
+ *   statistics) running_mean and running_var with eps.
  */
 typedef struct clnorm_desc {
     clnorm_op op;
@@ -146,6 +161,7 @@ typedef struct clnorm_desc {
     float momentum;
     int running_var_biased;
     clnorm_buf x, y, scale, bias, mean, rstd, running_mean, running_var;
+    clnorm_buf dy, dx, dscale, dbias; /* backward only */
 } clnorm_desc;
 
 /* Zero the descriptor and set op, eps = 1e-5, momentum = 0.1, training = 1,
@@ -252,6 +268,18 @@ clnorm_status clnorm_tuning_key(const clnorm_desc *d, char *buf, size_t len);
 clnorm_status clnorm_forward(clnorm_ctx *ctx, const clnorm_desc *d,
                              cl_uint num_wait, const cl_event *wait_list,
                              cl_event *event);
+
+/*
+ * Enqueue the backward pass of the forward normalization d describes
+ * (SPEC.md, Backward): dx, dscale and dbias from dy, x, scale and the
+ * statistics the forward pass used (see clnorm_desc). Parameter gradients
+ * are sums in a fixed order, with no atomics: the same bits every run.
+ * Validation, events and errors as clnorm_forward; CLNORM_ERR_NOTHING_TO_DO
+ * when dx, dscale and dbias are all absent.
+ */
+clnorm_status clnorm_backward(clnorm_ctx *ctx, const clnorm_desc *d,
+                              cl_uint num_wait, const cl_event *wait_list,
+                              cl_event *event);
 
 #ifdef __cplusplus
 }
