@@ -122,31 +122,20 @@ static clnorm_status check_buffer(clnorm_ctx *c, span *sp)
     return CLNORM_OK;
 }
 
-clnorm_status clnorm_validate(clnorm_ctx *c, const clnorm_desc *d, const clnorm_shape *s)
+/* The checks forward and backward share: scalars and shape rules. */
+static clnorm_status check_common(clnorm_ctx *c, const clnorm_desc *d, const clnorm_shape *s)
 {
     if (!(isfinite(d->eps) && d->eps >= 0.0f))
         return clnorm_fail(c, CLNORM_ERR_INVALID_EPS, "eps %g must be finite and >= 0", (double)d->eps);
-    if (!has(d->x) || !has(d->y))
-        return clnorm_fail(c, CLNORM_ERR_MISSING_BUFFER, "x and y are required");
     const int lnorm = d->op == CLNORM_LAYER_NORM || d->op == CLNORM_RMS_NORM;
     if (lnorm && d->per_sample_affine)
         return clnorm_fail(c, CLNORM_ERR_UNSUPPORTED, "per-sample affine applies to channel norms only");
-    if (d->op == CLNORM_RMS_NORM && has(d->mean))
-        return clnorm_fail(c, CLNORM_ERR_UNSUPPORTED, "RMSNorm has no mean to save");
     if (has(d->running_mean) != has(d->running_var))
         return clnorm_fail(c, CLNORM_ERR_MISSING_BUFFER, "running_mean and running_var go together");
     if (has(d->running_mean) && d->op != CLNORM_BATCH_NORM && d->op != CLNORM_INSTANCE_NORM)
         return clnorm_fail(c, CLNORM_ERR_UNSUPPORTED, "running statistics belong to BatchNorm and InstanceNorm");
     if (d->op == CLNORM_BATCH_NORM && !d->training && !has(d->running_mean))
         return clnorm_fail(c, CLNORM_ERR_MISSING_BUFFER, "BatchNorm inference needs running_mean and running_var");
-    if (!s->batch_stats && (has(d->mean) || has(d->rstd)))
-        return clnorm_fail(c, CLNORM_ERR_UNSUPPORTED, "saved mean/rstd exist only with batch statistics");
-    if (d->running_var_biased != 0 && d->running_var_biased != 1)
-        return clnorm_fail(c, CLNORM_ERR_UNSUPPORTED,
-                           "running_var_biased %d is not 0 (PyTorch's unbiased update) or 1 (ONNX's biased one)",
-                           d->running_var_biased);
-    if (s->update_running && !(d->momentum >= 0.0f && d->momentum <= 1.0f))
-        return clnorm_fail(c, CLNORM_ERR_INVALID_MOMENTUM, "momentum %g is not in [0, 1]", (double)d->momentum);
     if (s->set_len > UINT32_MAX || s->sets > UINT32_MAX || s->N * s->C > UINT32_MAX ||
         s->elems > ((size_t)1 << 46))
         return clnorm_fail(c, CLNORM_ERR_TOO_LARGE,
@@ -158,6 +147,49 @@ clnorm_status clnorm_validate(clnorm_ctx *c, const clnorm_desc *d, const clnorm_
     if (d->op == CLNORM_INSTANCE_NORM && d->training && s->S == 1)
         return clnorm_fail(c, CLNORM_ERR_COUNT_ONE,
                            "expected more than 1 spatial element when training InstanceNorm");
+    return CLNORM_OK;
+}
+
+/* Checks every present buffer of sp, then that no output overlaps another
+ * buffer, except output `inplace_out` exactly over input `inplace_in` (in
+ * place: y over x forward, dx over dy backward). */
+static clnorm_status check_spans(clnorm_ctx *c, span *sp, int n, int inplace_out, int inplace_in)
+{
+    for (int i = 0; i < n; ++i)
+        if (has(sp[i].b)) {
+            clnorm_status st = check_buffer(c, &sp[i]);
+            if (st != CLNORM_OK) return st;
+        }
+    for (int i = 0; i < n; ++i) {
+        if (!has(sp[i].b) || !sp[i].output) continue;
+        for (int j = 0; j < n; ++j) {
+            if (j == i || !has(sp[j].b) || (sp[j].output && j < i)) continue;
+            if (sp[i].root != sp[j].root || sp[i].hi <= sp[j].lo || sp[j].hi <= sp[i].lo) continue;
+            const int pair = i == inplace_out && j == inplace_in;
+            if (pair && sp[i].lo == sp[j].lo) continue;
+            return clnorm_fail(c, CLNORM_ERR_ALIASING, "%s overlaps %s%s", sp[i].name, sp[j].name,
+                               pair ? " (in place needs the same buffer and offset)" : "");
+        }
+    }
+    return CLNORM_OK;
+}
+
+clnorm_status clnorm_validate(clnorm_ctx *c, const clnorm_desc *d, const clnorm_shape *s)
+{
+    clnorm_status st = check_common(c, d, s);
+    if (st != CLNORM_OK) return st;
+    if (!has(d->x) || !has(d->y))
+        return clnorm_fail(c, CLNORM_ERR_MISSING_BUFFER, "x and y are required");
+    if (d->op == CLNORM_RMS_NORM && has(d->mean))
+        return clnorm_fail(c, CLNORM_ERR_UNSUPPORTED, "RMSNorm has no mean to save");
+    if (!s->batch_stats && (has(d->mean) || has(d->rstd)))
+        return clnorm_fail(c, CLNORM_ERR_UNSUPPORTED, "saved mean/rstd exist only with batch statistics");
+    if (d->running_var_biased != 0 && d->running_var_biased != 1)
+        return clnorm_fail(c, CLNORM_ERR_UNSUPPORTED,
+                           "running_var_biased %d is not 0 (PyTorch's unbiased update) or 1 (ONNX's biased one)",
+                           d->running_var_biased);
+    if (s->update_running && !(d->momentum >= 0.0f && d->momentum <= 1.0f))
+        return clnorm_fail(c, CLNORM_ERR_INVALID_MOMENTUM, "momentum %g is not in [0, 1]", (double)d->momentum);
 
     const int run_out = s->update_running;
     span sp[8] = {
@@ -170,23 +202,46 @@ clnorm_status clnorm_validate(clnorm_ctx *c, const clnorm_desc *d, const clnorm_
         {"running_mean", d->running_mean, s->C, run_out, 0, 0, 0},
         {"running_var", d->running_var, s->C, run_out, 0, 0, 0},
     };
-    for (int i = 0; i < 8; ++i)
-        if (has(sp[i].b)) {
-            clnorm_status st = check_buffer(c, &sp[i]);
-            if (st != CLNORM_OK) return st;
-        }
-    /* Outputs may not overlap anything, except y == x exactly (in place). */
-    for (int i = 0; i < 8; ++i) {
-        if (!has(sp[i].b) || !sp[i].output) continue;
-        for (int j = 0; j < 8; ++j) {
-            if (j == i || !has(sp[j].b) || (sp[j].output && j < i)) continue;
-            if (sp[i].root != sp[j].root || sp[i].hi <= sp[j].lo || sp[j].hi <= sp[i].lo) continue;
-            if (i == 1 && j == 0 && sp[i].lo == sp[j].lo) continue;
-            return clnorm_fail(c, CLNORM_ERR_ALIASING, "%s overlaps %s%s", sp[i].name, sp[j].name,
-                               (i == 1 && j == 0) ? " (in place needs y == x exactly)" : "");
-        }
+    return check_spans(c, sp, 8, 1, 0);
+}
+
+/* Backward (SPEC.md, Backward): the forward's shape rules and scalars, then
+ * the buffers a backward call reads and writes. dx may be exactly dy: every
+ * path writes an element's dx from the work-item that read its dy, after
+ * the set's sums (docs in clnorm.h). */
+clnorm_status clnorm_validate_backward(clnorm_ctx *c, const clnorm_desc *d, const clnorm_shape *s)
+{
+    clnorm_status st = check_common(c, d, s);
+    if (st != CLNORM_OK) return st;
+    if (!has(d->x) || !has(d->dy))
+        return clnorm_fail(c, CLNORM_ERR_MISSING_BUFFER, "backward needs x and dy");
+    if (!has(d->dx) && !has(d->dscale) && !has(d->dbias))
+        return clnorm_fail(c, CLNORM_ERR_NOTHING_TO_DO, "dx, dscale and dbias are all absent");
+    if (s->batch_stats) {
+        if (d->op == CLNORM_RMS_NORM && has(d->mean))
+            return clnorm_fail(c, CLNORM_ERR_UNSUPPORTED, "RMSNorm has no saved mean");
+        if (!has(d->rstd) || (d->op != CLNORM_RMS_NORM && !has(d->mean)))
+            return clnorm_fail(c, CLNORM_ERR_MISSING_BUFFER,
+                               "backward with batch statistics needs the saved %s from the forward call",
+                               d->op == CLNORM_RMS_NORM ? "rstd" : "mean and rstd");
+    } else if (has(d->mean) || has(d->rstd)) {
+        return clnorm_fail(c, CLNORM_ERR_UNSUPPORTED, "saved mean/rstd exist only with batch statistics");
     }
-    return CLNORM_OK;
+
+    const int batch = s->batch_stats;
+    span sp[10] = {
+        {"x", d->x, s->elems, 0, 0, 0, 0},
+        {"dy", d->dy, s->elems, 0, 0, 0, 0},
+        {"scale", d->scale, s->aff_len, 0, 0, 0, 0},
+        {"mean", batch ? d->mean : (clnorm_buf){0, 0}, s->sets, 0, 0, 0, 0},
+        {"rstd", batch ? d->rstd : (clnorm_buf){0, 0}, s->sets, 0, 0, 0, 0},
+        {"running_mean", batch ? (clnorm_buf){0, 0} : d->running_mean, s->C, 0, 0, 0, 0},
+        {"running_var", batch ? (clnorm_buf){0, 0} : d->running_var, s->C, 0, 0, 0, 0},
+        {"dx", d->dx, s->elems, 1, 0, 0, 0},
+        {"dscale", d->dscale, s->aff_len, 1, 0, 0, 0},
+        {"dbias", d->dbias, s->aff_len, 1, 0, 0, 0},
+    };
+    return check_spans(c, sp, 10, 7, 1);
 }
 
 /* ---- descriptor helpers ------------------------------------------------ */

@@ -1,5 +1,5 @@
 /*
- * clnorm_forward: validate, plan, execute. The executor decides nothing: it
+ * clnorm_forward and clnorm_backward: validate, plan, execute. The executor decides nothing: it
  * reserves the plan's scratch, binds each launch's buffer sources to the
  * call's buffers or the scratch, sets the arguments in the order the kernel
  * table gives (kernels.h) and chains the launches on the context's queue.
@@ -57,6 +57,10 @@ static cl_mem bind(const chain *ch, clnorm_src s)
     case CLNORM_SRC_PART: return ch->scratch[0];
     case CLNORM_SRC_STATS: return ch->scratch[1];
     case CLNORM_SRC_TABLE: return ch->scratch[2];
+    case CLNORM_SRC_DY: return d->dy.mem;
+    case CLNORM_SRC_DX: return d->dx.mem;
+    case CLNORM_SRC_DSCALE: return d->dscale.mem;
+    case CLNORM_SRC_DBIAS: return d->dbias.mem;
     default: return NULL;
     }
 }
@@ -147,8 +151,9 @@ static clnorm_settings call_settings(const clnorm_ctx *c, const clnorm_desc *d, 
     return set;
 }
 
-CLNORM_API clnorm_status clnorm_forward(clnorm_ctx *c, const clnorm_desc *d, cl_uint num_wait,
-                                        const cl_event *wait_list, cl_event *event)
+/* One call in either direction: validate, plan, execute. */
+static clnorm_status run_call(clnorm_ctx *c, const clnorm_desc *d, int backward, cl_uint num_wait,
+                              const cl_event *wait_list, cl_event *event)
 {
     if (!c) return CLNORM_ERR_NULL_ARGUMENT;
     pthread_mutex_lock(&c->lock);
@@ -167,10 +172,12 @@ CLNORM_API clnorm_status clnorm_forward(clnorm_ctx *c, const clnorm_desc *d, cl_
                          wait_list ? "a" : "no");
         goto done;
     }
-    if ((st = clnorm_describe(c, d, &s)) != CLNORM_OK || (st = clnorm_validate(c, d, &s)) != CLNORM_OK)
+    if ((st = clnorm_describe(c, d, &s)) != CLNORM_OK ||
+        (st = backward ? clnorm_validate_backward(c, d, &s) : clnorm_validate(c, d, &s)) != CLNORM_OK)
         goto done;
     const clnorm_settings set = call_settings(c, d, &s);
-    if ((st = clnorm_plan_forward(&c->dev, &set, d, &s, &plan)) != CLNORM_OK) {
+    st = backward ? clnorm_plan_backward(&c->dev, &set, d, &s, &plan) : clnorm_plan_forward(&c->dev, &set, d, &s, &plan);
+    if (st != CLNORM_OK) {
         st = clnorm_fail(c, st, "no plan for this call");
         goto done;
     }
@@ -183,4 +190,16 @@ done:
     if (ch.last) clReleaseEvent(ch.last);
     pthread_mutex_unlock(&c->lock);
     return (clnorm_status)st;
+}
+
+CLNORM_API clnorm_status clnorm_forward(clnorm_ctx *c, const clnorm_desc *d, cl_uint num_wait,
+                                        const cl_event *wait_list, cl_event *event)
+{
+    return run_call(c, d, 0, num_wait, wait_list, event);
+}
+
+CLNORM_API clnorm_status clnorm_backward(clnorm_ctx *c, const clnorm_desc *d, cl_uint num_wait,
+                                         const cl_event *wait_list, cl_event *event)
+{
+    return run_call(c, d, 1, num_wait, wait_list, event);
 }

@@ -47,6 +47,8 @@ typedef struct clnorm_shape {
 clnorm_status clnorm_describe(clnorm_ctx *c, const clnorm_desc *d, clnorm_shape *s);
 /* Everything else: scalars, buffers (queried, never written), aliasing. */
 clnorm_status clnorm_validate(clnorm_ctx *c, const clnorm_desc *d, const clnorm_shape *s);
+/* The same for a backward call (clnorm_backward). */
+clnorm_status clnorm_validate_backward(clnorm_ctx *c, const clnorm_desc *d, const clnorm_shape *s);
 
 /* What the caller asked of the planner for one call: a forced variant and
  * work-group size (clnorm_set_variant, CLNORM_VARIANT, or a tuning file's
@@ -152,7 +154,7 @@ extern const char *const clnorm_tuning_ops[CLNORM_GROUP_NORM + 1];
 
 /* The kernel files of the one program, in the order they are concatenated
  * (kernels/NAME.cl; common.cl first). */
-#define CLNORM_PROGRAM_FILES 5
+#define CLNORM_PROGRAM_FILES 6
 extern const char *const clnorm_program_files[CLNORM_PROGRAM_FILES];
 
 /* Programs (program.c). The complete build options of the program for key
@@ -196,6 +198,9 @@ typedef struct clnorm_plan {
 /* The plan of one forward call (validated descriptor d of shape s). */
 clnorm_status clnorm_plan_forward(const clnorm_devinfo *dev, const clnorm_settings *set, const clnorm_desc *d,
                                   const clnorm_shape *s, clnorm_plan *p);
+/* The plan of one backward call (d validated by clnorm_validate_backward). */
+clnorm_status clnorm_plan_backward(const clnorm_devinfo *dev, const clnorm_settings *set, const clnorm_desc *d,
+                                   const clnorm_shape *s, clnorm_plan *p);
 
 extern const struct clnorm_kernel_source {
     const char *name;

@@ -28,7 +28,11 @@ typedef enum clnorm_src {
     CLNORM_SRC_RVAR,
     CLNORM_SRC_PART,
     CLNORM_SRC_STATS,
-    CLNORM_SRC_TABLE
+    CLNORM_SRC_TABLE,
+    CLNORM_SRC_DY,
+    CLNORM_SRC_DX,
+    CLNORM_SRC_DSCALE,
+    CLNORM_SRC_DBIAS
 } clnorm_src;
 #define CLNORM_SCRATCH_COUNT 3 /* PART, STATS, TABLE */
 
@@ -74,10 +78,39 @@ typedef enum clnorm_src {
     A(MEM, x) A(ULONG, xo) A(MEM, y) A(ULONG, yo) A(MEM, table) A(UINT, nrows) A(UINT, per_item)         \
     A(UINT, Q) A(UINT, R) A(UINT, chunk) A(UINT, C) A(UINT, tp) A(UINT, ch_is_r) A(UINT, tn)
 
+/* backward.cl */
+#define CLNORM_ARGS_bwd_rows(A)                                                                          \
+    A(MEM, x) A(ULONG, xo) A(MEM, dy) A(ULONG, dyo) A(MEM, dx) A(ULONG, dxo) A(MEM, scale) A(ULONG, so)  \
+    A(MEM, mean) A(ULONG, mo) A(MEM, rstd) A(ULONG, ro) A(MEM, part) A(UINT, nsets) A(UINT, per_item)     \
+    A(UINT, len) A(UINT, seg) A(UINT, aff_mod) A(UINT, elementwise) A(UINT, pc)
+#define CLNORM_ARGS_bwd_params(A)                                                                        \
+    A(MEM, part) A(MEM, dscale) A(ULONG, dso) A(MEM, dbias) A(ULONG, dbo) A(UINT, J) A(UINT, jc) A(UINT, B)
+#define CLNORM_ARGS_bwd_row_sums(A)                                                                      \
+    A(MEM, x) A(ULONG, xo) A(MEM, dy) A(ULONG, dyo) A(MEM, mean) A(ULONG, mo) A(MEM, rs) A(ULONG, ro)    \
+    A(MEM, part) A(UINT, nrows) A(UINT, per_item) A(UINT, len) A(UINT, chunk) A(UINT, rdiv) A(UINT, rmod) \
+    A(UINT, from_var) A(FLOAT, eps)
+#define CLNORM_ARGS_bwd_col_sums(A)                                                                      \
+    A(MEM, x) A(ULONG, xo) A(MEM, dy) A(ULONG, dyo) A(MEM, mean) A(ULONG, mo) A(MEM, rs) A(ULONG, ro)    \
+    A(MEM, part) A(UINT, R) A(UINT, C) A(UINT, rchunk) A(UINT, colgrp) A(UINT, stat_p) A(UINT, from_var) \
+    A(FLOAT, eps)
+#define CLNORM_ARGS_bwd_merge(A)                                                                         \
+    A(MEM, part) A(MEM, stats) A(UINT, nent) A(UINT, n_inner) A(ULONG, o_stride) A(ULONG, i_stride)      \
+    A(UINT, n1) A(ULONG, st1) A(UINT, n2) A(ULONG, st2)
+#define CLNORM_ARGS_bwd_table(A)                                                                         \
+    A(MEM, stats) A(MEM, scale) A(ULONG, so) A(MEM, mean) A(ULONG, mo) A(MEM, rs) A(ULONG, ro)           \
+    A(MEM, table) A(MEM, dscale) A(ULONG, dso) A(MEM, dbias) A(ULONG, dbo) A(UINT, P) A(UINT, C)         \
+    A(UINT, G) A(UINT, stat_p) A(UINT, aff_p) A(UINT, affine_only) A(UINT, from_var) A(FLOAT, count)     \
+    A(FLOAT, eps)
+#define CLNORM_ARGS_bwd_apply(A)                                                                         \
+    A(MEM, x) A(ULONG, xo) A(MEM, dy) A(ULONG, dyo) A(MEM, dx) A(ULONG, dxo) A(MEM, table)               \
+    A(UINT, nrows) A(UINT, per_item) A(UINT, Q) A(UINT, R) A(UINT, chunk) A(UINT, C) A(UINT, tp)         \
+    A(UINT, ch_is_r) A(UINT, tn) A(UINT, use_x)
+
 /* Every kernel, in one list. */
 #define CLNORM_KERNEL_LIST(K)                                                                            \
     K(row_norm) K(row_partials) K(row_apply) K(col_partials) K(col_wave) K(merge_partials) K(merge_sets) \
-    K(update_running) K(fold_table) K(apply_table)
+    K(update_running) K(fold_table) K(apply_table) K(bwd_rows) K(bwd_params) K(bwd_row_sums)          \
+    K(bwd_col_sums) K(bwd_merge) K(bwd_table) K(bwd_apply)
 
 typedef enum clnorm_kernel_id {
 #define CLNORM_X_KID(name) CLNORM_KID_##name,

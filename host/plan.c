@@ -295,7 +295,9 @@ static clnorm_launch *add(builder *b, clnorm_kernel_id k, unsigned wg, unsigned 
     }
     L->item_stride = item_stride;
     /* Row kernels with lanes share a set through local memory (seg_sum). */
-    L->local_bytes = (k == CLNORM_KID_row_norm || k == CLNORM_KID_row_partials) && lanes > 1 ? 4u * wg
+    L->local_bytes = (k == CLNORM_KID_row_norm || k == CLNORM_KID_row_partials || k == CLNORM_KID_bwd_rows ||
+                      k == CLNORM_KID_bwd_row_sums) && lanes > 1
+                         ? 4u * wg
                      : k == CLNORM_KID_merge_sets                                             ? 12u * wg
                                                                                               : 0;
     return L;
@@ -336,6 +338,25 @@ static void add_running(builder *b, unsigned wg, cl_uint nsets, cl_uint C, cl_ui
         .momentum = d->momentum, .biased = d->running_var_biased ? 1u : 0u};
 }
 
+/* Streaming rows of R elements (the apply kernels): the row kernels' lane
+ * and chunk rules, without a merge. */
+static void plan_stream_rows(const rules *r, size_t nrows, size_t R, rowplan *rp)
+{
+    plan_rows_rule(r, nrows, R, 0, rp);
+    if (rp->split) { /* streaming needs no merge: only the chunking is kept */
+        rp->split = 0;
+    } else if (!r->dev->is_cpu) {
+        /* GPUs: chunk the rows until there are 4 work-groups per compute
+         * unit; a streaming kernel loses nothing by it. */
+        const size_t groups = rowplan_global(rp, nrows) / rp->wg, want = 4 * (size_t)r->dev->compute_units;
+        const size_t step = (size_t)rp->lanes * vec_of(r);
+        if (groups < want && R > step) {
+            size_t chunk = div_up(div_up(R, div_up(want, groups)), step) * step;
+            if (chunk < R) rp->chunk = chunk;
+        }
+    }
+}
+
 /* Fold statistics (batch statistics in STATS, or the running buffers) with
  * the affine parameters into the table, then stream x through it. BatchNorm
  * statistics are per channel; InstanceNorm/GroupNorm batch statistics are per
@@ -362,21 +383,8 @@ static void add_fold_apply(builder *b, int batch, unsigned wg)
     }
     cl_uint Q = (cl_uint)(s->cl ? s->S : s->C), R = (cl_uint)(s->cl ? s->C : s->S);
     cl_uint nrows = (cl_uint)(s->N * Q);
-    /* Streaming rows of R: the same lane and chunk rules as row kernels. */
     rowplan rp;
-    plan_rows_rule(b->r, nrows, R, 0, &rp);
-    if (rp.split) { /* streaming needs no merge: only the chunking is kept */
-        rp.split = 0;
-    } else if (!b->r->dev->is_cpu) {
-        /* GPUs: chunk the rows until there are 4 work-groups per compute
-         * unit; a streaming kernel loses nothing by it. */
-        const size_t groups = rowplan_global(&rp, nrows) / rp.wg, want = 4 * (size_t)b->r->dev->compute_units;
-        const size_t step = (size_t)rp.lanes * vec_of(b->r);
-        if (groups < want && R > step) {
-            size_t chunk = div_up(div_up(R, div_up(want, groups)), step) * step;
-            if (chunk < R) rp.chunk = chunk;
-        }
-    }
+    plan_stream_rows(b->r, nrows, R, &rp);
     size_t g[2] = {rowplan_global(&rp, nrows), div_up(R, rp.chunk)}, l[2] = {rp.wg, 1};
     clnorm_launch *L = add(b, CLNORM_KID_apply_table, rp.wg, rp.lanes, b->y_flags, 2, g, l,
                            rp.lanes > 1 ? vec_of(b->r) : (size_t)R * rp.per_item);
@@ -558,5 +566,186 @@ clnorm_status clnorm_plan_forward(const clnorm_devinfo *dev, const clnorm_settin
         pipe_rows(&b);
     else
         pipe_partials(&b);
+    return b.overflow ? CLNORM_ERR_TOO_LARGE : CLNORM_OK;
+}
+
+/* ---- backward -------------------------------------------------------------
+ * Contiguous sets with batch statistics (LayerNorm, RMSNorm, channels-first
+ * InstanceNorm/GroupNorm): bwd_rows, one launch, plus bwd_params for the
+ * parameter gradients. Everything else (BatchNorm, channels-last sets,
+ * running statistics, and channel sets the row rule would split): sums of
+ * dy and dy * xhat per (sample, channel) and chunk, bwd_merge, bwd_table,
+ * bwd_apply. */
+
+static int wants_grads(const clnorm_desc *d) { return d->dscale.mem || d->dbias.mem; }
+
+static void add_bwd_params(builder *b, unsigned wg, cl_uint J, cl_uint jc, cl_uint B)
+{
+    const clnorm_desc *d = b->d;
+    size_t g = round_up(J, wg), l = wg;
+    clnorm_launch *L = add(b, CLNORM_KID_bwd_params, wg, wg, 0, 1, &g, &l, 0);
+    L->args.bwd_params = (clnorm_args_bwd_params){
+        .part = CLNORM_SRC_PART, .dscale = src_of(d->dscale, CLNORM_SRC_DSCALE), .dso = d->dscale.offset,
+        .dbias = src_of(d->dbias, CLNORM_SRC_DBIAS), .dbo = d->dbias.offset, .J = J, .jc = jc, .B = B};
+}
+
+static void pipe_bwd_rows(builder *b, rowplan rp)
+{
+    const clnorm_desc *d = b->d;
+    const clnorm_shape *s = b->s;
+    const rowaff af = row_affine(d, s);
+    const int grads = wants_grads(d);
+    if (!s->channel && grads && !b->r->dev->is_cpu) {
+        /* GPUs: an item takes a run of rows, so that its column partials
+         * (2 * cols floats, read back by bwd_params) stay a small fraction
+         * of the tensor: about 4 items per compute unit. */
+        const size_t want = 4 * (size_t)b->r->dev->compute_units * (rp.wg / rp.lanes);
+        rp.per_item = s->sets > want ? div_up(s->sets, want) : 1;
+    }
+    const size_t items = div_up(s->sets, rp.per_item);
+    if (grads) b->p->scratch_floats[0] = 2 * (s->channel ? s->N * s->C : items * s->set_len);
+    size_t g = rowplan_global(&rp, s->sets), l = rp.wg;
+    clnorm_launch *L = add(b, CLNORM_KID_bwd_rows, rp.wg, rp.lanes, b->rms, 1, &g, &l,
+                           rp.lanes > 1 ? vec_of(b->r) : s->set_len * rp.per_item);
+    L->args.bwd_rows = (clnorm_args_bwd_rows){
+        .x = CLNORM_SRC_X, .xo = d->x.offset, .dy = CLNORM_SRC_DY, .dyo = d->dy.offset,
+        .dx = src_of(d->dx, CLNORM_SRC_DX), .dxo = d->dx.offset, .scale = src_of(d->scale, CLNORM_SRC_SCALE),
+        .so = d->scale.offset, .mean = src_of(d->mean, CLNORM_SRC_MEAN), .mo = d->mean.offset,
+        .rstd = CLNORM_SRC_RSTD, .ro = d->rstd.offset, .part = grads ? CLNORM_SRC_PART : CLNORM_SRC_NONE,
+        .nsets = (cl_uint)s->sets, .per_item = (cl_uint)rp.per_item, .len = (cl_uint)s->set_len, .seg = af.seg,
+        .aff_mod = af.aff_mod, .elementwise = af.elementwise, .pc = (cl_uint)s->C};
+    b->p->x_reads += 2; /* the second pass from cache */
+    if (!grads) return;
+    const unsigned wg = plan_wg(b->r);
+    if (!s->channel)
+        add_bwd_params(b, wg, (cl_uint)s->set_len, (cl_uint)s->set_len, (cl_uint)items);
+    else if (d->per_sample_affine)
+        add_bwd_params(b, wg, (cl_uint)(s->N * s->C), (cl_uint)s->C, 1);
+    else
+        add_bwd_params(b, wg, (cl_uint)s->C, (cl_uint)s->C, (cl_uint)s->N);
+}
+
+static void add_bwd_merge(builder *b, unsigned wg, cl_uint nent, cl_uint n_inner, cl_ulong o_stride,
+                          cl_ulong i_stride, cl_uint n1, cl_ulong st1, cl_uint n2, cl_ulong st2)
+{
+    size_t g = round_up(nent, wg), l = wg;
+    clnorm_launch *L = add(b, CLNORM_KID_bwd_merge, wg, wg, 0, 1, &g, &l, 0);
+    L->args.bwd_merge = (clnorm_args_bwd_merge){
+        .part = CLNORM_SRC_PART, .stats = CLNORM_SRC_STATS, .nent = nent, .n_inner = n_inner,
+        .o_stride = o_stride, .i_stride = i_stride, .n1 = n1, .st1 = st1, .n2 = n2, .st2 = st2};
+}
+
+static void pipe_bwd_partials(builder *b)
+{
+    const clnorm_desc *d = b->d;
+    const clnorm_shape *s = b->s;
+    const int bn = d->op == CLNORM_BATCH_NORM, batch = s->batch_stats, grads = wants_grads(d);
+    const unsigned wg = plan_wg(b->r);
+    /* Entries (p, c): per sample where the statistics or the parameters
+     * are, else per channel. */
+    const size_t P = (d->per_sample_affine || (batch && !bn)) ? s->N : 1, C = s->C;
+    const cl_uint stat_p = batch && !bn ? (cl_uint)s->G : 0;
+    const clnorm_src msrc = batch ? src_of(d->mean, CLNORM_SRC_MEAN) : CLNORM_SRC_RMEAN;
+    const clnorm_src rsrc = batch ? CLNORM_SRC_RSTD : CLNORM_SRC_RVAR;
+    const cl_ulong mo = batch ? d->mean.offset : d->running_mean.offset;
+    const cl_ulong ro = batch ? d->rstd.offset : d->running_var.offset;
+    size_t *need = b->p->scratch_floats;
+    const int sums = batch || grads;
+    if (sums) {
+        need[1] = 2 * P * C;
+        if (!s->cl && !plan_bn_use_cols(b->r, s->S)) {
+            /* Rows: the (n, c) planes of S, chunked where the row rule splits. */
+            rowplan rp;
+            plan_rows_rule(b->r, s->N * C, s->S, 0, &rp);
+            if (!rp.split) rp.chunk = s->S;
+            const size_t K = div_up(s->S, rp.chunk), rows = s->N * C;
+            need[0] = 2 * rows * K;
+            size_t g[2] = {rowplan_global(&rp, rows), K}, l[2] = {rp.wg, 1};
+            clnorm_launch *L = add(b, CLNORM_KID_bwd_row_sums, rp.wg, rp.lanes, 0, 2, g, l,
+                                   rp.lanes > 1 ? vec_of(b->r) : s->S * rp.per_item);
+            L->args.bwd_row_sums = (clnorm_args_bwd_row_sums){
+                .x = CLNORM_SRC_X, .xo = d->x.offset, .dy = CLNORM_SRC_DY, .dyo = d->dy.offset, .mean = msrc,
+                .mo = mo, .rs = rsrc, .ro = ro, .part = CLNORM_SRC_PART, .nrows = (cl_uint)rows,
+                .per_item = (cl_uint)rp.per_item, .len = (cl_uint)s->S, .chunk = (cl_uint)rp.chunk,
+                .rdiv = stat_p ? (cl_uint)(C / s->G) : 1, .rmod = stat_p ? (cl_uint)(s->N * s->G) : (cl_uint)C,
+                .from_var = !batch, .eps = d->eps};
+            if (P == 1) /* channel c: every sample's row, every chunk */
+                add_bwd_merge(b, wg, (cl_uint)C, (cl_uint)C, 0, K, (cl_uint)s->N, C * K, (cl_uint)K, 1);
+            else /* entry (n, c) is row n*C + c */
+                add_bwd_merge(b, wg, (cl_uint)(P * C), (cl_uint)(P * C), 0, K, (cl_uint)K, 1, 1, 0);
+        } else {
+            /* Columns of [P][R][Cc]: channels-last (C columns), or channels-
+             * first short planes (C*S columns, S per channel). */
+            const size_t cpc = s->cl ? 1 : s->S, Cc = C * cpc;
+            const size_t R = s->elems / (P * Cc);
+            colplan cp;
+            plan_cols(b->r, P, R, Cc, &cp);
+            const size_t KR = div_up(R, cp.rchunk);
+            need[0] = 2 * P * KR * Cc;
+            size_t g[3] = {round_up(div_up(Cc, cp.per_wi), cp.wg), KR, P}, l[3] = {cp.wg, 1, 1};
+            clnorm_launch *L = add(b, CLNORM_KID_bwd_col_sums, cp.wg, cp.wg, 0, 3, g, l, cp.per_wi);
+            L->args.bwd_col_sums = (clnorm_args_bwd_col_sums){
+                .x = CLNORM_SRC_X, .xo = d->x.offset, .dy = CLNORM_SRC_DY, .dyo = d->dy.offset, .mean = msrc,
+                .mo = mo, .rs = rsrc, .ro = ro, .part = CLNORM_SRC_PART, .R = (cl_uint)R, .C = (cl_uint)Cc,
+                .rchunk = (cl_uint)cp.rchunk, .colgrp = (cl_uint)(cpc * (stat_p ? C / s->G : 1)),
+                .stat_p = stat_p, .from_var = !batch, .eps = d->eps};
+            add_bwd_merge(b, wg, (cl_uint)(P * C), (cl_uint)C, KR * Cc, cpc, (cl_uint)KR, Cc, (cl_uint)cpc, 1);
+        }
+        b->p->x_reads += 1;
+    }
+    if (!d->dx.mem && !grads) return;
+    need[2] = 4 * P * C;
+    {
+        size_t g[2] = {round_up(C, wg), P}, l[2] = {wg, 1};
+        clnorm_launch *L = add(b, CLNORM_KID_bwd_table, wg, wg, b->rms, 2, g, l, 0);
+        L->args.bwd_table = (clnorm_args_bwd_table){
+            .stats = sums ? CLNORM_SRC_STATS : CLNORM_SRC_NONE, .scale = src_of(d->scale, CLNORM_SRC_SCALE),
+            .so = d->scale.offset, .mean = msrc, .mo = mo, .rs = rsrc, .ro = ro, .table = CLNORM_SRC_TABLE,
+            .dscale = src_of(d->dscale, CLNORM_SRC_DSCALE), .dso = d->dscale.offset,
+            .dbias = src_of(d->dbias, CLNORM_SRC_DBIAS), .dbo = d->dbias.offset, .P = (cl_uint)P,
+            .C = (cl_uint)C, .G = (cl_uint)s->G, .stat_p = stat_p, .aff_p = d->per_sample_affine ? 1u : 0u,
+            .affine_only = !batch, .from_var = !batch, .count = (cl_float)s->set_len, .eps = d->eps};
+    }
+    if (!d->dx.mem) return;
+    const cl_uint Q = (cl_uint)(s->cl ? s->S : C), R = (cl_uint)(s->cl ? C : s->S);
+    const cl_uint nrows = (cl_uint)(s->N * Q);
+    rowplan rp;
+    plan_stream_rows(b->r, nrows, R, &rp);
+    size_t g[2] = {rowplan_global(&rp, nrows), div_up(R, rp.chunk)}, l[2] = {rp.wg, 1};
+    clnorm_launch *L = add(b, CLNORM_KID_bwd_apply, rp.wg, rp.lanes, 0, 2, g, l,
+                           rp.lanes > 1 ? vec_of(b->r) : (size_t)R * rp.per_item);
+    L->args.bwd_apply = (clnorm_args_bwd_apply){
+        .x = CLNORM_SRC_X, .xo = d->x.offset, .dy = CLNORM_SRC_DY, .dyo = d->dy.offset, .dx = CLNORM_SRC_DX,
+        .dxo = d->dx.offset, .table = CLNORM_SRC_TABLE, .nrows = nrows, .per_item = (cl_uint)rp.per_item, .Q = Q,
+        .R = R, .chunk = (cl_uint)rp.chunk, .C = (cl_uint)C, .tp = P > 1, .ch_is_r = (cl_uint)s->cl,
+        .tn = (cl_uint)(P * C), .use_x = (cl_uint)batch};
+    b->p->x_reads += 1;
+}
+
+clnorm_status clnorm_plan_backward(const clnorm_devinfo *dev, const clnorm_settings *set, const clnorm_desc *d,
+                                   const clnorm_shape *s, clnorm_plan *p)
+{
+    const rules r = {dev, set};
+    memset(p, 0, sizeof *p);
+    builder b = {&r, d, s, p, 0, 0, 0, 0};
+    b.rms = d->op == CLNORM_RMS_NORM ? CLNORM_K_RMS : 0;
+    const int rows = s->batch_stats && (!s->channel || (!s->cl && d->op != CLNORM_BATCH_NORM));
+    rowplan rp = {0, 0, 0, 0, 0, 0};
+    if (rows) {
+        plan_rows_rule(&r, s->sets, s->set_len, 0, &rp);
+        if (rp.split && !s->channel) {
+            /* LayerNorm/RMSNorm sets are not split backward (their column
+             * partials are per row): one set per work-item (CPUs) or per
+             * work-group (GPUs). */
+            clnorm_settings one = *set;
+            one.variant = dev->is_cpu ? CLNORM_VARIANT_WI : CLNORM_VARIANT_WG;
+            const rules r1 = {dev, &one};
+            plan_rows_rule(&r1, s->sets, s->set_len, 0, &rp);
+        }
+    }
+    if (rows && !rp.split)
+        pipe_bwd_rows(&b, rp);
+    else
+        pipe_bwd_partials(&b);
     return b.overflow ? CLNORM_ERR_TOO_LARGE : CLNORM_OK;
 }

@@ -23,7 +23,7 @@ static const char *source_of(const char *name)
     return NULL;
 }
 
-const char *const clnorm_program_files[CLNORM_PROGRAM_FILES] = {"common", "rows", "cols", "merge", "apply"};
+const char *const clnorm_program_files[CLNORM_PROGRAM_FILES] = {"common", "rows", "cols", "merge", "apply", "backward"};
 
 int clnorm_build_options(const clnorm_devinfo *d, const clnorm_progkey *k, char *buf, size_t len)
 {

@@ -1,0 +1,452 @@
+/*
+ * Backward passes (SPEC.md, Backward). Per set with count m, saved mean and
+ * rstd r, xhat = (x - mean) * r and g = dy * scale:
+ *   dx = r * (g - mean(g) - xhat * mean(g * xhat))     (RMS: no mean(g) term, mean 0)
+ *   dscale = sum dy * xhat, dbias = sum dy over the elements sharing a parameter.
+ * Every sum is taken in a fixed order (blocks of vectors, then partials
+ * summed in index order): the same bits every run, no atomics.
+ *
+ * Contiguous sets (bwd_rows): one pass reads x and dy for the set's sums
+ * (and the parameter-gradient partials), a second, from cache, writes dx.
+ * Strided sets and BatchNorm: {row|col} sums of dy and dy * xhat per
+ * (sample, channel) and chunk, bwd_merge sums the chunks, bwd_table turns
+ * them into the parameter gradients and a per-(sample, channel) table
+ * (mean, A, B, C), and bwd_apply streams dx = A * dy - B * (x - mean) - C.
+ * Sums that mix with x are taken about the saved mean, so a large common
+ * offset (mean 1e4, spread 1e-2) does not cancel.
+ *
+ * Partials hold pairs (sum dy, sum dy * xhat). dx may be exactly dy: every
+ * element's dx is written by the work-item that read its dy, after its
+ * set's sums.
+ */
+
+/* Per (sample, channel) pair of sums at partial index j of a [P][2][pc]
+ * layout (bwd_params reads it back): sum dy, then sum dy * xhat. */
+inline void put_pair(__global float *part, uint j, uint pc, float sdy, float sdx)
+{
+    const ulong b = (ulong)(j / pc) * 2 * pc + j % pc;
+    part[b] = sdy;
+    part[b + pc] = sdx;
+}
+
+/* Sums over [0, n) of this lane's elements of one stretch with a constant
+ * scale: *sdy += sum dy, *sdx += sum dy * (x - m). Vectors first (blocks of
+ * 64 with two accumulators), then the tail, lane l taking l, l + LANES... */
+inline void span_sums(__global const float *px, __global const float *pd, uint n, uint lane, float m,
+                      float *sdy, float *sdx)
+{
+    const uint nv = n / VEC;
+    floatv a = 0.0f, b = 0.0f;
+    for (uint vb = lane; vb < nv; vb += 64 * LANES) {
+        floatv a0 = 0.0f, a1 = 0.0f, b0 = 0.0f, b1 = 0.0f;
+        const uint ve = min(nv, vb + 64 * LANES);
+        uint v = vb;
+        for (; v + LANES < ve; v += 2 * LANES) {
+            const floatv d0 = LOADV(v, pd), d1 = LOADV(v + LANES, pd);
+            a0 += d0, a1 += d1;
+            b0 += d0 * (LOADV(v, px) - m), b1 += d1 * (LOADV(v + LANES, px) - m);
+        }
+        if (v < ve) {
+            const floatv d0 = LOADV(v, pd);
+            a0 += d0;
+            b0 += d0 * (LOADV(v, px) - m);
+        }
+        a += a0 + a1, b += b0 + b1;
+    }
+    float ta = 0.0f, tb = 0.0f;
+    for (uint e = nv * VEC + lane; e < n; e += LANES) {
+        ta += pd[e];
+        tb += pd[e] * (px[e] - m);
+    }
+    *sdy += HSUM(a) + ta;
+    *sdx += HSUM(b) + tb;
+}
+
+/* dx = a * dy - b * (x - m) - c over [0, n) of one stretch (this lane's
+ * elements). sv: per-element scale (a is then r and multiplies sv). px NULL:
+ * no x term (an affine backward; an infinite x must not make 0 * Inf). */
+inline void span_dx(__global const float *px, __global const float *pd, __global float *pdx, uint n, uint lane,
+                    float m, float a, float b, float c, __global const float *sv)
+{
+    const uint nv = n / VEC;
+    for (uint v = lane; v < nv; v += LANES) {
+        floatv g = LOADV(v, pd) * a;
+        if (sv) g *= LOADV(v, sv);
+        STOREV(px ? g - (LOADV(v, px) - m) * b - c : g - c, v, pdx);
+    }
+    for (uint e = nv * VEC + lane; e < n; e += LANES) {
+        const float g = pd[e] * a * (sv ? sv[e] : 1.0f);
+        pdx[e] = px ? g - (px[e] - m) * b - c : g - c;
+    }
+}
+
+/* Elementwise (LayerNorm/RMSNorm) pass 1 over a row: the row's sums of
+ * g = dy * scale and g * (x - m), and this item's column partials of dy and
+ * dy * xhat at pc0 (sum dy) and pc1 (sum dy * xhat), written by the item's
+ * first row (first) and accumulated after. */
+inline void row_sums_ew(__global const float *px, __global const float *pd, uint n, uint lane, float m,
+                        float r, __global const float *sv, __global float *pc0, __global float *pc1,
+                        int first, float *sg, float *sgx)
+{
+    const uint nv = n / VEC;
+    floatv a = 0.0f, b = 0.0f;
+    for (uint vb = lane; vb < nv; vb += 64 * LANES) {
+        floatv a0 = 0.0f, b0 = 0.0f;
+        const uint ve = min(nv, vb + 64 * LANES);
+        for (uint v = vb; v < ve; v += LANES) {
+            const floatv d = LOADV(v, pd), xc = LOADV(v, px) - m;
+            const floatv g = sv ? d * LOADV(v, sv) : d;
+            a0 += g;
+            b0 += g * xc;
+            if (pc0) {
+                const floatv dh = d * (xc * r);
+                STOREV(first ? d : LOADV(v, pc0) + d, v, pc0);
+                STOREV(first ? dh : LOADV(v, pc1) + dh, v, pc1);
+            }
+        }
+        a += a0, b += b0;
+    }
+    float ta = 0.0f, tb = 0.0f;
+    for (uint e = nv * VEC + lane; e < n; e += LANES) {
+        const float d = pd[e], xc = px[e] - m, g = sv ? d * sv[e] : d;
+        ta += g;
+        tb += g * xc;
+        if (pc0) {
+            pc0[e] = first ? d : pc0[e] + d;
+            pc1[e] = first ? d * (xc * r) : pc1[e] + d * (xc * r);
+        }
+    }
+    *sg += HSUM(a) + ta;
+    *sgx += HSUM(b) + tb;
+}
+
+/*
+ * Contiguous sets: set i is x[i*len, (i+1)*len), with its saved mean and
+ * rstd; affine as rows.cl (elementwise, or per segment of seg elements with
+ * parameter (i % aff_mod) * (len/seg) + segment). Item t (LANES lanes) takes
+ * sets [t*per_item, (t+1)*per_item); every item of a work-group runs the same
+ * number of steps (sets past the end take part in the barriers only).
+ * part (optional): elementwise, the item's column partials [t][2][len];
+ * channel segments, the pair of segment j = i*(len/seg) + k at [j/pc][2][pc].
+ */
+__kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
+void bwd_rows(__global const float *x, ulong xo, __global const float *dy, ulong dyo, __global float *dx,
+              ulong dxo, __global const float *scale, ulong so, __global const float *mean, ulong mo,
+              __global const float *rstd, ulong ro, __global float *part, uint nsets, uint per_item, uint len,
+              uint seg, uint aff_mod, uint elementwise, uint pc)
+{
+    __local float buf[WG];
+    const uint t = get_global_id(0) / LANES, lane = get_local_id(0) % LANES;
+    __global const float *sc = scale ? scale + so : 0;
+    const uint nseg = elementwise ? 1 : len / seg;
+    for (uint q = 0; q < per_item; ++q) {
+        const uint i = t * per_item + q;
+        const int active = i < nsets;
+        const uint ic = active ? i : nsets - 1, n = active ? len : 0;
+        const ulong base = (ulong)ic * len;
+        __global const float *px = x + xo + base, *pd = dy + dyo + base;
+        const float r = rstd[ro + ic];
+#if RMS
+        const float m = 0.0f;
+#else
+        const float m = mean[mo + ic];
+#endif
+        float sg = 0.0f, sgx = 0.0f;
+        if (elementwise) {
+            __global float *p0 = part ? part + (ulong)t * 2 * len : 0;
+            float a = 0.0f, b = 0.0f;
+            row_sums_ew(px, pd, n, lane, m, r, sc, p0, p0 ? p0 + len : 0, q == 0, &a, &b);
+            sg = seg_sum(a, buf);
+            sgx = seg_sum(b, buf);
+        } else {
+            for (uint k = 0; k < nseg; ++k) {
+                float a = 0.0f, b = 0.0f;
+                span_sums(px + k * seg, pd + k * seg, n ? seg : 0, lane, m, &a, &b);
+                a = seg_sum(a, buf);
+                b = seg_sum(b, buf);
+                const float s = sc ? sc[(ic % aff_mod) * nseg + k] : 1.0f;
+                sg += s * a;
+                sgx += s * b;
+                if (part && active && lane == 0)
+                    put_pair(part, i * nseg + k, pc, a, b * r);
+            }
+        }
+        /* dx = r*g - r*mean(g) - (x - m) * r^2 * mean(g * (x - m)) * ... as SPEC.md */
+        const float cnt = (float)len, mgx = sgx * r / cnt;
+        const float c = RMS ? 0.0f : r * (sg / cnt), b = r * r * mgx;
+        if (dx && active) {
+            __global float *pdx = dx + dxo + base;
+            if (elementwise)
+                span_dx(px, pd, pdx, len, lane, m, r, b, c, sc);
+            else
+                for (uint k = 0; k < nseg; ++k) {
+                    const float s = sc ? sc[(ic % aff_mod) * nseg + k] : 1.0f;
+                    span_dx(px + k * seg, pd + k * seg, pdx + k * seg, seg, lane, m, r * s, b, c, 0);
+                }
+        }
+    }
+}
+
+/*
+ * Parameter gradients from bwd_rows' partials, fixed order: out[j] for
+ * j < J sums the B partials of block j / jc at column j % jc of [.][B][2][jc]
+ * (LayerNorm: B items' column partials; channel sets: jc = C and B = N for
+ * a shared affine, B = 1 and J = N*C per sample).
+ */
+__kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
+void bwd_params(__global const float *part, __global float *dscale, ulong dso, __global float *dbias, ulong dbo,
+                uint J, uint jc, uint B)
+{
+    const uint j = get_global_id(0);
+    if (j >= J)
+        return;
+    __global const float *p = part + (ulong)(j / jc) * B * 2 * jc + j % jc;
+    float a = 0.0f, b = 0.0f;
+    for (uint k = 0; k < B; ++k) {
+        a += p[(ulong)k * 2 * jc];
+        b += p[(ulong)k * 2 * jc + jc];
+    }
+    if (dbias) dbias[dbo + j] = a;
+    if (dscale) dscale[dso + j] = b;
+}
+
+/* The statistics of set s: saved (mean, rstd), or running (mean, var) with
+ * rstd = 1 / sqrt(var + eps) when from_var (PyTorch's inference rstd). */
+inline float2 set_stats(__global const float *mean, ulong mo, __global const float *rs, ulong ro, uint s,
+                        uint from_var, float eps)
+{
+#if RMS
+    const float m = 0.0f;
+#else
+    const float m = mean[mo + s];
+#endif
+    const float v = rs[ro + s];
+    return (float2)(m, from_var ? 1.0f / sqrt(v + eps) : v);
+}
+
+/*
+ * Sums of dy and dy * xhat over chunk c (dimension 1) of row j (rows of len
+ * contiguous elements, e.g. the (n, c) planes of channels-first x), whose
+ * set is (j / rdiv) % rmod; the pair goes to partial j * nchunks + c
+ * (interleaved pairs). LANES == 1: a work-item takes per_item rows.
+ */
+__kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
+void bwd_row_sums(__global const float *x, ulong xo, __global const float *dy, ulong dyo,
+                  __global const float *mean, ulong mo, __global const float *rs, ulong ro, __global float *part,
+                  uint nrows, uint per_item, uint len, uint chunk, uint rdiv, uint rmod, uint from_var, float eps)
+{
+    __local float buf[WG];
+    const uint c = get_global_id(1), nchunks = get_global_size(1);
+    const uint t = get_global_id(0) / LANES, lane = get_local_id(0) % LANES;
+    const uint e0 = c * chunk, e1 = min(len, e0 + chunk);
+    for (uint q = 0; q < per_item; ++q) {
+        const uint j = t * per_item + q;
+        const int active = j < nrows;
+        const uint jc = active ? j : nrows - 1;
+        const float2 st = set_stats(mean, mo, rs, ro, (jc / rdiv) % rmod, from_var, eps);
+        const ulong base = (ulong)jc * len + e0;
+        float a = 0.0f, b = 0.0f;
+        span_sums(x + xo + base, dy + dyo + base, active ? e1 - e0 : 0, lane, st.x, &a, &b);
+        a = seg_sum(a, buf);
+        b = seg_sum(b, buf);
+        if (active && lane == 0) {
+            part[2 * ((ulong)j * nchunks + c)] = a;
+            part[2 * ((ulong)j * nchunks + c) + 1] = b * st.y;
+        }
+    }
+}
+
+#ifndef COL_TILE
+#define COL_TILE 64 /* CPUs: vectors of columns per work-item (as cols.cl) */
+#endif
+
+/*
+ * Columns of x and dy viewed as [P][R][C] (as col_partials in cols.cl):
+ * column col of sample p belongs to set p * stat_p + col / colgrp. Each
+ * (p, row chunk kr, column) leaves its pair at partial (p*nchunks + kr)*C +
+ * col (interleaved pairs). GPUs: a column per work-item, coalesced; CPUs
+ * (COLS_VEC): a tile of COL_TILE vectors per work-item, row by row.
+ */
+__kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
+void bwd_col_sums(__global const float *x, ulong xo, __global const float *dy, ulong dyo,
+                  __global const float *mean, ulong mo, __global const float *rs, ulong ro, __global float *part,
+                  uint R, uint C, uint rchunk, uint colgrp, uint stat_p, uint from_var, float eps)
+{
+    const uint kr = get_global_id(1), p = get_global_id(2), nchunks = get_global_size(1);
+    const uint r0 = kr * rchunk, r1 = min(R, r0 + rchunk);
+    const ulong out = ((ulong)p * nchunks + kr) * C, at = (ulong)p * R * C;
+    __global const float *xp = x + xo + at, *dp = dy + dyo + at;
+#if COLS_VEC
+    const uint c0 = get_global_id(0) * (COL_TILE * VEC);
+    if (c0 >= C)
+        return;
+    const uint nvec = min((uint)COL_TILE, (C - c0) / VEC);
+    floatv mv[COL_TILE], sa[COL_TILE], sb[COL_TILE];
+    for (uint v = 0; v < nvec; ++v) {
+        float m[VEC];
+        for (uint l = 0; l < VEC; ++l)
+            m[l] = set_stats(mean, mo, rs, ro, p * stat_p + (c0 + v * VEC + l) / colgrp, from_var, eps).x;
+        mv[v] = LOADV(0, m);
+        sa[v] = 0.0f, sb[v] = 0.0f;
+    }
+    for (uint r = r0; r < r1; ++r) {
+        __global const float *xr = xp + (ulong)r * C + c0, *dr = dp + (ulong)r * C + c0;
+        for (uint v = 0; v < nvec; ++v) {
+            const floatv d = LOADV(v, dr);
+            sa[v] += d;
+            sb[v] += d * (LOADV(v, xr) - mv[v]);
+        }
+    }
+    for (uint v = 0; v < nvec; ++v) {
+        float a[VEC], b[VEC];
+        STOREV(sa[v], 0, a);
+        STOREV(sb[v], 0, b);
+        for (uint l = 0; l < VEC; ++l) {
+            const uint col = c0 + v * VEC + l;
+            const float r = set_stats(mean, mo, rs, ro, p * stat_p + col / colgrp, from_var, eps).y;
+            part[2 * (out + col)] = a[l];
+            part[2 * (out + col) + 1] = b[l] * r;
+        }
+    }
+    for (uint col = c0 + nvec * VEC; col < min(C, c0 + COL_TILE * VEC); ++col) {
+#else
+    {
+        const uint col = get_global_id(0);
+        if (col >= C)
+            return;
+#endif
+        const float2 st = set_stats(mean, mo, rs, ro, p * stat_p + col / colgrp, from_var, eps);
+        float a = 0.0f, b = 0.0f;
+        for (uint r = r0; r < r1; ++r) {
+            const float d = dp[(ulong)r * C + col];
+            a += d;
+            b += d * (xp[(ulong)r * C + col] - st.x);
+        }
+        part[2 * (out + col)] = a;
+        part[2 * (out + col) + 1] = b * st.y;
+    }
+}
+
+/*
+ * Entry e = eo * n_inner + ei (a (sample, channel) pair, or a channel) sums
+ * its partials at eo*o_stride + ei*i_stride + j1*st1 + j2*st2 (j1 < n1,
+ * j2 < n2) in that order: stats[e] = sum dy, stats[nent + e] = sum dy*xhat.
+ */
+__kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
+void bwd_merge(__global const float *part, __global float *stats, uint nent, uint n_inner, ulong o_stride,
+               ulong i_stride, uint n1, ulong st1, uint n2, ulong st2)
+{
+    const uint e = get_global_id(0);
+    if (e >= nent)
+        return;
+    const ulong base = (ulong)(e / n_inner) * o_stride + (ulong)(e % n_inner) * i_stride;
+    float a = 0.0f, b = 0.0f;
+    for (uint j1 = 0; j1 < n1; ++j1)
+        for (uint j2 = 0; j2 < n2; ++j2) {
+            const ulong k = 2 * (base + j1 * st1 + j2 * st2);
+            a += part[k];
+            b += part[k + 1];
+        }
+    stats[e] = a;
+    stats[nent + e] = b;
+}
+
+/*
+ * Per (sample p, channel c) of P x C entries (work-item (c, p)): the set's
+ * sums from stats (entries (p', c') of the set: its C/G channels of sample p
+ * for InstanceNorm/GroupNorm, stat_p = G; every sample for BatchNorm,
+ * stat_p = 0), and the table row dx = A*dy - B*(x - M) - Cc at
+ * table[{0,1,2,3} * P*C + p*C + c]. With stats == NULL (running statistics,
+ * dx only) the op is affine: B = Cc = 0. Parameter gradients: per entry
+ * when aff_p (per-sample affine, or P = 1), else summed over p in order by
+ * the p == 0 items.
+ */
+__kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
+void bwd_table(__global const float *stats, __global const float *scale, ulong so, __global const float *mean,
+               ulong mo, __global const float *rs, ulong ro, __global float *table, __global float *dscale,
+               ulong dso, __global float *dbias, ulong dbo, uint P, uint C, uint G, uint stat_p, uint aff_p,
+               uint affine_only, uint from_var, float count, float eps)
+{
+    const uint c = get_global_id(0), p = get_global_id(1);
+    if (c >= C)
+        return;
+    const uint grp = C / G, g = c / grp, nent = P * C;
+    const uint s = p * stat_p + g;
+    const float2 st = set_stats(mean, mo, rs, ro, s, from_var, eps);
+    const ulong sp = aff_p ? (ulong)p * C : 0; /* the entry's parameters */
+    const float sc = scale ? scale[so + sp + c] : 1.0f;
+    float bb = 0.0f, cc = 0.0f;
+    if (!affine_only) {
+        /* The set's sums of g and g * xhat: its channels, and every sample
+         * when the set spans them (BatchNorm with per-sample parameters). */
+        const uint q0 = stat_p ? p : 0, q1 = stat_p ? p + 1 : P;
+        float sg = 0.0f, sgx = 0.0f;
+        for (uint q = q0; q < q1; ++q)
+            for (uint k = g * grp; k < g * grp + grp; ++k) {
+                const float w = scale ? scale[so + (aff_p ? (ulong)q * C : 0) + k] : 1.0f;
+                sg += w * stats[q * C + k];
+                sgx += w * stats[nent + q * C + k];
+            }
+        bb = st.y * sgx / count;
+        cc = RMS ? 0.0f : st.y * sg / count;
+    }
+    table[p * C + c] = st.x;
+    table[nent + p * C + c] = st.y * sc;
+    table[2 * nent + p * C + c] = st.y * bb;
+    table[3 * nent + p * C + c] = cc;
+    if (!stats || (!aff_p && p > 0))
+        return;
+    float a = 0.0f, b = 0.0f;
+    for (uint q = aff_p ? p : 0; q < (aff_p ? p + 1 : P); ++q) {
+        a += stats[q * C + c];
+        b += stats[nent + q * C + c];
+    }
+    if (dbias) dbias[dbo + sp + c] = a;
+    if (dscale) dscale[dso + sp + c] = b;
+}
+
+/*
+ * dx = A*dy - B*(x - M) - Cc from the table (bwd_table), streamed over rows
+ * of R elements as apply_table in apply.cl: row i = (p, q) of [P][Q]; the
+ * channel is q (ch_is_r = 0) or the position in the row (ch_is_r = 1); the
+ * table row is p when tp. use_x = 0: B is 0 everywhere, x is not read.
+ */
+__kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
+void bwd_apply(__global const float *x, ulong xo, __global const float *dy, ulong dyo, __global float *dx,
+               ulong dxo, __global const float *table, uint nrows, uint per_item, uint Q, uint R, uint chunk,
+               uint C, uint tp, uint ch_is_r, uint tn, uint use_x)
+{
+    const uint i0 = get_global_id(0) / LANES * per_item, lane = get_local_id(0) % LANES;
+    const uint i1 = min(nrows, i0 + per_item);
+    const uint c = get_global_id(1);
+    const uint e0 = c * chunk, e1 = min(R, e0 + chunk);
+    for (uint i = i0; i < i1; ++i) {
+        const uint p = i / Q, q = i % Q;
+        const ulong base = (ulong)i * R;
+        const uint t = p * tp * C;
+        __global const float *px = x + xo + base, *pd = dy + dyo + base;
+        __global float *po = dx + dxo + base;
+        if (!ch_is_r) {
+            const float m = table[t + q], a = table[tn + t + q], b = table[2 * tn + t + q];
+            const float cc = table[3 * tn + t + q];
+            span_dx(use_x ? px + e0 : 0, pd + e0, po + e0, e1 - e0, lane, m, a, b, cc, 0);
+            continue;
+        }
+        __global const float *tm = table + t, *ta = table + tn + t, *tb = table + 2 * tn + t;
+        __global const float *tc = table + 3 * tn + t;
+        const uint nv = (e1 - e0) / VEC;
+        for (uint v = lane; v < nv; v += LANES) {
+            const uint e = e0 + v * VEC;
+            floatv u = LOADV(0, pd + e) * LOADV(0, ta + e) - LOADV(0, tc + e);
+            if (use_x)
+                u -= (LOADV(0, px + e) - LOADV(0, tm + e)) * LOADV(0, tb + e);
+            STOREV(u, 0, po + e);
+        }
+        for (uint e = e0 + nv * VEC + lane; e < e1; e += LANES) {
+            float u = pd[e] * ta[e] - tc[e];
+            if (use_x)
+                u -= (px[e] - tm[e]) * tb[e];
+            po[e] = u;
+        }
+    }
+}
