@@ -222,7 +222,14 @@ const char *th_case_label(const th_case *c, char *buf, size_t len) {
     if (!is_row_op(c->op) && c->ndim > 2)
         used += (size_t)snprintf(buf + used, len - used, " %s", th_layout_name(c));
     if (used < len && c->op == CLNORM_GROUP_NORM)
-        snprintf(buf + used, len - used, " G=%zu", c->groups);
+        used += (size_t)snprintf(buf + used, len - used, " G=%zu", c->groups);
+    if (used < len && c->backward) {
+        used += (size_t)snprintf(buf + used, len - used, " bwd");
+        static const int grad[3] = {TH_DX, TH_DSCALE, TH_DBIAS};
+        for (int i = 0; i < 3 && used < len; i++) /* explicit gradients only: the default reads back as 0 */
+            if (c->grads & TH_ROLE(grad[i]))
+                used += (size_t)snprintf(buf + used, len - used, " %s", th_role_name(grad[i]));
+    }
     return buf;
 }
 
@@ -294,6 +301,10 @@ static int parse_word(th_case *c, const char *w) {
     else if (!strcmp(w, "no-running")) c->running = -1;
     else if (!strcmp(w, "psa")) c->per_sample_affine = 1;
     else if (!strcmp(w, "inplace")) c->flags |= TH_IN_PLACE;
+    else if (!strcmp(w, "backward") || !strcmp(w, "bwd")) c->backward = 1;
+    else if (!strcmp(w, "dx")) c->backward = 1, c->grads |= TH_ROLE(TH_DX);
+    else if (!strcmp(w, "dscale")) c->backward = 1, c->grads |= TH_ROLE(TH_DSCALE);
+    else if (!strcmp(w, "dbias")) c->backward = 1, c->grads |= TH_ROLE(TH_DBIAS);
     else return -1;
     return 0;
 }
@@ -331,13 +342,15 @@ void th_case_reduce(th_case *c, size_t max_elems) {
 
 const char *th_role_name(int role) {
     static const char *const names[TH_ROLES] = {"x",    "y",    "scale",        "bias",
-                                                "mean", "rstd", "running_mean", "running_var"};
+                                                "mean", "rstd", "running_mean", "running_var",
+                                                "dy",   "dx",   "dscale",       "dbias"};
     return role >= 0 && role < TH_ROLES ? names[role] : "?";
 }
 
 clnorm_buf *th_desc_buf(clnorm_desc *d, int role) {
     clnorm_buf *const bufs[TH_ROLES] = {&d->x,    &d->y,    &d->scale,        &d->bias,
-                                        &d->mean, &d->rstd, &d->running_mean, &d->running_var};
+                                        &d->mean, &d->rstd, &d->running_mean, &d->running_var,
+                                        &d->dy,   &d->dx,   &d->dscale,       &d->dbias};
     return role >= 0 && role < TH_ROLES ? bufs[role] : NULL;
 }
 
@@ -347,17 +360,26 @@ int th_uses_running(const clnorm_desc *d, int has_running) {
 }
 
 unsigned th_roles(const clnorm_desc *d, unsigned want) {
-    unsigned r = want | TH_XY;
+    const int backward = (want & TH_BACKWARD_ROLES) != 0;
+    unsigned r = want | (backward ? TH_ROLE(TH_X) | TH_ROLE(TH_DY) : TH_XY);
+    if (backward) r &= ~(TH_ROLE(TH_Y) | TH_ROLE(TH_BIAS)); /* clnorm_backward ignores them */
     if (is_row_op(d->op) || d->op == CLNORM_GROUP_NORM) r &= ~TH_RUNNING;
     if (th_uses_running(d, (r & TH_RUNNING) != 0)) r &= ~TH_STATS; /* no saved statistics with the running ones */
+    else if (backward) r &= ~TH_RUNNING; /* backward with batch statistics ignores the running ones */
     if (d->op == CLNORM_RMS_NORM) r &= ~TH_ROLE(TH_MEAN);
     return r;
+}
+
+unsigned th_case_grads(const th_case *c) {
+    if (!c->backward) return 0;
+    if (c->grads & TH_GRADS) return c->grads & TH_GRADS;
+    return TH_ROLE(TH_DX) | (c->scale ? TH_ROLE(TH_DSCALE) : 0) | (c->bias ? TH_ROLE(TH_DBIAS) : 0);
 }
 
 unsigned th_case_roles(const th_case *c) {
     clnorm_desc d;
     th_case_desc(c, &d);
-    unsigned want = TH_XY;
+    unsigned want = c->backward ? TH_ROLE(TH_X) | TH_ROLE(TH_DY) | TH_STATS | th_case_grads(c) : TH_XY;
     want |= c->scale ? TH_ROLE(TH_SCALE) : 0;
     want |= c->bias ? TH_ROLE(TH_BIAS) : 0;
     want |= c->stats ? TH_STATS : 0;
@@ -377,8 +399,8 @@ void th_desc_lengths(const clnorm_desc *d, size_t len[TH_ROLES]) {
                : d->op == CLNORM_GROUP_NORM && d->groups && d->groups <= d->c ? d->n * d->groups
                                                : d->n * d->c; /* InstanceNorm, and generous for bad groups */
     }
-    len[TH_X] = len[TH_Y] = E ? E : 1;
-    len[TH_SCALE] = len[TH_BIAS] = aff ? aff : 1;
+    len[TH_X] = len[TH_Y] = len[TH_DY] = len[TH_DX] = E ? E : 1;
+    len[TH_SCALE] = len[TH_BIAS] = len[TH_DSCALE] = len[TH_DBIAS] = aff ? aff : 1;
     len[TH_MEAN] = len[TH_RSTD] = sets ? sets : 1;
     len[TH_RUNNING_MEAN] = len[TH_RUNNING_VAR] = C ? C : 1;
 }
@@ -401,7 +423,9 @@ void th_case_buffer_elems(const th_case *c, size_t e[TH_ROLES]) {
 
 void th_case_buffer_traffic(const th_case *c, unsigned t[TH_ROLES]) {
     for (int r = 0; r < TH_ROLES; r++) t[r] = 1;
-    t[TH_RUNNING_MEAN] = t[TH_RUNNING_VAR] = c->training ? 2 : 1;
+    /* forward training updates the running statistics (read and written);
+       backward only reads them (inference) and never passes them otherwise */
+    t[TH_RUNNING_MEAN] = t[TH_RUNNING_VAR] = c->training && !c->backward ? 2 : 1;
 }
 
 double th_case_bytes(const th_case *c) {

@@ -12,7 +12,9 @@
  *   LayerNorm / RMSNorm:  M x D             (rows = product of leading dims, cols = last)
  *   channel norms:        N x C [x S1 [x S2 [x S3]]]   (rank = dims - 2)
  * so "32x256x64x64 nhwc" is N=32, C=256, H=W=64 stored channels-last.
- * Later: the data type and the direction (backward passes).
+ * A case is a forward call, or with `backward` set the backward call of
+ * that forward (clnorm_backward: dx, dscale, dbias from dy, x, scale and
+ * the statistics the forward normalized with). Later: the data type.
  */
 #ifndef CLNORM_TEST_CASE_H
 #define CLNORM_TEST_CASE_H
@@ -40,7 +42,7 @@ typedef enum th_kind {
 
 /* How a call is made. */
 enum {
-    TH_IN_PLACE = 1,       /* y is exactly x (same mem, same offset) */
+    TH_IN_PLACE = 1,       /* y is exactly x (same mem, same offset); backward: dx is exactly dy */
     TH_NO_EVENT = 2,       /* do not ask for an event; use clFinish instead */
     TH_SMALL_OFFSETS = 4,  /* offsets 1..3 only (default: 1..40, sometimes ~1000) */
 };
@@ -60,6 +62,10 @@ typedef struct th_case {
     int stats;             /* saved mean (not RMSNorm) and rstd (with batch statistics) */
     int running;           /* running statistics: 1 pass; 0 only for BatchNorm; -1 never */
     unsigned omit;         /* TH_ROLE bits never passed (the fuzzer's combinations) */
+    /* the direction */
+    int backward;          /* 0: clnorm_forward; 1: clnorm_backward of the same descriptor */
+    unsigned grads;        /* backward: TH_GRADS bits asked for; 0 = dx, plus dscale with scale and
+                              dbias with bias (PyTorch's output_mask for a layer with those parameters) */
     /* the data and how the call is made (tests) */
     th_kind kind;
     unsigned flags;        /* TH_IN_PLACE, ... */
@@ -102,8 +108,10 @@ int th_parse_shape(const char *s, th_case *c);
 int th_parse_layout(const char *s, clnorm_layout *layout);
 /* A case from one line: "OP SHAPE [LAYOUT] [G=n] [WORD...]", th_case_label's
  * form followed by words: affine (scale and bias), scale, bias, stats,
- * running, no-running, psa, inplace, eps=E, momentum=M. 0, or -1 with a
- * message in err. */
+ * running, no-running, psa, inplace, eps=E, momentum=M; backward (or bwd)
+ * for the backward call, and dx, dscale, dbias for the gradients it asks
+ * for (each implies backward; none named = the default of th_case.grads).
+ * 0, or -1 with a message in err. */
 int th_case_parse(th_case *c, const char *line, char *err, size_t errlen);
 
 /* Checks the dimension count for the op and fills defaults (groups = 32 for
@@ -113,7 +121,10 @@ int th_case_check(th_case *c, char *err, size_t errlen);
 
 /* "4096x4096" */
 void th_shape_string(const th_case *c, char *buf, size_t len);
-/* "group_norm 2x512x64x64 nhwc G=32"; returns buf. */
+/* "group_norm 2x512x64x64 nhwc G=32", then " bwd" for a backward case and
+ * the gradients when asked for explicitly (" bwd dx dscale"): a line
+ * th_case_parse reads back to the same direction and gradients; returns buf.
+ * A forward case's label is as before the backward existed. */
 const char *th_case_label(const th_case *c, char *buf, size_t len);
 
 /* The descriptor of c: shape and scalars, buffers absent. 0, or -1 for a
@@ -123,35 +134,56 @@ int th_case_desc(const th_case *c, clnorm_desc *d);
 void th_case_of_desc(th_case *c, const clnorm_desc *d);
 
 /* ---------- the buffers of a call ---------- */
-/* Roles of the buffers of a call, in clnorm_desc's order. */
-enum th_role { TH_X, TH_Y, TH_SCALE, TH_BIAS, TH_MEAN, TH_RSTD, TH_RUNNING_MEAN, TH_RUNNING_VAR, TH_ROLES };
+/* Roles of the buffers of a call, in clnorm_desc's order (the backward's
+ * four after the forward's eight, whose numbers never change). */
+enum th_role {
+    TH_X, TH_Y, TH_SCALE, TH_BIAS, TH_MEAN, TH_RSTD, TH_RUNNING_MEAN, TH_RUNNING_VAR,
+    TH_DY, TH_DX, TH_DSCALE, TH_DBIAS,
+    TH_ROLES
+};
 #define TH_ROLE(r) (1u << (r))
 #define TH_AFFINE (TH_ROLE(TH_SCALE) | TH_ROLE(TH_BIAS))
 #define TH_STATS (TH_ROLE(TH_MEAN) | TH_ROLE(TH_RSTD))
 #define TH_RUNNING (TH_ROLE(TH_RUNNING_MEAN) | TH_ROLE(TH_RUNNING_VAR))
 #define TH_XY (TH_ROLE(TH_X) | TH_ROLE(TH_Y))
-const char *th_role_name(int role);  /* "x", "y", "scale", ..., "running_var" */
+#define TH_GRADS (TH_ROLE(TH_DX) | TH_ROLE(TH_DSCALE) | TH_ROLE(TH_DBIAS)) /* a backward call's outputs */
+#define TH_BACKWARD_ROLES (TH_ROLE(TH_DY) | TH_GRADS) /* any of them in `want`: a backward call */
+const char *th_role_name(int role);  /* "x", "y", "scale", ..., "running_var", "dy", "dx", "dscale", "dbias" */
 clnorm_buf *th_desc_buf(clnorm_desc *d, int role);
 /* Whether d normalizes with the running statistics (BatchNorm inference,
  * InstanceNorm inference given them) rather than the batch's. */
 int th_uses_running(const clnorm_desc *d, int has_running);
 /* The roles a call of d passes when it asks for `want` (TH_ROLE bits), by
- * the ops' rules: x and y always; running statistics never for LayerNorm,
- * RMSNorm and GroupNorm; saved statistics only with batch statistics, and
- * no mean for RMSNorm. */
+ * the ops' rules. Forward (no TH_BACKWARD_ROLES bit in want): x and y
+ * always; running statistics never for LayerNorm, RMSNorm and GroupNorm;
+ * saved statistics only with batch statistics, and no mean for RMSNorm.
+ * Backward (a TH_BACKWARD_ROLES bit in want): x and dy always, the
+ * gradients asked for, scale if asked, never y or bias (backward ignores
+ * them); with batch statistics the saved mean and rstd asked for (no mean
+ * for RMSNorm) and no running statistics (ignored); with the running ones
+ * (th_uses_running) those and no saved statistics. */
 unsigned th_roles(const clnorm_desc *d, unsigned want);
-/* The roles case c passes: th_roles of what it asks for, less c->omit. */
+/* The roles case c passes: th_roles of what it asks for, less c->omit.
+ * A backward case always asks for the statistics its forward normalized
+ * with (saved or running: clnorm_backward requires them; c->omit takes
+ * them away) and for its gradients (th_case_grads). */
 unsigned th_case_roles(const th_case *c);
-/* Payload floats per role for shape d: elements, affine length, set count,
- * channels; never 0, and generous for a shape the library must reject. */
+/* The TH_GRADS bits a backward case asks for (c->grads, or its default);
+ * 0 for a forward case. */
+unsigned th_case_grads(const th_case *c);
+/* Payload floats per role for shape d: elements (x, y, dy, dx), affine
+ * length (scale, bias, dscale, dbias), set count, channels; never 0, and
+ * generous for a shape the library must reject. */
 void th_desc_lengths(const clnorm_desc *d, size_t len[TH_ROLES]);
 /* Elements of each buffer case c passes; 0 = absent. */
 void th_case_buffer_elems(const th_case *c, size_t elems[TH_ROLES]);
 size_t th_case_elements(const th_case *c);
 /* How many times each buffer is moved across memory in the effective byte
- * count: x read once, y written once, scale/bias read once, saved stats
- * written once, running stats read and written in training (2), read in
- * inference (1). */
+ * count. Forward: x read once, y written once, scale/bias read once, saved
+ * stats written once, running stats read and written in training (2), read
+ * in inference (1). Backward (the Triton tutorial's and Liger's model, 3x
+ * the tensor for a row norm): x and dy read once, dx written once, scale,
+ * the statistics (saved or running) read once, dscale/dbias written once. */
 void th_case_buffer_traffic(const th_case *c, unsigned traffic[TH_ROLES]);
 /* Effective bytes: sum over roles of elems * traffic * sizeof(float). */
 double th_case_bytes(const th_case *c);
