@@ -595,26 +595,38 @@ static void pipe_bwd_rows(builder *b, rowplan rp)
     const clnorm_shape *s = b->s;
     const rowaff af = row_affine(d, s);
     const int grads = wants_grads(d);
-    if (!s->channel && grads && !b->r->dev->is_cpu) {
+    if (rp.split) {
+        /* Too few sets to fill the device (LayerNorm/RMSNorm only, see
+         * clnorm_plan_backward): one item runs every set along dimension 1's
+         * chunks, so its column partials are one row pair; phase 1 sums,
+         * phase 2 writes dx. */
+        rp.per_item = s->sets;
+    } else if (!s->channel && grads && !b->r->dev->is_cpu) {
         /* GPUs: an item takes a run of rows, so that its column partials
          * (2 * cols floats, read back by bwd_params) stay a small fraction
          * of the tensor: about 4 items per compute unit. */
         const size_t want = 4 * (size_t)b->r->dev->compute_units * (rp.wg / rp.lanes);
         rp.per_item = s->sets > want ? div_up(s->sets, want) : 1;
     }
-    const size_t items = div_up(s->sets, rp.per_item);
+    const size_t items = div_up(s->sets, rp.per_item), nchunks = div_up(s->set_len, rp.chunk);
     if (grads) b->p->scratch_floats[0] = 2 * (s->channel ? s->N * s->C : items * s->set_len);
-    size_t g = rowplan_global(&rp, s->sets), l = rp.wg;
-    clnorm_launch *L = add(b, CLNORM_KID_bwd_rows, rp.wg, rp.lanes, b->rms, 1, &g, &l,
-                           rp.lanes > 1 ? vec_of(b->r) : s->set_len * rp.per_item);
-    L->args.bwd_rows = (clnorm_args_bwd_rows){
-        .x = CLNORM_SRC_X, .xo = d->x.offset, .dy = CLNORM_SRC_DY, .dyo = d->dy.offset,
-        .dx = src_of(d->dx, CLNORM_SRC_DX), .dxo = d->dx.offset, .scale = src_of(d->scale, CLNORM_SRC_SCALE),
-        .so = d->scale.offset, .mean = src_of(d->mean, CLNORM_SRC_MEAN), .mo = d->mean.offset,
-        .rstd = CLNORM_SRC_RSTD, .ro = d->rstd.offset, .part = grads ? CLNORM_SRC_PART : CLNORM_SRC_NONE,
-        .nsets = (cl_uint)s->sets, .per_item = (cl_uint)rp.per_item, .len = (cl_uint)s->set_len, .seg = af.seg,
-        .aff_mod = af.aff_mod, .elementwise = af.elementwise, .pc = (cl_uint)s->C};
-    b->p->x_reads += 2; /* the second pass from cache */
+    if (rp.split) b->p->scratch_floats[1] = 2 * s->sets * nchunks;
+    size_t g[2] = {rowplan_global(&rp, s->sets), nchunks}, l[2] = {rp.wg, 1};
+    for (cl_uint phase = rp.split ? 1 : 0; phase <= (rp.split ? 2u : 0u); ++phase) {
+        clnorm_launch *L = add(b, CLNORM_KID_bwd_rows, rp.wg, rp.lanes, b->rms | b->y_flags, 2, g, l,
+                               rp.lanes > 1 ? vec_of(b->r) : s->set_len * rp.per_item);
+        L->args.bwd_rows = (clnorm_args_bwd_rows){
+            .x = CLNORM_SRC_X, .xo = d->x.offset, .dy = CLNORM_SRC_DY, .dyo = d->dy.offset,
+            .dx = phase == 1 ? CLNORM_SRC_NONE : src_of(d->dx, CLNORM_SRC_DX), .dxo = d->dx.offset,
+            .scale = src_of(d->scale, CLNORM_SRC_SCALE), .so = d->scale.offset,
+            .mean = src_of(d->mean, CLNORM_SRC_MEAN), .mo = d->mean.offset, .rstd = CLNORM_SRC_RSTD,
+            .ro = d->rstd.offset, .part = grads && phase < 2 ? CLNORM_SRC_PART : CLNORM_SRC_NONE,
+            .sums = rp.split ? CLNORM_SRC_STATS : CLNORM_SRC_NONE, .nsets = (cl_uint)s->sets,
+            .per_item = (cl_uint)rp.per_item, .len = (cl_uint)s->set_len, .chunk = (cl_uint)rp.chunk,
+            .phase = phase, .seg = af.seg, .aff_mod = af.aff_mod, .elementwise = af.elementwise,
+            .pc = (cl_uint)s->C};
+        b->p->x_reads += phase == 1 ? 1 : 2; /* phase 0's second pass from cache */
+    }
     if (!grads) return;
     const unsigned wg = plan_wg(b->r);
     if (!s->channel)
@@ -729,21 +741,14 @@ clnorm_status clnorm_plan_backward(const clnorm_devinfo *dev, const clnorm_setti
     memset(p, 0, sizeof *p);
     builder b = {&r, d, s, p, 0, 0, 0, 0};
     b.rms = d->op == CLNORM_RMS_NORM ? CLNORM_K_RMS : 0;
-    const int rows = s->batch_stats && (!s->channel || (!s->cl && d->op != CLNORM_BATCH_NORM));
+    b.y_flags = plan_stream(&r, d->dx.mem ? s->elems * sizeof(float) : 0) ? CLNORM_K_STREAM : 0;
+    /* Contiguous sets go to bwd_rows, split there where they are too few
+     * (LayerNorm/RMSNorm: elementwise parameters); split channel sets take
+     * the sums pipeline, whose tables are per (sample, channel). */
     rowplan rp = {0, 0, 0, 0, 0, 0};
-    if (rows) {
-        plan_rows_rule(&r, s->sets, s->set_len, 0, &rp);
-        if (rp.split && !s->channel) {
-            /* LayerNorm/RMSNorm sets are not split backward (their column
-             * partials are per row): one set per work-item (CPUs) or per
-             * work-group (GPUs). */
-            clnorm_settings one = *set;
-            one.variant = dev->is_cpu ? CLNORM_VARIANT_WI : CLNORM_VARIANT_WG;
-            const rules r1 = {dev, &one};
-            plan_rows_rule(&r1, s->sets, s->set_len, 0, &rp);
-        }
-    }
-    if (rows && !rp.split)
+    const int rows = s->batch_stats && (!s->channel || (!s->cl && d->op != CLNORM_BATCH_NORM));
+    if (rows) plan_rows_rule(&r, s->sets, s->set_len, 0, &rp);
+    if (rows && (!rp.split || !s->channel))
         pipe_bwd_rows(&b, rp);
     else
         pipe_bwd_partials(&b);

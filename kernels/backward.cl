@@ -72,7 +72,7 @@ inline void span_dx(__global const float *px, __global const float *pd, __global
     for (uint v = lane; v < nv; v += LANES) {
         floatv g = LOADV(v, pd) * a;
         if (sv) g *= LOADV(v, sv);
-        STOREV(px ? g - (LOADV(v, px) - m) * b - c : g - c, v, pdx);
+        STOREY(px ? g - (LOADV(v, px) - m) * b - c : g - c, v, pdx);
     }
     for (uint e = nv * VEC + lane; e < n; e += LANES) {
         const float g = pd[e] * a * (sv ? sv[e] : 1.0f);
@@ -128,23 +128,32 @@ inline void row_sums_ew(__global const float *px, __global const float *pd, uint
  * number of steps (sets past the end take part in the barriers only).
  * part (optional): elementwise, the item's column partials [t][2][len];
  * channel segments, the pair of segment j = i*(len/seg) + k at [j/pc][2][pc].
+ *
+ * phase 0: whole sets, the sums and dx in one launch. Split sets (too few
+ * to fill the device; elementwise only): dimension 1 takes chunks of
+ * `chunk` elements; phase 1 leaves each (set, chunk) pair of sums at
+ * sums[2 * (i * nchunks + c)] (and the column partials of its chunk), phase
+ * 2 adds a set's pairs in order and writes the chunk's dx.
  */
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
 void bwd_rows(__global const float *x, ulong xo, __global const float *dy, ulong dyo, __global float *dx,
               ulong dxo, __global const float *scale, ulong so, __global const float *mean, ulong mo,
-              __global const float *rstd, ulong ro, __global float *part, uint nsets, uint per_item, uint len,
-              uint seg, uint aff_mod, uint elementwise, uint pc)
+              __global const float *rstd, ulong ro, __global float *part, __global float *sums, uint nsets,
+              uint per_item, uint len, uint chunk, uint phase, uint seg, uint aff_mod, uint elementwise, uint pc)
 {
     __local float buf[WG];
     const uint t = get_global_id(0) / LANES, lane = get_local_id(0) % LANES;
+    const uint ck = get_global_id(1), nchunks = get_global_size(1);
+    const uint e0 = ck * chunk, e1 = min(len, e0 + chunk);
     __global const float *sc = scale ? scale + so : 0;
     const uint nseg = elementwise ? 1 : len / seg;
     for (uint q = 0; q < per_item; ++q) {
         const uint i = t * per_item + q;
         const int active = i < nsets;
-        const uint ic = active ? i : nsets - 1, n = active ? len : 0;
-        const ulong base = (ulong)ic * len;
+        const uint ic = active ? i : nsets - 1, n = active ? e1 - e0 : 0;
+        const ulong base = (ulong)ic * len + e0;
         __global const float *px = x + xo + base, *pd = dy + dyo + base;
+        __global const float *sv = sc && elementwise ? sc + e0 : 0;
         const float r = rstd[ro + ic];
 #if RMS
         const float m = 0.0f;
@@ -152,12 +161,25 @@ void bwd_rows(__global const float *x, ulong xo, __global const float *dy, ulong
         const float m = mean[mo + ic];
 #endif
         float sg = 0.0f, sgx = 0.0f;
-        if (elementwise) {
-            __global float *p0 = part ? part + (ulong)t * 2 * len : 0;
+        if (phase == 2) {
+            /* uniform: no barrier in this branch */
+            for (uint k = 0; k < nchunks; ++k) {
+                sg += sums[2 * ((ulong)ic * nchunks + k)];
+                sgx += sums[2 * ((ulong)ic * nchunks + k) + 1];
+            }
+        } else if (elementwise) {
+            __global float *p0 = part ? part + (ulong)t * 2 * len + e0 : 0;
             float a = 0.0f, b = 0.0f;
-            row_sums_ew(px, pd, n, lane, m, r, sc, p0, p0 ? p0 + len : 0, q == 0, &a, &b);
+            row_sums_ew(px, pd, n, lane, m, r, sv, p0, p0 ? p0 + len : 0, q == 0, &a, &b);
             sg = seg_sum(a, buf);
             sgx = seg_sum(b, buf);
+            if (phase == 1) {
+                if (active && lane == 0) {
+                    sums[2 * ((ulong)i * nchunks + ck)] = sg;
+                    sums[2 * ((ulong)i * nchunks + ck) + 1] = sgx;
+                }
+                continue;
+            }
         } else {
             for (uint k = 0; k < nseg; ++k) {
                 float a = 0.0f, b = 0.0f;
@@ -171,13 +193,13 @@ void bwd_rows(__global const float *x, ulong xo, __global const float *dy, ulong
                     put_pair(part, i * nseg + k, pc, a, b * r);
             }
         }
-        /* dx = r*g - r*mean(g) - (x - m) * r^2 * mean(g * (x - m)) * ... as SPEC.md */
+        /* dx = r*g - r*mean(g) - (x - m) * r^2 * mean(g * xhat), as SPEC.md */
         const float cnt = (float)len, mgx = sgx * r / cnt;
         const float c = RMS ? 0.0f : r * (sg / cnt), b = r * r * mgx;
         if (dx && active) {
             __global float *pdx = dx + dxo + base;
             if (elementwise)
-                span_dx(px, pd, pdx, len, lane, m, r, b, c, sc);
+                span_dx(px, pd, pdx, n, lane, m, r, b, c, sv);
             else
                 for (uint k = 0; k < nseg; ++k) {
                     const float s = sc ? sc[(ic % aff_mod) * nseg + k] : 1.0f;
@@ -185,6 +207,7 @@ void bwd_rows(__global const float *x, ulong xo, __global const float *dy, ulong
                 }
         }
     }
+    STOREY_END();
 }
 
 /*
@@ -440,7 +463,7 @@ void bwd_apply(__global const float *x, ulong xo, __global const float *dy, ulon
             floatv u = LOADV(0, pd + e) * LOADV(0, ta + e) - LOADV(0, tc + e);
             if (use_x)
                 u -= (LOADV(0, px + e) - LOADV(0, tm + e)) * LOADV(0, tb + e);
-            STOREV(u, 0, po + e);
+            STOREY(u, v, po + e0);
         }
         for (uint e = e0 + nv * VEC + lane; e < e1; e += LANES) {
             float u = pd[e] * ta[e] - tc[e];
@@ -449,4 +472,5 @@ void bwd_apply(__global const float *x, ulong xo, __global const float *dy, ulon
             po[e] = u;
         }
     }
+    STOREY_END();
 }
