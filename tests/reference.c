@@ -21,6 +21,17 @@ static int mul_ok(size_t a, size_t b, size_t *out)
     return 1;
 }
 
+/* An input array of either precision: ref_forward reads floats and ref_forward_d doubles through the same
+ * code, so both compute the same thing, and ref_forward needs no double copy of x. */
+typedef struct ref_in {
+    const float *f;
+    const double *d;
+} ref_in;
+static ref_in in_f(const float *p) { ref_in a = {p, NULL}; return a; }
+static ref_in in_d(const double *p) { ref_in a = {NULL, p}; return a; }
+static int in_has(ref_in a) { return a.f != NULL || a.d != NULL; }
+static double in_at(ref_in a, size_t i) { return a.d ? a.d[i] : (double)a.f[i]; }
+
 static int is_row_op(clnorm_op op) { return op == CLNORM_LAYER_NORM || op == CLNORM_RMS_NORM; }
 static int is_channel_op(clnorm_op op)
 {
@@ -113,7 +124,7 @@ void ref_locate(const clnorm_desc *d, size_t i, size_t *set, size_t *affine, siz
 }
 
 /* Validation: what the library must reject. */
-static int ref_validate(const clnorm_desc *d, const float *rm, const float *rv)
+static int ref_validate(const clnorm_desc *d, int rm, int rv) /* rm, rv: running stats present */
 {
     if (!is_row_op(d->op) && !is_channel_op(d->op))
         return -1;
@@ -133,7 +144,7 @@ static int ref_validate(const clnorm_desc *d, const float *rm, const float *rv)
         return -1;
     if (d->op == CLNORM_GROUP_NORM && (d->groups == 0 || d->c % d->groups != 0))
         return -1;
-    if ((rm == NULL) != (rv == NULL))
+    if (rm != rv)
         return -1; /* running stats come as a pair */
     if (rm && d->op != CLNORM_BATCH_NORM && d->op != CLNORM_INSTANCE_NORM)
         return -1; /* only BatchNorm and InstanceNorm have running statistics */
@@ -153,27 +164,27 @@ static int ref_validate(const clnorm_desc *d, const float *rm, const float *rv)
 
 /* Inference with the running statistics: y = (x - rm) / sqrt(rv + eps)
  * * scale + bias; the running statistics come out as they went in. */
-static void ref_apply_running(const clnorm_desc *d, const float *x, const float *scale, const float *bias,
-                              const float *rm, const float *rv, double *y, double *rm_out, double *rv_out)
+static void ref_apply_running(const clnorm_desc *d, ref_in x, ref_in scale, ref_in bias, ref_in rm, ref_in rv,
+                              double *y, double *rm_out, double *rv_out)
 {
     const size_t E = ref_elements(d), C = d->c;
     size_t set, aff, ch;
     for (size_t i = 0; i < E; i++) {
         ref_locate(d, i, &set, &aff, &ch);
-        double r = 1.0 / sqrt((double)rv[ch] + (double)d->eps);
-        double v = ((double)x[i] - (double)rm[ch]) * r;
-        if (scale)
-            v *= (double)scale[aff];
-        if (bias)
-            v += (double)bias[aff];
+        double r = 1.0 / sqrt(in_at(rv, ch) + (double)d->eps);
+        double v = (in_at(x, i) - in_at(rm, ch)) * r;
+        if (in_has(scale))
+            v *= in_at(scale, aff);
+        if (in_has(bias))
+            v += in_at(bias, aff);
         if (y)
             y[i] = v;
     }
     for (size_t c = 0; c < C; c++) {
         if (rm_out)
-            rm_out[c] = rm[c];
+            rm_out[c] = in_at(rm, c);
         if (rv_out)
-            rv_out[c] = rv[c];
+            rv_out[c] = in_at(rv, c);
     }
 }
 
@@ -181,7 +192,7 @@ static void ref_apply_running(const clnorm_desc *d, const float *x, const float 
 typedef struct ref_stats {
     size_t sets, count;
     double *sum, *m2, *mu, *rs; /* m2: the biased variance once ref_finish ran */
-    float *first;
+    double *first; /* a float input widens exactly, so comparing in double is comparing the floats */
     unsigned char *bad, *constant, *seen, *has_nan;
 } ref_stats;
 
@@ -213,21 +224,21 @@ static int ref_stats_alloc(ref_stats *st, size_t sets, size_t count)
 
 /* Pass 1: sums (or sums of squares for RMSNorm), non-finite and constant
  * detection, the means. Pass 2: sum of squared deviations from the mean. */
-static void ref_passes(const clnorm_desc *d, const float *x, ref_stats *st)
+static void ref_passes(const clnorm_desc *d, ref_in x, ref_stats *st)
 {
     const size_t E = ref_elements(d);
     size_t set, aff, ch;
     for (size_t i = 0; i < E; i++) {
         ref_locate(d, i, &set, &aff, &ch);
-        double v = (double)x[i];
+        double v = in_at(x, i);
         if (!isfinite(v))
             st->bad[set] = 1;
         if (isnan(v))
             st->has_nan[set] = 1;
         if (!st->seen[set]) {
             st->seen[set] = 1;
-            st->first[set] = x[i];
-        } else if (x[i] != st->first[set]) {
+            st->first[set] = v;
+        } else if (v != st->first[set]) {
             st->constant[set] = 0;
         }
         st->sum[set] += d->op == CLNORM_RMS_NORM ? v * v : v;
@@ -236,7 +247,7 @@ static void ref_passes(const clnorm_desc *d, const float *x, ref_stats *st)
         if (d->op == CLNORM_RMS_NORM)
             st->mu[s] = 0.0;
         else if (st->constant[s])
-            st->mu[s] = (double)st->first[s]; /* exact: a constant set has var == 0 exactly */
+            st->mu[s] = st->first[s]; /* exact: a constant set has var == 0 exactly */
         else
             st->mu[s] = st->sum[s] / (double)st->count;
     }
@@ -244,7 +255,7 @@ static void ref_passes(const clnorm_desc *d, const float *x, ref_stats *st)
         return;
     for (size_t i = 0; i < E; i++) {
         ref_locate(d, i, &set, &aff, &ch);
-        double dv = (double)x[i] - st->mu[set];
+        double dv = in_at(x, i) - st->mu[set];
         st->m2[set] += dv * dv;
     }
 }
@@ -290,18 +301,18 @@ static void ref_finish(const clnorm_desc *d, ref_stats *st, double *mean, double
     }
 }
 
-static void ref_normalize(const clnorm_desc *d, const float *x, const float *scale, const float *bias,
-                          const ref_stats *st, double *y)
+static void ref_normalize(const clnorm_desc *d, ref_in x, ref_in scale, ref_in bias, const ref_stats *st,
+                          double *y)
 {
     const size_t E = ref_elements(d);
     size_t set, aff, ch;
     for (size_t i = 0; i < E; i++) {
         ref_locate(d, i, &set, &aff, &ch);
-        double v = st->bad[set] ? NAN : ((double)x[i] - st->mu[set]) * st->rs[set];
-        if (scale)
-            v *= (double)scale[aff];
-        if (bias)
-            v += (double)bias[aff];
+        double v = st->bad[set] ? NAN : (in_at(x, i) - st->mu[set]) * st->rs[set];
+        if (in_has(scale))
+            v *= in_at(scale, aff);
+        if (in_has(bias))
+            v += in_at(bias, aff);
         y[i] = v;
     }
 }
@@ -310,8 +321,8 @@ static void ref_normalize(const clnorm_desc *d, const float *x, const float *sca
  * tracked stats). running_var_biased = 0: the batch variance enters
  * unbiased, times count / (count - 1) (PyTorch); 1: biased (ONNX
  * BatchNormalization-14/15). */
-static void ref_update_running(const clnorm_desc *d, const ref_stats *st, const float *rm, const float *rv,
-                               double *rm_out, double *rv_out)
+static void ref_update_running(const clnorm_desc *d, const ref_stats *st, ref_in rm, ref_in rv, double *rm_out,
+                               double *rv_out)
 {
     const double vscale = d->running_var_biased ? 1.0 : (double)st->count / (double)(st->count - 1);
     const double mom = (double)d->momentum;
@@ -330,25 +341,23 @@ static void ref_update_running(const clnorm_desc *d, const ref_stats *st, const 
             bv /= (double)d->n;
         }
         if (rm_out)
-            rm_out[c] = (1.0 - mom) * (double)rm[c] + mom * bm;
+            rm_out[c] = (1.0 - mom) * in_at(rm, c) + mom * bm;
         if (rv_out)
-            rv_out[c] = (1.0 - mom) * (double)rv[c] + mom * bv;
+            rv_out[c] = (1.0 - mom) * in_at(rv, c) + mom * bv;
     }
 }
 
-int ref_forward(const clnorm_desc *d, const float *x, const float *scale, const float *bias,
-                const float *running_mean_in, const float *running_var_in,
-                double *y, double *mean, double *rstd, double *running_mean_out, double *running_var_out)
+static int ref_forward_in(const clnorm_desc *d, ref_in x, ref_in scale, ref_in bias, ref_in rm_in, ref_in rv_in,
+                          double *y, double *mean, double *rstd, double *running_mean_out, double *running_var_out)
 {
-    if (!d || !x)
+    if (!d || !in_has(x))
         return -1;
-    if (ref_validate(d, running_mean_in, running_var_in) != 0)
+    if (ref_validate(d, in_has(rm_in), in_has(rv_in)) != 0)
         return -1;
     /* Which statistics normalize y: batch/instance/group statistics, or the running ones. */
     if ((d->op == CLNORM_BATCH_NORM && !d->training) ||
-        (d->op == CLNORM_INSTANCE_NORM && !d->training && running_mean_in)) {
-        ref_apply_running(d, x, scale, bias, running_mean_in, running_var_in, y, running_mean_out,
-                          running_var_out);
+        (d->op == CLNORM_INSTANCE_NORM && !d->training && in_has(rm_in))) {
+        ref_apply_running(d, x, scale, bias, rm_in, rv_in, y, running_mean_out, running_var_out);
         return 0;
     }
     ref_stats st;
@@ -359,8 +368,124 @@ int ref_forward(const clnorm_desc *d, const float *x, const float *scale, const 
     ref_finish(d, &st, mean, rstd);
     if (y)
         ref_normalize(d, x, scale, bias, &st, y);
-    if (is_channel_op(d->op) && running_mean_in && running_var_in && d->op != CLNORM_GROUP_NORM)
-        ref_update_running(d, &st, running_mean_in, running_var_in, running_mean_out, running_var_out);
+    if (is_channel_op(d->op) && in_has(rm_in) && in_has(rv_in) && d->op != CLNORM_GROUP_NORM)
+        ref_update_running(d, &st, rm_in, rv_in, running_mean_out, running_var_out);
     ref_stats_free(&st);
+    return 0;
+}
+
+int ref_forward(const clnorm_desc *d, const float *x, const float *scale, const float *bias,
+                const float *running_mean_in, const float *running_var_in,
+                double *y, double *mean, double *rstd, double *running_mean_out, double *running_var_out)
+{
+    return ref_forward_in(d, in_f(x), in_f(scale), in_f(bias), in_f(running_mean_in), in_f(running_var_in), y, mean,
+                          rstd, running_mean_out, running_var_out);
+}
+
+int ref_forward_d(const clnorm_desc *d, const double *x, const double *scale, const double *bias,
+                  const double *running_mean_in, const double *running_var_in,
+                  double *y, double *mean, double *rstd, double *running_mean_out, double *running_var_out)
+{
+    return ref_forward_in(d, in_d(x), in_d(scale), in_d(bias), in_d(running_mean_in), in_d(running_var_in), y, mean,
+                          rstd, running_mean_out, running_var_out);
+}
+
+/* ---------- backward (SPEC.md, Backward) ---------- */
+
+int ref_backward_uses_batch(const clnorm_desc *d, int has_running)
+{
+    if (d->op == CLNORM_BATCH_NORM)
+        return d->training != 0;
+    if (d->op == CLNORM_INSTANCE_NORM)
+        return d->training || !has_running;
+    return 1; /* LayerNorm, RMSNorm, GroupNorm have no running statistics */
+}
+
+/* The running-statistics backward: y = (x - rm) * rstd_c * scale + bias is affine in x, so dx is dy scaled and
+ * nothing couples the elements. */
+static void ref_backward_running(const clnorm_desc *d, const float *x, const float *dy, const float *scale,
+                                 const float *rm, const float *rv, double *dx, double *dscale, double *dbias)
+{
+    const size_t E = ref_elements(d);
+    size_t set, aff, ch;
+    for (size_t i = 0; i < E; i++) {
+        ref_locate(d, i, &set, &aff, &ch);
+        const double r = 1.0 / sqrt((double)rv[ch] + (double)d->eps); /* as the forward computes it */
+        const double g = (double)dy[i] * (scale ? (double)scale[aff] : 1.0);
+        if (dx)
+            dx[i] = g * r;
+        if (dscale)
+            dscale[aff] += (double)dy[i] * (((double)x[i] - (double)rm[ch]) * r);
+        if (dbias)
+            dbias[aff] += (double)dy[i];
+    }
+}
+
+int ref_backward(const clnorm_desc *d, const float *x, const float *dy, const float *scale,
+                 const double *mean, const double *rstd, const float *running_mean, const float *running_var,
+                 double *dx, double *dscale, double *dbias)
+{
+    if (!d || !x || !dy)
+        return -1;
+    if (!dx && !dscale && !dbias)
+        return -1; /* the library's CLNORM_ERR_NOTHING_TO_DO */
+    if (ref_validate(d, running_mean != NULL, running_var != NULL) != 0)
+        return -1;
+    const int batch = ref_backward_uses_batch(d, running_mean != NULL);
+    const int rms = d->op == CLNORM_RMS_NORM;
+    if (batch && (!rstd || (!rms && !mean)))
+        return -1; /* the saved statistics are required */
+    const size_t E = ref_elements(d), A = ref_affine_len(d);
+    if (!batch) {
+        for (size_t k = 0; k < A; k++) {
+            if (dscale)
+                dscale[k] = 0.0;
+            if (dbias)
+                dbias[k] = 0.0;
+        }
+        ref_backward_running(d, x, dy, scale, running_mean, running_var, dx, dscale, dbias);
+        return 0;
+    }
+    const size_t sets = ref_sets(d), m = E / sets;
+    /* Per set: sum of g and of g * xhat, for mean(g) and mean(g * xhat). */
+    double *sg = calloc(sets, sizeof *sg), *sgx = calloc(sets, sizeof *sgx);
+    if (!sg || !sgx) {
+        free(sg);
+        free(sgx);
+        return -2;
+    }
+    for (size_t k = 0; k < A; k++) {
+        if (dscale)
+            dscale[k] = 0.0;
+        if (dbias)
+            dbias[k] = 0.0;
+    }
+    size_t set, aff, ch;
+    /* Pass 1, in element order (a fixed order, so the sums are reproducible): the set sums and the parameter
+     * sums, which run over every set sharing the parameter. */
+    for (size_t i = 0; i < E; i++) {
+        ref_locate(d, i, &set, &aff, &ch);
+        const double xhat = rms ? (double)x[i] * rstd[set] : ((double)x[i] - mean[set]) * rstd[set];
+        const double g = (double)dy[i] * (scale ? (double)scale[aff] : 1.0);
+        sg[set] += g;
+        sgx[set] += g * xhat;
+        if (dscale)
+            dscale[aff] += (double)dy[i] * xhat;
+        if (dbias)
+            dbias[aff] += (double)dy[i];
+    }
+    /* Pass 2: dx = rstd * (g - mean(g) - xhat * mean(g * xhat)); RMSNorm has no mean(g) term (no mean was
+     * subtracted in the forward). */
+    if (dx) {
+        for (size_t i = 0; i < E; i++) {
+            ref_locate(d, i, &set, &aff, &ch);
+            const double xhat = rms ? (double)x[i] * rstd[set] : ((double)x[i] - mean[set]) * rstd[set];
+            const double g = (double)dy[i] * (scale ? (double)scale[aff] : 1.0);
+            const double mgx = sgx[set] / (double)m;
+            dx[i] = rms ? rstd[set] * (g - xhat * mgx) : rstd[set] * (g - sg[set] / (double)m - xhat * mgx);
+        }
+    }
+    free(sg);
+    free(sgx);
     return 0;
 }

@@ -1,5 +1,5 @@
 /*
- * Plain scalar CPU reference for clnorm_forward, in double precision.
+ * Plain scalar CPU reference for clnorm_forward and clnorm_backward, in double precision.
  * Written independently of the kernels, straight from ../shared/SPEC.md.
  */
 #ifndef CLNORM_TEST_REFERENCE_H
@@ -22,6 +22,29 @@ extern "C" {
 int ref_forward(const clnorm_desc *d, const float *x, const float *scale, const float *bias,
                 const float *running_mean_in, const float *running_var_in,
                 double *y, double *mean, double *rstd, double *running_mean_out, double *running_var_out);
+
+/* ref_forward on double inputs (the same code, reading doubles; ref_forward is this with its floats widened):
+   what a finite-difference check of the backward differentiates. Arguments and results as ref_forward's. */
+int ref_forward_d(const clnorm_desc *d, const double *x, const double *scale, const double *bias,
+                  const double *running_mean_in, const double *running_var_in,
+                  double *y, double *mean, double *rstd, double *running_mean_out, double *running_var_out);
+
+/* Backward reference (SPEC.md, Backward), in double, from the statistics the forward call normalized with.
+   With batch statistics (ref_backward_uses_batch(d, running_mean != NULL)): mean and rstd, one double per set
+   (ref_sets(d)); RMSNorm ignores mean (may be NULL). Otherwise (BatchNorm with training = 0; InstanceNorm with
+   training = 0 and running statistics given) running_mean/running_var (C floats each) with d->eps:
+   rstd_c = 1/sqrt(running_var[c] + eps), and the op is affine in x.
+   x, dy: ref_elements(d) floats in d's layout. scale: NULL = absent (all 1); ref_affine_len(d) floats.
+   Outputs, each may be NULL: dx (elements), dscale, dbias (ref_affine_len(d) each; sums in double).
+   Returns 0, or -1 for a descriptor the library must reject (same rules as ref_forward; also x or dy NULL,
+   the saved statistics missing in batch mode, or all three outputs NULL: CLNORM_ERR_NOTHING_TO_DO), with
+   nothing written; -2 if out of memory. With batch statistics the running statistics are only validated
+   (paired, BatchNorm/InstanceNorm only, momentum in [0, 1] in training), as ref_forward does, never read. */
+int ref_backward(const clnorm_desc *d, const float *x, const float *dy, const float *scale,
+                 const double *mean, const double *rstd, const float *running_mean, const float *running_var,
+                 double *dx, double *dscale, double *dbias);
+/* Whether a backward of d uses batch statistics (saved mean/rstd) rather than running ones. */
+int ref_backward_uses_batch(const clnorm_desc *d, int has_running);
 
 /* The reference's own view of the shape (independent of the library's helpers).
    All return 0 for an invalid shape. */
