@@ -50,6 +50,8 @@ typedef struct options {
     int copy_once;    /* ratios against the first copy measurement, not interleaved copies */
     int check;        /* compare outputs with the double-precision reference */
     int no_gate;      /* do not hold runs on a user event */
+    unsigned direction; /* DIR_FORWARD | DIR_BACKWARD: which calls of each case run (--direction) */
+    int direction_set;
     th_case cases[MAX_CASES];
     size_t n_cases;
     size_t copy_elems;  /* 0 = the suite's largest x */
@@ -57,6 +59,11 @@ typedef struct options {
     const char *tune_path;   /* --tune FILE */
     FILE *tune;         /* --tune: the tuning file being written; NULL = benchmark */
 } options;
+
+/* --direction: each case's forward call, its backward call (the case with
+ * th_case.backward set: clnorm_backward after one untimed forward for the
+ * statistics), or both, forward row first (the default). */
+enum { DIR_FORWARD = 1, DIR_BACKWARD = 2, DIR_BOTH = 3 };
 
 extern const char *prog;
 void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
@@ -99,10 +106,12 @@ typedef struct timing {
 int measure(runner *r, enqueue_fn fn, void *arg, enqueue_fn pair_fn, void *pair_arg, int warmup, int reps,
             timing *t);
 
-/* clnorm_forward of d on cx: an enqueue_fn. */
+/* clnorm_forward of d on cx, or clnorm_backward with backward set: an
+ * enqueue_fn. */
 typedef struct op_arg {
     clnorm_ctx *cx;
     const clnorm_desc *d;
+    int backward;
 } op_arg;
 int enqueue_op(void *p, cl_event *done, char *err, size_t errlen);
 
@@ -198,10 +207,14 @@ void tune_file_header(FILE *f);
 int tune_device(const options *o, runner *r, const devinfo *dev, clnorm_ctx *cx, cl_mem mem[TH_ROLES]);
 
 /* ------------------------------------------------------------------ cases on the device (clnorm-bench.c) */
-/* d of case c with its buffers on mem (offset 0); 0 or -1. */
+/* d of case c with its buffers on mem (offset 0); 0 or -1. A backward case
+ * and its forward (the same case with backward = 0) share mem, so the
+ * forward's saved statistics are the ones the backward reads. */
 int case_desc_on(const th_case *c, cl_mem mem[TH_ROLES], clnorm_desc *d);
 /* One more run of oa under its context's settings, then the outputs
- * against the reference (tests/compare.c); 0 = agrees, else err says why. */
+ * against the reference (tests/compare.c); 0 = agrees, else err says why.
+ * Forward calls only: a backward case returns 0 unchecked (the tests
+ * check the backward against the reference). */
 int run_and_check(cl_command_queue q, op_arg *oa, const th_case *c, cl_mem mem[TH_ROLES], char *err,
                   size_t errlen);
 

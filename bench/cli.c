@@ -39,7 +39,15 @@ static void usage(FILE *f) {
             "                         one case instead of the standard suite (repeat --op to add cases;\n"
             "                         ops: layer_norm rms_norm batch_norm_train batch_norm_infer group_norm\n"
             "                         instance_norm; shapes in PyTorch order, N x C x spatial for channel norms)\n"
-            "  --filter SUBSTR        run only suite cases whose label contains SUBSTR (repeatable)\n"
+            "  --grads dx,dscale,dbias  the gradients the case's backward call asks for (default: dx, plus\n"
+            "                         dscale and dbias where the case has scale and bias: PyTorch's output_mask)\n"
+            "  --direction forward|backward|both\n"
+            "                         the forward call of each case, its backward (clnorm_backward of the same\n"
+            "                         descriptor, after one untimed forward for the saved statistics), or both,\n"
+            "                         each case's backward row after its forward row (default: both; labels of\n"
+            "                         backward rows end in \"bwd\")\n"
+            "  --filter SUBSTR        run only suite cases whose label contains SUBSTR (repeatable; \"bwd\"\n"
+            "                         matches the backward rows)\n"
             "  --reps N               timed runs per case (default 20; the median is reported)\n"
             "  --warmup N             untimed runs first (default 3)\n"
             "  --variant V[:WG]       force a kernel variant (%s), optional work-group size\n"
@@ -125,6 +133,31 @@ static th_case *cur_case(cli *c, const char *a) {
     return c->cur;
 }
 
+/* "dx,dscale": TH_ROLE bits of the gradients named. 0 or -1. */
+static int parse_grads(const char *s, unsigned *grads) {
+    static const int roles[] = {TH_DX, TH_DSCALE, TH_DBIAS};
+    *grads = 0;
+    while (*s) {
+        size_t len = strcspn(s, ",");
+        int found = 0;
+        for (size_t k = 0; k < sizeof roles / sizeof roles[0]; k++) {
+            const char *name = th_role_name(roles[k]);
+            if (strlen(name) == len && !strncmp(s, name, len)) *grads |= TH_ROLE(roles[k]), found = 1;
+        }
+        if (!found) return -1;
+        s += len;
+        if (*s == ',') s++;
+    }
+    return *grads ? 0 : -1;
+}
+
+static unsigned parse_direction(const char *v) {
+    if (!strcmp(v, "forward") || !strcmp(v, "fwd")) return DIR_FORWARD;
+    if (!strcmp(v, "backward") || !strcmp(v, "bwd")) return DIR_BACKWARD;
+    if (!strcmp(v, "both")) return DIR_BOTH;
+    die("bad --direction '%s' (forward|backward|both)", v);
+}
+
 /* --op and the options that describe its case; 1 if a was one. */
 static int case_option(cli *c, const char *a) {
     options *o = c->o;
@@ -157,6 +190,10 @@ static int case_option(cli *c, const char *a) {
         bc->scale = bc->bias = 0;
     } else if (!strcmp(a, "--no-stats")) {
         cur_case(c, a)->stats = 0;
+    } else if (!strcmp(a, "--grads")) {
+        th_case *bc = cur_case(c, a);
+        const char *v = value(c);
+        if (parse_grads(v, &bc->grads) != 0) die("bad --grads '%s' (a comma-separated list of dx, dscale, dbias)", v);
     } else if (!strcmp(a, "--filter")) {
         const char *v = value(c);
         if (c->n_filters == 64) die("too many --filter");
@@ -206,6 +243,9 @@ static int run_option(cli *c, const char *a) {
         o->no_gate = 1;
     } else if (!strcmp(a, "--check")) {
         o->check = 1;
+    } else if (!strcmp(a, "--direction")) {
+        o->direction = parse_direction(value(c));
+        o->direction_set = 1;
     } else if (!strcmp(a, "--wall")) {
         o->timing_wall = 1;
     } else {
@@ -256,31 +296,54 @@ static void check_combinations(cli *c) {
     if (o->json && o->csv_stdout) die("--json and --csv without a file both write stdout; pick one");
     if (o->tune_path) {
         if (o->variant_set) die("--tune measures every variant; drop --variant/--wg");
+        if (o->direction_set && o->direction != DIR_FORWARD) die("--tune tunes forward calls; drop --direction");
+        o->direction = DIR_FORWARD;
         if (o->json || o->csv_stdout || o->csv_file || o->csv_dir) die("--tune prints its own table; drop --json/--csv");
         if (!c->reps_set) o->reps = 5; /* per candidate, paired with the rules: ~60 runs per case */
     } else if (o->reps < 10 && !o->quiet) {
         fprintf(stderr, "%s: note: --reps %d is below the suite's minimum of 10\n", prog, o->reps);
     }
+    if (o->check && (o->direction & DIR_BACKWARD) && !o->quiet)
+        fprintf(stderr, "%s: note: --check compares forward rows only; the backward's outputs are checked by the"
+                        " tests\n", prog);
+}
+
+/* Appends case c in the directions asked for (forward first), whose
+ * labels pass the filters (the standard suite's cases only: an --op case
+ * always runs). */
+static void add_case(cli *c, const th_case *bc, int filtered) {
+    options *o = c->o;
+    for (int dir = DIR_FORWARD; dir <= DIR_BACKWARD; dir <<= 1) {
+        if (!(o->direction & (unsigned)dir)) continue;
+        th_case k = *bc;
+        k.backward = dir == DIR_BACKWARD;
+        if (!k.backward) k.grads = 0;
+        char label[160];
+        th_case_label(&k, label, sizeof label);
+        int keep = !filtered || c->n_filters == 0;
+        for (int f = 0; f < c->n_filters && !keep; f++) keep = ci_contains(label, c->filters[f]);
+        if (!keep) continue;
+        if (o->n_cases == MAX_CASES) die("too many cases");
+        o->cases[o->n_cases++] = k;
+    }
 }
 
 /* The cases to run: those of --op, checked, or the standard suite's that
- * pass --filter. */
+ * pass --filter; each in the directions of --direction. */
 static void select_cases(cli *c) {
     options *o = c->o;
     char err[256];
-    if (o->n_cases) {
-        for (size_t i = 0; i < o->n_cases; i++)
-            if (th_case_check(&o->cases[i], err, sizeof err) != 0)
-                die("case %zu (%s): %s", i + 1, th_op_name(&o->cases[i]), err);
-        return;
+    static th_case base[MAX_CASES];
+    size_t nbase = o->n_cases;
+    memcpy(base, o->cases, nbase * sizeof base[0]);
+    o->n_cases = 0;
+    for (size_t i = 0; i < nbase; i++) {
+        if (th_case_check(&base[i], err, sizeof err) != 0)
+            die("case %zu (%s): %s", i + 1, th_op_name(&base[i]), err);
+        add_case(c, &base[i], 0);
     }
-    for (size_t i = 0; i < th_suite_count; i++) {
-        char label[160];
-        th_case_label(&th_suite[i], label, sizeof label);
-        int keep = c->n_filters == 0;
-        for (int f = 0; f < c->n_filters && !keep; f++) keep = ci_contains(label, c->filters[f]);
-        if (keep) o->cases[o->n_cases++] = th_suite[i];
-    }
+    if (nbase) return;
+    for (size_t i = 0; i < th_suite_count; i++) add_case(c, &th_suite[i], 1);
     if (o->n_cases == 0) die("--filter matches no suite case");
 }
 
@@ -288,6 +351,7 @@ int parse_options(int argc, char **argv, options *o, int *done) {
     cli c = {.o = o, .argc = argc, .argv = argv};
     o->reps = 20;
     o->warmup = 3;
+    o->direction = DIR_BOTH;
     *done = 0;
     for (c.i = 1; c.i < argc; c.i++) {
         const char *a = argv[c.i];

@@ -4,6 +4,15 @@
  * clEnqueueCopyBuffer and a few copy kernels, chosen once per device in a
  * short calibration (choose_copy_method).
  *
+ * Directions (issue 16): each case runs forward and then backward
+ * (--direction). A backward row times clnorm_backward of the same
+ * descriptor with dy, dx and, for an affine case, dscale and dbias
+ * (PyTorch's output_mask); one untimed forward first writes the saved
+ * statistics it reads. Its effective bytes are the case model's (x and dy
+ * read, dx written, parameters, statistics and gradients once: 3x the
+ * tensor, the Triton tutorial's and Liger's model), its ratio against the
+ * same interleaved copies as a forward row.
+ *
  * Timing (see docs/performance.md): each run is gated by a user event. The
  * bench enqueues an empty "stamp" kernel that waits on the gate, then the
  * operation, flushes, and opens the gate, so host-side enqueue time is not
@@ -188,6 +197,7 @@ static int check_case(cl_command_queue q, const th_case *c, const clnorm_desc *d
  * runs leave y overwritten by the paired runs. 0 = agrees. */
 int run_and_check(cl_command_queue q, op_arg *oa, const th_case *c, cl_mem mem[TH_ROLES], char *err,
                          size_t errlen) {
+    if (c->backward) return 0; /* see bench.h */
     if (run_wait(enqueue_op, oa, err, errlen) != 0) return -1;
     return check_case(q, c, oa->d, mem, err, errlen);
 }
@@ -261,23 +271,38 @@ static size_t copy_elems_of(const options *o) {
 }
 
 /* Step 2: one buffer per role, sized to the largest case (x and y to the
- * copy too), filled once with random data. 0 or -1. */
+ * copy too) and, for a backward case, to its forward too (run first for the
+ * statistics), filled once with random data. 0 or -1. */
 static int alloc_buffers(device_run *dr) {
     const options *o = dr->o;
     size_t need[TH_ROLES] = {0};
     for (size_t i = 0; i < o->n_cases; i++) {
-        size_t el[TH_ROLES];
+        th_case fwd = o->cases[i];
+        fwd.backward = 0;
+        size_t el[TH_ROLES], elf[TH_ROLES];
         th_case_buffer_elems(&o->cases[i], el);
-        for (int k = 0; k < TH_ROLES; k++) need[k] = el[k] > need[k] ? el[k] : need[k];
+        th_case_buffer_elems(&fwd, elf);
+        for (int k = 0; k < TH_ROLES; k++) {
+            need[k] = el[k] > need[k] ? el[k] : need[k];
+            need[k] = elf[k] > need[k] ? elf[k] : need[k];
+        }
     }
     dr->copy.elems = copy_elems_of(o);
     if (need[TH_X] < dr->copy.elems) need[TH_X] = dr->copy.elems;
     if (need[TH_Y] < dr->copy.elems) need[TH_Y] = dr->copy.elems;
-    static const float lo[TH_ROLES] = {-2.0f, -1.0f, 0.5f, -0.5f, -1.0f, 0.5f, -0.5f, 0.5f};
-    static const float hi[TH_ROLES] = {3.0f, 1.0f, 1.5f, 0.5f, 1.0f, 1.5f, 0.5f, 2.0f};
+    /* each role's range; outputs (y, dx, dscale, dbias) are overwritten */
+    static const float lo[TH_ROLES] = {[TH_X] = -2.0f, [TH_Y] = -1.0f, [TH_SCALE] = 0.5f, [TH_BIAS] = -0.5f,
+                                       [TH_MEAN] = -1.0f, [TH_RSTD] = 0.5f, [TH_RUNNING_MEAN] = -0.5f,
+                                       [TH_RUNNING_VAR] = 0.5f, [TH_DY] = -1.0f, [TH_DX] = -1.0f,
+                                       [TH_DSCALE] = -1.0f, [TH_DBIAS] = -1.0f};
+    static const float hi[TH_ROLES] = {[TH_X] = 3.0f, [TH_Y] = 1.0f, [TH_SCALE] = 1.5f, [TH_BIAS] = 0.5f,
+                                       [TH_MEAN] = 1.0f, [TH_RSTD] = 1.5f, [TH_RUNNING_MEAN] = 0.5f,
+                                       [TH_RUNNING_VAR] = 2.0f, [TH_DY] = 1.0f, [TH_DX] = 1.0f,
+                                       [TH_DSCALE] = 1.0f, [TH_DBIAS] = 1.0f};
     char err[2048];
-    progress("%s: allocating and filling %.0f MiB of random data", dr->dev->name,
-             (double)(need[TH_X] + need[TH_Y]) * 4.0 / (1 << 20));
+    size_t total = 0;
+    for (int k = 0; k < TH_ROLES; k++) total += need[k];
+    progress("%s: allocating and filling %.0f MiB of random data", dr->dev->name, (double)total * 4.0 / (1 << 20));
     for (int k = 0; k < TH_ROLES; k++) {
         if (!need[k]) continue;
         dr->mem[k] = make_buffer(dr->r.ctx, dr->r.q, need[k], lo[k], hi[k], err, sizeof err);
@@ -290,8 +315,24 @@ static int alloc_buffers(device_run *dr) {
     return 0;
 }
 
+/* A backward case's forward, once and untimed, so that the saved mean and
+ * rstd the backward reads are those of this x (with the running statistics
+ * it only writes y). 0, or -1 with err set. */
+static int run_forward_of(device_run *dr, const th_case *c, char *err, size_t errlen) {
+    th_case fwd = *c;
+    fwd.backward = 0;
+    clnorm_desc d;
+    if (case_desc_on(&fwd, dr->mem, &d) != 0) {
+        snprintf(err, errlen, "bad forward case");
+        return -1;
+    }
+    op_arg oa = {dr->cx, &d, 0};
+    return run_wait(enqueue_op, &oa, err, errlen);
+}
+
 /* One case, timed paired with the copy (or against the first copy with
- * --copy-once), then --check. 0, or -1 (reported) with rs->ok 0. */
+ * --copy-once), then --check. A backward case runs its forward first,
+ * outside the timed runs. 0, or -1 (reported) with rs->ok 0. */
 static int run_case(device_run *dr, result *rs, size_t i) {
     const options *o = dr->o;
     const copy_ref *cr = &dr->copy;
@@ -304,7 +345,12 @@ static int run_case(device_run *dr, result *rs, size_t i) {
         fprintf(stderr, "%s: %s: bad case\n", prog, label);
         return -1;
     }
-    op_arg oa = {dr->cx, &d};
+    op_arg oa = {dr->cx, &d, rs->c.backward};
+    if (rs->c.backward && run_forward_of(dr, &rs->c, cerr, sizeof cerr) != 0) {
+        progress_done();
+        fprintf(stderr, "%s: %s: %s: the forward for the statistics: %s\n", prog, dr->dev->name, label, cerr);
+        return -1;
+    }
     timing t;
     if (measure(&dr->r, enqueue_op, &oa, o->copy_once ? NULL : enqueue_copy, (void *)&cr->arg, o->warmup, o->reps,
                 &t) != 0) {

@@ -1,11 +1,26 @@
 #!/usr/bin/env python3
-"""Side-by-side throughput of clnorm and PyTorch (torch.nn.functional).
+"""Side-by-side throughput of clnorm and PyTorch, forward and backward.
 
 Runs clnorm-bench --json (or reads its output with --clnorm-json), then runs
-every case it reports through torch.nn.functional on the same shapes, and
-prints both with the speed-up. Bytes per case are clnorm-bench's effective
-byte count (x read once, y written once, parameters and statistics once), so
-GB/s is comparable column to column and speed-up = torch ms / clnorm ms.
+every case it reports through PyTorch on the same shapes, and prints both
+with the speed-up, the backward beside the forward of the same case. Bytes
+per case are clnorm-bench's effective byte count (forward: x read once, y
+written once, parameters and statistics once; backward: x and dy read once,
+dx written once, parameters, statistics and parameter gradients once, the
+Triton tutorial's and Liger's model), so GB/s is comparable column to
+column and speed-up = torch ms / clnorm ms.
+
+Forward: torch.nn.functional. Backward (a clnorm-bench row with "direction":
+"backward"): the forward runs once, untimed, for its saved statistics; then
+the timed call is PyTorch's own backward with the output_mask clnorm-bench
+used (dx, plus dscale and dbias for an affine layer):
+  layer_norm             torch.ops.aten.native_layer_norm_backward
+  batch_norm_train/infer torch.ops.aten.native_batch_norm_backward (train = False:
+                         from the running statistics)
+  group_norm             torch.ops.aten.native_group_norm_backward
+  rms_norm, instance_norm(_infer)  autograd: torch.autograd.grad of the
+                         functional's output, retain_graph=True, so each timed call
+                         is the backward graph alone
 
   python3 bench/compare_torch.py                       # CPU, default device of clnorm
   python3 bench/compare_torch.py --device cuda -- --device NVIDIA
@@ -95,13 +110,15 @@ def run_clnorm(args):
 
 
 class TorchCase:
-    """Tensors and the call for one suite case."""
+    """Tensors and the call for one case: its forward (torch.nn.functional), or
+    with rec["direction"] == "backward" PyTorch's backward of that forward."""
 
     def __init__(self, torch, rec, dev):
         F = torch.nn.functional
         self.torch = torch
         op, shape, layout = rec["op"], [int(s) for s in rec["shape"]], rec.get("layout", "nchw")
         affine = rec.get("affine", 1)
+        backward = rec.get("direction", "forward") == "backward"
         eps = 1e-5
         g = torch.Generator(device="cpu").manual_seed(1234)
 
@@ -109,29 +126,45 @@ class TorchCase:
             t = torch.rand(*s, generator=g) * (hi - lo) + lo
             return t.to(dev)
 
-        x = rnd(*shape, lo=-2.0, hi=3.0)
-        if layout == "nhwc" and len(shape) >= 3:
-            if len(shape) == 4:
-                x = x.contiguous(memory_format=torch.channels_last)
-            elif len(shape) == 5:
-                x = x.contiguous(memory_format=torch.channels_last_3d)
-            else:  # N, C, L stored as N, L, C
-                x = x.permute(0, 2, 1).contiguous().permute(0, 2, 1)
+        def in_layout(t):
+            """t stored in the case's layout (channels-last for nhwc)."""
+            if layout == "nhwc" and len(shape) >= 3:
+                if len(shape) == 4:
+                    return t.contiguous(memory_format=torch.channels_last)
+                if len(shape) == 5:
+                    return t.contiguous(memory_format=torch.channels_last_3d)
+                return t.permute(0, 2, 1).contiguous().permute(0, 2, 1)  # N, C, L stored as N, L, C
+            return t
+
+        x = in_layout(rnd(*shape, lo=-2.0, hi=3.0))
+        dy = in_layout(rnd(*shape)) if backward else None
         self.note = ""
+        self.no_grad = True  # autograd backward cases need grad mode on
+        # PyTorch's output_mask: dx, and the parameter gradients of an affine layer.
+        mask = [True, bool(affine), bool(affine)]
         if op in ("layer_norm", "rms_norm"):
             d = shape[-1]
             w = rnd(d, lo=0.5, hi=1.5) if affine else None
-            b = rnd(d, lo=-0.5, hi=0.5) if affine else None
+            b = rnd(d, lo=-0.5, hi=0.5) if affine and op == "layer_norm" else None
             if op == "layer_norm":
-                self.fn = lambda: F.layer_norm(x, (d,), w, b, eps)
-            elif hasattr(F, "rms_norm"):
-                self.fn = lambda: F.rms_norm(x, (d,), w, eps)
-            else:
-                self.note = "composed"
-                if w is not None:
-                    self.fn = lambda: x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * w
+                if backward:
+                    _, mean, rstd = torch.ops.aten.native_layer_norm(x, [d], w, b, eps)
+                    self.fn = lambda: torch.ops.aten.native_layer_norm_backward(dy, x, [d], mean, rstd, w, b, mask)
                 else:
-                    self.fn = lambda: x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
+                    self.fn = lambda: F.layer_norm(x, (d,), w, b, eps)
+            else:
+                if hasattr(F, "rms_norm"):
+                    fwd = lambda xx, ww: F.rms_norm(xx, (d,), ww, eps)
+                else:
+                    self.note = "composed"
+
+                    def fwd(xx, ww):
+                        yy = xx * torch.rsqrt(xx.pow(2).mean(-1, keepdim=True) + eps)
+                        return yy * ww if ww is not None else yy
+                if backward:
+                    self._autograd(fwd, x, [w], dy)
+                else:
+                    self.fn = lambda: fwd(x, w)
         else:
             c = shape[1]
             w = rnd(c, lo=0.5, hi=1.5) if affine else None
@@ -140,18 +173,58 @@ class TorchCase:
                 rm = rnd(c, lo=-0.5, hi=0.5)
                 rv = rnd(c, lo=0.5, hi=2.0)
                 training = op == "batch_norm_train"
-                self.fn = lambda: F.batch_norm(x, rm, rv, w, b, training, 0.1, eps)
+                if backward:
+                    # Inference: save_mean/save_invstd come back empty and the
+                    # backward reads the running statistics, as autograd does.
+                    _, sm, sinv = torch.ops.aten.native_batch_norm(x, w, b, rm, rv, training, 0.1, eps)
+                    self.fn = lambda: torch.ops.aten.native_batch_norm_backward(dy, x, w, rm, rv, sm, sinv, training,
+                                                                               eps, mask)
+                else:
+                    self.fn = lambda: F.batch_norm(x, rm, rv, w, b, training, 0.1, eps)
             elif op == "group_norm":
                 groups = int(rec.get("groups") or 32)
-                self.fn = lambda: F.group_norm(x, groups, w, b, eps)
-            elif op == "instance_norm":
-                self.fn = lambda: F.instance_norm(x, None, None, w, b, True, 0.1, eps)
+                if backward:
+                    n, hxw = shape[0], 1
+                    for s in shape[2:]:
+                        hxw *= s
+                    _, mean, rstd = torch.ops.aten.native_group_norm(x, w, b, n, c, hxw, groups, eps)
+                    self.fn = lambda: torch.ops.aten.native_group_norm_backward(dy, x, mean, rstd, w, n, c, hxw,
+                                                                               groups, mask)
+                else:
+                    self.fn = lambda: F.group_norm(x, groups, w, b, eps)
+            elif op in ("instance_norm", "instance_norm_infer"):
+                if op == "instance_norm":
+                    rm = rv = None
+                    use_input_stats = True
+                else:  # inference with tracked running statistics
+                    rm = rnd(c, lo=-0.5, hi=0.5)
+                    rv = rnd(c, lo=0.5, hi=2.0)
+                    use_input_stats = False
+                fwd = lambda xx, ww, bb: F.instance_norm(xx, rm, rv, ww, bb, use_input_stats, 0.1, eps)
+                if backward:
+                    self._autograd(fwd, x, [w, b], dy)
+                else:
+                    self.fn = lambda: fwd(x, w, b)
             else:
                 raise ValueError("unknown op " + op)
 
+    def _autograd(self, fwd, x, params, dy):
+        """self.fn: the backward of fwd(x, *params) alone: the graph is built
+        once, untimed, and each call takes the gradients of x and of every
+        parameter present (PyTorch's output_mask) with retain_graph=True."""
+        torch = self.torch
+        self.no_grad = False
+        self.note = (self.note + ", " if self.note else "") + "autograd"
+        xg = x.detach().requires_grad_(True)
+        ps = [p.detach().requires_grad_(True) if p is not None else None for p in params]
+        with torch.enable_grad():
+            y = fwd(xg, *ps)
+        inputs = [xg] + [p for p in ps if p is not None]
+        self.fn = lambda: torch.autograd.grad(y, inputs, dy, retain_graph=True)
+
     def time_ms(self, dev, warmup, reps, scratch=None):
         torch = self.torch
-        with torch.no_grad():
+        with torch.no_grad() if self.no_grad else torch.enable_grad():
             for _ in range(warmup):
                 self.fn()
             times = []
@@ -159,7 +232,8 @@ class TorchCase:
                 torch.cuda.synchronize()
                 for i in range(reps):
                     if scratch is not None:
-                        scratch.fill_(float(i))
+                        with torch.no_grad():
+                            scratch.fill_(float(i))
                     s = torch.cuda.Event(enable_timing=True)
                     e = torch.cuda.Event(enable_timing=True)
                     s.record()
@@ -170,19 +244,74 @@ class TorchCase:
             else:
                 for i in range(reps):
                     if scratch is not None:
-                        scratch.fill_(float(i))
+                        with torch.no_grad():
+                            scratch.fill_(float(i))
                     t0 = time.perf_counter()
                     self.fn()
                     times.append((time.perf_counter() - t0) * 1e3)
         return statistics.median(times), min(times)
 
 
+def direction(r):
+    """"forward" or "backward" (clnorm-bench rows from before the backward are forward)."""
+    return r.get("direction", "forward")
+
+
 def case_key(r):
-    return (r["op"], r.get("layout", ""), tuple(r["shape"]), r.get("groups", 0), r.get("affine", 1))
+    return (r["op"], r.get("layout", ""), tuple(r["shape"]), r.get("groups", 0), r.get("affine", 1), direction(r))
 
 
 def shape_str(s):
     return "x".join(str(v) for v in s)
+
+
+def print_tables(rows, torch_dev, warm_cache):
+    """Per device: one line per case, its backward beside its forward (a
+    direction clnorm-bench did not run shows as '-'), then the speed-ups'
+    summary per direction."""
+    by_dev = {}
+    for row in rows:
+        by_dev.setdefault(row["device"], []).append(row)
+    for dev, drows in by_dev.items():
+        print("\nclnorm on %s  vs  %s; caches %s" % (dev, torch_dev,
+                                                   "warm" if warm_cache else "scrubbed before each call"))
+        print("%-19s %-5s %-15s %4s | %-44s | %-44s" % ("", "", "", "", "forward", "backward"))
+        half = "%9s %8s %6s %9s %8s" % ("clnorm ms", "GB/s", "ratio", "torch ms", "speed-up")
+        print("%-19s %-5s %-15s %4s | %s | %s" % ("op", "lay", "shape", "G", half, half))
+        cases, order = {}, []
+        for row in drows:
+            k = (row["op"], row["layout"], tuple(row["shape"]), row["groups"])
+            if k not in cases:
+                cases[k] = {}
+                order.append(k)
+            cases[k][row["direction"]] = row
+        sp = {"forward": [], "backward": []}
+        notes = set()
+        for k in order:
+            op, lay, shape, groups = k
+            g = str(groups) if op == "group_norm" else "-"
+            halves = []
+            for d in ("forward", "backward"):
+                row = cases[k].get(d)
+                if row is None:
+                    halves.append("%9s %8s %6s %9s %8s" % ("-", "-", "-", "-", "-"))
+                    continue
+                halves.append("%9.3f %8.2f %6.3f %9.3f %7.2fx" % (row["clnorm_ms"], row["clnorm_gbps"], row["ratio"],
+                                                                row["torch_ms"], row["speedup"]))
+                if row["speedup"] == row["speedup"] and row["speedup"] > 0:
+                    sp[d].append(row["speedup"])
+                if row["torch_note"]:
+                    notes.add("%s %s: %s" % (op, d, row["torch_note"]))
+            print("%-19s %-5s %-15s %4s | %s | %s" % (op, lay, shape_str(shape), g, halves[0], halves[1]))
+        for d in ("forward", "backward"):
+            v = sp[d]
+            if v:
+                gm = math.exp(sum(math.log(s) for s in v) / len(v))
+                print("%s speed-up over torch (medians): min %.2fx, geometric mean %.2fx, max %.2fx (%d cases)"
+                      % (d, min(v), gm, max(v), len(v)))
+        for n in sorted(notes):
+            print("  torch side: " + n)
+    sys.stdout.flush()
 
 
 def main():
@@ -254,33 +383,15 @@ def main():
         tmed, tmin, note = cache[k]
         bytes_ = float(r["bytes"])
         tgbps = bytes_ / (tmed * 1e-3) / 1e9 if tmed == tmed else float("nan")
-        rows.append(dict(device=r["device"], op=r["op"], layout=r.get("layout", ""), shape=r["shape"],
-                         groups=r.get("groups", 0), bytes=bytes_, clnorm_ms=r["median_ms"], clnorm_gbps=r["gbps"],
-                         copy_gbps=r["copy_gbps"], ratio=r["ratio"], torch_ms=tmed, torch_min_ms=tmin,
-                         torch_gbps=tgbps, speedup=tmed / r["median_ms"] if tmed == tmed else float("nan"),
+        rows.append(dict(device=r["device"], op=r["op"], direction=direction(r), layout=r.get("layout", ""),
+                         shape=r["shape"], groups=r.get("groups", 0), bytes=bytes_, clnorm_ms=r["median_ms"],
+                         clnorm_gbps=r["gbps"], copy_gbps=r["copy_gbps"], ratio=r["ratio"], torch_ms=tmed,
+                         torch_min_ms=tmin, torch_gbps=tgbps,
+                         speedup=tmed / r["median_ms"] if tmed == tmed else float("nan"),
                          speedup_min=tmin / r["min_ms"] if tmin == tmin and r.get("min_ms") else float("nan"),
                          torch_note=note, torch=torch_dev))
 
-    by_dev = {}
-    for row in rows:
-        by_dev.setdefault(row["device"], []).append(row)
-    for dev, drows in by_dev.items():
-        print("\nclnorm on %s  vs  %s; caches %s" % (dev, torch_dev, "warm" if args.warm_cache else "scrubbed before each call"))
-        print("%-17s %-5s %-15s %4s | %9s %8s %6s | %9s %8s | %8s %8s" % (
-            "op", "lay", "shape", "G", "clnorm ms", "GB/s", "ratio", "torch ms", "GB/s", "speed-up", "(min)"))
-        sp = []
-        for row in drows:
-            g = str(row["groups"]) if row["op"] == "group_norm" else "-"
-            note = " (%s)" % row["torch_note"] if row["torch_note"] else ""
-            print("%-17s %-5s %-15s %4s | %9.3f %8.2f %6.3f | %9.3f %8.2f | %7.2fx %7.2fx%s" % (
-                row["op"], row["layout"], shape_str(row["shape"]), g, row["clnorm_ms"], row["clnorm_gbps"],
-                row["ratio"], row["torch_ms"], row["torch_gbps"], row["speedup"], row["speedup_min"], note))
-            if row["speedup"] == row["speedup"] and row["speedup"] > 0:
-                sp.append(row["speedup"])
-        if sp:
-            gm = math.exp(sum(math.log(s) for s in sp) / len(sp))
-            print("speed-up over torch (medians): min %.2fx, geometric mean %.2fx, max %.2fx (%d cases);"
-                  " (min) = torch's fastest run over clnorm's fastest" % (min(sp), gm, max(sp), len(sp)))
+    print_tables(rows, torch_dev, args.warm_cache)
     sys.stdout.flush()
 
     if args.json_out:
@@ -288,7 +399,7 @@ def main():
             for row in rows:
                 f.write(json.dumps(row) + "\n")
     if args.csv:
-        cols = ["device", "op", "layout", "shape", "groups", "bytes", "clnorm_ms", "clnorm_gbps", "copy_gbps",
+        cols = ["device", "op", "direction", "layout", "shape", "groups", "bytes", "clnorm_ms", "clnorm_gbps", "copy_gbps",
                 "ratio", "torch_ms", "torch_gbps", "speedup", "speedup_min", "torch_note", "torch"]
         with open(args.csv, "w") as f:
             f.write(",".join(cols) + "\n")

@@ -42,8 +42,11 @@ static void csv_field(FILE *f, const char *s) {
     }
 }
 
+/* direction: "forward" or "backward" (clnorm_backward of the same case). */
+static const char *direction_name(const th_case *c) { return c->backward ? "backward" : "forward"; }
+
 const char CSV_HEADER[] =
-    "device,platform,op,layout,shape,groups,label,median_ms,min_ms,gbps,copy_gbps,ratio,ratio_min,bytes,reps,variant,"
+    "device,platform,op,direction,layout,shape,groups,label,median_ms,min_ms,gbps,copy_gbps,ratio,ratio_min,bytes,reps,variant,"
     "timing,cache,copy_stream_gbps,copy_method\n";
 
 void csv_row(FILE *f, const devinfo *dev, const result *r, int reps, const char *variant,
@@ -55,12 +58,24 @@ void csv_row(FILE *f, const devinfo *dev, const result *r, int reps, const char 
     csv_field(f, dev->name);
     fputc(',', f);
     csv_field(f, dev->platform_name);
-    fprintf(f, ",%s,%s,%s,%zu,", th_op_name(&r->c), th_layout_name(&r->c), shape, r->c.groups);
+    fprintf(f, ",%s,%s,%s,%s,%zu,", th_op_name(&r->c), direction_name(&r->c), th_layout_name(&r->c), shape,
+            r->c.groups);
     csv_field(f, label);
     fprintf(f, ",%.6f,%.6f,%.3f,%.3f,%.4f,%.4f,%.0f,%d,%s,%s,%s,", r->median_ms, r->min_ms, r->gbps, copy_gbps,
             r->ratio, r->ratio_min, r->bytes, reps, variant, timing, cache_mode);
     if (r->copy_stream_gbps > 0) fprintf(f, "%.3f", r->copy_stream_gbps);
     fprintf(f, ",%s\n", r->copy_method);
+}
+
+/* "grads":["dx","dscale"], the gradients a backward row asks for ([] forward), and a comma. */
+static void json_grads(FILE *f, const th_case *c) {
+    static const int roles[] = {TH_DX, TH_DSCALE, TH_DBIAS};
+    unsigned g = th_case_grads(c);
+    int n = 0;
+    fputs("\"grads\":[", f);
+    for (size_t k = 0; k < sizeof roles / sizeof roles[0]; k++)
+        if (g & TH_ROLE(roles[k])) fprintf(f, "%s\"%s\"", n++ ? "," : "", th_role_name(roles[k]));
+    fputs("],", f);
 }
 
 void json_row(FILE *f, const devinfo *dev, const result *r, int reps, const char *variant,
@@ -72,11 +87,15 @@ void json_row(FILE *f, const devinfo *dev, const result *r, int reps, const char
     json_string(f, dev->name);
     fputs(",\"platform\":", f);
     json_string(f, dev->platform_name);
-    fprintf(f, ",\"device_index\":\"%u:%u\",\"device_type\":\"%s\",\"op\":\"%s\",\"layout\":\"%s\",\"shape\":[",
-            dev->pi, dev->di, type_name(dev->type), th_op_name(&r->c), th_layout_name(&r->c));
+    fprintf(f,
+            ",\"device_index\":\"%u:%u\",\"device_type\":\"%s\",\"op\":\"%s\",\"direction\":\"%s\","
+            "\"layout\":\"%s\",\"shape\":[",
+            dev->pi, dev->di, type_name(dev->type), th_op_name(&r->c), direction_name(&r->c), th_layout_name(&r->c));
     for (unsigned i = 0; i < r->c.ndim; i++) fprintf(f, "%s%zu", i ? "," : "", r->c.shape[i]);
-    fprintf(f, "],\"groups\":%zu,\"training\":%d,\"affine\":%d,\"save_stats\":%d,\"label\":", r->c.groups,
-            r->c.training, r->c.scale, r->c.stats);
+    fprintf(f, "],\"groups\":%zu,\"training\":%d,\"affine\":%d,\"save_stats\":%d,", r->c.groups, r->c.training,
+            r->c.scale, r->c.stats);
+    json_grads(f, &r->c);
+    fputs("\"label\":", f);
     json_string(f, label);
     if (r->copy_stream_gbps > 0)
         fprintf(f, ",\"copy_stream_gbps\":%.3f", r->copy_stream_gbps);
@@ -138,10 +157,13 @@ void print_suite_json(const options *o) {
         const th_case *c = &o->cases[i];
         char label[160];
         th_case_label(c, label, sizeof label);
-        printf("{\"op\":\"%s\",\"layout\":\"%s\",\"shape\":[", th_op_name(c), th_layout_name(c));
+        printf("{\"op\":\"%s\",\"direction\":\"%s\",\"layout\":\"%s\",\"shape\":[", th_op_name(c),
+               direction_name(c), th_layout_name(c));
         for (unsigned k = 0; k < c->ndim; k++) printf("%s%zu", k ? "," : "", c->shape[k]);
-        printf("],\"groups\":%zu,\"training\":%d,\"affine\":%d,\"save_stats\":%d,\"label\":", c->groups,
-               c->training, c->scale, c->stats);
+        printf("],\"groups\":%zu,\"training\":%d,\"affine\":%d,\"save_stats\":%d,", c->groups, c->training,
+               c->scale, c->stats);
+        json_grads(stdout, c);
+        fputs("\"label\":", stdout);
         json_string(stdout, label);
         printf(",\"bytes\":%.0f}\n", th_case_bytes(c));
     }
@@ -215,6 +237,8 @@ static void table_header(const device_report *rep) {
     if (c->t.own_med > 0)
         printf("Timing overhead: %.1f us (copy: %.3f ms stamp-to-end vs %.3f ms its own start-to-end)\n",
                (c->t.med_ms - c->t.own_med) * 1e3, c->t.med_ms, c->t.own_med);
+    printf("Bytes: fwd x read, y written, parameters and statistics once; bwd (clnorm_backward, after an untimed\n"
+           "       forward for the statistics) x and dy read, dx written, scale, statistics, dscale and dbias once\n");
     printf("Ratio: GB/s over %s;\n       ratio(min): fastest run over fastest copy run (interference only slows runs)\n\n",
            o->copy_once ? "the copy bandwidth above"
            : "the median copy bandwidth of copy runs interleaved with the case's runs (column copy)");
@@ -222,19 +246,20 @@ static void table_header(const device_report *rep) {
 
 static void table(const device_report *rep, const result *res, size_t n) {
     table_header(rep);
-    printf("%-18s %-6s %-15s %5s %10s %10s %9s %7s %7s %9s\n", "op", "layout", "shape", "G", "median ms", "min ms",
-           "GB/s", "copy", "ratio", "ratio(min)");
+    printf("%-18s %-3s %-6s %-15s %5s %10s %10s %9s %7s %7s %9s\n", "op", "dir", "layout", "shape", "G", "median ms",
+           "min ms", "GB/s", "copy", "ratio", "ratio(min)");
     for (size_t i = 0; i < n; i++) {
         char shape[96];
         th_shape_string(&res[i].c, shape, sizeof shape);
         char g[16] = "-";
         if (res[i].c.op == CLNORM_GROUP_NORM) snprintf(g, sizeof g, "%zu", res[i].c.groups);
+        const char *dir = res[i].c.backward ? "bwd" : "fwd";
         if (res[i].ok)
-            printf("%-18s %-6s %-15s %5s %10.3f %10.3f %9.2f %7.2f %7.3f %9.3f\n", th_op_name(&res[i].c),
+            printf("%-18s %-3s %-6s %-15s %5s %10.3f %10.3f %9.2f %7.2f %7.3f %9.3f\n", th_op_name(&res[i].c), dir,
                    th_layout_name(&res[i].c), shape, g, res[i].median_ms, res[i].min_ms, res[i].gbps,
                    res[i].copy_gbps, res[i].ratio, res[i].ratio_min);
         else
-            printf("%-18s %-6s %-15s %5s %10s %10s %9s %7s %7s %9s\n", th_op_name(&res[i].c),
+            printf("%-18s %-3s %-6s %-15s %5s %10s %10s %9s %7s %7s %9s\n", th_op_name(&res[i].c), dir,
                    th_layout_name(&res[i].c), shape, g, "FAILED", "-", "-", "-", "-", "-");
     }
     fflush(stdout);

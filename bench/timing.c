@@ -351,16 +351,18 @@ static int choose_copy_method(runner *r, const char *forced, int warmup, int rep
 
 int enqueue_op(void *p, cl_event *done, char *err, size_t errlen) {
     op_arg *a = p;
-    clnorm_status s = clnorm_forward(a->cx, a->d, 0, NULL, done);
+    const char *fn = a->backward ? "clnorm_backward" : "clnorm_forward";
+    clnorm_status s =
+        a->backward ? clnorm_backward(a->cx, a->d, 0, NULL, done) : clnorm_forward(a->cx, a->d, 0, NULL, done);
     if (s != CLNORM_OK) {
-        snprintf(err, errlen, "clnorm_forward: %s (%s): %s", clnorm_status_name(s), clnorm_status_string(s),
+        snprintf(err, errlen, "%s: %s (%s): %s", fn, clnorm_status_name(s), clnorm_status_string(s),
                  clnorm_last_error(a->cx));
         if (s == CLNORM_ERR_BUILD_FAILED && clnorm_build_log(a->cx))
             fprintf(stderr, "build log:\n%s\n", clnorm_build_log(a->cx));
         return -1;
     }
     if (!*done) {
-        snprintf(err, errlen, "clnorm_forward returned no event");
+        snprintf(err, errlen, "%s returned no event", fn);
         return -1;
     }
     return 0;

@@ -39,7 +39,7 @@ enum { MAX_CANDS = 4 * 8 };
  * for run; 0 or -1. */
 static int tune_pair(tuner *t, const clnorm_desc *d, clnorm_variant v, size_t wg, int reps, double *ms,
                      double *rules_ms) {
-    op_arg oc = {t->cx, d}, orules = {t->rules_cx, d};
+    op_arg oc = {t->cx, d, 0}, orules = {t->rules_cx, d, 0};
     timing tm;
     if (clnorm_set_variant(t->cx, v, wg) != CLNORM_OK) return -1;
     if (measure(t->r, enqueue_op, &oc, enqueue_op, &orules, 1, reps, &tm) != 0) return -1;
@@ -91,7 +91,7 @@ static int measure_candidates(tuner *t, const clnorm_desc *d, const char *label,
  * the rules' own choice can come out 10% apart. Returns the winner or -1. */
 static int confirm(tuner *t, const th_case *c, const clnorm_desc *d, cl_mem mem[TH_ROLES], const char *label,
                    cand *cs, int n) {
-    op_arg oc = {t->cx, d};
+    op_arg oc = {t->cx, d, 0};
     for (int i = 0; i < n && i < 3 && cs[i].ratio <= TUNE_MIN_GAIN; i++) {
         char vw[32], cerr[512] = "clnorm_set_variant failed";
         snprintf(vw, sizeof vw, "%s:%zu", clnorm_variant_name(cs[i].v), cs[i].wg);

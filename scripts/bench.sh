@@ -3,13 +3,15 @@
 # configures build/ in Release if it is not configured yet, builds
 # clnorm-bench, runs the standard suite on the default device (CLNORM_DEVICE,
 # else the library's rank: a GPU, an accelerator, a CPU, then a simulator),
-# prints the table, and writes
+# forward and backward (each case's clnorm_backward row after its forward
+# row; --direction forward|backward for one of them), prints the table, and writes
 # bench/results/<device>.csv and bench/results/<device>.png.
 #
 #   ./scripts/bench.sh                      # whole suite, default device
 #   ./scripts/bench.sh --all-devices        # every OpenCL device
 #   ./scripts/bench.sh --device 0:0 --reps 30
 #   ./scripts/bench.sh --op group_norm --shape 2x512x64x64 --layout nhwc --groups 32
+#   ./scripts/bench.sh --direction backward --filter batch_norm
 #
 # Arguments pass through to clnorm-bench (see build/bench/clnorm-bench --help).
 # CLNORM_BUILD_DIR picks another build folder; CLNORM_BENCH_RESULTS another

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Renders one PNG per device from clnorm-bench CSV files: a bar of effective
-# GB/s per case (labelled with its ratio to copy), and the device's copy
+# GB/s per case and direction (labelled with its ratio to copy; forward bars
+# blue, backward bars orange, from the CSV's direction column), and the device's copy
 # bandwidth as a dashed line (the copy runs interleaved with each case, which
 # each ratio is against; flat on a quiet machine).
 #
@@ -64,7 +65,9 @@ for path in files:
         fig, ax = plt.subplots(figsize=(14, 7.2), dpi=100)
         xs = range(len(rs))
         g = [float(r["gbps"]) for r in rs]
-        ax.bar(xs, g, color="#2e86c1", edgecolor="black", label="clnorm")
+        bwd = [r.get("direction") == "backward" for r in rs]
+        ax.bar(xs, g, color=["#e67e22" if b else "#2e86c1" for b in bwd], edgecolor="black",
+               label="clnorm forward" + (" (blue), backward (orange)" if any(bwd) else ""))
         for x, v, r in zip(xs, g, rs):
             ax.text(x, v, "%.2f" % float(r["ratio"]), ha="center", va="bottom", fontsize=8)
         cp = [float(r["copy_gbps"]) for r in rs]
@@ -80,7 +83,7 @@ for path in files:
                        label="float4 copy with streaming stores, for reference (%.1f GB/s)" % sv)
         ax.set_xticks(list(xs))
         ax.set_xticklabels([r["label"] for r in rs], rotation=35, ha="right", fontsize=8)
-        ax.set_ylabel("effective GB/s (x read + y written + params/stats)")
+        ax.set_ylabel("effective GB/s (fwd: x read + y written; bwd: x, dy read + dx written; + params/stats)")
         ax.set_title("clnorm on %s: effective GB/s per case (label: ratio to copy)" % dev)
         ax.set_ylim(0, max(g + cp) * 1.18)
         ax.grid(axis="y", ls=":")
@@ -102,7 +105,8 @@ trap 'rm -rf "$tmp"' EXIT
 
 # CSV -> one tab-separated file per device: label, gbps, copy_gbps, ratio,
 # copy_stream_gbps (empty when the CSV or the device has none), copy_method
-# (empty in CSVs from before the copy-method calibration).
+# (empty in CSVs from before the copy-method calibration), direction
+# (forward in CSVs from before the backward).
 # Fields may be quoted (device names); a small awk splitter handles that.
 split_csv() {
   awk -v dir="$tmp" '
@@ -133,7 +137,8 @@ split_csv() {
       f = dir "/dev" idx[dev] ".tsv"
       st = ("copy_stream_gbps" in col) ? fld[col["copy_stream_gbps"]] : ""
       cm = ("copy_method" in col) ? fld[col["copy_method"]] : ""
-      printf "%s\t%s\t%s\t%s\t%s\t%s\n", fld[col["label"]], fld[col["gbps"]], fld[col["copy_gbps"]], fld[col["ratio"]], st, cm > f
+      dn = ("direction" in col) ? fld[col["direction"]] : "forward"
+      printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", fld[col["label"]], fld[col["gbps"]], fld[col["copy_gbps"]], fld[col["ratio"]], st, cm, dn > f
     }' "$1"
 }
 
@@ -169,6 +174,11 @@ for csv in "$@"; do
     if [ -n "$stream" ]; then
       stream_plot=", $stream with lines lw 2 dt 3 lc rgb \"#7d3c98\" title sprintf(\"float4 copy with streaming stores, for reference (%.1f GB/s)\", $stream)"
     fi
+    # Backward rows, where there are any, in their own colour.
+    bar_title="clnorm"
+    if awk -F'\t' '$7 == "backward" { found = 1 } END { exit !found }' "$data"; then
+      bar_title="clnorm forward (blue), backward (orange)"
+    fi
     title=$(printf '%s' "$dev" | sed 's/"/\\"/g')
     stamp=$(date -r "$csv" '+%Y-%m-%d %H:%M' 2>/dev/null || date '+%Y-%m-%d')
     gnuplot <<EOF
@@ -176,7 +186,7 @@ set terminal $term
 set output "$png"
 set datafile separator "\t"
 set title "clnorm on $title — effective GB/s per case (label: ratio to copy), $stamp" noenhanced
-set ylabel "effective GB/s (x read + y written + params/stats)"
+set ylabel "effective GB/s (fwd: x read + y written; bwd: x, dy read + dx written; + params/stats)"
 set yrange [0:$ymax]
 set style fill solid 0.85 border -1
 set boxwidth 0.7
@@ -185,7 +195,7 @@ set xtics rotate by 35 right noenhanced font ",9"
 set bmargin 10
 set lmargin 12
 set key top right
-plot "$data" using 0:2:xtic(1) with boxes lc rgb "#2e86c1" title "clnorm", \
+plot "$data" using 0:2:(strcol(7) eq "backward" ? 0xe67e22 : 0x2e86c1):xtic(1) with boxes lc rgb variable title "$bar_title", \
      "" using 0:2:(sprintf("%.2f", \$4)) with labels offset 0, 0.7 font ",8" notitle, \
      "" using 0:3 with linespoints lw 2 dt 2 pt 7 ps 0.6 lc rgb "#c0392b" \
         title sprintf("copy bandwidth ($method), measured beside each case (median %.1f GB/s)", $copy)$stream_plot
