@@ -81,11 +81,12 @@ typedef enum clnorm_src {
 /* backward.cl */
 #define CLNORM_ARGS_bwd_rows(A)                                                                          \
     A(MEM, x) A(ULONG, xo) A(MEM, dy) A(ULONG, dyo) A(MEM, dx) A(ULONG, dxo) A(MEM, scale) A(ULONG, so)  \
-    A(MEM, mean) A(ULONG, mo) A(MEM, rstd) A(ULONG, ro) A(MEM, part) A(MEM, sums) A(UINT, nsets)         \
-    A(UINT, per_item) A(UINT, len) A(UINT, chunk) A(UINT, phase) A(UINT, seg) A(UINT, aff_mod)           \
-    A(UINT, elementwise) A(UINT, pc)
+    A(MEM, mean) A(ULONG, mo) A(MEM, rstd) A(ULONG, ro) A(MEM, p0) A(ULONG, p0o) A(MEM, p1) A(ULONG, p1o) \
+    A(ULONG, pstride) A(MEM, sums) A(UINT, nsets) A(UINT, per_item) A(UINT, len) A(UINT, chunk)          \
+    A(UINT, phase) A(UINT, seg) A(UINT, aff_mod) A(UINT, elementwise)
 #define CLNORM_ARGS_bwd_params(A)                                                                        \
-    A(MEM, part) A(MEM, dscale) A(ULONG, dso) A(MEM, dbias) A(ULONG, dbo) A(UINT, J) A(UINT, jc) A(UINT, B)
+    A(MEM, part) A(ULONG, hoff) A(MEM, dscale) A(ULONG, dso) A(MEM, dbias) A(ULONG, dbo) A(UINT, J)      \
+    A(UINT, B)
 #define CLNORM_ARGS_bwd_row_sums(A)                                                                      \
     A(MEM, x) A(ULONG, xo) A(MEM, dy) A(ULONG, dyo) A(MEM, mean) A(ULONG, mo) A(MEM, rs) A(ULONG, ro)    \
     A(MEM, part) A(UINT, nrows) A(UINT, per_item) A(UINT, len) A(UINT, chunk) A(UINT, rdiv) A(UINT, rmod) \

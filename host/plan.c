@@ -579,14 +579,15 @@ clnorm_status clnorm_plan_forward(const clnorm_devinfo *dev, const clnorm_settin
 
 static int wants_grads(const clnorm_desc *d) { return d->dscale.mem || d->dbias.mem; }
 
-static void add_bwd_params(builder *b, unsigned wg, cl_uint J, cl_uint jc, cl_uint B)
+static void add_bwd_params(builder *b, unsigned wg, cl_uint J, cl_uint B)
 {
     const clnorm_desc *d = b->d;
     size_t g = round_up(J, wg), l = wg;
     clnorm_launch *L = add(b, CLNORM_KID_bwd_params, wg, wg, 0, 1, &g, &l, 0);
     L->args.bwd_params = (clnorm_args_bwd_params){
-        .part = CLNORM_SRC_PART, .dscale = src_of(d->dscale, CLNORM_SRC_DSCALE), .dso = d->dscale.offset,
-        .dbias = src_of(d->dbias, CLNORM_SRC_DBIAS), .dbo = d->dbias.offset, .J = J, .jc = jc, .B = B};
+        .part = CLNORM_SRC_PART, .hoff = (cl_ulong)J * B, .dscale = src_of(d->dscale, CLNORM_SRC_DSCALE),
+        .dso = d->dscale.offset, .dbias = src_of(d->dbias, CLNORM_SRC_DBIAS), .dbo = d->dbias.offset, .J = J,
+        .B = B};
 }
 
 static void pipe_bwd_rows(builder *b, rowplan rp)
@@ -598,20 +599,26 @@ static void pipe_bwd_rows(builder *b, rowplan rp)
     if (rp.split) {
         /* Too few sets to fill the device (LayerNorm/RMSNorm only, see
          * clnorm_plan_backward): one item runs every set along dimension 1's
-         * chunks, so its column partials are one row pair; phase 1 sums,
-         * phase 2 writes dx. */
+         * chunks, so its column partials are the gradients themselves;
+         * phase 1 sums, phase 2 writes dx. */
         rp.per_item = s->sets;
     } else if (!s->channel && grads && !b->r->dev->is_cpu) {
         /* GPUs: an item takes a run of rows, so that its column partials
          * (2 * cols floats, read back by bwd_params) stay a small fraction
-         * of the tensor: about 4 items per compute unit. */
+         * of the tensor: about 4 items per compute unit, no fewer. */
         const size_t want = 4 * (size_t)b->r->dev->compute_units * (rp.wg / rp.lanes);
-        rp.per_item = s->sets > want ? div_up(s->sets, want) : 1;
+        rp.per_item = s->sets > want ? s->sets / want : 1;
     }
     const size_t items = div_up(s->sets, rp.per_item), nchunks = div_up(s->set_len, rp.chunk);
-    if (grads) b->p->scratch_floats[0] = 2 * (s->channel ? s->N * s->C : items * s->set_len);
+    /* Partials (sum dy, then sum dy * xhat), except where each gradient is
+     * one item's own: a single item's column sums, or per-sample affine. */
+    const int direct = s->channel ? d->per_sample_affine : items == 1;
+    const size_t half = s->channel ? s->N * s->C : items * s->set_len;
+    if (grads && !direct) b->p->scratch_floats[0] = 2 * half;
     if (rp.split) b->p->scratch_floats[1] = 2 * s->sets * nchunks;
     size_t g[2] = {rowplan_global(&rp, s->sets), nchunks}, l[2] = {rp.wg, 1};
+    const clnorm_src p0 = direct ? src_of(d->dbias, CLNORM_SRC_DBIAS) : grads ? CLNORM_SRC_PART : CLNORM_SRC_NONE;
+    const clnorm_src p1 = direct ? src_of(d->dscale, CLNORM_SRC_DSCALE) : grads ? CLNORM_SRC_PART : CLNORM_SRC_NONE;
     for (cl_uint phase = rp.split ? 1 : 0; phase <= (rp.split ? 2u : 0u); ++phase) {
         clnorm_launch *L = add(b, CLNORM_KID_bwd_rows, rp.wg, rp.lanes, b->rms | b->y_flags, 2, g, l,
                                rp.lanes > 1 ? vec_of(b->r) : s->set_len * rp.per_item);
@@ -620,21 +627,19 @@ static void pipe_bwd_rows(builder *b, rowplan rp)
             .dx = phase == 1 ? CLNORM_SRC_NONE : src_of(d->dx, CLNORM_SRC_DX), .dxo = d->dx.offset,
             .scale = src_of(d->scale, CLNORM_SRC_SCALE), .so = d->scale.offset,
             .mean = src_of(d->mean, CLNORM_SRC_MEAN), .mo = d->mean.offset, .rstd = CLNORM_SRC_RSTD,
-            .ro = d->rstd.offset, .part = grads && phase < 2 ? CLNORM_SRC_PART : CLNORM_SRC_NONE,
-            .sums = rp.split ? CLNORM_SRC_STATS : CLNORM_SRC_NONE, .nsets = (cl_uint)s->sets,
-            .per_item = (cl_uint)rp.per_item, .len = (cl_uint)s->set_len, .chunk = (cl_uint)rp.chunk,
-            .phase = phase, .seg = af.seg, .aff_mod = af.aff_mod, .elementwise = af.elementwise,
-            .pc = (cl_uint)s->C};
+            .ro = d->rstd.offset, .p0 = phase < 2 ? p0 : CLNORM_SRC_NONE, .p0o = direct ? d->dbias.offset : 0,
+            .p1 = phase < 2 ? p1 : CLNORM_SRC_NONE, .p1o = direct ? d->dscale.offset : half,
+            .pstride = direct ? 0 : s->set_len, .sums = rp.split ? CLNORM_SRC_STATS : CLNORM_SRC_NONE,
+            .nsets = (cl_uint)s->sets, .per_item = (cl_uint)rp.per_item, .len = (cl_uint)s->set_len,
+            .chunk = (cl_uint)rp.chunk, .phase = phase, .seg = af.seg, .aff_mod = af.aff_mod,
+            .elementwise = af.elementwise};
         b->p->x_reads += phase == 1 ? 1 : 2; /* phase 0's second pass from cache */
     }
-    if (!grads) return;
-    const unsigned wg = plan_wg(b->r);
+    if (!grads || direct) return;
     if (!s->channel)
-        add_bwd_params(b, wg, (cl_uint)s->set_len, (cl_uint)s->set_len, (cl_uint)items);
-    else if (d->per_sample_affine)
-        add_bwd_params(b, wg, (cl_uint)(s->N * s->C), (cl_uint)s->C, 1);
+        add_bwd_params(b, plan_wg(b->r), (cl_uint)s->set_len, (cl_uint)items);
     else
-        add_bwd_params(b, wg, (cl_uint)s->C, (cl_uint)s->C, (cl_uint)s->N);
+        add_bwd_params(b, plan_wg(b->r), (cl_uint)s->C, (cl_uint)s->N);
 }
 
 static void add_bwd_merge(builder *b, unsigned wg, cl_uint nent, cl_uint n_inner, cl_ulong o_stride,

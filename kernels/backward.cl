@@ -20,15 +20,6 @@
  * set's sums.
  */
 
-/* Per (sample, channel) pair of sums at partial index j of a [P][2][pc]
- * layout (bwd_params reads it back): sum dy, then sum dy * xhat. */
-inline void put_pair(__global float *part, uint j, uint pc, float sdy, float sdx)
-{
-    const ulong b = (ulong)(j / pc) * 2 * pc + j % pc;
-    part[b] = sdy;
-    part[b + pc] = sdx;
-}
-
 /* Sums over [0, n) of this lane's elements of one stretch with a constant
  * scale: *sdy += sum dy, *sdx += sum dy * (x - m). Vectors first (blocks of
  * 64 with two accumulators), then the tail, lane l taking l, l + LANES... */
@@ -82,8 +73,8 @@ inline void span_dx(__global const float *px, __global const float *pd, __global
 
 /* Elementwise (LayerNorm/RMSNorm) pass 1 over a row: the row's sums of
  * g = dy * scale and g * (x - m), and this item's column partials of dy and
- * dy * xhat at pc0 (sum dy) and pc1 (sum dy * xhat), written by the item's
- * first row (first) and accumulated after. */
+ * dy * xhat at pc0 (sum dy) and pc1 (sum dy * xhat), each optional, written
+ * by the item's first row (first) and accumulated after. */
 inline void row_sums_ew(__global const float *px, __global const float *pd, uint n, uint lane, float m,
                         float r, __global const float *sv, __global float *pc0, __global float *pc1,
                         int first, float *sg, float *sgx)
@@ -98,9 +89,10 @@ inline void row_sums_ew(__global const float *px, __global const float *pd, uint
             const floatv g = sv ? d * LOADV(v, sv) : d;
             a0 += g;
             b0 += g * xc;
-            if (pc0) {
-                const floatv dh = d * (xc * r);
+            if (pc0)
                 STOREV(first ? d : LOADV(v, pc0) + d, v, pc0);
+            if (pc1) {
+                const floatv dh = d * (xc * r);
                 STOREV(first ? dh : LOADV(v, pc1) + dh, v, pc1);
             }
         }
@@ -111,10 +103,10 @@ inline void row_sums_ew(__global const float *px, __global const float *pd, uint
         const float d = pd[e], xc = px[e] - m, g = sv ? d * sv[e] : d;
         ta += g;
         tb += g * xc;
-        if (pc0) {
+        if (pc0)
             pc0[e] = first ? d : pc0[e] + d;
+        if (pc1)
             pc1[e] = first ? d * (xc * r) : pc1[e] + d * (xc * r);
-        }
     }
     *sg += HSUM(a) + ta;
     *sgx += HSUM(b) + tb;
@@ -126,8 +118,11 @@ inline void row_sums_ew(__global const float *px, __global const float *pd, uint
  * parameter (i % aff_mod) * (len/seg) + segment). Item t (LANES lanes) takes
  * sets [t*per_item, (t+1)*per_item); every item of a work-group runs the same
  * number of steps (sets past the end take part in the barriers only).
- * part (optional): elementwise, the item's column partials [t][2][len];
- * channel segments, the pair of segment j = i*(len/seg) + k at [j/pc][2][pc].
+ * Parameter-gradient partials, each optional: sum dy into p0 and sum
+ * dy * xhat into p1 (at offsets p0o, p1o): elementwise, the item's column
+ * partials at t * pstride (pstride 0 with a single item: straight into
+ * dbias and dscale); channel segments, segment j = i*(len/seg) + k (the
+ * (n, c) pair of a channel-first InstanceNorm/GroupNorm) at j.
  *
  * phase 0: whole sets, the sums and dx in one launch. Split sets (too few
  * to fill the device; elementwise only): dimension 1 takes chunks of
@@ -138,8 +133,9 @@ inline void row_sums_ew(__global const float *px, __global const float *pd, uint
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
 void bwd_rows(__global const float *x, ulong xo, __global const float *dy, ulong dyo, __global float *dx,
               ulong dxo, __global const float *scale, ulong so, __global const float *mean, ulong mo,
-              __global const float *rstd, ulong ro, __global float *part, __global float *sums, uint nsets,
-              uint per_item, uint len, uint chunk, uint phase, uint seg, uint aff_mod, uint elementwise, uint pc)
+              __global const float *rstd, ulong ro, __global float *p0, ulong p0o, __global float *p1, ulong p1o,
+              ulong pstride, __global float *sums, uint nsets, uint per_item, uint len, uint chunk, uint phase,
+              uint seg, uint aff_mod, uint elementwise)
 {
     __local float buf[WG];
     const uint t = get_global_id(0) / LANES, lane = get_local_id(0) % LANES;
@@ -168,9 +164,10 @@ void bwd_rows(__global const float *x, ulong xo, __global const float *dy, ulong
                 sgx += sums[2 * ((ulong)ic * nchunks + k) + 1];
             }
         } else if (elementwise) {
-            __global float *p0 = part ? part + (ulong)t * 2 * len + e0 : 0;
+            const ulong at = (ulong)t * pstride + e0;
             float a = 0.0f, b = 0.0f;
-            row_sums_ew(px, pd, n, lane, m, r, sv, p0, p0 ? p0 + len : 0, q == 0, &a, &b);
+            row_sums_ew(px, pd, n, lane, m, r, sv, p0 ? p0 + p0o + at : 0, p1 ? p1 + p1o + at : 0, q == 0, &a,
+                        &b);
             sg = seg_sum(a, buf);
             sgx = seg_sum(b, buf);
             if (phase == 1) {
@@ -189,8 +186,10 @@ void bwd_rows(__global const float *x, ulong xo, __global const float *dy, ulong
                 const float s = sc ? sc[(ic % aff_mod) * nseg + k] : 1.0f;
                 sg += s * a;
                 sgx += s * b;
-                if (part && active && lane == 0)
-                    put_pair(part, i * nseg + k, pc, a, b * r);
+                if (active && lane == 0) {
+                    if (p0) p0[p0o + i * nseg + k] = a;
+                    if (p1) p1[p1o + i * nseg + k] = b * r;
+                }
             }
         }
         /* dx = r*g - r*mean(g) - (x - m) * r^2 * mean(g * xhat), as SPEC.md */
@@ -211,23 +210,22 @@ void bwd_rows(__global const float *x, ulong xo, __global const float *dy, ulong
 }
 
 /*
- * Parameter gradients from bwd_rows' partials, fixed order: out[j] for
- * j < J sums the B partials of block j / jc at column j % jc of [.][B][2][jc]
- * (LayerNorm: B items' column partials; channel sets: jc = C and B = N for
- * a shared affine, B = 1 and J = N*C per sample).
+ * Parameter gradients from bwd_rows' partials, fixed order: dbias[j] sums
+ * part[b * J + j] and dscale[j] part[hoff + b * J + j] over b < B
+ * (LayerNorm: B items' column partials; channel sets: the N samples' (n, c)
+ * partials of a shared affine).
  */
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
-void bwd_params(__global const float *part, __global float *dscale, ulong dso, __global float *dbias, ulong dbo,
-                uint J, uint jc, uint B)
+void bwd_params(__global const float *part, ulong hoff, __global float *dscale, ulong dso, __global float *dbias,
+                ulong dbo, uint J, uint B)
 {
     const uint j = get_global_id(0);
     if (j >= J)
         return;
-    __global const float *p = part + (ulong)(j / jc) * B * 2 * jc + j % jc;
     float a = 0.0f, b = 0.0f;
     for (uint k = 0; k < B; ++k) {
-        a += p[(ulong)k * 2 * jc];
-        b += p[(ulong)k * 2 * jc + jc];
+        a += part[(ulong)k * J + j];
+        b += part[hoff + (ulong)k * J + j];
     }
     if (dbias) dbias[dbo + j] = a;
     if (dscale) dscale[dso + j] = b;
