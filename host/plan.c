@@ -596,19 +596,34 @@ static void pipe_bwd_rows(builder *b, rowplan rp)
     const clnorm_shape *s = b->s;
     const rowaff af = row_affine(d, s);
     const int grads = wants_grads(d);
-    if (rp.split) {
-        /* Too few sets to fill the device (LayerNorm/RMSNorm only, see
+    if (!s->channel && (grads || rp.split)) {
+        /* Sets the row rule splits (too few to fill the device; see
          * clnorm_plan_backward): one item runs every set along dimension 1's
          * chunks, so its column partials are the gradients themselves;
-         * phase 1 sums, phase 2 writes dx. */
-        rp.per_item = s->sets;
-    } else if (!s->channel && grads && !b->r->dev->is_cpu) {
-        /* GPUs: an item takes a run of rows, so that its column partials
-         * (2 * cols floats, read back by bwd_params) stay a small fraction
-         * of the tensor: about 4 items per compute unit, no fewer. */
-        const size_t want = 4 * (size_t)b->r->dev->compute_units * (rp.wg / rp.lanes);
-        rp.per_item = s->sets > want ? s->sets / want : 1;
+         * phase 1 sums, phase 2 writes dx. Otherwise, for column partials,
+         * an item takes at least 16 rows, so that they (2 * cols floats per
+         * item) stay within an eighth of the tensor. */
+        const size_t min_rows = s->sets < 16 ? s->sets : 16;
+        if (rp.split) rp.per_item = s->sets;
+        if (rp.per_item < min_rows) rp.per_item = min_rows;
+        if (!b->r->dev->is_cpu && b->r->set->variant == CLNORM_VARIANT_AUTO) {
+            /* GPUs: one item per work-group, about 4 work-groups per
+             * compute unit; where the rows are too few for that, they are
+             * also chunked (phases 1 and 2) until there are. */
+            const size_t want = 4 * (size_t)b->r->dev->compute_units;
+            rp.lanes = rp.wg;
+            rp.per_item = s->sets / want > min_rows ? s->sets / want : min_rows;
+            rp.split = 0;
+            const size_t items = div_up(s->sets, rp.per_item), step = (size_t)rp.lanes * vec_of(b->r);
+            if (items < want && s->set_len >= 2 * step) {
+                size_t k = div_up(want, items);
+                if (k > s->set_len / step) k = s->set_len / step;
+                rp.chunk = round_up(div_up(s->set_len, k), step);
+                rp.split = rp.chunk < s->set_len;
+            }
+        }
     }
+    if (!rp.split) rp.chunk = s->set_len;
     const size_t items = div_up(s->sets, rp.per_item), nchunks = div_up(s->set_len, rp.chunk);
     /* Partials (sum dy, then sum dy * xhat), except where each gradient is
      * one item's own: a single item's column sums, or per-sample affine. */
@@ -616,7 +631,7 @@ static void pipe_bwd_rows(builder *b, rowplan rp)
     const size_t half = s->channel ? s->N * s->C : items * s->set_len;
     if (grads && !direct) b->p->scratch_floats[0] = 2 * half;
     if (rp.split) b->p->scratch_floats[1] = 2 * s->sets * nchunks;
-    size_t g[2] = {rowplan_global(&rp, s->sets), nchunks}, l[2] = {rp.wg, 1};
+    size_t g[2] = {rowplan_global(&rp, s->sets), rp.split ? nchunks : 1}, l[2] = {rp.wg, 1};
     const clnorm_src p0 = direct ? src_of(d->dbias, CLNORM_SRC_DBIAS) : grads ? CLNORM_SRC_PART : CLNORM_SRC_NONE;
     const clnorm_src p1 = direct ? src_of(d->dscale, CLNORM_SRC_DSCALE) : grads ? CLNORM_SRC_PART : CLNORM_SRC_NONE;
     for (cl_uint phase = rp.split ? 1 : 0; phase <= (rp.split ? 2u : 0u); ++phase) {
@@ -673,8 +688,7 @@ static void pipe_bwd_partials(builder *b)
         if (!s->cl && !plan_bn_use_cols(b->r, s->S)) {
             /* Rows: the (n, c) planes of S, chunked where the row rule splits. */
             rowplan rp;
-            plan_rows_rule(b->r, s->N * C, s->S, 0, &rp);
-            if (!rp.split) rp.chunk = s->S;
+            plan_stream_rows(b->r, s->N * C, s->S, &rp);
             const size_t K = div_up(s->S, rp.chunk), rows = s->N * C;
             need[0] = 2 * rows * K;
             size_t g[2] = {rowplan_global(&rp, rows), K}, l[2] = {rp.wg, 1};
