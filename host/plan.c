@@ -618,7 +618,8 @@ static void pipe_bwd_rows(builder *b, rowplan rp)
             if (items < want && s->set_len >= 2 * step) {
                 size_t k = div_up(want, items);
                 if (k > s->set_len / step) k = s->set_len / step;
-                rp.chunk = round_up(div_up(s->set_len, k), step);
+                /* whole steps, rounded down: at least k chunks */
+                rp.chunk = div_up(s->set_len, k) / step * step;
                 rp.split = rp.chunk < s->set_len;
             }
         }
