@@ -601,8 +601,9 @@ static void pipe_bwd_rows(builder *b, rowplan rp)
          * clnorm_plan_backward): one item runs every set along dimension 1's
          * chunks, so its column partials are the gradients themselves;
          * phase 1 sums, phase 2 writes dx. Otherwise, for column partials,
-         * an item takes at least 16 rows, so that they (2 * cols floats per
-         * item) stay within an eighth of the tensor. */
+         * an item takes at least 16 rows (GPUs: 4 to 16), so that they
+         * (2 * cols floats per item) stay within an eighth (a half) of the
+         * tensor. */
         const size_t min_rows = s->sets < 16 ? s->sets : 16;
         if (rp.split) rp.per_item = s->sets;
         if (rp.per_item < min_rows) rp.per_item = min_rows;
@@ -612,9 +613,15 @@ static void pipe_bwd_rows(builder *b, rowplan rp)
              * also chunked (phases 1 and 2) until there are. */
             const size_t want = 4 * (size_t)b->r->dev->compute_units;
             rp.lanes = rp.wg;
-            rp.per_item = s->sets / want > min_rows ? s->sets / want : min_rows;
+            const size_t step = (size_t)rp.lanes * vec_of(b->r), kmax = s->set_len / step ? s->set_len / step : 1;
+            /* Fewer rows an item (down to 4) where even one-step chunks of
+             * 16 rows would leave the device short of work-groups. */
+            size_t per = s->sets / div_up(want, kmax);
+            if (per > min_rows) per = min_rows;
+            if (per < 4) per = s->sets < 4 ? s->sets : 4;
+            rp.per_item = s->sets / want > per ? s->sets / want : per;
             rp.split = 0;
-            const size_t items = div_up(s->sets, rp.per_item), step = (size_t)rp.lanes * vec_of(b->r);
+            const size_t items = div_up(s->sets, rp.per_item);
             if (items < want && s->set_len >= 2 * step) {
                 size_t k = div_up(want, items);
                 if (k > s->set_len / step) k = s->set_len / step;
