@@ -12,6 +12,10 @@
  *     registers), and consecutive work-items read consecutive addresses
  *     there (item_stride at most one vector);
  *   - GPUs: LayerNorm/RMSNorm rows that fit in registers read x once.
+ * Backward plans (every case again as its backward call) are checked for the
+ * same form, and for their sums: every pair of partial sums written is read
+ * by exactly one later launch (bwd_params, bwd_merge, or bwd_rows' second
+ * phase), and LayerNorm's column partials stay a fraction of the tensor.
  * The executor runs nothing but plans, so these hold for every call.
  */
 #include <check.h>
@@ -59,6 +63,44 @@ static size_t launch_groups(const clnorm_launch *L)
 /* The partial count a partials launch writes (3 floats each). */
 static size_t partials_written(const clnorm_plan *p) { return p->scratch_floats[0] / 3; }
 
+/* Form and GPU properties of one launch of plan p (both directions). */
+static void check_launch(const test_profile *tp, const char *label, const clnorm_plan *p, const clnorm_launch *L,
+                         int auto_rules, int large)
+{
+    const clnorm_devinfo *dev = &tp->dev;
+    const int gpu = !dev->is_cpu;
+    const char *kn = clnorm_kernel_names[L->kernel];
+    g_launches++;
+    size_t items = 1;
+    for (cl_uint k = 0; k < L->dims; ++k) {
+        EXPECT(L->local[k] >= 1 && L->global[k] % L->local[k] == 0,
+               "%s on %s: %s dim %u: global %zu is not whole groups of %zu", label, tp->label, kn, k,
+               L->global[k], L->local[k]);
+        items *= L->local[k];
+    }
+    EXPECT(items <= dev->max_wg, "%s on %s: %s: work-group of %zu > device max %zu", label, tp->label, kn, items,
+           dev->max_wg);
+    EXPECT(L->prog.wg == L->local[0], "%s on %s: %s: program WG %u, launched with %zu", label, tp->label, kn,
+           L->prog.wg, L->local[0]);
+    EXPECT(L->prog.lanes >= 1 && L->prog.wg % L->prog.lanes == 0, "%s on %s: %s: lanes %u of wg %u", label,
+           tp->label, kn, L->prog.lanes, L->prog.wg);
+    EXPECT(L->local_bytes <= dev->local_bytes, "%s on %s: %s: %zu bytes of __local > %llu", label, tp->label,
+           kn, L->local_bytes, (unsigned long long)dev->local_bytes);
+    /* Except where each set is read once from registers: splitting it
+     * for more work-groups would read x three times instead of once. */
+    if (gpu && auto_rules && large && L->item_stride && p->x_reads > 1)
+        EXPECT(launch_groups(L) >= 4 * (size_t)dev->compute_units,
+               "%s on %s: %s runs %zu work-groups, fewer than 4 per compute unit (%u)", label, tp->label, kn,
+               launch_groups(L), dev->compute_units);
+    if (gpu && auto_rules && L->kernel == CLNORM_KID_col_partials)
+        EXPECT(L->local[0] <= 32 || L->local[0] / 2 < L->args.col_partials.C,
+               "%s on %s: col_partials: %zu-wide work-groups over %u columns leave half idle", label, tp->label,
+               L->local[0], L->args.col_partials.C);
+    if (gpu && auto_rules && L->item_stride)
+        EXPECT(L->item_stride <= 4, "%s on %s: %s: consecutive work-items read %zu elements apart", label,
+               tp->label, kn, L->item_stride);
+}
+
 static void check_plan(const test_profile *tp, const char *label, const clnorm_desc *d, const clnorm_shape *s,
                        const clnorm_settings *set, int auto_rules)
 {
@@ -75,42 +117,12 @@ static void check_plan(const test_profile *tp, const char *label, const clnorm_d
     int self_merging = 0; /* col_wave merges its partials itself */
     for (unsigned i = 0; i < p.n; ++i) {
         const clnorm_launch *L = &p.launch[i];
-        const char *kn = clnorm_kernel_names[L->kernel];
-        g_launches++;
-        size_t items = 1;
-        for (cl_uint k = 0; k < L->dims; ++k) {
-            EXPECT(L->local[k] >= 1 && L->global[k] % L->local[k] == 0,
-                          "%s on %s: %s dim %u: global %zu is not whole groups of %zu", label, tp->label, kn, k,
-                          L->global[k], L->local[k]);
-            items *= L->local[k];
-        }
-        EXPECT(items <= dev->max_wg, "%s on %s: %s: work-group of %zu > device max %zu", label, tp->label,
-                      kn, items, dev->max_wg);
-        EXPECT(L->prog.wg == L->local[0], "%s on %s: %s: program WG %u, launched with %zu", label,
-                      tp->label, kn, L->prog.wg, L->local[0]);
-        EXPECT(L->prog.lanes >= 1 && L->prog.wg % L->prog.lanes == 0, "%s on %s: %s: lanes %u of wg %u",
-                      label, tp->label, kn, L->prog.lanes, L->prog.wg);
-        EXPECT(L->local_bytes <= dev->local_bytes, "%s on %s: %s: %zu bytes of __local > %llu", label,
-                      tp->label, kn, L->local_bytes, (unsigned long long)dev->local_bytes);
         if (L->kernel == CLNORM_KID_col_wave) self_merging = 1;
         if (L->kernel == CLNORM_KID_merge_partials || L->kernel == CLNORM_KID_merge_sets) {
             const clnorm_args_merge_partials *m = &L->args.merge_partials;
             merged += (size_t)m->nsets * m->n1 * m->n2;
         }
-        /* Except where each set is read once from registers: splitting it
-         * for more work-groups would read x three times instead of once. */
-        if (gpu && auto_rules && large && L->item_stride && p.x_reads > 1) {
-            EXPECT(launch_groups(L) >= 4 * (size_t)dev->compute_units,
-                          "%s on %s: %s runs %zu work-groups, fewer than 4 per compute unit (%u)", label,
-                          tp->label, kn, launch_groups(L), dev->compute_units);
-        }
-        if (gpu && auto_rules && L->kernel == CLNORM_KID_col_partials)
-            EXPECT(L->local[0] <= 32 || L->local[0] / 2 < L->args.col_partials.C,
-                   "%s on %s: col_partials: %zu-wide work-groups over %u columns leave half idle", label,
-                   tp->label, L->local[0], L->args.col_partials.C);
-        if (gpu && auto_rules && L->item_stride)
-            EXPECT(L->item_stride <= 4, "%s on %s: %s: consecutive work-items read %zu elements apart",
-                          label, tp->label, kn, L->item_stride);
+        check_launch(tp, label, &p, L, auto_rules, large);
     }
     /* Every partial is merged, once (a merge reads each of its n1 x n2 per
      * set; partials of different sets are disjoint by construction). */
@@ -130,6 +142,49 @@ static void check_plan(const test_profile *tp, const char *label, const clnorm_d
                       tp->label, s->set_len, p.x_reads);
 }
 
+/* A backward plan: form as above; the pairs of sums each launch writes are
+ * read once (bwd_params reads J x B pairs, bwd_merge nent x n1 x n2, and
+ * bwd_rows' phase 2 every (set, chunk) pair of phase 1); scratch bounded. */
+static void check_plan_backward(const test_profile *tp, const char *label, const clnorm_desc *d,
+                                const clnorm_shape *s, const clnorm_settings *set, int auto_rules)
+{
+    clnorm_plan p, q;
+    const clnorm_devinfo *dev = &tp->dev;
+    EXPECT(clnorm_plan_backward(dev, set, d, s, &p) == CLNORM_OK, "%s on %s: no backward plan", label, tp->label);
+    EXPECT(clnorm_plan_backward(dev, set, d, s, &q) == CLNORM_OK, "%s: no backward plan the second time", label);
+    EXPECT(memcmp(&p, &q, sizeof p) == 0, "%s on %s: two backward plans of one call differ", label, tp->label);
+    EXPECT(p.n >= 1 && p.n <= CLNORM_PLAN_MAX, "%s on %s: %u launches", label, tp->label, p.n);
+    g_plans++;
+    const int large = s->elems >= ((size_t)4 << 20);
+    size_t read_pairs = 0, phase2 = 0;
+    int writes_dx = 0;
+    for (unsigned i = 0; i < p.n; ++i) {
+        const clnorm_launch *L = &p.launch[i];
+        check_launch(tp, label, &p, L, auto_rules, large);
+        if (L->kernel == CLNORM_KID_bwd_params)
+            read_pairs += (size_t)L->args.bwd_params.J * L->args.bwd_params.B;
+        if (L->kernel == CLNORM_KID_bwd_merge)
+            read_pairs += (size_t)L->args.bwd_merge.nent * L->args.bwd_merge.n1 * L->args.bwd_merge.n2;
+        if (L->kernel == CLNORM_KID_bwd_rows && L->args.bwd_rows.phase == 2)
+            phase2 += (size_t)L->args.bwd_rows.nsets * L->global[1];
+        if ((L->kernel == CLNORM_KID_bwd_rows && L->args.bwd_rows.phase != 1 && L->args.bwd_rows.dx) ||
+            L->kernel == CLNORM_KID_bwd_apply)
+            writes_dx = 1;
+    }
+    EXPECT(read_pairs == p.scratch_floats[0] / 2, "%s on %s: %zu pairs of sums written, %zu read", label,
+           tp->label, p.scratch_floats[0] / 2, read_pairs);
+    const int split_rows = p.n && p.launch[0].kernel == CLNORM_KID_bwd_rows && p.launch[0].args.bwd_rows.phase == 1;
+    if (split_rows)
+        EXPECT(phase2 == p.scratch_floats[1] / 2, "%s on %s: %zu row sums written, %zu read", label, tp->label,
+               p.scratch_floats[1] / 2, phase2);
+    EXPECT(writes_dx == (d->dx.mem != NULL), "%s on %s: dx %s but the plan %s it", label, tp->label,
+           d->dx.mem ? "asked" : "not asked", writes_dx ? "writes" : "does not write");
+    size_t scratch = 0;
+    for (int i = 0; i < CLNORM_SCRATCH_COUNT; ++i) scratch += p.scratch_floats[i];
+    EXPECT(scratch <= s->elems / 2 + 65536 + 6 * s->N * s->C, "%s on %s: %zu floats of scratch for %zu elements",
+           label, tp->label, scratch, s->elems);
+}
+
 static void plan_case(const th_case *bc, const clnorm_settings *set, int auto_rules)
 {
     clnorm_desc d;
@@ -140,6 +195,16 @@ static void plan_case(const th_case *bc, const clnorm_settings *set, int auto_ru
     fake_buffers(bc, &d);
     ck_assert_msg(clnorm_describe(NULL, &d, &s) == CLNORM_OK, "%s: bad shape", label);
     for (size_t i = 0; i < g_nprof; ++i) check_plan(&g_prof[i], label, &d, &s, set, auto_rules);
+    /* The same call's backward: every gradient, then dx alone. */
+    th_case bb = *bc;
+    bb.backward = 1;
+    for (int k = 0; k < 2; ++k) {
+        bb.grads = k ? TH_ROLE(TH_DX) : TH_GRADS;
+        clnorm_desc e;
+        ck_assert_msg(th_case_desc(&bb, &e) == 0, "%s: no descriptor", label);
+        fake_buffers(&bb, &e);
+        for (size_t i = 0; i < g_nprof; ++i) check_plan_backward(&g_prof[i], label, &e, &s, set, auto_rules);
+    }
 }
 
 START_TEST(suite_cases_on_every_profile)
