@@ -84,14 +84,7 @@ clnorm_status clnorm_describe(clnorm_ctx *c, const clnorm_desc *d, clnorm_shape 
 
 /* ---- validation -------------------------------------------------------- */
 
-typedef struct span {
-    const char *name;
-    clnorm_buf b;
-    size_t extent; /* elements */
-    int output;
-    cl_mem root;
-    size_t lo, hi; /* byte range in root */
-} span;
+typedef clnorm_span span;
 
 static clnorm_status check_buffer(clnorm_ctx *c, span *sp)
 {
@@ -170,15 +163,20 @@ clnorm_status clnorm_validate(clnorm_ctx *c, const clnorm_desc *d, const clnorm_
         {"running_mean", d->running_mean, s->C, run_out, 0, 0, 0},
         {"running_var", d->running_var, s->C, run_out, 0, 0, 0},
     };
-    for (int i = 0; i < 8; ++i)
+    return clnorm_check_spans(c, sp, 8);
+}
+
+clnorm_status clnorm_check_spans(clnorm_ctx *c, span *sp, int n)
+{
+    for (int i = 0; i < n; ++i)
         if (has(sp[i].b)) {
             clnorm_status st = check_buffer(c, &sp[i]);
             if (st != CLNORM_OK) return st;
         }
     /* Outputs may not overlap anything, except y == x exactly (in place). */
-    for (int i = 0; i < 8; ++i) {
+    for (int i = 0; i < n; ++i) {
         if (!has(sp[i].b) || !sp[i].output) continue;
-        for (int j = 0; j < 8; ++j) {
+        for (int j = 0; j < n; ++j) {
             if (j == i || !has(sp[j].b) || (sp[j].output && j < i)) continue;
             if (sp[i].root != sp[j].root || sp[i].hi <= sp[j].lo || sp[j].hi <= sp[i].lo) continue;
             if (i == 1 && j == 0 && sp[i].lo == sp[j].lo) continue;
