@@ -84,14 +84,7 @@ clnorm_status clnorm_describe(clnorm_ctx *c, const clnorm_desc *d, clnorm_shape 
 
 /* ---- validation -------------------------------------------------------- */
 
-typedef struct span {
-    const char *name;
-    clnorm_buf b;
-    size_t extent; /* elements */
-    int output;
-    cl_mem root;
-    size_t lo, hi; /* byte range in root */
-} span;
+typedef clnorm_span span;
 
 static clnorm_status check_buffer(clnorm_ctx *c, span *sp)
 {
@@ -153,7 +146,7 @@ static clnorm_status check_common(clnorm_ctx *c, const clnorm_desc *d, const cln
 /* Checks every present buffer of sp, then that no output overlaps another
  * buffer, except output `inplace_out` exactly over input `inplace_in` (in
  * place: y over x forward, dx over dy backward). */
-static clnorm_status check_spans(clnorm_ctx *c, span *sp, int n, int inplace_out, int inplace_in)
+clnorm_status clnorm_check_spans(clnorm_ctx *c, span *sp, int n, int inplace_out, int inplace_in)
 {
     for (int i = 0; i < n; ++i)
         if (has(sp[i].b)) {
@@ -202,7 +195,7 @@ clnorm_status clnorm_validate(clnorm_ctx *c, const clnorm_desc *d, const clnorm_
         {"running_mean", d->running_mean, s->C, run_out, 0, 0, 0},
         {"running_var", d->running_var, s->C, run_out, 0, 0, 0},
     };
-    return check_spans(c, sp, 8, 1, 0);
+    return clnorm_check_spans(c, sp, 8, 1, 0);
 }
 
 /* Backward (SPEC.md, Backward): the forward's shape rules and scalars, then
@@ -241,7 +234,7 @@ clnorm_status clnorm_validate_backward(clnorm_ctx *c, const clnorm_desc *d, cons
         {"dscale", d->dscale, s->aff_len, 1, 0, 0, 0},
         {"dbias", d->dbias, s->aff_len, 1, 0, 0, 0},
     };
-    return check_spans(c, sp, 10, 7, 1);
+    return clnorm_check_spans(c, sp, 10, 7, 1);
 }
 
 /* ---- descriptor helpers ------------------------------------------------ */

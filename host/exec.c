@@ -13,6 +13,7 @@
 typedef struct chain {
     clnorm_ctx *c;
     const clnorm_desc *d;
+    cl_mem record; /* CLNORM_SRC_RECORD: the BatchNorm split's record, or NULL */
     cl_mem scratch[CLNORM_SCRATCH_COUNT];
     cl_uint nwait;
     const cl_event *wait;
@@ -61,6 +62,7 @@ static cl_mem bind(const chain *ch, clnorm_src s)
     case CLNORM_SRC_DX: return d->dx.mem;
     case CLNORM_SRC_DSCALE: return d->dscale.mem;
     case CLNORM_SRC_DBIAS: return d->dbias.mem;
+    case CLNORM_SRC_RECORD: return ch->record;
     default: return NULL;
     }
 }
@@ -139,7 +141,7 @@ static int execute(chain *ch, const clnorm_plan *p)
 
 /* The settings of this call: the user's forced ones, else a tuning entry's
  * for the call's key, else none (the rules decide). */
-static clnorm_settings call_settings(const clnorm_ctx *c, const clnorm_desc *d, const clnorm_shape *s)
+clnorm_settings clnorm_call_settings(const clnorm_ctx *c, const clnorm_desc *d, const clnorm_shape *s)
 {
     clnorm_settings set = c->settings;
     if (c->ntuned && set.variant == CLNORM_VARIANT_AUTO && !set.wg) {
@@ -151,6 +153,19 @@ static clnorm_settings call_settings(const clnorm_ctx *c, const clnorm_desc *d, 
     return set;
 }
 
+int clnorm_execute(clnorm_ctx *c, const clnorm_desc *d, cl_mem record, const clnorm_plan *p, cl_uint num_wait,
+                   const cl_event *wait_list, cl_event *event)
+{
+    chain ch = {c, d, record, {NULL, NULL, NULL}, num_wait, wait_list, NULL, event != NULL, 0};
+    int st = execute(&ch, p);
+    if (st == CLNORM_OK && event) {
+        *event = ch.last;
+        ch.last = NULL;
+    }
+    if (ch.last) clReleaseEvent(ch.last);
+    return st;
+}
+
 /* One call in either direction: validate, plan, execute. */
 static clnorm_status run_call(clnorm_ctx *c, const clnorm_desc *d, int backward, cl_uint num_wait,
                               const cl_event *wait_list, cl_event *event)
@@ -159,7 +174,6 @@ static clnorm_status run_call(clnorm_ctx *c, const clnorm_desc *d, int backward,
     pthread_mutex_lock(&c->lock);
     clnorm_clear_error(c);
     int st;
-    chain ch = {c, d, {NULL, NULL, NULL}, num_wait, wait_list, NULL, event != NULL, 0};
     clnorm_shape s;
     clnorm_plan plan; /* about 6 KiB */
     if (event) *event = NULL;
@@ -175,19 +189,14 @@ static clnorm_status run_call(clnorm_ctx *c, const clnorm_desc *d, int backward,
     if ((st = clnorm_describe(c, d, &s)) != CLNORM_OK ||
         (st = backward ? clnorm_validate_backward(c, d, &s) : clnorm_validate(c, d, &s)) != CLNORM_OK)
         goto done;
-    const clnorm_settings set = call_settings(c, d, &s);
+    const clnorm_settings set = clnorm_call_settings(c, d, &s);
     st = backward ? clnorm_plan_backward(&c->dev, &set, d, &s, &plan) : clnorm_plan_forward(&c->dev, &set, d, &s, &plan);
     if (st != CLNORM_OK) {
         st = clnorm_fail(c, st, "no plan for this call");
         goto done;
     }
-    st = execute(&ch, &plan);
-    if (st == CLNORM_OK && event) {
-        *event = ch.last;
-        ch.last = NULL;
-    }
+    st = clnorm_execute(c, d, NULL, &plan, num_wait, wait_list, event);
 done:
-    if (ch.last) clReleaseEvent(ch.last);
     pthread_mutex_unlock(&c->lock);
     return (clnorm_status)st;
 }

@@ -202,6 +202,38 @@ clnorm_status clnorm_plan_forward(const clnorm_devinfo *dev, const clnorm_settin
 clnorm_status clnorm_plan_backward(const clnorm_devinfo *dev, const clnorm_settings *set, const clnorm_desc *d,
                                    const clnorm_shape *s, clnorm_plan *p);
 
+/* The BatchNorm split's stages (syncbn.c): the local record of a slice
+ * (s->N may be 0: an empty slice) into the record at record_offset of
+ * CLNORM_SRC_RECORD, and the apply with the global record there, count
+ * elements per channel over every process. */
+clnorm_status clnorm_plan_bn_local(const clnorm_devinfo *dev, const clnorm_settings *set, const clnorm_desc *d,
+                                   const clnorm_shape *s, size_t record_offset, clnorm_plan *p);
+clnorm_status clnorm_plan_bn_apply(const clnorm_devinfo *dev, const clnorm_settings *set, const clnorm_desc *d,
+                                   const clnorm_shape *s, size_t record_offset, cl_uint count, clnorm_plan *p);
+
+/* The executor (exec.c). The settings of a call of d (shape s): the
+ * user's forced ones, else a tuning entry's, else none. Running plan p of
+ * descriptor d, record bound to CLNORM_SRC_RECORD (NULL: none), with
+ * clnorm_forward's event rules; the caller holds the context's lock. */
+clnorm_settings clnorm_call_settings(const clnorm_ctx *c, const clnorm_desc *d, const clnorm_shape *s);
+int clnorm_execute(clnorm_ctx *c, const clnorm_desc *d, cl_mem record, const clnorm_plan *p, cl_uint num_wait,
+                   const cl_event *wait_list, cl_event *event);
+
+/* Validation of buffers (desc.c): each span (name, buffer, extent in
+ * floats, whether written) present is checked as clnorm_validate checks
+ * its own (a valid buffer of this context, large enough), then no output
+ * may overlap another span, except output span inplace_out exactly over
+ * input span inplace_in (in place: y over x, dx over dy). */
+typedef struct clnorm_span {
+    const char *name;
+    clnorm_buf b;
+    size_t extent;
+    int output;
+    cl_mem root;   /* filled: the buffer a sub-buffer belongs to */
+    size_t lo, hi; /* filled: byte range in root */
+} clnorm_span;
+clnorm_status clnorm_check_spans(clnorm_ctx *c, clnorm_span *sp, int n, int inplace_out, int inplace_in);
+
 extern const struct clnorm_kernel_source {
     const char *name;
     const char *text;

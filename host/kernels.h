@@ -32,7 +32,8 @@ typedef enum clnorm_src {
     CLNORM_SRC_DY,
     CLNORM_SRC_DX,
     CLNORM_SRC_DSCALE,
-    CLNORM_SRC_DBIAS
+    CLNORM_SRC_DBIAS,
+    CLNORM_SRC_RECORD /* the BatchNorm split's record (clnorm_bn_local_stats, clnorm_bn_apply_stats) */
 } clnorm_src;
 #define CLNORM_SCRATCH_COUNT 3 /* PART, STATS, TABLE */
 
@@ -73,6 +74,13 @@ typedef enum clnorm_src {
     A(MEM, mean) A(ULONG, mo) A(MEM, var) A(ULONG, vo) A(MEM, scale) A(ULONG, so) A(MEM, bias)           \
     A(ULONG, bo) A(MEM, table) A(UINT, P) A(UINT, C) A(UINT, stat_p) A(UINT, grp) A(UINT, aff_p)         \
     A(FLOAT, eps)
+/* merge.cl: the BatchNorm split (clnorm_bn_local_stats, clnorm_bn_apply_stats) */
+#define CLNORM_ARGS_merge_record(A)                                                                      \
+    A(MEM, part) A(MEM, record) A(ULONG, ro) A(UINT, nsets) A(UINT, n_inner) A(ULONG, o_stride)          \
+    A(ULONG, i_stride) A(UINT, n1) A(ULONG, st1) A(UINT, n2) A(ULONG, st2)
+#define CLNORM_ARGS_record_stats(A)                                                                      \
+    A(MEM, record) A(ULONG, ro) A(UINT, count) A(MEM, stats) A(MEM, mean_out) A(ULONG, mo)              \
+    A(MEM, rstd_out) A(ULONG, rso) A(UINT, C) A(FLOAT, eps)
 /* apply.cl */
 #define CLNORM_ARGS_apply_table(A)                                                                       \
     A(MEM, x) A(ULONG, xo) A(MEM, y) A(ULONG, yo) A(MEM, table) A(UINT, nrows) A(UINT, per_item)         \
@@ -111,8 +119,8 @@ typedef enum clnorm_src {
 /* Every kernel, in one list. */
 #define CLNORM_KERNEL_LIST(K)                                                                            \
     K(row_norm) K(row_partials) K(row_apply) K(col_partials) K(col_wave) K(merge_partials) K(merge_sets) \
-    K(update_running) K(fold_table) K(apply_table) K(bwd_rows) K(bwd_params) K(bwd_row_sums)          \
-    K(bwd_col_sums) K(bwd_merge) K(bwd_table) K(bwd_apply)
+    K(update_running) K(fold_table) K(apply_table) K(merge_record) K(record_stats) K(bwd_rows)         \
+    K(bwd_params) K(bwd_row_sums) K(bwd_col_sums) K(bwd_merge) K(bwd_table) K(bwd_apply)
 
 typedef enum clnorm_kernel_id {
 #define CLNORM_X_KID(name) CLNORM_KID_##name,

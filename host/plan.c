@@ -14,6 +14,10 @@
  *   strided / BatchNorm    {row|col}_partials, merge, fold_table, apply_table
  * plus update_running where running statistics are tracked, and
  * fold_table + apply_table alone for inference with running statistics.
+ * The BatchNorm split (a distributed caller's steps) reuses the strided
+ * pipeline's stages: {row|col}_partials, merge_record for the local
+ * record; record_stats, update_running, fold_table, apply_table to apply
+ * the global one.
  */
 #include "internal.h"
 
@@ -267,6 +271,7 @@ typedef struct builder {
     unsigned rstd_flags; /* program flags of launches that compute rstd from batch statistics */
     unsigned y_flags;    /* program flags of launches that write y */
     int overflow;        /* more launches than CLNORM_PLAN_MAX */
+    size_t record_offset; /* the BatchNorm split: the record's offset in its buffer */
 } builder;
 
 static size_t round_up(size_t v, size_t m) { return div_up(v, m) * m; }
@@ -461,6 +466,69 @@ static void pipe_rows(builder *b)
         add_running(b, rp.wg, nsets, (cl_uint)s->C, (cl_uint)s->N, (cl_float)s->S);
 }
 
+/* Merge partials into the BatchNorm split's record (CLNORM_SRC_RECORD; see
+ * merge_record in merge.cl) instead of the statistics: add_merge's
+ * arguments, one work-item per channel on every device (a record is read by
+ * the host, and the channels are many). */
+static void add_record(builder *b, unsigned wg, cl_uint nsets, cl_uint n_inner, cl_ulong o_stride, cl_ulong i_stride,
+                       cl_uint n1, cl_ulong st1, cl_uint n2, cl_ulong st2)
+{
+    size_t g = round_up(nsets, wg), l = wg;
+    clnorm_launch *L = add(b, CLNORM_KID_merge_record, wg, wg, 0, 1, &g, &l, 0);
+    L->args.merge_record = (clnorm_args_merge_record){
+        .part = n1 && n2 ? CLNORM_SRC_PART : CLNORM_SRC_NONE, .record = CLNORM_SRC_RECORD,
+        .ro = b->record_offset, .nsets = nsets, .n_inner = n_inner, .o_stride = o_stride, .i_stride = i_stride,
+        .n1 = n1, .st1 = st1, .n2 = n2, .st2 = st2};
+}
+
+/* The statistics of strided sets: partials over x (rows of S for
+ * channels-first BatchNorm with long planes, else columns), then their
+ * merge, into the statistics and saved outputs (add_merge) or, for the
+ * BatchNorm split (record = 1), into the record (add_record). */
+static void add_stats_stage(builder *b, unsigned wg, int record)
+{
+    const clnorm_desc *d = b->d;
+    const clnorm_shape *s = b->s;
+    const int bn = d->op == CLNORM_BATCH_NORM;
+    size_t *need = b->p->scratch_floats;
+    void (*merge)(builder *, unsigned, cl_uint, cl_uint, cl_ulong, cl_ulong, cl_uint, cl_ulong, cl_uint, cl_ulong) =
+        record ? add_record : add_merge;
+    colplan cp;
+    if (bn && !s->cl && !plan_bn_use_cols(b->r, s->S)) {
+        /* Channels-first BatchNorm with long planes reduces rows (n, c) of S. */
+        rowplan rp;
+        plan_rows_rule(b->r, s->N * s->C, s->S, 0, &rp);
+        if (!rp.split) rp.chunk = s->S;
+        const size_t K = div_up(s->S, rp.chunk);
+        need[0] = 3 * s->N * s->C * K;
+        cl_uint rows = (cl_uint)(s->N * s->C);
+        size_t g[2] = {rowplan_global(&rp, rows), K}, l[2] = {rp.wg, 1};
+        clnorm_launch *L = add(b, CLNORM_KID_row_partials, rp.wg, rp.lanes, 0, 2, g, l,
+                               rp.lanes > 1 ? vec_of(b->r) : s->S * rp.per_item);
+        L->args.row_partials = (clnorm_args_row_partials){
+            .x = CLNORM_SRC_X, .xo = d->x.offset, .part = CLNORM_SRC_PART, .nsets = rows,
+            .per_item = (cl_uint)rp.per_item, .len = (cl_uint)s->S, .chunk = (cl_uint)rp.chunk};
+        merge(b, wg, (cl_uint)s->C, (cl_uint)s->C, 0, K, (cl_uint)s->N, s->C * K, (cl_uint)K, 1);
+    } else {
+        /* Columns of [P][R][Cc]: channels-last x, or channels-first with
+         * short planes as an N x (C*S) matrix with S columns per channel. */
+        size_t P = bn ? 1 : s->N, R = s->cl ? (bn ? s->N * s->S : s->S) : s->N;
+        size_t Cc = s->cl ? s->C : s->C * s->S;
+        size_t per_set_cols = s->cl ? s->C / s->G : s->S;
+        plan_cols(b->r, P, R, Cc, &cp);
+        const size_t KR = div_up(R, cp.rchunk);
+        need[0] = 3 * P * KR * Cc;
+        size_t g[3] = {round_up(div_up(Cc, cp.per_wi), cp.wg), KR, P}, l[3] = {cp.wg, 1, 1};
+        clnorm_launch *L = add(b, CLNORM_KID_col_partials, cp.wg, cp.wg, 0, 3, g, l, cp.per_wi);
+        L->args.col_partials = (clnorm_args_col_partials){
+            .x = CLNORM_SRC_X, .xo = d->x.offset, .part = CLNORM_SRC_PART, .R = (cl_uint)R, .C = (cl_uint)Cc,
+            .rchunk = (cl_uint)cp.rchunk};
+        /* Set (p, k) merges chunks (stride Cc) x its per_set_cols adjacent columns. */
+        merge(b, wg, (cl_uint)s->sets, (cl_uint)(bn ? s->C : s->G), KR * Cc, per_set_cols, (cl_uint)KR, Cc,
+              (cl_uint)per_set_cols, 1);
+    }
+}
+
 /* BatchNorm training, and channels-last InstanceNorm/GroupNorm with batch
  * statistics: partials, merge, (running), fold, apply. */
 static void pipe_partials(builder *b)
@@ -501,39 +569,7 @@ static void pipe_partials(builder *b)
             add_running(b, wg, (cl_uint)s->sets, (cl_uint)s->C, N, (cl_float)s->set_len);
         return;
     }
-    if (bn && !s->cl && !plan_bn_use_cols(b->r, s->S)) {
-        /* Channels-first BatchNorm with long planes reduces rows (n, c) of S. */
-        rowplan rp;
-        plan_rows_rule(b->r, s->N * s->C, s->S, 0, &rp);
-        if (!rp.split) rp.chunk = s->S;
-        const size_t K = div_up(s->S, rp.chunk);
-        need[0] = 3 * s->N * s->C * K;
-        cl_uint rows = (cl_uint)(s->N * s->C);
-        size_t g[2] = {rowplan_global(&rp, rows), K}, l[2] = {rp.wg, 1};
-        clnorm_launch *L = add(b, CLNORM_KID_row_partials, rp.wg, rp.lanes, 0, 2, g, l,
-                               rp.lanes > 1 ? vec_of(b->r) : s->S * rp.per_item);
-        L->args.row_partials = (clnorm_args_row_partials){
-            .x = CLNORM_SRC_X, .xo = d->x.offset, .part = CLNORM_SRC_PART, .nsets = rows,
-            .per_item = (cl_uint)rp.per_item, .len = (cl_uint)s->S, .chunk = (cl_uint)rp.chunk};
-        add_merge(b, wg, (cl_uint)s->C, (cl_uint)s->C, 0, K, (cl_uint)s->N, s->C * K, (cl_uint)K, 1);
-    } else {
-        /* Columns of [P][R][Cc]: channels-last x, or channels-first with
-         * short planes as an N x (C*S) matrix with S columns per channel. */
-        size_t P = bn ? 1 : s->N, R = s->cl ? (bn ? s->N * s->S : s->S) : s->N;
-        size_t Cc = s->cl ? s->C : s->C * s->S;
-        size_t per_set_cols = s->cl ? s->C / s->G : s->S;
-        plan_cols(b->r, P, R, Cc, &cp);
-        const size_t KR = div_up(R, cp.rchunk);
-        need[0] = 3 * P * KR * Cc;
-        size_t g[3] = {round_up(div_up(Cc, cp.per_wi), cp.wg), KR, P}, l[3] = {cp.wg, 1, 1};
-        clnorm_launch *L = add(b, CLNORM_KID_col_partials, cp.wg, cp.wg, 0, 3, g, l, cp.per_wi);
-        L->args.col_partials = (clnorm_args_col_partials){
-            .x = CLNORM_SRC_X, .xo = d->x.offset, .part = CLNORM_SRC_PART, .R = (cl_uint)R, .C = (cl_uint)Cc,
-            .rchunk = (cl_uint)cp.rchunk};
-        /* Set (p, k) merges chunks (stride Cc) x its per_set_cols adjacent columns. */
-        add_merge(b, wg, (cl_uint)s->sets, (cl_uint)(bn ? s->C : s->G), KR * Cc, per_set_cols, (cl_uint)KR, Cc,
-                  (cl_uint)per_set_cols, 1);
-    }
+    add_stats_stage(b, wg, 0);
     b->p->x_reads += 2; /* statistics (a second pass from cache) */
     if (s->update_running)
         add_running(b, wg, (cl_uint)s->sets, (cl_uint)s->C, bn ? 1u : (cl_uint)s->N, (cl_float)s->set_len);
@@ -547,19 +583,27 @@ static void pipe_running(builder *b)
     add_fold_apply(b, 0, plan_wg(b->r));
 }
 
-clnorm_status clnorm_plan_forward(const clnorm_devinfo *dev, const clnorm_settings *set, const clnorm_desc *d,
-                                  const clnorm_shape *s, clnorm_plan *p)
+/* A builder for a call of d (shape s) on the plan p, with the program flags
+ * of the op. */
+static builder builder_start(const rules *r, const clnorm_desc *d, const clnorm_shape *s, clnorm_plan *p)
 {
-    const rules r = {dev, set};
     memset(p, 0, sizeof *p);
-    builder b = {&r, d, s, p, 0, 0, 0, 0};
+    builder b = {r, d, s, p, 0, 0, 0, 0, 0};
     b.rms = d->op == CLNORM_RMS_NORM ? CLNORM_K_RMS : 0;
     /* SPEC.md: BatchNorm and InstanceNorm give rstd = 0 for var == 0 with
      * eps == 0 (PyTorch's inverse std); LayerNorm and GroupNorm give +Inf. */
     b.rstd_flags = b.rms;
     if (d->op == CLNORM_BATCH_NORM || d->op == CLNORM_INSTANCE_NORM)
         b.rstd_flags |= CLNORM_K_RSTD_ZERO;
-    b.y_flags = plan_stream(&r, s->elems * sizeof(float)) ? CLNORM_K_STREAM : 0;
+    b.y_flags = plan_stream(r, s->elems * sizeof(float)) ? CLNORM_K_STREAM : 0;
+    return b;
+}
+
+clnorm_status clnorm_plan_forward(const clnorm_devinfo *dev, const clnorm_settings *set, const clnorm_desc *d,
+                                  const clnorm_shape *s, clnorm_plan *p)
+{
+    const rules r = {dev, set};
+    builder b = builder_start(&r, d, s, p);
     if (!s->batch_stats)
         pipe_running(&b);
     else if (!s->channel || (!s->cl && d->op != CLNORM_BATCH_NORM))
@@ -765,10 +809,10 @@ clnorm_status clnorm_plan_backward(const clnorm_devinfo *dev, const clnorm_setti
                                    const clnorm_shape *s, clnorm_plan *p)
 {
     const rules r = {dev, set};
-    memset(p, 0, sizeof *p);
-    builder b = {&r, d, s, p, 0, 0, 0, 0};
-    b.rms = d->op == CLNORM_RMS_NORM ? CLNORM_K_RMS : 0;
-    b.y_flags = plan_stream(&r, d->dx.mem ? s->elems * sizeof(float) : 0) ? CLNORM_K_STREAM : 0;
+    builder b = builder_start(&r, d, s, p);
+    /* dx is the output streamed (rstd comes saved: no rstd rule). */
+    b.rstd_flags = 0;
+    b.y_flags = d->dx.mem && b.y_flags ? CLNORM_K_STREAM : 0;
     /* Contiguous sets go to bwd_rows, split there where they are too few
      * (LayerNorm/RMSNorm: elementwise parameters); split channel sets take
      * the sums pipeline, whose tables are per (sample, channel). */
@@ -779,5 +823,49 @@ clnorm_status clnorm_plan_backward(const clnorm_devinfo *dev, const clnorm_setti
         pipe_bwd_rows(&b, rp);
     else
         pipe_bwd_partials(&b);
+    return b.overflow ? CLNORM_ERR_TOO_LARGE : CLNORM_OK;
+}
+
+/* ---- the BatchNorm split (clnorm_bn_local_stats, clnorm_bn_apply_stats) ---
+ * The one-call BatchNorm pipeline cut where the statistics are complete:
+ * the local stage is pipe_partials' statistics stage merging into a record,
+ * the apply stage its running update, fold and apply, fed by the global
+ * record. An empty slice (s->N == 0) launches nothing that reads x. */
+
+clnorm_status clnorm_plan_bn_local(const clnorm_devinfo *dev, const clnorm_settings *set, const clnorm_desc *d,
+                                   const clnorm_shape *s, size_t record_offset, clnorm_plan *p)
+{
+    const rules r = {dev, set};
+    builder b = builder_start(&r, d, s, p);
+    b.record_offset = record_offset;
+    const unsigned wg = plan_wg(&r);
+    if (!s->N) {
+        add_record(&b, wg, (cl_uint)s->C, (cl_uint)s->C, 0, 0, 0, 0, 0, 0);
+    } else {
+        add_stats_stage(&b, wg, 1);
+        p->x_reads += 2;
+    }
+    return b.overflow ? CLNORM_ERR_TOO_LARGE : CLNORM_OK;
+}
+
+clnorm_status clnorm_plan_bn_apply(const clnorm_devinfo *dev, const clnorm_settings *set, const clnorm_desc *d,
+                                   const clnorm_shape *s, size_t record_offset, cl_uint count, clnorm_plan *p)
+{
+    const rules r = {dev, set};
+    builder b = builder_start(&r, d, s, p);
+    const unsigned wg = plan_wg(&r);
+    const cl_uint C = (cl_uint)s->C;
+    p->scratch_floats[1] = 2 * s->C;
+    p->scratch_floats[2] = 3 * s->C;
+    size_t g = round_up(C, wg), l = wg;
+    clnorm_launch *L = add(&b, CLNORM_KID_record_stats, wg, wg, b.rstd_flags, 1, &g, &l, 0);
+    L->args.record_stats = (clnorm_args_record_stats){
+        .record = CLNORM_SRC_RECORD, .ro = record_offset, .count = count, .stats = CLNORM_SRC_STATS,
+        .mean_out = src_of(d->mean, CLNORM_SRC_MEAN), .mo = d->mean.offset,
+        .rstd_out = src_of(d->rstd, CLNORM_SRC_RSTD), .rso = d->rstd.offset, .C = C, .eps = d->eps};
+    /* The global count, as the one-call path passes its own: the same
+     * unbiased correction bit for bit when one process holds the batch. */
+    if (s->update_running) add_running(&b, wg, C, C, 1, (cl_float)count);
+    if (s->N) add_fold_apply(&b, 1, wg);
     return b.overflow ? CLNORM_ERR_TOO_LARGE : CLNORM_OK;
 }

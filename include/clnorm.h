@@ -60,7 +60,9 @@ extern "C" {
     X(CLNORM_ERR_INVALID_VARIANT,21, "unknown kernel variant or tuning value")        \
     X(CLNORM_ERR_INVALID_BUFFER, 22, "a buffer is not a valid OpenCL memory object")  \
     X(CLNORM_ERR_TUNING_FILE,    23, "tuning file missing, unreadable or malformed")  \
-    X(CLNORM_ERR_NOTHING_TO_DO,  24, "a backward call asks for no gradient")
+    X(CLNORM_ERR_NOTHING_TO_DO,  24, "a backward call asks for no gradient")         \
+    X(CLNORM_ERR_PEER_FAILED,    25, "another process of the group failed (clnorm_mpi)") \
+    X(CLNORM_ERR_MPI,            26, "an MPI call failed (clnorm_mpi)")
 
 typedef enum clnorm_status {
 #define CLNORM_X_ENUM(name, value, text) name = value,
@@ -280,6 +282,90 @@ clnorm_status clnorm_forward(clnorm_ctx *ctx, const clnorm_desc *d,
 clnorm_status clnorm_backward(clnorm_ctx *ctx, const clnorm_desc *d,
                               cl_uint num_wait, const cl_event *wait_list,
                               cl_event *event);
+
+/*
+ * BatchNorm training in steps, for a caller that spreads one batch over
+ * several processes or devices and moves the statistics itself (clnorm_mpi
+ * does it over MPI; see README.md, "Synchronized BatchNorm"). PyTorch's
+ * SyncBatchNorm does the same with batch_norm_stats,
+ * batch_norm_gather_stats_with_counts and batch_norm_elemt:
+ *
+ *   1. clnorm_bn_local_stats: the per-channel record of this process's
+ *      slice (its own x, N_r samples), on the device;
+ *   2. the caller moves the K records (3*C floats each) to every process,
+ *      and clnorm_bn_merge_stats merges them on the host, in rank order,
+ *      into the global record: every process gets the same bits;
+ *   3. the caller puts the global record in a device buffer, and
+ *      clnorm_bn_apply_stats normalizes the slice with it, writes the saved
+ *      mean/rstd and updates the running statistics with the global count.
+ *
+ * With one process this is clnorm_forward, which stays the one-call path.
+ * The descriptor is the slice's: BatchNorm, training = 1, per_sample_affine
+ * = 0 (else CLNORM_ERR_UNSUPPORTED), x of shape n x c x spatial in either
+ * layout, rank 0..3. n = 0 is legal here (an empty slice): x and y are then
+ * not read and may be absent; the record says count 0, and the apply step
+ * still writes the saved and running statistics, as every process does. A
+ * slice with one element per channel is legal; only the merged count must
+ * exceed 1.
+ *
+ * Record (CLNORM_BN_RECORD_FLOATS floats per channel, channel c at 3*c):
+ * the mean, M2 (the sum of squared deviations from that mean, so that
+ * records merge exactly, Chan et al.) and the count, stored as the bits of a
+ * 32-bit unsigned integer (read it with memcpy), not as a float: a float
+ * count would round above 2^24 elements, the bits stay exact to 2^32 - 1.
+ * Records are host-endian and meant for processes of one architecture. An
+ * empty slice's record is (0, 0, count 0). A NaN or Inf in a slice makes
+ * that channel's mean and M2 NaN; the merge carries it to that channel
+ * only. A later backward split (sums of dy and dy * xhat) would use a
+ * record of its own beside this one.
+ */
+#define CLNORM_BN_RECORD_FLOATS 3
+
+/* Checks d as clnorm_bn_local_stats and clnorm_bn_apply_stats will (all
+ * but the records and the global count), enqueues nothing: a distributed
+ * caller learns a bad call before it enters a collective. */
+clnorm_status clnorm_bn_validate(clnorm_ctx *ctx, const clnorm_desc *d);
+
+/* Step 1: the record of d's slice into record (c * CLNORM_BN_RECORD_FLOATS
+ * floats at record.offset; may not overlap x). Reads x only (y, affine,
+ * saved and running statistics are not touched). The partials and their
+ * merge are clnorm_forward's, so the record holds the statistics the
+ * one-call path computes for the same slice. Events and errors as
+ * clnorm_forward's. */
+clnorm_status clnorm_bn_local_stats(clnorm_ctx *ctx, const clnorm_desc *d, clnorm_buf record,
+                                    cl_uint num_wait, const cl_event *wait_list, cl_event *event);
+
+/* Step 2, on the host: merges the k records at records (k * c *
+ * CLNORM_BN_RECORD_FLOATS floats, record r at r * 3 * c: rank r's) in that
+ * order into global (3 * c floats; may not overlap records) and the merged
+ * count per channel into *count. Chan's exact pairwise update in double
+ * precision, rounded to float once: a large common mean (1e4 with spread
+ * 1e-2) keeps its spread. Pure and deterministic: the same inputs give the
+ * same bits on every process. Records with count 0 are skipped. ctx may be
+ * NULL (no message). Nothing is written unless it returns CLNORM_OK:
+ *   CLNORM_ERR_NULL_ARGUMENT    records, global or count NULL;
+ *   CLNORM_ERR_INVALID_SHAPE    k or c is 0, a record's channels disagree on
+ *                               the count (a BatchNorm slice has N*S per
+ *                               channel), or every record is empty;
+ *   CLNORM_ERR_TOO_LARGE        the merged count exceeds 2^32 - 1;
+ *   CLNORM_ERR_COUNT_ONE        the merged count is 1 (training needs more).
+ */
+clnorm_status clnorm_bn_merge_stats(clnorm_ctx *ctx, const float *records, size_t k, size_t c, float *global,
+                                    cl_ulong *count);
+
+/* Step 3: normalizes d's slice x into y with the global record (c *
+ * CLNORM_BN_RECORD_FLOATS floats at global.offset, as clnorm_bn_merge_stats
+ * wrote it, read-only) whose merged count per channel is count (its own
+ * count words are not read: the host validates the count before anything
+ * is written). Writes the saved mean and rstd when given, and updates the
+ * running statistics when given, with count: the unbiased variance (count /
+ * (count - 1)), or the biased one with running_var_biased = 1 (ONNX). The
+ * folding and the apply kernel are clnorm_forward's. Errors as
+ * clnorm_forward's, and CLNORM_ERR_COUNT_ONE for count 1,
+ * CLNORM_ERR_INVALID_SHAPE for count 0 or below this slice's own n * S,
+ * CLNORM_ERR_TOO_LARGE above 2^32 - 1. */
+clnorm_status clnorm_bn_apply_stats(clnorm_ctx *ctx, const clnorm_desc *d, clnorm_buf global, cl_ulong count,
+                                    cl_uint num_wait, const cl_event *wait_list, cl_event *event);
 
 #ifdef __cplusplus
 }

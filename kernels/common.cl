@@ -324,23 +324,25 @@ inline float rstd_of(float var, float eps)
     return 1.0f / sqrt(var + eps);
 }
 
-/* A set's statistics from its partials at p[PART_STRIDE * (base + j1*st1 +
- * j2*st2)], j1 < n1, j2 < n2, in that fixed order. Two passes over the
- * partials (they are few and cached), no division per partial: the mean is
- * the count-weighted mean of theirs, and M2 the sum of theirs plus each
+/* A set's count, mean and M2 from its partials at p[PART_STRIDE * (base +
+ * j1*st1 + j2*st2)], j1 < n1, j2 < n2, in that fixed order. Two passes over
+ * the partials (they are few and cached), no division per partial: the mean
+ * is the count-weighted mean of theirs, and M2 the sum of theirs plus each
  * count times its mean's squared distance from the whole mean (exact, like
  * Chan's update). Means are taken relative to the first partial's, so a
- * large common offset does not round away the spread. Gives the mean
- * (checked_mean; RMS: 0) and the biased variance (RMS: mean of squares). */
-inline void merge_set(__global const float *p, ulong base, uint n1, ulong st1, uint n2, ulong st2,
-                      float *mean, float *var)
+ * large common offset does not round away the spread. The mean is not
+ * checked (checked_mean); RMS: the mean of squares, M2 meaningless. Shared
+ * by merge_set and the BatchNorm record (merge_record in merge.cl), so a
+ * split BatchNorm's local record holds the one-call path's very bits. */
+inline ulong merge_set_m2(__global const float *p, ulong base, uint n1, ulong st1, uint n2, ulong st2,
+                          float *mean, float *m2)
 {
 #if RMS
     /* Means of squares are >= 0 and need no shift; an Inf first partial
      * would make every e[0] - K NaN (SPEC.md wants +Inf there). */
     const float K = 0.0f;
 #else
-    const float K = p[PART_STRIDE * base];
+    const float K = n1 && n2 ? p[PART_STRIDE * base] : 0.0f;
 #endif
     ulong cnt = 0;
     float s = 0.0f, q = 0.0f;
@@ -358,12 +360,26 @@ inline void merge_set(__global const float *p, ulong base, uint n1, ulong st1, u
             const float d = (e[0] - K) - rel;
             q += e[1] + (float)as_uint(e[2]) * d * d;
         }
+    *mean = K + rel;
+    *m2 = q;
+    return cnt;
+}
+
+/* A set's statistics from its partials (merge_set_m2): the mean
+ * (checked_mean; RMS: 0) and the biased variance (RMS: mean of squares). */
+inline void merge_set(__global const float *p, ulong base, uint n1, ulong st1, uint n2, ulong st2,
+                      float *mean, float *var)
+{
+    float m, q;
+    const ulong cnt = merge_set_m2(p, base, n1, st1, n2, st2, &m, &q);
 #if RMS
-    *var = K + rel;
+    (void)cnt;
+    (void)q;
+    *var = m;
     *mean = 0.0f;
 #else
     *var = q / (float)cnt;
-    *mean = checked_mean(K + rel, *var);
+    *mean = checked_mean(m, *var);
 #endif
 }
 

@@ -157,3 +157,56 @@ void fold_table(__global const float *mean, ulong mo, __global const float *var,
     const uint s = p * stat_p + c / grp, a_i = p * aff_p + c, t = p * C + c, tn = P * C;
     fold_entry(table, t, tn, mean[mo + s], rstd_of(var[vo + s], eps), scale, so + a_i, bias, bo + a_i);
 }
+
+/*
+ * BatchNorm split for a distributed caller (clnorm_bn_local_stats): the
+ * partials of this process's slice merged per channel into a record,
+ * record[3c] = mean, record[3c + 1] = M2 (sum of squared deviations from the
+ * mean), record[3c + 2] = count as the bits of a uint (exact to 2^32 - 1,
+ * where a float count would round above 2^24). Partials are addressed as
+ * merge_partials' (same arguments), merged by merge_set_m2 in the same fixed
+ * order, so the record holds exactly the statistics the one-call path
+ * would normalize this slice with. n1 = 0: an empty slice, whose record is
+ * (0, 0, count 0), read as "no elements" by every merge. A NaN or Inf in
+ * the slice makes M2 and the mean NaN (checked_mean), which every merge
+ * carries on to that channel alone.
+ */
+__kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
+void merge_record(__global const float *part, __global float *record, ulong ro, uint nsets, uint n_inner,
+                  ulong o_stride, ulong i_stride, uint n1, ulong st1, uint n2, ulong st2)
+{
+    const uint s = get_global_id(0);
+    if (s >= nsets)
+        return;
+    __global float *r = record + ro + 3 * (ulong)s;
+    float mean = 0.0f, m2 = 0.0f;
+    uint cnt = 0;
+    if (n1 && n2) {
+        const ulong base = (ulong)(s / n_inner) * o_stride + (ulong)(s % n_inner) * i_stride;
+        cnt = (uint)merge_set_m2(part, base, n1, st1, n2, st2, &mean, &m2);
+        mean = checked_mean(mean, m2);
+    }
+    r[0] = mean;
+    r[1] = m2;
+    r[2] = as_float(cnt);
+}
+
+/*
+ * clnorm_bn_apply_stats: the global record of channel c (as merge_record
+ * writes it, merged over every process) into the batch statistics that
+ * update_running and fold_table read (stats[c] = mean, stats[C + c] =
+ * biased variance M2 / count) and the saved mean and rstd (put_set, with the
+ * one-call path's rstd rule). count is the merged count per channel, which
+ * the host validated; the record's own count word is not read.
+ */
+__kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
+void record_stats(__global const float *record, ulong ro, uint count, __global float *stats,
+                  __global float *mean_out, ulong mo, __global float *rstd_out, ulong rso, uint C, float eps)
+{
+    const uint c = get_global_id(0);
+    if (c >= C)
+        return;
+    __global const float *r = record + ro + 3 * (ulong)c;
+    const float var = r[1] / (float)count;
+    put_set(stats, C, c, checked_mean(r[0], var), var, mean_out, mo, rstd_out, rso, eps);
+}

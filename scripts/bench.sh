@@ -44,6 +44,21 @@ while IFS= read -r -d '' csv; do
   found=1
   ./scripts/plot.sh "$csv"
 done < <(find "$results" -maxdepth 1 -name '*.csv' -newer "$stamp" -print0)
+# Synchronized BatchNorm (clnorm_mpi) on 2 processes against local
+# BatchNorm on the same slice, where MPI was found (syncbn-bench), with the
+# whole suite only (no arguments). OpenMPI: root and 2 processes on any core
+# count need --allow-run-as-root --oversubscribe, and waiting processes
+# should yield their core to the other's OpenCL threads rather than spin
+# (mpi_yield_when_idle), as on any machine with fewer cores than threads.
+if [ $# -eq 0 ] && command -v mpirun >/dev/null &&
+   cmake --build "$build" -j "$(nproc)" --target syncbn-bench >/dev/null 2>&1; then
+  mpi_flags=()
+  if mpirun --version 2>&1 | grep -q "Open MPI"; then
+    mpi_flags=(--allow-run-as-root --oversubscribe --mca mpi_yield_when_idle 1)
+  fi
+  mpirun "${mpi_flags[@]}" -np 2 "$build/bench/syncbn-bench" | grep -v '^# device' || rc=$?
+fi
+
 if [ "$found" -eq 0 ]; then
   echo "bench: no CSV written (clnorm-bench exit status $rc)" >&2
   exit $((rc ? rc : 1))

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian packages clnorm builds and tests with (clang: the
-# offline kernel compile of scripts/check-kernels.sh). Idempotent: only
+# offline kernel compile of scripts/check-kernels.sh; OpenMPI: clnorm_mpi and
+# its mpirun tests). Idempotent: only
 # what is missing is installed; nothing happens when everything is present.
 set -euo pipefail
-pkgs=(opencl-headers ocl-icd-opencl-dev pocl-opencl-icd check cmake pkg-config gcc make clinfo clang oclgrind "$@")
+pkgs=(opencl-headers ocl-icd-opencl-dev pocl-opencl-icd check cmake pkg-config gcc make clinfo clang oclgrind openmpi-bin libopenmpi-dev "$@")
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

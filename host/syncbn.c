@@ -1,0 +1,263 @@
+/*
+ * BatchNorm training in steps for a distributed caller (clnorm.h: "BatchNorm
+ * training in steps"): the local record of a slice, the host merge of K
+ * records, and the apply with the global record. The device steps are
+ * stages of the planner's BatchNorm pipeline (plan.c: clnorm_plan_bn_local,
+ * clnorm_plan_bn_apply) run by the executor, so they take the same kernel
+ * choices, tuning and scratch as clnorm_forward.
+ *
+ * Compiled with -ffp-contract=off (CMakeLists.txt): the merge must give the
+ * same bits on every process, so no compiler may fuse its multiply-adds
+ * differently from another's.
+ */
+#include "internal.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdint.h>
+#include <string.h>
+
+static int has(clnorm_buf b) { return b.mem != NULL; }
+
+/* The shape of a split call: clnorm_describe's, with n = 0 allowed (an
+ * empty slice: N, elements and count per channel 0). */
+static clnorm_status split_shape(clnorm_ctx *c, const clnorm_desc *d, clnorm_shape *s)
+{
+    if (d->op != CLNORM_BATCH_NORM || !d->training)
+        return clnorm_fail(c, CLNORM_ERR_UNSUPPORTED, "the BatchNorm split takes BatchNorm in training (op %d, training %d)",
+                           (int)d->op, d->training);
+    if (d->per_sample_affine)
+        return clnorm_fail(c, CLNORM_ERR_UNSUPPORTED, "the BatchNorm split has no per-sample affine");
+    clnorm_desc one = *d;
+    if (!d->n) one.n = 1; /* the shape checks of every other dimension */
+    clnorm_status st = clnorm_describe(c, &one, s);
+    if (st != CLNORM_OK || d->n) return st;
+    s->N = 0, s->elems = 0, s->set_len = 0;
+    return CLNORM_OK;
+}
+
+/* clnorm_validate's checks that apply to a slice (the count-1 rule moves to
+ * the merged count), then the buffers: x and y (n > 0 only), the affine,
+ * saved and running statistics, and the record (an output of the local
+ * step) or the global record (an input of the apply); NULL: neither. */
+static clnorm_status split_validate(clnorm_ctx *c, const clnorm_desc *d, const clnorm_shape *s, const clnorm_buf *record,
+                                    const clnorm_buf *global)
+{
+    if (!(isfinite(d->eps) && d->eps >= 0.0f))
+        return clnorm_fail(c, CLNORM_ERR_INVALID_EPS, "eps %g must be finite and >= 0", (double)d->eps);
+    if (s->N && (!has(d->x) || !has(d->y)))
+        return clnorm_fail(c, CLNORM_ERR_MISSING_BUFFER, "x and y are required (n = %zu)", s->N);
+    if (has(d->running_mean) != has(d->running_var))
+        return clnorm_fail(c, CLNORM_ERR_MISSING_BUFFER, "running_mean and running_var go together");
+    if (d->running_var_biased != 0 && d->running_var_biased != 1)
+        return clnorm_fail(c, CLNORM_ERR_UNSUPPORTED,
+                           "running_var_biased %d is not 0 (PyTorch's unbiased update) or 1 (ONNX's biased one)",
+                           d->running_var_biased);
+    if (s->update_running && !(d->momentum >= 0.0f && d->momentum <= 1.0f))
+        return clnorm_fail(c, CLNORM_ERR_INVALID_MOMENTUM, "momentum %g is not in [0, 1]", (double)d->momentum);
+    if (s->set_len > UINT32_MAX || s->C > UINT32_MAX / 3 || s->N * s->C > UINT32_MAX || s->elems > ((size_t)1 << 46))
+        return clnorm_fail(c, CLNORM_ERR_TOO_LARGE, "%zu channels of %zu elements exceed the kernels' 32-bit indexing",
+                           s->C, s->set_len);
+    const clnorm_buf none = {NULL, 0};
+    const int n = s->N != 0, run = s->update_running;
+    clnorm_span sp[9] = {
+        {"x", n ? d->x : none, s->elems, 0, 0, 0, 0},
+        {"y", n && !record ? d->y : none, s->elems, 1, 0, 0, 0},
+        {"scale", d->scale, s->C, 0, 0, 0, 0},
+        {"bias", d->bias, s->C, 0, 0, 0, 0},
+        {"mean", d->mean, s->C, 1, 0, 0, 0},
+        {"rstd", d->rstd, s->C, 1, 0, 0, 0},
+        {"running_mean", d->running_mean, s->C, run, 0, 0, 0},
+        {"running_var", d->running_var, s->C, run, 0, 0, 0},
+        {record ? "record" : "global", record ? *record : global ? *global : none, 3 * s->C, record != NULL, 0, 0, 0},
+    };
+    /* The local step writes the record only: the other outputs are not
+     * its own, and overlaps among them are the apply step's to report. */
+    if (record)
+        for (int i = 2; i < 8; ++i) sp[i].b = none;
+    return clnorm_check_spans(c, sp, 9, 1, 0);
+}
+
+/* The call prologue every split step shares: the lock, the message, the
+ * event and wait-list checks. */
+static clnorm_status begin(clnorm_ctx *c, const clnorm_desc *d, cl_uint num_wait, const cl_event *wait_list,
+                           cl_event *event)
+{
+    pthread_mutex_lock(&c->lock);
+    clnorm_clear_error(c);
+    if (event) *event = NULL;
+    if (!d) return clnorm_fail(c, CLNORM_ERR_NULL_ARGUMENT, "descriptor is NULL");
+    if ((num_wait > 0) != (wait_list != NULL))
+        return clnorm_fail(c, CLNORM_ERR_INVALID_EVENTS, "num_wait %u with %s wait list", num_wait,
+                           wait_list ? "a" : "no");
+    return CLNORM_OK;
+}
+
+/* The settings of a split call: an empty slice launches one small kernel
+ * and has no tuning key. */
+static clnorm_settings split_settings(const clnorm_ctx *c, const clnorm_desc *d, const clnorm_shape *s)
+{
+    return s->N ? clnorm_call_settings(c, d, s) : c->settings;
+}
+
+CLNORM_API clnorm_status clnorm_bn_validate(clnorm_ctx *c, const clnorm_desc *d)
+{
+    if (!c) return CLNORM_ERR_NULL_ARGUMENT;
+    clnorm_shape s;
+    clnorm_status st = begin(c, d, 0, NULL, NULL);
+    if (st == CLNORM_OK && (st = split_shape(c, d, &s)) == CLNORM_OK) st = split_validate(c, d, &s, NULL, NULL);
+    pthread_mutex_unlock(&c->lock);
+    return st;
+}
+
+CLNORM_API clnorm_status clnorm_bn_local_stats(clnorm_ctx *c, const clnorm_desc *d, clnorm_buf record,
+                                               cl_uint num_wait, const cl_event *wait_list, cl_event *event)
+{
+    if (!c) return CLNORM_ERR_NULL_ARGUMENT;
+    clnorm_shape s;
+    clnorm_plan plan;
+    int st = begin(c, d, num_wait, wait_list, event);
+    if (st != CLNORM_OK || (st = split_shape(c, d, &s)) != CLNORM_OK) goto done;
+    if (!has(record)) {
+        st = clnorm_fail(c, CLNORM_ERR_MISSING_BUFFER, "the record buffer is required");
+        goto done;
+    }
+    if ((st = split_validate(c, d, &s, &record, NULL)) != CLNORM_OK) goto done;
+    const clnorm_settings set = split_settings(c, d, &s);
+    if ((st = clnorm_plan_bn_local(&c->dev, &set, d, &s, record.offset, &plan)) != CLNORM_OK) {
+        st = clnorm_fail(c, st, "no plan for this call");
+        goto done;
+    }
+    st = clnorm_execute(c, d, record.mem, &plan, num_wait, wait_list, event);
+done:
+    pthread_mutex_unlock(&c->lock);
+    return (clnorm_status)st;
+}
+
+CLNORM_API clnorm_status clnorm_bn_apply_stats(clnorm_ctx *c, const clnorm_desc *d, clnorm_buf global, cl_ulong count,
+                                               cl_uint num_wait, const cl_event *wait_list, cl_event *event)
+{
+    if (!c) return CLNORM_ERR_NULL_ARGUMENT;
+    clnorm_shape s;
+    clnorm_plan plan;
+    int st = begin(c, d, num_wait, wait_list, event);
+    if (st != CLNORM_OK || (st = split_shape(c, d, &s)) != CLNORM_OK) goto done;
+    if (!has(global)) {
+        st = clnorm_fail(c, CLNORM_ERR_MISSING_BUFFER, "the global record buffer is required");
+        goto done;
+    }
+    if (count == 0 || count < s.set_len) {
+        st = clnorm_fail(c, CLNORM_ERR_INVALID_SHAPE, "merged count %llu is below this slice's %zu elements per channel",
+                         (unsigned long long)count, s.set_len);
+        goto done;
+    }
+    if (count > UINT32_MAX) {
+        st = clnorm_fail(c, CLNORM_ERR_TOO_LARGE, "merged count %llu exceeds a record's 2^32 - 1",
+                         (unsigned long long)count);
+        goto done;
+    }
+    if (count == 1) {
+        st = clnorm_fail(c, CLNORM_ERR_COUNT_ONE, "expected more than 1 value per channel when training (merged count 1)");
+        goto done;
+    }
+    if ((st = split_validate(c, d, &s, NULL, &global)) != CLNORM_OK) goto done;
+    const clnorm_settings set = split_settings(c, d, &s);
+    if ((st = clnorm_plan_bn_apply(&c->dev, &set, d, &s, global.offset, (cl_uint)count, &plan)) != CLNORM_OK) {
+        st = clnorm_fail(c, st, "no plan for this call");
+        goto done;
+    }
+    st = clnorm_execute(c, d, global.mem, &plan, num_wait, wait_list, event);
+done:
+    pthread_mutex_unlock(&c->lock);
+    return (clnorm_status)st;
+}
+
+/* ---- the host merge -------------------------------------------------- */
+
+static uint32_t count_of(const float *rec) /* the count word's bits */
+{
+    uint32_t u;
+    memcpy(&u, rec + 2, sizeof u);
+    return u;
+}
+
+/* clnorm_fail under ctx's lock, or the bare status without a context. */
+static clnorm_status merge_fail(clnorm_ctx *c, clnorm_status st, const char *fmt, ...) CLNORM_PRINTF(3, 4);
+static clnorm_status merge_fail(clnorm_ctx *c, clnorm_status st, const char *fmt, ...)
+{
+    if (!c) return st;
+    char msg[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    pthread_mutex_lock(&c->lock);
+    clnorm_clear_error(c);
+    clnorm_fail(c, st, "%s", msg);
+    pthread_mutex_unlock(&c->lock);
+    return st;
+}
+
+CLNORM_API clnorm_status clnorm_bn_merge_stats(clnorm_ctx *c, const float *records, size_t k, size_t C, float *global,
+                                               cl_ulong *count)
+{
+    const size_t R = CLNORM_BN_RECORD_FLOATS;
+    if (!records || !global || !count)
+        return merge_fail(c, CLNORM_ERR_NULL_ARGUMENT, "records, global and count are required");
+    if (!k || !C)
+        return merge_fail(c, CLNORM_ERR_INVALID_SHAPE, "%zu records of %zu channels: both must be >= 1", k, C);
+    if (C > SIZE_MAX / R / k)
+        return merge_fail(c, CLNORM_ERR_TOO_LARGE, "%zu records of %zu channels overflow size_t", k, C);
+    /* Validate everything first: a BatchNorm slice has one count for all
+     * of its channels (N * S), and the sum must fit the record. */
+    uint64_t total = 0;
+    for (size_t r = 0; r < k; ++r) {
+        const float *rec = records + r * R * C;
+        const uint32_t n0 = count_of(rec);
+        for (size_t j = 1; j < C; ++j)
+            if (count_of(rec + R * j) != n0)
+                return merge_fail(c, CLNORM_ERR_INVALID_SHAPE,
+                                  "record %zu: channel %zu counts %u elements, channel 0 %u (one count per slice)", r,
+                                  j, (unsigned)count_of(rec + R * j), (unsigned)n0);
+        total += n0;
+    }
+    if (total > UINT32_MAX)
+        return merge_fail(c, CLNORM_ERR_TOO_LARGE, "merged count %llu exceeds a record's 2^32 - 1",
+                          (unsigned long long)total);
+    if (total == 0)
+        return merge_fail(c, CLNORM_ERR_INVALID_SHAPE, "all %zu records are empty (count 0)", k);
+    if (total == 1)
+        return merge_fail(c, CLNORM_ERR_COUNT_ONE,
+                          "expected more than 1 value per channel when training (merged count 1 over %zu records)", k);
+    if (records < global + R * C && global < records + k * R * C)
+        return merge_fail(c, CLNORM_ERR_ALIASING, "global overlaps records");
+    const uint32_t tot32 = (uint32_t)total;
+    for (size_t j = 0; j < C; ++j) {
+        /* Chan et al.'s pairwise update in rank order, in double: the
+         * difference of two float means is exact, and each step rounds far
+         * below float's precision, so the one rounding that matters is the
+         * final one to float. NaN in any record stays NaN (its mean or M2,
+         * through d). */
+        double n = 0.0, mean = 0.0, m2 = 0.0;
+        for (size_t r = 0; r < k; ++r) {
+            const float *e = records + r * R * C + R * j;
+            const double nb = (double)count_of(e);
+            if (nb == 0.0) continue; /* an empty slice */
+            if (n == 0.0) {
+                n = nb, mean = e[0], m2 = e[1];
+                continue;
+            }
+            const double tot = n + nb, d = (double)e[0] - mean;
+            mean += d * (nb / tot);
+            m2 += (double)e[1] + d * d * (n * nb / tot);
+            n = tot;
+        }
+        float *g = global + R * j;
+        g[0] = isnan(m2) ? NAN : (float)mean; /* SPEC.md: a NaN set's mean is NaN */
+        g[1] = (float)m2;
+        memcpy(g + 2, &tot32, sizeof tot32);
+    }
+    *count = total;
+    return CLNORM_OK;
+}
