@@ -112,15 +112,29 @@ typedef struct th_gbuf {
     float *init;            /* what was uploaded: guards and payload (or poison) */
     int is_input, is_output;
 } th_gbuf;
+/* A backward call's host arrays (roles: case.h); NULL = absent. Inputs: x,
+ * dy, scale, the saved statistics (one float per set, what the forward wrote)
+ * and the running statistics (C each, used in inference); outputs: dx,
+ * dscale, dbias (NULL = not asked for). */
+typedef struct th_bwd_inputs {
+    const float *x, *dy, *scale, *mean, *rstd, *running_mean, *running_var;
+} th_bwd_inputs;
+typedef struct th_bwd_outputs {
+    float *dx, *dscale, *dbias;
+} th_bwd_outputs;
+
 typedef struct th_call {
     clnorm_desc d;
     unsigned roles;          /* TH_ROLE bits passed */
-    int in_place;
+    int in_place;            /* forward: y is x; backward: dx is dy */
     size_t len[TH_ROLES];    /* payload floats per role */
     th_gbuf b[TH_ROLES];
     th_inputs in;
     th_outputs out;
     void *owned;             /* host arrays th_call_init allocated */
+    int backward;            /* a clnorm_backward call: bin and bout, not in and out */
+    th_bwd_inputs bin;
+    th_bwd_outputs bout;
 } th_call;
 
 /* Creates the guarded buffers of `roles` (TH_IN_PLACE in flags: y is x) in
@@ -132,10 +146,17 @@ typedef struct th_call {
 #define TH_RANDOM_PLACE ((size_t)-1)
 int th_call_setup(th_call *k, cl_context cl, const clnorm_desc *shape, unsigned roles, unsigned flags, size_t off,
                   const th_inputs *in, const th_outputs *out, char *why, size_t len);
+/* The same for a backward call: roles are TH_ROLE bits (x and dy always
+ * passed; b[TH_DX] unused in place, where dx is dy); every input, the saved
+ * statistics included, must come back untouched, dy too unless in place. */
+int th_call_setup_bwd(th_call *k, cl_context cl, const clnorm_desc *shape, unsigned roles, unsigned flags,
+                      size_t off, const th_bwd_inputs *in, const th_bwd_outputs *out, char *why, size_t len);
 /* Case c as a call: th_call_setup of its descriptor and roles
  * (th_case_roles) and flags, with inputs generated from seed (c->kind) and
  * outputs allocated, owned by k. 0, or -1 if the reference rejects the
- * shape. */
+ * shape. A backward case (c->backward) gets th_call_setup_bwd, dy drawn
+ * N(0, 1) after the forward's inputs, and saved statistics from the data
+ * (th_saved_stats: what an exact forward writes), not from a device call. */
 int th_call_init(th_call *k, clnorm_ctx *ctx, const th_case *c, size_t off, uint64_t seed);
 /* Uploads everything again: inputs (running statistics back to their start,
  * x for in place), poison, guards. */
@@ -145,13 +166,16 @@ void th_call_reset(th_call *k, cl_command_queue q);
  * into k->out. Returns the number of problems, the first described in why
  * (th_fail for each when why is NULL). */
 unsigned long th_call_readback(th_call *k, cl_command_queue q, int rejected, char *why, size_t len);
-/* th_call_readback, then th_compare_why of k->d, k->in, k->out. 0 = pass. */
+/* th_call_readback, then th_compare_why of k->d, k->in, k->out
+ * (th_compare_bwd_why of k->bin, k->bout for a backward call). 0 = pass. */
 int th_call_check(th_call *k, clnorm_ctx *ctx, char *why, size_t len);
-/* clnorm_forward on k->d (no event), then th_call_check: 0; the status when
- * not OK (why filled); TH_MISMATCH when the result is wrong. */
+/* clnorm_forward (clnorm_backward for a backward call) on k->d (no event),
+ * then th_call_check: 0; the status when not OK (why filled); TH_MISMATCH
+ * when the result is wrong. */
 #define TH_MISMATCH (-1000)
 int th_call_run(th_call *k, clnorm_ctx *ctx, char *why, size_t len);
-/* The host input of role (x, scale, bias, running_mean, running_var) that
+/* The host input of role (x, scale, bias, running_mean, running_var; for a
+ * backward call x, dy, scale, mean, rstd, running_mean, running_var) that
  * th_call_init owns, to change before th_call_reset; NULL otherwise. */
 float *th_call_host(th_call *k, int role);
 void th_call_free(th_call *k);
@@ -169,6 +193,14 @@ void th_call_free(th_call *k);
  * TH_HARNESS_FAILED. shape: a descriptor with the op, shape and scalars; its
  * buffer fields are ignored. Counts the call in th_cases. */
 int th_run(clnorm_ctx *ctx, const clnorm_desc *shape, const th_inputs *in, th_outputs *out, unsigned flags);
+
+/* th_run for clnorm_backward: the backward inputs (saved statistics
+ * included) uploaded into guarded buffers, dx/dscale/dbias poisoned (dx is
+ * dy with TH_IN_PLACE: out->dx receives it), the call waited for, every
+ * buffer read back and checked (inputs untouched, everything untouched on a
+ * rejection). Returns the clnorm status, or TH_HARNESS_FAILED. */
+int th_run_bwd(clnorm_ctx *ctx, const clnorm_desc *shape, const th_bwd_inputs *in, th_bwd_outputs *out,
+               unsigned flags);
 
 /* th_run, expecting success: another status is reported (th_fail; the
  * harness's own failures are reported already), and on success the outputs
@@ -197,10 +229,26 @@ unsigned long th_compare_why(const clnorm_desc *d, const th_inputs *in, const th
 unsigned long th_compare_y(const clnorm_desc *d, const th_inputs *in, const float *expected,
                            const float *got, size_t n, double tol_scale, int report);
 
+/* Backward: compares dx, dscale, dbias (those in got) with ref_backward on
+ * the same inputs (the saved statistics in `in` widened, as the library
+ * reads them), under the backward tolerances derived in compare.c. Returns
+ * mismatches; reports the first few when report is set. */
+unsigned long th_compare_bwd(const clnorm_desc *d, const th_bwd_inputs *in, const th_bwd_outputs *got,
+                             double tol_scale, int report);
+unsigned long th_compare_bwd_why(const clnorm_desc *d, const th_bwd_inputs *in, const th_bwd_outputs *got,
+                                 double tol_scale, char *why, size_t len);
+/* The saved statistics an exact forward of d on x writes, rounded to float:
+ * the mean and biased variance in double, rstd = 1/sqrt(var + eps) (0 where
+ * BatchNorm/InstanceNorm have var + eps == 0; RMSNorm: 1/sqrt(mean(x^2) +
+ * eps), mean 0). ref_sets(d) floats each; mean may be NULL. */
+void th_saved_stats(const clnorm_desc *d, const float *x, float *mean, float *rstd);
+
 /* ---------- the case driver ---------- */
 /* Generates fresh data with a new seed, runs the library, compares with the
  * reference (or checks the rejection when the reference rejects). Returns 0 on
- * pass. */
+ * pass. A backward case: x and the rest as for the forward, dy N(0, 1) drawn
+ * fresh, the saved statistics from a library forward of the same x (batch
+ * statistics), then clnorm_backward on guarded buffers against ref_backward. */
 int th_check_case(clnorm_ctx *ctx, const th_case *c);
 /* NaN/Inf isolation: each case with TH_NANINF data (a NaN in one set, +Inf
  * in the next, -Inf in a third) on every enabled variant (all_variants) or

@@ -333,3 +333,174 @@ unsigned long th_compare_y(const clnorm_desc *d, const th_inputs *in, const floa
     free(si);
     return m.n;
 }
+
+/* ------------------------------------------------------------------ */
+/* backward                                                            */
+/* ------------------------------------------------------------------ */
+/*
+ * Backward tolerances. The reference (ref_backward) is fed the very
+ * statistics the library reads: the saved float mean m^ and rstd r^ of each
+ * set, widened (or the running statistics). So no error of the statistics
+ * enters; only the backward's own float arithmetic does, and it is bounded
+ * term by term, with u = 2^-24 and s_k = 8 + 2 log2(k) + sqrt(k) the
+ * summation allowance of section 0 above for a float sum of k terms. Per
+ * set (count m), in double from the reference's own values: g_i = dy_i s_i,
+ * xhat_i = (x_i - m^) r^, A = mean(g), B = mean(g xhat), G = mean|g|,
+ * H = mean|g xhat|.
+ *
+ * 1. xhat. x_i - m^ of two floats is exact when they are within a factor 2
+ *    (Sterbenz; the mean-1e4 data) and rounds once otherwise, then one
+ *    multiply by r^: |d xhat_i| <= 2u |xhat_i|. Note what is NOT allowed: a
+ *    rounding at the magnitude of x or m^ times r^ (folding the mean into a
+ *    multiply-add, x r^ - m^ r^; or dscale as r^ (sum dy x - m^ sum dy)).
+ *    On 1e4 + N(0, 1e-2) data r^ = 100, so that costs u |m^| r^ = 0.06 in
+ *    xhat units per element, 6% of dx: the catastrophic cancellation that
+ *    data is there to catch, as E[x^2] - E[x]^2 is for the forward.
+ * 2. The sums: |dA| <= u s_m G (and the division by m, 1u), |dB| <= u
+ *    (s_m + 4) H (the product g xhat carries g's, xhat's and its own
+ *    rounding, 4u with item 1).
+ * 3. dx_i = r^ (g_i - A - xhat_i B), each operation rounding once more:
+ *        |d dx_i| <= r^ (3u |g_i| + 2u |A| + |dA| + |xhat_i| |dB|
+ *                        + 4u |xhat_i B|) + 2u |dx_i|.
+ *    r^ multiplies everything: the absolute error grows with rstd (100 on
+ *    the 1e4 data) exactly as dx does, so the bound stays relative to
+ *    r^ |g|, and a formula error (a missing term, a wrong m, a wrong set)
+ *    is O(r^ G), orders of magnitude above it. RMSNorm: A = 0, xhat = x r^.
+ * 4. dscale_j = sum over the K elements sharing parameter j (every set
+ *    that shares it, partials in a fixed order) of dy_i xhat_i; dbias_j =
+ *    sum of dy_i. A two-level sum of K terms is within s_K:
+ *        |d dscale_j| <= u (s_K + 4) sum |dy_i xhat_i|,
+ *        |d dbias_j|  <= u s_K sum |dy_i|.
+ * Running statistics (inference; the op is affine): r_c = 1/sqrt(rv + eps)
+ * in float is within 6u (sqrt, division or rsqrt: OpenCL's ulp limits);
+ * dx_i = dy_i s r_c within 10u |dx_i|; dscale's terms dy (x - rm) r_c may
+ * fold as the forward's inference does (x r_c - rm r_c), 2u (|x| + |rm|) r_c
+ * each, which the data keeps small (rm has x's magnitude, rv ~ 1):
+ *        |d dscale_j| <= sum |dy_i| (u (s_K + 10) |xhat_i| + 2u (|x_i| + |rm|) r_c).
+ * Non-finite expectations are exact, as for the forward (th_close): a NaN
+ * in one set makes that set's dx and the dscale of its parameters NaN
+ * (dbias, a sum of dy, stays finite), and nothing else.
+ */
+void th_saved_stats(const clnorm_desc *d, const float *x, float *mean, float *rstd)
+{
+    setinfo *si = set_stats(d, x);
+    if (!si)
+        th_die(__FILE__, __LINE__, "malloc", 0);
+    for (size_t s = 0, sets = ref_sets(d); s < sets; s++) {
+        if (mean)
+            mean[s] = d->op == CLNORM_RMS_NORM ? 0.0f : (float)si[s].mu;
+        rstd[s] = (float)si[s].rstd;
+    }
+    free(si);
+}
+
+/* Per-set sums of the backward's budget (item 2), from the saved statistics. */
+typedef struct bwdset {
+    double sg, sgx, ag, agx; /* sum g, sum g xhat, sum |g|, sum |g xhat| */
+    size_t m;
+} bwdset;
+
+/* Per-parameter accumulators (item 4). */
+typedef struct bwdpar {
+    double k, ady, adyx, fold; /* count, sum |dy|, sum |dy xhat|, sum |dy| (|x| + |rm|) r_c (running) */
+} bwdpar;
+
+static double bwd_rstd_at(const clnorm_desc *d, const th_bwd_inputs *in, int batch, size_t set, size_t ch)
+{
+    if (batch)
+        return in->rstd ? (double)in->rstd[set] : 0.0;
+    return 1.0 / sqrt((double)in->running_var[ch] + (double)d->eps);
+}
+
+static double bwd_mean_at(const clnorm_desc *d, const th_bwd_inputs *in, int batch, size_t set, size_t ch)
+{
+    if (!batch)
+        return (double)in->running_mean[ch];
+    return d->op == CLNORM_RMS_NORM || !in->mean ? 0.0 : (double)in->mean[set];
+}
+
+static unsigned long compare_bwd(const clnorm_desc *d, const th_bwd_inputs *in, const th_bwd_outputs *got,
+                                 double tol_scale, mism *m)
+{
+    size_t E = ref_elements(d), sets = ref_sets(d), A = ref_affine_len(d), set, aff, ch;
+    int batch = ref_backward_uses_batch(d, in->running_mean != NULL);
+    double *dx = malloc((E + 1) * sizeof *dx), *ds = malloc((A + 1) * sizeof *ds), *db = malloc((A + 1) * sizeof *db);
+    double *sm = malloc((sets + 1) * sizeof *sm), *sr = malloc((sets + 1) * sizeof *sr);
+    bwdset *bs = calloc(sets + 1, sizeof *bs);
+    bwdpar *bp = calloc(A + 1, sizeof *bp);
+    if (!dx || !ds || !db || !sm || !sr || !bs || !bp) {
+        problem(m, "out of host memory");
+        goto out;
+    }
+    for (size_t s = 0; s < sets; s++) {
+        sm[s] = in->mean ? in->mean[s] : 0;
+        sr[s] = in->rstd ? in->rstd[s] : 0;
+    }
+    if (ref_backward(d, in->x, in->dy, in->scale, in->mean ? sm : NULL, in->rstd ? sr : NULL, in->running_mean,
+                     in->running_var, dx, ds, db) != 0) {
+        problem(m, "reference rejects this descriptor (th_compare_bwd called on an invalid case)");
+        goto out;
+    }
+    for (size_t i = 0; i < E; i++) { /* item 2's sums, item 4's magnitudes */
+        ref_locate(d, i, &set, &aff, &ch);
+        double r = bwd_rstd_at(d, in, batch, set, ch), xh = ((double)in->x[i] - bwd_mean_at(d, in, batch, set, ch)) * r;
+        double g = (double)in->dy[i] * (in->scale ? (double)in->scale[aff] : 1.0);
+        bwdset *b = &bs[set];
+        b->m++, bp[aff].k += 1, bp[aff].ady += fabs((double)in->dy[i]);
+        if (!isfinite(xh) || !isfinite(g))
+            continue; /* the expectations depending on it are non-finite, hence exact */
+        b->sg += g, b->sgx += g * xh, b->ag += fabs(g), b->agx += fabs(g * xh);
+        bp[aff].adyx += fabs((double)in->dy[i] * xh);
+        if (!batch)
+            bp[aff].fold += fabs((double)in->dy[i]) * (fabs((double)in->x[i]) + fabs((double)in->running_mean[ch])) * r;
+    }
+    if (got->dx) {
+        for (size_t i = 0; i < E; i++) {
+            ref_locate(d, i, &set, &aff, &ch);
+            double tol;
+            if (!batch) {
+                tol = 10 * U32 * fabs(dx[i]);
+            } else {
+                const bwdset *b = &bs[set];
+                double n = b->m ? (double)b->m : 1.0, sn = 8 + 2 * log2(n) + sqrt(n);
+                double r = fabs(bwd_rstd_at(d, in, 1, set, ch));
+                double xh = fabs(((double)in->x[i] - bwd_mean_at(d, in, 1, set, ch)) * r);
+                double g = fabs((double)in->dy[i] * (in->scale ? (double)in->scale[aff] : 1.0));
+                double Am = d->op == CLNORM_RMS_NORM ? 0.0 : fabs(b->sg / n), Bm = fabs(b->sgx / n);
+                double dA = d->op == CLNORM_RMS_NORM ? 0.0 : U32 * (sn + 1) * b->ag / n;
+                double dB = U32 * (sn + 4) * b->agx / n;
+                tol = r * (3 * U32 * g + 2 * U32 * Am + dA + xh * dB + 4 * U32 * xh * Bm) + 2 * U32 * fabs(dx[i]);
+            }
+            expect_close(m, "dx", i, dx[i], got->dx[i], tol * tol_scale + 1e-30);
+        }
+    }
+    for (size_t j = 0; j < A; j++) {
+        double K = bp[j].k ? bp[j].k : 1.0, sK = 8 + 2 * log2(K) + sqrt(K);
+        if (got->dscale)
+            expect_close(m, "dscale", j, ds[j], got->dscale[j],
+                         U32 * ((sK + (batch ? 4 : 10)) * bp[j].adyx + 2 * bp[j].fold) * tol_scale + 1e-30);
+        if (got->dbias)
+            expect_close(m, "dbias", j, db[j], got->dbias[j], U32 * sK * bp[j].ady * tol_scale + 1e-30);
+    }
+    if (m->report && !m->why && m->n > 4)
+        th_fail("... %lu mismatches in all", m->n);
+out:
+    free(dx), free(ds), free(db), free(sm), free(sr), free(bs), free(bp);
+    return m->n;
+}
+
+unsigned long th_compare_bwd(const clnorm_desc *d, const th_bwd_inputs *in, const th_bwd_outputs *got,
+                             double tol_scale, int report)
+{
+    mism m = {0, report, NULL, 0};
+    return compare_bwd(d, in, got, tol_scale, &m);
+}
+
+unsigned long th_compare_bwd_why(const clnorm_desc *d, const th_bwd_inputs *in, const th_bwd_outputs *got,
+                                 double tol_scale, char *why, size_t len)
+{
+    mism m = {0, 0, why, len};
+    if (why && len)
+        why[0] = 0;
+    return compare_bwd(d, in, got, tol_scale, &m);
+}
