@@ -211,6 +211,12 @@ clnorm_status clnorm_plan_bn_local(const clnorm_devinfo *dev, const clnorm_setti
 clnorm_status clnorm_plan_bn_apply(const clnorm_devinfo *dev, const clnorm_settings *set, const clnorm_desc *d,
                                    const clnorm_shape *s, size_t record_offset, cl_uint count, clnorm_plan *p);
 
+/* The backward split's stages (syncbn.c): count 0, the local sums of a
+ * slice (s->N may be 0) into the record at record_offset (2 * C floats: sum
+ * dy, then sum dy * xhat per channel); count > 0, dscale/dbias and dx of
+ * the slice from the global sums there, count elements per channel. */
+clnorm_status clnorm_plan_bn_grad(const clnorm_devinfo *dev, const clnorm_settings *set, const clnorm_desc *d,
+                                  const clnorm_shape *s, size_t record_offset, cl_uint count, clnorm_plan *p);
 /* The executor (exec.c). The settings of a call of d (shape s): the
  * user's forced ones, else a tuning entry's, else none. Running plan p of
  * descriptor d, record bound to CLNORM_SRC_RECORD (NULL: none), with

@@ -104,13 +104,13 @@ typedef enum clnorm_src {
     A(MEM, part) A(UINT, R) A(UINT, C) A(UINT, rchunk) A(UINT, colgrp) A(UINT, stat_p) A(UINT, from_var) \
     A(FLOAT, eps)
 #define CLNORM_ARGS_bwd_merge(A)                                                                         \
-    A(MEM, part) A(MEM, stats) A(UINT, nent) A(UINT, n_inner) A(ULONG, o_stride) A(ULONG, i_stride)      \
-    A(UINT, n1) A(ULONG, st1) A(UINT, n2) A(ULONG, st2)
+    A(MEM, part) A(MEM, stats) A(ULONG, so) A(UINT, nent) A(UINT, n_inner) A(ULONG, o_stride)            \
+    A(ULONG, i_stride) A(UINT, n1) A(ULONG, st1) A(UINT, n2) A(ULONG, st2)
 #define CLNORM_ARGS_bwd_table(A)                                                                         \
-    A(MEM, stats) A(MEM, scale) A(ULONG, so) A(MEM, mean) A(ULONG, mo) A(MEM, rs) A(ULONG, ro)           \
-    A(MEM, table) A(MEM, dscale) A(ULONG, dso) A(MEM, dbias) A(ULONG, dbo) A(UINT, P) A(UINT, C)         \
-    A(UINT, G) A(UINT, stat_p) A(UINT, aff_p) A(UINT, affine_only) A(UINT, from_var) A(FLOAT, count)     \
-    A(FLOAT, eps)
+    A(MEM, stats) A(ULONG, sto) A(MEM, scale) A(ULONG, so) A(MEM, mean) A(ULONG, mo) A(MEM, rs)          \
+    A(ULONG, ro) A(MEM, table) A(MEM, dscale) A(ULONG, dso) A(MEM, dbias) A(ULONG, dbo) A(UINT, P)       \
+    A(UINT, C) A(UINT, G) A(UINT, stat_p) A(UINT, aff_p) A(UINT, affine_only) A(UINT, from_var)          \
+    A(FLOAT, count) A(FLOAT, eps)
 #define CLNORM_ARGS_bwd_apply(A)                                                                         \
     A(MEM, x) A(ULONG, xo) A(MEM, dy) A(ULONG, dyo) A(MEM, dx) A(ULONG, dxo) A(MEM, table)               \
     A(UINT, nrows) A(UINT, per_item) A(UINT, Q) A(UINT, R) A(UINT, chunk) A(UINT, C) A(UINT, tp)         \

@@ -272,7 +272,15 @@ typedef struct builder {
     unsigned y_flags;    /* program flags of launches that write y */
     int overflow;        /* more launches than CLNORM_PLAN_MAX */
     size_t record_offset; /* the BatchNorm split: the record's offset in its buffer */
+    cl_uint count;        /* the BatchNorm split's apply: the global count per channel */
 } builder;
+
+/* Which part of the backward sums pipeline a plan holds (pipe_bwd_partials):
+ * all of it (clnorm_backward), or the BatchNorm split's halves, cut where
+ * the per-channel sums are complete: the local sums of a slice into the
+ * record (clnorm_bn_local_grad_sums), or the table and dx from the global
+ * sums in the record (clnorm_bn_apply_grad). */
+typedef enum bwd_stage { BWD_ALL, BWD_LOCAL, BWD_APPLY } bwd_stage;
 
 static size_t round_up(size_t v, size_t m) { return div_up(v, m) * m; }
 
@@ -588,7 +596,7 @@ static void pipe_running(builder *b)
 static builder builder_start(const rules *r, const clnorm_desc *d, const clnorm_shape *s, clnorm_plan *p)
 {
     memset(p, 0, sizeof *p);
-    builder b = {r, d, s, p, 0, 0, 0, 0, 0};
+    builder b = {r, d, s, p, 0, 0, 0, 0, 0, 0};
     b.rms = d->op == CLNORM_RMS_NORM ? CLNORM_K_RMS : 0;
     /* SPEC.md: BatchNorm and InstanceNorm give rstd = 0 for var == 0 with
      * eps == 0 (PyTorch's inverse std); LayerNorm and GroupNorm give +Inf. */
@@ -709,17 +717,22 @@ static void pipe_bwd_rows(builder *b, rowplan rp)
         add_bwd_params(b, plan_wg(b->r), (cl_uint)s->C, (cl_uint)s->N);
 }
 
-static void add_bwd_merge(builder *b, unsigned wg, cl_uint nent, cl_uint n_inner, cl_ulong o_stride,
-                          cl_ulong i_stride, cl_uint n1, cl_ulong st1, cl_uint n2, cl_ulong st2)
+/* Sums of partials per entry into the statistics (STATS), or for the
+ * BatchNorm split's local stage into the record at its offset; n1 or n2 0:
+ * zeros (an empty slice). */
+static void add_bwd_merge(builder *b, bwd_stage stage, unsigned wg, cl_uint nent, cl_uint n_inner,
+                          cl_ulong o_stride, cl_ulong i_stride, cl_uint n1, cl_ulong st1, cl_uint n2, cl_ulong st2)
 {
     size_t g = round_up(nent, wg), l = wg;
+    const int rec = stage == BWD_LOCAL;
     clnorm_launch *L = add(b, CLNORM_KID_bwd_merge, wg, wg, 0, 1, &g, &l, 0);
     L->args.bwd_merge = (clnorm_args_bwd_merge){
-        .part = CLNORM_SRC_PART, .stats = CLNORM_SRC_STATS, .nent = nent, .n_inner = n_inner,
-        .o_stride = o_stride, .i_stride = i_stride, .n1 = n1, .st1 = st1, .n2 = n2, .st2 = st2};
+        .part = n1 && n2 ? CLNORM_SRC_PART : CLNORM_SRC_NONE, .stats = rec ? CLNORM_SRC_RECORD : CLNORM_SRC_STATS,
+        .so = rec ? b->record_offset : 0, .nent = nent, .n_inner = n_inner, .o_stride = o_stride,
+        .i_stride = i_stride, .n1 = n1, .st1 = st1, .n2 = n2, .st2 = st2};
 }
 
-static void pipe_bwd_partials(builder *b)
+static void pipe_bwd_partials(builder *b, bwd_stage stage)
 {
     const clnorm_desc *d = b->d;
     const clnorm_shape *s = b->s;
@@ -735,8 +748,13 @@ static void pipe_bwd_partials(builder *b)
     const cl_ulong ro = batch ? d->rstd.offset : d->running_var.offset;
     size_t *need = b->p->scratch_floats;
     const int sums = batch || grads;
-    if (sums) {
-        need[1] = 2 * P * C;
+    if (stage == BWD_LOCAL && !s->N) {
+        /* an empty slice: zero sums, nothing read */
+        add_bwd_merge(b, stage, wg, (cl_uint)C, (cl_uint)C, 0, 0, 0, 0, 0, 0);
+        return;
+    }
+    if (sums && stage != BWD_APPLY) {
+        need[1] = stage == BWD_LOCAL ? 0 : 2 * P * C;
         if (!s->cl && !plan_bn_use_cols(b->r, s->S)) {
             /* Rows: the (n, c) planes of S, chunked where the row rule splits. */
             rowplan rp;
@@ -753,9 +771,9 @@ static void pipe_bwd_partials(builder *b)
                 .rdiv = stat_p ? (cl_uint)(C / s->G) : 1, .rmod = stat_p ? (cl_uint)(s->N * s->G) : (cl_uint)C,
                 .from_var = !batch, .eps = d->eps};
             if (P == 1) /* channel c: every sample's row, every chunk */
-                add_bwd_merge(b, wg, (cl_uint)C, (cl_uint)C, 0, K, (cl_uint)s->N, C * K, (cl_uint)K, 1);
+                add_bwd_merge(b, stage, wg, (cl_uint)C, (cl_uint)C, 0, K, (cl_uint)s->N, C * K, (cl_uint)K, 1);
             else /* entry (n, c) is row n*C + c */
-                add_bwd_merge(b, wg, (cl_uint)(P * C), (cl_uint)(P * C), 0, K, (cl_uint)K, 1, 1, 0);
+                add_bwd_merge(b, stage, wg, (cl_uint)(P * C), (cl_uint)(P * C), 0, K, (cl_uint)K, 1, 1, 0);
         } else {
             /* Columns of [P][R][Cc]: channels-last (C columns), or channels-
              * first short planes (C*S columns, S per channel). */
@@ -772,24 +790,31 @@ static void pipe_bwd_partials(builder *b)
                 .mo = mo, .rs = rsrc, .ro = ro, .part = CLNORM_SRC_PART, .R = (cl_uint)R, .C = (cl_uint)Cc,
                 .rchunk = (cl_uint)cp.rchunk, .colgrp = (cl_uint)(cpc * (stat_p ? C / s->G : 1)),
                 .stat_p = stat_p, .from_var = !batch, .eps = d->eps};
-            add_bwd_merge(b, wg, (cl_uint)(P * C), (cl_uint)C, KR * Cc, cpc, (cl_uint)KR, Cc, (cl_uint)cpc, 1);
+            add_bwd_merge(b, stage, wg, (cl_uint)(P * C), (cl_uint)C, KR * Cc, cpc, (cl_uint)KR, Cc,
+                          (cl_uint)cpc, 1);
         }
         b->p->x_reads += 1;
     }
-    if (!d->dx.mem && !grads) return;
+    if (stage == BWD_LOCAL) return;
+    /* The split's apply runs the table even for an empty slice and no
+     * output: its dscale/dbias (when given), and an event for the caller. */
+    if (!d->dx.mem && !grads && stage != BWD_APPLY) return;
+    const int rec = stage == BWD_APPLY;
     need[2] = 4 * P * C;
     {
         size_t g[2] = {round_up(C, wg), P}, l[2] = {wg, 1};
         clnorm_launch *L = add(b, CLNORM_KID_bwd_table, wg, wg, b->rms, 2, g, l, 0);
         L->args.bwd_table = (clnorm_args_bwd_table){
-            .stats = sums ? CLNORM_SRC_STATS : CLNORM_SRC_NONE, .scale = src_of(d->scale, CLNORM_SRC_SCALE),
+            .stats = rec ? CLNORM_SRC_RECORD : sums ? CLNORM_SRC_STATS : CLNORM_SRC_NONE,
+            .sto = rec ? b->record_offset : 0, .scale = src_of(d->scale, CLNORM_SRC_SCALE),
             .so = d->scale.offset, .mean = msrc, .mo = mo, .rs = rsrc, .ro = ro, .table = CLNORM_SRC_TABLE,
             .dscale = src_of(d->dscale, CLNORM_SRC_DSCALE), .dso = d->dscale.offset,
             .dbias = src_of(d->dbias, CLNORM_SRC_DBIAS), .dbo = d->dbias.offset, .P = (cl_uint)P,
             .C = (cl_uint)C, .G = (cl_uint)s->G, .stat_p = stat_p, .aff_p = d->per_sample_affine ? 1u : 0u,
-            .affine_only = !batch, .from_var = !batch, .count = (cl_float)s->set_len, .eps = d->eps};
+            .affine_only = !batch, .from_var = !batch,
+            .count = rec ? (cl_float)b->count : (cl_float)s->set_len, .eps = d->eps};
     }
-    if (!d->dx.mem) return;
+    if (!d->dx.mem || !s->N) return;
     const cl_uint Q = (cl_uint)(s->cl ? s->S : C), R = (cl_uint)(s->cl ? C : s->S);
     const cl_uint nrows = (cl_uint)(s->N * Q);
     rowplan rp;
@@ -822,7 +847,7 @@ clnorm_status clnorm_plan_backward(const clnorm_devinfo *dev, const clnorm_setti
     if (rows && (!rp.split || !s->channel))
         pipe_bwd_rows(&b, rp);
     else
-        pipe_bwd_partials(&b);
+        pipe_bwd_partials(&b, BWD_ALL);
     return b.overflow ? CLNORM_ERR_TOO_LARGE : CLNORM_OK;
 }
 
@@ -867,5 +892,23 @@ clnorm_status clnorm_plan_bn_apply(const clnorm_devinfo *dev, const clnorm_setti
      * unbiased correction bit for bit when one process holds the batch. */
     if (s->update_running) add_running(&b, wg, C, C, 1, (cl_float)count);
     if (s->N) add_fold_apply(&b, 1, wg);
+    return b.overflow ? CLNORM_ERR_TOO_LARGE : CLNORM_OK;
+}
+
+/* The backward split (clnorm_bn_local_grad_sums, clnorm_bn_apply_grad):
+ * pipe_bwd_partials cut where the per-channel sums are complete, as
+ * clnorm_backward runs it for BatchNorm (the sums stage merging into the
+ * record instead of the statistics; the table reading the global sums
+ * there, with the global count). */
+clnorm_status clnorm_plan_bn_grad(const clnorm_devinfo *dev, const clnorm_settings *set, const clnorm_desc *d,
+                                  const clnorm_shape *s, size_t record_offset, cl_uint count, clnorm_plan *p)
+{
+    const rules r = {dev, set};
+    builder b = builder_start(&r, d, s, p);
+    b.rstd_flags = 0; /* as clnorm_plan_backward */
+    b.y_flags = d->dx.mem && b.y_flags ? CLNORM_K_STREAM : 0;
+    b.record_offset = record_offset;
+    b.count = count;
+    pipe_bwd_partials(&b, count ? BWD_APPLY : BWD_LOCAL);
     return b.overflow ? CLNORM_ERR_TOO_LARGE : CLNORM_OK;
 }

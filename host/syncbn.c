@@ -261,3 +261,131 @@ CLNORM_API clnorm_status clnorm_bn_merge_stats(clnorm_ctx *c, const float *recor
     *count = total;
     return CLNORM_OK;
 }
+
+/* ---- the backward split ------------------------------------------------
+ * clnorm_bn_local_grad_sums, clnorm_bn_merge_grad_sums, clnorm_bn_apply_grad:
+ * clnorm_backward's BatchNorm sums pipeline cut where the per-channel sums
+ * are complete (plan.c: clnorm_plan_bn_grad). */
+
+/* The backward's checks that apply to a slice, then the buffers: x and dy
+ * (n > 0 only), scale, the saved mean and rstd (those the forward wrote,
+ * from the global statistics; required), dx (n > 0 only; may be exactly dy),
+ * dscale, dbias, and the sums (an output of the local step, an input of the
+ * apply; NULL: neither). The local step writes only the sums: the
+ * gradients' spans are the apply's to check against each other. */
+static clnorm_status grad_validate(clnorm_ctx *c, const clnorm_desc *d, const clnorm_shape *s, const clnorm_buf *sums,
+                                   int local)
+{
+    if (!(isfinite(d->eps) && d->eps >= 0.0f))
+        return clnorm_fail(c, CLNORM_ERR_INVALID_EPS, "eps %g must be finite and >= 0", (double)d->eps);
+    if (s->N && (!has(d->x) || !has(d->dy)))
+        return clnorm_fail(c, CLNORM_ERR_MISSING_BUFFER, "x and dy are required (n = %zu)", s->N);
+    if (s->N && !has(d->dx) && !has(d->dscale) && !has(d->dbias))
+        return clnorm_fail(c, CLNORM_ERR_NOTHING_TO_DO, "dx, dscale and dbias are all absent");
+    if (!has(d->mean) || !has(d->rstd))
+        return clnorm_fail(c, CLNORM_ERR_MISSING_BUFFER,
+                           "the backward split needs the saved mean and rstd of the forward call");
+    if (s->set_len > UINT32_MAX || s->C > UINT32_MAX / 4 || s->N * s->C > UINT32_MAX || s->elems > ((size_t)1 << 46))
+        return clnorm_fail(c, CLNORM_ERR_TOO_LARGE, "%zu channels of %zu elements exceed the kernels' 32-bit indexing",
+                           s->C, s->set_len);
+    const clnorm_buf none = {NULL, 0};
+    const int n = s->N != 0;
+    clnorm_span sp[9] = {
+        {"x", n ? d->x : none, s->elems, 0, 0, 0, 0},
+        {"dy", n ? d->dy : none, s->elems, 0, 0, 0, 0},
+        {"scale", d->scale, s->C, 0, 0, 0, 0},
+        {"mean", d->mean, s->C, 0, 0, 0, 0},
+        {"rstd", d->rstd, s->C, 0, 0, 0, 0},
+        {"dx", n && !local ? d->dx : none, s->elems, 1, 0, 0, 0},
+        {"dscale", local ? none : d->dscale, s->C, 1, 0, 0, 0},
+        {"dbias", local ? none : d->dbias, s->C, 1, 0, 0, 0},
+        {"sums", sums ? *sums : none, 2 * s->C, local, 0, 0, 0},
+    };
+    return clnorm_check_spans(c, sp, 9, 5, 1);
+}
+
+CLNORM_API clnorm_status clnorm_bn_validate_grad(clnorm_ctx *c, const clnorm_desc *d)
+{
+    if (!c) return CLNORM_ERR_NULL_ARGUMENT;
+    clnorm_shape s;
+    clnorm_status st = begin(c, d, 0, NULL, NULL);
+    if (st == CLNORM_OK && (st = split_shape(c, d, &s)) == CLNORM_OK) st = grad_validate(c, d, &s, NULL, 0);
+    pthread_mutex_unlock(&c->lock);
+    return st;
+}
+
+/* Both device steps: count 0 is the local one. */
+static clnorm_status grad_step(clnorm_ctx *c, const clnorm_desc *d, clnorm_buf sums, cl_ulong count, int local,
+                               cl_uint num_wait, const cl_event *wait_list, cl_event *event)
+{
+    if (!c) return CLNORM_ERR_NULL_ARGUMENT;
+    clnorm_shape s;
+    clnorm_plan plan;
+    int st = begin(c, d, num_wait, wait_list, event);
+    if (st != CLNORM_OK || (st = split_shape(c, d, &s)) != CLNORM_OK) goto done;
+    if (!has(sums)) {
+        st = clnorm_fail(c, CLNORM_ERR_MISSING_BUFFER, "the %s sums buffer is required", local ? "local" : "global");
+        goto done;
+    }
+    if (!local) {
+        if (count == 0 || count < s.set_len) {
+            st = clnorm_fail(c, CLNORM_ERR_INVALID_SHAPE,
+                             "global count %llu is below this slice's %zu elements per channel",
+                             (unsigned long long)count, s.set_len);
+            goto done;
+        }
+        if (count > UINT32_MAX) {
+            st = clnorm_fail(c, CLNORM_ERR_TOO_LARGE, "global count %llu exceeds 2^32 - 1", (unsigned long long)count);
+            goto done;
+        }
+        if (count == 1) {
+            st = clnorm_fail(c, CLNORM_ERR_COUNT_ONE,
+                             "expected more than 1 value per channel when training (global count 1)");
+            goto done;
+        }
+    }
+    if ((st = grad_validate(c, d, &s, &sums, local)) != CLNORM_OK) goto done;
+    const clnorm_settings set = split_settings(c, d, &s);
+    if ((st = clnorm_plan_bn_grad(&c->dev, &set, d, &s, sums.offset, local ? 0 : (cl_uint)count, &plan)) !=
+        CLNORM_OK) {
+        st = clnorm_fail(c, st, "no plan for this call");
+        goto done;
+    }
+    st = clnorm_execute(c, d, sums.mem, &plan, num_wait, wait_list, event);
+done:
+    pthread_mutex_unlock(&c->lock);
+    return (clnorm_status)st;
+}
+
+CLNORM_API clnorm_status clnorm_bn_local_grad_sums(clnorm_ctx *c, const clnorm_desc *d, clnorm_buf sums,
+                                                   cl_uint num_wait, const cl_event *wait_list, cl_event *event)
+{
+    return grad_step(c, d, sums, 0, 1, num_wait, wait_list, event);
+}
+
+CLNORM_API clnorm_status clnorm_bn_apply_grad(clnorm_ctx *c, const clnorm_desc *d, clnorm_buf global, cl_ulong count,
+                                              cl_uint num_wait, const cl_event *wait_list, cl_event *event)
+{
+    return grad_step(c, d, global, count, 0, num_wait, wait_list, event);
+}
+
+CLNORM_API clnorm_status clnorm_bn_merge_grad_sums(clnorm_ctx *c, const float *sums, size_t k, size_t C, float *global)
+{
+    const size_t R = CLNORM_BN_GRAD_FLOATS;
+    if (!sums || !global) return merge_fail(c, CLNORM_ERR_NULL_ARGUMENT, "sums and global are required");
+    if (!k || !C)
+        return merge_fail(c, CLNORM_ERR_INVALID_SHAPE, "%zu records of %zu channels: both must be >= 1", k, C);
+    if (C > SIZE_MAX / R / k)
+        return merge_fail(c, CLNORM_ERR_TOO_LARGE, "%zu records of %zu channels overflow size_t", k, C);
+    if (sums < global + R * C && global < sums + k * R * C)
+        return merge_fail(c, CLNORM_ERR_ALIASING, "global overlaps sums");
+    /* In rank order, in double from rank 0's value (one record gives its
+     * own bits back, -0 included), rounded to float once: the same bits on
+     * every process. NaN and Inf carry to their channel's sum. */
+    for (size_t j = 0; j < R * C; ++j) {
+        double a = sums[j];
+        for (size_t r = 1; r < k; ++r) a += (double)sums[r * R * C + j];
+        global[j] = (float)a;
+    }
+    return CLNORM_OK;
+}

@@ -316,8 +316,7 @@ clnorm_status clnorm_backward(clnorm_ctx *ctx, const clnorm_desc *d,
  * Records are host-endian and meant for processes of one architecture. An
  * empty slice's record is (0, 0, count 0). A NaN or Inf in a slice makes
  * that channel's mean and M2 NaN; the merge carries it to that channel
- * only. A later backward split (sums of dy and dy * xhat) would use a
- * record of its own beside this one.
+ * only. The backward split (below) has a record of its own.
  */
 #define CLNORM_BN_RECORD_FLOATS 3
 
@@ -366,6 +365,71 @@ clnorm_status clnorm_bn_merge_stats(clnorm_ctx *ctx, const float *records, size_
  * CLNORM_ERR_TOO_LARGE above 2^32 - 1. */
 clnorm_status clnorm_bn_apply_stats(clnorm_ctx *ctx, const clnorm_desc *d, clnorm_buf global, cl_ulong count,
                                     cl_uint num_wait, const cl_event *wait_list, cl_event *event);
+
+/*
+ * The backward of BatchNorm training in steps, PyTorch's SyncBatchNorm
+ * backward (batch_norm_backward_reduce, the all-reduce of its sums,
+ * batch_norm_backward_elemt):
+ *
+ *   1. clnorm_bn_local_grad_sums: per channel, sum dy and sum dy * xhat
+ *      over this process's slice, into a small device buffer;
+ *   2. the caller moves the K sums (2*C floats each) to every process, and
+ *      clnorm_bn_merge_grad_sums adds them on the host in rank order: every
+ *      process gets the same bits;
+ *   3. the caller puts the global sums in a device buffer, and
+ *      clnorm_bn_apply_grad writes dscale = global sum dy * xhat and dbias =
+ *      global sum dy (the same on every process) and dx of the slice from
+ *      the global sums and the global count.
+ *
+ * With one process this is clnorm_backward, which stays the one-call path
+ * and runs the same kernels: on a CPU device the split with one process
+ * gives its bits. The descriptor is the slice's, as for the forward split,
+ * with the backward's buffers (clnorm_desc): dy (x's shape), dx (optional,
+ * may be exactly dy), dscale and dbias (optional, C floats), scale
+ * (optional), and the saved mean and rstd that clnorm_bn_apply_stats wrote
+ * (the global statistics; required). xhat = (x - mean) * rstd. n = 0 is
+ * legal (an empty slice): x, dy and dx are not read or written and may be
+ * absent, the sums are 0, and the apply still writes dscale and dbias. A
+ * slice with n > 0 must ask for at least one of dx, dscale and dbias
+ * (CLNORM_ERR_NOTHING_TO_DO). y, bias and the running statistics are not
+ * used.
+ *
+ * Sums (CLNORM_BN_GRAD_FLOATS floats per channel): [0, C) sum dy per
+ * channel, [C, 2C) sum dy * xhat. NaN or Inf in a slice's x or dy carries
+ * to that channel's sums only.
+ */
+#define CLNORM_BN_GRAD_FLOATS 2
+
+/* Checks d as clnorm_bn_local_grad_sums and clnorm_bn_apply_grad will (all
+ * but the sums buffers and the global count), enqueues nothing. */
+clnorm_status clnorm_bn_validate_grad(clnorm_ctx *ctx, const clnorm_desc *d);
+
+/* Step 1: the sums of d's slice into sums (2 * c floats at sums.offset; may
+ * not overlap x or dy). Reads x, dy and the saved mean and rstd; writes
+ * nothing else. The partial sums and their merge are clnorm_backward's.
+ * Events and errors as clnorm_backward's. */
+clnorm_status clnorm_bn_local_grad_sums(clnorm_ctx *ctx, const clnorm_desc *d, clnorm_buf sums, cl_uint num_wait,
+                                        const cl_event *wait_list, cl_event *event);
+
+/* Step 2, on the host: adds the k sums at sums (k * 2 * c floats, process
+ * r's at r * 2 * c) in that order into global (2 * c floats; may not
+ * overlap sums), in double from process 0's value, rounded to float once.
+ * Pure and deterministic: the same inputs give the same bits on every
+ * process; one record gives its own bits. ctx may be NULL (no message).
+ * Nothing is written unless it returns CLNORM_OK: CLNORM_ERR_NULL_ARGUMENT,
+ * CLNORM_ERR_INVALID_SHAPE (k or c 0), CLNORM_ERR_TOO_LARGE,
+ * CLNORM_ERR_ALIASING. */
+clnorm_status clnorm_bn_merge_grad_sums(clnorm_ctx *ctx, const float *sums, size_t k, size_t c, float *global);
+
+/* Step 3: dscale and dbias (when given) from the global sums (2 * c floats
+ * at global.offset, read-only), and dx of d's slice (when given and n > 0)
+ * with count, the number of elements per channel over every process (the
+ * forward's merged count). The table and dx kernels are clnorm_backward's.
+ * Errors as clnorm_backward's, and CLNORM_ERR_COUNT_ONE for count 1,
+ * CLNORM_ERR_INVALID_SHAPE for count 0 or below this slice's own n * S,
+ * CLNORM_ERR_TOO_LARGE above 2^32 - 1. */
+clnorm_status clnorm_bn_apply_grad(clnorm_ctx *ctx, const clnorm_desc *d, clnorm_buf global, cl_ulong count,
+                                   cl_uint num_wait, const cl_event *wait_list, cl_event *event);
 
 #ifdef __cplusplus
 }

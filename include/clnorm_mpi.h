@@ -1,5 +1,5 @@
 /*
- * clnorm_mpi: synchronized BatchNorm over MPI, PyTorch's SyncBatchNorm for
+ * clnorm_mpi: synchronized BatchNorm (forward and backward) over MPI, PyTorch's SyncBatchNorm for
  * clnorm. A small library of its own (libclnorm_mpi, built when CMake finds
  * MPI) on top of libclnorm's BatchNorm split (clnorm.h: clnorm_bn_*), so
  * that libclnorm itself never depends on MPI.
@@ -49,6 +49,30 @@ extern "C" {
  */
 clnorm_status clnorm_mpi_bn_forward(clnorm_ctx *ctx, const clnorm_desc *d, MPI_Comm comm, cl_uint num_wait,
                                     const cl_event *wait_list, cl_event *event);
+
+/*
+ * BatchNorm training backward over the batch the processes of comm hold
+ * together, each its slice d along n (d: clnorm_bn_local_grad_sums'
+ * descriptor of this process's slice, with dy, the optional dx, dscale and
+ * dbias, and the saved mean and rstd that clnorm_mpi_bn_forward wrote; n =
+ * 0 for an empty slice). Every process of comm must call it, with the same
+ * C and eps. PyTorch's SyncBatchNorm backward: the same pattern as
+ * clnorm_mpi_bn_forward. Every process validates its call
+ * (clnorm_bn_validate_grad) and allocates, and one MPI_Allreduce tells every
+ * process whether all can go on and agree on C; then the local sums
+ * (clnorm_bn_local_grad_sums, 2*C floats) are read to the host and
+ * exchanged with one MPI_Allgather of them, a status word and the slice's
+ * count n * S per process; the sums are added in rank order
+ * (clnorm_bn_merge_grad_sums: the same bits on every process), written to
+ * the device and applied (clnorm_bn_apply_grad) with the summed count. dx
+ * of the slice, dscale and dbias are then what clnorm_backward gives on the
+ * whole batch, and dscale and dbias are bit-identical on every process.
+ *
+ * Waits, events and errors as clnorm_mpi_bn_forward's; a global count of 1
+ * is CLNORM_ERR_COUNT_ONE everywhere.
+ */
+clnorm_status clnorm_mpi_bn_backward(clnorm_ctx *ctx, const clnorm_desc *d, MPI_Comm comm, cl_uint num_wait,
+                                     const cl_event *wait_list, cl_event *event);
 
 #ifdef __cplusplus
 }

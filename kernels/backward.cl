@@ -351,11 +351,14 @@ void bwd_col_sums(__global const float *x, ulong xo, __global const float *dy, u
 /*
  * Entry e = eo * n_inner + ei (a (sample, channel) pair, or a channel) sums
  * its partials at eo*o_stride + ei*i_stride + j1*st1 + j2*st2 (j1 < n1,
- * j2 < n2) in that order: stats[e] = sum dy, stats[nent + e] = sum dy*xhat.
+ * j2 < n2) in that order: stats[so + e] = sum dy, stats[so + nent + e] = sum
+ * dy*xhat (so: 0 for the scratch statistics, the record's offset for the
+ * BatchNorm split's local sums, clnorm_bn_local_grad_sums). n1 or n2 zero
+ * (an empty slice): zeros, part not read.
  */
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
-void bwd_merge(__global const float *part, __global float *stats, uint nent, uint n_inner, ulong o_stride,
-               ulong i_stride, uint n1, ulong st1, uint n2, ulong st2)
+void bwd_merge(__global const float *part, __global float *stats, ulong so, uint nent, uint n_inner,
+               ulong o_stride, ulong i_stride, uint n1, ulong st1, uint n2, ulong st2)
 {
     const uint e = get_global_id(0);
     if (e >= nent)
@@ -368,8 +371,8 @@ void bwd_merge(__global const float *part, __global float *stats, uint nent, uin
             a += part[k];
             b += part[k + 1];
         }
-    stats[e] = a;
-    stats[nent + e] = b;
+    stats[so + e] = a;
+    stats[so + nent + e] = b;
 }
 
 /*
@@ -380,10 +383,12 @@ void bwd_merge(__global const float *part, __global float *stats, uint nent, uin
  * table[{0,1,2,3} * P*C + p*C + c]. With stats == NULL (running statistics,
  * dx only) the op is affine: B = Cc = 0. Parameter gradients: per entry
  * when aff_p (per-sample affine, or P = 1), else summed over p in order by
- * the p == 0 items.
+ * the p == 0 items. stats start at sto (the BatchNorm split: the global
+ * sums of every process, clnorm_bn_apply_grad; count is then the global
+ * count).
  */
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
-void bwd_table(__global const float *stats, __global const float *scale, ulong so, __global const float *mean,
+void bwd_table(__global const float *stats, ulong sto, __global const float *scale, ulong so, __global const float *mean,
                ulong mo, __global const float *rs, ulong ro, __global float *table, __global float *dscale,
                ulong dso, __global float *dbias, ulong dbo, uint P, uint C, uint G, uint stat_p, uint aff_p,
                uint affine_only, uint from_var, float count, float eps)
@@ -405,8 +410,8 @@ void bwd_table(__global const float *stats, __global const float *scale, ulong s
         for (uint q = q0; q < q1; ++q)
             for (uint k = g * grp; k < g * grp + grp; ++k) {
                 const float w = scale ? scale[so + (aff_p ? (ulong)q * C : 0) + k] : 1.0f;
-                sg += w * stats[q * C + k];
-                sgx += w * stats[nent + q * C + k];
+                sg += w * stats[sto + q * C + k];
+                sgx += w * stats[sto + nent + q * C + k];
             }
         bb = st.y * sgx / count;
         cc = RMS ? 0.0f : st.y * sg / count;
@@ -419,8 +424,8 @@ void bwd_table(__global const float *stats, __global const float *scale, ulong s
         return;
     float a = 0.0f, b = 0.0f;
     for (uint q = aff_p ? p : 0; q < (aff_p ? p + 1 : P); ++q) {
-        a += stats[q * C + c];
-        b += stats[nent + q * C + c];
+        a += stats[sto + q * C + c];
+        b += stats[sto + nent + q * C + c];
     }
     if (dbias) dbias[dbo + sp + c] = a;
     if (dscale) dscale[dso + sp + c] = b;

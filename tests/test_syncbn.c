@@ -21,8 +21,16 @@
  * tolerance (th_compare, tol_scale 1), and against clnorm_forward with
  * twice it (th_compare_y: each within one tolerance of the reference).
  * Validation: every rejected call leaves every buffer as it was.
+ *
+ * The backward split (clnorm_bn_local_grad_sums, clnorm_bn_merge_grad_sums,
+ * clnorm_bn_apply_grad) the same way, over 1 to 4 ranks (one empty), with
+ * dx in place now and then and without scale now and then: against
+ * ref_backward and clnorm_backward with the tolerance derived in
+ * syncbn_bwd.h, dscale/dbias bit-identical across ranks, and clnorm_backward's
+ * bits with one rank on a CPU device.
  */
 #include "th_check.h"
+#include "syncbn_bwd.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -320,4 +328,235 @@ START_TEST(validation)
 }
 END_TEST
 
-TH_MAIN("syncbn", 300, TH_TEST(merge_exact), TH_TEST(validation), TH_TEST(split_matches_whole_batch))
+
+/* ---- the backward split ------------------------------------------------
+ * clnorm_bn_local_grad_sums, clnorm_bn_merge_grad_sums, clnorm_bn_apply_grad
+ * over k simulated ranks, with the saved statistics of the whole batch's
+ * forward (the global ones every rank holds after the forward split): dx
+ * of the whole batch assembled from the slices, every rank's dscale/dbias
+ * (bit-identical across ranks), against ref_backward and clnorm_backward
+ * with the tolerance derived in syncbn_bwd.h; with one rank on a CPU
+ * device, clnorm_backward's bits. */
+
+/* The split backward of batch d over ranks holding ns[r] samples; dx into
+ * dx (E), rank r's dscale/dbias at r * C. inplace: dx over dy. */
+static int run_split_bwd(clnorm_ctx *ctx, const clnorm_desc *d, const size_t *ns, size_t k, const float *x,
+                         const float *dy, const float *sc, const float *mean, const float *rstd, int inplace,
+                         float *dx, float *ds, float *db)
+{
+    cl_context cl = clnorm_cl_context(ctx);
+    cl_command_queue q = clnorm_queue(ctx);
+    const size_t C = d->c, S = spatial_of(d), E = d->n * C * S, G2 = CLNORM_BN_GRAD_FLOATS * C;
+    const size_t xo = 5;
+    cl_mem X = th_buffer(cl, E + xo), DY = th_buffer(cl, E + xo), DX = th_buffer(cl, E + xo), SC = th_buffer(cl, C);
+    cl_mem M = th_buffer(cl, C + 1), RS = th_buffer(cl, C + 2), DS = th_buffer(cl, k * C), DB = th_buffer(cl, k * C);
+    cl_mem SUM = th_buffer(cl, k * G2 + 1), G = th_buffer(cl, G2 + 3);
+    th_write(q, X, xo, E, x), th_write(q, DY, xo, E, dy);
+    if (sc) th_write(q, SC, 0, C, sc);
+    th_write(q, M, 1, C, mean), th_write(q, RS, 2, C, rstd);
+    poison(q, DX, E + xo), poison(q, DS, k * C), poison(q, DB, k * C), poison(q, SUM, k * G2 + 1);
+    poison(q, G, G2 + 3);
+    cl_mem OUT = inplace ? DY : DX;
+    clnorm_desc dr[KMAX];
+    int st = CLNORM_OK;
+    for (size_t r = 0, n0 = 0; r < k; n0 += ns[r], ++r) {
+        dr[r] = *d;
+        dr[r].n = ns[r];
+        const size_t at = xo + n0 * C * S;
+        /* an empty slice passes no x, dy or dx */
+        dr[r].x = ns[r] ? (clnorm_buf){X, at} : (clnorm_buf){NULL, 0};
+        dr[r].dy = ns[r] ? (clnorm_buf){DY, at} : (clnorm_buf){NULL, 0};
+        dr[r].dx = ns[r] ? (clnorm_buf){OUT, at} : (clnorm_buf){NULL, 0};
+        dr[r].scale = sc ? (clnorm_buf){SC, 0} : (clnorm_buf){NULL, 0};
+        dr[r].mean = (clnorm_buf){M, 1}, dr[r].rstd = (clnorm_buf){RS, 2};
+        dr[r].dscale = (clnorm_buf){DS, r * C}, dr[r].dbias = (clnorm_buf){DB, r * C};
+        if (st == CLNORM_OK &&
+            (st = clnorm_bn_local_grad_sums(ctx, &dr[r], (clnorm_buf){SUM, 1 + r * G2}, 0, NULL, NULL)))
+            th_fail("local_grad_sums rank %zu: %s (%s)", r, clnorm_status_name(st), clnorm_last_error(ctx));
+    }
+    float *sums = malloc(k * G2 * 4), *glob = malloc(G2 * 4);
+    if (st == CLNORM_OK) {
+        readf(q, SUM, 1, k * G2, sums);
+        if ((st = clnorm_bn_merge_grad_sums(ctx, sums, k, C, glob)))
+            th_fail("merge_grad_sums: %s (%s)", clnorm_status_name(st), clnorm_last_error(ctx));
+    }
+    if (st == CLNORM_OK) th_write(q, G, 3, G2, glob);
+    for (size_t r = 0; r < k && st == CLNORM_OK; ++r)
+        if ((st = clnorm_bn_apply_grad(ctx, &dr[r], (clnorm_buf){G, 3}, d->n * S, 0, NULL, NULL)))
+            th_fail("apply_grad rank %zu: %s (%s)", r, clnorm_status_name(st), clnorm_last_error(ctx));
+    TH_CL(clFinish(q));
+    readf(q, OUT, xo, E, dx);
+    readf(q, DS, 0, k * C, ds);
+    readf(q, DB, 0, k * C, db);
+    free(sums), free(glob);
+    cl_mem all[] = {X, DY, DX, SC, M, RS, DS, DB, SUM, G};
+    for (size_t i = 0; i < NELEM(all); ++i) clReleaseMemObject(all[i]);
+    return st;
+}
+
+static void check_split_bwd(clnorm_ctx *ctx, clnorm_desc d, size_t k, th_kind kind, int inplace, int noscale)
+{
+    char lab[128];
+    size_t ns[KMAX];
+    split_n(d.n, k, ns);
+    th_set_case("backward %s k=%zu slices %zu,%zu,%zu,%zu kind=%s%s%s", th_desc_label(&d, lab, sizeof lab), k, ns[0],
+                k > 1 ? ns[1] : 0, k > 2 ? ns[2] : 0, k > 3 ? ns[3] : 0, th_kind_name(kind),
+                inplace ? " in place" : "", noscale ? " no scale" : "");
+    size_t len[TH_ROLES];
+    th_desc_lengths(&d, len);
+    const size_t E = len[TH_X], C = d.c;
+    float *x = malloc(E * 4), *dy = malloc(E * 4), *sc = malloc(C * 4), *b = malloc(C * 4), *rm = malloc(C * 4),
+          *rv = malloc(C * 4);
+    th_rng rng;
+    th_rng_init(&rng, th_next_seed());
+    th_gen_inputs(&rng, &d, kind, x, sc, b, rm, rv);
+    th_fill_normal(&rng, dy, E, 0.1, 1.0);
+    th_inputs in = {x, sc, b, rm, rv};
+    /* the saved statistics of the whole batch */
+    th_outputs fw = {malloc(E * 4), malloc(C * 4), malloc(C * 4), malloc(C * 4), malloc(C * 4)};
+    float *dx = malloc(E * 4), *ds = malloc(k * C * 4), *db = malloc(k * C * 4);
+    float *dx1 = malloc(E * 4), *ds1 = malloc(C * 4), *db1 = malloc(C * 4);
+    const float *scp = noscale ? NULL : sc;
+    bwd_ref ref;
+    if (th_run_ok(ctx, &d, &in, &fw, 0, 0) == CLNORM_OK &&
+        run_split_bwd(ctx, &d, ns, k, x, dy, scp, fw.mean, fw.rstd, inplace, dx, ds, db) == CLNORM_OK &&
+        bwd_one_call(ctx, &d, x, dy, scp, fw.mean, fw.rstd, dx1, ds1, db1) == CLNORM_OK) {
+        for (size_t r = 1; r < k; ++r)
+            TH_EXPECT(!memcmp(ds, ds + r * C, C * 4) && !memcmp(db, db + r * C, C * 4),
+                      "dscale/dbias of rank %zu differ from rank 0's", r);
+        TH_EXPECT(bwd_ref_make(&d, x, dy, scp, fw.mean, fw.rstd, &ref) == 0, "ref_backward rejected the case");
+        bwd_compare_ref(&ref, E, C, dx, ds, db);
+        bwd_compare_ref(&ref, E, C, dx1, ds1, db1);
+        bwd_compare_pair(&ref, E, C, dx1, ds1, db1, dx, ds, db);
+        bwd_ref_free(&ref);
+        if (k == 1 && is_cpu_device(ctx))
+            TH_EXPECT(!memcmp(dx, dx1, E * 4) && !memcmp(ds, ds1, C * 4) && !memcmp(db, db1, C * 4),
+                      "one rank: dx/dscale/dbias differ from clnorm_backward's bits");
+    }
+    free(fw.y), free(fw.mean), free(fw.rstd), free(fw.running_mean), free(fw.running_var);
+    free(dx), free(ds), free(db), free(dx1), free(ds1), free(db1);
+    free(x), free(dy), free(sc), free(b), free(rm), free(rv);
+}
+
+START_TEST(split_backward_matches_whole_batch)
+{
+    static const th_shape shapes[] = {
+        {7, 3, 0, {0}}, {6, 5, 1, {70}}, {5, 4, 2, {5, 7}}, {4, 16, 3, {2, 3, 5}}, {9, 33, 2, {8, 9}},
+    };
+    static const th_kind kinds[] = {TH_NORMAL, TH_OFFSET_1E4, TH_NANINF};
+    static const size_t ks[] = {1, 2, 3, 4};
+    clnorm_ctx *ctx = th_ctx();
+    th_begin();
+    unsigned rot = 0;
+    for (size_t si = 0; si < NELEM(shapes); ++si)
+        for (int lay = 0; lay < 2; ++lay)
+            for (size_t ki = 0; ki < NELEM(kinds); ++ki, ++rot) {
+                clnorm_desc d = th_shape_desc(CLNORM_BATCH_NORM, (clnorm_layout)lay, &shapes[si]);
+                d.eps = rot % 7 == 3 ? 0.0f : 1e-5f;
+                check_split_bwd(ctx, d, ks[rot % NELEM(ks)], kinds[ki], rot % 3 == 1, rot % 5 == 4);
+            }
+    th_finish();
+}
+END_TEST
+
+/* The sums' merge: rank order in double, one record's own bits, NaN kept to
+ * its channel; rejected calls write nothing; the device steps' validation. */
+START_TEST(grad_validation)
+{
+    clnorm_ctx *ctx = th_ctx();
+    cl_context cl = clnorm_cl_context(ctx);
+    cl_command_queue q = clnorm_queue(ctx);
+    th_begin();
+    /* 3 records of 2 channels: [sum dy c0, c1, sum dy*xhat c0, c1] */
+    const float rec[3][4] = {{1e8f, -0.0f, 1.0f, NAN}, {1.0f, 2.0f, 3.0f, 4.0f}, {-1e8f, 0.5f, 0.25f, 1.0f}};
+    float g[4], p[4];
+    for (int j = 0; j < 4; ++j) p[j] = g[j] = th_from_bits(TH_POISON_BITS);
+    ck_assert_int_eq(clnorm_bn_merge_grad_sums(NULL, &rec[0][0], 3, 2, g), CLNORM_OK);
+    ck_assert(g[0] == 1.0f); /* in float, 1e8 + 1 - 1e8 would be 0 */
+    ck_assert(g[1] == 2.5f && g[2] == 4.25f && isnan(g[3]));
+    ck_assert_int_eq(clnorm_bn_merge_grad_sums(NULL, &rec[0][0], 1, 2, g), CLNORM_OK);
+    ck_assert(!memcmp(g, rec[0], 2 * 4) && g[2] == 1.0f && isnan(g[3])); /* -0 stays -0 */
+    ck_assert_int_eq(clnorm_bn_merge_grad_sums(ctx, NULL, 3, 2, p), CLNORM_ERR_NULL_ARGUMENT);
+    ck_assert_int_eq(clnorm_bn_merge_grad_sums(ctx, &rec[0][0], 0, 2, p), CLNORM_ERR_INVALID_SHAPE);
+    ck_assert_int_eq(clnorm_bn_merge_grad_sums(ctx, &rec[0][0], 3, 0, p), CLNORM_ERR_INVALID_SHAPE);
+    float al[8] = {0};
+    ck_assert_int_eq(clnorm_bn_merge_grad_sums(ctx, al, 1, 2, al + 2), CLNORM_ERR_ALIASING);
+    for (int j = 0; j < 4; ++j) ck_assert_uint_eq(th_bits(p[j]), TH_POISON_BITS);
+
+    /* device steps: every buffer untouched */
+    th_shape sh = {2, 3, 1, {5}};
+    clnorm_desc d = th_shape_desc(CLNORM_BATCH_NORM, CLNORM_CHANNELS_FIRST, &sh);
+    cl_mem X = th_buffer(cl, 30), DY = th_buffer(cl, 30), DX = th_buffer(cl, 30), M = th_buffer(cl, 3),
+           RS = th_buffer(cl, 3), DS = th_buffer(cl, 3), DB = th_buffer(cl, 3), SUM = th_buffer(cl, 6);
+    cl_mem all[] = {X, DY, DX, M, RS, DS, DB, SUM};
+    for (size_t i = 0; i < NELEM(all); ++i) poison(q, all[i], th_mem_floats(all[i]));
+    d.x = (clnorm_buf){X, 0}, d.dy = (clnorm_buf){DY, 0}, d.dx = (clnorm_buf){DX, 0};
+    d.mean = (clnorm_buf){M, 0}, d.rstd = (clnorm_buf){RS, 0};
+    d.dscale = (clnorm_buf){DS, 0}, d.dbias = (clnorm_buf){DB, 0};
+    void *snap[NELEM(all)];
+    size_t bytes[NELEM(all)];
+    for (size_t i = 0; i < NELEM(all); ++i) snap[i] = th_snapshot(q, all[i], &bytes[i]);
+    const clnorm_buf sb = {SUM, 0};
+    ck_assert_int_eq(clnorm_bn_validate_grad(ctx, &d), CLNORM_OK);
+    ck_assert_int_eq(clnorm_bn_apply_grad(ctx, &d, sb, 9, 0, NULL, NULL), CLNORM_ERR_INVALID_SHAPE); /* < 10 */
+    ck_assert_int_eq(clnorm_bn_apply_grad(ctx, &d, sb, 0, 0, NULL, NULL), CLNORM_ERR_INVALID_SHAPE);
+    ck_assert_int_eq(clnorm_bn_apply_grad(ctx, &d, sb, (cl_ulong)1 << 33, 0, NULL, NULL), CLNORM_ERR_TOO_LARGE);
+    d.n = 1, d.spatial[0] = 1;
+    ck_assert_int_eq(clnorm_bn_apply_grad(ctx, &d, sb, 1, 0, NULL, NULL), CLNORM_ERR_COUNT_ONE);
+    d.n = 2, d.spatial[0] = 5;
+    ck_assert_int_eq(clnorm_bn_apply_grad(ctx, &d, (clnorm_buf){NULL, 0}, 10, 0, NULL, NULL),
+                     CLNORM_ERR_MISSING_BUFFER);
+    ck_assert_int_eq(clnorm_bn_apply_grad(ctx, &d, (clnorm_buf){SUM, 1}, 10, 0, NULL, NULL),
+                     CLNORM_ERR_BUFFER_TOO_SMALL);
+    ck_assert_int_eq(clnorm_bn_apply_grad(ctx, &d, (clnorm_buf){DX, 0}, 10, 0, NULL, NULL), CLNORM_ERR_ALIASING);
+    ck_assert_int_eq(clnorm_bn_apply_grad(ctx, &d, (clnorm_buf){DS, 0}, 10, 0, NULL, NULL),
+                     CLNORM_ERR_BUFFER_TOO_SMALL);
+    ck_assert_int_eq(clnorm_bn_local_grad_sums(ctx, &d, (clnorm_buf){DY, 20}, 0, NULL, NULL), CLNORM_ERR_ALIASING);
+    ck_assert_int_eq(clnorm_bn_local_grad_sums(ctx, &d, (clnorm_buf){NULL, 0}, 0, NULL, NULL),
+                     CLNORM_ERR_MISSING_BUFFER);
+    d.dx = (clnorm_buf){X, 0}; /* over x */
+    ck_assert_int_eq(clnorm_bn_apply_grad(ctx, &d, sb, 10, 0, NULL, NULL), CLNORM_ERR_ALIASING);
+    d.dx = (clnorm_buf){NULL, 0}, d.dscale = d.dbias = d.dx;
+    ck_assert_int_eq(clnorm_bn_validate_grad(ctx, &d), CLNORM_ERR_NOTHING_TO_DO);
+    ck_assert_int_eq(clnorm_bn_local_grad_sums(ctx, &d, sb, 0, NULL, NULL), CLNORM_ERR_NOTHING_TO_DO);
+    d.dx = (clnorm_buf){DX, 0}, d.dscale = (clnorm_buf){DS, 0}, d.dbias = (clnorm_buf){DB, 0}, d.rstd.mem = NULL;
+    ck_assert_int_eq(clnorm_bn_local_grad_sums(ctx, &d, sb, 0, NULL, NULL), CLNORM_ERR_MISSING_BUFFER);
+    d.rstd.mem = RS, d.dy.mem = NULL;
+    ck_assert_int_eq(clnorm_bn_apply_grad(ctx, &d, sb, 10, 0, NULL, NULL), CLNORM_ERR_MISSING_BUFFER);
+    d.dy.mem = DY, d.eps = -1.0f;
+    ck_assert_int_eq(clnorm_bn_validate_grad(ctx, &d), CLNORM_ERR_INVALID_EPS);
+    d.eps = 1e-5f, d.training = 0;
+    ck_assert_int_eq(clnorm_bn_local_grad_sums(ctx, &d, sb, 0, NULL, NULL), CLNORM_ERR_UNSUPPORTED);
+    d.training = 1, d.per_sample_affine = 1;
+    ck_assert_int_eq(clnorm_bn_apply_grad(ctx, &d, sb, 10, 0, NULL, NULL), CLNORM_ERR_UNSUPPORTED);
+    d.per_sample_affine = 0;
+    ck_assert_int_eq(clnorm_bn_apply_grad(ctx, &d, sb, 10, 1, NULL, NULL), CLNORM_ERR_INVALID_EVENTS);
+    TH_CL(clFinish(q));
+    for (size_t i = 0; i < NELEM(all); ++i) {
+        ck_assert_msg(th_same_bytes(q, all[i], snap[i], bytes[i]), "buffer %zu written by a rejected call", i);
+        free(snap[i]);
+    }
+    /* an empty slice: no x, dy, dx; zero sums; the apply writes dscale and
+     * dbias from the global sums */
+    d.n = 0, d.x.mem = d.dy.mem = d.dx.mem = NULL;
+    ck_assert_int_eq(clnorm_bn_validate_grad(ctx, &d), CLNORM_OK);
+    ck_assert_int_eq(clnorm_bn_local_grad_sums(ctx, &d, sb, 0, NULL, NULL), CLNORM_OK);
+    float r[6];
+    readf(q, SUM, 0, 6, r);
+    for (int j = 0; j < 6; ++j) ck_assert_uint_eq(th_bits(r[j]), 0);
+    const float gs[6] = {1, 2, 3, 4, 5, 6};
+    th_write(q, SUM, 0, 6, gs);
+    cl_event ev = NULL;
+    ck_assert_int_eq(clnorm_bn_apply_grad(ctx, &d, sb, 10, 0, NULL, &ev), CLNORM_OK);
+    ck_assert(ev != NULL);
+    TH_CL(clWaitForEvents(1, &ev));
+    clReleaseEvent(ev);
+    readf(q, DB, 0, 3, r), readf(q, DS, 0, 3, r + 3);
+    ck_assert_msg(!memcmp(r, gs, 6 * 4), "empty slice: dbias %g %g %g dscale %g %g %g", r[0], r[1], r[2], r[3], r[4], r[5]);
+    for (size_t i = 0; i < NELEM(all); ++i) clReleaseMemObject(all[i]);
+    th_finish();
+}
+END_TEST
+
+TH_MAIN("syncbn", 300, TH_TEST(merge_exact), TH_TEST(validation), TH_TEST(split_matches_whole_batch),
+        TH_TEST(grad_validation), TH_TEST(split_backward_matches_whole_batch))

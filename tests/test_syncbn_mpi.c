@@ -16,10 +16,17 @@
  * buffer too small); it must get its own status and every other process
  * CLNORM_ERR_PEER_FAILED, nothing written anywhere, no hang (CTest's
  * timeout), and a good call afterwards must work.
+ * Backward (clnorm_mpi_bn_backward), after each forward case, with the
+ * saved statistics the synchronized forward wrote: dx of the slice, dscale
+ * and dbias against ref_backward and clnorm_backward on the whole batch
+ * (the tolerance derived in syncbn_bwd.h), dscale/dbias bit-identical on
+ * every process, everything bit-identical over a repeated run; "fail" mode
+ * makes the same bad calls of the backward.
  * Exit status 0 on every process when all processes passed.
  */
 #include "clnorm_mpi.h"
 #include "common.h"
+#include "syncbn_bwd.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -103,6 +110,101 @@ static int run_sync(clnorm_ctx *ctx, MPI_Comm comm, const clnorm_desc *d, size_t
     return st;
 }
 
+/* One synchronized backward of this process's slice [n0, n0 + n) of batch d
+ * (x, dy whole; saved mean/rstd), into dx (the slice), ds, db. bad: 1 =
+ * eps < 0, 2 = dy too small. untouched: whether every output kept its
+ * poison. */
+static int run_sync_bwd(clnorm_ctx *ctx, MPI_Comm comm, const clnorm_desc *d, size_t n0, size_t n, const float *x,
+                        const float *dy, const float *sc, const float *mean, const float *rstd, float *dx, float *ds,
+                        float *db, int bad, int *untouched)
+{
+    cl_context cl = clnorm_cl_context(ctx);
+    cl_command_queue q = clnorm_queue(ctx);
+    const size_t C = d->c, S = ref_spatial(d), E = n * C * S;
+    cl_mem X = th_buffer(cl, E + 1), DY = th_buffer(cl, E + 1), DX = th_buffer(cl, E + 1), SC = th_buffer(cl, C);
+    cl_mem M = th_buffer(cl, C), RS = th_buffer(cl, C), DS = th_buffer(cl, C), DB = th_buffer(cl, C);
+    th_write(q, X, 1, E, x + n0 * C * S), th_write(q, DY, 1, E, dy + n0 * C * S);
+    th_write(q, SC, 0, C, sc), th_write(q, M, 0, C, mean), th_write(q, RS, 0, C, rstd);
+    const size_t np = E + 1 > C ? E + 1 : C;
+    float *p = malloc(np * 4);
+    for (size_t i = 0; i < np; ++i) p[i] = th_from_bits(TH_POISON_BITS);
+    th_write(q, DX, 0, E + 1, p), th_write(q, DS, 0, C, p), th_write(q, DB, 0, C, p);
+    clnorm_desc dr = *d;
+    dr.n = n;
+    dr.x = n ? (clnorm_buf){X, 1} : (clnorm_buf){NULL, 0};
+    dr.dy = n ? (clnorm_buf){DY, 1} : (clnorm_buf){NULL, 0};
+    dr.dx = n ? (clnorm_buf){DX, 1} : (clnorm_buf){NULL, 0};
+    dr.scale = (clnorm_buf){SC, 0}, dr.mean = (clnorm_buf){M, 0}, dr.rstd = (clnorm_buf){RS, 0};
+    dr.dscale = (clnorm_buf){DS, 0}, dr.dbias = (clnorm_buf){DB, 0};
+    if (bad == 1) dr.eps = -1.0f;
+    if (bad == 2) dr.n = n + 1, dr.x.mem = X, dr.dy.mem = DY, dr.dx.mem = DX; /* a sample more than the buffers */
+    cl_event ev = NULL;
+    int st = clnorm_mpi_bn_backward(ctx, &dr, comm, 0, NULL, &ev);
+    if (ev) {
+        TH_CL(clWaitForEvents(1, &ev));
+        clReleaseEvent(ev);
+    }
+    TH_CL(clFinish(q));
+    if (E) TH_CL(clEnqueueReadBuffer(q, DX, CL_TRUE, 4, E * 4, dx, 0, NULL, NULL));
+    TH_CL(clEnqueueReadBuffer(q, DS, CL_TRUE, 0, C * 4, ds, 0, NULL, NULL));
+    TH_CL(clEnqueueReadBuffer(q, DB, CL_TRUE, 0, C * 4, db, 0, NULL, NULL));
+    if (untouched) {
+        *untouched = 1;
+        for (size_t i = 0; i < E; ++i) *untouched &= th_bits(dx[i]) == TH_POISON_BITS;
+        for (size_t i = 0; i < C; ++i)
+            *untouched &= th_bits(ds[i]) == TH_POISON_BITS && th_bits(db[i]) == TH_POISON_BITS;
+    }
+    free(p);
+    cl_mem all[] = {X, DY, DX, SC, M, RS, DS, DB};
+    for (size_t i = 0; i < NELEM(all); ++i) clReleaseMemObject(all[i]);
+    return st;
+}
+
+/* The synchronized backward of batch d over comm with the saved statistics
+ * mean/rstd (those every process's synchronized forward wrote). */
+static void check_backward(clnorm_ctx *ctx, MPI_Comm comm, const clnorm_desc *d, const size_t *ns, int rank, int size,
+                           const float *x, const float *sc, const float *mean, const float *rstd, uint64_t seed)
+{
+    size_t len[TH_ROLES], n0 = 0;
+    th_desc_lengths(d, len);
+    for (int r = 0; r < rank; ++r) n0 += ns[r];
+    const size_t E = len[TH_X], C = d->c, S = ref_spatial(d), off = n0 * C * S, mine = ns[rank] * C * S;
+    float *dy = malloc(E * 4);
+    th_rng rng;
+    th_rng_init(&rng, seed ^ 0x5bd1e995u); /* the same dy on every process */
+    th_fill_normal(&rng, dy, E, 0.1, 1.0);
+    float *dx = malloc((mine ? mine : 1) * 4), *ds = malloc(C * 4), *db = malloc(C * 4);
+    float *dx2 = malloc((mine ? mine : 1) * 4), *ds2 = malloc(C * 4), *db2 = malloc(C * 4);
+    int st = run_sync_bwd(ctx, comm, d, n0, ns[rank], x, dy, sc, mean, rstd, dx, ds, db, 0, NULL);
+    int st2 = run_sync_bwd(ctx, comm, d, n0, ns[rank], x, dy, sc, mean, rstd, dx2, ds2, db2, 0, NULL);
+    TH_EXPECT(st == CLNORM_OK && st2 == CLNORM_OK, "clnorm_mpi_bn_backward: %s, then %s (%s)",
+              clnorm_status_name(st), clnorm_status_name(st2), clnorm_last_error(ctx));
+    if (st == CLNORM_OK && st2 == CLNORM_OK) {
+        TH_EXPECT(!memcmp(dx, dx2, mine * 4) && !memcmp(ds, ds2, C * 4) && !memcmp(db, db2, C * 4),
+                  "backward: a repeated run gave other bits");
+        float *mine2 = malloc(2 * C * 4), *every = malloc((size_t)size * 2 * C * 4);
+        memcpy(mine2, ds, C * 4), memcpy(mine2 + C, db, C * 4);
+        MPI_Allgather(mine2, (int)(2 * C * 4), MPI_BYTE, every, (int)(2 * C * 4), MPI_BYTE, comm);
+        for (int r = 1; r < size; ++r)
+            TH_EXPECT(!memcmp(every, every + (size_t)r * 2 * C, 2 * C * 4),
+                      "dscale/dbias of rank %d differ from rank 0's", r);
+        free(mine2), free(every);
+        /* whole batch: clnorm_backward's dx with this slice replaced by ours */
+        float *dx1 = malloc(E * 4), *ds1 = malloc(C * 4), *db1 = malloc(C * 4), *all = malloc(E * 4);
+        bwd_ref ref;
+        if (bwd_one_call(ctx, d, x, dy, sc, mean, rstd, dx1, ds1, db1) == CLNORM_OK) {
+            memcpy(all, dx1, E * 4);
+            memcpy(all + off, dx, mine * 4);
+            TH_EXPECT(bwd_ref_make(d, x, dy, sc, mean, rstd, &ref) == 0, "ref_backward rejected the case");
+            bwd_compare_ref(&ref, E, C, all, ds, db);
+            bwd_compare_pair(&ref, E, C, dx1, ds1, db1, all, ds, db);
+            bwd_ref_free(&ref);
+        }
+        free(dx1), free(ds1), free(db1), free(all);
+    }
+    free(dy), free(dx), free(ds), free(db), free(dx2), free(ds2), free(db2);
+}
+
 static outs outs_alloc(size_t E, size_t C)
 {
     outs o = {malloc((E ? E : 1) * 4), malloc(C * 4), malloc(C * 4), malloc(C * 4), malloc(C * 4)};
@@ -160,6 +262,9 @@ static void check_case(clnorm_ctx *ctx, MPI_Comm comm, clnorm_desc d, th_kind ki
         }
         free(one.y), free(one.mean), free(one.rstd), free(one.running_mean), free(one.running_var);
         free(mystats), free(every);
+        th_set_case("backward %s kind=%s np=%d rank %d slice [%zu, %zu)", lab, th_kind_name(kind), size, rank, n0,
+                    n0 + ns[rank]);
+        check_backward(ctx, comm, &d, ns, rank, size, x, sc, o.mean, o.rstd, seed);
     }
     outs_free(&o), outs_free(&o2);
     free(x), free(sc), free(b), free(rm), free(rv);
@@ -216,6 +321,23 @@ static void run_failing(clnorm_ctx *ctx)
     th_set_case("after the failures, rank %d", g_rank);
     TH_EXPECT(run_sync(ctx, MPI_COMM_WORLD, &d, n0, ns[g_rank], &in, &o, 0, NULL) == CLNORM_OK,
               "a good call after the failures failed: %s", clnorm_last_error(ctx));
+    /* the backward with the statistics of that good forward */
+    float *dy = malloc(len[TH_X] * 4), *dx = malloc(len[TH_X] * 4), *ds = malloc(C * 4), *db = malloc(C * 4);
+    th_fill_normal(&rng, dy, len[TH_X], 0.0, 1.0);
+    for (int bad = 1; bad <= 2; ++bad) {
+        int untouched = 0;
+        th_set_case("backward: failing rank %d, bad call %d, this rank %d", g_size - 1, bad, g_rank);
+        int st = run_sync_bwd(ctx, MPI_COMM_WORLD, &d, n0, ns[g_rank], x, dy, sc, o.mean, o.rstd, dx, ds, db,
+                              last ? bad : 0, &untouched);
+        const int want = !last ? CLNORM_ERR_PEER_FAILED : bad == 1 ? CLNORM_ERR_INVALID_EPS : CLNORM_ERR_BUFFER_TOO_SMALL;
+        TH_EXPECT(st == want, "status %s, want %s", clnorm_status_name(st), clnorm_status_name(want));
+        TH_EXPECT(untouched, "a failed synchronized backward wrote a buffer");
+    }
+    th_set_case("backward after the failures, rank %d", g_rank);
+    TH_EXPECT(run_sync_bwd(ctx, MPI_COMM_WORLD, &d, n0, ns[g_rank], x, dy, sc, o.mean, o.rstd, dx, ds, db, 0, NULL) ==
+                  CLNORM_OK,
+              "a good backward after the failures failed: %s", clnorm_last_error(ctx));
+    free(dy), free(dx), free(ds), free(db);
     outs_free(&o);
     free(x), free(sc), free(b), free(rm), free(rv);
 }
