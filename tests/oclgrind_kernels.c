@@ -25,9 +25,10 @@
  * Every result is compared with the double-precision reference
  * (tests/reference.c) with th_compare's tolerances.
  *
- * New kernels (backward passes, half precision) join by adding rows to
- * og_cases with their own `check` function (og_check_forward is the forward
- * pass's), so that they run under the same checks, classes and variants.
+ * Kernel families join by adding rows to og_cases with their own `check`
+ * function (og_check_forward, og_check_backward: in a backward row, `stats`
+ * asks for dx, `scale` for dscale, `bias` for dbias), so that they run
+ * under the same checks, classes and variants.
  *
  * The one large shape: col_wave (channels-last InstanceNorm/GroupNorm on
  * CPUs) runs only with 2..16 samples of C a multiple of 16 and at least
@@ -48,7 +49,8 @@
 enum { OG_GPU = 1, OG_CPU = 2, OG_BOTH = OG_GPU | OG_CPU };
 enum {
     OG_IN_PLACE = 1, /* y is x */
-    OG_OFFSET = 2    /* every buffer at a non-zero element offset */
+    OG_OFFSET = 2,   /* every buffer at a non-zero element offset */
+    OG_DX_ONLY = 4   /* backward: scale passed, dscale not asked for */
 };
 /* Variant sets, as bits of th_variants (common.c, in this order): AUTO, WG,
  * SUBGROUP, WI, SPLIT, WG with 32 work-items, SPLIT with 64. */
@@ -71,12 +73,14 @@ struct og_case {
 };
 
 static int og_check_forward(clnorm_ctx *ctx, const og_case *c);
+static int og_check_backward(clnorm_ctx *ctx, const og_case *c);
 
 #define ROWS(o, r, cl) {.op = (o), .rows = (r), .cols = (cl), .eps = 1e-5f, .momentum = 0.1f, .training = 1, .groups = 1}
 #define CHAN(o, lay, N, C, G, train, rk, s0, s1)                                                           \
     {.op = (o), .layout = (lay), .n = (N), .c = (C), .groups = (G), .training = (train), .rank = (rk),    \
      .spatial = {(s0), (s1), 0}, .eps = 1e-5f, .momentum = 0.1f}
 #define FWD og_check_forward
+#define BWD og_check_backward /* scale: dscale too; bias: dbias too; OG_IN_PLACE: dx is dy */
 #define LN CLNORM_LAYER_NORM
 #define RMS CLNORM_RMS_NORM
 #define BN CLNORM_BATCH_NORM
@@ -163,6 +167,31 @@ static const og_case og_cases[] = {
     /* CPU column tiles of 1024 columns: a second tile of one vector and a
      * scalar tail. */
     {"BN rank 0 1041 channels", FWD, OG_BOTH, V_AUTO, CHAN(BN, NCHW, 3, 1041, 1, 1, 0, 0, 0), 1, 1, 1, 1, 0,
+     TH_NORMAL},
+    /* Backward (kernels/backward.cl): bwd_rows whole and split (phases 1
+     * and 2), bwd_params, the sums/merge/table/apply pipeline, running
+     * statistics, in place. */
+    {"bwd LN 7x301", BWD, OG_BOTH, V_AUTO | 0x0cu, ROWS(LN, 7, 301), 1, 1, 1, 0, OG_OFFSET, TH_NORMAL},
+    {"bwd RMS 5x257 in place", BWD, OG_BOTH, V_AUTO, ROWS(RMS, 5, 257), 1, 1, 1, 0, OG_IN_PLACE, TH_NORMAL},
+    {"bwd LN split 2x5000", BWD, OG_BOTH, V_AUTO | V_SPLIT, ROWS(LN, 2, 5000), 1, 1, 1, 0, 0, TH_OFFSET_1E4},
+    {"bwd LN 40x33 dx only", BWD, OG_BOTH, V_AUTO, ROWS(LN, 40, 33), 0, 0, 1, 0, 0, TH_NORMAL},
+    {"bwd GN nchw", BWD, OG_BOTH, V_AUTO | 0x08u, CHAN(GN, NCHW, 2, 6, 3, 1, 2, 4, 5), 1, 1, 1, 0, OG_OFFSET, TH_NORMAL},
+    {"bwd IN nchw split", BWD, OG_BOTH, V_SPLIT, CHAN(IN, NCHW, 2, 1, 1, 1, 2, 50, 90), 1, 1, 1, 0, 0,
+     TH_NORMAL},
+    {"bwd GN nhwc", BWD, OG_BOTH, V_AUTO, CHAN(GN, NHWC, 2, 8, 4, 1, 2, 5, 6), 1, 1, 1, 0, OG_IN_PLACE,
+     TH_NORMAL},
+    {"bwd BN nchw long planes", BWD, OG_BOTH, V_AUTO, CHAN(BN, NCHW, 2, 3, 1, 1, 2, 9, 9), 1, 1, 1, -1,
+     OG_OFFSET, TH_NORMAL},
+    {"bwd BN nchw short planes", BWD, OG_BOTH, V_AUTO, CHAN(BN, NCHW, 3, 4, 1, 1, 2, 5, 5), 1, 1, 1, -1, 0,
+     TH_NORMAL},
+    {"bwd BN nhwc", BWD, OG_BOTH, V_AUTO, CHAN(BN, NHWC, 3, 5, 1, 1, 2, 4, 6), 1, 1, 1, -1, 0, TH_NORMAL},
+    {"bwd BN rank 0 1041 channels", BWD, OG_BOTH, V_AUTO, CHAN(BN, NCHW, 3, 1041, 1, 1, 0, 0, 0), 1, 1, 1, -1,
+     0, TH_NORMAL},
+    {"bwd BN nhwc inference", BWD, OG_BOTH, V_AUTO, CHAN(BN, NHWC, 3, 5, 1, 0, 2, 4, 6), 1, 1, 0, 1, OG_OFFSET,
+     TH_NORMAL},
+    {"bwd BN inference dx only", BWD, OG_BOTH, V_AUTO, CHAN(BN, NCHW, 2, 3, 1, 0, 2, 9, 9), 1, 0, 1, 1,
+     OG_DX_ONLY, TH_NORMAL},
+    {"bwd IN nhwc running inference", BWD, OG_BOTH, V_AUTO, CHAN(IN, NHWC, 2, 5, 1, 0, 2, 6, 7), 1, 1, 0, 1, 0,
      TH_NORMAL},
 };
 static const size_t og_case_count = sizeof og_cases / sizeof og_cases[0];
@@ -321,6 +350,95 @@ out:
             clReleaseMemObject(b[i].mem);
     free(x); free(y); free(scale); free(bias); free(rm); free(rv); free(rmo); free(rvo);
     free(mean); free(rstd);
+    return fails;
+}
+
+/* A backward case: saved statistics as an exact forward writes them
+ * (th_saved_stats) with batch statistics, else running statistics; x, dy,
+ * scale and the statistics on tight input buffers, dx (unless in place),
+ * dscale (with scale) and dbias (with bias) on tight output buffers. */
+static int og_check_backward(clnorm_ctx *ctx, const og_case *c)
+{
+    const clnorm_desc *shape = &c->d;
+    th_rng r;
+    th_rng_init(&r, th_next_seed());
+    const size_t E = ref_elements(shape), sets = ref_sets(shape), aff = ref_affine_len(shape);
+    const size_t C = is_rows(shape) ? 1 : shape->c;
+    const int running = c->running > 0;
+    const int batch = ref_backward_uses_batch(shape, running);
+    const int want_mean = batch && shape->op != CLNORM_RMS_NORM;
+    float *x = malloc(E * sizeof *x), *dy = malloc(E * sizeof *dy), *dx = malloc(E * sizeof *dx);
+    float *scale = malloc(aff * sizeof *scale), *ds = malloc(aff * sizeof *ds), *db = malloc(aff * sizeof *db);
+    float *rm = malloc(C * sizeof *rm), *rv = malloc(C * sizeof *rv);
+    float *mean = malloc(sets * sizeof *mean), *rstd = malloc(sets * sizeof *rstd);
+    enum { BX, BDY, BDX, BS, BDS, BDB, BM, BR, BRM, BRV, NB };
+    og_buf b[NB];
+    memset(b, 0, sizeof b);
+    int fails = 1;
+    if (!x || !dy || !dx || !scale || !ds || !db || !rm || !rv || !mean || !rstd) {
+        th_fail("out of host memory");
+        goto out;
+    }
+    th_fill(&r, shape, c->kind, x);
+    th_fill_normal(&r, dy, E, 0.0, 1.0);
+    th_fill_normal(&r, scale, aff, 1.0, 0.5);
+    th_fill_normal(&r, rm, C, c->kind == TH_OFFSET_1E4 ? 1e4 : 0.0, 1.0);
+    th_fill_uniform(&r, rv, C, 0.5, 2.0);
+    if (batch) th_saved_stats(shape, x, want_mean ? mean : NULL, rstd);
+    const int offs = (c->flags & OG_OFFSET) != 0, in_place = (c->flags & OG_IN_PLACE) != 0;
+    int bad = og_buf_make(ctx, &b[BX], offs ? 3 : 0, E, x);
+    bad |= og_buf_make(ctx, &b[BDY], offs ? 8 : 0, E, dy);
+    if (c->stats && !in_place) bad |= og_buf_make(ctx, &b[BDX], offs ? 5 : 0, E, NULL);
+    if (c->scale) bad |= og_buf_make(ctx, &b[BS], offs ? 7 : 0, aff, scale);
+    const int want_ds = c->scale && !(c->flags & OG_DX_ONLY);
+    if (want_ds) bad |= og_buf_make(ctx, &b[BDS], offs ? 10 : 0, aff, NULL);
+    if (c->bias) bad |= og_buf_make(ctx, &b[BDB], offs ? 2 : 0, aff, NULL);
+    if (want_mean) bad |= og_buf_make(ctx, &b[BM], offs ? 1 : 0, sets, mean);
+    if (batch) bad |= og_buf_make(ctx, &b[BR], offs ? 4 : 0, sets, rstd);
+    if (running) {
+        bad |= og_buf_make(ctx, &b[BRM], offs ? 6 : 0, C, rm);
+        bad |= og_buf_make(ctx, &b[BRV], offs ? 9 : 0, C, rv);
+    }
+    if (bad)
+        goto out;
+    clnorm_desc d = *shape;
+    d.x = og_ref(&b[BX]);
+    d.dy = og_ref(&b[BDY]);
+    d.dx = c->stats && in_place ? d.dy : og_ref(&b[BDX]);
+    d.scale = og_ref(&b[BS]);
+    d.dscale = og_ref(&b[BDS]);
+    d.dbias = og_ref(&b[BDB]);
+    d.mean = og_ref(&b[BM]);
+    d.rstd = og_ref(&b[BR]);
+    d.running_mean = og_ref(&b[BRM]);
+    d.running_var = og_ref(&b[BRV]);
+    cl_event ev = NULL;
+    th_cases++;
+    clnorm_status st = clnorm_backward(ctx, &d, 0, NULL, &ev);
+    if (st != CLNORM_OK) {
+        th_fail("clnorm_backward: %s (%s)", clnorm_status_name(st), clnorm_last_error(ctx));
+        goto out;
+    }
+    cl_int err = clWaitForEvents(1, &ev);
+    clReleaseEvent(ev);
+    if (err != CL_SUCCESS) {
+        th_fail("clWaitForEvents: %d", err);
+        goto out;
+    }
+    const int has_dx = d.dx.mem != NULL;
+    if (has_dx) bad |= og_buf_read(ctx, in_place ? &b[BDY] : &b[BDX], dx);
+    if (want_ds) bad |= og_buf_read(ctx, &b[BDS], ds);
+    if (c->bias) bad |= og_buf_read(ctx, &b[BDB], db);
+    th_bwd_inputs in = {x, dy, c->scale ? scale : NULL, want_mean ? mean : NULL, batch ? rstd : NULL,
+                        running ? rm : NULL, running ? rv : NULL};
+    th_bwd_outputs got = {has_dx ? dx : NULL, want_ds ? ds : NULL, c->bias ? db : NULL};
+    if (!bad)
+        fails = th_compare_bwd(shape, &in, &got, 1.0, 1) != 0;
+out:
+    for (int i = 0; i < NB; i++)
+        if (b[i].mem)
+            clReleaseMemObject(b[i].mem);
+    free(x); free(dy); free(dx); free(scale); free(ds); free(db); free(rm); free(rv); free(mean); free(rstd);
     return fails;
 }
 
