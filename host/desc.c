@@ -213,3 +213,49 @@ CLNORM_API size_t clnorm_desc_sets(const clnorm_desc *d)
     clnorm_shape s;
     return d && clnorm_describe(NULL, d, &s) == CLNORM_OK ? s.sets : 0;
 }
+
+/* ---- BatchNorm folding (clnorm_fold_batch_norm) ------------------------ */
+
+clnorm_status clnorm_validate_fold(clnorm_ctx *c, const clnorm_fold_desc *f)
+{
+    const size_t O = f->out_channels, K = f->per_channel;
+    size_t OK;
+    if (O == 0 || K == 0)
+        return clnorm_fail(c, CLNORM_ERR_INVALID_SHAPE, "out_channels (%zu) and per_channel (%zu) must be >= 1", O,
+                           K);
+    if (!mul_ok(O, K, &OK) || K > UINT32_MAX || OK > ((size_t)1 << 46))
+        return clnorm_fail(c, CLNORM_ERR_TOO_LARGE, "%zu x %zu weights exceed the kernel's indexing", O, K);
+    if (!(isfinite(f->eps) && f->eps >= 0.0f))
+        return clnorm_fail(c, CLNORM_ERR_INVALID_EPS, "eps %g must be finite and >= 0", (double)f->eps);
+    if (!has(f->weight) || !has(f->weight_out) || !has(f->bias_out))
+        return clnorm_fail(c, CLNORM_ERR_MISSING_BUFFER, "weight, weight_out and bias_out are required");
+    if (!has(f->running_mean) || !has(f->running_var))
+        return clnorm_fail(c, CLNORM_ERR_MISSING_BUFFER, "running_mean and running_var are required");
+    span sp[8] = {
+        {"weight", f->weight, OK, 0, 0, 0, 0},
+        {"conv_bias", f->conv_bias, O, 0, 0, 0, 0},
+        {"scale", f->scale, O, 0, 0, 0, 0},
+        {"bias", f->bias, O, 0, 0, 0, 0},
+        {"running_mean", f->running_mean, O, 0, 0, 0, 0},
+        {"running_var", f->running_var, O, 0, 0, 0, 0},
+        {"weight_out", f->weight_out, OK, 1, 0, 0, 0},
+        {"bias_out", f->bias_out, O, 1, 0, 0, 0},
+    };
+    for (int i = 0; i < 8; ++i)
+        if (has(sp[i].b)) {
+            clnorm_status st = check_buffer(c, &sp[i]);
+            if (st != CLNORM_OK) return st;
+        }
+    /* Outputs overlap nothing, except each exactly its own input (in place:
+     * weight_out == weight, bias_out == conv_bias). */
+    for (int i = 6; i < 8; ++i)
+        for (int j = 0; j < 8; ++j) {
+            if (j == i || !has(sp[j].b)) continue;
+            if (sp[i].root != sp[j].root || sp[i].hi <= sp[j].lo || sp[j].hi <= sp[i].lo) continue;
+            const int own = j == i - 6; /* weight_out's input is weight, bias_out's conv_bias */
+            if (own && sp[i].lo == sp[j].lo) continue;
+            return clnorm_fail(c, CLNORM_ERR_ALIASING, "%s overlaps %s%s", sp[i].name, sp[j].name,
+                               own ? " (in place needs the same offset)" : "");
+        }
+    return CLNORM_OK;
+}

@@ -184,3 +184,16 @@ done:
     pthread_mutex_unlock(&c->lock);
     return (clnorm_status)st;
 }
+
+int clnorm_enqueue_plan(clnorm_ctx *c, const clnorm_desc *d, const clnorm_plan *p, cl_uint num_wait,
+                        const cl_event *wait_list, cl_event *event)
+{
+    chain ch = {c, d, {NULL, NULL, NULL}, num_wait, wait_list, NULL, event != NULL, 0};
+    int st = execute(&ch, p);
+    if (st == CLNORM_OK && event) {
+        *event = ch.last;
+        ch.last = NULL;
+    }
+    if (ch.last) clReleaseEvent(ch.last);
+    return st;
+}

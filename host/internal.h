@@ -197,6 +197,19 @@ typedef struct clnorm_plan {
 clnorm_status clnorm_plan_forward(const clnorm_devinfo *dev, const clnorm_settings *set, const clnorm_desc *d,
                                   const clnorm_shape *s, clnorm_plan *p);
 
+/* BatchNorm folding (deploy.c, plan.c). The fold's buffers travel in a
+ * descriptor's slots, so that the executor binds them as any call's: x =
+ * weight, y = weight_out, scale, bias, running_mean, running_var as named,
+ * mean = conv_bias, rstd = bias_out. */
+clnorm_desc clnorm_fold_as_desc(const clnorm_fold_desc *f);
+clnorm_status clnorm_validate_fold(clnorm_ctx *c, const clnorm_fold_desc *f);
+clnorm_status clnorm_plan_fold(const clnorm_devinfo *dev, const clnorm_settings *set, const clnorm_fold_desc *f,
+                               clnorm_plan *p);
+/* Enqueue plan p, whose buffers d's slots name, for a validated call (exec.c;
+ * the caller holds the context lock). Waits and event as clnorm_forward. */
+int clnorm_enqueue_plan(clnorm_ctx *c, const clnorm_desc *d, const clnorm_plan *p, cl_uint num_wait,
+                        const cl_event *wait_list, cl_event *event);
+
 extern const struct clnorm_kernel_source {
     const char *name;
     const char *text;

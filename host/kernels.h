@@ -69,6 +69,11 @@ typedef enum clnorm_src {
     A(MEM, mean) A(ULONG, mo) A(MEM, var) A(ULONG, vo) A(MEM, scale) A(ULONG, so) A(MEM, bias)           \
     A(ULONG, bo) A(MEM, table) A(UINT, P) A(UINT, C) A(UINT, stat_p) A(UINT, grp) A(UINT, aff_p)         \
     A(FLOAT, eps)
+/* merge.cl: BatchNorm folded into a convolution (clnorm_fold_batch_norm). */
+#define CLNORM_ARGS_fold_conv_bn(A)                                                                      \
+    A(MEM, w) A(ULONG, wo) A(MEM, cbias) A(ULONG, cbo) A(MEM, scale) A(ULONG, so) A(MEM, bias)           \
+    A(ULONG, bo) A(MEM, rmean) A(ULONG, rmo) A(MEM, rvar) A(ULONG, rvo) A(MEM, w_out) A(ULONG, woo)      \
+    A(MEM, b_out) A(ULONG, boo) A(UINT, K) A(FLOAT, eps)
 /* apply.cl */
 #define CLNORM_ARGS_apply_table(A)                                                                       \
     A(MEM, x) A(ULONG, xo) A(MEM, y) A(ULONG, yo) A(MEM, table) A(UINT, nrows) A(UINT, per_item)         \
@@ -77,7 +82,8 @@ typedef enum clnorm_src {
 /* Every kernel, in one list. */
 #define CLNORM_KERNEL_LIST(K)                                                                            \
     K(row_norm) K(row_partials) K(row_apply) K(col_partials) K(col_wave) K(merge_partials) K(merge_sets) \
-    K(update_running) K(fold_table) K(apply_table)
+    K(update_running) K(fold_table) K(apply_table)     \
+    K(fold_conv_bn)
 
 typedef enum clnorm_kernel_id {
 #define CLNORM_X_KID(name) CLNORM_KID_##name,

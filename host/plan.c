@@ -560,3 +560,29 @@ clnorm_status clnorm_plan_forward(const clnorm_devinfo *dev, const clnorm_settin
         pipe_partials(&b);
     return b.overflow ? CLNORM_ERR_TOO_LARGE : CLNORM_OK;
 }
+
+/* ---- BatchNorm folding (clnorm_fold_batch_norm) ---------------------------
+ * One launch of fold_conv_bn: a row of work-groups per output channel over
+ * its weights. Its buffers travel in the slots clnorm_fold_as_desc puts them
+ * in (internal.h), so the executor binds them as any call's. */
+clnorm_status clnorm_plan_fold(const clnorm_devinfo *dev, const clnorm_settings *set, const clnorm_fold_desc *f,
+                               clnorm_plan *p)
+{
+    const rules r = {dev, set};
+    memset(p, 0, sizeof *p);
+    builder b = {&r, NULL, NULL, p, 0, 0, 0, 0};
+    /* Small weight rows (depthwise 3x3: 9) get a small group rather than 64
+     * idle work-items each. */
+    unsigned wg = plan_wg(&r);
+    while (wg > 1 && wg / 2 >= f->per_channel) wg /= 2;
+    size_t g[2] = {round_up(f->per_channel, wg), f->out_channels}, l[2] = {wg, 1};
+    clnorm_launch *L = add(&b, CLNORM_KID_fold_conv_bn, wg, wg, 0, 2, g, l, 1);
+    L->args.fold_conv_bn = (clnorm_args_fold_conv_bn){
+        .w = CLNORM_SRC_X, .wo = f->weight.offset, .cbias = src_of(f->conv_bias, CLNORM_SRC_MEAN),
+        .cbo = f->conv_bias.offset, .scale = src_of(f->scale, CLNORM_SRC_SCALE), .so = f->scale.offset,
+        .bias = src_of(f->bias, CLNORM_SRC_BIAS), .bo = f->bias.offset, .rmean = CLNORM_SRC_RMEAN,
+        .rmo = f->running_mean.offset, .rvar = CLNORM_SRC_RVAR, .rvo = f->running_var.offset,
+        .w_out = CLNORM_SRC_Y, .woo = f->weight_out.offset, .b_out = CLNORM_SRC_RSTD, .boo = f->bias_out.offset,
+        .K = (cl_uint)f->per_channel, .eps = f->eps};
+    return CLNORM_OK;
+}

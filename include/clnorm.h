@@ -281,6 +281,45 @@ clnorm_status clnorm_backward(clnorm_ctx *ctx, const clnorm_desc *d,
                               cl_uint num_wait, const cl_event *wait_list,
                               cl_event *event);
 
+/*
+ * BatchNorm folding (deployment): BatchNorm inference after a convolution,
+ * folded into the convolution's weights and bias on the device, as
+ * torch.nn.utils.fusion.fuse_conv_bn_weights and ONNX optimizers'
+ * fuse_bn_into_conv do:
+ *   a[o]  = scale[o] / sqrt(running_var[o] + eps)
+ *   W'[o] = W[o] * a[o]                          (every weight of output channel o)
+ *   b'[o] = (b[o] - running_mean[o]) * a[o] + bias[o]
+ * a[o] is computed exactly as clnorm_forward's BatchNorm inference computes
+ * its multiplier (rstd * scale), so the folded convolution normalizes as
+ * clnorm's own BatchNorm would.
+ *
+ * Weights are laid out with the output channel first (PyTorch's and ONNX's
+ * OIHW, OIW, OIDHW): out_channels rows of per_channel contiguous weights,
+ * per_channel = (in_channels / groups) * kernel elements; grouped and
+ * depthwise convolutions are the same layout with a smaller per_channel.
+ * (A ConvTranspose's IOHW weights are not this layout.) Buffers are float32
+ * with element offsets:
+ *   weight       required, out_channels * per_channel;
+ *   conv_bias    optional, out_channels (absent: the convolution has none, 0);
+ *   scale, bias  optional, out_channels (absent: 1 and 0), BatchNorm's;
+ *   running_mean, running_var   required, out_channels;
+ *   weight_out   required, weight's size; may be exactly weight (in place);
+ *   bias_out     required, out_channels; may be exactly conv_bias (in place).
+ * No other overlap of an output with anything (CLNORM_ERR_ALIASING). eps as
+ * clnorm_desc's. Validation, events and errors as clnorm_forward.
+ */
+typedef struct clnorm_fold_desc {
+    size_t out_channels, per_channel;
+    float eps;
+    clnorm_buf weight, conv_bias, scale, bias, running_mean, running_var;
+    clnorm_buf weight_out, bias_out;
+} clnorm_fold_desc;
+/* Zero the descriptor and set eps = 1e-5 (PyTorch's BatchNorm default). */
+void clnorm_fold_desc_init(clnorm_fold_desc *f);
+clnorm_status clnorm_fold_batch_norm(clnorm_ctx *ctx, const clnorm_fold_desc *f,
+                                     cl_uint num_wait, const cl_event *wait_list,
+                                     cl_event *event);
+
 #ifdef __cplusplus
 }
 #endif
