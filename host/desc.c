@@ -133,6 +133,14 @@ clnorm_status clnorm_validate(clnorm_ctx *c, const clnorm_desc *d, const clnorm_
         return clnorm_fail(c, CLNORM_ERR_UNSUPPORTED, "per-sample affine applies to channel norms only");
     if (d->op == CLNORM_RMS_NORM && has(d->mean))
         return clnorm_fail(c, CLNORM_ERR_UNSUPPORTED, "RMSNorm has no mean to save");
+    if (d->lp != 0) { /* LpNormalization (clnorm_desc_lp_norm) */
+        if (d->lp != 1 && d->lp != 2)
+            return clnorm_fail(c, CLNORM_ERR_UNSUPPORTED, "lp %d is not 0, 1 or 2", d->lp);
+        if (d->op != CLNORM_LAYER_NORM)
+            return clnorm_fail(c, CLNORM_ERR_UNSUPPORTED, "LpNormalization runs on LayerNorm rows only");
+        if (has(d->mean))
+            return clnorm_fail(c, CLNORM_ERR_UNSUPPORTED, "LpNormalization has no mean to save");
+    }
     if (has(d->running_mean) != has(d->running_var))
         return clnorm_fail(c, CLNORM_ERR_MISSING_BUFFER, "running_mean and running_var go together");
     if (has(d->running_mean) && d->op != CLNORM_BATCH_NORM && d->op != CLNORM_INSTANCE_NORM)

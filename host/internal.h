@@ -71,9 +71,10 @@ int clnorm_target_options(const clnorm_devinfo *d, char *buf, size_t len);
 #define CLNORM_K_RMS 1u    /* statistics are the mean of squares */
 #define CLNORM_K_STREAM 2u /* y is written with streaming stores */
 #define CLNORM_K_RSTD_ZERO 4u /* var == 0 with eps == 0 gives rstd 0 (BatchNorm, InstanceNorm) */
+#define CLNORM_K_LP 8u /* LpNormalization: rstd = 1 / ||x||_p, p = 2 with RMS, else 1 (common.cl) */
 /* Every flag bit above: the kernel check (tests/kernel_options.c) builds each
  * combination. A new bit must be added here. */
-#define CLNORM_K_ALL (CLNORM_K_RMS | CLNORM_K_STREAM | CLNORM_K_RSTD_ZERO)
+#define CLNORM_K_ALL (CLNORM_K_RMS | CLNORM_K_STREAM | CLNORM_K_RSTD_ZERO | CLNORM_K_LP)
 
 /* A program's options beyond the device's: work-group size, work-items per
  * set, tree sums, and CLNORM_K_* flags. */

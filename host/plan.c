@@ -267,6 +267,7 @@ typedef struct builder {
     unsigned rstd_flags; /* program flags of launches that compute rstd from batch statistics */
     unsigned y_flags;    /* program flags of launches that write y */
     int overflow;        /* more launches than CLNORM_PLAN_MAX */
+    float eps;           /* the kernels' eps argument: d->eps, or LpNormalization's count (below) */
 } builder;
 
 static size_t round_up(size_t v, size_t m) { return div_up(v, m) * m; }
@@ -322,7 +323,7 @@ static void add_merge(builder *b, unsigned wg, cl_uint nsets, cl_uint n_inner, c
         .part = CLNORM_SRC_PART, .stats = CLNORM_SRC_STATS, .mean_out = src_of(d->mean, CLNORM_SRC_MEAN),
         .mo = d->mean.offset, .rstd_out = src_of(d->rstd, CLNORM_SRC_RSTD), .ro = d->rstd.offset,
         .nsets = nsets, .n_inner = n_inner, .o_stride = o_stride, .i_stride = i_stride,
-        .n1 = n1, .st1 = st1, .n2 = n2, .st2 = st2, .eps = d->eps};
+        .n1 = n1, .st1 = st1, .n2 = n2, .st2 = st2, .eps = b->eps};
 }
 
 static void add_running(builder *b, unsigned wg, cl_uint nsets, cl_uint C, cl_uint navg, cl_float count)
@@ -429,7 +430,7 @@ static void pipe_rows(builder *b)
             .mean_out = src_of(d->mean, CLNORM_SRC_MEAN), .mo = d->mean.offset,
             .rstd_out = src_of(d->rstd, CLNORM_SRC_RSTD), .ro = d->rstd.offset, .stats = stats, .nsets = nsets,
             .per_item = (cl_uint)rp.per_item, .lag = rp.lag, .len = len, .seg = af.seg, .aff_mod = af.aff_mod,
-            .elementwise = af.elementwise, .eps = d->eps};
+            .elementwise = af.elementwise, .eps = b->eps};
         /* GPUs hold a row of up to lanes * VEC * CACHE_V elements in
          * registers (rows.cl: row_norm_cached): one read of x. */
         b->p->x_reads += row_cached(b->r, &rp, s) ? 1 : 3;
@@ -446,7 +447,7 @@ static void pipe_rows(builder *b)
             .scale = src_of(d->scale, CLNORM_SRC_SCALE), .so = d->scale.offset,
             .bias = src_of(d->bias, CLNORM_SRC_BIAS), .bo = d->bias.offset, .stats = CLNORM_SRC_STATS,
             .nsets = nsets, .len = len, .chunk = chunk, .seg = af.seg, .aff_mod = af.aff_mod,
-            .elementwise = af.elementwise, .eps = d->eps};
+            .elementwise = af.elementwise, .eps = b->eps};
         b->p->x_reads += 3;
     }
     if (s->update_running)
@@ -544,8 +545,15 @@ clnorm_status clnorm_plan_forward(const clnorm_devinfo *dev, const clnorm_settin
 {
     const rules r = {dev, set};
     memset(p, 0, sizeof *p);
-    builder b = {&r, d, s, p, 0, 0, 0, 0};
+    builder b = {&r, d, s, p, 0, 0, 0, 0, d->eps};
     b.rms = d->op == CLNORM_RMS_NORM ? CLNORM_K_RMS : 0;
+    if (d->lp) {
+        /* LpNormalization: the RMS statistics without a mean (p = 2: mean of
+         * squares; p = 1, LP alone: mean of |x|); rstd_of turns the mean into
+         * 1 / ||x||_p with the count, which travels as eps (unused by LP). */
+        b.rms = d->lp == 2 ? CLNORM_K_RMS | CLNORM_K_LP : CLNORM_K_LP;
+        b.eps = (float)s->set_len;
+    }
     /* SPEC.md: BatchNorm and InstanceNorm give rstd = 0 for var == 0 with
      * eps == 0 (PyTorch's inverse std); LayerNorm and GroupNorm give +Inf. */
     b.rstd_flags = b.rms;
@@ -570,7 +578,7 @@ clnorm_status clnorm_plan_fold(const clnorm_devinfo *dev, const clnorm_settings 
 {
     const rules r = {dev, set};
     memset(p, 0, sizeof *p);
-    builder b = {&r, NULL, NULL, p, 0, 0, 0, 0};
+    builder b = {&r, NULL, NULL, p, 0, 0, 0, 0, 0.0f};
     /* Small weight rows (depthwise 3x3: 9) get a small group rather than 64
      * idle work-items each. */
     unsigned wg = plan_wg(&r);

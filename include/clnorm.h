@@ -162,6 +162,11 @@ typedef struct clnorm_desc {
     int running_var_biased;
     clnorm_buf x, y, scale, bias, mean, rstd, running_mean, running_var;
     clnorm_buf dy, dx, dscale, dbias; /* backward only */
+    /* LpNormalization (set by clnorm_desc_lp_norm): 0 = off; 1 or 2 = the
+     * op's sets (LayerNorm rows only) normalized by their Lp norm, y = x /
+     * ||x||_p with no mean subtracted, 0 where the norm is 0; eps is
+     * ignored, scale and bias apply after, a saved rstd is 1 / ||x||_p. */
+    int lp;
 } clnorm_desc;
 
 /* Zero the descriptor and set op, eps = 1e-5, momentum = 0.1, training = 1,
@@ -319,6 +324,47 @@ void clnorm_fold_desc_init(clnorm_fold_desc *f);
 clnorm_status clnorm_fold_batch_norm(clnorm_ctx *ctx, const clnorm_fold_desc *f,
                                      cl_uint num_wait, const cl_event *wait_list,
                                      cl_event *event);
+
+/*
+ * ONNX MeanVarianceNormalization and LpNormalization. Neither is a new
+ * computation: each is the common form over other reduction sets, so these
+ * functions only build a clnorm_desc (clnorm_desc_init first; the caller
+ * then sets x and y, optionally in place, and calls clnorm_forward). x is a
+ * contiguous row-major tensor of ndim <= CLNORM_MAX_DIMS dims (ONNX's
+ * layout). Dims of size 1 are dropped; what is left must be a pattern the
+ * existing kernels reduce, else CLNORM_ERR_UNSUPPORTED with a message:
+ *
+ * clnorm_desc_mvn: axes_mask bit k set = axis k is reduced (ONNX's default
+ *   axes [0, 2, 3] is CLNORM_MVN_DEFAULT_AXES). y = (x - mean) / sqrt(var),
+ *   over the reduced axes, var biased, no affine. With the reduced (R) and
+ *   kept (K) runs of axes:
+ *     R, or K R        LayerNorm over the trailing R (rows = the K product)
+ *     R K, or R K R    BatchNorm training (channel = the K product, N = the
+ *                      leading R, spatial = the trailing R); no running stats
+ *     K R K            channels-last InstanceNorm (n, spatial, c)
+ *   anything else (K R K R, ...) is unsupported. ONNX divides by
+ *   sqrt(var) + 1e-9; these use eps = 1e-18 inside the root, 1/sqrt(var +
+ *   1e-18), which differs from ONNX's by a relative 1e-9 / std at most (below
+ *   float rounding for std >= 0.017, up to 1.2e-7 at std = 0.008) and gives
+ *   0, like ONNX, for a constant set. A zero mask is unsupported.
+ * clnorm_desc_lp_norm: ONNX LpNormalization, p = 1 or 2 along axis (ONNX's
+ *   -1 = the last; negative counts from the end): y = x / ||x||_p, 0 where
+ *   the norm is 0 (as ONNX's reference). Supported where the axis is the
+ *   innermost of size > 1 (LayerNorm rows with d->lp = p); an inner axis
+ *   with larger axes after it is unsupported (it needs column statistics
+ *   without a mean, which the column kernels do not have).
+ * ctx may be NULL; given, it receives the error message. Errors:
+ * CLNORM_ERR_NULL_ARGUMENT, CLNORM_ERR_INVALID_SHAPE (ndim 0 or >
+ * CLNORM_MAX_DIMS, a dim of 0, an axis out of range), CLNORM_ERR_TOO_LARGE,
+ * CLNORM_ERR_UNSUPPORTED (p, or the pattern).
+ */
+#define CLNORM_MAX_DIMS 8
+#define CLNORM_MVN_DEFAULT_AXES 0xdu /* axes 0, 2, 3 */
+#define CLNORM_MVN_EPS 1e-18f
+clnorm_status clnorm_desc_mvn(clnorm_ctx *ctx, clnorm_desc *d, unsigned ndim, const size_t *dims,
+                              unsigned axes_mask);
+clnorm_status clnorm_desc_lp_norm(clnorm_ctx *ctx, clnorm_desc *d, unsigned ndim, const size_t *dims, int axis,
+                                  int p);
 
 #ifdef __cplusplus
 }

@@ -59,8 +59,8 @@ inline void row_norm_cached(__global const float *px, __global float *py, uint n
     floatv a = 0.0f;
 #if RMS
     for (uint j = 0; j < CACHE_V; ++j)
-        a += r[j] * r[j]; /* padding is 0 */
-    const float var = seg_sum(HSUM(a) + tl * tl, buf) / (float)n;
+        a += STAT(r[j], 0.0f); /* padding is 0 */
+    const float var = seg_sum(HSUM(a) + STAT(tl, 0.0f), buf) / (float)n;
     const float mean = 0.0f;
 #else
     const float k = n ? px[0] : 0.0f;
