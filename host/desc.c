@@ -141,6 +141,10 @@ clnorm_status clnorm_validate(clnorm_ctx *c, const clnorm_desc *d, const clnorm_
         if (has(d->mean))
             return clnorm_fail(c, CLNORM_ERR_UNSUPPORTED, "LpNormalization has no mean to save");
     }
+    if ((has(d->residual) || has(d->h_out)) && !lnorm)
+        return clnorm_fail(c, CLNORM_ERR_UNSUPPORTED, "the fused residual add is LayerNorm's and RMSNorm's");
+    if (has(d->h_out) && !has(d->residual))
+        return clnorm_fail(c, CLNORM_ERR_MISSING_BUFFER, "h_out needs a residual to add");
     if (has(d->running_mean) != has(d->running_var))
         return clnorm_fail(c, CLNORM_ERR_MISSING_BUFFER, "running_mean and running_var go together");
     if (has(d->running_mean) && d->op != CLNORM_BATCH_NORM && d->op != CLNORM_INSTANCE_NORM)
@@ -168,7 +172,7 @@ clnorm_status clnorm_validate(clnorm_ctx *c, const clnorm_desc *d, const clnorm_
                            "expected more than 1 spatial element when training InstanceNorm");
 
     const int run_out = s->update_running;
-    span sp[8] = {
+    span sp[10] = {
         {"x", d->x, s->elems, 0, 0, 0, 0},
         {"y", d->y, s->elems, 1, 0, 0, 0},
         {"scale", d->scale, s->aff_len, 0, 0, 0, 0},
@@ -177,19 +181,22 @@ clnorm_status clnorm_validate(clnorm_ctx *c, const clnorm_desc *d, const clnorm_
         {"rstd", d->rstd, s->sets, 1, 0, 0, 0},
         {"running_mean", d->running_mean, s->C, run_out, 0, 0, 0},
         {"running_var", d->running_var, s->C, run_out, 0, 0, 0},
+        {"residual", d->residual, s->elems, 0, 0, 0, 0},
+        {"h_out", d->h_out, s->elems, 1, 0, 0, 0},
     };
-    for (int i = 0; i < 8; ++i)
+    for (int i = 0; i < 10; ++i)
         if (has(sp[i].b)) {
             clnorm_status st = check_buffer(c, &sp[i]);
             if (st != CLNORM_OK) return st;
         }
-    /* Outputs may not overlap anything, except y == x exactly (in place). */
-    for (int i = 0; i < 8; ++i) {
+    /* Outputs may not overlap anything, except y or h_out (9) exactly x or
+     * the residual (8): in place. */
+    for (int i = 0; i < 10; ++i) {
         if (!has(sp[i].b) || !sp[i].output) continue;
-        for (int j = 0; j < 8; ++j) {
+        for (int j = 0; j < 10; ++j) {
             if (j == i || !has(sp[j].b) || (sp[j].output && j < i)) continue;
             if (sp[i].root != sp[j].root || sp[i].hi <= sp[j].lo || sp[j].hi <= sp[i].lo) continue;
-            if (i == 1 && j == 0 && sp[i].lo == sp[j].lo) continue;
+            if ((i == 1 || i == 9) && (j == 0 || j == 8) && sp[i].lo == sp[j].lo) continue;
             return clnorm_fail(c, CLNORM_ERR_ALIASING, "%s overlaps %s%s", sp[i].name, sp[j].name,
                                (i == 1 && j == 0) ? " (in place needs y == x exactly)" : "");
         }

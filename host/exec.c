@@ -57,6 +57,8 @@ static cl_mem bind(const chain *ch, clnorm_src s)
     case CLNORM_SRC_PART: return ch->scratch[0];
     case CLNORM_SRC_STATS: return ch->scratch[1];
     case CLNORM_SRC_TABLE: return ch->scratch[2];
+    case CLNORM_SRC_RES: return d->residual.mem;
+    case CLNORM_SRC_HOUT: return d->h_out.mem;
     default: return NULL;
     }
 }

@@ -28,7 +28,9 @@ typedef enum clnorm_src {
     CLNORM_SRC_RVAR,
     CLNORM_SRC_PART,
     CLNORM_SRC_STATS,
-    CLNORM_SRC_TABLE
+    CLNORM_SRC_TABLE,
+    CLNORM_SRC_RES,  /* the residual (fused add) */
+    CLNORM_SRC_HOUT  /* h_out */
 } clnorm_src;
 #define CLNORM_SCRATCH_COUNT 3 /* PART, STATS, TABLE */
 
@@ -42,9 +44,10 @@ typedef enum clnorm_src {
     A(MEM, x) A(ULONG, xo) A(MEM, y) A(ULONG, yo) A(MEM, scale) A(ULONG, so) A(MEM, bias) A(ULONG, bo)   \
     A(MEM, mean_out) A(ULONG, mo) A(MEM, rstd_out) A(ULONG, ro) A(MEM, stats) A(UINT, nsets)             \
     A(UINT, per_item) A(UINT, lag) A(UINT, len) A(UINT, seg) A(UINT, aff_mod) A(UINT, elementwise)       \
-    A(FLOAT, eps)
+    A(FLOAT, eps) A(MEM, res) A(ULONG, rso) A(MEM, hout) A(ULONG, hoo)
 #define CLNORM_ARGS_row_partials(A)                                                                      \
-    A(MEM, x) A(ULONG, xo) A(MEM, part) A(UINT, nsets) A(UINT, per_item) A(UINT, len) A(UINT, chunk)
+    A(MEM, x) A(ULONG, xo) A(MEM, part) A(UINT, nsets) A(UINT, per_item) A(UINT, len) A(UINT, chunk)     \
+    A(MEM, res) A(ULONG, rso) A(MEM, hout) A(ULONG, hoo)
 #define CLNORM_ARGS_row_apply(A)                                                                         \
     A(MEM, x) A(ULONG, xo) A(MEM, y) A(ULONG, yo) A(MEM, scale) A(ULONG, so) A(MEM, bias) A(ULONG, bo)   \
     A(MEM, stats) A(UINT, nsets) A(UINT, len) A(UINT, chunk) A(UINT, seg) A(UINT, aff_mod)               \

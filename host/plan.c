@@ -421,6 +421,13 @@ static void pipe_rows(builder *b)
     const clnorm_src stats = b->p->scratch_floats[1] ? CLNORM_SRC_STATS : CLNORM_SRC_NONE;
     size_t g[2] = {rowplan_global(&rp, s->sets), nchunks}, l[2] = {rp.wg, 1};
     const size_t stride = rp.lanes > 1 ? vec_of(b->r) : (size_t)len * rp.per_item;
+    /* Fused residual add: the first pass over a set reads x and the residual
+     * once and writes h = x + residual to h_out, or to y when h is not asked
+     * for (y is then normalized in place); later passes read h there. */
+    const int fused = d->residual.mem != NULL;
+    const clnorm_src res = fused ? CLNORM_SRC_RES : CLNORM_SRC_NONE;
+    const clnorm_src hsrc = !fused ? CLNORM_SRC_NONE : d->h_out.mem ? CLNORM_SRC_HOUT : CLNORM_SRC_Y;
+    const cl_ulong hoff = d->h_out.mem ? d->h_out.offset : d->y.offset;
     if (!rp.split) {
         clnorm_launch *L = add(b, CLNORM_KID_row_norm, rp.wg, rp.lanes, b->rstd_flags | b->y_flags, 1, g, l, stride);
         L->args.row_norm = (clnorm_args_row_norm){
@@ -430,7 +437,8 @@ static void pipe_rows(builder *b)
             .mean_out = src_of(d->mean, CLNORM_SRC_MEAN), .mo = d->mean.offset,
             .rstd_out = src_of(d->rstd, CLNORM_SRC_RSTD), .ro = d->rstd.offset, .stats = stats, .nsets = nsets,
             .per_item = (cl_uint)rp.per_item, .lag = rp.lag, .len = len, .seg = af.seg, .aff_mod = af.aff_mod,
-            .elementwise = af.elementwise, .eps = b->eps};
+            .elementwise = af.elementwise, .eps = b->eps, .res = res, .rso = d->residual.offset, .hout = hsrc,
+            .hoo = hoff};
         /* GPUs hold a row of up to lanes * VEC * CACHE_V elements in
          * registers (rows.cl: row_norm_cached): one read of x. */
         b->p->x_reads += row_cached(b->r, &rp, s) ? 1 : 3;
@@ -439,11 +447,12 @@ static void pipe_rows(builder *b)
         clnorm_launch *L = add(b, CLNORM_KID_row_partials, rp.wg, rp.lanes, b->rms, 2, g, l, stride);
         L->args.row_partials = (clnorm_args_row_partials){
             .x = CLNORM_SRC_X, .xo = d->x.offset, .part = CLNORM_SRC_PART, .nsets = nsets,
-            .per_item = (cl_uint)rp.per_item, .len = len, .chunk = chunk};
+            .per_item = (cl_uint)rp.per_item, .len = len, .chunk = chunk, .res = res, .rso = d->residual.offset,
+            .hout = hsrc, .hoo = hoff};
         add_merge(b, rp.wg, nsets, nsets, 0, nchunks, (cl_uint)nchunks, 1, 1, 0);
         L = add(b, CLNORM_KID_row_apply, rp.wg, rp.lanes, b->rstd_flags | b->y_flags, 2, g, l, stride);
         L->args.row_apply = (clnorm_args_row_apply){
-            .x = CLNORM_SRC_X, .xo = d->x.offset, .y = CLNORM_SRC_Y, .yo = d->y.offset,
+            .x = fused ? hsrc : CLNORM_SRC_X, .xo = fused ? hoff : d->x.offset, .y = CLNORM_SRC_Y, .yo = d->y.offset,
             .scale = src_of(d->scale, CLNORM_SRC_SCALE), .so = d->scale.offset,
             .bias = src_of(d->bias, CLNORM_SRC_BIAS), .bo = d->bias.offset, .stats = CLNORM_SRC_STATS,
             .nsets = nsets, .len = len, .chunk = chunk, .seg = af.seg, .aff_mod = af.aff_mod,

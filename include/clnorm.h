@@ -167,6 +167,13 @@ typedef struct clnorm_desc {
      * ||x||_p with no mean subtracted, 0 where the norm is 0; eps is
      * ignored, scale and bias apply after, a saved rstd is 1 / ||x||_p. */
     int lp;
+    /* Fused residual add (LayerNorm, RMSNorm; SPEC.md): with residual, the
+     * norm is of h = x + residual (float32 add), y = norm(h), in one pass
+     * that reads x and residual once each. h_out, optional, receives h (the
+     * next block's residual, as vLLM's fused_add_rms_norm); it may be exactly
+     * x or exactly residual (in place), and y may be exactly x or exactly
+     * residual; y and h_out may not overlap each other, nor anything else. */
+    clnorm_buf residual, h_out;
 } clnorm_desc;
 
 /* Zero the descriptor and set op, eps = 1e-5, momentum = 0.1, training = 1,
