@@ -144,9 +144,9 @@ static clnorm_status check_common(clnorm_ctx *c, const clnorm_desc *d, const cln
 }
 
 /* Checks every present buffer of sp, then that no output overlaps another
- * buffer, except output `inplace_out` exactly over input `inplace_in` (in
- * place: y over x forward, dx over dy backward). */
-clnorm_status clnorm_check_spans(clnorm_ctx *c, span *sp, int n, int inplace_out, int inplace_in)
+ * buffer, except the (output, input) index pairs of `pairs`, which may
+ * coincide exactly (in place). */
+clnorm_status clnorm_check_spans(clnorm_ctx *c, span *sp, int n, const unsigned char (*pairs)[2], int npairs)
 {
     for (int i = 0; i < n; ++i)
         if (has(sp[i].b)) {
@@ -158,7 +158,8 @@ clnorm_status clnorm_check_spans(clnorm_ctx *c, span *sp, int n, int inplace_out
         for (int j = 0; j < n; ++j) {
             if (j == i || !has(sp[j].b) || (sp[j].output && j < i)) continue;
             if (sp[i].root != sp[j].root || sp[i].hi <= sp[j].lo || sp[j].hi <= sp[i].lo) continue;
-            const int pair = i == inplace_out && j == inplace_in;
+            int pair = 0;
+            for (int k = 0; k < npairs; ++k) pair |= pairs[k][0] == i && pairs[k][1] == j;
             if (pair && sp[i].lo == sp[j].lo) continue;
             return clnorm_fail(c, CLNORM_ERR_ALIASING, "%s overlaps %s%s", sp[i].name, sp[j].name,
                                pair ? " (in place needs the same buffer and offset)" : "");
@@ -175,6 +176,19 @@ clnorm_status clnorm_validate(clnorm_ctx *c, const clnorm_desc *d, const clnorm_
         return clnorm_fail(c, CLNORM_ERR_MISSING_BUFFER, "x and y are required");
     if (d->op == CLNORM_RMS_NORM && has(d->mean))
         return clnorm_fail(c, CLNORM_ERR_UNSUPPORTED, "RMSNorm has no mean to save");
+    if (d->lp != 0) { /* LpNormalization (clnorm_desc_lp_norm) */
+        if (d->lp != 1 && d->lp != 2)
+            return clnorm_fail(c, CLNORM_ERR_UNSUPPORTED, "lp %d is not 0, 1 or 2", d->lp);
+        if (d->op != CLNORM_LAYER_NORM)
+            return clnorm_fail(c, CLNORM_ERR_UNSUPPORTED, "LpNormalization runs on LayerNorm rows only");
+        if (has(d->mean))
+            return clnorm_fail(c, CLNORM_ERR_UNSUPPORTED, "LpNormalization has no mean to save");
+    }
+    const int lnorm = d->op == CLNORM_LAYER_NORM || d->op == CLNORM_RMS_NORM;
+    if ((has(d->residual) || has(d->h_out)) && !lnorm)
+        return clnorm_fail(c, CLNORM_ERR_UNSUPPORTED, "the fused residual add is LayerNorm's and RMSNorm's");
+    if (has(d->h_out) && !has(d->residual))
+        return clnorm_fail(c, CLNORM_ERR_MISSING_BUFFER, "h_out needs a residual to add");
     if (!s->batch_stats && (has(d->mean) || has(d->rstd)))
         return clnorm_fail(c, CLNORM_ERR_UNSUPPORTED, "saved mean/rstd exist only with batch statistics");
     if (d->running_var_biased != 0 && d->running_var_biased != 1)
@@ -185,7 +199,7 @@ clnorm_status clnorm_validate(clnorm_ctx *c, const clnorm_desc *d, const clnorm_
         return clnorm_fail(c, CLNORM_ERR_INVALID_MOMENTUM, "momentum %g is not in [0, 1]", (double)d->momentum);
 
     const int run_out = s->update_running;
-    span sp[8] = {
+    span sp[10] = {
         {"x", d->x, s->elems, 0, 0, 0, 0},
         {"y", d->y, s->elems, 1, 0, 0, 0},
         {"scale", d->scale, s->aff_len, 0, 0, 0, 0},
@@ -194,8 +208,12 @@ clnorm_status clnorm_validate(clnorm_ctx *c, const clnorm_desc *d, const clnorm_
         {"rstd", d->rstd, s->sets, 1, 0, 0, 0},
         {"running_mean", d->running_mean, s->C, run_out, 0, 0, 0},
         {"running_var", d->running_var, s->C, run_out, 0, 0, 0},
+        {"residual", d->residual, s->elems, 0, 0, 0, 0},
+        {"h_out", d->h_out, s->elems, 1, 0, 0, 0},
     };
-    return clnorm_check_spans(c, sp, 8, 1, 0);
+    /* In place: y or h_out exactly over x or the residual. */
+    static const unsigned char pairs[][2] = {{1, 0}, {1, 8}, {9, 0}, {9, 8}};
+    return clnorm_check_spans(c, sp, 10, pairs, 4);
 }
 
 /* Backward (SPEC.md, Backward): the forward's shape rules and scalars, then
@@ -210,6 +228,11 @@ clnorm_status clnorm_validate_backward(clnorm_ctx *c, const clnorm_desc *d, cons
         return clnorm_fail(c, CLNORM_ERR_MISSING_BUFFER, "backward needs x and dy");
     if (!has(d->dx) && !has(d->dscale) && !has(d->dbias))
         return clnorm_fail(c, CLNORM_ERR_NOTHING_TO_DO, "dx, dscale and dbias are all absent");
+    if (d->lp != 0)
+        return clnorm_fail(c, CLNORM_ERR_UNSUPPORTED, "LpNormalization has no backward pass here");
+    if (has(d->residual) || has(d->h_out))
+        return clnorm_fail(c, CLNORM_ERR_UNSUPPORTED,
+                           "a backward call takes the fused add's sum h as x, and no residual or h_out");
     if (s->batch_stats) {
         if (d->op == CLNORM_RMS_NORM && has(d->mean))
             return clnorm_fail(c, CLNORM_ERR_UNSUPPORTED, "RMSNorm has no saved mean");
@@ -234,7 +257,8 @@ clnorm_status clnorm_validate_backward(clnorm_ctx *c, const clnorm_desc *d, cons
         {"dscale", d->dscale, s->aff_len, 1, 0, 0, 0},
         {"dbias", d->dbias, s->aff_len, 1, 0, 0, 0},
     };
-    return clnorm_check_spans(c, sp, 10, 7, 1);
+    static const unsigned char pairs[][2] = {{7, 1}}; /* dx exactly over dy */
+    return clnorm_check_spans(c, sp, 10, pairs, 1);
 }
 
 /* ---- descriptor helpers ------------------------------------------------ */
@@ -260,4 +284,50 @@ CLNORM_API size_t clnorm_desc_sets(const clnorm_desc *d)
 {
     clnorm_shape s;
     return d && clnorm_describe(NULL, d, &s) == CLNORM_OK ? s.sets : 0;
+}
+
+/* ---- BatchNorm folding (clnorm_fold_batch_norm) ------------------------ */
+
+clnorm_status clnorm_validate_fold(clnorm_ctx *c, const clnorm_fold_desc *f)
+{
+    const size_t O = f->out_channels, K = f->per_channel;
+    size_t OK;
+    if (O == 0 || K == 0)
+        return clnorm_fail(c, CLNORM_ERR_INVALID_SHAPE, "out_channels (%zu) and per_channel (%zu) must be >= 1", O,
+                           K);
+    if (!mul_ok(O, K, &OK) || K > UINT32_MAX || OK > ((size_t)1 << 46))
+        return clnorm_fail(c, CLNORM_ERR_TOO_LARGE, "%zu x %zu weights exceed the kernel's indexing", O, K);
+    if (!(isfinite(f->eps) && f->eps >= 0.0f))
+        return clnorm_fail(c, CLNORM_ERR_INVALID_EPS, "eps %g must be finite and >= 0", (double)f->eps);
+    if (!has(f->weight) || !has(f->weight_out) || !has(f->bias_out))
+        return clnorm_fail(c, CLNORM_ERR_MISSING_BUFFER, "weight, weight_out and bias_out are required");
+    if (!has(f->running_mean) || !has(f->running_var))
+        return clnorm_fail(c, CLNORM_ERR_MISSING_BUFFER, "running_mean and running_var are required");
+    span sp[8] = {
+        {"weight", f->weight, OK, 0, 0, 0, 0},
+        {"conv_bias", f->conv_bias, O, 0, 0, 0, 0},
+        {"scale", f->scale, O, 0, 0, 0, 0},
+        {"bias", f->bias, O, 0, 0, 0, 0},
+        {"running_mean", f->running_mean, O, 0, 0, 0, 0},
+        {"running_var", f->running_var, O, 0, 0, 0, 0},
+        {"weight_out", f->weight_out, OK, 1, 0, 0, 0},
+        {"bias_out", f->bias_out, O, 1, 0, 0, 0},
+    };
+    for (int i = 0; i < 8; ++i)
+        if (has(sp[i].b)) {
+            clnorm_status st = check_buffer(c, &sp[i]);
+            if (st != CLNORM_OK) return st;
+        }
+    /* Outputs overlap nothing, except each exactly its own input (in place:
+     * weight_out == weight, bias_out == conv_bias). */
+    for (int i = 6; i < 8; ++i)
+        for (int j = 0; j < 8; ++j) {
+            if (j == i || !has(sp[j].b)) continue;
+            if (sp[i].root != sp[j].root || sp[i].hi <= sp[j].lo || sp[j].hi <= sp[i].lo) continue;
+            const int own = j == i - 6; /* weight_out's input is weight, bias_out's conv_bias */
+            if (own && sp[i].lo == sp[j].lo) continue;
+            return clnorm_fail(c, CLNORM_ERR_ALIASING, "%s overlaps %s%s", sp[i].name, sp[j].name,
+                               own ? " (in place needs the same offset)" : "");
+        }
+    return CLNORM_OK;
 }

@@ -63,6 +63,8 @@ static cl_mem bind(const chain *ch, clnorm_src s)
     case CLNORM_SRC_DSCALE: return d->dscale.mem;
     case CLNORM_SRC_DBIAS: return d->dbias.mem;
     case CLNORM_SRC_RECORD: return ch->record;
+    case CLNORM_SRC_RES: return d->residual.mem;
+    case CLNORM_SRC_HOUT: return d->h_out.mem;
     default: return NULL;
     }
 }

@@ -73,9 +73,10 @@ int clnorm_target_options(const clnorm_devinfo *d, char *buf, size_t len);
 #define CLNORM_K_RMS 1u    /* statistics are the mean of squares */
 #define CLNORM_K_STREAM 2u /* y is written with streaming stores */
 #define CLNORM_K_RSTD_ZERO 4u /* var == 0 with eps == 0 gives rstd 0 (BatchNorm, InstanceNorm) */
+#define CLNORM_K_LP 8u /* LpNormalization: rstd = 1 / ||x||_p, p = 2 with RMS, else 1 (common.cl) */
 /* Every flag bit above: the kernel check (tests/kernel_options.c) builds each
  * combination. A new bit must be added here. */
-#define CLNORM_K_ALL (CLNORM_K_RMS | CLNORM_K_STREAM | CLNORM_K_RSTD_ZERO)
+#define CLNORM_K_ALL (CLNORM_K_RMS | CLNORM_K_STREAM | CLNORM_K_RSTD_ZERO | CLNORM_K_LP)
 
 /* A program's options beyond the device's: work-group size, work-items per
  * set, tree sums, and CLNORM_K_* flags. */
@@ -228,8 +229,8 @@ int clnorm_execute(clnorm_ctx *c, const clnorm_desc *d, cl_mem record, const cln
 /* Validation of buffers (desc.c): each span (name, buffer, extent in
  * floats, whether written) present is checked as clnorm_validate checks
  * its own (a valid buffer of this context, large enough), then no output
- * may overlap another span, except output span inplace_out exactly over
- * input span inplace_in (in place: y over x, dx over dy). */
+ * may overlap another span, except the (output, input) index pairs of
+ * `pairs`, which may coincide exactly (in place: y over x, dx over dy). */
 typedef struct clnorm_span {
     const char *name;
     clnorm_buf b;
@@ -238,7 +239,16 @@ typedef struct clnorm_span {
     cl_mem root;   /* filled: the buffer a sub-buffer belongs to */
     size_t lo, hi; /* filled: byte range in root */
 } clnorm_span;
-clnorm_status clnorm_check_spans(clnorm_ctx *c, clnorm_span *sp, int n, int inplace_out, int inplace_in);
+clnorm_status clnorm_check_spans(clnorm_ctx *c, clnorm_span *sp, int n, const unsigned char (*pairs)[2], int npairs);
+
+/* BatchNorm folding (deploy.c, plan.c). The fold's buffers travel in a
+ * descriptor's slots, so that the executor binds them as any call's: x =
+ * weight, y = weight_out, scale, bias, running_mean, running_var as named,
+ * mean = conv_bias, rstd = bias_out. */
+clnorm_desc clnorm_fold_as_desc(const clnorm_fold_desc *f);
+clnorm_status clnorm_validate_fold(clnorm_ctx *c, const clnorm_fold_desc *f);
+clnorm_status clnorm_plan_fold(const clnorm_devinfo *dev, const clnorm_settings *set, const clnorm_fold_desc *f,
+                               clnorm_plan *p);
 
 extern const struct clnorm_kernel_source {
     const char *name;

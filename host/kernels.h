@@ -33,7 +33,9 @@ typedef enum clnorm_src {
     CLNORM_SRC_DX,
     CLNORM_SRC_DSCALE,
     CLNORM_SRC_DBIAS,
-    CLNORM_SRC_RECORD /* the BatchNorm split's record (clnorm_bn_local_stats, clnorm_bn_apply_stats) */
+    CLNORM_SRC_RECORD, /* the BatchNorm split's record (clnorm_bn_local_stats, clnorm_bn_apply_stats) */
+    CLNORM_SRC_RES,  /* the residual (fused add) */
+    CLNORM_SRC_HOUT  /* h_out */
 } clnorm_src;
 #define CLNORM_SCRATCH_COUNT 3 /* PART, STATS, TABLE */
 
@@ -47,9 +49,10 @@ typedef enum clnorm_src {
     A(MEM, x) A(ULONG, xo) A(MEM, y) A(ULONG, yo) A(MEM, scale) A(ULONG, so) A(MEM, bias) A(ULONG, bo)   \
     A(MEM, mean_out) A(ULONG, mo) A(MEM, rstd_out) A(ULONG, ro) A(MEM, stats) A(UINT, nsets)             \
     A(UINT, per_item) A(UINT, lag) A(UINT, len) A(UINT, seg) A(UINT, aff_mod) A(UINT, elementwise)       \
-    A(FLOAT, eps)
+    A(FLOAT, eps) A(MEM, res) A(ULONG, rso) A(MEM, hout) A(ULONG, hoo)
 #define CLNORM_ARGS_row_partials(A)                                                                      \
-    A(MEM, x) A(ULONG, xo) A(MEM, part) A(UINT, nsets) A(UINT, per_item) A(UINT, len) A(UINT, chunk)
+    A(MEM, x) A(ULONG, xo) A(MEM, part) A(UINT, nsets) A(UINT, per_item) A(UINT, len) A(UINT, chunk)     \
+    A(MEM, res) A(ULONG, rso) A(MEM, hout) A(ULONG, hoo)
 #define CLNORM_ARGS_row_apply(A)                                                                         \
     A(MEM, x) A(ULONG, xo) A(MEM, y) A(ULONG, yo) A(MEM, scale) A(ULONG, so) A(MEM, bias) A(ULONG, bo)   \
     A(MEM, stats) A(UINT, nsets) A(UINT, len) A(UINT, chunk) A(UINT, seg) A(UINT, aff_mod)               \
@@ -81,6 +84,11 @@ typedef enum clnorm_src {
 #define CLNORM_ARGS_record_stats(A)                                                                      \
     A(MEM, record) A(ULONG, ro) A(UINT, count) A(MEM, stats) A(MEM, mean_out) A(ULONG, mo)              \
     A(MEM, rstd_out) A(ULONG, rso) A(UINT, C) A(FLOAT, eps)
+/* merge.cl: BatchNorm folded into a convolution (clnorm_fold_batch_norm). */
+#define CLNORM_ARGS_fold_conv_bn(A)                                                                      \
+    A(MEM, w) A(ULONG, wo) A(MEM, cbias) A(ULONG, cbo) A(MEM, scale) A(ULONG, so) A(MEM, bias)           \
+    A(ULONG, bo) A(MEM, rmean) A(ULONG, rmo) A(MEM, rvar) A(ULONG, rvo) A(MEM, w_out) A(ULONG, woo)      \
+    A(MEM, b_out) A(ULONG, boo) A(UINT, K) A(FLOAT, eps)
 /* apply.cl */
 #define CLNORM_ARGS_apply_table(A)                                                                       \
     A(MEM, x) A(ULONG, xo) A(MEM, y) A(ULONG, yo) A(MEM, table) A(UINT, nrows) A(UINT, per_item)         \
@@ -119,8 +127,8 @@ typedef enum clnorm_src {
 /* Every kernel, in one list. */
 #define CLNORM_KERNEL_LIST(K)                                                                            \
     K(row_norm) K(row_partials) K(row_apply) K(col_partials) K(col_wave) K(merge_partials) K(merge_sets) \
-    K(update_running) K(fold_table) K(apply_table) K(merge_record) K(record_stats) K(bwd_rows)         \
-    K(bwd_params) K(bwd_row_sums) K(bwd_col_sums) K(bwd_merge) K(bwd_table) K(bwd_apply)
+    K(update_running) K(fold_table) K(apply_table) K(merge_record) K(record_stats) K(fold_conv_bn)     \
+    K(bwd_rows) K(bwd_params) K(bwd_row_sums) K(bwd_col_sums) K(bwd_merge) K(bwd_table) K(bwd_apply)
 
 typedef enum clnorm_kernel_id {
 #define CLNORM_X_KID(name) CLNORM_KID_##name,

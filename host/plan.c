@@ -273,6 +273,7 @@ typedef struct builder {
     int overflow;        /* more launches than CLNORM_PLAN_MAX */
     size_t record_offset; /* the BatchNorm split: the record's offset in its buffer */
     cl_uint count;        /* the BatchNorm split's apply: the global count per channel */
+    float eps;           /* the kernels' eps argument: d->eps, or LpNormalization's count (below) */
 } builder;
 
 /* Which part of the backward sums pipeline a plan holds (pipe_bwd_partials):
@@ -337,7 +338,7 @@ static void add_merge(builder *b, unsigned wg, cl_uint nsets, cl_uint n_inner, c
         .part = CLNORM_SRC_PART, .stats = CLNORM_SRC_STATS, .mean_out = src_of(d->mean, CLNORM_SRC_MEAN),
         .mo = d->mean.offset, .rstd_out = src_of(d->rstd, CLNORM_SRC_RSTD), .ro = d->rstd.offset,
         .nsets = nsets, .n_inner = n_inner, .o_stride = o_stride, .i_stride = i_stride,
-        .n1 = n1, .st1 = st1, .n2 = n2, .st2 = st2, .eps = d->eps};
+        .n1 = n1, .st1 = st1, .n2 = n2, .st2 = st2, .eps = b->eps};
 }
 
 static void add_running(builder *b, unsigned wg, cl_uint nsets, cl_uint C, cl_uint navg, cl_float count)
@@ -441,6 +442,13 @@ static void pipe_rows(builder *b)
     const clnorm_src stats = b->p->scratch_floats[1] ? CLNORM_SRC_STATS : CLNORM_SRC_NONE;
     size_t g[2] = {rowplan_global(&rp, s->sets), nchunks}, l[2] = {rp.wg, 1};
     const size_t stride = rp.lanes > 1 ? vec_of(b->r) : (size_t)len * rp.per_item;
+    /* Fused residual add: the first pass over a set reads x and the residual
+     * once and writes h = x + residual to h_out, or to y when h is not asked
+     * for (y is then normalized in place); later passes read h there. */
+    const int fused = d->residual.mem != NULL;
+    const clnorm_src res = fused ? CLNORM_SRC_RES : CLNORM_SRC_NONE;
+    const clnorm_src hsrc = !fused ? CLNORM_SRC_NONE : d->h_out.mem ? CLNORM_SRC_HOUT : CLNORM_SRC_Y;
+    const cl_ulong hoff = d->h_out.mem ? d->h_out.offset : d->y.offset;
     if (!rp.split) {
         clnorm_launch *L = add(b, CLNORM_KID_row_norm, rp.wg, rp.lanes, b->rstd_flags | b->y_flags, 1, g, l, stride);
         L->args.row_norm = (clnorm_args_row_norm){
@@ -450,7 +458,8 @@ static void pipe_rows(builder *b)
             .mean_out = src_of(d->mean, CLNORM_SRC_MEAN), .mo = d->mean.offset,
             .rstd_out = src_of(d->rstd, CLNORM_SRC_RSTD), .ro = d->rstd.offset, .stats = stats, .nsets = nsets,
             .per_item = (cl_uint)rp.per_item, .lag = rp.lag, .len = len, .seg = af.seg, .aff_mod = af.aff_mod,
-            .elementwise = af.elementwise, .eps = d->eps};
+            .elementwise = af.elementwise, .eps = b->eps, .res = res, .rso = d->residual.offset, .hout = hsrc,
+            .hoo = hoff};
         /* GPUs hold a row of up to lanes * VEC * CACHE_V elements in
          * registers (rows.cl: row_norm_cached): one read of x. */
         b->p->x_reads += row_cached(b->r, &rp, s) ? 1 : 3;
@@ -459,15 +468,16 @@ static void pipe_rows(builder *b)
         clnorm_launch *L = add(b, CLNORM_KID_row_partials, rp.wg, rp.lanes, b->rms, 2, g, l, stride);
         L->args.row_partials = (clnorm_args_row_partials){
             .x = CLNORM_SRC_X, .xo = d->x.offset, .part = CLNORM_SRC_PART, .nsets = nsets,
-            .per_item = (cl_uint)rp.per_item, .len = len, .chunk = chunk};
+            .per_item = (cl_uint)rp.per_item, .len = len, .chunk = chunk, .res = res, .rso = d->residual.offset,
+            .hout = hsrc, .hoo = hoff};
         add_merge(b, rp.wg, nsets, nsets, 0, nchunks, (cl_uint)nchunks, 1, 1, 0);
         L = add(b, CLNORM_KID_row_apply, rp.wg, rp.lanes, b->rstd_flags | b->y_flags, 2, g, l, stride);
         L->args.row_apply = (clnorm_args_row_apply){
-            .x = CLNORM_SRC_X, .xo = d->x.offset, .y = CLNORM_SRC_Y, .yo = d->y.offset,
+            .x = fused ? hsrc : CLNORM_SRC_X, .xo = fused ? hoff : d->x.offset, .y = CLNORM_SRC_Y, .yo = d->y.offset,
             .scale = src_of(d->scale, CLNORM_SRC_SCALE), .so = d->scale.offset,
             .bias = src_of(d->bias, CLNORM_SRC_BIAS), .bo = d->bias.offset, .stats = CLNORM_SRC_STATS,
             .nsets = nsets, .len = len, .chunk = chunk, .seg = af.seg, .aff_mod = af.aff_mod,
-            .elementwise = af.elementwise, .eps = d->eps};
+            .elementwise = af.elementwise, .eps = b->eps};
         b->p->x_reads += 3;
     }
     if (s->update_running)
@@ -596,8 +606,15 @@ static void pipe_running(builder *b)
 static builder builder_start(const rules *r, const clnorm_desc *d, const clnorm_shape *s, clnorm_plan *p)
 {
     memset(p, 0, sizeof *p);
-    builder b = {r, d, s, p, 0, 0, 0, 0, 0, 0};
+    builder b = {r, d, s, p, 0, 0, 0, 0, 0, 0, d->eps};
     b.rms = d->op == CLNORM_RMS_NORM ? CLNORM_K_RMS : 0;
+    if (d->lp) {
+        /* LpNormalization: the RMS statistics without a mean (p = 2: mean of
+         * squares; p = 1, LP alone: mean of |x|); rstd_of turns the mean into
+         * 1 / ||x||_p with the count, which travels as eps (unused by LP). */
+        b.rms = d->lp == 2 ? CLNORM_K_RMS | CLNORM_K_LP : CLNORM_K_LP;
+        b.eps = (float)s->set_len;
+    }
     /* SPEC.md: BatchNorm and InstanceNorm give rstd = 0 for var == 0 with
      * eps == 0 (PyTorch's inverse std); LayerNorm and GroupNorm give +Inf. */
     b.rstd_flags = b.rms;
@@ -911,4 +928,30 @@ clnorm_status clnorm_plan_bn_grad(const clnorm_devinfo *dev, const clnorm_settin
     b.count = count;
     pipe_bwd_partials(&b, count ? BWD_APPLY : BWD_LOCAL);
     return b.overflow ? CLNORM_ERR_TOO_LARGE : CLNORM_OK;
+}
+
+/* ---- BatchNorm folding (clnorm_fold_batch_norm) ---------------------------
+ * One launch of fold_conv_bn: a row of work-groups per output channel over
+ * its weights. Its buffers travel in the slots clnorm_fold_as_desc puts them
+ * in (internal.h), so the executor binds them as any call's. */
+clnorm_status clnorm_plan_fold(const clnorm_devinfo *dev, const clnorm_settings *set, const clnorm_fold_desc *f,
+                               clnorm_plan *p)
+{
+    const rules r = {dev, set};
+    memset(p, 0, sizeof *p);
+    builder b = {&r, NULL, NULL, p, 0, 0, 0, 0, 0, 0, 0.0f};
+    /* Small weight rows (depthwise 3x3: 9) get a small group rather than 64
+     * idle work-items each. */
+    unsigned wg = plan_wg(&r);
+    while (wg > 1 && wg / 2 >= f->per_channel) wg /= 2;
+    size_t g[2] = {round_up(f->per_channel, wg), f->out_channels}, l[2] = {wg, 1};
+    clnorm_launch *L = add(&b, CLNORM_KID_fold_conv_bn, wg, wg, 0, 2, g, l, 1);
+    L->args.fold_conv_bn = (clnorm_args_fold_conv_bn){
+        .w = CLNORM_SRC_X, .wo = f->weight.offset, .cbias = src_of(f->conv_bias, CLNORM_SRC_MEAN),
+        .cbo = f->conv_bias.offset, .scale = src_of(f->scale, CLNORM_SRC_SCALE), .so = f->scale.offset,
+        .bias = src_of(f->bias, CLNORM_SRC_BIAS), .bo = f->bias.offset, .rmean = CLNORM_SRC_RMEAN,
+        .rmo = f->running_mean.offset, .rvar = CLNORM_SRC_RVAR, .rvo = f->running_var.offset,
+        .w_out = CLNORM_SRC_Y, .woo = f->weight_out.offset, .b_out = CLNORM_SRC_RSTD, .boo = f->bias_out.offset,
+        .K = (cl_uint)f->per_channel, .eps = f->eps};
+    return CLNORM_OK;
 }

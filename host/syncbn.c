@@ -76,7 +76,7 @@ static clnorm_status split_validate(clnorm_ctx *c, const clnorm_desc *d, const c
      * its own, and overlaps among them are the apply step's to report. */
     if (record)
         for (int i = 2; i < 8; ++i) sp[i].b = none;
-    return clnorm_check_spans(c, sp, 9, 1, 0);
+    return clnorm_check_spans(c, sp, 9, (const unsigned char[][2]){{1, 0}}, 1);
 }
 
 /* The call prologue every split step shares: the lock, the message, the
@@ -301,7 +301,7 @@ static clnorm_status grad_validate(clnorm_ctx *c, const clnorm_desc *d, const cl
         {"dbias", local ? none : d->dbias, s->C, 1, 0, 0, 0},
         {"sums", sums ? *sums : none, 2 * s->C, local, 0, 0, 0},
     };
-    return clnorm_check_spans(c, sp, 9, 5, 1);
+    return clnorm_check_spans(c, sp, 9, (const unsigned char[][2]){{5, 1}}, 1);
 }
 
 CLNORM_API clnorm_status clnorm_bn_validate_grad(clnorm_ctx *c, const clnorm_desc *d)

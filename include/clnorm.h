@@ -164,6 +164,18 @@ typedef struct clnorm_desc {
     int running_var_biased;
     clnorm_buf x, y, scale, bias, mean, rstd, running_mean, running_var;
     clnorm_buf dy, dx, dscale, dbias; /* backward only */
+    /* LpNormalization (set by clnorm_desc_lp_norm): 0 = off; 1 or 2 = the
+     * op's sets (LayerNorm rows only) normalized by their Lp norm, y = x /
+     * ||x||_p with no mean subtracted, 0 where the norm is 0; eps is
+     * ignored, scale and bias apply after, a saved rstd is 1 / ||x||_p. */
+    int lp;
+    /* Fused residual add (LayerNorm, RMSNorm; SPEC.md): with residual, the
+     * norm is of h = x + residual (float32 add), y = norm(h), in one pass
+     * that reads x and residual once each. h_out, optional, receives h (the
+     * next block's residual, as vLLM's fused_add_rms_norm); it may be exactly
+     * x or exactly residual (in place), and y may be exactly x or exactly
+     * residual; y and h_out may not overlap each other, nor anything else. */
+    clnorm_buf residual, h_out;
 } clnorm_desc;
 
 /* Zero the descriptor and set op, eps = 1e-5, momentum = 0.1, training = 1,
@@ -430,6 +442,86 @@ clnorm_status clnorm_bn_merge_grad_sums(clnorm_ctx *ctx, const float *sums, size
  * CLNORM_ERR_TOO_LARGE above 2^32 - 1. */
 clnorm_status clnorm_bn_apply_grad(clnorm_ctx *ctx, const clnorm_desc *d, clnorm_buf global, cl_ulong count,
                                    cl_uint num_wait, const cl_event *wait_list, cl_event *event);
+
+/*
+ * BatchNorm folding (deployment): BatchNorm inference after a convolution,
+ * folded into the convolution's weights and bias on the device, as
+ * torch.nn.utils.fusion.fuse_conv_bn_weights and ONNX optimizers'
+ * fuse_bn_into_conv do:
+ *   a[o]  = scale[o] / sqrt(running_var[o] + eps)
+ *   W'[o] = W[o] * a[o]                          (every weight of output channel o)
+ *   b'[o] = (b[o] - running_mean[o]) * a[o] + bias[o]
+ * a[o] is computed exactly as clnorm_forward's BatchNorm inference computes
+ * its multiplier (rstd * scale), so the folded convolution normalizes as
+ * clnorm's own BatchNorm would.
+ *
+ * Weights are laid out with the output channel first (PyTorch's and ONNX's
+ * OIHW, OIW, OIDHW): out_channels rows of per_channel contiguous weights,
+ * per_channel = (in_channels / groups) * kernel elements; grouped and
+ * depthwise convolutions are the same layout with a smaller per_channel.
+ * (A ConvTranspose's IOHW weights are not this layout.) Buffers are float32
+ * with element offsets:
+ *   weight       required, out_channels * per_channel;
+ *   conv_bias    optional, out_channels (absent: the convolution has none, 0);
+ *   scale, bias  optional, out_channels (absent: 1 and 0), BatchNorm's;
+ *   running_mean, running_var   required, out_channels;
+ *   weight_out   required, weight's size; may be exactly weight (in place);
+ *   bias_out     required, out_channels; may be exactly conv_bias (in place).
+ * No other overlap of an output with anything (CLNORM_ERR_ALIASING). eps as
+ * clnorm_desc's. Validation, events and errors as clnorm_forward.
+ */
+typedef struct clnorm_fold_desc {
+    size_t out_channels, per_channel;
+    float eps;
+    clnorm_buf weight, conv_bias, scale, bias, running_mean, running_var;
+    clnorm_buf weight_out, bias_out;
+} clnorm_fold_desc;
+/* Zero the descriptor and set eps = 1e-5 (PyTorch's BatchNorm default). */
+void clnorm_fold_desc_init(clnorm_fold_desc *f);
+clnorm_status clnorm_fold_batch_norm(clnorm_ctx *ctx, const clnorm_fold_desc *f,
+                                     cl_uint num_wait, const cl_event *wait_list,
+                                     cl_event *event);
+
+/*
+ * ONNX MeanVarianceNormalization and LpNormalization. Neither is a new
+ * computation: each is the common form over other reduction sets, so these
+ * functions only build a clnorm_desc (clnorm_desc_init first; the caller
+ * then sets x and y, optionally in place, and calls clnorm_forward). x is a
+ * contiguous row-major tensor of ndim <= CLNORM_MAX_DIMS dims (ONNX's
+ * layout). Dims of size 1 are dropped; what is left must be a pattern the
+ * existing kernels reduce, else CLNORM_ERR_UNSUPPORTED with a message:
+ *
+ * clnorm_desc_mvn: axes_mask bit k set = axis k is reduced (ONNX's default
+ *   axes [0, 2, 3] is CLNORM_MVN_DEFAULT_AXES). y = (x - mean) / sqrt(var),
+ *   over the reduced axes, var biased, no affine. With the reduced (R) and
+ *   kept (K) runs of axes:
+ *     R, or K R        LayerNorm over the trailing R (rows = the K product)
+ *     R K, or R K R    BatchNorm training (channel = the K product, N = the
+ *                      leading R, spatial = the trailing R); no running stats
+ *     K R K            channels-last InstanceNorm (n, spatial, c)
+ *   anything else (K R K R, ...) is unsupported. ONNX divides by
+ *   sqrt(var) + 1e-9; these use eps = 1e-18 inside the root, 1/sqrt(var +
+ *   1e-18), which differs from ONNX's by a relative 1e-9 / std at most (below
+ *   float rounding for std >= 0.017, up to 1.2e-7 at std = 0.008) and gives
+ *   0, like ONNX, for a constant set. A zero mask is unsupported.
+ * clnorm_desc_lp_norm: ONNX LpNormalization, p = 1 or 2 along axis (ONNX's
+ *   -1 = the last; negative counts from the end): y = x / ||x||_p, 0 where
+ *   the norm is 0 (as ONNX's reference). Supported where the axis is the
+ *   innermost of size > 1 (LayerNorm rows with d->lp = p); an inner axis
+ *   with larger axes after it is unsupported (it needs column statistics
+ *   without a mean, which the column kernels do not have).
+ * ctx may be NULL; given, it receives the error message. Errors:
+ * CLNORM_ERR_NULL_ARGUMENT, CLNORM_ERR_INVALID_SHAPE (ndim 0 or >
+ * CLNORM_MAX_DIMS, a dim of 0, an axis out of range), CLNORM_ERR_TOO_LARGE,
+ * CLNORM_ERR_UNSUPPORTED (p, or the pattern).
+ */
+#define CLNORM_MAX_DIMS 8
+#define CLNORM_MVN_DEFAULT_AXES 0xdu /* axes 0, 2, 3 */
+#define CLNORM_MVN_EPS 1e-18f
+clnorm_status clnorm_desc_mvn(clnorm_ctx *ctx, clnorm_desc *d, unsigned ndim, const size_t *dims,
+                              unsigned axes_mask);
+clnorm_status clnorm_desc_lp_norm(clnorm_ctx *ctx, clnorm_desc *d, unsigned ndim, const size_t *dims, int axis,
+                                  int p);
 
 #ifdef __cplusplus
 }

@@ -19,6 +19,22 @@
 #ifndef RMS
 #define RMS 0 /* 1: statistics are the mean of squares (RMSNorm) */
 #endif
+#ifndef LP
+/* 1: LpNormalization (ONNX): no mean, and rstd_of gives 1 / ||x||_p, 0
+ * where the norm is 0, from the statistic's mean and the count, which the
+ * host passes as eps. p = 2 with RMS (the mean of squares); p = 1 without
+ * (the mean of |x|, which then takes RMS's mean-free paths). */
+#define LP 0
+#endif
+#if LP && RMS
+#define LP_P 2
+#elif LP
+#define LP_P 1
+#undef RMS
+#define RMS 1
+#else
+#define LP_P 0
+#endif
 #ifndef RSTD_ZERO
 /* 1: a zero variance with eps = 0 gives rstd = 0, not +Inf (BatchNorm and
  * InstanceNorm with batch statistics, as PyTorch's inverse std). */
@@ -237,7 +253,9 @@ inline float seg_sum(float v, __local float *buf)
 
 /* The term the first statistics pass sums: x shifted by the set's first
  * value k (the mean follows), or x^2 (RMSNorm: the mean of squares). */
-#if RMS
+#if LP_P == 1
+#define STAT(u, k) fabs(u)
+#elif RMS
 #define STAT(u, k) ((u) * (u))
 #else
 #define STAT(u, k) ((u) - (k))
@@ -317,6 +335,11 @@ inline float checked_mean(float mean, float var)
  * and y NaN (0 * Inf). */
 inline float rstd_of(float var, float eps)
 {
+#if LP
+    /* var is the mean of |x| (p = 1) or of x^2 (p = 2), eps the count. */
+    const float norm = LP_P == 1 ? var * eps : sqrt(var * eps);
+    return norm == 0.0f ? 0.0f : 1.0f / norm;
+#endif
 #if RSTD_ZERO
     if (var == 0.0f && eps == 0.0f)
         return 0.0f;

@@ -210,3 +210,31 @@ void record_stats(__global const float *record, ulong ro, uint count, __global f
     const float var = r[1] / (float)count;
     put_set(stats, C, c, checked_mean(r[0], var), var, mean_out, mo, rstd_out, rso, eps);
 }
+
+/*
+ * BatchNorm folded into the preceding convolution (clnorm_fold_batch_norm):
+ * work-item (e, o) scales weight e of output channel o (K weights per
+ * channel, contiguous) by a = scale[o] * rstd, rstd = 1 / sqrt(var[o] + eps)
+ * as rstd_of gives it (built without flags: as BatchNorm inference's
+ * fold_table, so both normalize with the same multiplier), and work-item
+ * (0, o) writes the folded bias. Each element is read and written by one
+ * work-item, so outputs may be exactly their inputs (in place). Absent
+ * cbias, scale and bias count as 0, 1 and 0.
+ */
+__kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
+void fold_conv_bn(__global const float *w, ulong wo, __global const float *cbias, ulong cbo,
+                  __global const float *scale, ulong so, __global const float *bias, ulong bo,
+                  __global const float *rmean, ulong rmo, __global const float *rvar, ulong rvo,
+                  __global float *w_out, ulong woo, __global float *b_out, ulong boo, uint K, float eps)
+{
+    const uint e = get_global_id(0), o = get_global_id(1);
+    if (e >= K)
+        return;
+    const float r = rstd_of(rvar[rvo + o], eps), a = scale ? r * scale[so + o] : r;
+    const ulong i = (ulong)o * K + e;
+    w_out[woo + i] = w[wo + i] * a;
+    if (e == 0) {
+        const float b = cbias ? cbias[cbo + o] : 0.0f;
+        b_out[boo + o] = (b - rmean[rmo + o]) * a + (bias ? bias[bo + o] : 0.0f);
+    }
+}

@@ -37,6 +37,19 @@ inline void apply_range(__global const float *x, __global float *y, uint e0, uin
     }
 }
 
+/* Fused residual add: h = x + r over [e0, e1) of a set, lane l taking the
+ * vectors norm_span gives it. The caller fences before other lanes read h. */
+inline void add_span(__global const float *x, __global const float *r, __global float *h, uint e0, uint e1,
+                     uint lane)
+{
+    const uint n = e1 - e0, nv = n / VEC;
+    x += e0, r += e0, h += e0;
+    for (uint v = lane; v < nv; v += LANES)
+        STOREV(LOADV(v, x) + LOADV(v, r), v, h);
+    for (uint e = nv * VEC + lane; e < n; e += LANES)
+        h[e] = x[e] + r[e];
+}
+
 #if CACHE_V > 0
 /* GPUs: a row of up to LANES * VEC * CACHE_V elements is held in registers,
  * so it is read from global memory once for the statistics and the output.
@@ -46,7 +59,7 @@ inline void apply_range(__global const float *x, __global float *y, uint e0, uin
  * for padding items. */
 inline void row_norm_cached(__global const float *px, __global float *py, uint n, uint lane,
                             __local float *buf, affine_t af, uint i, float eps, float *mean_o, float *rstd_o,
-                            float *var_o)
+                            float *var_o, __global const float *pr, __global float *ph)
 {
     __global const float *sc = af.elementwise ? af.scale : 0, *bi = af.elementwise ? af.bias : 0;
     const uint nv = n / VEC, tail = n - nv * VEC;
@@ -54,16 +67,24 @@ inline void row_norm_cached(__global const float *px, __global float *py, uint n
     for (uint j = 0; j < CACHE_V; ++j) {
         const uint v = lane + j * LANES;
         r[j] = v < nv ? LOADV(v, px) : (floatv)0.0f;
+        if (pr && v < nv) { /* fused residual add: h stays in registers */
+            r[j] += LOADV(v, pr);
+            if (ph) STOREV(r[j], v, ph);
+        }
     }
-    const float tl = lane < tail ? px[nv * VEC + lane] : 0.0f;
+    float tl = lane < tail ? px[nv * VEC + lane] : 0.0f;
+    if (pr && lane < tail) {
+        tl += pr[nv * VEC + lane];
+        if (ph) ph[nv * VEC + lane] = tl;
+    }
     floatv a = 0.0f;
 #if RMS
     for (uint j = 0; j < CACHE_V; ++j)
-        a += r[j] * r[j]; /* padding is 0 */
-    const float var = seg_sum(HSUM(a) + tl * tl, buf) / (float)n;
+        a += STAT(r[j], 0.0f); /* padding is 0 */
+    const float var = seg_sum(HSUM(a) + STAT(tl, 0.0f), buf) / (float)n;
     const float mean = 0.0f;
 #else
-    const float k = n ? px[0] : 0.0f;
+    const float k = n ? (pr ? px[0] + pr[0] : px[0]) : 0.0f;
     for (uint j = 0; j < CACHE_V; ++j)
         if (lane + j * LANES < nv) a += r[j] - k;
     const float mu = k + seg_sum(HSUM(a) + (lane < tail ? tl - k : 0.0f), buf) / (float)n;
@@ -128,7 +149,14 @@ inline void row_norm_cached(__global const float *px, __global float *py, uint n
  * does not depend on which other streams are present. */
 #define STAGES_(v, sacc, qacc)                                                  \
     {                                                                           \
-        if (xs) sacc += STAT(LOADV(v, ps), k);                                  \
+        if (xs) {                                                               \
+            floatv u_ = LOADV(v, ps);                                           \
+            if (rs) {                                                           \
+                u_ += LOADV(v, pr);                                             \
+                STOREV(u_, v, ph);                                              \
+            }                                                                   \
+            sacc += STAT(u_, k);                                                \
+        }                                                                       \
         if (xm) {                                                               \
             const floatv d_ = LOADV(v, pm) - mm;                                \
             qacc += d_ * d_;                                                    \
@@ -141,9 +169,13 @@ inline void row_norm_cached(__global const float *px, __global float *py, uint n
     }
 inline void pipe_span(__global const float *xs, float k, __global const float *xm, float mm,
                       __global const float *xa, __global float *ya, uint j0, uint j1, float m, float a,
-                      float b, __global const float *sv, __global const float *bv, float *s, float *q)
+                      float b, __global const float *sv, __global const float *bv, float *s, float *q,
+                      __global const float *rs, __global float *hs)
 {
-    __global const float *ps = xs + j0, *pm = xm + j0, *pa = xa + j0;
+    /* rs (fused residual add): the statistics stream is h = xs + rs, stored
+     * to hs on the way, where the later passes (xm, xa) read it from cache. */
+    __global const float *ps = xs + j0, *pm = xm + j0, *pa = xa + j0, *pr = rs + j0;
+    __global float *ph = hs + j0;
     __global float *py = ya + j0;
     if (sv) sv += j0;
     if (bv) bv += j0;
@@ -164,7 +196,11 @@ inline void pipe_span(__global const float *xs, float k, __global const float *x
     }
     float st = 0.0f, qt = 0.0f;
     for (uint e = nv * VEC; e < n; ++e) {
-        if (xs) st += STAT(ps[e], k);
+        if (xs) {
+            float u = ps[e];
+            if (rs) ph[e] = u = u + pr[e];
+            st += STAT(u, k);
+        }
         if (xm) qt += (pm[e] - mm) * (pm[e] - mm);
         if (xa) {
             const float w = (pa[e] - m) * a * (sv ? sv[e] : 1.0f);
@@ -181,8 +217,11 @@ inline void pipe_span(__global const float *xs, float k, __global const float *x
  * of xs (RMS: of its squares), *r2 = its M2, merged over pieces. */
 inline void pipe_pass(uint lag, __global const float *xs, __global const float *xm, float mm,
                       __global const float *xa, __global float *ya, uint ia, uint len, float mean,
-                      float rstd, affine_t af, float *r1, float *r2)
+                      float rstd, affine_t af, float *r1, float *r2, __global const float *rs, __global float *hs)
 {
+    /* rs: xs + rs is the set (stored to hs); hs is what a re-read sees. */
+    if (!xs) rs = 0;
+    __global const float *xv = rs ? hs : xs;
     const uint seg = af.elementwise ? len : af.seg, nseg = len / seg;
     const uint piece = lag == 1 ? PIECE : len;
     __global const float *sv = af.elementwise ? af.scale : 0, *bv = af.elementwise ? af.bias : 0;
@@ -198,19 +237,20 @@ inline void pipe_pass(uint lag, __global const float *xs, __global const float *
         for (uint j0 = g * seg; j0 < (g + 1) * seg; j0 += piece) {
             const uint j1 = min(j0 + piece, (g + 1) * seg);
             if (lag == 2) {
-                pipe_span(xs, xs ? xs[0] : 0.0f, xm, mm, xa, ya, j0, j1, mean, a, b, sv, bv, &s, &q);
+                const float k0 = xs ? (rs ? xs[0] + rs[0] : xs[0]) : 0.0f;
+                pipe_span(xs, k0, xm, mm, xa, ya, j0, j1, mean, a, b, sv, bv, &s, &q, rs, hs);
                 continue;
             }
-            const float k = xs ? xs[j0] : 0.0f;
+            const float k = xs ? (rs ? xs[j0] + rs[j0] : xs[j0]) : 0.0f;
             float ps = 0.0f, pq = 0.0f;
-            pipe_span(xs, k, 0, 0.0f, xa, ya, j0, j1, mean, a, b, sv, bv, &ps, &pq);
+            pipe_span(xs, k, 0, 0.0f, xa, ya, j0, j1, mean, a, b, sv, bv, &ps, &pq, rs, hs);
             if (!xs)
                 continue;
 #if RMS
             s += ps;
 #else
             const float n = (float)(j1 - j0), mu = k + ps / n;
-            pipe_span(0, 0.0f, xs, mu, 0, 0, j0, j1, 0.0f, 0.0f, 0.0f, 0, 0, &ps, &pq);
+            pipe_span(0, 0.0f, xv, mu, 0, 0, j0, j1, 0.0f, 0.0f, 0.0f, 0, 0, &ps, &pq, 0, 0);
             if (!st.n)
                 K = mu;
             chan_add(&st, j1 - j0, mu - K, pq);
@@ -234,9 +274,15 @@ void row_norm(__global const float *x, ulong xo, __global float *y, ulong yo,
               __global const float *scale, ulong so, __global const float *bias, ulong bo,
               __global float *mean_out, ulong mo, __global float *rstd_out, ulong ro,
               __global float *stats, uint nsets, uint per_item, uint lag,
-              uint len, uint seg, uint aff_mod, uint elementwise, float eps)
+              uint len, uint seg, uint aff_mod, uint elementwise, float eps,
+              __global const float *res, ulong rso, __global float *hout, ulong hoo)
 {
     const affine_t af = { scale ? scale + so : 0, bias ? bias + bo : 0, seg, aff_mod, elementwise };
+    /* Fused residual add (res given): the set is h = x + res, written to hout
+     * (h_out, or y itself when h is not asked for) by the first pass, which
+     * the later passes read back from cache. */
+    __global const float *rb = res ? res + rso : 0;
+    __global float *hb = res ? hout + hoo : 0;
 #if LANES == 1
     /* Sets [i0, i1), pipelined (above): step t reads set t and writes set
      * t - lag; after it, set t + 1 - lag has its statistics. */
@@ -244,18 +290,18 @@ void row_norm(__global const float *x, ulong xo, __global float *y, ulong yo,
     if (i0 >= nsets)
         return;
     const uint i1 = min(nsets, i0 + per_item);
-    __global const float *xb = x + xo;
+    __global const float *xb = x + xo, *vb = res ? hb : xb; /* vb: what re-reads see */
     float mu1 = 0.0f;                  /* lag 2: shifted mean (RMS: mean of squares) of set t-1 */
     float mean_a = 0.0f, rstd_a = 0.0f; /* statistics of the set written next */
     for (uint t = i0; t < i1 + lag; ++t) {
         const int has_s = t < i1, has_m = !RMS && lag == 2 && t > i0 && t - 1 < i1;
         const int has_a = t >= i0 + lag;
         __global const float *xs = has_s ? xb + (ulong)t * len : 0;
-        __global const float *xm = has_m ? xb + (ulong)(t - 1) * len : 0;
-        __global const float *xa = has_a ? xb + (ulong)(t - lag) * len : 0;
+        __global const float *xm = has_m ? vb + (ulong)(t - 1) * len : 0;
+        __global const float *xa = has_a ? vb + (ulong)(t - lag) * len : 0;
         float r1, r2;
         pipe_pass(lag, xs, xm, mu1, xa, has_a ? y + yo + (ulong)(t - lag) * len : 0, t - lag, len,
-                  mean_a, rstd_a, af, &r1, &r2);
+                  mean_a, rstd_a, af, &r1, &r2, rb ? rb + (ulong)t * len : 0, hb ? hb + (ulong)t * len : 0);
         if (t + 1 >= i0 + lag && t + 1 - lag < i1) { /* set f is complete */
             const uint f = t + 1 - lag;
             const float mu = lag == 1 ? r1 : mu1;
@@ -267,7 +313,7 @@ void row_norm(__global const float *x, ulong xo, __global float *y, ulong yo,
             mean_a = mean, rstd_a = rstd;
         }
         if (lag == 2 && has_s)
-            mu1 = RMS ? r1 / (float)len : xs[0] + r1 / (float)len;
+            mu1 = RMS ? r1 / (float)len : vb[(ulong)t * len] + r1 / (float)len;
     }
 #else
     __local float buf[WG];
@@ -279,13 +325,20 @@ void row_norm(__global const float *x, ulong xo, __global float *y, ulong yo,
     float mean, var, rstd;
 #if CACHE_V > 0
     if ((elementwise || seg % VEC == 0) && len <= LANES * VEC * CACHE_V) { /* uniform over the launch */
+        /* h is written only where it was asked for: y gets the norm anyway. */
         row_norm_cached(x + xo + base, y + yo + base, active ? len : 0, lane, buf, af, i, eps, &mean, &rstd,
-                        &var);
+                        &var, rb ? rb + base : 0, rb && hb != y + yo ? hb + base : 0);
     } else
 #endif
     {
         float m2;
-        range_stats(x + xo + base, 0, active ? len : 0, lane, buf, &mean, &m2);
+        __global const float *xs = x + xo + base;
+        if (rb) { /* h first, visible to the set's other lanes after the fence */
+            add_span(xs, rb + base, hb + base, 0, active ? len : 0, lane);
+            barrier(CLK_GLOBAL_MEM_FENCE);
+            xs = hb + base;
+        }
+        range_stats(xs, 0, active ? len : 0, lane, buf, &mean, &m2);
         var = RMS ? mean : m2 / (float)len;
         rstd = rstd_of(var, eps);
         mean = RMS ? 0.0f : checked_mean(mean, var);
@@ -294,7 +347,7 @@ void row_norm(__global const float *x, ulong xo, __global float *y, ulong yo,
          * row_norm_cached). */
         barrier(CLK_GLOBAL_MEM_FENCE);
         if (active)
-            apply_range(x + xo + base, y + yo + base, 0, len, lane, i, len, mean, rstd, af);
+            apply_range(xs, y + yo + base, 0, len, lane, i, len, mean, rstd, af);
     }
     if (active && lane == 0) {
         if (mean_out) mean_out[mo + i] = mean;
@@ -310,8 +363,11 @@ void row_norm(__global const float *x, ulong xo, __global float *y, ulong yo,
  * sets (else per_item is 1). */
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
 void row_partials(__global const float *x, ulong xo, __global float *part,
-                  uint nsets, uint per_item, uint len, uint chunk)
+                  uint nsets, uint per_item, uint len, uint chunk,
+                  __global const float *res, ulong rso, __global float *hout, ulong hoo)
 {
+    /* Fused residual add: the chunk's h = x + res goes to hout (h_out or y),
+     * where row_apply reads it; the statistics are h's. */
     __local float buf[WG];
     const uint c = get_global_id(1), nchunks = get_global_size(1);
     const uint e0 = c * chunk;
@@ -320,14 +376,25 @@ void row_partials(__global const float *x, ulong xo, __global float *part,
     const uint i0 = get_global_id(0) * per_item, i1 = min(nsets, i0 + per_item);
     const uint e1 = min(len, e0 + chunk);
     for (uint i = i0; i < i1; ++i) {
-        range_stats(x + xo + (ulong)i * len, e0, e1, 0, buf, &mean, &m2);
+        __global const float *xs = x + xo + (ulong)i * len;
+        if (res) {
+            add_span(xs, res + rso + (ulong)i * len, hout + hoo + (ulong)i * len, e0, e1, 0);
+            xs = hout + hoo + (ulong)i * len;
+        }
+        range_stats(xs, e0, e1, 0, buf, &mean, &m2);
         put_partial(part, (ulong)i * nchunks + c, e1 - e0, mean, m2);
     }
 #else
     const uint i = get_global_id(0) / LANES, lane = get_local_id(0) % LANES;
     const uint ic = min(i, nsets - 1);
     const uint e1 = i < nsets ? min(len, e0 + chunk) : e0;
-    range_stats(x + xo + (ulong)ic * len, e0, e1, lane, buf, &mean, &m2);
+    __global const float *xs = x + xo + (ulong)ic * len;
+    if (res) { /* uniform: every lane reaches the fence */
+        add_span(xs, res + rso + (ulong)ic * len, hout + hoo + (ulong)ic * len, e0, e1, lane);
+        barrier(CLK_GLOBAL_MEM_FENCE);
+        xs = hout + hoo + (ulong)ic * len;
+    }
+    range_stats(xs, e0, e1, lane, buf, &mean, &m2);
     if (i < nsets && lane == 0)
         put_partial(part, (ulong)i * nchunks + c, e1 - e0, mean, m2);
 #endif

@@ -49,6 +49,8 @@ static void emit(const clnorm_devinfo *d)
                 /* RMS is RMSNorm's and RSTD_ZERO BatchNorm's and
                  * InstanceNorm's (plan.c): no plan has both. */
                 if ((flags & CLNORM_K_RMS) && (flags & CLNORM_K_RSTD_ZERO)) continue;
+                /* LP is LpNormalization's (LayerNorm rows): never with RSTD_ZERO. */
+                if ((flags & CLNORM_K_LP) && (flags & CLNORM_K_RSTD_ZERO)) continue;
                 const clnorm_progkey key = {wg, lanes_set[li], tree, flags};
                 clnorm_build_options(d, &key, opts, sizeof opts);
                 const char *t = (d->features & CLNORM_FEAT_NV_SHFL) ? "nvptx" : d->features ? "x86" : "portable";

@@ -489,3 +489,78 @@ int ref_backward(const clnorm_desc *d, const float *x, const float *dy, const fl
     free(sgx);
     return 0;
 }
+
+/* ---- ONNX MeanVarianceNormalization and LpNormalization ----------------
+ * Straight from the ONNX operator definitions, on a row-major tensor of
+ * ndim dims, in double: a set is the elements that share their kept (not
+ * reduced) coordinates. */
+
+/* The set of element i: its kept coordinates as one index. */
+static size_t onnx_set_of(unsigned ndim, const size_t *dims, unsigned mask, size_t i)
+{
+    size_t set = 0, mul = 1;
+    for (unsigned k = ndim; k-- > 0;) {
+        const size_t coord = i % dims[k];
+        i /= dims[k];
+        if (!((mask >> k) & 1u)) {
+            set += coord * mul;
+            mul *= dims[k];
+        }
+    }
+    return set;
+}
+
+static size_t onnx_counts(unsigned ndim, const size_t *dims, unsigned mask, size_t *elems)
+{
+    size_t sets = 1, n = 1;
+    for (unsigned k = 0; k < ndim; ++k) {
+        n *= dims[k];
+        if (!((mask >> k) & 1u)) sets *= dims[k];
+    }
+    *elems = n;
+    return sets;
+}
+
+int ref_mvn(unsigned ndim, const size_t *dims, unsigned axes_mask, const float *x, double *y, double *std)
+{
+    size_t n;
+    const size_t sets = onnx_counts(ndim, dims, axes_mask, &n), count = n / sets;
+    double *m = calloc(sets, sizeof *m), *v = calloc(sets, sizeof *v);
+    if (!m || !v) {
+        free(m), free(v);
+        return -1;
+    }
+    for (size_t i = 0; i < n; ++i) m[onnx_set_of(ndim, dims, axes_mask, i)] += x[i];
+    for (size_t s = 0; s < sets; ++s) m[s] /= (double)count;
+    for (size_t i = 0; i < n; ++i) {
+        const size_t s = onnx_set_of(ndim, dims, axes_mask, i);
+        v[s] += (x[i] - m[s]) * (x[i] - m[s]);
+    }
+    /* ONNX: (X - E[X]) / (sqrt(E[X^2] - E[X]^2) + 1e-9); the variance here is
+     * the same quantity computed without cancellation. */
+    for (size_t i = 0; i < n; ++i) {
+        const size_t s = onnx_set_of(ndim, dims, axes_mask, i);
+        y[i] = (x[i] - m[s]) / (sqrt(v[s] / (double)count) + 1e-9);
+        if (std) std[i] = sqrt(v[s] / (double)count);
+    }
+    free(m), free(v);
+    return 0;
+}
+
+int ref_lp_norm(unsigned ndim, const size_t *dims, unsigned axis, int p, const float *x, double *y)
+{
+    size_t n;
+    const unsigned mask = 1u << axis;
+    const size_t sets = onnx_counts(ndim, dims, mask, &n);
+    double *nrm = calloc(sets, sizeof *nrm);
+    if (!nrm) return -1;
+    for (size_t i = 0; i < n; ++i)
+        nrm[onnx_set_of(ndim, dims, mask, i)] += p == 1 ? fabs((double)x[i]) : (double)x[i] * x[i];
+    /* ONNX's reference: x / norm, and 0 where the norm is 0. */
+    for (size_t i = 0; i < n; ++i) {
+        const double d = p == 1 ? nrm[onnx_set_of(ndim, dims, mask, i)] : sqrt(nrm[onnx_set_of(ndim, dims, mask, i)]);
+        y[i] = d == 0.0 ? 0.0 : x[i] / d;
+    }
+    free(nrm);
+    return 0;
+}

@@ -57,6 +57,15 @@ size_t ref_affine_len(const clnorm_desc *d);
 /* Set index and affine index of element i of x (channel norms and row norms). */
 void ref_locate(const clnorm_desc *d, size_t i, size_t *set, size_t *affine, size_t *channel);
 
+/* ONNX MeanVarianceNormalization (axes_mask bit k = axis k reduced) and
+   LpNormalization (p = 1 or 2 along axis) of a row-major tensor, in double,
+   from the operator definitions: MVN divides by sqrt(var) + 1e-9 as ONNX
+   does (std: NULL, or each element's set's standard deviation); LpNorm gives
+   0 where the norm is 0, as ONNX's reference. 0, or -1 on
+   allocation failure. */
+int ref_mvn(unsigned ndim, const size_t *dims, unsigned axes_mask, const float *x, double *y, double *std);
+int ref_lp_norm(unsigned ndim, const size_t *dims, unsigned axis, int p, const float *x, double *y);
+
 #ifdef __cplusplus
 }
 #endif
