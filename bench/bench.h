@@ -212,9 +212,9 @@ int tune_device(const options *o, runner *r, const devinfo *dev, clnorm_ctx *cx,
  * forward's saved statistics are the ones the backward reads. */
 int case_desc_on(const th_case *c, cl_mem mem[TH_ROLES], clnorm_desc *d);
 /* One more run of oa under its context's settings, then the outputs
- * against the reference (tests/compare.c); 0 = agrees, else err says why.
- * Forward calls only: a backward case returns 0 unchecked (the tests
- * check the backward against the reference). */
+ * against the reference (tests/compare.c; a backward case's dx, dscale
+ * and dbias against ref_backward under the backward tolerances); 0 =
+ * agrees, else err says why. */
 int run_and_check(cl_command_queue q, op_arg *oa, const th_case *c, cl_mem mem[TH_ROLES], char *err,
                   size_t errlen);
 

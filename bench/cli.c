@@ -61,9 +61,9 @@ static void usage(FILE *f) {
             "                         copy runs interleaved with each case's runs, robust on a busy machine)\n"
             "  --wall                 time with the wall clock instead of profiling events\n"
             "  --no-gate              do not hold each run on a user event until it is fully enqueued\n"
-            "  --check                after timing, compare all of y/mean/rstd with the double-precision\n"
-            "                         reference of tests/reference.c, with the tests' tolerances (a fast\n"
-            "                         wrong kernel fails the case)\n"
+            "  --check                after timing, compare all of y/mean/rstd (backward rows: dx/dscale/dbias)\n"
+            "                         with the double-precision reference of tests/reference.c, with the\n"
+            "                         tests' tolerances (a fast wrong kernel fails the case)\n"
             "  --warm-cache           do not scrub the caches before each run (default: scrub, cold caches)\n"
             "  --json                 one JSON object per case per line on stdout (no table)\n"
             "  --csv [FILE]           CSV to FILE (with a header), or to stdout instead of the table\n"
@@ -303,9 +303,6 @@ static void check_combinations(cli *c) {
     } else if (o->reps < 10 && !o->quiet) {
         fprintf(stderr, "%s: note: --reps %d is below the suite's minimum of 10\n", prog, o->reps);
     }
-    if (o->check && (o->direction & DIR_BACKWARD) && !o->quiet)
-        fprintf(stderr, "%s: note: --check compares forward rows only; the backward's outputs are checked by the"
-                        " tests\n", prog);
 }
 
 /* Appends case c in the directions asked for (forward first), whose

@@ -168,9 +168,9 @@ static int read_back(cl_command_queue q, cl_mem m, size_t elems, float **out, ch
     return 0;
 }
 
-/* Compares y and the saved statistics, every element, with the project's
- * double-precision reference (tests/reference.c) under the tests' tolerance
- * model (tests/compare.c). Running statistics are not compared: the timed
+/* Compares y and the saved statistics (a backward case: dx, dscale and
+ * dbias), every element, with the project's double-precision reference
+ * (tests/reference.c) under the tests' tolerance model (tests/compare.c). Running statistics are not compared: the timed
  * runs have updated them many times; inference reads them as they are. A
  * sanity check of the timed kernels, not the precision tests (those are in
  * tests/). 0 = agrees; -1 = error/mismatch. */
@@ -182,7 +182,15 @@ static int check_case(cl_command_queue q, const th_case *c, const clnorm_desc *d
     int rc = 0;
     for (int k = 0; k < TH_ROLES && rc == 0; k++)
         if (el[k]) rc = read_back(q, mem[k], el[k], &h[k], err, errlen);
-    if (rc == 0) {
+    if (rc == 0 && c->backward) {
+        /* dx, dscale, dbias against ref_backward from the same x, dy, scale
+         * and the statistics the backward read (tests/compare.c's backward
+         * tolerances) */
+        th_bwd_inputs in = {h[TH_X], h[TH_DY], h[TH_SCALE], h[TH_MEAN], h[TH_RSTD], h[TH_RUNNING_MEAN],
+                            h[TH_RUNNING_VAR]};
+        th_bwd_outputs got = {h[TH_DX], h[TH_DSCALE], h[TH_DBIAS]};
+        if (th_compare_bwd_why(d, &in, &got, 1.0, err, errlen) != 0) rc = -1;
+    } else if (rc == 0) {
         const int running = th_uses_running(d, h[TH_RUNNING_MEAN] != NULL);
         th_inputs in = {h[TH_X], h[TH_SCALE], h[TH_BIAS], running ? h[TH_RUNNING_MEAN] : NULL,
                         running ? h[TH_RUNNING_VAR] : NULL};
@@ -197,7 +205,6 @@ static int check_case(cl_command_queue q, const th_case *c, const clnorm_desc *d
  * runs leave y overwritten by the paired runs. 0 = agrees. */
 int run_and_check(cl_command_queue q, op_arg *oa, const th_case *c, cl_mem mem[TH_ROLES], char *err,
                          size_t errlen) {
-    if (c->backward) return 0; /* see bench.h */
     if (run_wait(enqueue_op, oa, err, errlen) != 0) return -1;
     return check_case(q, c, oa->d, mem, err, errlen);
 }

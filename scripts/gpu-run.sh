@@ -256,11 +256,12 @@ if [ "$compare_ok" -eq 1 ]; then
 elif [ -s "$out/bench.jsonl" ]; then
   python3 - "$out/bench.jsonl" <<'PY'
 import json, sys
-print("%-17s %-5s %-15s %9s %8s %6s" % ("op", "lay", "shape", "ms", "GB/s", "ratio"))
+print("%-17s %-3s %-5s %-15s %9s %8s %6s" % ("op", "dir", "lay", "shape", "ms", "GB/s", "ratio"))
 for line in open(sys.argv[1]):
     r = json.loads(line)
-    print("%-17s %-5s %-15s %9.3f %8.2f %6.3f" % (r["op"], r["layout"], "x".join(map(str, r["shape"])),
-                                                 r["median_ms"], r["gbps"], r["ratio"]))
+    print("%-17s %-3s %-5s %-15s %9.3f %8.2f %6.3f" % (r["op"], "bwd" if r.get("direction") == "backward" else "fwd", r["layout"],
+                                                       "x".join(map(str, r["shape"])), r["median_ms"], r["gbps"],
+                                                       r["ratio"]))
 PY
 fi
 echo

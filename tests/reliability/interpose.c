@@ -564,6 +564,32 @@ CL_API_ENTRY cl_int CL_API_CALL clWaitForEvents(cl_uint n, const cl_event *l)
     return r_(n, l);
 }
 
+/* Kernel trace: the function names of the kernels enqueued while on (the
+ * real clGetKernelInfo, neither counted nor failed). */
+static int g_trace_on;
+static char g_trace[1024];
+static pthread_mutex_t g_trace_lock = PTHREAD_MUTEX_INITIALIZER;
+void fi_trace_kernels(int on)
+{
+    pthread_mutex_lock(&g_trace_lock);
+    g_trace[0] = 0;
+    g_trace_on = on;
+    pthread_mutex_unlock(&g_trace_lock);
+}
+const char *fi_kernel_trace(void) { return g_trace; }
+static void trace_kernel(cl_kernel k)
+{
+    pthread_mutex_lock(&g_trace_lock);
+    if (g_trace_on) {
+        REAL(clGetKernelInfo);
+        char name[128] = "?";
+        if (r_(k, CL_KERNEL_FUNCTION_NAME, sizeof name, name, NULL) != CL_SUCCESS) snprintf(name, sizeof name, "?");
+        size_t n = strlen(g_trace);
+        snprintf(g_trace + n, sizeof g_trace - n, "%s%s", n ? " " : "", name);
+    }
+    pthread_mutex_unlock(&g_trace_lock);
+}
+
 /* Enqueues */
 CL_API_ENTRY cl_int CL_API_CALL clEnqueueNDRangeKernel(cl_command_queue q, cl_kernel k, cl_uint dim,
                                                        const size_t *off, const size_t *gws, const size_t *lws,
@@ -574,6 +600,7 @@ CL_API_ENTRY cl_int CL_API_CALL clEnqueueNDRangeKernel(cl_command_queue q, cl_ke
     if (f) return f;
     cl_int e = r_(q, k, dim, off, gws, lws, nw, wl, ev);
     TRACK_EVENT(ev, e);
+    if (e == CL_SUCCESS) trace_kernel(k);
     return e;
 }
 CL_API_ENTRY cl_int CL_API_CALL clEnqueueTask(cl_command_queue q, cl_kernel k, cl_uint nw, const cl_event *wl,

@@ -105,6 +105,12 @@ unsigned long fi_unknown_releases(void);
  * CLNORM_ERR_INVALID_BUFFER safely. */
 void *fi_invalid_mem(void);
 
+/* Kernel trace: while on, the function names of the kernels enqueued
+ * successfully, space-separated in order ("bwd_rows bwd_params"); turning it
+ * on or off clears it. Read it while no other thread enqueues. */
+void fi_trace_kernels(int on);
+const char *fi_kernel_trace(void);
+
 /* Make clGetPlatformIDs report no platform (CL_PLATFORM_NOT_FOUND_KHR) while set. */
 void fi_set_no_platform(int on);
 

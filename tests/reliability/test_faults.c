@@ -1,8 +1,13 @@
 /*
  * Fault injection. For each operation family, count the OpenCL calls of each
  * kind along the operation's path in a clean run, then make each one of them
- * fail in turn (the k-th call of that kind, for every k). Each time:
- *   - clnorm_forward (or clnorm_create_*) returns an error: the injected
+ * fail in turn (the k-th call of that kind, for every k). The families are
+ * forward calls and backward calls (issue 16), one backward family per path
+ * of clnorm_plan_backward (bwd_rows whole, its split phases, with
+ * bwd_params; the sums pipeline through row or column sums, bwd_merge,
+ * bwd_table and bwd_apply; running statistics with dx only), each checked
+ * to take that path (the interposer's kernel trace). Each time:
+ *   - clnorm_forward, clnorm_backward (or clnorm_create_*) returns an error: the injected
  *     OpenCL code passed through unchanged, or CLNORM_ERR_BUILD_FAILED for a
  *     failed build (CLNORM_ERR_INVALID_BUFFER for a failed buffer query during
  *     validation), with a message, and no event;
@@ -27,24 +32,41 @@
 #include "th_check.h"
 
 static unsigned long g_points;   /* fault points injected */
+static unsigned long g_bwd_points; /* of those, on backward calls */
 static unsigned long g_tolerated; /* faults the library absorbed (result still correct) */
 static unsigned long g_per_kind[FI_KIND_COUNT];
 
 typedef struct family {
-    const char *name, *spec; /* spec: the case (th_case_parse) */
+    const char *name, *spec; /* spec: the case (th_case_parse); "bwd" in it: a clnorm_backward call */
     clnorm_variant variant;
     int want_event;
+    const char *path; /* backward: the kernels its clean run must enqueue, in order (the path under test) */
 } family;
 
 static const family g_fam[] = {
-    {"LayerNorm", "layer_norm 6x100 affine stats", CLNORM_VARIANT_AUTO, 1},
-    {"LayerNorm split", "layer_norm 2x5000 affine stats", CLNORM_VARIANT_SPLIT, 0},
-    {"RMSNorm", "rms_norm 3x64 scale stats", CLNORM_VARIANT_AUTO, 1},
-    {"BatchNorm training", "batch_norm_train 4x5x6x7 nchw affine stats running", CLNORM_VARIANT_AUTO, 1},
-    {"BatchNorm inference", "batch_norm_infer 3x8x10 nhwc affine running", CLNORM_VARIANT_AUTO, 0},
-    {"InstanceNorm tracked", "instance_norm 2x3x5x5 nchw affine stats running", CLNORM_VARIANT_AUTO, 0},
-    {"GroupNorm channels-last", "group_norm 2x12x4x5 nhwc G=3 affine stats", CLNORM_VARIANT_AUTO, 1},
-    {"GroupNorm split", "group_norm 2x4x3000 nchw G=2 affine", CLNORM_VARIANT_SPLIT, 0},
+    {"LayerNorm", "layer_norm 6x100 affine stats", CLNORM_VARIANT_AUTO, 1, NULL},
+    {"LayerNorm split", "layer_norm 2x5000 affine stats", CLNORM_VARIANT_SPLIT, 0, NULL},
+    {"RMSNorm", "rms_norm 3x64 scale stats", CLNORM_VARIANT_AUTO, 1, NULL},
+    {"BatchNorm training", "batch_norm_train 4x5x6x7 nchw affine stats running", CLNORM_VARIANT_AUTO, 1, NULL},
+    {"BatchNorm inference", "batch_norm_infer 3x8x10 nhwc affine running", CLNORM_VARIANT_AUTO, 0, NULL},
+    {"InstanceNorm tracked", "instance_norm 2x3x5x5 nchw affine stats running", CLNORM_VARIANT_AUTO, 0, NULL},
+    {"GroupNorm channels-last", "group_norm 2x12x4x5 nhwc G=3 affine stats", CLNORM_VARIANT_AUTO, 1, NULL},
+    {"GroupNorm split", "group_norm 2x4x3000 nchw G=2 affine", CLNORM_VARIANT_SPLIT, 0, NULL},
+    /* Backward (issue 16), one family per path of clnorm_plan_backward. */
+    {"bwd LayerNorm rows+params", "layer_norm 40x100 affine stats bwd", CLNORM_VARIANT_AUTO, 1,
+     "bwd_rows bwd_params"},
+    {"bwd LayerNorm rows whole", "layer_norm 6x100 scale stats bwd dx dscale", CLNORM_VARIANT_AUTO, 0, "bwd_rows"},
+    {"bwd RMSNorm rows split", "rms_norm 2x5000 scale stats bwd", CLNORM_VARIANT_SPLIT, 1, "bwd_rows bwd_rows"},
+    {"bwd GroupNorm rows+params", "group_norm 2x12x4x5 nchw G=3 affine stats inplace bwd", CLNORM_VARIANT_AUTO, 0,
+     "bwd_rows bwd_params"},
+    {"bwd BatchNorm row sums", "batch_norm_train 2x3x700 nchw affine stats bwd", CLNORM_VARIANT_AUTO, 1,
+     "bwd_row_sums bwd_merge bwd_table bwd_apply"},
+    {"bwd BatchNorm col sums", "batch_norm_train 4x5x6x7 nhwc affine stats bwd", CLNORM_VARIANT_AUTO, 0,
+     "bwd_col_sums bwd_merge bwd_table bwd_apply"},
+    {"bwd BatchNorm running dx only", "batch_norm_infer 3x8x10 nhwc affine running bwd dx", CLNORM_VARIANT_AUTO, 1,
+     "bwd_table bwd_apply"},
+    {"bwd InstanceNorm running all", "instance_norm_infer 2x3x5x5 nchw affine running bwd", CLNORM_VARIANT_AUTO, 0,
+     "bwd_merge bwd_table bwd_apply"},
 };
 #define N_FAMILIES (int)(sizeof g_fam / sizeof g_fam[0])
 
@@ -75,10 +97,12 @@ static clnorm_ctx *new_ctx(const family *f)
     return c;
 }
 
+/* The family's call: clnorm_forward, or clnorm_backward for a backward case. */
 static clnorm_status forward(clnorm_ctx *c, th_call *p, const family *f, cl_event *ev_out)
 {
     cl_event ev = NULL;
-    clnorm_status st = clnorm_forward(c, &p->d, 0, NULL, f->want_event ? &ev : NULL);
+    clnorm_status st = p->backward ? clnorm_backward(c, &p->d, 0, NULL, f->want_event ? &ev : NULL)
+                                   : clnorm_forward(c, &p->d, 0, NULL, f->want_event ? &ev : NULL);
     if (ev_out) *ev_out = ev;
     else if (ev) clReleaseEvent(ev);
     return st;
@@ -146,8 +170,15 @@ static void clean_runs(const family *f, const fi_snapshot *base, unsigned long *
     clnorm_ctx *c = new_ctx(f);
     family_call(&p, c, f, 0, 77);
     fi_reset_counts();
+    fi_trace_kernels(1);
     ck_assert_int_eq(forward(c, &p, f, NULL), CLNORM_OK);
     for (int i = 0; i < FI_KIND_COUNT; i++) cold[i] = fi_count((fi_kind)i);
+    char path[1024];
+    snprintf(path, sizeof path, "%s", fi_kernel_trace());
+    fi_trace_kernels(0);
+    /* A backward family tests the path it names: the plan must still take it. */
+    ck_assert_msg(!f->path || strstr(path, f->path) != NULL, "%s: kernels \"%s\", expected the path \"%s\"",
+                  f->name, path, f->path);
     ck_assert_msg(th_call_check(&p, c, why, sizeof why) == 0, "%s clean: %s", f->name, why);
     th_call_reset(&p, clnorm_queue(c));
     fi_reset_counts();
@@ -161,7 +192,7 @@ static void clean_runs(const family *f, const fi_snapshot *base, unsigned long *
     printf("%-26s cold path:", f->name);
     for (int i = 0; i < FI_KIND_COUNT; i++)
         if (cold[i]) printf(" %s=%lu", fi_kind_name((fi_kind)i), cold[i]);
-    printf("\n");
+    printf("\n%-26s kernels: %s\n", "", path);
 }
 
 /* Fails the k-th call of kind on p's forward: the error is passed on, or
@@ -178,6 +209,7 @@ static void inject(const family *f, clnorm_ctx *c, th_call *p, fi_kind kind, uns
     ck_assert_msg(fired, "%s: %s%s #%lu not reached (path changed?)", f->name, when, fi_kind_name(kind), k);
     check_status(f, kind, k, err, st, c, p, ev);
     g_points++;
+    g_bwd_points += p->backward != 0;
     g_per_kind[kind]++;
 }
 
@@ -355,7 +387,8 @@ END_TEST
  * succeeds and is right, and so is the next. Without the fallback it fails. */
 START_TEST(test_ptx_fallback)
 {
-    const family f = {"LayerNorm, 32-lane segments", "layer_norm 7x129 affine stats", CLNORM_VARIANT_SUBGROUP, 1};
+    const family f = {"LayerNorm, 32-lane segments", "layer_norm 7x129 affine stats", CLNORM_VARIANT_SUBGROUP, 1,
+                      NULL};
     setenv("CLNORM_FORCE_FEATURES", "nv_shfl", 1);
     setenv("CLNORM_DEVICE_CLASS", "gpu", 1);
     clnorm_ctx *c = NULL;
@@ -389,8 +422,8 @@ int main(void)
                              TH_TEST(test_ptx_fallback),
                              TH_LOOP(test_family, N_FAMILIES)};
     int rc = th_main("faults", 600, tests, sizeof tests / sizeof tests[0]);
-    printf("faults: %lu fault points injected (%lu absorbed by the library with a correct result)\n", g_points,
-           g_tolerated);
+    printf("faults: %lu fault points injected, %lu on backward calls (%lu absorbed by the library with a correct "
+           "result)\n", g_points, g_bwd_points, g_tolerated);
     for (int i = 0; i < FI_KIND_COUNT; i++)
         if (g_per_kind[i]) printf("  %-55s %lu\n", fi_kind_name((fi_kind)i), g_per_kind[i]);
     return rc;

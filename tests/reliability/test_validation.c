@@ -25,15 +25,16 @@ static cl_command_queue g_q;
 static cl_context g_cl;
 static unsigned long g_rejections; /* rejected calls checked */
 static unsigned g_status_seen[CLNORM_STATUS_END_];
+static int g_backward;              /* expect_reject_ex calls clnorm_backward */
+static unsigned long g_bwd_rejections;
+static unsigned g_bwd_status_seen[CLNORM_STATUS_END_];
 
 /* Buffers of a descriptor (distinct, non-NULL), plus extras. */
 static size_t collect(const clnorm_desc *d, cl_mem *out, const cl_mem *extra, size_t nextra)
 {
-    const clnorm_buf *bs[] = {&d->x, &d->y, &d->scale, &d->bias, &d->mean, &d->rstd, &d->running_mean,
-                              &d->running_var};
     size_t n = 0;
-    for (size_t i = 0; i < 8 + nextra; i++) {
-        cl_mem m = i < 8 ? bs[i]->mem : extra[i - 8];
+    for (size_t i = 0; i < TH_ROLES + nextra; i++) { /* every role: the backward's four too */
+        cl_mem m = i < TH_ROLES ? th_desc_buf((clnorm_desc *)d, (int)i)->mem : extra[i - TH_ROLES];
         if (!m || m == (cl_mem)fi_invalid_mem()) continue;
         cl_context mc = NULL; /* a buffer of another context cannot be read on our queue */
         TH_CL(clGetMemObjectInfo(m, CL_MEM_CONTEXT, sizeof mc, &mc, NULL));
@@ -48,20 +49,21 @@ static size_t collect(const clnorm_desc *d, cl_mem *out, const cl_mem *extra, si
 /* The core assertion: rejected with `want`, a message naming the problem
  * (every needle, case-insensitive), no work enqueued, no object created, the
  * event left NULL, every buffer byte-identical. */
-static void expect_reject_ex(const char *what, const clnorm_desc *d, cl_uint nw, const cl_event *wl, int want,
-                             const char *const *needles, const cl_mem *extra, size_t nextra)
+static void reject_core(int backward, const char *what, const clnorm_desc *d, cl_uint nw, const cl_event *wl,
+                        int want, const char *const *needles, const cl_mem *extra, size_t nextra)
 {
-    cl_mem mems[16];
+    g_backward = backward;
+    cl_mem mems[TH_ROLES + 4];
     size_t nm = d ? collect(d, mems, extra, nextra) : 0;
-    void *snaps[16];
-    size_t bytes[16];
+    void *snaps[TH_ROLES + 4];
+    size_t bytes[TH_ROLES + 4];
     for (size_t i = 0; i < nm; i++) snaps[i] = th_snapshot(g_q, mems[i], &bytes[i]);
     TH_CL(clFinish(g_q));
     fi_snapshot before, after;
     fi_snap(&before);
     fi_reset_counts();
     cl_event ev = (cl_event)(uintptr_t)0x1; /* must come back NULL */
-    clnorm_status st = clnorm_forward(g_ctx, d, nw, wl, &ev);
+    clnorm_status st = g_backward ? clnorm_backward(g_ctx, d, nw, wl, &ev) : clnorm_forward(g_ctx, d, nw, wl, &ev);
     unsigned long enq = fi_enqueues(), created = fi_count(FI_CREATE_BUFFER) + fi_count(FI_CREATE_PROGRAM) +
                                                   fi_count(FI_BUILD_PROGRAM) + fi_count(FI_SET_KERNEL_ARG);
     fi_snap(&after);
@@ -86,6 +88,13 @@ static void expect_reject_ex(const char *what, const clnorm_desc *d, cl_uint nw,
     }
     g_rejections++;
     if (want > 0 && want < CLNORM_STATUS_END_) g_status_seen[want]++;
+    if (g_backward) g_bwd_rejections++;
+    if (g_backward && want > 0 && want < CLNORM_STATUS_END_) g_bwd_status_seen[want]++;
+}
+static void expect_reject_ex(const char *what, const clnorm_desc *d, cl_uint nw, const cl_event *wl, int want,
+                             const char *const *needles, const cl_mem *extra, size_t nextra)
+{
+    reject_core(0, what, d, nw, wl, want, needles, extra, nextra);
 }
 #define NEEDLES(...) ((const char *const[]){__VA_ARGS__, NULL})
 static void expect_reject(const char *what, const clnorm_desc *d, int want, const char *const *needles)
@@ -735,6 +744,588 @@ START_TEST(test_rms_inf_row)
 }
 END_TEST
 
+/* ==== backward (issue 16): clnorm_backward's rejections ==================
+ * Every status clnorm_validate_backward can return, on base problems of
+ * every statistics mode, with the same assertions as forward (status,
+ * message, nothing enqueued or created, no event, every buffer byte for
+ * byte) plus the harness's rejection readback of the base call (every
+ * payload and guard as uploaded: th_call_readback with rejected = 1). */
+
+enum { B_LN, B_RMS, B_BN_TRAIN, B_BN_INFER, B_IN_INFER, B_GN_CL, B_GN_PSA, B_COUNT };
+static th_call g_b[B_COUNT];
+static const struct {
+    const char *name, *spec;
+    size_t off;
+    uint64_t seed;
+} g_bdef[B_COUNT] = {
+    {"bwd LayerNorm", "layer_norm 5x33 affine stats bwd", 3, 21},
+    {"bwd RMSNorm", "rms_norm 4x17 scale stats bwd", 2, 22},
+    {"bwd BatchNorm training", "batch_norm_train 3x6x4x5 nchw affine stats bwd", 5, 23},
+    {"bwd BatchNorm inference", "batch_norm_infer 2x7x9 nhwc affine running bwd", 1, 24},
+    {"bwd InstanceNorm inference tracked", "instance_norm_infer 2x4x2x3x2 nchw affine running bwd", 4, 25},
+    {"bwd GroupNorm channels-last", "group_norm 2x64x3x3 nhwc G=8 affine stats bwd", 2, 26},
+    {"bwd GroupNorm per-sample affine", "group_norm 2x6x5 nchw G=3 affine stats psa bwd", 3, 27},
+};
+static const int k_batch_b[] = {B_LN, B_RMS, B_BN_TRAIN, B_GN_CL, B_GN_PSA}; /* saved statistics */
+
+static void setup_bwd_problems(void)
+{
+    for (int i = 0; i < B_COUNT; i++) {
+        th_case c = th_case_of(g_bdef[i].spec);
+        if (th_call_init(&g_b[i], g_ctx, &c, g_bdef[i].off, g_bdef[i].seed) != 0) {
+            fprintf(stderr, "setup failed: %s\n", g_bdef[i].spec);
+            exit(1);
+        }
+    }
+}
+
+static void teardown_bwd_problems(void)
+{
+    for (int i = 0; i < B_COUNT; i++) th_call_free(&g_b[i]);
+}
+
+/* Every base call's buffers as uploaded (a test's accepted calls write dx). */
+static void bwd_fresh(void)
+{
+    for (int i = 0; i < B_COUNT; i++) th_call_reset(&g_b[i], g_q);
+}
+
+/* expect_reject_ex for clnorm_backward, then the harness's rejection
+ * readback of base call k (NULL: none). */
+static void expect_reject_bwd_ex(const char *what, th_call *k, const clnorm_desc *d, cl_uint nw, const cl_event *wl,
+                                 int want, const char *const *needles, const cl_mem *extra, size_t nextra)
+{
+    reject_core(1, what, d, nw, wl, want, needles, extra, nextra);
+    if (k) {
+        char why[512] = "";
+        ck_assert_msg(th_call_readback(k, g_q, 1, why, sizeof why) == 0, "%s: a buffer changed: %s", what, why);
+    }
+}
+static void expect_reject_bwd(const char *what, int i, const clnorm_desc *d, int want, const char *const *needles)
+{
+    char full[200];
+    snprintf(full, sizeof full, "%s: %s", g_bdef[i].name, what);
+    expect_reject_bwd_ex(full, &g_b[i], d, 0, NULL, want, needles, NULL, 0);
+}
+
+START_TEST(test_bwd_base_problems_valid)
+{
+    char why[512];
+    bwd_fresh();
+    for (int i = 0; i < B_COUNT; i++) {
+        int r = th_call_run(&g_b[i], g_ctx, why, sizeof why);
+        ck_assert_msg(r == 0, "%s: %s", g_bdef[i].name, why);
+    }
+    bwd_fresh();
+}
+END_TEST
+
+START_TEST(test_bwd_null_and_events)
+{
+    bwd_fresh();
+    clnorm_desc d = g_b[B_LN].d;
+    cl_event ev = (cl_event)(uintptr_t)0x1;
+    ck_assert_int_eq(clnorm_backward(NULL, &d, 0, NULL, &ev), CLNORM_ERR_NULL_ARGUMENT);
+    expect_reject_bwd_ex("bwd NULL descriptor", NULL, NULL, 0, NULL, CLNORM_ERR_NULL_ARGUMENT,
+                         NEEDLES("descriptor"), NULL, 0);
+    expect_reject_bwd_ex("bwd num_wait 1, NULL list", &g_b[B_LN], &d, 1, NULL, CLNORM_ERR_INVALID_EVENTS,
+                         NEEDLES("num_wait"), NULL, 0);
+    cl_event dummy = NULL;
+    expect_reject_bwd_ex("bwd num_wait 0, a list", &g_b[B_BN_INFER], &g_b[B_BN_INFER].d, 0, &dummy,
+                         CLNORM_ERR_INVALID_EVENTS, NEEDLES("num_wait"), NULL, 0);
+}
+END_TEST
+
+START_TEST(test_bwd_missing_and_nothing)
+{
+    bwd_fresh();
+    for (int i = 0; i < B_COUNT; i++) {
+        clnorm_desc d = g_b[i].d;
+        d.x.mem = NULL;
+        expect_reject_bwd("no x", i, &d, CLNORM_ERR_MISSING_BUFFER, NEEDLES("x", "dy"));
+        d = g_b[i].d;
+        d.dy.mem = NULL;
+        expect_reject_bwd("no dy", i, &d, CLNORM_ERR_MISSING_BUFFER, NEEDLES("dy"));
+        d = g_b[i].d;
+        d.dx.mem = d.dscale.mem = d.dbias.mem = NULL;
+        expect_reject_bwd("no gradient", i, &d, CLNORM_ERR_NOTHING_TO_DO, NEEDLES("dx", "dscale", "dbias"));
+    }
+    /* Batch statistics: the saved ones are required. */
+    for (size_t k = 0; k < sizeof k_batch_b / sizeof k_batch_b[0]; k++) {
+        const int i = k_batch_b[k];
+        clnorm_desc d = g_b[i].d;
+        d.rstd.mem = NULL;
+        expect_reject_bwd("no saved rstd", i, &d, CLNORM_ERR_MISSING_BUFFER, NEEDLES("saved", "rstd"));
+        if (i == B_RMS) continue;
+        d = g_b[i].d;
+        d.mean.mem = NULL;
+        expect_reject_bwd("no saved mean", i, &d, CLNORM_ERR_MISSING_BUFFER, NEEDLES("saved", "mean"));
+        d.rstd.mem = NULL;
+        expect_reject_bwd("no saved mean and rstd", i, &d, CLNORM_ERR_MISSING_BUFFER, NEEDLES("saved"));
+    }
+    /* InstanceNorm inference without running statistics normalizes with the
+     * batch's: then it needs saved ones. */
+    clnorm_desc d = g_b[B_IN_INFER].d;
+    d.running_mean.mem = d.running_var.mem = NULL;
+    expect_reject_bwd("untracked: batch statistics, no saved ones", B_IN_INFER, &d, CLNORM_ERR_MISSING_BUFFER,
+                      NEEDLES("saved"));
+    /* BatchNorm inference: the running statistics are required, as a pair. */
+    d = g_b[B_BN_INFER].d;
+    d.running_mean.mem = d.running_var.mem = NULL;
+    expect_reject_bwd("no running statistics", B_BN_INFER, &d, CLNORM_ERR_MISSING_BUFFER, NEEDLES("running"));
+    for (int i = B_BN_INFER; i <= B_IN_INFER; i++) {
+        d = g_b[i].d;
+        d.running_var.mem = NULL;
+        expect_reject_bwd("running_mean without running_var", i, &d, CLNORM_ERR_MISSING_BUFFER,
+                          NEEDLES("running_var"));
+        d = g_b[i].d;
+        d.running_mean.mem = NULL;
+        expect_reject_bwd("running_var without running_mean", i, &d, CLNORM_ERR_MISSING_BUFFER,
+                          NEEDLES("running_mean"));
+    }
+    /* With batch statistics the running ones are ignored, but still go together. */
+    d = g_b[B_BN_TRAIN].d;
+    d.running_mean = g_b[B_BN_INFER].d.running_mean;
+    expect_reject_bwd("running_mean alone (batch statistics)", B_BN_TRAIN, &d, CLNORM_ERR_MISSING_BUFFER,
+                      NEEDLES("running"));
+}
+END_TEST
+
+START_TEST(test_bwd_unsupported)
+{
+    bwd_fresh();
+    clnorm_desc d = g_b[B_RMS].d;
+    d.mean = g_b[B_LN].d.mean;
+    expect_reject_bwd("a saved mean for RMSNorm", B_RMS, &d, CLNORM_ERR_UNSUPPORTED, NEEDLES("RMSNorm", "mean"));
+    for (int i = B_BN_INFER; i <= B_IN_INFER; i++) {
+        d = g_b[i].d;
+        d.mean = g_b[B_BN_TRAIN].d.mean;
+        expect_reject_bwd("saved mean with running statistics", i, &d, CLNORM_ERR_UNSUPPORTED, NEEDLES("saved"));
+        d = g_b[i].d;
+        d.rstd = g_b[B_GN_CL].d.rstd;
+        expect_reject_bwd("saved rstd with running statistics", i, &d, CLNORM_ERR_UNSUPPORTED, NEEDLES("saved"));
+    }
+    for (int i = B_LN; i <= B_RMS; i++) {
+        d = g_b[i].d;
+        d.per_sample_affine = 1;
+        expect_reject_bwd("per-sample affine on a row norm", i, &d, CLNORM_ERR_UNSUPPORTED, NEEDLES("per-sample"));
+        d = g_b[i].d;
+        d.running_mean = g_b[B_BN_INFER].d.running_mean;
+        d.running_var = g_b[B_BN_INFER].d.running_var;
+        expect_reject_bwd("running statistics on a row norm", i, &d, CLNORM_ERR_UNSUPPORTED, NEEDLES("running"));
+    }
+    for (int i = B_GN_CL; i <= B_GN_PSA; i++) {
+        d = g_b[i].d;
+        d.running_mean = g_b[B_BN_INFER].d.running_mean;
+        d.running_var = g_b[B_BN_INFER].d.running_var;
+        expect_reject_bwd("GroupNorm running statistics", i, &d, CLNORM_ERR_UNSUPPORTED, NEEDLES("running"));
+    }
+}
+END_TEST
+
+START_TEST(test_bwd_scalars_and_shapes)
+{
+    bwd_fresh();
+    const float bad_eps[] = {NAN, INFINITY, -INFINITY, -1e-5f, -1e-38f};
+    for (int i = 0; i < B_COUNT; i++)
+        for (size_t k = 0; k < sizeof bad_eps / sizeof bad_eps[0]; k++) {
+            clnorm_desc d = g_b[i].d;
+            d.eps = bad_eps[k];
+            expect_reject_bwd("bad eps", i, &d, CLNORM_ERR_INVALID_EPS, NEEDLES("eps"));
+        }
+    const int ops[] = {0, 6, -1};
+    for (size_t k = 0; k < 3; k++) {
+        clnorm_desc d = g_b[B_LN].d;
+        d.op = (clnorm_op)ops[k];
+        expect_reject_bwd("invalid op", B_LN, &d, CLNORM_ERR_INVALID_OP, NEEDLES("op"));
+    }
+    clnorm_desc d = g_b[B_LN].d;
+    d.rows = 0;
+    expect_reject_bwd("rows 0", B_LN, &d, CLNORM_ERR_INVALID_SHAPE, NEEDLES("rows"));
+    d = g_b[B_RMS].d;
+    d.cols = 0;
+    expect_reject_bwd("cols 0", B_RMS, &d, CLNORM_ERR_INVALID_SHAPE, NEEDLES("cols"));
+    d = g_b[B_LN].d;
+    d.rows = SIZE_MAX / 2;
+    d.cols = 3;
+    expect_reject_bwd("rows*cols overflow", B_LN, &d, CLNORM_ERR_TOO_LARGE, NEEDLES("overflow"));
+    d = g_b[B_LN].d;
+    d.rows = 1;
+    d.cols = ((size_t)1 << 32) + 1;
+    expect_reject_bwd("cols 2^32+1", B_LN, &d, CLNORM_ERR_TOO_LARGE, NEEDLES("4294967297"));
+    for (int i = B_BN_TRAIN; i < B_COUNT; i++) {
+        d = g_b[i].d;
+        d.n = 0;
+        expect_reject_bwd("n 0", i, &d, CLNORM_ERR_INVALID_SHAPE, NEEDLES("n"));
+        d = g_b[i].d;
+        d.c = 0;
+        expect_reject_bwd("c 0", i, &d, CLNORM_ERR_INVALID_SHAPE, NEEDLES("c"));
+        if (g_b[i].d.rank) {
+            d = g_b[i].d;
+            d.spatial[0] = 0;
+            expect_reject_bwd("spatial[0] 0", i, &d, CLNORM_ERR_INVALID_SHAPE, NEEDLES("spatial"));
+        }
+        d = g_b[i].d;
+        d.layout = (clnorm_layout)2;
+        expect_reject_bwd("bad layout", i, &d, CLNORM_ERR_INVALID_LAYOUT, NEEDLES("layout"));
+        d = g_b[i].d;
+        d.rank = 4;
+        expect_reject_bwd("bad rank", i, &d, CLNORM_ERR_INVALID_RANK, NEEDLES("rank"));
+        d = g_b[i].d;
+        d.n = SIZE_MAX / 4;
+        d.c = 8;
+        expect_reject_bwd("n*c overflow", i, &d, CLNORM_ERR_TOO_LARGE, NEEDLES("overflow"));
+    }
+    const size_t bad_groups[] = {0, 3, 128, SIZE_MAX};
+    for (size_t k = 0; k < 4; k++) {
+        d = g_b[B_GN_CL].d; /* c = 64 */
+        d.groups = bad_groups[k];
+        expect_reject_bwd("bad groups", B_GN_CL, &d, CLNORM_ERR_INVALID_GROUPS, NEEDLES("group"));
+    }
+    /* Training with one value per set. */
+    d = g_b[B_BN_TRAIN].d;
+    d.n = 1;
+    d.rank = 0;
+    expect_reject_bwd("BatchNorm training N*S = 1", B_BN_TRAIN, &d, CLNORM_ERR_COUNT_ONE, NEEDLES("1"));
+    d = g_b[B_IN_INFER].d;
+    d.training = 1;
+    d.spatial[0] = d.spatial[1] = d.spatial[2] = 1;
+    expect_reject_bwd("InstanceNorm training S = 1", B_IN_INFER, &d, CLNORM_ERR_COUNT_ONE, NEEDLES("spatial"));
+}
+END_TEST
+
+/* Each buffer one element short (and offsets that overflow), dscale and dbias included. */
+START_TEST(test_bwd_buffer_too_small)
+{
+    bwd_fresh();
+    for (int i = 0; i < B_COUNT; i++)
+        for (int r = 0; r < TH_ROLES; r++) {
+            clnorm_desc d = g_b[i].d;
+            clnorm_buf *b = th_desc_buf(&d, r);
+            if (!b->mem) continue;
+            char what[96];
+            b->offset = th_mem_floats(b->mem) - g_b[i].len[r] + 1;
+            snprintf(what, sizeof what, "%s one short", th_role_name(r));
+            expect_reject_bwd(what, i, &d, CLNORM_ERR_BUFFER_TOO_SMALL, NEEDLES(th_role_name(r)));
+            b->offset = SIZE_MAX - 2;
+            snprintf(what, sizeof what, "%s offset SIZE_MAX-2", th_role_name(r));
+            expect_reject_bwd(what, i, &d, CLNORM_ERR_BUFFER_TOO_SMALL, NEEDLES(th_role_name(r)));
+        }
+    /* Per-sample affine: dscale and dbias need n*c, not c. */
+    clnorm_desc d = g_b[B_GN_CL].d;
+    d.per_sample_affine = 1;
+    expect_reject_bwd("per-sample scale of c", B_GN_CL, &d, CLNORM_ERR_BUFFER_TOO_SMALL, NEEDLES("scale"));
+    d.scale.mem = NULL;
+    expect_reject_bwd("per-sample dscale of c", B_GN_CL, &d, CLNORM_ERR_BUFFER_TOO_SMALL, NEEDLES("dscale"));
+    d.dscale.mem = NULL;
+    expect_reject_bwd("per-sample dbias of c", B_GN_CL, &d, CLNORM_ERR_BUFFER_TOO_SMALL, NEEDLES("dbias"));
+}
+END_TEST
+
+START_TEST(test_bwd_foreign_and_invalid_buffers)
+{
+    bwd_fresh();
+    cl_device_id dev = clnorm_device(g_ctx);
+    cl_int e;
+    cl_context other = clCreateContext(NULL, 1, &dev, NULL, NULL, &e);
+    ck_assert_msg(other != NULL, "clCreateContext: %d", e);
+    cl_mem big = th_buffer(other, 1 << 14);
+    for (int i = 0; i < B_COUNT; i++)
+        for (int r = 0; r < TH_ROLES; r++) {
+            clnorm_desc d = g_b[i].d;
+            clnorm_buf *b = th_desc_buf(&d, r);
+            if (!b->mem) continue;
+            *b = (clnorm_buf){big, 0};
+            char what[96];
+            snprintf(what, sizeof what, "%s: foreign %s", g_bdef[i].name, th_role_name(r));
+            expect_reject_bwd_ex(what, &g_b[i], &d, 0, NULL, CLNORM_ERR_FOREIGN_BUFFER, NEEDLES(th_role_name(r)),
+                                 &big, 1);
+        }
+    clReleaseMemObject(big);
+    clReleaseContext(other);
+    const int which[] = {B_LN, B_BN_INFER};
+    for (size_t w = 0; w < 2; w++)
+        for (int r = 0; r < TH_ROLES; r++) {
+            clnorm_desc d = g_b[which[w]].d;
+            clnorm_buf *b = th_desc_buf(&d, r);
+            if (!b->mem) continue;
+            b->mem = (cl_mem)fi_invalid_mem();
+            char what[96];
+            snprintf(what, sizeof what, "invalid cl_mem as %s", th_role_name(r));
+            expect_reject_bwd(what, which[w], &d, CLNORM_ERR_INVALID_BUFFER, NEEDLES(th_role_name(r), "not a valid"));
+        }
+}
+END_TEST
+
+/* dx may be exactly dy, nothing else; dscale and dbias overlap nothing. */
+START_TEST(test_bwd_aliasing)
+{
+    bwd_fresh();
+    for (int k = 0; k < 3; k++) {
+        const int i = k == 0 ? B_LN : k == 1 ? B_BN_TRAIN : B_GN_PSA;
+        th_call *p = &g_b[i];
+        clnorm_desc d = p->d;
+        d.dx = d.x;
+        expect_reject_bwd("dx is x", i, &d, CLNORM_ERR_ALIASING, NEEDLES("dx", "x"));
+        d = p->d;
+        d.dx = (clnorm_buf){d.x.mem, d.x.offset + 1};
+        expect_reject_bwd("dx over x (+1)", i, &d, CLNORM_ERR_ALIASING, NEEDLES("dx", "x"));
+        d = p->d;
+        d.dx = (clnorm_buf){d.dy.mem, d.dy.offset + 1};
+        expect_reject_bwd("dx partially over dy (+1)", i, &d, CLNORM_ERR_ALIASING, NEEDLES("dx", "dy", "in place"));
+        d = p->d;
+        d.dx = (clnorm_buf){d.dy.mem, d.dy.offset + TH_GUARD_AFTER};
+        expect_reject_bwd("dx partially over dy (+16)", i, &d, CLNORM_ERR_ALIASING, NEEDLES("dx", "dy"));
+        d = p->d;
+        d.dy = (clnorm_buf){p->b[TH_DY].mem, p->b[TH_DY].off + 1};
+        d.dx = (clnorm_buf){p->b[TH_DY].mem, p->b[TH_DY].off};
+        expect_reject_bwd("dx partially over dy (-1)", i, &d, CLNORM_ERR_ALIASING, NEEDLES("dx", "dy"));
+        d = p->d;
+        d.scale = (clnorm_buf){d.dx.mem, d.dx.offset + 1};
+        expect_reject_bwd("scale inside dx", i, &d, CLNORM_ERR_ALIASING, NEEDLES("dx", "scale"));
+        d = p->d;
+        d.mean = (clnorm_buf){d.dx.mem, d.dx.offset};
+        expect_reject_bwd("mean inside dx", i, &d, CLNORM_ERR_ALIASING, NEEDLES("dx", "mean"));
+        d = p->d;
+        d.rstd = (clnorm_buf){d.dx.mem, d.dx.offset + 2};
+        expect_reject_bwd("rstd inside dx", i, &d, CLNORM_ERR_ALIASING, NEEDLES("dx", "rstd"));
+        d = p->d;
+        d.dbias = d.dscale;
+        expect_reject_bwd("dbias is dscale", i, &d, CLNORM_ERR_ALIASING, NEEDLES("dscale", "dbias"));
+        d = p->d;
+        d.dbias = (clnorm_buf){d.dscale.mem, d.dscale.offset + (p->len[TH_DSCALE] - 1 < TH_GUARD_AFTER
+                                                                    ? p->len[TH_DSCALE] - 1
+                                                                    : TH_GUARD_AFTER)};
+        expect_reject_bwd("dbias over dscale's end", i, &d, CLNORM_ERR_ALIASING, NEEDLES("dscale", "dbias"));
+        d = p->d;
+        d.dscale = (clnorm_buf){d.dy.mem, d.dy.offset};
+        expect_reject_bwd("dscale over dy", i, &d, CLNORM_ERR_ALIASING, NEEDLES("dscale", "dy"));
+        d = p->d;
+        d.dbias = (clnorm_buf){d.x.mem, d.x.offset + 3};
+        expect_reject_bwd("dbias inside x", i, &d, CLNORM_ERR_ALIASING, NEEDLES("dbias", "x"));
+        d = p->d;
+        d.dscale = (clnorm_buf){d.dx.mem, d.dx.offset + 1};
+        expect_reject_bwd("dscale inside dx", i, &d, CLNORM_ERR_ALIASING, NEEDLES("dscale", "dx"));
+        d = p->d;
+        d.dbias = (clnorm_buf){d.dx.mem, d.dx.offset};
+        expect_reject_bwd("dbias inside dx", i, &d, CLNORM_ERR_ALIASING, NEEDLES("dbias", "dx"));
+        d = p->d;
+        d.dscale = d.scale;
+        expect_reject_bwd("dscale is scale", i, &d, CLNORM_ERR_ALIASING, NEEDLES("dscale", "scale"));
+        d = p->d;
+        if (p->len[TH_RSTD] >= p->len[TH_DSCALE]) d.dscale = d.rstd;
+        else d.rstd = d.dscale; /* fewer sets than parameters: rstd inside dscale */
+        expect_reject_bwd("dscale over rstd", i, &d, CLNORM_ERR_ALIASING, NEEDLES("dscale", "rstd"));
+        d = p->d; /* in place with dx only */
+        d.dx = d.dy;
+        d.dbias = (clnorm_buf){d.dy.mem, d.dy.offset + 1};
+        expect_reject_bwd("in place, dbias inside dy", i, &d, CLNORM_ERR_ALIASING, NEEDLES("dbias"));
+    }
+    /* Running statistics are inputs of an inference backward. */
+    th_call *p = &g_b[B_BN_INFER];
+    clnorm_desc d = p->d;
+    d.running_mean = (clnorm_buf){d.dx.mem, d.dx.offset + 2};
+    expect_reject_bwd("running_mean inside dx", B_BN_INFER, &d, CLNORM_ERR_ALIASING, NEEDLES("dx", "running_mean"));
+    d = p->d;
+    d.dscale = d.running_var;
+    expect_reject_bwd("dscale is running_var", B_BN_INFER, &d, CLNORM_ERR_ALIASING,
+                      NEEDLES("dscale", "running_var"));
+    d = p->d;
+    d.dbias = d.running_mean;
+    expect_reject_bwd("dbias is running_mean", B_BN_INFER, &d, CLNORM_ERR_ALIASING,
+                      NEEDLES("dbias", "running_mean"));
+
+    /* Through sub-buffers of one parent. */
+    cl_uint align_bits = 0;
+    TH_CL(clGetDeviceInfo(clnorm_device(g_ctx), CL_DEVICE_MEM_BASE_ADDR_ALIGN, sizeof align_bits, &align_bits,
+                          NULL));
+    const size_t align = align_bits / 8, n = g_b[B_LN].len[TH_X];
+    cl_mem parent = th_buffer(g_cl, (4 * align + 4 * n * sizeof(float)) / sizeof(float));
+    cl_buffer_region r1 = {align, n * sizeof(float) + align}, r2 = {2 * align, n * sizeof(float)};
+    cl_int e;
+    cl_mem sub1 = clCreateSubBuffer(parent, CL_MEM_READ_WRITE, CL_BUFFER_CREATE_TYPE_REGION, &r1, &e);
+    ck_assert_msg(sub1 != NULL, "clCreateSubBuffer %d", e);
+    cl_mem sub2 = clCreateSubBuffer(parent, CL_MEM_READ_WRITE, CL_BUFFER_CREATE_TYPE_REGION, &r2, &e);
+    ck_assert_msg(sub2 != NULL, "clCreateSubBuffer %d", e);
+    cl_mem extra[3] = {parent, sub1, sub2};
+    d = g_b[B_LN].d;
+    d.dy = (clnorm_buf){sub1, 0};
+    d.dx = (clnorm_buf){parent, align / sizeof(float) + 5};
+    expect_reject_bwd_ex("bwd: dx (parent) partially over dy (sub-buffer)", &g_b[B_LN], &d, 0, NULL,
+                         CLNORM_ERR_ALIASING, NEEDLES("dx", "dy"), extra, 3);
+    d = g_b[B_LN].d;
+    d.x = (clnorm_buf){sub1, 3};
+    d.dx = (clnorm_buf){sub2, 0};
+    expect_reject_bwd_ex("bwd: dx (sub-buffer) over x (sub-buffer)", &g_b[B_LN], &d, 0, NULL, CLNORM_ERR_ALIASING,
+                         NEEDLES("dx", "x"), extra, 3);
+    d = g_b[B_LN].d;
+    d.dscale = (clnorm_buf){sub2, 1};
+    d.dbias = (clnorm_buf){parent, 2 * align / sizeof(float)};
+    expect_reject_bwd_ex("bwd: dbias (parent) over dscale (sub-buffer)", &g_b[B_LN], &d, 0, NULL,
+                         CLNORM_ERR_ALIASING, NEEDLES("dscale", "dbias"), extra, 3);
+    clReleaseMemObject(sub2);
+    clReleaseMemObject(sub1);
+    clReleaseMemObject(parent);
+}
+END_TEST
+
+/* The same rejections through th_run_bwd: host arrays uploaded into guarded
+ * buffers at random offsets, the rejected call waited for, every buffer read
+ * back and compared with what was uploaded (its rejection readback). */
+START_TEST(test_bwd_run_rejections)
+{
+    enum { CAPF = 4096 };
+    static const struct {
+        const char *spec;
+        int change; /* 0 none; 1 eps -1; 2 n = 1 (BatchNorm); 3 groups 5; 4 layout 2; 5 psa; 6 rank 4 */
+        int drop;   /* 0 none; 1 the saved mean; 2 every output; 3 running_var */
+        int add;    /* 0 none; 1 a saved mean (RMSNorm); 2 saved stats in running mode */
+        unsigned flags;
+        int want;
+    } cases[] = {
+        {"layer_norm 4x9 affine stats bwd", 0, 2, 0, 0, CLNORM_ERR_NOTHING_TO_DO},
+        {"layer_norm 4x9 affine stats bwd", 0, 1, 0, 0, CLNORM_ERR_MISSING_BUFFER},
+        {"rms_norm 3x8 scale stats bwd", 0, 0, 1, 0, CLNORM_ERR_UNSUPPORTED},
+        {"batch_norm_infer 2x3x4 nhwc affine running bwd", 0, 0, 2, 0, CLNORM_ERR_UNSUPPORTED},
+        {"batch_norm_infer 2x3x4 nhwc affine running bwd", 0, 3, 0, 0, CLNORM_ERR_MISSING_BUFFER},
+        {"layer_norm 4x9 affine stats bwd", 1, 0, 0, TH_IN_PLACE, CLNORM_ERR_INVALID_EPS},
+        {"batch_norm_train 2x3 affine stats bwd", 2, 0, 0, TH_IN_PLACE, CLNORM_ERR_COUNT_ONE},
+        {"group_norm 2x12x5 G=4 affine stats bwd", 3, 0, 0, 0, CLNORM_ERR_INVALID_GROUPS},
+        {"group_norm 2x12x5 nhwc G=4 affine stats bwd", 4, 0, 0, 0, CLNORM_ERR_INVALID_LAYOUT},
+        {"instance_norm_infer 2x3x5 affine running bwd", 6, 0, 0, 0, CLNORM_ERR_INVALID_RANK},
+        {"layer_norm 4x9 affine stats bwd", 5, 0, 0, 0, CLNORM_ERR_UNSUPPORTED},
+    };
+    float *a[10];
+    for (int j = 0; j < 10; j++) {
+        a[j] = malloc(CAPF * sizeof(float));
+        ck_assert_ptr_nonnull(a[j]);
+    }
+    th_rng rng;
+    th_rng_init(&rng, 1234);
+    th_begin();
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        th_case c = th_case_of(cases[i].spec);
+        clnorm_desc d;
+        ck_assert_int_eq(th_case_desc(&c, &d), 0);
+        ck_assert_uint_le(ref_elements(&d), CAPF);
+        th_fill_normal(&rng, a[0], CAPF, 0.5, 2.0); /* x */
+        th_fill_normal(&rng, a[1], CAPF, 0.0, 1.0); /* dy */
+        th_fill_normal(&rng, a[2], CAPF, 1.0, 0.5); /* scale */
+        th_saved_stats(&d, a[0], a[3], a[4]);        /* mean, rstd */
+        th_fill_normal(&rng, a[5], CAPF, 0.0, 1.0); /* running_mean */
+        th_fill_uniform(&rng, a[6], CAPF, 0.5, 2.0); /* running_var */
+        const int running = c.training == 0 && c.running >= 0;
+        th_bwd_inputs in = {a[0], a[1], a[2], running ? NULL : a[3], running ? NULL : a[4],
+                            running ? a[5] : NULL, running ? a[6] : NULL};
+        if (d.op == CLNORM_RMS_NORM) in.mean = NULL;
+        th_bwd_outputs out = {a[7], a[8], a[9]};
+        switch (cases[i].change) {
+        case 1: d.eps = -1.0f; break;
+        case 2: d.n = 1; break;
+        case 3: d.groups = 5; break;
+        case 4: d.layout = (clnorm_layout)2; break;
+        case 5: d.per_sample_affine = 1; break;
+        case 6: d.rank = 4; break;
+        default: break;
+        }
+        if (cases[i].drop == 1) in.mean = NULL;
+        if (cases[i].drop == 2) out = (th_bwd_outputs){NULL, NULL, NULL};
+        if (cases[i].drop == 3) in.running_var = NULL;
+        if (cases[i].add == 1) in.mean = a[3];
+        if (cases[i].add == 2) in.rstd = a[4];
+        if (cases[i].flags & TH_IN_PLACE) memcpy(a[7], a[1], CAPF * sizeof(float));
+        th_set_case("th_run_bwd case %zu: %s", i, cases[i].spec);
+        int st = th_run_bwd(g_ctx, &d, &in, &out, cases[i].flags);
+        TH_EXPECT(st == cases[i].want, "got %s (%d), want %s: %s", clnorm_status_name(st), st,
+                  clnorm_status_name(cases[i].want), clnorm_last_error(g_ctx));
+        if (st == cases[i].want) g_bwd_status_seen[st]++, g_bwd_rejections++;
+    }
+    th_set_case("%s", "");
+    for (int j = 0; j < 10; j++) free(a[j]);
+    th_finish();
+}
+END_TEST
+
+/* Accepted: dx exactly dy (in place) gives the out-of-place bits, on every
+ * backward path; and the buffers backward ignores (y, bias, the running
+ * statistics with batch statistics, momentum) may hold anything. */
+START_TEST(test_bwd_in_place)
+{
+    static const struct {
+        const char *spec;
+        clnorm_variant v;
+    } cases[] = {
+        {"layer_norm 7x300 affine stats bwd", CLNORM_VARIANT_AUTO},
+        {"layer_norm 7x300 affine stats bwd", CLNORM_VARIANT_WI},
+        {"layer_norm 40x100 affine stats bwd", CLNORM_VARIANT_AUTO},
+        {"rms_norm 3x129 scale stats bwd", CLNORM_VARIANT_SPLIT},
+        {"layer_norm 2x5000 scale stats bwd dx", CLNORM_VARIANT_SPLIT},
+        {"batch_norm_train 2x3x700 nchw affine stats bwd", CLNORM_VARIANT_AUTO},
+        {"batch_norm_train 4x3x5x7 nhwc affine stats bwd", CLNORM_VARIANT_AUTO},
+        {"batch_norm_infer 4x3x5 nhwc affine running bwd dx", CLNORM_VARIANT_AUTO},
+        {"instance_norm_infer 2x3x50 nchw affine running bwd", CLNORM_VARIANT_AUTO},
+        {"instance_norm 2x3x50 nchw affine stats bwd dx dbias", CLNORM_VARIANT_WG},
+        {"group_norm 2x12x3x4 nhwc G=4 affine stats bwd", CLNORM_VARIANT_AUTO},
+        {"group_norm 2x12x3x4 nchw G=3 affine stats psa bwd", CLNORM_VARIANT_AUTO},
+    };
+    char why[512];
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        th_call out_of_place, in_place;
+        th_case c = th_case_of(cases[i].spec);
+        ck_assert_int_eq(clnorm_set_variant(g_ctx, cases[i].v, 0), CLNORM_OK);
+        ck_assert_int_eq(th_call_init(&out_of_place, g_ctx, &c, 3, 300 + i), 0);
+        int r = th_call_run(&out_of_place, g_ctx, why, sizeof why);
+        ck_assert_msg(r == 0, "bwd case %zu (%s) out of place: %s", i, cases[i].spec, why);
+        c.flags |= TH_IN_PLACE;
+        ck_assert_int_eq(th_call_init(&in_place, g_ctx, &c, 3, 300 + i), 0);
+        r = th_call_run(&in_place, g_ctx, why, sizeof why);
+        ck_assert_int_eq(clnorm_set_variant(g_ctx, CLNORM_VARIANT_AUTO, 0), CLNORM_OK);
+        ck_assert_msg(r == 0, "bwd case %zu (%s, variant %s) in place: %s", i, cases[i].spec,
+                      clnorm_variant_name(cases[i].v), why);
+        const size_t E = out_of_place.len[TH_DX], A = out_of_place.len[TH_DSCALE];
+        ck_assert_msg(memcmp(out_of_place.bout.dx, in_place.bout.dx, E * sizeof(float)) == 0,
+                      "bwd case %zu (%s): dx in place differs from out of place", i, cases[i].spec);
+        if (out_of_place.bout.dscale)
+            ck_assert_msg(!memcmp(out_of_place.bout.dscale, in_place.bout.dscale, A * sizeof(float)),
+                          "bwd case %zu (%s): dscale in place differs", i, cases[i].spec);
+        if (out_of_place.bout.dbias)
+            ck_assert_msg(!memcmp(out_of_place.bout.dbias, in_place.bout.dbias, A * sizeof(float)),
+                          "bwd case %zu (%s): dbias in place differs", i, cases[i].spec);
+        th_call_free(&in_place);
+        th_call_free(&out_of_place);
+    }
+}
+END_TEST
+
+START_TEST(test_bwd_ignored_buffers)
+{
+    char why[512];
+    bwd_fresh();
+    th_call *p = &g_b[B_BN_TRAIN];
+    clnorm_desc d = p->d;
+    d.y = (clnorm_buf){(cl_mem)fi_invalid_mem(), 0};          /* never looked at */
+    d.bias = (clnorm_buf){d.dx.mem, d.dx.offset};             /* over an output: ignored */
+    d.running_mean = (clnorm_buf){d.dx.mem, d.dx.offset + 1}; /* batch statistics: ignored */
+    d.running_var = (clnorm_buf){d.dscale.mem, d.dscale.offset};
+    d.momentum = NAN;
+    d.running_var_biased = 7;
+    clnorm_status st = clnorm_backward(g_ctx, &d, 0, NULL, NULL);
+    ck_assert_msg(st == CLNORM_OK, "backward with ignored buffers: %s: %s", clnorm_status_name(st),
+                  clnorm_last_error(g_ctx));
+    int r = th_call_check(p, g_ctx, why, sizeof why); /* against the reference of the plain descriptor */
+    ck_assert_msg(r == 0, "backward with ignored buffers: %s", why);
+    /* A rejected backward does not disturb the next good one, nor its message. */
+    d = g_b[B_GN_CL].d;
+    d.eps = -1.0f;
+    ck_assert_int_eq(clnorm_backward(g_ctx, &d, 0, NULL, NULL), CLNORM_ERR_INVALID_EPS);
+    th_call_reset(&g_b[B_GN_CL], g_q);
+    r = th_call_run(&g_b[B_GN_CL], g_ctx, why, sizeof why);
+    ck_assert_msg(r == 0, "after a rejected backward: %s", why);
+    ck_assert_str_eq(clnorm_last_error(g_ctx), "");
+    bwd_fresh();
+}
+END_TEST
+
 static void report(void)
 {
     int covered = 0;
@@ -745,6 +1336,14 @@ static void report(void)
             printf(" %s", clnorm_status_name(s));
         }
     printf(" (%d of %d)\n", covered, CLNORM_STATUS_END_ - 1);
+    covered = 0;
+    printf("validation: backward: %lu rejected calls checked; statuses covered:", g_bwd_rejections);
+    for (int s = 1; s < CLNORM_STATUS_END_; s++)
+        if (g_bwd_status_seen[s]) {
+            covered++;
+            printf(" %s", clnorm_status_name(s));
+        }
+    printf(" (%d)\n", covered);
 }
 
 int main(void)
@@ -757,6 +1356,7 @@ int main(void)
     g_q = clnorm_queue(g_ctx);
     g_cl = clnorm_cl_context(g_ctx);
     setup_problems();
+    setup_bwd_problems();
 
     const th_test tests[] = {
         TH_TCASE("reject"),
@@ -770,10 +1370,18 @@ int main(void)
         TH_TCASE("accept"),
         TH_TEST(test_in_place),               TH_TEST(test_inputs_may_overlap), TH_TEST(test_recovers_after_rejections),
         TH_TEST(test_rms_inf_row),
+        TH_TCASE("backward reject"),
+        TH_TEST(test_bwd_base_problems_valid), TH_TEST(test_bwd_null_and_events), TH_TEST(test_bwd_missing_and_nothing),
+        TH_TEST(test_bwd_unsupported),         TH_TEST(test_bwd_scalars_and_shapes),
+        TH_TEST(test_bwd_buffer_too_small),    TH_TEST(test_bwd_foreign_and_invalid_buffers),
+        TH_TEST(test_bwd_aliasing),            TH_TEST(test_bwd_run_rejections),
+        TH_TCASE("backward accept"),
+        TH_TEST(test_bwd_in_place),            TH_TEST(test_bwd_ignored_buffers),
     };
     int rc = th_main("validation", 120, tests, sizeof tests / sizeof tests[0]);
     report();
     teardown_problems();
+    teardown_bwd_problems();
     clnorm_destroy(g_ctx);
     return rc;
 }
