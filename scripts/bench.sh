@@ -5,7 +5,9 @@
 # else the library's rank: a GPU, an accelerator, a CPU, then a simulator),
 # forward and backward (each case's clnorm_backward row after its forward
 # row; --direction forward|backward for one of them), prints the table, and writes
-# bench/results/<device>.csv and bench/results/<device>.png.
+# bench/results/<device>.csv and bench/results/<device>.png. With no
+# arguments it then runs the synchronized BatchNorm comparison (2 MPI
+# processes, where MPI is found) and the fused-add comparison.
 #
 #   ./scripts/bench.sh                      # whole suite, default device
 #   ./scripts/bench.sh --all-devices        # every OpenCL device
@@ -57,6 +59,13 @@ if [ $# -eq 0 ] && command -v mpirun >/dev/null &&
     mpi_flags=(--allow-run-as-root --oversubscribe --mca mpi_yield_when_idle 1)
   fi
   mpirun "${mpi_flags[@]}" -np 2 "$build/bench/syncbn-bench" | grep -v '^# device' || rc=$?
+fi
+
+# The fused residual add + LayerNorm/RMSNorm against the unfused pair (an
+# add kernel, then the norm), as a ratio in one run (clnorm-fused-bench),
+# with the whole suite only.
+if [ $# -eq 0 ] && cmake --build "$build" -j "$(nproc)" --target clnorm-fused-bench >/dev/null 2>&1; then
+  "$build/bench/clnorm-fused-bench" || rc=$?
 fi
 
 if [ "$found" -eq 0 ]; then
