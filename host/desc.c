@@ -115,11 +115,29 @@ static clnorm_status check_buffer(clnorm_ctx *c, span *sp)
     return CLNORM_OK;
 }
 
-/* The checks forward and backward share: scalars and shape rules. */
-static clnorm_status check_common(clnorm_ctx *c, const clnorm_desc *d, const clnorm_shape *s)
+clnorm_status clnorm_check_eps(clnorm_ctx *c, const clnorm_desc *d)
 {
     if (!(isfinite(d->eps) && d->eps >= 0.0f))
         return clnorm_fail(c, CLNORM_ERR_INVALID_EPS, "eps %g must be finite and >= 0", (double)d->eps);
+    return CLNORM_OK;
+}
+
+clnorm_status clnorm_check_running_update(clnorm_ctx *c, const clnorm_desc *d, const clnorm_shape *s)
+{
+    if (d->running_var_biased != 0 && d->running_var_biased != 1)
+        return clnorm_fail(c, CLNORM_ERR_UNSUPPORTED,
+                           "running_var_biased %d is not 0 (PyTorch's unbiased update) or 1 (ONNX's biased one)",
+                           d->running_var_biased);
+    if (s->update_running && !(d->momentum >= 0.0f && d->momentum <= 1.0f))
+        return clnorm_fail(c, CLNORM_ERR_INVALID_MOMENTUM, "momentum %g is not in [0, 1]", (double)d->momentum);
+    return CLNORM_OK;
+}
+
+/* The checks forward and backward share: scalars and shape rules. */
+static clnorm_status check_common(clnorm_ctx *c, const clnorm_desc *d, const clnorm_shape *s)
+{
+    clnorm_status st = clnorm_check_eps(c, d);
+    if (st != CLNORM_OK) return st;
     const int lnorm = d->op == CLNORM_LAYER_NORM || d->op == CLNORM_RMS_NORM;
     if (lnorm && d->per_sample_affine)
         return clnorm_fail(c, CLNORM_ERR_UNSUPPORTED, "per-sample affine applies to channel norms only");
@@ -191,12 +209,7 @@ clnorm_status clnorm_validate(clnorm_ctx *c, const clnorm_desc *d, const clnorm_
         return clnorm_fail(c, CLNORM_ERR_MISSING_BUFFER, "h_out needs a residual to add");
     if (!s->batch_stats && (has(d->mean) || has(d->rstd)))
         return clnorm_fail(c, CLNORM_ERR_UNSUPPORTED, "saved mean/rstd exist only with batch statistics");
-    if (d->running_var_biased != 0 && d->running_var_biased != 1)
-        return clnorm_fail(c, CLNORM_ERR_UNSUPPORTED,
-                           "running_var_biased %d is not 0 (PyTorch's unbiased update) or 1 (ONNX's biased one)",
-                           d->running_var_biased);
-    if (s->update_running && !(d->momentum >= 0.0f && d->momentum <= 1.0f))
-        return clnorm_fail(c, CLNORM_ERR_INVALID_MOMENTUM, "momentum %g is not in [0, 1]", (double)d->momentum);
+    if ((st = clnorm_check_running_update(c, d, s)) != CLNORM_OK) return st;
 
     const int run_out = s->update_running;
     span sp[10] = {

@@ -49,6 +49,11 @@ clnorm_status clnorm_describe(clnorm_ctx *c, const clnorm_desc *d, clnorm_shape 
 clnorm_status clnorm_validate(clnorm_ctx *c, const clnorm_desc *d, const clnorm_shape *s);
 /* The same for a backward call (clnorm_backward). */
 clnorm_status clnorm_validate_backward(clnorm_ctx *c, const clnorm_desc *d, const clnorm_shape *s);
+/* Pieces of those checks that the BatchNorm split (syncbn.c) shares: eps
+ * finite and >= 0; running_var_biased 0 or 1, and momentum in [0, 1] when
+ * the running statistics are updated. */
+clnorm_status clnorm_check_eps(clnorm_ctx *c, const clnorm_desc *d);
+clnorm_status clnorm_check_running_update(clnorm_ctx *c, const clnorm_desc *d, const clnorm_shape *s);
 
 /* What the caller asked of the planner for one call: a forced variant and
  * work-group size (clnorm_set_variant, CLNORM_VARIANT, or a tuning file's

@@ -44,18 +44,13 @@ static clnorm_status split_shape(clnorm_ctx *c, const clnorm_desc *d, clnorm_sha
 static clnorm_status split_validate(clnorm_ctx *c, const clnorm_desc *d, const clnorm_shape *s, const clnorm_buf *record,
                                     const clnorm_buf *global)
 {
-    if (!(isfinite(d->eps) && d->eps >= 0.0f))
-        return clnorm_fail(c, CLNORM_ERR_INVALID_EPS, "eps %g must be finite and >= 0", (double)d->eps);
+    clnorm_status st = clnorm_check_eps(c, d);
+    if (st != CLNORM_OK) return st;
     if (s->N && (!has(d->x) || !has(d->y)))
         return clnorm_fail(c, CLNORM_ERR_MISSING_BUFFER, "x and y are required (n = %zu)", s->N);
     if (has(d->running_mean) != has(d->running_var))
         return clnorm_fail(c, CLNORM_ERR_MISSING_BUFFER, "running_mean and running_var go together");
-    if (d->running_var_biased != 0 && d->running_var_biased != 1)
-        return clnorm_fail(c, CLNORM_ERR_UNSUPPORTED,
-                           "running_var_biased %d is not 0 (PyTorch's unbiased update) or 1 (ONNX's biased one)",
-                           d->running_var_biased);
-    if (s->update_running && !(d->momentum >= 0.0f && d->momentum <= 1.0f))
-        return clnorm_fail(c, CLNORM_ERR_INVALID_MOMENTUM, "momentum %g is not in [0, 1]", (double)d->momentum);
+    if ((st = clnorm_check_running_update(c, d, s)) != CLNORM_OK) return st;
     if (s->set_len > UINT32_MAX || s->C > UINT32_MAX / 3 || s->N * s->C > UINT32_MAX || s->elems > ((size_t)1 << 46))
         return clnorm_fail(c, CLNORM_ERR_TOO_LARGE, "%zu channels of %zu elements exceed the kernels' 32-bit indexing",
                            s->C, s->set_len);
@@ -101,76 +96,84 @@ static clnorm_settings split_settings(const clnorm_ctx *c, const clnorm_desc *d,
     return s->N ? clnorm_call_settings(c, d, s) : c->settings;
 }
 
-CLNORM_API clnorm_status clnorm_bn_validate(clnorm_ctx *c, const clnorm_desc *d)
+/* The split's steps (begin ... unlock): the forward's record steps and the
+ * backward's sums steps, local or apply, and the validation alone. */
+typedef enum { STEP_VALIDATE, STEP_LOCAL, STEP_APPLY } split_step_kind;
+
+/* An apply step's check of the merged (forward) or global (backward) count. */
+static clnorm_status check_count(clnorm_ctx *c, const clnorm_shape *s, cl_ulong count, int grad)
+{
+    const char *what = grad ? "global" : "merged";
+    if (count == 0 || count < s->set_len)
+        return clnorm_fail(c, CLNORM_ERR_INVALID_SHAPE, "%s count %llu is below this slice's %zu elements per channel",
+                           what, (unsigned long long)count, s->set_len);
+    if (count > UINT32_MAX)
+        return clnorm_fail(c, CLNORM_ERR_TOO_LARGE, "%s count %llu exceeds %s2^32 - 1", what, (unsigned long long)count,
+                           grad ? "" : "a record's ");
+    if (count == 1)
+        return clnorm_fail(c, CLNORM_ERR_COUNT_ONE, "expected more than 1 value per channel when training (%s count 1)",
+                           what);
+    return CLNORM_OK;
+}
+
+static clnorm_status grad_validate(clnorm_ctx *c, const clnorm_desc *d, const clnorm_shape *s, const clnorm_buf *sums,
+                                   int local);
+
+/* One step of the split: grad selects the backward's sums, kind the step;
+ * b is the record or sums buffer (unused by STEP_VALIDATE), count the
+ * apply's merged count. */
+static clnorm_status split_step(clnorm_ctx *c, const clnorm_desc *d, int grad, split_step_kind kind, clnorm_buf b,
+                                cl_ulong count, cl_uint num_wait, const cl_event *wait_list, cl_event *event)
 {
     if (!c) return CLNORM_ERR_NULL_ARGUMENT;
+    const int local = kind == STEP_LOCAL;
     clnorm_shape s;
-    clnorm_status st = begin(c, d, 0, NULL, NULL);
-    if (st == CLNORM_OK && (st = split_shape(c, d, &s)) == CLNORM_OK) st = split_validate(c, d, &s, NULL, NULL);
+    clnorm_plan plan;
+    int st = begin(c, d, num_wait, wait_list, event);
+    if (st != CLNORM_OK || (st = split_shape(c, d, &s)) != CLNORM_OK) goto done;
+    if (kind == STEP_VALIDATE) {
+        st = grad ? grad_validate(c, d, &s, NULL, 0) : split_validate(c, d, &s, NULL, NULL);
+        goto done;
+    }
+    if (!has(b)) {
+        st = clnorm_fail(c, CLNORM_ERR_MISSING_BUFFER, "the %s buffer is required",
+                         grad ? (local ? "local sums" : "global sums") : (local ? "record" : "global record"));
+        goto done;
+    }
+    if (!local && (st = check_count(c, &s, count, grad)) != CLNORM_OK) goto done;
+    st = grad ? grad_validate(c, d, &s, &b, local) : split_validate(c, d, &s, local ? &b : NULL, local ? NULL : &b);
+    if (st != CLNORM_OK) goto done;
+    const clnorm_settings set = split_settings(c, d, &s);
+    st = grad    ? clnorm_plan_bn_grad(&c->dev, &set, d, &s, b.offset, local ? 0 : (cl_uint)count, &plan)
+         : local ? clnorm_plan_bn_local(&c->dev, &set, d, &s, b.offset, &plan)
+                 : clnorm_plan_bn_apply(&c->dev, &set, d, &s, b.offset, (cl_uint)count, &plan);
+    if (st != CLNORM_OK) {
+        st = clnorm_fail(c, st, "no plan for this call");
+        goto done;
+    }
+    st = clnorm_execute(c, d, b.mem, &plan, num_wait, wait_list, event);
+done:
     pthread_mutex_unlock(&c->lock);
-    return st;
+    return (clnorm_status)st;
+}
+
+static const clnorm_buf no_buf = {NULL, 0};
+
+CLNORM_API clnorm_status clnorm_bn_validate(clnorm_ctx *c, const clnorm_desc *d)
+{
+    return split_step(c, d, 0, STEP_VALIDATE, no_buf, 0, 0, NULL, NULL);
 }
 
 CLNORM_API clnorm_status clnorm_bn_local_stats(clnorm_ctx *c, const clnorm_desc *d, clnorm_buf record,
                                                cl_uint num_wait, const cl_event *wait_list, cl_event *event)
 {
-    if (!c) return CLNORM_ERR_NULL_ARGUMENT;
-    clnorm_shape s;
-    clnorm_plan plan;
-    int st = begin(c, d, num_wait, wait_list, event);
-    if (st != CLNORM_OK || (st = split_shape(c, d, &s)) != CLNORM_OK) goto done;
-    if (!has(record)) {
-        st = clnorm_fail(c, CLNORM_ERR_MISSING_BUFFER, "the record buffer is required");
-        goto done;
-    }
-    if ((st = split_validate(c, d, &s, &record, NULL)) != CLNORM_OK) goto done;
-    const clnorm_settings set = split_settings(c, d, &s);
-    if ((st = clnorm_plan_bn_local(&c->dev, &set, d, &s, record.offset, &plan)) != CLNORM_OK) {
-        st = clnorm_fail(c, st, "no plan for this call");
-        goto done;
-    }
-    st = clnorm_execute(c, d, record.mem, &plan, num_wait, wait_list, event);
-done:
-    pthread_mutex_unlock(&c->lock);
-    return (clnorm_status)st;
+    return split_step(c, d, 0, STEP_LOCAL, record, 0, num_wait, wait_list, event);
 }
 
 CLNORM_API clnorm_status clnorm_bn_apply_stats(clnorm_ctx *c, const clnorm_desc *d, clnorm_buf global, cl_ulong count,
                                                cl_uint num_wait, const cl_event *wait_list, cl_event *event)
 {
-    if (!c) return CLNORM_ERR_NULL_ARGUMENT;
-    clnorm_shape s;
-    clnorm_plan plan;
-    int st = begin(c, d, num_wait, wait_list, event);
-    if (st != CLNORM_OK || (st = split_shape(c, d, &s)) != CLNORM_OK) goto done;
-    if (!has(global)) {
-        st = clnorm_fail(c, CLNORM_ERR_MISSING_BUFFER, "the global record buffer is required");
-        goto done;
-    }
-    if (count == 0 || count < s.set_len) {
-        st = clnorm_fail(c, CLNORM_ERR_INVALID_SHAPE, "merged count %llu is below this slice's %zu elements per channel",
-                         (unsigned long long)count, s.set_len);
-        goto done;
-    }
-    if (count > UINT32_MAX) {
-        st = clnorm_fail(c, CLNORM_ERR_TOO_LARGE, "merged count %llu exceeds a record's 2^32 - 1",
-                         (unsigned long long)count);
-        goto done;
-    }
-    if (count == 1) {
-        st = clnorm_fail(c, CLNORM_ERR_COUNT_ONE, "expected more than 1 value per channel when training (merged count 1)");
-        goto done;
-    }
-    if ((st = split_validate(c, d, &s, NULL, &global)) != CLNORM_OK) goto done;
-    const clnorm_settings set = split_settings(c, d, &s);
-    if ((st = clnorm_plan_bn_apply(&c->dev, &set, d, &s, global.offset, (cl_uint)count, &plan)) != CLNORM_OK) {
-        st = clnorm_fail(c, st, "no plan for this call");
-        goto done;
-    }
-    st = clnorm_execute(c, d, global.mem, &plan, num_wait, wait_list, event);
-done:
-    pthread_mutex_unlock(&c->lock);
-    return (clnorm_status)st;
+    return split_step(c, d, 0, STEP_APPLY, global, count, num_wait, wait_list, event);
 }
 
 /* ---- the host merge -------------------------------------------------- */
@@ -199,16 +202,24 @@ static clnorm_status merge_fail(clnorm_ctx *c, clnorm_status st, const char *fmt
     return st;
 }
 
-CLNORM_API clnorm_status clnorm_bn_merge_stats(clnorm_ctx *c, const float *records, size_t k, size_t C, float *global,
-                                               cl_ulong *count)
+/* Both merges' counts: k parts of C channels of R floats, addressable. */
+static clnorm_status merge_shape(clnorm_ctx *c, size_t k, size_t C, size_t R)
 {
-    const size_t R = CLNORM_BN_RECORD_FLOATS;
-    if (!records || !global || !count)
-        return merge_fail(c, CLNORM_ERR_NULL_ARGUMENT, "records, global and count are required");
     if (!k || !C)
         return merge_fail(c, CLNORM_ERR_INVALID_SHAPE, "%zu records of %zu channels: both must be >= 1", k, C);
     if (C > SIZE_MAX / R / k)
         return merge_fail(c, CLNORM_ERR_TOO_LARGE, "%zu records of %zu channels overflow size_t", k, C);
+    return CLNORM_OK;
+}
+
+CLNORM_API clnorm_status clnorm_bn_merge_stats(clnorm_ctx *c, const float *records, size_t k, size_t C, float *global,
+                                               cl_ulong *count)
+{
+    const size_t R = CLNORM_BN_RECORD_FLOATS;
+    clnorm_status st;
+    if (!records || !global || !count)
+        return merge_fail(c, CLNORM_ERR_NULL_ARGUMENT, "records, global and count are required");
+    if ((st = merge_shape(c, k, C, R)) != CLNORM_OK) return st;
     /* Validate everything first: a BatchNorm slice has one count for all
      * of its channels (N * S), and the sum must fit the record. */
     uint64_t total = 0;
@@ -276,8 +287,8 @@ CLNORM_API clnorm_status clnorm_bn_merge_stats(clnorm_ctx *c, const float *recor
 static clnorm_status grad_validate(clnorm_ctx *c, const clnorm_desc *d, const clnorm_shape *s, const clnorm_buf *sums,
                                    int local)
 {
-    if (!(isfinite(d->eps) && d->eps >= 0.0f))
-        return clnorm_fail(c, CLNORM_ERR_INVALID_EPS, "eps %g must be finite and >= 0", (double)d->eps);
+    clnorm_status st = clnorm_check_eps(c, d);
+    if (st != CLNORM_OK) return st;
     if (s->N && (!has(d->x) || !has(d->dy)))
         return clnorm_fail(c, CLNORM_ERR_MISSING_BUFFER, "x and dy are required (n = %zu)", s->N);
     if (s->N && !has(d->dx) && !has(d->dscale) && !has(d->dbias))
@@ -306,77 +317,27 @@ static clnorm_status grad_validate(clnorm_ctx *c, const clnorm_desc *d, const cl
 
 CLNORM_API clnorm_status clnorm_bn_validate_grad(clnorm_ctx *c, const clnorm_desc *d)
 {
-    if (!c) return CLNORM_ERR_NULL_ARGUMENT;
-    clnorm_shape s;
-    clnorm_status st = begin(c, d, 0, NULL, NULL);
-    if (st == CLNORM_OK && (st = split_shape(c, d, &s)) == CLNORM_OK) st = grad_validate(c, d, &s, NULL, 0);
-    pthread_mutex_unlock(&c->lock);
-    return st;
-}
-
-/* Both device steps: count 0 is the local one. */
-static clnorm_status grad_step(clnorm_ctx *c, const clnorm_desc *d, clnorm_buf sums, cl_ulong count, int local,
-                               cl_uint num_wait, const cl_event *wait_list, cl_event *event)
-{
-    if (!c) return CLNORM_ERR_NULL_ARGUMENT;
-    clnorm_shape s;
-    clnorm_plan plan;
-    int st = begin(c, d, num_wait, wait_list, event);
-    if (st != CLNORM_OK || (st = split_shape(c, d, &s)) != CLNORM_OK) goto done;
-    if (!has(sums)) {
-        st = clnorm_fail(c, CLNORM_ERR_MISSING_BUFFER, "the %s sums buffer is required", local ? "local" : "global");
-        goto done;
-    }
-    if (!local) {
-        if (count == 0 || count < s.set_len) {
-            st = clnorm_fail(c, CLNORM_ERR_INVALID_SHAPE,
-                             "global count %llu is below this slice's %zu elements per channel",
-                             (unsigned long long)count, s.set_len);
-            goto done;
-        }
-        if (count > UINT32_MAX) {
-            st = clnorm_fail(c, CLNORM_ERR_TOO_LARGE, "global count %llu exceeds 2^32 - 1", (unsigned long long)count);
-            goto done;
-        }
-        if (count == 1) {
-            st = clnorm_fail(c, CLNORM_ERR_COUNT_ONE,
-                             "expected more than 1 value per channel when training (global count 1)");
-            goto done;
-        }
-    }
-    if ((st = grad_validate(c, d, &s, &sums, local)) != CLNORM_OK) goto done;
-    const clnorm_settings set = split_settings(c, d, &s);
-    if ((st = clnorm_plan_bn_grad(&c->dev, &set, d, &s, sums.offset, local ? 0 : (cl_uint)count, &plan)) !=
-        CLNORM_OK) {
-        st = clnorm_fail(c, st, "no plan for this call");
-        goto done;
-    }
-    st = clnorm_execute(c, d, sums.mem, &plan, num_wait, wait_list, event);
-done:
-    pthread_mutex_unlock(&c->lock);
-    return (clnorm_status)st;
+    return split_step(c, d, 1, STEP_VALIDATE, no_buf, 0, 0, NULL, NULL);
 }
 
 CLNORM_API clnorm_status clnorm_bn_local_grad_sums(clnorm_ctx *c, const clnorm_desc *d, clnorm_buf sums,
                                                    cl_uint num_wait, const cl_event *wait_list, cl_event *event)
 {
-    return grad_step(c, d, sums, 0, 1, num_wait, wait_list, event);
+    return split_step(c, d, 1, STEP_LOCAL, sums, 0, num_wait, wait_list, event);
 }
 
 CLNORM_API clnorm_status clnorm_bn_apply_grad(clnorm_ctx *c, const clnorm_desc *d, clnorm_buf global, cl_ulong count,
                                               cl_uint num_wait, const cl_event *wait_list, cl_event *event)
 {
-    return grad_step(c, d, global, count, 0, num_wait, wait_list, event);
+    return split_step(c, d, 1, STEP_APPLY, global, count, num_wait, wait_list, event);
 }
 
 CLNORM_API clnorm_status clnorm_bn_merge_grad_sums(clnorm_ctx *c, const float *sums, size_t k, size_t C, float *global)
 {
     const size_t R = CLNORM_BN_GRAD_FLOATS;
+    clnorm_status st;
     if (!sums || !global) return merge_fail(c, CLNORM_ERR_NULL_ARGUMENT, "sums and global are required");
-    if (!k || !C)
-        return merge_fail(c, CLNORM_ERR_INVALID_SHAPE, "%zu records of %zu channels: both must be >= 1", k, C);
-    if (C > SIZE_MAX / R / k)
-        return merge_fail(c, CLNORM_ERR_TOO_LARGE, "%zu records of %zu channels overflow size_t", k, C);
+    if ((st = merge_shape(c, k, C, R)) != CLNORM_OK) return st;
     if (sums < global + R * C && global < sums + k * R * C)
         return merge_fail(c, CLNORM_ERR_ALIASING, "global overlaps sums");
     /* In rank order, in double from rank 0's value (one record gives its
