@@ -503,6 +503,19 @@ static void add_record(builder *b, unsigned wg, cl_uint nsets, cl_uint n_inner, 
  * channels-first BatchNorm with long planes, else columns), then their
  * merge, into the statistics and saved outputs (add_merge) or, for the
  * BatchNorm split (record = 1), into the record (add_record). */
+/* A column launch over [P][R][Cc] (col_partials, bwd_col_sums): its plan
+ * in *cp, its KR row chunks in *KR, and its scratch (floats floats per
+ * partial: 3 for the forward's, 2 for the backward's sums) in need[0]. */
+static clnorm_launch *add_cols(builder *b, clnorm_kernel_id k, size_t P, size_t R, size_t Cc, size_t floats,
+                               colplan *cp, size_t *KR)
+{
+    plan_cols(b->r, P, R, Cc, cp);
+    *KR = div_up(R, cp->rchunk);
+    b->p->scratch_floats[0] = floats * P * *KR * Cc;
+    size_t g[3] = {round_up(div_up(Cc, cp->per_wi), cp->wg), *KR, P}, l[3] = {cp->wg, 1, 1};
+    return add(b, k, cp->wg, cp->wg, 0, 3, g, l, cp->per_wi);
+}
+
 static void add_stats_stage(builder *b, unsigned wg, int record)
 {
     const clnorm_desc *d = b->d;
@@ -533,11 +546,8 @@ static void add_stats_stage(builder *b, unsigned wg, int record)
         size_t P = bn ? 1 : s->N, R = s->cl ? (bn ? s->N * s->S : s->S) : s->N;
         size_t Cc = s->cl ? s->C : s->C * s->S;
         size_t per_set_cols = s->cl ? s->C / s->G : s->S;
-        plan_cols(b->r, P, R, Cc, &cp);
-        const size_t KR = div_up(R, cp.rchunk);
-        need[0] = 3 * P * KR * Cc;
-        size_t g[3] = {round_up(div_up(Cc, cp.per_wi), cp.wg), KR, P}, l[3] = {cp.wg, 1, 1};
-        clnorm_launch *L = add(b, CLNORM_KID_col_partials, cp.wg, cp.wg, 0, 3, g, l, cp.per_wi);
+        size_t KR;
+        clnorm_launch *L = add_cols(b, CLNORM_KID_col_partials, P, R, Cc, 3, &cp, &KR);
         L->args.col_partials = (clnorm_args_col_partials){
             .x = CLNORM_SRC_X, .xo = d->x.offset, .part = CLNORM_SRC_PART, .R = (cl_uint)R, .C = (cl_uint)Cc,
             .rchunk = (cl_uint)cp.rchunk};
@@ -797,11 +807,8 @@ static void pipe_bwd_partials(builder *b, bwd_stage stage)
             const size_t cpc = s->cl ? 1 : s->S, Cc = C * cpc;
             const size_t R = s->elems / (P * Cc);
             colplan cp;
-            plan_cols(b->r, P, R, Cc, &cp);
-            const size_t KR = div_up(R, cp.rchunk);
-            need[0] = 2 * P * KR * Cc;
-            size_t g[3] = {round_up(div_up(Cc, cp.per_wi), cp.wg), KR, P}, l[3] = {cp.wg, 1, 1};
-            clnorm_launch *L = add(b, CLNORM_KID_bwd_col_sums, cp.wg, cp.wg, 0, 3, g, l, cp.per_wi);
+            size_t KR;
+            clnorm_launch *L = add_cols(b, CLNORM_KID_bwd_col_sums, P, R, Cc, 2, &cp, &KR);
             L->args.bwd_col_sums = (clnorm_args_bwd_col_sums){
                 .x = CLNORM_SRC_X, .xo = d->x.offset, .dy = CLNORM_SRC_DY, .dyo = d->dy.offset, .mean = msrc,
                 .mo = mo, .rs = rsrc, .ro = ro, .part = CLNORM_SRC_PART, .R = (cl_uint)R, .C = (cl_uint)Cc,
