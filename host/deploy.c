@@ -118,52 +118,65 @@ static clnorm_status desc_of_runs(clnorm_ctx *c, const runs *r, int rows_only, c
     return CLNORM_OK;
 }
 
-CLNORM_API clnorm_status clnorm_desc_mvn(clnorm_ctx *c, clnorm_desc *d, unsigned ndim, const size_t *dims,
-                                         unsigned axes_mask)
+/* The frame of clnorm_desc_mvn and clnorm_desc_lp_norm: c (may be NULL)
+ * locked with its message cleared, d required, and written only when the
+ * builder succeeded. */
+static clnorm_status desc_begin(clnorm_ctx *c, const clnorm_desc *d)
 {
     if (c) {
         pthread_mutex_lock(&c->lock);
         clnorm_clear_error(c);
     }
-    runs r;
-    clnorm_desc t;
-    clnorm_status st;
-    if (!d)
-        st = clnorm_fail(c, CLNORM_ERR_NULL_ARGUMENT, "descriptor is NULL");
-    else if ((st = make_runs(c, ndim, dims, axes_mask, &r)) != CLNORM_OK)
-        ;
-    else if (!axes_mask)
-        st = clnorm_fail(c, CLNORM_ERR_UNSUPPORTED, "MeanVarianceNormalization over no axis");
-    else if ((st = desc_of_runs(c, &r, 0, "MeanVarianceNormalization", &t)) == CLNORM_OK) {
-        t.eps = CLNORM_MVN_EPS; /* ONNX's 1e-9 added to the standard deviation, moved inside the root */
-        *d = t;
-    }
+    return d ? CLNORM_OK : clnorm_fail(c, CLNORM_ERR_NULL_ARGUMENT, "descriptor is NULL");
+}
+
+static clnorm_status desc_end(clnorm_ctx *c, clnorm_desc *d, const clnorm_desc *t, clnorm_status st)
+{
+    if (st == CLNORM_OK) *d = *t;
     if (c) pthread_mutex_unlock(&c->lock);
     return st;
+}
+
+static clnorm_status mvn_of(clnorm_ctx *c, unsigned ndim, const size_t *dims, unsigned axes_mask, clnorm_desc *t)
+{
+    runs r;
+    clnorm_status st = make_runs(c, ndim, dims, axes_mask, &r);
+    if (st != CLNORM_OK) return st;
+    if (!axes_mask) return clnorm_fail(c, CLNORM_ERR_UNSUPPORTED, "MeanVarianceNormalization over no axis");
+    if ((st = desc_of_runs(c, &r, 0, "MeanVarianceNormalization", t)) == CLNORM_OK)
+        t->eps = CLNORM_MVN_EPS; /* ONNX's 1e-9 added to the standard deviation, moved inside the root */
+    return st;
+}
+
+static clnorm_status lp_of(clnorm_ctx *c, unsigned ndim, const size_t *dims, int axis, int p, clnorm_desc *t)
+{
+    const int ax = axis < 0 ? axis + (int)ndim : axis;
+    runs r;
+    clnorm_status st;
+    if (p != 1 && p != 2)
+        return clnorm_fail(c, CLNORM_ERR_UNSUPPORTED, "LpNormalization p = %d: only 1 and 2 exist (ONNX)", p);
+    if (ndim == 0 || ndim > CLNORM_MAX_DIMS || ax < 0 || ax >= (int)ndim)
+        return clnorm_fail(c, CLNORM_ERR_INVALID_SHAPE, "axis %d is not an axis of a %u-dim tensor", axis, ndim);
+    if ((st = make_runs(c, ndim, dims, 1u << ax, &r)) == CLNORM_OK &&
+        (st = desc_of_runs(c, &r, 1, "LpNormalization", t)) == CLNORM_OK)
+        t->lp = p;
+    return st;
+}
+
+CLNORM_API clnorm_status clnorm_desc_mvn(clnorm_ctx *c, clnorm_desc *d, unsigned ndim, const size_t *dims,
+                                         unsigned axes_mask)
+{
+    clnorm_desc t;
+    clnorm_status st = desc_begin(c, d);
+    if (st == CLNORM_OK) st = mvn_of(c, ndim, dims, axes_mask, &t);
+    return desc_end(c, d, &t, st);
 }
 
 CLNORM_API clnorm_status clnorm_desc_lp_norm(clnorm_ctx *c, clnorm_desc *d, unsigned ndim, const size_t *dims,
                                              int axis, int p)
 {
-    if (c) {
-        pthread_mutex_lock(&c->lock);
-        clnorm_clear_error(c);
-    }
-    runs r;
     clnorm_desc t;
-    clnorm_status st;
-    const int ax = axis < 0 ? axis + (int)ndim : axis;
-    if (!d)
-        st = clnorm_fail(c, CLNORM_ERR_NULL_ARGUMENT, "descriptor is NULL");
-    else if (p != 1 && p != 2)
-        st = clnorm_fail(c, CLNORM_ERR_UNSUPPORTED, "LpNormalization p = %d: only 1 and 2 exist (ONNX)", p);
-    else if (ndim == 0 || ndim > CLNORM_MAX_DIMS || ax < 0 || ax >= (int)ndim)
-        st = clnorm_fail(c, CLNORM_ERR_INVALID_SHAPE, "axis %d is not an axis of a %u-dim tensor", axis, ndim);
-    else if ((st = make_runs(c, ndim, dims, 1u << ax, &r)) == CLNORM_OK &&
-             (st = desc_of_runs(c, &r, 1, "LpNormalization", &t)) == CLNORM_OK) {
-        t.lp = p;
-        *d = t;
-    }
-    if (c) pthread_mutex_unlock(&c->lock);
-    return st;
+    clnorm_status st = desc_begin(c, d);
+    if (st == CLNORM_OK) st = lp_of(c, ndim, dims, axis, p, &t);
+    return desc_end(c, d, &t, st);
 }
