@@ -261,6 +261,20 @@ START_TEST(nan_inf_isolation)
 }
 END_TEST
 
+/* Case i of op_cases followed by more (with a scale), and whether variant
+ * vi skips it: the long cases run on AUTO and SPLIT only (time). */
+static th_case op_or_more(size_t i, const char *const *more)
+{
+    th_case c = i < NELEM(op_cases) ? op_case(i) : th_case_of(more[i - NELEM(op_cases)]);
+    c.scale = 1;
+    return c;
+}
+
+static int long_case_skipped(size_t i, size_t vi)
+{
+    return i >= NELEM(op_cases) && th_variants[vi].v != CLNORM_VARIANT_AUTO && th_variants[vi].v != CLNORM_VARIANT_SPLIT;
+}
+
 /* ------------------------------------------------------------------ */
 /* variants                                                            */
 /* ------------------------------------------------------------------ */
@@ -277,8 +291,7 @@ START_TEST(every_variant)
         th_set_case("variant=%s", th_variant_str(th_variants[vi]));
         for (size_t i = 0; i < NELEM(op_cases) + NELEM(more); i++)
             for (size_t g = 0; g < NELEM(grad_sets); g++) {
-                th_case c = i < NELEM(op_cases) ? op_case(i) : th_case_of(more[i - NELEM(op_cases)]);
-                c.scale = 1;
+                th_case c = op_or_more(i, more);
                 c.grads = grad_sets[g];
                 th_check_case(ctx, &c);
             }
@@ -341,6 +354,35 @@ static void expect_same_bits(const char *what, const float *a, const float *b, s
               th_bits(b[i == (size_t)-1 ? 0 : i]));
 }
 
+/* The three gradients of a and b bit for bit, named with suffix. */
+static void expect_same_grads(const char *suffix, const grads *a, const grads *b, size_t E, size_t A)
+{
+    char what[64];
+    snprintf(what, sizeof what, "dx%s", suffix);
+    expect_same_bits(what, a->dx, b->dx, E);
+    snprintf(what, sizeof what, "dscale%s", suffix);
+    expect_same_bits(what, a->ds, b->ds, A);
+    snprintf(what, sizeof what, "dbias%s", suffix);
+    expect_same_bits(what, a->db, b->db, A);
+}
+
+/* Names the case (after the variant vi's name unless vi < 0) and makes
+ * its call; 0 when made, else a failure recorded. */
+static int labelled_call(th_call *k, clnorm_ctx *ctx, const th_case *c, int vi, size_t place, uint64_t seed)
+{
+    char label[160];
+    th_case_label(c, label, sizeof label);
+    if (vi < 0)
+        th_set_case("%s", label);
+    else
+        th_set_case("variant=%s %s", th_variant_str(th_variants[vi]), label);
+    if (th_call_init(k, ctx, c, place, seed) != 0) {
+        th_fail("th_call_init rejected the case");
+        return -1;
+    }
+    return 0;
+}
+
 /* The parameter gradients are fixed-order sums (no atomics) and dx is per
  * element: the same call twice gives the same bits, on every variant and
  * on the split paths. */
@@ -352,26 +394,17 @@ START_TEST(determinism)
                                        "layer_norm 2x50000 bwd"};
     TH_FOR_EACH_VARIANT(ctx, vi) {
         for (size_t i = 0; i < NELEM(op_cases) + NELEM(more); i++) {
-            if (i >= NELEM(op_cases) && th_variants[vi].v != CLNORM_VARIANT_AUTO &&
-                th_variants[vi].v != CLNORM_VARIANT_SPLIT)
-                continue; /* the long cases on AUTO and SPLIT only: time */
-            th_case c = i < NELEM(op_cases) ? op_case(i) : th_case_of(more[i - NELEM(op_cases)]);
-            c.scale = 1;
-            c.grads = DX | DS | DB;
-            char label[160];
-            th_set_case("variant=%s %s", th_variant_str(th_variants[vi]), th_case_label(&c, label, sizeof label));
-            th_call k;
-            if (th_call_init(&k, ctx, &c, TH_RANDOM_PLACE, th_next_seed()) != 0) {
-                th_fail("th_call_init rejected the case");
+            if (long_case_skipped(i, vi))
                 continue;
-            }
+            th_case c = op_or_more(i, more);
+            c.grads = DX | DS | DB;
+            th_call k;
+            if (labelled_call(&k, ctx, &c, (int)vi, TH_RANDOM_PLACE, th_next_seed()) != 0)
+                continue;
             size_t E = k.len[TH_X], A = k.len[TH_DSCALE];
             grads a = {0}, b = {0};
-            if (run_copy(&k, ctx, &a, E, A) == 0 && run_copy(&k, ctx, &b, E, A) == 0) {
-                expect_same_bits("dx", a.dx, b.dx, E);
-                expect_same_bits("dscale", a.ds, b.ds, A);
-                expect_same_bits("dbias", a.db, b.db, A);
-            }
+            if (run_copy(&k, ctx, &a, E, A) == 0 && run_copy(&k, ctx, &b, E, A) == 0)
+                expect_same_grads("", &a, &b, E, A);
             grads_free(&a), grads_free(&b);
             th_call_free(&k);
         }
@@ -394,11 +427,9 @@ START_TEST(in_place)
                                        "rms_norm 3x1031 bwd"};
     TH_FOR_EACH_VARIANT(ctx, vi) {
         for (size_t i = 0; i < NELEM(op_cases) + NELEM(more); i++) {
-            if (i >= NELEM(op_cases) && th_variants[vi].v != CLNORM_VARIANT_AUTO &&
-                th_variants[vi].v != CLNORM_VARIANT_SPLIT)
+            if (long_case_skipped(i, vi))
                 continue;
-            th_case c = i < NELEM(op_cases) ? op_case(i) : th_case_of(more[i - NELEM(op_cases)]);
-            c.scale = 1;
+            th_case c = op_or_more(i, more);
             c.grads = i % 2 ? DX : DX | DS | DB; /* in place alone and with the parameter gradients */
             char label[160];
             th_set_case("variant=%s %s", th_variant_str(th_variants[vi]), th_case_label(&c, label, sizeof label));
@@ -414,11 +445,8 @@ START_TEST(in_place)
             TH_EXPECT(in.d.dx.mem == in.d.dy.mem && in.d.dx.offset == in.d.dy.offset, "harness: dx is not dy");
             size_t E = out.len[TH_X], A = out.len[TH_DSCALE];
             grads a = {0}, b = {0};
-            if (run_copy(&out, ctx, &a, E, A) == 0 && run_copy(&in, ctx, &b, E, A) == 0) {
-                expect_same_bits("dx (in place vs out of place)", a.dx, b.dx, E);
-                expect_same_bits("dscale (in place vs out of place)", a.ds, b.ds, A);
-                expect_same_bits("dbias (in place vs out of place)", a.db, b.db, A);
-            }
+            if (run_copy(&out, ctx, &a, E, A) == 0 && run_copy(&in, ctx, &b, E, A) == 0)
+                expect_same_grads(" (in place vs out of place)", &a, &b, E, A);
             grads_free(&a), grads_free(&b);
             th_call_free(&out);
             th_call_free(&in);
@@ -462,13 +490,9 @@ START_TEST(aliasing)
     th_begin();
     for (size_t i = 0; i < NELEM(op_cases); i++) {
         th_case c = op_case(i);
-        char label[160];
-        th_set_case("%s", th_case_label(&c, label, sizeof label));
         th_call k;
-        if (th_call_init(&k, ctx, &c, 8, th_next_seed()) != 0) { /* offset 8: room to shift back */
-            th_fail("th_call_init rejected the case");
+        if (labelled_call(&k, ctx, &c, -1, 8, th_next_seed()) != 0) /* offset 8: room to shift back */
             continue;
-        }
         clnorm_desc d = k.d;
         d.dx = d.x;
         expect_rejected(ctx, &k, &d, CLNORM_ERR_ALIASING, "dx is x");
@@ -523,13 +547,9 @@ START_TEST(missing_and_nothing)
     th_begin();
     for (size_t i = 0; i < NELEM(op_cases); i++) {
         th_case c = op_case(i);
-        char label[160];
-        th_set_case("%s", th_case_label(&c, label, sizeof label));
         th_call k;
-        if (th_call_init(&k, ctx, &c, TH_RANDOM_PLACE, th_next_seed()) != 0) {
-            th_fail("th_call_init rejected the case");
+        if (labelled_call(&k, ctx, &c, -1, TH_RANDOM_PLACE, th_next_seed()) != 0)
             continue;
-        }
         clnorm_desc d = k.d;
         int batch = ref_backward_uses_batch(&d, d.running_mean.mem != NULL);
         TH_EXPECT(batch == (d.rstd.mem != NULL), "harness: saved statistics passed %d, batch %d", d.rstd.mem != NULL,
@@ -587,13 +607,9 @@ START_TEST(ignored_buffers)
     th_begin();
     for (size_t i = 0; i < NELEM(op_cases); i++) {
         th_case c = op_case(i);
-        char label[160];
-        th_set_case("%s", th_case_label(&c, label, sizeof label));
         th_call k;
-        if (th_call_init(&k, ctx, &c, TH_RANDOM_PLACE, th_next_seed()) != 0) {
-            th_fail("th_call_init rejected the case");
+        if (labelled_call(&k, ctx, &c, -1, TH_RANDOM_PLACE, th_next_seed()) != 0)
             continue;
-        }
         size_t E = k.len[TH_X], A = k.len[TH_DSCALE];
         grads a = {0}, b = {0};
         int ok = run_copy(&k, ctx, &a, E, A) == 0;
