@@ -250,6 +250,25 @@ START_TEST(merge_exact)
 }
 END_TEST
 
+/* Poisons the n buffers of all and snapshots them (th_snapshot), for
+ * expect_untouched after the rejected calls. */
+static void poison_snapshot(cl_command_queue q, const cl_mem *all, size_t n, void **snap, size_t *bytes)
+{
+    for (size_t i = 0; i < n; ++i) poison(q, all[i], th_mem_floats(all[i]));
+    for (size_t i = 0; i < n; ++i) snap[i] = th_snapshot(q, all[i], &bytes[i]);
+}
+
+/* After the queue drains, every buffer as poison_snapshot left it; frees
+ * the snapshots. */
+static void expect_untouched(cl_command_queue q, const cl_mem *all, size_t n, void **snap, const size_t *bytes)
+{
+    TH_CL(clFinish(q));
+    for (size_t i = 0; i < n; ++i) {
+        ck_assert_msg(th_same_bytes(q, all[i], snap[i], bytes[i]), "buffer %zu written by a rejected call", i);
+        free(snap[i]);
+    }
+}
+
 /* Rejected calls write nothing: merge and apply. */
 START_TEST(validation)
 {
@@ -281,12 +300,11 @@ START_TEST(validation)
     cl_mem X = th_buffer(cl, 30), Y = th_buffer(cl, 30), M = th_buffer(cl, 3), RM = th_buffer(cl, 3),
            RV = th_buffer(cl, 3), REC = th_buffer(cl, 9);
     cl_mem all[] = {X, Y, M, RM, RV, REC};
-    poison(q, X, 30), poison(q, Y, 30), poison(q, M, 3), poison(q, RM, 3), poison(q, RV, 3), poison(q, REC, 9);
-    d.x = (clnorm_buf){X, 0}, d.y = (clnorm_buf){Y, 0}, d.mean = (clnorm_buf){M, 0};
-    d.running_mean = (clnorm_buf){RM, 0}, d.running_var = (clnorm_buf){RV, 0};
     void *snap[NELEM(all)];
     size_t bytes[NELEM(all)];
-    for (size_t i = 0; i < NELEM(all); ++i) snap[i] = th_snapshot(q, all[i], &bytes[i]);
+    poison_snapshot(q, all, NELEM(all), snap, bytes);
+    d.x = (clnorm_buf){X, 0}, d.y = (clnorm_buf){Y, 0}, d.mean = (clnorm_buf){M, 0};
+    d.running_mean = (clnorm_buf){RM, 0}, d.running_var = (clnorm_buf){RV, 0};
     const clnorm_buf recb = {REC, 0};
     ck_assert_int_eq(clnorm_bn_apply_stats(ctx, &d, recb, 1, 0, NULL, NULL), CLNORM_ERR_INVALID_SHAPE); /* < 10 */
     d.n = 1, d.spatial[0] = 1;
@@ -313,11 +331,7 @@ START_TEST(validation)
     /* an empty slice needs neither x nor y */
     d.n = 0, d.x.mem = d.y.mem = NULL;
     ck_assert_int_eq(clnorm_bn_validate(ctx, &d), CLNORM_OK);
-    TH_CL(clFinish(q));
-    for (size_t i = 0; i < NELEM(all); ++i) {
-        ck_assert_msg(th_same_bytes(q, all[i], snap[i], bytes[i]), "buffer %zu written by a rejected call", i);
-        free(snap[i]);
-    }
+    expect_untouched(q, all, NELEM(all), snap, bytes);
     /* the empty slice's record is (0, 0, count 0) */
     ck_assert_int_eq(clnorm_bn_local_stats(ctx, &d, recb, 0, NULL, NULL), CLNORM_OK);
     float r[9];
@@ -489,13 +503,12 @@ START_TEST(grad_validation)
     cl_mem X = th_buffer(cl, 30), DY = th_buffer(cl, 30), DX = th_buffer(cl, 30), M = th_buffer(cl, 3),
            RS = th_buffer(cl, 3), DS = th_buffer(cl, 3), DB = th_buffer(cl, 3), SUM = th_buffer(cl, 6);
     cl_mem all[] = {X, DY, DX, M, RS, DS, DB, SUM};
-    for (size_t i = 0; i < NELEM(all); ++i) poison(q, all[i], th_mem_floats(all[i]));
+    void *snap[NELEM(all)];
+    size_t bytes[NELEM(all)];
+    poison_snapshot(q, all, NELEM(all), snap, bytes);
     d.x = (clnorm_buf){X, 0}, d.dy = (clnorm_buf){DY, 0}, d.dx = (clnorm_buf){DX, 0};
     d.mean = (clnorm_buf){M, 0}, d.rstd = (clnorm_buf){RS, 0};
     d.dscale = (clnorm_buf){DS, 0}, d.dbias = (clnorm_buf){DB, 0};
-    void *snap[NELEM(all)];
-    size_t bytes[NELEM(all)];
-    for (size_t i = 0; i < NELEM(all); ++i) snap[i] = th_snapshot(q, all[i], &bytes[i]);
     const clnorm_buf sb = {SUM, 0};
     ck_assert_int_eq(clnorm_bn_validate_grad(ctx, &d), CLNORM_OK);
     ck_assert_int_eq(clnorm_bn_apply_grad(ctx, &d, sb, 9, 0, NULL, NULL), CLNORM_ERR_INVALID_SHAPE); /* < 10 */
@@ -531,11 +544,7 @@ START_TEST(grad_validation)
     ck_assert_int_eq(clnorm_bn_apply_grad(ctx, &d, sb, 10, 0, NULL, NULL), CLNORM_ERR_UNSUPPORTED);
     d.per_sample_affine = 0;
     ck_assert_int_eq(clnorm_bn_apply_grad(ctx, &d, sb, 10, 1, NULL, NULL), CLNORM_ERR_INVALID_EVENTS);
-    TH_CL(clFinish(q));
-    for (size_t i = 0; i < NELEM(all); ++i) {
-        ck_assert_msg(th_same_bytes(q, all[i], snap[i], bytes[i]), "buffer %zu written by a rejected call", i);
-        free(snap[i]);
-    }
+    expect_untouched(q, all, NELEM(all), snap, bytes);
     /* an empty slice: no x, dy, dx; zero sums; the apply writes dscale and
      * dbias from the global sums */
     d.n = 0, d.x.mem = d.dy.mem = d.dx.mem = NULL;
