@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Build the libFuzzer harness (tests/reliability/fuzz_forward.c) with clang,
+# Build the libFuzzer harness (tests/reliability/fuzz_forward.c: forward and
+# backward calls) with clang,
 # AddressSanitizer and UndefinedBehaviorSanitizer in build-fuzz/, and run it
 # for a bounded time on PoCL from the committed seed corpus.
 #
@@ -42,7 +43,7 @@ set +e
   build-fuzz/corpus tests/reliability/corpus >build-fuzz/fuzz.log 2>&1
 rc=$?
 set -e
-grep -E "^#[0-9]+ +(INITED|DONE)|^stat::|FUZZ CHECK|ERROR|SUMMARY|crash-" build-fuzz/fuzz.log || true
+grep -E "^#[0-9]+ +(INITED|DONE)|^stat::|^fuzz: checked|FUZZ CHECK|ERROR|SUMMARY|crash-" build-fuzz/fuzz.log || true
 if [ "$rc" -ne 0 ]; then
   echo "fuzz.sh: FAILED (exit $rc); see build-fuzz/fuzz.log" >&2
   tail -40 build-fuzz/fuzz.log >&2

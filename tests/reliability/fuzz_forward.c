@@ -1,5 +1,5 @@
 /*
- * libFuzzer harness for clnorm_forward on PoCL.
+ * libFuzzer harness for clnorm_forward and clnorm_backward on PoCL.
  *
  * The input bytes are decoded into a case of the tests' case model
  * (tests/case.h): an operation (valid or not), a small shape (occasionally a
@@ -8,13 +8,20 @@
  * offsets, which optional buffers exist, deliberate faults (a buffer one
  * element short, overlapping outputs, a wrong event wait list, buffers an
  * operation does not use) and the data (x = base + scale * int8 / 16, with
- * optional NaN/Inf).
+ * optional NaN/Inf). A direction byte after the header (bit 0) makes the
+ * call clnorm_backward of the same descriptor, its bits 1-3 the gradients
+ * asked for (dx, dscale, dbias; none = the default of th_case.grads); dy
+ * comes from the data bytes too, the saved statistics from x
+ * (th_saved_stats), and the fault byte selects the backward's own faults
+ * (a buffer one short, dx partially over dy or over x, dbias over dscale, a
+ * gradient inside an input, unsupported extras, missing statistics, no
+ * gradient, ignored buffers that must not matter).
  *
  * Checks, per input:
  *   - no crash, no sanitizer report (the fuzz build uses ASan + UBSan);
  *   - a valid call (the reference accepts the descriptor, and none of the
  *     deliberate faults was applied) returns CLNORM_OK and matches
- *     ref_forward within the harness's tolerances (tests/compare.c), with every guard zone
+ *     ref_forward (ref_backward) within the harness's tolerances (tests/compare.c), with every guard zone
  *     and input untouched;
  *   - an invalid call returns a non-zero status, a message, no event, and
  *     every buffer byte-identical.
@@ -26,7 +33,9 @@
  *     momentum where the operation does not use it;
  *   - BatchNorm training without running statistics is accepted (as in
  *     PyTorch); the reference rejects it, so it is not generated here and
- *     the test suites cover it.
+ *     the test suites cover it;
+ *   - backward never reads momentum (nor running_var_biased): the reference
+ *     is asked with a valid momentum.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -40,6 +49,14 @@
 
 static clnorm_ctx *g_ctx;
 static cl_command_queue g_q;
+/* Calls checked, [backward][accepted]: printed at exit (scripts/fuzz.sh shows the line). */
+static unsigned long g_calls[2][2];
+
+static void print_counts(void)
+{
+    fprintf(stderr, "fuzz: checked forward %lu accepted + %lu rejected, backward %lu accepted + %lu rejected\n",
+            g_calls[0][1], g_calls[0][0], g_calls[1][1], g_calls[1][0]);
+}
 
 typedef struct reader {
     const uint8_t *p;
@@ -88,13 +105,14 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         abort();
     }
     g_q = clnorm_queue(g_ctx);
+    atexit(print_counts);
     return 0;
 }
 
 typedef struct snapset {
-    cl_mem m[12];
-    void *s[12];
-    size_t bytes[12];
+    cl_mem m[TH_ROLES + 4];
+    void *s[TH_ROLES + 4];
+    size_t bytes[TH_ROLES + 4];
     int n;
 } snapset;
 static void snap_add(snapset *ss, cl_mem m)
@@ -130,6 +148,7 @@ typedef struct input {
     unsigned evmode, special, special_pos;
     double base, sc; /* x = base + sc * int8 / 16 */
     uint64_t seed;
+    unsigned dir;    /* bit 0: backward; bits 1-3: dx, dscale, dbias asked for */
     reader r;        /* the rest: the data */
 } input;
 
@@ -199,6 +218,15 @@ static void decode(input *in, const uint8_t *data, size_t size)
     in->base = bases[dmode & 3], in->sc = scales[(dmode >> 2) & 3];
     in->special = rb(&in->r), in->special_pos = rb(&in->r);
     in->seed = rb(&in->r);
+    in->dir = rb(&in->r);
+    if (in->dir & 1) {
+        /* The backward of the same descriptor: its statistics always passed
+         * (the faults take them away), its gradients from bits 1-3. */
+        in->c.backward = 1;
+        in->c.omit = 0;
+        in->c.grads = ((in->dir & 2) ? TH_ROLE(TH_DX) : 0) | ((in->dir & 4) ? TH_ROLE(TH_DSCALE) : 0) |
+                      ((in->dir & 8) ? TH_ROLE(TH_DBIAS) : 0);
+    }
     th_case_desc(&in->c, &in->s);
     in->s.layout = in->c.layout;
     if (rank > 3) in->s.rank = rank;
@@ -220,9 +248,9 @@ static int wait_list(unsigned evmode, cl_uint *nw, const cl_event **wl, cl_event
 static void run_invalid_shape(const input *in, cl_uint nw, const cl_event *wl)
 {
     cl_context c = clnorm_cl_context(g_ctx);
-    cl_mem bufs[8];
+    cl_mem bufs[TH_ROLES];
     snapset ss = {0};
-    for (int i = 0; i < 8; i++) {
+    for (int i = 0; i < TH_ROLES; i++) {
         bufs[i] = th_buffer(c, 64);
         float pat[64];
         for (int k = 0; k < 64; k++) pat[k] = (float)(k * 0.5 - 7);
@@ -237,15 +265,29 @@ static void run_invalid_shape(const input *in, cl_uint nw, const cl_event *wl)
         d.running_mean = (clnorm_buf){bufs[6], 0};
         d.running_var = (clnorm_buf){bufs[7], 0};
     }
-    for (int i = 0; i < 8; i++) snap_add(&ss, bufs[i]);
+    if (in->c.backward) { /* x, dy, the gradients asked for (dx may be dy), scale, and the statistics */
+        d.y = (clnorm_buf){NULL, 0};
+        d.bias = (clnorm_buf){NULL, 0};
+        d.dy = (clnorm_buf){bufs[TH_DY], in->off};
+        const unsigned g = th_case_grads(&in->c);
+        d.dx = in->c.flags ? d.dy : (clnorm_buf){bufs[TH_DX], in->off};
+        if (g && !(g & TH_ROLE(TH_DX))) d.dx = (clnorm_buf){NULL, 0};
+        if (g & TH_ROLE(TH_DSCALE)) d.dscale = (clnorm_buf){bufs[TH_DSCALE], 0};
+        if (g & TH_ROLE(TH_DBIAS)) d.dbias = (clnorm_buf){bufs[TH_DBIAS], 0};
+        d.mean = (clnorm_buf){bufs[TH_MEAN], 0};
+        d.rstd = (clnorm_buf){bufs[TH_RSTD], 0};
+    }
+    for (int i = 0; i < TH_ROLES; i++) snap_add(&ss, bufs[i]);
     cl_event out_ev = NULL;
-    clnorm_status st = clnorm_forward(g_ctx, &d, nw, wl, &out_ev);
+    clnorm_status st = in->c.backward ? clnorm_backward(g_ctx, &d, nw, wl, &out_ev)
+                                      : clnorm_forward(g_ctx, &d, nw, wl, &out_ev);
     if (st == CLNORM_OK) fail("invalid/oversized shape accepted", &d, st);
     if (out_ev) fail("event returned on error", &d, st);
     if (!*clnorm_last_error(g_ctx)) fail("no message", &d, st);
     TH_CL(clFinish(g_q));
     if (!snap_same(&ss)) fail("rejected call changed a buffer", &d, st);
-    for (int i = 0; i < 8; i++) clReleaseMemObject(bufs[i]);
+    for (int i = 0; i < TH_ROLES; i++) clReleaseMemObject(bufs[i]);
+    g_calls[in->c.backward != 0][0]++;
 }
 
 /* A valid call: x from the remaining bytes, and a NaN or an infinity. */
@@ -259,6 +301,18 @@ static void set_data(const input *in, th_call *p)
     }
     if (in->special < 24)
         x[in->special_pos % ne] = in->special < 12 ? 0.0f / 0.0f : (in->special & 1 ? -1.0f : 1.0f) / 0.0f;
+    if (p->backward) {
+        /* dy from the bytes too (another walk through them), a NaN or an
+         * infinity in it sometimes; the saved statistics of this x. */
+        float *dy = th_call_host(p, TH_DY);
+        for (size_t i = 0; i < ne; i++) {
+            int8_t v = rest ? (int8_t)in->r.p[in->r.i + (i * 7 + 3) % rest] : 1;
+            dy[i] = (float)((double)v / 16.0);
+        }
+        if (in->special >= 24 && in->special < 32)
+            dy[(in->special_pos * 3) % ne] = in->special < 28 ? 0.0f / 0.0f : (in->special & 1 ? -1.0f : 1.0f) / 0.0f;
+        th_saved_stats(&p->d, x, th_call_host(p, TH_MEAN), th_call_host(p, TH_RSTD));
+    }
     th_call_reset(p, clnorm_queue(g_ctx));
 }
 
@@ -268,6 +322,74 @@ typedef struct faults {
     cl_mem extra[4];
     int nextra, invalid, bias_is_scale, updates_running;
 } faults;
+
+/* A backward call's faults (kinds 0 to 9 of the fault byte's low 4 bits). */
+static void fault_bwd(faults *fs, const th_call *p, int use_running, unsigned fk, unsigned fw)
+{
+    clnorm_desc *d = &fs->d;
+    cl_context c = clnorm_cl_context(g_ctx);
+    const size_t ne = p->len[TH_X], na = p->len[TH_DSCALE];
+    const int op = d->op, row = op == CLNORM_LAYER_NORM || op == CLNORM_RMS_NORM;
+    if (fk == 0) { /* one buffer one element short, dscale and dbias included */
+        const int r = (int)(fw % TH_ROLES);
+        clnorm_buf *b = th_desc_buf(d, r);
+        if (b->mem) {
+            b->offset = th_mem_floats(b->mem) - p->len[r] + 1;
+            fs->invalid = 1;
+        }
+    } else if (fk == 1 && d->dx.mem && ne > 1) { /* dx partially over dy */
+        d->dx = (clnorm_buf){d->dy.mem, d->dy.offset + 1 + fw % (ne - 1 < 8 ? ne - 1 : 8)};
+        fs->invalid = 1;
+    } else if (fk == 2 && d->dx.mem) { /* dx over x, exactly or shifted */
+        d->dx = (clnorm_buf){d->x.mem, d->x.offset + fw % (ne < 8 ? ne : 8)};
+        fs->invalid = 1;
+    } else if (fk == 3 && d->dscale.mem && d->dbias.mem) { /* dbias over dscale */
+        d->dbias = (clnorm_buf){d->dscale.mem, d->dscale.offset + fw % (na < 8 ? na : 8)};
+        fs->invalid = 1;
+    } else if (fk == 4 && (d->dscale.mem || d->dbias.mem)) { /* a parameter gradient inside x or dy */
+        clnorm_buf *g = d->dscale.mem ? &d->dscale : &d->dbias;
+        const clnorm_buf in = (fw & 1) ? d->x : d->dy;
+        const size_t sh = (fw >> 1) % 4;
+        if (na + sh <= ne + TH_GUARD_AFTER && sh < ne) {
+            *g = (clnorm_buf){in.mem, in.offset + sh};
+            fs->invalid = 1;
+        }
+    } else if (fk == 5) { /* what the call cannot have: unsupported */
+        if (row || op == CLNORM_GROUP_NORM) { /* running statistics */
+            fs->extra[fs->nextra] = th_buffer(c, 64);
+            fs->extra[fs->nextra + 1] = th_buffer(c, 64);
+            d->running_mean = (clnorm_buf){fs->extra[fs->nextra], 0};
+            d->running_var = (clnorm_buf){fs->extra[fs->nextra + 1], 0};
+            fs->nextra += 2;
+            fs->invalid = 1;
+        } else if (use_running) { /* saved statistics with the running ones */
+            fs->extra[fs->nextra] = th_buffer(c, 64 + p->len[TH_MEAN]);
+            *((fw & 1) ? &d->mean : &d->rstd) = (clnorm_buf){fs->extra[fs->nextra++], 0};
+            fs->invalid = 1;
+        }
+        if (op == CLNORM_RMS_NORM && (fw & 2)) { /* and a saved mean for RMSNorm */
+            fs->extra[fs->nextra] = th_buffer(c, 64 + p->len[TH_MEAN]);
+            d->mean = (clnorm_buf){fs->extra[fs->nextra++], 0};
+            fs->invalid = 1;
+        }
+    } else if (fk == 6) { /* ignored buffers: y over dx or dy, bias over dscale (valid) */
+        d->y = d->dx.mem ? d->dx : d->dy;
+        d->bias = d->dscale.mem ? d->dscale : d->x;
+    } else if (fk == 7) { /* the statistics taken away */
+        if (!use_running && (d->mean.mem || d->rstd.mem)) {
+            if (fw & 1 || op == CLNORM_RMS_NORM) d->rstd = (clnorm_buf){NULL, 0};
+            else d->mean = (clnorm_buf){NULL, 0};
+            fs->invalid = 1;
+        } else if (use_running) {
+            d->running_var = (clnorm_buf){NULL, 0};
+            if (fw & 1) d->running_mean = (clnorm_buf){NULL, 0}; /* both: BatchNorm missing, InstanceNorm batch */
+            fs->invalid = 1;
+        }
+    } else if (fk == 8) { /* no gradient asked for */
+        d->dx = d->dscale = d->dbias = (clnorm_buf){NULL, 0};
+        fs->invalid = 1;
+    }
+}
 
 /* Buffers: one element short, overlaps, an input inside y (kinds 0 to 4). */
 static void fault_buffers(faults *fs, const th_call *p, unsigned fk, unsigned fw)
@@ -337,9 +459,10 @@ static void call_and_check(const faults *fs, th_call *p, const clnorm_desc *dref
     snapset ss = {0};
     const clnorm_desc *d = &fs->d;
     for (int r = 0; !expect_ok && r < TH_ROLES; r++) snap_add(&ss, p->b[r].mem);
-    for (int i = 0; !expect_ok && i < 3; i++) snap_add(&ss, fs->extra[i]);
+    for (int i = 0; !expect_ok && i < fs->nextra; i++) snap_add(&ss, fs->extra[i]);
     cl_event out_ev = NULL;
-    clnorm_status st = clnorm_forward(g_ctx, d, nw, wl, &out_ev);
+    clnorm_status st = p->backward ? clnorm_backward(g_ctx, d, nw, wl, &out_ev)
+                                   : clnorm_forward(g_ctx, d, nw, wl, &out_ev);
     if (expect_ok) {
         if (st != CLNORM_OK) fail("valid call rejected", d, st);
         if (!out_ev) fail("no event returned", d, st);
@@ -361,6 +484,29 @@ static void call_and_check(const faults *fs, th_call *p, const clnorm_desc *dref
         if (!snap_same(&ss)) fail("rejected call changed a buffer", d, st);
     }
     if (out_ev) clReleaseEvent(out_ev);
+    g_calls[p->backward != 0][expect_ok != 0]++;
+}
+
+/* A backward call after its faults: the reference's verdict on what is
+ * passed (momentum valid: backward does not read it), then the call. */
+static void run_bwd(const faults *fs, th_call *p, cl_uint nw, const cl_event *wl)
+{
+    const clnorm_desc *d = &fs->d;
+    clnorm_desc dref = *d;
+    dref.momentum = 0.1f;
+    const size_t E = p->len[TH_X], A = p->len[TH_DSCALE], S = p->len[TH_MEAN];
+    double *o = malloc((E + 2 * A + 2 * S) * sizeof *o);
+    if (!o) abort();
+    double *m = o + E + 2 * A, *r = m + S;
+    const float *hm = th_call_host(p, TH_MEAN), *hr = th_call_host(p, TH_RSTD);
+    for (size_t i = 0; i < S; i++) m[i] = hm[i], r[i] = hr[i];
+    const th_bwd_inputs *bi = &p->bin;
+    int ref_ok = ref_backward(&dref, bi->x, bi->dy, d->scale.mem ? bi->scale : NULL, d->mean.mem ? m : NULL,
+                              d->rstd.mem ? r : NULL, d->running_mean.mem ? bi->running_mean : NULL,
+                              d->running_var.mem ? bi->running_var : NULL, d->dx.mem ? o : NULL,
+                              d->dscale.mem ? o + E : NULL, d->dbias.mem ? o + E + A : NULL) == 0;
+    free(o);
+    call_and_check(fs, p, &dref, ref_ok && !fs->invalid, nw, wl);
 }
 
 /* A shape that runs: the case on guarded buffers, the faults, the call. */
@@ -372,7 +518,14 @@ static void run_shape(const input *in, int harness_invalid, cl_uint nw, const cl
     set_data(in, &p);
     faults fs = {.d = p.d, .invalid = harness_invalid};
     const int use_running = th_uses_running(&p.d, (p.roles & TH_RUNNING) != 0);
-    fs.updates_running = !use_running && (p.roles & TH_RUNNING) && p.d.training;
+    fs.updates_running = !use_running && (p.roles & TH_RUNNING) && p.d.training && !p.backward;
+    if (p.backward) {
+        fault_bwd(&fs, &p, use_running, in->fault & 15, in->fault >> 4);
+        run_bwd(&fs, &p, nw, wl);
+        for (int i = 0; i < fs.nextra; i++) clReleaseMemObject(fs.extra[i]);
+        th_call_free(&p);
+        return;
+    }
     fault_buffers(&fs, &p, in->fault & 15, in->fault >> 4);
     fault_extra(&fs, in, &p, use_running, in->fault & 15);
     /* The reference's verdict (momentum only matters where running stats are updated). */

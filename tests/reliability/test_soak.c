@@ -1,5 +1,6 @@
 /*
- * Leak soak: create/run/destroy cycles, and many operations on one context.
+ * Leak soak: create/run/destroy cycles, and many operations on one context,
+ * forward and backward (two of the seven shapes are clnorm_backward calls).
  * Zero growth in live OpenCL objects (interposer counts, checked after every
  * cycle / every flush) and in host memory (glibc mallinfo2 in-use bytes,
  * compared after a warm-up; LeakSanitizer covers the same in the sanitizer
@@ -44,14 +45,22 @@ static double now(void)
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-enum { NSHAPES = 5 };
+enum { NSHAPES = 7 };
 static const char *const g_shapes[NSHAPES] = {
     "layer_norm 4x40 affine stats",
     "rms_norm 3x33 scale stats",
     "batch_norm_train 3x4x5 nchw affine stats running",
     "group_norm 2x6x3x2 nhwc G=3 affine",
     "instance_norm 2x3x7 nchw affine running",
+    "layer_norm 20x40 affine stats bwd",                  /* backward: bwd_rows + bwd_params */
+    "batch_norm_train 3x4x5 nhwc affine stats inplace bwd", /* backward: sums, merge, table, apply */
 };
+
+/* The shape's call: clnorm_forward, or clnorm_backward for a backward shape. */
+static clnorm_status call(clnorm_ctx *c, const th_call *p, cl_event *ev)
+{
+    return p->backward ? clnorm_backward(c, &p->d, 0, NULL, ev) : clnorm_forward(c, &p->d, 0, NULL, ev);
+}
 
 /* Shape i (mod NSHAPES) as a call on c: every buffer at offset off. */
 static void shape_call(th_call *p, clnorm_ctx *c, long i, size_t off, uint64_t seed)
@@ -75,7 +84,7 @@ START_TEST(test_create_run_destroy)
         th_call p;
         shape_call(&p, c, i, (size_t)(i % 3), (uint64_t)i);
         cl_event ev = NULL;
-        ck_assert_int_eq(clnorm_forward(c, &p.d, 0, NULL, (i & 1) ? &ev : NULL), CLNORM_OK);
+        ck_assert_int_eq(call(c, &p, (i & 1) ? &ev : NULL), CLNORM_OK);
         if (ev) {
             TH_CL(clWaitForEvents(1, &ev));
             clReleaseEvent(ev);
@@ -124,18 +133,18 @@ START_TEST(test_events_only_when_asked)
     for (int i = 0; i < NSHAPES; i++) {
         th_call p;
         shape_call(&p, c, i, 0, (uint64_t)(77 + i));
-        ck_assert_int_eq(clnorm_forward(c, &p.d, 0, NULL, NULL), CLNORM_OK); /* builds the programs */
+        ck_assert_int_eq(call(c, &p, NULL), CLNORM_OK); /* builds the programs */
         TH_CL(clFinish(clnorm_queue(c)));
         fi_reset_counts();
         long live0 = fi_live(FI_OBJ_EVENT);
-        ck_assert_int_eq(clnorm_forward(c, &p.d, 0, NULL, NULL), CLNORM_OK);
+        ck_assert_int_eq(call(c, &p, NULL), CLNORM_OK);
         TH_CL(clFinish(clnorm_queue(c)));
         ck_assert_msg(fi_enqueues() > 0 && fi_enqueue_events() == 0,
                       "shape %d: %lu enqueues made %lu events for a caller that asked for none", i, fi_enqueues(),
                       fi_enqueue_events());
         th_call_reset(&p, clnorm_queue(c)); /* running statistics back to their start */
         cl_event ev = NULL;
-        ck_assert_int_eq(clnorm_forward(c, &p.d, 0, NULL, &ev), CLNORM_OK);
+        ck_assert_int_eq(call(c, &p, &ev), CLNORM_OK);
         ck_assert_msg(ev != NULL && fi_live(FI_OBJ_EVENT) == live0 + 1, "shape %d: %ld live events, expected %ld", i,
                       fi_live(FI_OBJ_EVENT), live0 + 1);
         TH_CL(clWaitForEvents(1, &ev));
@@ -159,7 +168,7 @@ START_TEST(test_many_ops_one_context)
     /* Warm every shape and variant so caches are full. */
     for (int v = 0; v < CLNORM_VARIANT_COUNT; v++) {
         ck_assert_int_eq(clnorm_set_variant(c, (clnorm_variant)v, 0), CLNORM_OK);
-        for (int i = 0; i < NSHAPES; i++) ck_assert_int_eq(clnorm_forward(c, &p[i].d, 0, NULL, NULL), CLNORM_OK);
+        for (int i = 0; i < NSHAPES; i++) ck_assert_int_eq(call(c, &p[i], NULL), CLNORM_OK);
     }
     TH_CL(clFinish(clnorm_queue(c)));
     fi_snapshot steady;
@@ -176,9 +185,11 @@ START_TEST(test_many_ops_one_context)
         if (i % 13 == 5) { /* a rejected call now and then */
             clnorm_desc bad = p[k].d;
             bad.eps = -1.0f;
-            ck_assert_int_eq(clnorm_forward(c, &bad, 0, NULL, NULL), CLNORM_ERR_INVALID_EPS);
+            ck_assert_int_eq(p[k].backward ? clnorm_backward(c, &bad, 0, NULL, NULL)
+                                           : clnorm_forward(c, &bad, 0, NULL, NULL),
+                             CLNORM_ERR_INVALID_EPS);
         }
-        ck_assert_int_eq(clnorm_forward(c, &p[k].d, 0, NULL, (i % 3 == 0) ? &ev : NULL), CLNORM_OK);
+        ck_assert_int_eq(call(c, &p[k], (i % 3 == 0) ? &ev : NULL), CLNORM_OK);
         if (ev) clReleaseEvent(ev);
         if (i % check_every == 0)
             ck_assert_msg(th_call_check(&p[k], c, why, sizeof why) == 0, "op %ld: %s", i, why);

@@ -10,6 +10,9 @@
  *     thread meanwhile switches kernel variants and makes rejected calls;
  *   - shared with a caller-provided out-of-order queue, when the device
  *     supports one (the library chains its launches with events).
+ * Every thread mixes forward and backward calls (issue 16: the backward's
+ * own kernels, scratch and in-place dx), and the disturbing thread makes
+ * rejected backward calls too.
  * Live OpenCL objects return to the baseline afterwards.
  */
 #include <pthread.h>
@@ -31,14 +34,18 @@ typedef struct worker {
     long iters;
     int failed;
     char why[600];
-    unsigned long checked;
+    unsigned long checked, bwd_checked;
 } worker;
 
 /* Thread id's shape for iteration it. */
 static th_case shape_for(int id, long it)
 {
     char spec[128];
-    switch ((id + it) % 6) {
+    switch ((id + it) % 10) {
+    case 6: snprintf(spec, sizeof spec, "layer_norm %dx%d affine stats bwd", 20 + id, 40 + 3 * id); break;
+    case 7: snprintf(spec, sizeof spec, "batch_norm_train 3x%dx7 nhwc affine stats bwd", 4 + id); break;
+    case 8: snprintf(spec, sizeof spec, "group_norm 2x8x3x3 nchw G=2 affine stats inplace bwd"); break;
+    case 9: snprintf(spec, sizeof spec, "batch_norm_infer 2x%dx5 nchw affine running bwd dx", 3 + id); break;
     case 0: snprintf(spec, sizeof spec, "layer_norm %dx%d affine stats", 3 + id, 50 + 7 * id); break;
     case 1: snprintf(spec, sizeof spec, "rms_norm 2x%d scale stats", 300 + id); break;
     case 2: snprintf(spec, sizeof spec, "batch_norm_train 3x%dx6 nhwc affine stats running", 5 + id); break;
@@ -72,7 +79,8 @@ static void *work(void *arg)
         for (int rep = 0; rep < 3 && !w->failed; rep++) {
             if (rep) th_call_reset(&p, clnorm_queue(c));
             cl_event ev = NULL;
-            clnorm_status st = clnorm_forward(c, &p.d, 0, NULL, &ev);
+            clnorm_status st = p.backward ? clnorm_backward(c, &p.d, 0, NULL, &ev)
+                                          : clnorm_forward(c, &p.d, 0, NULL, &ev);
             if (st != CLNORM_OK) {
                 w->failed = 1;
                 snprintf(w->why, sizeof w->why, "thread %d it %ld: %s", w->id, it, clnorm_status_name(st));
@@ -94,6 +102,7 @@ static void *work(void *arg)
                          e != CL_SUCCESS ? "clWaitForEvents failed" : why);
             }
             w->checked++;
+            w->bwd_checked += p.backward != 0;
         }
         th_call_free(&p);
     }
@@ -115,6 +124,11 @@ static void *disturb(void *arg)
     th_case k = th_case_of("layer_norm 4x4 eps=-1");
     clnorm_desc bad;
     th_case_desc(&k, &bad);
+    /* A backward asking for nothing: rejected before any buffer is looked at. */
+    clnorm_desc nothing;
+    th_case kb = th_case_of("layer_norm 4x4 bwd");
+    th_case_desc(&kb, &nothing);
+    nothing.x.mem = nothing.dy.mem = (cl_mem)fi_invalid_mem();
     while (!__atomic_load_n(&d->stop, __ATOMIC_SEQ_CST)) {
         clnorm_variant v = (clnorm_variant)(d->calls % CLNORM_VARIANT_COUNT);
         if (clnorm_set_variant(d->ctx, v, 0) != CLNORM_OK) d->failed = 1;
@@ -125,6 +139,9 @@ static void *disturb(void *arg)
             d->failed = 1;
         if (clnorm_set_variant(d->ctx, CLNORM_VARIANT_AUTO, 3) != CLNORM_ERR_INVALID_VARIANT ||
             !strstr(clnorm_last_error(d->ctx), "work-group size 3"))
+            d->failed = 1;
+        if (clnorm_backward(d->ctx, &nothing, 0, NULL, NULL) != CLNORM_ERR_NOTHING_TO_DO ||
+            !strstr(clnorm_last_error(d->ctx), "dx"))
             d->failed = 1;
         if (clnorm_forward(d->ctx, NULL, 0, NULL, NULL) != CLNORM_ERR_NULL_ARGUMENT ||
             !strstr(clnorm_last_error(d->ctx), "descriptor"))
@@ -145,10 +162,11 @@ static void run_workers(const char *label, clnorm_ctx *shared, int with_disturbe
         ck_assert_int_eq(pthread_create(&th[i], NULL, work, &w[i]), 0);
     }
     if (with_disturber) ck_assert_int_eq(pthread_create(&dt, NULL, disturb, &dist), 0);
-    unsigned long checked = 0;
+    unsigned long checked = 0, bwd = 0;
     for (int i = 0; i < NTHREADS; i++) {
         pthread_join(th[i], NULL);
         checked += w[i].checked;
+        bwd += w[i].bwd_checked;
     }
     if (with_disturber) {
         __atomic_store_n(&dist.stop, 1, __ATOMIC_SEQ_CST);
@@ -156,7 +174,7 @@ static void run_workers(const char *label, clnorm_ctx *shared, int with_disturbe
     }
     for (int i = 0; i < NTHREADS; i++) ck_assert_msg(!w[i].failed, "%s", w[i].why);
     ck_assert_msg(!dist.failed, "the disturbing thread saw a wrong status");
-    printf("threads: %s: %d threads, %lu results checked", label, NTHREADS, checked);
+    printf("threads: %s: %d threads, %lu results checked (%lu backward)", label, NTHREADS, checked, bwd);
     if (with_disturber) printf(", %lu variant switches + rejected calls meanwhile", dist.calls);
     printf("\n");
 }
