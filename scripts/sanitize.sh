@@ -34,4 +34,14 @@ export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1${UBSAN_OPTIONS:+:$UBSAN
 cd build-asan
 # The kernel check (clang on the kernels), its lint fixture and the Oclgrind
 # run exercise no host code that ASan could see: the main run has them.
-ctest --output-on-failure -j1 -E '^(kernel_portability|kernel_lint_rejects_builtin|oclgrind_kernels)$' "$@"
+# Open MPI keeps allocations for the life of the process in components it
+# loads with dlopen (LeakSanitizer sees their frames as "<unknown module>",
+# which no suppression can name): the mpirun tests run with address and
+# undefined-behaviour checks but without leak detection. clnorm's own side
+# of the split (clnorm_bn_*) is leak-checked by test_syncbn, which needs no
+# MPI; clnorm_mpi's few allocations are freed on its one cleanup path.
+mpi='^(syncbn_mpi_.*|example_syncbn_mpi)$'
+rc=0
+ctest --output-on-failure -j1 -E "^(kernel_portability|kernel_lint_rejects_builtin|oclgrind_kernels)\$|$mpi" "$@" || rc=$?
+ASAN_OPTIONS="$ASAN_OPTIONS:detect_leaks=0" ctest --output-on-failure -j1 -R "$mpi" "$@" || rc=$?
+exit "$rc"
