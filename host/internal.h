@@ -82,6 +82,9 @@ int clnorm_target_options(const clnorm_devinfo *d, char *buf, size_t len);
  * set, tree sums, and CLNORM_K_* flags. */
 typedef struct clnorm_progkey {
     unsigned wg, lanes, tree, flags;
+    /* Storage types (common.cl XT, PT): clnorm_dtype of x/y and of scale/bias
+     * (pt is 0 or xt). Every combination is a program of its own. */
+    unsigned xt, pt;
 } clnorm_progkey;
 
 /* One compiled program per key; kernels are created once and reused (every
@@ -238,6 +241,7 @@ typedef struct clnorm_span {
     int output;
     cl_mem root;   /* filled: the buffer a sub-buffer belongs to */
     size_t lo, hi; /* filled: byte range in root */
+    size_t esize;  /* bytes per element; 0 = 4 (float32) */
 } clnorm_span;
 clnorm_status clnorm_check_spans(clnorm_ctx *c, clnorm_span *sp, int n, const unsigned char (*pairs)[2], int npairs);
 
