@@ -104,19 +104,38 @@ static clnorm_status check_buffer(clnorm_ctx *c, span *sp)
     if (bc != c->context)
         return clnorm_fail(c, CLNORM_ERR_FOREIGN_BUFFER, "%s belongs to another OpenCL context", sp->name);
     size_t end;
-    if (sp->b.offset > SIZE_MAX / 4 - sp->extent || !mul_ok(sp->b.offset + sp->extent, 4, &end) ||
+    const size_t es = sp->esize ? sp->esize : 4;
+    if (sp->b.offset > SIZE_MAX / es - sp->extent || !mul_ok(sp->b.offset + sp->extent, es, &end) ||
         end > bytes)
         return clnorm_fail(c, CLNORM_ERR_BUFFER_TOO_SMALL,
-                           "%s holds %zu floats, needs offset %zu + %zu", sp->name, bytes / 4,
-                           sp->b.offset, sp->extent);
+                           "%s holds %zu %s, needs offset %zu + %zu", sp->name, bytes / es,
+                           es == 4 ? "floats" : "16-bit elements", sp->b.offset, sp->extent);
     sp->root = parent ? parent : sp->b.mem;
-    sp->lo = off + sp->b.offset * 4;
+    sp->lo = off + sp->b.offset * es;
     sp->hi = off + end;
     return CLNORM_OK;
 }
 
-clnorm_status clnorm_check_eps(clnorm_ctx *c, const clnorm_desc *d)
+CLNORM_API size_t clnorm_dtype_size(clnorm_dtype t)
 {
+    return t == CLNORM_FLOAT32 ? 4 : t == CLNORM_FLOAT16 || t == CLNORM_BFLOAT16 ? 2 : 0;
+}
+
+/* Bytes per element of x's and of the parameters' types (d's types valid). */
+static void set_esize(clnorm_span *sp, int n, const clnorm_desc *d, const unsigned char *kind)
+{
+    for (int i = 0; i < n; ++i)
+        sp[i].esize = kind[i] == 'x' ? clnorm_dtype_size(d->dtype) : kind[i] == 'p' ? clnorm_dtype_size(d->param_dtype) : 4;
+}
+
+/* Storage types and eps, which every call checks first. */
+clnorm_status clnorm_check_scalars(clnorm_ctx *c, const clnorm_desc *d)
+{
+    if (!clnorm_dtype_size(d->dtype))
+        return clnorm_fail(c, CLNORM_ERR_UNSUPPORTED, "dtype %d is not a clnorm_dtype", (int)d->dtype);
+    if (d->param_dtype != CLNORM_FLOAT32 && d->param_dtype != d->dtype)
+        return clnorm_fail(c, CLNORM_ERR_UNSUPPORTED, "param_dtype %d must be float32 (0) or x's dtype (%d)",
+                           (int)d->param_dtype, (int)d->dtype);
     if (!(isfinite(d->eps) && d->eps >= 0.0f))
         return clnorm_fail(c, CLNORM_ERR_INVALID_EPS, "eps %g must be finite and >= 0", (double)d->eps);
     return CLNORM_OK;
@@ -136,7 +155,7 @@ clnorm_status clnorm_check_running_update(clnorm_ctx *c, const clnorm_desc *d, c
 /* The checks forward and backward share: scalars and shape rules. */
 static clnorm_status check_common(clnorm_ctx *c, const clnorm_desc *d, const clnorm_shape *s)
 {
-    clnorm_status st = clnorm_check_eps(c, d);
+    clnorm_status st = clnorm_check_scalars(c, d);
     if (st != CLNORM_OK) return st;
     const int lnorm = d->op == CLNORM_LAYER_NORM || d->op == CLNORM_RMS_NORM;
     if (lnorm && d->per_sample_affine)
@@ -213,19 +232,20 @@ clnorm_status clnorm_validate(clnorm_ctx *c, const clnorm_desc *d, const clnorm_
 
     const int run_out = s->update_running;
     span sp[10] = {
-        {"x", d->x, s->elems, 0, 0, 0, 0},
-        {"y", d->y, s->elems, 1, 0, 0, 0},
-        {"scale", d->scale, s->aff_len, 0, 0, 0, 0},
-        {"bias", d->bias, s->aff_len, 0, 0, 0, 0},
-        {"mean", d->mean, s->sets, 1, 0, 0, 0},
-        {"rstd", d->rstd, s->sets, 1, 0, 0, 0},
-        {"running_mean", d->running_mean, s->C, run_out, 0, 0, 0},
-        {"running_var", d->running_var, s->C, run_out, 0, 0, 0},
-        {"residual", d->residual, s->elems, 0, 0, 0, 0},
-        {"h_out", d->h_out, s->elems, 1, 0, 0, 0},
+        {"x", d->x, s->elems, 0, 0, 0, 0, 0},
+        {"y", d->y, s->elems, 1, 0, 0, 0, 0},
+        {"scale", d->scale, s->aff_len, 0, 0, 0, 0, 0},
+        {"bias", d->bias, s->aff_len, 0, 0, 0, 0, 0},
+        {"mean", d->mean, s->sets, 1, 0, 0, 0, 0},
+        {"rstd", d->rstd, s->sets, 1, 0, 0, 0, 0},
+        {"running_mean", d->running_mean, s->C, run_out, 0, 0, 0, 0},
+        {"running_var", d->running_var, s->C, run_out, 0, 0, 0, 0},
+        {"residual", d->residual, s->elems, 0, 0, 0, 0, 0},
+        {"h_out", d->h_out, s->elems, 1, 0, 0, 0, 0},
     };
     /* In place: y or h_out exactly over x or the residual. */
     static const unsigned char pairs[][2] = {{1, 0}, {1, 8}, {9, 0}, {9, 8}};
+    set_esize(sp, 10, d, (const unsigned char *)"xxppffffxx");
     return clnorm_check_spans(c, sp, 10, pairs, 4);
 }
 
@@ -259,18 +279,19 @@ clnorm_status clnorm_validate_backward(clnorm_ctx *c, const clnorm_desc *d, cons
 
     const int batch = s->batch_stats;
     span sp[10] = {
-        {"x", d->x, s->elems, 0, 0, 0, 0},
-        {"dy", d->dy, s->elems, 0, 0, 0, 0},
-        {"scale", d->scale, s->aff_len, 0, 0, 0, 0},
-        {"mean", batch ? d->mean : (clnorm_buf){0, 0}, s->sets, 0, 0, 0, 0},
-        {"rstd", batch ? d->rstd : (clnorm_buf){0, 0}, s->sets, 0, 0, 0, 0},
-        {"running_mean", batch ? (clnorm_buf){0, 0} : d->running_mean, s->C, 0, 0, 0, 0},
-        {"running_var", batch ? (clnorm_buf){0, 0} : d->running_var, s->C, 0, 0, 0, 0},
-        {"dx", d->dx, s->elems, 1, 0, 0, 0},
-        {"dscale", d->dscale, s->aff_len, 1, 0, 0, 0},
-        {"dbias", d->dbias, s->aff_len, 1, 0, 0, 0},
+        {"x", d->x, s->elems, 0, 0, 0, 0, 0},
+        {"dy", d->dy, s->elems, 0, 0, 0, 0, 0},
+        {"scale", d->scale, s->aff_len, 0, 0, 0, 0, 0},
+        {"mean", batch ? d->mean : (clnorm_buf){0, 0}, s->sets, 0, 0, 0, 0, 0},
+        {"rstd", batch ? d->rstd : (clnorm_buf){0, 0}, s->sets, 0, 0, 0, 0, 0},
+        {"running_mean", batch ? (clnorm_buf){0, 0} : d->running_mean, s->C, 0, 0, 0, 0, 0},
+        {"running_var", batch ? (clnorm_buf){0, 0} : d->running_var, s->C, 0, 0, 0, 0, 0},
+        {"dx", d->dx, s->elems, 1, 0, 0, 0, 0},
+        {"dscale", d->dscale, s->aff_len, 1, 0, 0, 0, 0},
+        {"dbias", d->dbias, s->aff_len, 1, 0, 0, 0, 0},
     };
     static const unsigned char pairs[][2] = {{7, 1}}; /* dx exactly over dy */
+    set_esize(sp, 10, d, (const unsigned char *)"xxpffffxff");
     return clnorm_check_spans(c, sp, 10, pairs, 1);
 }
 
@@ -317,14 +338,14 @@ clnorm_status clnorm_validate_fold(clnorm_ctx *c, const clnorm_fold_desc *f)
     if (!has(f->running_mean) || !has(f->running_var))
         return clnorm_fail(c, CLNORM_ERR_MISSING_BUFFER, "running_mean and running_var are required");
     span sp[8] = {
-        {"weight", f->weight, OK, 0, 0, 0, 0},
-        {"conv_bias", f->conv_bias, O, 0, 0, 0, 0},
-        {"scale", f->scale, O, 0, 0, 0, 0},
-        {"bias", f->bias, O, 0, 0, 0, 0},
-        {"running_mean", f->running_mean, O, 0, 0, 0, 0},
-        {"running_var", f->running_var, O, 0, 0, 0, 0},
-        {"weight_out", f->weight_out, OK, 1, 0, 0, 0},
-        {"bias_out", f->bias_out, O, 1, 0, 0, 0},
+        {"weight", f->weight, OK, 0, 0, 0, 0, 0},
+        {"conv_bias", f->conv_bias, O, 0, 0, 0, 0, 0},
+        {"scale", f->scale, O, 0, 0, 0, 0, 0},
+        {"bias", f->bias, O, 0, 0, 0, 0, 0},
+        {"running_mean", f->running_mean, O, 0, 0, 0, 0, 0},
+        {"running_var", f->running_var, O, 0, 0, 0, 0, 0},
+        {"weight_out", f->weight_out, OK, 1, 0, 0, 0, 0},
+        {"bias_out", f->bias_out, O, 1, 0, 0, 0, 0},
     };
     for (int i = 0; i < 8; ++i)
         if (has(sp[i].b)) {

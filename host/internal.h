@@ -49,10 +49,10 @@ clnorm_status clnorm_describe(clnorm_ctx *c, const clnorm_desc *d, clnorm_shape 
 clnorm_status clnorm_validate(clnorm_ctx *c, const clnorm_desc *d, const clnorm_shape *s);
 /* The same for a backward call (clnorm_backward). */
 clnorm_status clnorm_validate_backward(clnorm_ctx *c, const clnorm_desc *d, const clnorm_shape *s);
-/* Pieces of those checks that the BatchNorm split (syncbn.c) shares: eps
- * finite and >= 0; running_var_biased 0 or 1, and momentum in [0, 1] when
+/* Pieces of those checks that the BatchNorm split (syncbn.c) shares: valid
+ * storage types and eps finite and >= 0; running_var_biased 0 or 1, and momentum in [0, 1] when
  * the running statistics are updated. */
-clnorm_status clnorm_check_eps(clnorm_ctx *c, const clnorm_desc *d);
+clnorm_status clnorm_check_scalars(clnorm_ctx *c, const clnorm_desc *d);
 clnorm_status clnorm_check_running_update(clnorm_ctx *c, const clnorm_desc *d, const clnorm_shape *s);
 
 /* What the caller asked of the planner for one call: a forced variant and
@@ -87,6 +87,9 @@ int clnorm_target_options(const clnorm_devinfo *d, char *buf, size_t len);
  * set, tree sums, and CLNORM_K_* flags. */
 typedef struct clnorm_progkey {
     unsigned wg, lanes, tree, flags;
+    /* Storage types (common.cl XT, PT): clnorm_dtype of x/y and of scale/bias
+     * (pt is 0 or xt). Every combination is a program of its own. */
+    unsigned xt, pt;
 } clnorm_progkey;
 
 /* One compiled program per key; kernels are created once and reused (every
@@ -243,6 +246,7 @@ typedef struct clnorm_span {
     int output;
     cl_mem root;   /* filled: the buffer a sub-buffer belongs to */
     size_t lo, hi; /* filled: byte range in root */
+    size_t esize;  /* bytes per element; 0 = 4 (float32) */
 } clnorm_span;
 clnorm_status clnorm_check_spans(clnorm_ctx *c, clnorm_span *sp, int n, const unsigned char (*pairs)[2], int npairs);
 

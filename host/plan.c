@@ -30,6 +30,7 @@ static size_t div_up(size_t a, size_t b) { return (a + b - 1) / b; }
 typedef struct rules {
     const clnorm_devinfo *dev;
     const clnorm_settings *set;
+    size_t esize; /* bytes per element of x and y (clnorm_dtype_size): the cache and streaming rules' */
 } rules;
 
 typedef struct rowplan {
@@ -83,7 +84,7 @@ static void plan_rows_rule(const rules *r, size_t nsets, size_t len, int cacheab
      * a set is at most 1/16 of the cache (measured: 1 MiB sets gain from it,
      * 4 MiB sets lose 0.2 of copy bandwidth, re-read from DRAM); larger
      * sets, or an unknown cache, take the two-deep pipeline with pieces. */
-    p->lag = r->dev->cache_bytes && (cl_ulong)len * 4 * 16 <= r->dev->cache_bytes ? 2 : 1;
+    p->lag = r->dev->cache_bytes && (cl_ulong)len * r->esize * 16 <= r->dev->cache_bytes ? 2 : 1;
     if (v == CLNORM_VARIANT_AUTO) {
         if (nsets < (size_t)r->dev->compute_units * 2 && len >= 65536)
             /* Too few sets to fill the device, each long enough to be worth
@@ -233,7 +234,7 @@ static int plan_waves(const rules *r, size_t N, size_t S, size_t C, colplan *p)
      * launches stay a small part of the run. Otherwise the partials
      * pipeline. */
     if (!r->dev->is_cpu || (r->set->variant != CLNORM_VARIANT_AUTO && r->set->variant != CLNORM_VARIANT_WI) ||
-        C % 16 || N < 2 || N > 16 || (cl_ulong)S * C * 4 < (1u << 20))
+        C % 16 || N < 2 || N > 16 || (cl_ulong)S * C * r->esize < (1u << 20))
         return 0;
     plan_cols(r, 1, S, C, p);
     /* Two row chunks per compute unit: every work-item merges the
@@ -302,6 +303,8 @@ static clnorm_launch *add(builder *b, clnorm_kernel_id k, unsigned wg, unsigned 
     L->kernel = k;
     L->prog.wg = wg, L->prog.lanes = lanes, L->prog.flags = flags;
     L->prog.tree = b->r->dev->is_cpu ? 0u : 1u;
+    if (b->d) /* the storage types; the fold (no descriptor) is float32 */
+        L->prog.xt = (unsigned)b->d->dtype, L->prog.pt = (unsigned)b->d->param_dtype;
     L->dims = dims;
     for (cl_uint i = 0; i < 3; ++i) {
         L->global[i] = i < dims ? g[i] : 1;
@@ -630,14 +633,14 @@ static builder builder_start(const rules *r, const clnorm_desc *d, const clnorm_
     b.rstd_flags = b.rms;
     if (d->op == CLNORM_BATCH_NORM || d->op == CLNORM_INSTANCE_NORM)
         b.rstd_flags |= CLNORM_K_RSTD_ZERO;
-    b.y_flags = plan_stream(r, s->elems * sizeof(float)) ? CLNORM_K_STREAM : 0;
+    b.y_flags = plan_stream(r, s->elems * r->esize) ? CLNORM_K_STREAM : 0;
     return b;
 }
 
 clnorm_status clnorm_plan_forward(const clnorm_devinfo *dev, const clnorm_settings *set, const clnorm_desc *d,
                                   const clnorm_shape *s, clnorm_plan *p)
 {
-    const rules r = {dev, set};
+    const rules r = {dev, set, clnorm_dtype_size(d->dtype)};
     builder b = builder_start(&r, d, s, p);
     if (!s->batch_stats)
         pipe_running(&b);
@@ -857,7 +860,7 @@ static void pipe_bwd_partials(builder *b, bwd_stage stage)
 clnorm_status clnorm_plan_backward(const clnorm_devinfo *dev, const clnorm_settings *set, const clnorm_desc *d,
                                    const clnorm_shape *s, clnorm_plan *p)
 {
-    const rules r = {dev, set};
+    const rules r = {dev, set, clnorm_dtype_size(d->dtype)};
     builder b = builder_start(&r, d, s, p);
     /* dx is the output streamed (rstd comes saved: no rstd rule). */
     b.rstd_flags = 0;
@@ -884,7 +887,7 @@ clnorm_status clnorm_plan_backward(const clnorm_devinfo *dev, const clnorm_setti
 clnorm_status clnorm_plan_bn_local(const clnorm_devinfo *dev, const clnorm_settings *set, const clnorm_desc *d,
                                    const clnorm_shape *s, size_t record_offset, clnorm_plan *p)
 {
-    const rules r = {dev, set};
+    const rules r = {dev, set, clnorm_dtype_size(d->dtype)};
     builder b = builder_start(&r, d, s, p);
     b.record_offset = record_offset;
     const unsigned wg = plan_wg(&r);
@@ -900,7 +903,7 @@ clnorm_status clnorm_plan_bn_local(const clnorm_devinfo *dev, const clnorm_setti
 clnorm_status clnorm_plan_bn_apply(const clnorm_devinfo *dev, const clnorm_settings *set, const clnorm_desc *d,
                                    const clnorm_shape *s, size_t record_offset, cl_uint count, clnorm_plan *p)
 {
-    const rules r = {dev, set};
+    const rules r = {dev, set, clnorm_dtype_size(d->dtype)};
     builder b = builder_start(&r, d, s, p);
     const unsigned wg = plan_wg(&r);
     const cl_uint C = (cl_uint)s->C;
@@ -927,7 +930,7 @@ clnorm_status clnorm_plan_bn_apply(const clnorm_devinfo *dev, const clnorm_setti
 clnorm_status clnorm_plan_bn_grad(const clnorm_devinfo *dev, const clnorm_settings *set, const clnorm_desc *d,
                                   const clnorm_shape *s, size_t record_offset, cl_uint count, clnorm_plan *p)
 {
-    const rules r = {dev, set};
+    const rules r = {dev, set, clnorm_dtype_size(d->dtype)};
     builder b = builder_start(&r, d, s, p);
     b.rstd_flags = 0; /* as clnorm_plan_backward */
     b.y_flags = d->dx.mem && b.y_flags ? CLNORM_K_STREAM : 0;
@@ -944,7 +947,7 @@ clnorm_status clnorm_plan_bn_grad(const clnorm_devinfo *dev, const clnorm_settin
 clnorm_status clnorm_plan_fold(const clnorm_devinfo *dev, const clnorm_settings *set, const clnorm_fold_desc *f,
                                clnorm_plan *p)
 {
-    const rules r = {dev, set};
+    const rules r = {dev, set, 4};
     memset(p, 0, sizeof *p);
     builder b = {&r, NULL, NULL, p, 0, 0, 0, 0, 0, 0, 0.0f};
     /* Small weight rows (depthwise 3x3: 9) get a small group rather than 64

@@ -36,11 +36,11 @@ int clnorm_build_options(const clnorm_devinfo *d, const clnorm_progkey *k, char 
     clnorm_target_options(d, target, sizeof target);
     return snprintf(buf, len,
                     "-cl-std=CL1.2 -DWG=%u -DLANES=%u -DTREE=%u -DRMS=%u -DSTREAM=%u -DRSTD_ZERO=%u -DVEC=%u "
-                    "-DCOLS_VEC=%u -DCOL_TILE=%u -DCACHE_V=%u -DLP=%u %s",
+                    "-DCOLS_VEC=%u -DCOL_TILE=%u -DCACHE_V=%u -DLP=%u -DXT=%u -DPT=%u %s",
                     wg, lanes, tree, (flags & CLNORM_K_RMS) ? 1u : 0u, (flags & CLNORM_K_STREAM) ? 1u : 0u,
                     (flags & CLNORM_K_RSTD_ZERO) ? 1u : 0u,
                     cpu ? 16u : 4u, cpu, cpu ? CLNORM_CPU_COL_TILE / 16u : 1u, cpu || lanes == 1 ? 0u : (unsigned)CLNORM_GPU_CACHE_V,
-                    (flags & CLNORM_K_LP) ? 1u : 0u, target);
+                    (flags & CLNORM_K_LP) ? 1u : 0u, k->xt, k->pt, target);
 }
 
 static int build_with_options(clnorm_ctx *c, clnorm_program *p)

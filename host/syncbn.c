@@ -44,7 +44,9 @@ static clnorm_status split_shape(clnorm_ctx *c, const clnorm_desc *d, clnorm_sha
 static clnorm_status split_validate(clnorm_ctx *c, const clnorm_desc *d, const clnorm_shape *s, const clnorm_buf *record,
                                     const clnorm_buf *global)
 {
-    clnorm_status st = clnorm_check_eps(c, d);
+    if (d->dtype != CLNORM_FLOAT32 || d->param_dtype != CLNORM_FLOAT32)
+        return clnorm_fail(c, CLNORM_ERR_UNSUPPORTED, "the BatchNorm split takes float32 storage only");
+    clnorm_status st = clnorm_check_scalars(c, d);
     if (st != CLNORM_OK) return st;
     if (s->N && (!has(d->x) || !has(d->y)))
         return clnorm_fail(c, CLNORM_ERR_MISSING_BUFFER, "x and y are required (n = %zu)", s->N);
@@ -57,15 +59,15 @@ static clnorm_status split_validate(clnorm_ctx *c, const clnorm_desc *d, const c
     const clnorm_buf none = {NULL, 0};
     const int n = s->N != 0, run = s->update_running;
     clnorm_span sp[9] = {
-        {"x", n ? d->x : none, s->elems, 0, 0, 0, 0},
-        {"y", n && !record ? d->y : none, s->elems, 1, 0, 0, 0},
-        {"scale", d->scale, s->C, 0, 0, 0, 0},
-        {"bias", d->bias, s->C, 0, 0, 0, 0},
-        {"mean", d->mean, s->C, 1, 0, 0, 0},
-        {"rstd", d->rstd, s->C, 1, 0, 0, 0},
-        {"running_mean", d->running_mean, s->C, run, 0, 0, 0},
-        {"running_var", d->running_var, s->C, run, 0, 0, 0},
-        {record ? "record" : "global", record ? *record : global ? *global : none, 3 * s->C, record != NULL, 0, 0, 0},
+        {"x", n ? d->x : none, s->elems, 0, 0, 0, 0, 0},
+        {"y", n && !record ? d->y : none, s->elems, 1, 0, 0, 0, 0},
+        {"scale", d->scale, s->C, 0, 0, 0, 0, 0},
+        {"bias", d->bias, s->C, 0, 0, 0, 0, 0},
+        {"mean", d->mean, s->C, 1, 0, 0, 0, 0},
+        {"rstd", d->rstd, s->C, 1, 0, 0, 0, 0},
+        {"running_mean", d->running_mean, s->C, run, 0, 0, 0, 0},
+        {"running_var", d->running_var, s->C, run, 0, 0, 0, 0},
+        {record ? "record" : "global", record ? *record : global ? *global : none, 3 * s->C, record != NULL, 0, 0, 0, 0},
     };
     /* The local step writes the record only: the other outputs are not
      * its own, and overlaps among them are the apply step's to report. */
@@ -287,7 +289,9 @@ CLNORM_API clnorm_status clnorm_bn_merge_stats(clnorm_ctx *c, const float *recor
 static clnorm_status grad_validate(clnorm_ctx *c, const clnorm_desc *d, const clnorm_shape *s, const clnorm_buf *sums,
                                    int local)
 {
-    clnorm_status st = clnorm_check_eps(c, d);
+    if (d->dtype != CLNORM_FLOAT32 || d->param_dtype != CLNORM_FLOAT32)
+        return clnorm_fail(c, CLNORM_ERR_UNSUPPORTED, "the BatchNorm split takes float32 storage only");
+    clnorm_status st = clnorm_check_scalars(c, d);
     if (st != CLNORM_OK) return st;
     if (s->N && (!has(d->x) || !has(d->dy)))
         return clnorm_fail(c, CLNORM_ERR_MISSING_BUFFER, "x and dy are required (n = %zu)", s->N);
@@ -302,15 +306,15 @@ static clnorm_status grad_validate(clnorm_ctx *c, const clnorm_desc *d, const cl
     const clnorm_buf none = {NULL, 0};
     const int n = s->N != 0;
     clnorm_span sp[9] = {
-        {"x", n ? d->x : none, s->elems, 0, 0, 0, 0},
-        {"dy", n ? d->dy : none, s->elems, 0, 0, 0, 0},
-        {"scale", d->scale, s->C, 0, 0, 0, 0},
-        {"mean", d->mean, s->C, 0, 0, 0, 0},
-        {"rstd", d->rstd, s->C, 0, 0, 0, 0},
-        {"dx", n && !local ? d->dx : none, s->elems, 1, 0, 0, 0},
-        {"dscale", local ? none : d->dscale, s->C, 1, 0, 0, 0},
-        {"dbias", local ? none : d->dbias, s->C, 1, 0, 0, 0},
-        {"sums", sums ? *sums : none, 2 * s->C, local, 0, 0, 0},
+        {"x", n ? d->x : none, s->elems, 0, 0, 0, 0, 0},
+        {"dy", n ? d->dy : none, s->elems, 0, 0, 0, 0, 0},
+        {"scale", d->scale, s->C, 0, 0, 0, 0, 0},
+        {"mean", d->mean, s->C, 0, 0, 0, 0, 0},
+        {"rstd", d->rstd, s->C, 0, 0, 0, 0, 0},
+        {"dx", n && !local ? d->dx : none, s->elems, 1, 0, 0, 0, 0},
+        {"dscale", local ? none : d->dscale, s->C, 1, 0, 0, 0, 0},
+        {"dbias", local ? none : d->dbias, s->C, 1, 0, 0, 0, 0},
+        {"sums", sums ? *sums : none, 2 * s->C, local, 0, 0, 0, 0},
     };
     return clnorm_check_spans(c, sp, 9, (const unsigned char[][2]){{5, 1}}, 1);
 }

@@ -84,7 +84,8 @@ int clnorm_is_cl_error(int status);
 
 typedef struct clnorm_ctx clnorm_ctx;
 
-/* A float32 buffer and an offset into it, counted in elements (not bytes).
+/* A buffer and an offset into it, counted in elements (not bytes) of the
+ * buffer's type (float32 unless clnorm_desc.dtype/param_dtype say otherwise).
  * mem == NULL means "absent" for optional buffers. */
 typedef struct clnorm_buf {
     cl_mem mem;
@@ -98,6 +99,24 @@ typedef enum clnorm_op {
     CLNORM_INSTANCE_NORM = 4, /* per (n, c) over spatial */
     CLNORM_GROUP_NORM = 5     /* per (n, group) over (C/G channels, spatial) */
 } clnorm_op;
+
+/* Storage types (SPEC.md, Storage types): x, y, residual, h_out, dy and dx
+ * are of clnorm_desc.dtype; scale and bias of param_dtype, which is
+ * CLNORM_FLOAT32 or dtype. Statistics, accumulation, the saved mean/rstd,
+ * the running statistics and the parameter gradients dscale/dbias are always
+ * float32. Loads widen exactly; the one rounding is each store (y, h_out,
+ * dx: round to nearest even). float16 is IEEE binary16 (torch.float16, ONNX
+ * FLOAT16), through OpenCL's core vload_half/vstore_half: no device needs
+ * cl_khr_fp16. bfloat16 is the top 16 bits of a float32 (torch.bfloat16,
+ * ONNX BFLOAT16): NaN stays a quiet NaN, Inf stays Inf, overflow rounds to
+ * Inf. Offsets count elements of the buffer's own type. */
+typedef enum clnorm_dtype {
+    CLNORM_FLOAT32 = 0,
+    CLNORM_FLOAT16 = 1,
+    CLNORM_BFLOAT16 = 2
+} clnorm_dtype;
+/* Bytes per element of t (0 for an unknown type). */
+size_t clnorm_dtype_size(clnorm_dtype t);
 
 typedef enum clnorm_layout {
     CLNORM_CHANNELS_FIRST = 0, /* N, C, S1..Sk (PyTorch default, NCHW) */
@@ -176,6 +195,11 @@ typedef struct clnorm_desc {
      * x or exactly residual (in place), and y may be exactly x or exactly
      * residual; y and h_out may not overlap each other, nor anything else. */
     clnorm_buf residual, h_out;
+    /* Storage types (above): dtype of x, y, residual, h_out, dy, dx;
+     * param_dtype of scale and bias (CLNORM_FLOAT32 or dtype). Zero (the
+     * clnorm_desc_init default) is float32 for both. Other values:
+     * CLNORM_ERR_UNSUPPORTED. */
+    clnorm_dtype dtype, param_dtype;
 } clnorm_desc;
 
 /* Zero the descriptor and set op, eps = 1e-5, momentum = 0.1, training = 1,

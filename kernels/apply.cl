@@ -7,7 +7,7 @@
  * table is per sample (tp = 1), else 0. y = (x - m) * a + b; y == x is safe.
  */
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
-void apply_table(__global const float *x, ulong xo, __global float *y, ulong yo,
+void apply_table(__global const xs_t *x, ulong xo, __global xs_t *y, ulong yo,
                  __global const float *table, uint nrows, uint per_item, uint Q, uint R, uint chunk,
                  uint C, uint tp, uint ch_is_r, uint tn)
 {

@@ -23,7 +23,7 @@
 /* Sums over [0, n) of this lane's elements of one stretch with a constant
  * scale: *sdy += sum dy, *sdx += sum dy * (x - m). Vectors first (blocks of
  * 64 with two accumulators), then the tail, lane l taking l, l + LANES... */
-inline void span_sums(__global const float *px, __global const float *pd, uint n, uint lane, float m,
+inline void span_sums(__global const xs_t *px, __global const xs_t *pd, uint n, uint lane, float m,
                       float *sdy, float *sdx)
 {
     const uint nv = n / VEC;
@@ -33,21 +33,21 @@ inline void span_sums(__global const float *px, __global const float *pd, uint n
         const uint ve = min(nv, vb + 64 * LANES);
         uint v = vb;
         for (; v + LANES < ve; v += 2 * LANES) {
-            const floatv d0 = LOADV(v, pd), d1 = LOADV(v + LANES, pd);
+            const floatv d0 = LDXV(v, pd), d1 = LDXV(v + LANES, pd);
             a0 += d0, a1 += d1;
-            b0 += d0 * (LOADV(v, px) - m), b1 += d1 * (LOADV(v + LANES, px) - m);
+            b0 += d0 * (LDXV(v, px) - m), b1 += d1 * (LDXV(v + LANES, px) - m);
         }
         if (v < ve) {
-            const floatv d0 = LOADV(v, pd);
+            const floatv d0 = LDXV(v, pd);
             a0 += d0;
-            b0 += d0 * (LOADV(v, px) - m);
+            b0 += d0 * (LDXV(v, px) - m);
         }
         a += a0 + a1, b += b0 + b1;
     }
     float ta = 0.0f, tb = 0.0f;
     for (uint e = nv * VEC + lane; e < n; e += LANES) {
-        ta += pd[e];
-        tb += pd[e] * (px[e] - m);
+        ta += LDX(e, pd);
+        tb += LDX(e, pd) * (LDX(e, px) - m);
     }
     *sdy += HSUM(a) + ta;
     *sdx += HSUM(b) + tb;
@@ -56,18 +56,18 @@ inline void span_sums(__global const float *px, __global const float *pd, uint n
 /* dx = a * dy - b * (x - m) - c over [0, n) of one stretch (this lane's
  * elements). sv: per-element scale (a is then r and multiplies sv). px NULL:
  * no x term (an affine backward; an infinite x must not make 0 * Inf). */
-inline void span_dx(__global const float *px, __global const float *pd, __global float *pdx, uint n, uint lane,
-                    float m, float a, float b, float c, __global const float *sv)
+inline void span_dx(__global const xs_t *px, __global const xs_t *pd, __global xs_t *pdx, uint n, uint lane,
+                    float m, float a, float b, float c, __global const ps_t *sv)
 {
     const uint nv = n / VEC;
     for (uint v = lane; v < nv; v += LANES) {
-        floatv g = LOADV(v, pd) * a;
-        if (sv) g *= LOADV(v, sv);
-        STOREY(px ? g - (LOADV(v, px) - m) * b - c : g - c, v, pdx);
+        floatv g = LDXV(v, pd) * a;
+        if (sv) g *= LDPV(v, sv);
+        STOREY(px ? g - (LDXV(v, px) - m) * b - c : g - c, v, pdx);
     }
     for (uint e = nv * VEC + lane; e < n; e += LANES) {
-        const float g = pd[e] * a * (sv ? sv[e] : 1.0f);
-        pdx[e] = px ? g - (px[e] - m) * b - c : g - c;
+        const float g = LDX(e, pd) * a * (sv ? LDP(e, sv) : 1.0f);
+        STX(px ? g - (LDX(e, px) - m) * b - c : g - c, e, pdx);
     }
 }
 
@@ -75,8 +75,8 @@ inline void span_dx(__global const float *px, __global const float *pd, __global
  * g = dy * scale and g * (x - m), and this item's column partials of dy and
  * dy * xhat at pc0 (sum dy) and pc1 (sum dy * xhat), each optional, written
  * by the item's first row (first) and accumulated after. */
-inline void row_sums_ew(__global const float *px, __global const float *pd, uint n, uint lane, float m,
-                        float r, __global const float *sv, __global float *pc0, __global float *pc1,
+inline void row_sums_ew(__global const xs_t *px, __global const xs_t *pd, uint n, uint lane, float m,
+                        float r, __global const ps_t *sv, __global float *pc0, __global float *pc1,
                         int first, float *sg, float *sgx)
 {
     const uint nv = n / VEC;
@@ -85,8 +85,8 @@ inline void row_sums_ew(__global const float *px, __global const float *pd, uint
         floatv a0 = 0.0f, b0 = 0.0f;
         const uint ve = min(nv, vb + 64 * LANES);
         for (uint v = vb; v < ve; v += LANES) {
-            const floatv d = LOADV(v, pd), xc = LOADV(v, px) - m;
-            const floatv g = sv ? d * LOADV(v, sv) : d;
+            const floatv d = LDXV(v, pd), xc = LDXV(v, px) - m;
+            const floatv g = sv ? d * LDPV(v, sv) : d;
             a0 += g;
             b0 += g * xc;
             if (pc0)
@@ -100,7 +100,7 @@ inline void row_sums_ew(__global const float *px, __global const float *pd, uint
     }
     float ta = 0.0f, tb = 0.0f;
     for (uint e = nv * VEC + lane; e < n; e += LANES) {
-        const float d = pd[e], xc = px[e] - m, g = sv ? d * sv[e] : d;
+        const float d = LDX(e, pd), xc = LDX(e, px) - m, g = sv ? d * LDP(e, sv) : d;
         ta += g;
         tb += g * xc;
         if (pc0)
@@ -131,8 +131,8 @@ inline void row_sums_ew(__global const float *px, __global const float *pd, uint
  * 2 adds a set's pairs in order and writes the chunk's dx.
  */
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
-void bwd_rows(__global const float *x, ulong xo, __global const float *dy, ulong dyo, __global float *dx,
-              ulong dxo, __global const float *scale, ulong so, __global const float *mean, ulong mo,
+void bwd_rows(__global const xs_t *x, ulong xo, __global const xs_t *dy, ulong dyo, __global xs_t *dx,
+              ulong dxo, __global const ps_t *scale, ulong so, __global const float *mean, ulong mo,
               __global const float *rstd, ulong ro, __global float *p0, ulong p0o, __global float *p1, ulong p1o,
               ulong pstride, __global float *sums, uint nsets, uint per_item, uint len, uint chunk, uint phase,
               uint seg, uint aff_mod, uint elementwise)
@@ -141,15 +141,15 @@ void bwd_rows(__global const float *x, ulong xo, __global const float *dy, ulong
     const uint t = get_global_id(0) / LANES, lane = get_local_id(0) % LANES;
     const uint ck = get_global_id(1), nchunks = get_global_size(1);
     const uint e0 = ck * chunk, e1 = min(len, e0 + chunk);
-    __global const float *sc = scale ? scale + so : 0;
+    __global const ps_t *sc = scale ? scale + so : 0;
     const uint nseg = elementwise ? 1 : len / seg;
     for (uint q = 0; q < per_item; ++q) {
         const uint i = t * per_item + q;
         const int active = i < nsets;
         const uint ic = active ? i : nsets - 1, n = active ? e1 - e0 : 0;
         const ulong base = (ulong)ic * len + e0;
-        __global const float *px = x + xo + base, *pd = dy + dyo + base;
-        __global const float *sv = sc && elementwise ? sc + e0 : 0;
+        __global const xs_t *px = x + xo + base, *pd = dy + dyo + base;
+        __global const ps_t *sv = sc && elementwise ? sc + e0 : 0;
         const float r = rstd[ro + ic];
 #if RMS
         const float m = 0.0f;
@@ -183,7 +183,7 @@ void bwd_rows(__global const float *x, ulong xo, __global const float *dy, ulong
                 span_sums(px + k * seg, pd + k * seg, n ? seg : 0, lane, m, &a, &b);
                 a = seg_sum(a, buf);
                 b = seg_sum(b, buf);
-                const float s = sc ? sc[(ic % aff_mod) * nseg + k] : 1.0f;
+                const float s = sc ? LDP((ic % aff_mod) * nseg + k, sc) : 1.0f;
                 sg += s * a;
                 sgx += s * b;
                 if (active && lane == 0) {
@@ -196,12 +196,12 @@ void bwd_rows(__global const float *x, ulong xo, __global const float *dy, ulong
         const float cnt = (float)len, mgx = sgx * r / cnt;
         const float c = RMS ? 0.0f : r * (sg / cnt), b = r * r * mgx;
         if (dx && active) {
-            __global float *pdx = dx + dxo + base;
+            __global xs_t *pdx = dx + dxo + base;
             if (elementwise)
                 span_dx(px, pd, pdx, n, lane, m, r, b, c, sv);
             else
                 for (uint k = 0; k < nseg; ++k) {
-                    const float s = sc ? sc[(ic % aff_mod) * nseg + k] : 1.0f;
+                    const float s = sc ? LDP((ic % aff_mod) * nseg + k, sc) : 1.0f;
                     span_dx(px + k * seg, pd + k * seg, pdx + k * seg, seg, lane, m, r * s, b, c, 0);
                 }
         }
@@ -252,7 +252,7 @@ inline float2 set_stats(__global const float *mean, ulong mo, __global const flo
  * (interleaved pairs). LANES == 1: a work-item takes per_item rows.
  */
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
-void bwd_row_sums(__global const float *x, ulong xo, __global const float *dy, ulong dyo,
+void bwd_row_sums(__global const xs_t *x, ulong xo, __global const xs_t *dy, ulong dyo,
                   __global const float *mean, ulong mo, __global const float *rs, ulong ro, __global float *part,
                   uint nrows, uint per_item, uint len, uint chunk, uint rdiv, uint rmod, uint from_var, float eps)
 {
@@ -289,14 +289,14 @@ void bwd_row_sums(__global const float *x, ulong xo, __global const float *dy, u
  * (COLS_VEC): a tile of COL_TILE vectors per work-item, row by row.
  */
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
-void bwd_col_sums(__global const float *x, ulong xo, __global const float *dy, ulong dyo,
+void bwd_col_sums(__global const xs_t *x, ulong xo, __global const xs_t *dy, ulong dyo,
                   __global const float *mean, ulong mo, __global const float *rs, ulong ro, __global float *part,
                   uint R, uint C, uint rchunk, uint colgrp, uint stat_p, uint from_var, float eps)
 {
     const uint kr = get_global_id(1), p = get_global_id(2), nchunks = get_global_size(1);
     const uint r0 = kr * rchunk, r1 = min(R, r0 + rchunk);
     const ulong out = ((ulong)p * nchunks + kr) * C, at = (ulong)p * R * C;
-    __global const float *xp = x + xo + at, *dp = dy + dyo + at;
+    __global const xs_t *xp = x + xo + at, *dp = dy + dyo + at;
 #if COLS_VEC
     const uint c0 = get_global_id(0) * (COL_TILE * VEC);
     if (c0 >= C)
@@ -311,11 +311,11 @@ void bwd_col_sums(__global const float *x, ulong xo, __global const float *dy, u
         sa[v] = 0.0f, sb[v] = 0.0f;
     }
     for (uint r = r0; r < r1; ++r) {
-        __global const float *xr = xp + (ulong)r * C + c0, *dr = dp + (ulong)r * C + c0;
+        __global const xs_t *xr = xp + (ulong)r * C + c0, *dr = dp + (ulong)r * C + c0;
         for (uint v = 0; v < nvec; ++v) {
-            const floatv d = LOADV(v, dr);
+            const floatv d = LDXV(v, dr);
             sa[v] += d;
-            sb[v] += d * (LOADV(v, xr) - mv[v]);
+            sb[v] += d * (LDXV(v, xr) - mv[v]);
         }
     }
     for (uint v = 0; v < nvec; ++v) {
@@ -339,9 +339,9 @@ void bwd_col_sums(__global const float *x, ulong xo, __global const float *dy, u
         const float2 st = set_stats(mean, mo, rs, ro, p * stat_p + col / colgrp, from_var, eps);
         float a = 0.0f, b = 0.0f;
         for (uint r = r0; r < r1; ++r) {
-            const float d = dp[(ulong)r * C + col];
+            const float d = LDX((ulong)r * C + col, dp);
             a += d;
-            b += d * (xp[(ulong)r * C + col] - st.x);
+            b += d * (LDX((ulong)r * C + col, xp) - st.x);
         }
         part[2 * (out + col)] = a;
         part[2 * (out + col) + 1] = b * st.y;
@@ -388,7 +388,7 @@ void bwd_merge(__global const float *part, __global float *stats, ulong so, uint
  * count).
  */
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
-void bwd_table(__global const float *stats, ulong sto, __global const float *scale, ulong so, __global const float *mean,
+void bwd_table(__global const float *stats, ulong sto, __global const ps_t *scale, ulong so, __global const float *mean,
                ulong mo, __global const float *rs, ulong ro, __global float *table, __global float *dscale,
                ulong dso, __global float *dbias, ulong dbo, uint P, uint C, uint G, uint stat_p, uint aff_p,
                uint affine_only, uint from_var, float count, float eps)
@@ -400,7 +400,7 @@ void bwd_table(__global const float *stats, ulong sto, __global const float *sca
     const uint s = p * stat_p + g;
     const float2 st = set_stats(mean, mo, rs, ro, s, from_var, eps);
     const ulong sp = aff_p ? (ulong)p * C : 0; /* the entry's parameters */
-    const float sc = scale ? scale[so + sp + c] : 1.0f;
+    const float sc = scale ? LDP(so + sp + c, scale) : 1.0f;
     float bb = 0.0f, cc = 0.0f;
     if (!affine_only) {
         /* The set's sums of g and g * xhat: its channels, and every sample
@@ -409,7 +409,7 @@ void bwd_table(__global const float *stats, ulong sto, __global const float *sca
         float sg = 0.0f, sgx = 0.0f;
         for (uint q = q0; q < q1; ++q)
             for (uint k = g * grp; k < g * grp + grp; ++k) {
-                const float w = scale ? scale[so + (aff_p ? (ulong)q * C : 0) + k] : 1.0f;
+                const float w = scale ? LDP(so + (aff_p ? (ulong)q * C : 0) + k, scale) : 1.0f;
                 sg += w * stats[sto + q * C + k];
                 sgx += w * stats[sto + nent + q * C + k];
             }
@@ -438,7 +438,7 @@ void bwd_table(__global const float *stats, ulong sto, __global const float *sca
  * table row is p when tp. use_x = 0: B is 0 everywhere, x is not read.
  */
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
-void bwd_apply(__global const float *x, ulong xo, __global const float *dy, ulong dyo, __global float *dx,
+void bwd_apply(__global const xs_t *x, ulong xo, __global const xs_t *dy, ulong dyo, __global xs_t *dx,
                ulong dxo, __global const float *table, uint nrows, uint per_item, uint Q, uint R, uint chunk,
                uint C, uint tp, uint ch_is_r, uint tn, uint use_x)
 {
@@ -450,8 +450,8 @@ void bwd_apply(__global const float *x, ulong xo, __global const float *dy, ulon
         const uint p = i / Q, q = i % Q;
         const ulong base = (ulong)i * R;
         const uint t = p * tp * C;
-        __global const float *px = x + xo + base, *pd = dy + dyo + base;
-        __global float *po = dx + dxo + base;
+        __global const xs_t *px = x + xo + base, *pd = dy + dyo + base;
+        __global xs_t *po = dx + dxo + base;
         if (!ch_is_r) {
             const float m = table[t + q], a = table[tn + t + q], b = table[2 * tn + t + q];
             const float cc = table[3 * tn + t + q];
@@ -463,16 +463,16 @@ void bwd_apply(__global const float *x, ulong xo, __global const float *dy, ulon
         const uint nv = (e1 - e0) / VEC;
         for (uint v = lane; v < nv; v += LANES) {
             const uint e = e0 + v * VEC;
-            floatv u = LOADV(0, pd + e) * LOADV(0, ta + e) - LOADV(0, tc + e);
+            floatv u = LDXV(0, pd + e) * LOADV(0, ta + e) - LOADV(0, tc + e);
             if (use_x)
-                u -= (LOADV(0, px + e) - LOADV(0, tm + e)) * LOADV(0, tb + e);
+                u -= (LDXV(0, px + e) - LOADV(0, tm + e)) * LOADV(0, tb + e);
             STOREY(u, v, po + e0);
         }
         for (uint e = e0 + nv * VEC + lane; e < e1; e += LANES) {
-            float u = pd[e] * ta[e] - tc[e];
+            float u = LDX(e, pd) * ta[e] - tc[e];
             if (use_x)
-                u -= (px[e] - tm[e]) * tb[e];
-            po[e] = u;
+                u -= (LDX(e, px) - tm[e]) * tb[e];
+            STX(u, e, po);
         }
     }
     STOREY_END();

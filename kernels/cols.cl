@@ -37,8 +37,9 @@
 /* Rows of a band being written while another band's statistics stream in:
  * y = (x - m) * a + b with per-column m, a, b (a folded table row). */
 typedef struct {
-    __global const float *x, *m, *a, *b;
-    __global float *y;
+    __global const xs_t *x;
+    __global const float *m, *a, *b;
+    __global xs_t *y;
     uint n; /* columns; 0: nothing to write */
 } col_write_t;
 
@@ -67,11 +68,11 @@ typedef struct {
  * of w's tile are written spread over the vectors, row i before vector
  * ceil(i * nvec / nb), so that reads and writes stay interleaved. Always
  * inlined: called with nb = COL_RB, its loops unroll. */
-inline __attribute__((always_inline)) void col_block(__global const float *row, uint C, uint a,
+inline __attribute__((always_inline)) void col_block(__global const xs_t *row, uint C, uint a,
                                                      uint nb, uint nvec, float na, int pf,
                                                      floatv *st, const col_write_t *w)
 {
-    __global const float *ahead = row + COL_PF * nb * C;
+    __global const xs_t *ahead = row + COL_PF * nb * C;
     uint pr = 0, pc = 0; /* next line of the block ahead: row, vector */
     uint wi = 0;         /* next row to write */
     for (uint j = 0; j < nvec; ++j) {
@@ -90,10 +91,10 @@ inline __attribute__((always_inline)) void col_block(__global const float *row, 
         const floatv k0 = K0_(j);
         floatv s = 0.0f, q = 0.0f;
         for (uint i = 0; i < nb; ++i)
-            s += LOADV(j, row + i * C) - k0;
+            s += LDXV(j, row + i * C) - k0;
         const floatv mb = s / (float)nb;
         for (uint i = 0; i < nb; ++i) {
-            const floatv d = (LOADV(j, row + i * C) - k0) - mb;
+            const floatv d = (LDXV(j, row + i * C) - k0) - mb;
             q += d * d;
         }
         if (na == 0.0f) {
@@ -116,12 +117,12 @@ inline __attribute__((always_inline)) void col_block(__global const float *row, 
  * stride C) into st, in blocks of COL_RB rows, and, if w && w->n, the same
  * rows of w's tile written meanwhile (col_wave: the core reads one sample
  * while it writes another). */
-inline void col_tile_stats(__global const float *xp, uint C, uint r0, uint r1, uint nvec,
+inline void col_tile_stats(__global const xs_t *xp, uint C, uint r0, uint r1, uint nvec,
                            floatv *st, const col_write_t *w)
 {
-    __global const float *row = xp + (ulong)r0 * C;
+    __global const xs_t *row = xp + (ulong)r0 * C;
     for (uint j = 0; j < nvec; ++j)
-        K0_(j) = LOADV(j, row);
+        K0_(j) = LDXV(j, row);
     float na = 0.0f;
     for (uint a = r0; a < r1; a += COL_RB, row += COL_RB * C) {
         const uint nb = min((uint)COL_RB, r1 - a);
@@ -146,14 +147,14 @@ inline void put_tile_partials(__global float *part, ulong out, uint nvec, uint n
 }
 
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
-void col_partials(__global const float *x, ulong xo, __global float *part,
+void col_partials(__global const xs_t *x, ulong xo, __global float *part,
                   uint R, uint C, uint rchunk)
 {
     const uint kr = get_global_id(1), p = get_global_id(2);
     const uint nchunks = get_global_size(1);
     const uint r0 = kr * rchunk, r1 = min(R, r0 + rchunk);
     const ulong out = ((ulong)p * nchunks + kr) * C;
-    __global const float *xp = x + xo + (ulong)p * R * C;
+    __global const xs_t *xp = x + xo + (ulong)p * R * C;
 #if COLS_VEC
     /* CPUs: a work-item owns a tile of COL_TILE vectors (the host passes
      * 64: 1024 columns) and merges its blocks itself, so the merge kernel
@@ -174,7 +175,7 @@ void col_partials(__global const float *x, ulong xo, __global float *part,
             return;
 #endif
         float mu, m2;
-#define LOAD_S(r) xp[(ulong)(r) * C + c]
+#define LOAD_S(r) LDX((ulong)(r) * C + c, xp)
         COLUMN_STATS(float, LOAD_S)
         put_partial(part, out + c, r1 - r0, mu, m2);
     }
@@ -201,8 +202,8 @@ void col_partials(__global const float *x, ulong xo, __global float *part,
  * vectors); the host sees to both.
  */
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
-void col_wave(__global const float *x, ulong xo, __global float *y, ulong yo,
-              __global const float *scale, ulong so, __global const float *bias, ulong bo,
+void col_wave(__global const xs_t *x, ulong xo, __global xs_t *y, ulong yo,
+              __global const ps_t *scale, ulong so, __global const ps_t *bias, ulong bo,
               __global float *mean_out, ulong mo, __global float *rstd_out, ulong ro,
               __global float *stats, __global float *part, __global float *table, uint N, uint S,
               uint C, uint G, uint rchunk, uint aff_ps, float eps, uint w)
@@ -245,7 +246,7 @@ void col_wave(__global const float *x, ulong xo, __global float *y, ulong yo,
         wr.n = c1 - c0;
     }
     const uint nvec = w < N ? (c1 - c0) / VEC : 0;
-    __global const float *xs = x + xo + (ulong)(w < N ? w : 0) * S * C + c0;
+    __global const xs_t *xs = x + xo + (ulong)(w < N ? w : 0) * S * C + c0;
     floatv st[3 * COL_TILE];
     col_tile_stats(xs, C, r0, r1, nvec, st, &wr);
     put_tile_partials(part, ((ulong)(w % 2) * nk + kr) * C + c0, nvec, r1 - r0, st);

@@ -85,6 +85,157 @@ typedef float16 floatv;
 #error "VEC must be 1, 4, 8 or 16"
 #endif
 
+/* ---- storage types --------------------------------------------------------
+ * XT: the storage type of x, y, the residual, h_out, dy and dx; PT: that of
+ * scale and bias (0 or XT). 0 = float32, 1 = float16 (through the core
+ * vload_half/vstore_half_rte functions: no cl_khr_fp16, which NVIDIA lacks;
+ * a pointer to half is legal without it), 2 = bfloat16 (ushort bit patterns,
+ * the top half of a float32). Loads widen exactly; every computation is in
+ * float; a store rounds to nearest even (bfloat16: NaN stays a quiet NaN,
+ * Inf stays Inf, overflow rounds to Inf as RNE does). LDX/STX are the
+ * scalar loads and stores of x's type, LDXV/STXV its VEC-wide vectors (as
+ * LOADV/STOREV, which stay float32: scratch and private arrays), LDP/LDPV
+ * the parameters'; RNDX/RNDXV round a float to x's type and back (the
+ * fused add's h, which an unfused add would have stored). With XT = PT = 0
+ * every macro is the float32 code it replaced. */
+#ifndef XT
+#define XT 0
+#endif
+#ifndef PT
+#define PT 0
+#endif
+#define CAT_(a, b) a##b
+#define CAT(a, b) CAT_(a, b)
+#if XT == 0
+typedef float xs_t;
+#elif XT == 1
+typedef half xs_t;
+#elif XT == 2
+typedef ushort xs_t;
+#else
+#error "XT must be 0, 1 or 2"
+#endif
+#if PT == 0
+typedef float ps_t;
+#elif PT == 1
+typedef half ps_t;
+#elif PT == 2
+typedef ushort ps_t;
+#else
+#error "PT must be 0, 1 or 2"
+#endif
+
+#if defined(CLNORM_CHECK_HALF_DECLS) && (XT == 1 || PT == 1)
+/* The offline check only (scripts/check-kernels.sh, nvptx64): clang leaves
+ * the core vload_half/vstore_half functions undeclared for that target,
+ * which NVIDIA's driver has (OpenCL 1.2 core, 6.12.7). No host build
+ * defines this. */
+#define HDECL_(R, NAME, ...) R __attribute__((overloadable)) NAME(__VA_ARGS__);
+HDECL_(float, vload_half, size_t, const __global half *)
+HDECL_(float4, vload_half4, size_t, const __global half *)
+HDECL_(float8, vload_half8, size_t, const __global half *)
+HDECL_(void, vstore_half_rte, float, size_t, __global half *)
+HDECL_(void, vstore_half4_rte, float4, size_t, __global half *)
+HDECL_(void, vstore_half8_rte, float8, size_t, __global half *)
+#endif
+
+#if XT == 2 || PT == 2
+/* float to bfloat16 bits, round to nearest even; NaN quiet (bit 6 set). */
+#define DEF_BF16(NAME, F, U, US)                                                  \
+    inline US NAME(F v)                                                          \
+    {                                                                            \
+        const U u = CAT(as_, U)(v);                                              \
+        const U r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;                      \
+        return CAT(convert_, US)(select(r, (u >> 16) | 0x40u, CAT(as_, U)(isnan(v)))); \
+    }
+DEF_BF16(bf16_1, float, uint, ushort)
+DEF_BF16(bf16_4, float4, uint4, ushort4)
+DEF_BF16(bf16_8, float8, uint8, ushort8)
+#define BF16_LD1(i, p) as_float((uint)(p)[i] << 16)
+#define BF16_LD4(i, p) as_float4(convert_uint4(vload4(i, p)) << 16)
+#define BF16_LD8(i, p) as_float8(convert_uint8(vload8(i, p)) << 16)
+#endif
+
+/* Scalar load and store of type code T. */
+#define LDS_0(i, p) ((p)[i])
+#define STS_0(v, i, p) ((p)[i] = (v))
+#define LDS_1(i, p) vload_half(i, p)
+#define STS_1(v, i, p) vstore_half_rte(v, i, p)
+#define LDS_2(i, p) BF16_LD1(i, p)
+#define STS_2(v, i, p) ((p)[i] = bf16_1(v))
+/* Vectors of VEC elements of type code T. */
+#define LDV_0(i, p) LOADV(i, p)
+#define STV_0(v, i, p) STOREV(v, i, p)
+#if VEC == 1
+#define LDV_1(i, p) vload_half(i, p)
+#define STV_1(v, i, p) vstore_half_rte(v, i, p)
+#define LDV_2(i, p) BF16_LD1(i, p)
+#define STV_2(v, i, p) ((p)[i] = bf16_1(v))
+#elif VEC == 4
+#define LDV_1(i, p) vload_half4(i, p)
+#define STV_1(v, i, p) vstore_half4_rte(v, i, p)
+#define LDV_2(i, p) BF16_LD4(i, p)
+#define STV_2(v, i, p) vstore4(bf16_4(v), i, p)
+#elif VEC == 8
+#define LDV_1(i, p) vload_half8(i, p)
+#define STV_1(v, i, p) vstore_half8_rte(v, i, p)
+#define LDV_2(i, p) BF16_LD8(i, p)
+#define STV_2(v, i, p) vstore8(bf16_8(v), i, p)
+#else /* 16: two halves of 8, as LOADV */
+#define LDV_1(i, p) ((float16)(vload_half8(2 * (i), p), vload_half8(2 * (i) + 1, p)))
+#define STV_1(v, i, p) (vstore_half8_rte((v).lo, 2 * (i), p), vstore_half8_rte((v).hi, 2 * (i) + 1, p))
+#define LDV_2(i, p) ((float16)(BF16_LD8(2 * (i), p), BF16_LD8(2 * (i) + 1, p)))
+#define STV_2(v, i, p) (vstore8(bf16_8((v).lo), 2 * (i), p), vstore8(bf16_8((v).hi), 2 * (i) + 1, p))
+#endif
+#define LDX(i, p) CAT(LDS_, XT)(i, p)
+#define STX(v, i, p) CAT(STS_, XT)(v, i, p)
+#define LDXV(i, p) CAT(LDV_, XT)(i, p)
+#define STXV(v, i, p) CAT(STV_, XT)(v, i, p)
+#define LDP(i, p) CAT(LDS_, PT)(i, p)
+#define LDPV(i, p) CAT(LDV_, PT)(i, p)
+
+#if XT == 0
+#define RNDX(f) (f)
+#define RNDXV(v) (v)
+#elif XT == 2
+#define RNDX(f) as_float((uint)bf16_1(f) << 16)
+#if VEC == 1
+#define RNDXV(v) RNDX(v)
+#elif VEC == 4
+#define RNDXV(v) as_float4(convert_uint4(bf16_4(v)) << 16)
+#elif VEC == 8
+#define RNDXV(v) as_float8(convert_uint8(bf16_8(v)) << 16)
+#else
+#define RNDXV(v) ((float16)(as_float8(convert_uint8(bf16_8((v).lo)) << 16), as_float8(convert_uint8(bf16_8((v).hi)) << 16)))
+#endif
+#else /* float16: round to 11 significant bits, 2^-24 steps below 2^-14, Inf from 65520 */
+#define DEF_RND_HALF(NAME, F, U)                                                  \
+    inline F NAME(F f)                                                           \
+    {                                                                            \
+        const U u = CAT(as_, U)(f), a = u & 0x7fffffffu, s = u ^ a;              \
+        U n = (a + 0xfffu + ((a >> 13) & 1u)) & ~0x1fffu;                        \
+        const F sub = (CAT(as_, F)(a) + 0.5f) - 0.5f;                            \
+        n = select(n, CAT(as_, U)(sub), CAT(as_, U)(a < 0x38800000u));           \
+        n = select(n, (U)0x7f800000u, CAT(as_, U)(a >= 0x477ff000u));            \
+        n = select(n, a, CAT(as_, U)(a > 0x7f800000u));                          \
+        return CAT(as_, F)(s | n);                                               \
+    }
+DEF_RND_HALF(rnd_half_1, float, uint)
+#define RNDX(f) rnd_half_1(f)
+#if VEC == 1
+#define RNDXV(v) rnd_half_1(v)
+#elif VEC == 4
+DEF_RND_HALF(rnd_half_4, float4, uint4)
+#define RNDXV(v) rnd_half_4(v)
+#elif VEC == 8
+DEF_RND_HALF(rnd_half_8, float8, uint8)
+#define RNDXV(v) rnd_half_8(v)
+#else /* two halves of 8: a 16-wide vector argument changes the ABI without AVX-512 (PoCL warns) */
+DEF_RND_HALF(rnd_half_8, float8, uint8)
+#define RNDXV(v) ((float16)(rnd_half_8((v).lo), rnd_half_8((v).hi)))
+#endif
+#endif
+
 #ifndef STREAM
 /* 1: write y with non-temporal (streaming) stores where the target has
  * them (CLNORM_HAS_NT_STORE below). The host asks for it on CPUs when y is
@@ -117,11 +268,16 @@ typedef float16 floatv;
 /* Read prefetch of the line at p, kept in all cache levels. */
 #define PREFETCH_LINE(p) __builtin_prefetch((p), 0, 3)
 #else
-/* OpenCL's own hint: one float at p (a driver may ignore it). */
+/* OpenCL's own hint: one element at p (a driver may ignore it); a half
+ * pointer goes as ushort (prefetch's types need cl_khr_fp16 for half). */
+#if XT == 1
+#define PREFETCH_LINE(p) prefetch((__global const ushort *)(p), 1)
+#else
 #define PREFETCH_LINE(p) prefetch((p), 1)
 #endif
+#endif
 
-#if STREAM && VEC == 16 && CLNORM_HAS_NT_STORE
+#if STREAM && VEC == 16 && CLNORM_HAS_NT_STORE && XT == 0
 #define STREAM_ON 1
 /* Vector i of p, as four float4 streaming stores where p is 16-byte aligned
  * (then so is every vector of it), else a plain store. */
@@ -141,7 +297,7 @@ typedef float16 floatv;
 /* Streaming stores are weakly ordered: each work-item fences its own. */
 #define STOREY_END() __builtin_ia32_sfence()
 #else
-#define STOREY(u, i, p) STOREV(u, i, p)
+#define STOREY(u, i, p) STXV(u, i, p)
 #define STOREY_END() ((void)0)
 #endif
 #if CLNORM_HAS_NV_SHFL
@@ -247,7 +403,7 @@ inline float seg_sum(float v, __local float *buf)
     }
 #define LANE_STEP_(b, p, vi, F)                                         \
     {                                                                   \
-        const floatv u = LOADV(vi, p);                                  \
+        const floatv u = LDXV(vi, p);                                   \
         b += F;                                                         \
     }
 
@@ -262,14 +418,14 @@ inline float seg_sum(float v, __local float *buf)
 #endif
 
 /* This lane's share of the sum of squared deviations from mu over p[0, n). */
-inline float lane_dev_sum(__global const float *p, uint n, uint lane, float mu)
+inline float lane_dev_sum(__global const xs_t *p, uint n, uint lane, float mu)
 {
     const uint nv = n / VEC;
     floatv a = 0.0f;
     float t = 0.0f;
     LANE_SUM(a, p, nv, lane, (u - mu) * (u - mu))
     for (uint e = nv * VEC + lane; e < n; e += LANES)
-        t += (p[e] - mu) * (p[e] - mu);
+        t += (LDX(e, p) - mu) * (LDX(e, p) - mu);
     return HSUM(a) + t;
 }
 
@@ -279,17 +435,17 @@ inline float lane_dev_sum(__global const float *p, uint n, uint lane, float mu)
  * x, so a large common offset (mean 1e4, spread 1e-2) does not swamp the
  * accumulators. An empty range (a padding lane's) only joins the barriers.
  * RMS: mean is the mean of squares and m2 is 0. */
-inline void range_stats(__global const float *x, uint e0, uint e1, uint lane,
+inline void range_stats(__global const xs_t *x, uint e0, uint e1, uint lane,
                         __local float *buf, float *mean, float *m2)
 {
-    __global const float *p = x + e0;
+    __global const xs_t *p = x + e0;
     const uint n = e1 - e0, nv = n / VEC;
-    const float k = n ? p[0] : 0.0f;
+    const float k = n ? LDX(0, p) : 0.0f;
     floatv a = 0.0f;
     float t = 0.0f;
     LANE_SUM(a, p, nv, lane, STAT(u, k))
     for (uint e = nv * VEC + lane; e < n; e += LANES)
-        t += STAT(p[e], k);
+        t += STAT(LDX(e, p), k);
     const float s = seg_sum(HSUM(a) + t, buf) / (float)n;
 #if RMS
     *mean = s;
@@ -409,33 +565,37 @@ inline void merge_set(__global const float *p, ulong base, uint n1, ulong st1, u
 /* Entry t of a folded table (tn entries per row): the set's mean, then the
  * multiplier rstd * scale and the bias (see fold_table in merge.cl). */
 inline void fold_entry(__global float *table, uint t, uint tn, float mean, float r,
-                       __global const float *scale, ulong si, __global const float *bias, ulong bi)
+                       __global const ps_t *scale, ulong si, __global const ps_t *bias, ulong bi)
 {
     table[t] = mean;
-    table[tn + t] = scale ? r * scale[si] : r;
-    table[2 * tn + t] = bias ? bias[bi] : 0.0f;
+    table[tn + t] = scale ? r * LDP(si, scale) : r;
+    table[2 * tn + t] = bias ? LDP(bi, bias) : 0.0f;
 }
 
 /* y = (x - m) * a * s + b over [j0, j1) of a set, vectors first, then the
  * tail. m, s and b are per element when mv, sv, bv are given (indexed like
- * x), else the scalars (s = 1). Lane l takes vectors l, l + LANES, ... */
-inline void norm_span(__global const float *x, __global float *y, uint j0, uint j1, uint lane,
-                      float m, float a, float b, __global const float *mv,
-                      __global const float *sv, __global const float *bv)
-{
-    __global const float *px = x + j0;
-    __global float *py = y + j0;
-    const uint n = j1 - j0, nv = n / VEC;
-    for (uint v = lane; v < nv; v += LANES) {
-        floatv u = (LOADV(v, px) - (mv ? LOADV(v, mv + j0) : (floatv)m)) * a;
-        if (sv) u *= LOADV(v, sv + j0);
-        u += bv ? LOADV(v, bv + j0) : (floatv)b;
-        STOREY(u, v, py);
+ * x), else the scalars (s = 1). Lane l takes vectors l, l + LANES, ...
+ * norm_span's sv and bv are float32 (a folded table's rows), norm_span_p's
+ * the parameters' type. */
+#define DEF_NORM_SPAN(NAME, ST, LS, LSV)                                                          \
+    inline void NAME(__global const xs_t *x, __global xs_t *y, uint j0, uint j1, uint lane, float m, \
+                     float a, float b, __global const float *mv, __global const ST *sv,          \
+                     __global const ST *bv)                                                       \
+    {                                                                                            \
+        __global const xs_t *px = x + j0;                                                        \
+        __global xs_t *py = y + j0;                                                              \
+        const uint n = j1 - j0, nv = n / VEC;                                                    \
+        for (uint v = lane; v < nv; v += LANES) {                                                \
+            floatv u = (LDXV(v, px) - (mv ? LOADV(v, mv + j0) : (floatv)m)) * a;                 \
+            if (sv) u *= LSV(v, sv + j0);                                                        \
+            u += bv ? LSV(v, bv + j0) : (floatv)b;                                               \
+            STOREY(u, v, py);                                                                    \
+        }                                                                                        \
+        for (uint e = nv * VEC + lane; e < n; e += LANES) {                                      \
+            float u = (LDX(e, px) - (mv ? mv[j0 + e] : m)) * a;                                  \
+            if (sv) u *= LS(j0 + e, sv);                                                         \
+            STX(u + (bv ? LS(j0 + e, bv) : b), e, py);                                           \
+        }                                                                                        \
     }
-    for (uint e = nv * VEC + lane; e < n; e += LANES) {
-        float u = (px[e] - (mv ? mv[j0 + e] : m)) * a;
-        if (sv) u *= sv[j0 + e];
-        py[e] = u + (bv ? bv[j0 + e] : b);
-    }
-}
-
+DEF_NORM_SPAN(norm_span, float, LDS_0, LDV_0)
+DEF_NORM_SPAN(norm_span_p, ps_t, LDP, LDPV)

@@ -148,7 +148,7 @@ void update_running(__global const float *stats, uint nsets,
  */
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
 void fold_table(__global const float *mean, ulong mo, __global const float *var, ulong vo,
-                __global const float *scale, ulong so, __global const float *bias, ulong bo,
+                __global const ps_t *scale, ulong so, __global const ps_t *bias, ulong bo,
                 __global float *table, uint P, uint C, uint stat_p, uint grp, uint aff_p, float eps)
 {
     const uint c = get_global_id(0), p = get_global_id(1);

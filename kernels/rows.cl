@@ -15,39 +15,39 @@
  */
 
 typedef struct {
-    __global const float *scale, *bias;
+    __global const ps_t *scale, *bias;
     uint seg, aff_mod, elementwise;
 } affine_t;
 
 /* y[e] for e in [e0, e1) of set i, given its mean and rstd. */
-inline void apply_range(__global const float *x, __global float *y, uint e0, uint e1,
+inline void apply_range(__global const xs_t *x, __global xs_t *y, uint e0, uint e1,
                         uint lane, uint i, uint len, float mean, float rstd, affine_t af)
 {
     if (af.elementwise) {
-        norm_span(x, y, e0, e1, lane, mean, rstd, 0.0f, 0, af.scale, af.bias);
+        norm_span_p(x, y, e0, e1, lane, mean, rstd, 0.0f, 0, af.scale, af.bias);
         return;
     }
     const uint nseg = len / af.seg;
     for (uint k = e0 / af.seg; k * af.seg < e1; ++k) {
         const uint j0 = max(k * af.seg, e0), j1 = min(k * af.seg + af.seg, e1);
         const uint p = (i % af.aff_mod) * nseg + k;
-        const float a = af.scale ? rstd * af.scale[p] : rstd;
-        const float b = af.bias ? af.bias[p] : 0.0f;
-        norm_span(x, y, j0, j1, lane, mean, a, b, 0, 0, 0);
+        const float a = af.scale ? rstd * LDP(p, af.scale) : rstd;
+        const float b = af.bias ? LDP(p, af.bias) : 0.0f;
+        norm_span_p(x, y, j0, j1, lane, mean, a, b, 0, 0, 0);
     }
 }
 
 /* Fused residual add: h = x + r over [e0, e1) of a set, lane l taking the
  * vectors norm_span gives it. The caller fences before other lanes read h. */
-inline void add_span(__global const float *x, __global const float *r, __global float *h, uint e0, uint e1,
+inline void add_span(__global const xs_t *x, __global const xs_t *r, __global xs_t *h, uint e0, uint e1,
                      uint lane)
 {
     const uint n = e1 - e0, nv = n / VEC;
     x += e0, r += e0, h += e0;
     for (uint v = lane; v < nv; v += LANES)
-        STOREV(LOADV(v, x) + LOADV(v, r), v, h);
+        STXV(LDXV(v, x) + LDXV(v, r), v, h);
     for (uint e = nv * VEC + lane; e < n; e += LANES)
-        h[e] = x[e] + r[e];
+        STX(LDX(e, x) + LDX(e, r), e, h);
 }
 
 #if CACHE_V > 0
@@ -57,25 +57,25 @@ inline void add_span(__global const float *x, __global const float *r, __global 
  * when a plane is whole vectors (af.seg % VEC == 0: channels-first
  * InstanceNorm/GroupNorm), so that no vector straddles two channels. n = 0
  * for padding items. */
-inline void row_norm_cached(__global const float *px, __global float *py, uint n, uint lane,
+inline void row_norm_cached(__global const xs_t *px, __global xs_t *py, uint n, uint lane,
                             __local float *buf, affine_t af, uint i, float eps, float *mean_o, float *rstd_o,
-                            float *var_o, __global const float *pr, __global float *ph)
+                            float *var_o, __global const xs_t *pr, __global xs_t *ph)
 {
-    __global const float *sc = af.elementwise ? af.scale : 0, *bi = af.elementwise ? af.bias : 0;
+    __global const ps_t *sc = af.elementwise ? af.scale : 0, *bi = af.elementwise ? af.bias : 0;
     const uint nv = n / VEC, tail = n - nv * VEC;
     floatv r[CACHE_V];
     for (uint j = 0; j < CACHE_V; ++j) {
         const uint v = lane + j * LANES;
-        r[j] = v < nv ? LOADV(v, px) : (floatv)0.0f;
-        if (pr && v < nv) { /* fused residual add: h stays in registers */
-            r[j] += LOADV(v, pr);
-            if (ph) STOREV(r[j], v, ph);
+        r[j] = v < nv ? LDXV(v, px) : (floatv)0.0f;
+        if (pr && v < nv) { /* fused residual add: h stays in registers, rounded as stored */
+            r[j] = RNDXV(r[j] + LDXV(v, pr));
+            if (ph) STXV(r[j], v, ph);
         }
     }
-    float tl = lane < tail ? px[nv * VEC + lane] : 0.0f;
+    float tl = lane < tail ? LDX(nv * VEC + lane, px) : 0.0f;
     if (pr && lane < tail) {
-        tl += pr[nv * VEC + lane];
-        if (ph) ph[nv * VEC + lane] = tl;
+        tl = RNDX(tl + LDX(nv * VEC + lane, pr));
+        if (ph) STX(tl, nv * VEC + lane, ph);
     }
     floatv a = 0.0f;
 #if RMS
@@ -84,7 +84,7 @@ inline void row_norm_cached(__global const float *px, __global float *py, uint n
     const float var = seg_sum(HSUM(a) + STAT(tl, 0.0f), buf) / (float)n;
     const float mean = 0.0f;
 #else
-    const float k = n ? (pr ? px[0] + pr[0] : px[0]) : 0.0f;
+    const float k = n ? (pr ? RNDX(LDX(0, px) + LDX(0, pr)) : LDX(0, px)) : 0.0f;
     for (uint j = 0; j < CACHE_V; ++j)
         if (lane + j * LANES < nv) a += r[j] - k;
     const float mu = k + seg_sum(HSUM(a) + (lane < tail ? tl - k : 0.0f), buf) / (float)n;
@@ -105,21 +105,21 @@ inline void row_norm_cached(__global const float *px, __global float *py, uint n
             floatv u;
             if (af.elementwise) {
                 u = (r[j] - mean) * rstd;
-                if (sc) u *= LOADV(v, sc);
-                if (bi) u += LOADV(v, bi);
+                if (sc) u *= LDPV(v, sc);
+                if (bi) u += LDPV(v, bi);
             } else { /* as apply_range: (x - mean) * (rstd * scale) + bias */
                 const uint p = (i % af.aff_mod) * (n / af.seg) + v * VEC / af.seg;
-                u = (r[j] - mean) * (af.scale ? rstd * af.scale[p] : rstd);
-                u += af.bias ? af.bias[p] : 0.0f;
+                u = (r[j] - mean) * (af.scale ? rstd * LDP(p, af.scale) : rstd);
+                u += af.bias ? LDP(p, af.bias) : 0.0f;
             }
-            STOREV(u, v, py);
+            STXV(u, v, py);
         }
     }
     if (lane < tail) {
         const uint e = nv * VEC + lane;
         float u = (tl - mean) * rstd;
-        if (sc) u *= sc[e];
-        py[e] = bi ? u + bi[e] : u;
+        if (sc) u *= LDP(e, sc);
+        STX(bi ? u + LDP(e, bi) : u, e, py);
     }
     *mean_o = mean, *rstd_o = rstd, *var_o = var;
 }
@@ -150,33 +150,33 @@ inline void row_norm_cached(__global const float *px, __global float *py, uint n
 #define STAGES_(v, sacc, qacc)                                                  \
     {                                                                           \
         if (xs) {                                                               \
-            floatv u_ = LOADV(v, ps);                                           \
+            floatv u_ = LDXV(v, ps);                                            \
             if (rs) {                                                           \
-                u_ += LOADV(v, pr);                                             \
-                STOREV(u_, v, ph);                                              \
+                u_ = RNDXV(u_ + LDXV(v, pr));                                   \
+                STXV(u_, v, ph);                                                \
             }                                                                   \
             sacc += STAT(u_, k);                                                \
         }                                                                       \
         if (xm) {                                                               \
-            const floatv d_ = LOADV(v, pm) - mm;                                \
+            const floatv d_ = LDXV(v, pm) - mm;                                 \
             qacc += d_ * d_;                                                    \
         }                                                                       \
         if (xa) {                                                               \
-            floatv w_ = (LOADV(v, pa) - m) * a;                                 \
-            if (sv) w_ *= LOADV(v, sv);                                         \
-            STOREY(bv ? w_ + LOADV(v, bv) : w_ + b, v, py);                     \
+            floatv w_ = (LDXV(v, pa) - m) * a;                                  \
+            if (sv) w_ *= LDPV(v, sv);                                          \
+            STOREY(bv ? w_ + LDPV(v, bv) : w_ + b, v, py);                      \
         }                                                                       \
     }
-inline void pipe_span(__global const float *xs, float k, __global const float *xm, float mm,
-                      __global const float *xa, __global float *ya, uint j0, uint j1, float m, float a,
-                      float b, __global const float *sv, __global const float *bv, float *s, float *q,
-                      __global const float *rs, __global float *hs)
+inline void pipe_span(__global const xs_t *xs, float k, __global const xs_t *xm, float mm,
+                      __global const xs_t *xa, __global xs_t *ya, uint j0, uint j1, float m, float a,
+                      float b, __global const ps_t *sv, __global const ps_t *bv, float *s, float *q,
+                      __global const xs_t *rs, __global xs_t *hs)
 {
     /* rs (fused residual add): the statistics stream is h = xs + rs, stored
      * to hs on the way, where the later passes (xm, xa) read it from cache. */
-    __global const float *ps = xs + j0, *pm = xm + j0, *pa = xa + j0, *pr = rs + j0;
-    __global float *ph = hs + j0;
-    __global float *py = ya + j0;
+    __global const xs_t *ps = xs + j0, *pm = xm + j0, *pa = xa + j0, *pr = rs + j0;
+    __global xs_t *ph = hs + j0;
+    __global xs_t *py = ya + j0;
     if (sv) sv += j0;
     if (bv) bv += j0;
     const uint n = j1 - j0, nv = n / VEC;
@@ -197,14 +197,17 @@ inline void pipe_span(__global const float *xs, float k, __global const float *x
     float st = 0.0f, qt = 0.0f;
     for (uint e = nv * VEC; e < n; ++e) {
         if (xs) {
-            float u = ps[e];
-            if (rs) ph[e] = u = u + pr[e];
+            float u = LDX(e, ps);
+            if (rs) {
+                u = RNDX(u + LDX(e, pr));
+                STX(u, e, ph);
+            }
             st += STAT(u, k);
         }
-        if (xm) qt += (pm[e] - mm) * (pm[e] - mm);
+        if (xm) qt += (LDX(e, pm) - mm) * (LDX(e, pm) - mm);
         if (xa) {
-            const float w = (pa[e] - m) * a * (sv ? sv[e] : 1.0f);
-            py[e] = bv ? w + bv[e] : w + b;
+            const float w = (LDX(e, pa) - m) * a * (sv ? LDP(e, sv) : 1.0f);
+            STX(bv ? w + LDP(e, bv) : w + b, e, py);
         }
     }
     *s += HSUM(sa) + st;
@@ -215,33 +218,33 @@ inline void pipe_span(__global const float *xs, float k, __global const float *x
  * ia's parameters). lag 2: *r1 = the shifted sum of xs (shift xs[0]), *r2 =
  * the squared deviations of xm from mm. lag 1 (xm unused): *r1 = the mean
  * of xs (RMS: of its squares), *r2 = its M2, merged over pieces. */
-inline void pipe_pass(uint lag, __global const float *xs, __global const float *xm, float mm,
-                      __global const float *xa, __global float *ya, uint ia, uint len, float mean,
-                      float rstd, affine_t af, float *r1, float *r2, __global const float *rs, __global float *hs)
+inline void pipe_pass(uint lag, __global const xs_t *xs, __global const xs_t *xm, float mm,
+                      __global const xs_t *xa, __global xs_t *ya, uint ia, uint len, float mean,
+                      float rstd, affine_t af, float *r1, float *r2, __global const xs_t *rs, __global xs_t *hs)
 {
     /* rs: xs + rs is the set (stored to hs); hs is what a re-read sees. */
     if (!xs) rs = 0;
-    __global const float *xv = rs ? hs : xs;
+    __global const xs_t *xv = rs ? hs : xs;
     const uint seg = af.elementwise ? len : af.seg, nseg = len / seg;
     const uint piece = lag == 1 ? PIECE : len;
-    __global const float *sv = af.elementwise ? af.scale : 0, *bv = af.elementwise ? af.bias : 0;
+    __global const ps_t *sv = af.elementwise ? af.scale : 0, *bv = af.elementwise ? af.bias : 0;
     float s = 0.0f, q = 0.0f, K = 0.0f;
     chan_t st = {0, 0.0f, 0.0f};
     for (uint g = 0; g < nseg; ++g) {
         float a = rstd, b = 0.0f;
         if (xa && !af.elementwise) {
             const uint p = (ia % af.aff_mod) * nseg + g;
-            if (af.scale) a *= af.scale[p];
-            if (af.bias) b = af.bias[p];
+            if (af.scale) a *= LDP(p, af.scale);
+            if (af.bias) b = LDP(p, af.bias);
         }
         for (uint j0 = g * seg; j0 < (g + 1) * seg; j0 += piece) {
             const uint j1 = min(j0 + piece, (g + 1) * seg);
             if (lag == 2) {
-                const float k0 = xs ? (rs ? xs[0] + rs[0] : xs[0]) : 0.0f;
+                const float k0 = xs ? (rs ? RNDX(LDX(0, xs) + LDX(0, rs)) : LDX(0, xs)) : 0.0f;
                 pipe_span(xs, k0, xm, mm, xa, ya, j0, j1, mean, a, b, sv, bv, &s, &q, rs, hs);
                 continue;
             }
-            const float k = xs ? (rs ? xs[j0] + rs[j0] : xs[j0]) : 0.0f;
+            const float k = xs ? (rs ? RNDX(LDX(j0, xs) + LDX(j0, rs)) : LDX(j0, xs)) : 0.0f;
             float ps = 0.0f, pq = 0.0f;
             pipe_span(xs, k, 0, 0.0f, xa, ya, j0, j1, mean, a, b, sv, bv, &ps, &pq, rs, hs);
             if (!xs)
@@ -270,19 +273,19 @@ inline void pipe_pass(uint lag, __global const float *xs, __global const float *
  * (mean, rstd) are optional, and so is `stats` (mean at [i], biased variance
  * at [nsets + i]), which running-statistics updates read. */
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
-void row_norm(__global const float *x, ulong xo, __global float *y, ulong yo,
-              __global const float *scale, ulong so, __global const float *bias, ulong bo,
+void row_norm(__global const xs_t *x, ulong xo, __global xs_t *y, ulong yo,
+              __global const ps_t *scale, ulong so, __global const ps_t *bias, ulong bo,
               __global float *mean_out, ulong mo, __global float *rstd_out, ulong ro,
               __global float *stats, uint nsets, uint per_item, uint lag,
               uint len, uint seg, uint aff_mod, uint elementwise, float eps,
-              __global const float *res, ulong rso, __global float *hout, ulong hoo)
+              __global const xs_t *res, ulong rso, __global xs_t *hout, ulong hoo)
 {
     const affine_t af = { scale ? scale + so : 0, bias ? bias + bo : 0, seg, aff_mod, elementwise };
     /* Fused residual add (res given): the set is h = x + res, written to hout
      * (h_out, or y itself when h is not asked for) by the first pass, which
      * the later passes read back from cache. */
-    __global const float *rb = res ? res + rso : 0;
-    __global float *hb = res ? hout + hoo : 0;
+    __global const xs_t *rb = res ? res + rso : 0;
+    __global xs_t *hb = res ? hout + hoo : 0;
 #if LANES == 1
     /* Sets [i0, i1), pipelined (above): step t reads set t and writes set
      * t - lag; after it, set t + 1 - lag has its statistics. */
@@ -290,15 +293,15 @@ void row_norm(__global const float *x, ulong xo, __global float *y, ulong yo,
     if (i0 >= nsets)
         return;
     const uint i1 = min(nsets, i0 + per_item);
-    __global const float *xb = x + xo, *vb = res ? hb : xb; /* vb: what re-reads see */
+    __global const xs_t *xb = x + xo, *vb = res ? hb : xb; /* vb: what re-reads see */
     float mu1 = 0.0f;                  /* lag 2: shifted mean (RMS: mean of squares) of set t-1 */
     float mean_a = 0.0f, rstd_a = 0.0f; /* statistics of the set written next */
     for (uint t = i0; t < i1 + lag; ++t) {
         const int has_s = t < i1, has_m = !RMS && lag == 2 && t > i0 && t - 1 < i1;
         const int has_a = t >= i0 + lag;
-        __global const float *xs = has_s ? xb + (ulong)t * len : 0;
-        __global const float *xm = has_m ? vb + (ulong)(t - 1) * len : 0;
-        __global const float *xa = has_a ? vb + (ulong)(t - lag) * len : 0;
+        __global const xs_t *xs = has_s ? xb + (ulong)t * len : 0;
+        __global const xs_t *xm = has_m ? vb + (ulong)(t - 1) * len : 0;
+        __global const xs_t *xa = has_a ? vb + (ulong)(t - lag) * len : 0;
         float r1, r2;
         pipe_pass(lag, xs, xm, mu1, xa, has_a ? y + yo + (ulong)(t - lag) * len : 0, t - lag, len,
                   mean_a, rstd_a, af, &r1, &r2, rb ? rb + (ulong)t * len : 0, hb ? hb + (ulong)t * len : 0);
@@ -313,7 +316,7 @@ void row_norm(__global const float *x, ulong xo, __global float *y, ulong yo,
             mean_a = mean, rstd_a = rstd;
         }
         if (lag == 2 && has_s)
-            mu1 = RMS ? r1 / (float)len : vb[(ulong)t * len] + r1 / (float)len;
+            mu1 = RMS ? r1 / (float)len : LDX((ulong)t * len, vb) + r1 / (float)len;
     }
 #else
     __local float buf[WG];
@@ -332,7 +335,7 @@ void row_norm(__global const float *x, ulong xo, __global float *y, ulong yo,
 #endif
     {
         float m2;
-        __global const float *xs = x + xo + base;
+        __global const xs_t *xs = x + xo + base;
         if (rb) { /* h first, visible to the set's other lanes after the fence */
             add_span(xs, rb + base, hb + base, 0, active ? len : 0, lane);
             barrier(CLK_GLOBAL_MEM_FENCE);
@@ -362,9 +365,9 @@ void row_norm(__global const float *x, ulong xo, __global float *y, ulong yo,
  * i*nchunks + c. With LANES == 1 a work-item takes per_item consecutive
  * sets (else per_item is 1). */
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
-void row_partials(__global const float *x, ulong xo, __global float *part,
+void row_partials(__global const xs_t *x, ulong xo, __global float *part,
                   uint nsets, uint per_item, uint len, uint chunk,
-                  __global const float *res, ulong rso, __global float *hout, ulong hoo)
+                  __global const xs_t *res, ulong rso, __global xs_t *hout, ulong hoo)
 {
     /* Fused residual add: the chunk's h = x + res goes to hout (h_out or y),
      * where row_apply reads it; the statistics are h's. */
@@ -376,7 +379,7 @@ void row_partials(__global const float *x, ulong xo, __global float *part,
     const uint i0 = get_global_id(0) * per_item, i1 = min(nsets, i0 + per_item);
     const uint e1 = min(len, e0 + chunk);
     for (uint i = i0; i < i1; ++i) {
-        __global const float *xs = x + xo + (ulong)i * len;
+        __global const xs_t *xs = x + xo + (ulong)i * len;
         if (res) {
             add_span(xs, res + rso + (ulong)i * len, hout + hoo + (ulong)i * len, e0, e1, 0);
             xs = hout + hoo + (ulong)i * len;
@@ -388,7 +391,7 @@ void row_partials(__global const float *x, ulong xo, __global float *part,
     const uint i = get_global_id(0) / LANES, lane = get_local_id(0) % LANES;
     const uint ic = min(i, nsets - 1);
     const uint e1 = i < nsets ? min(len, e0 + chunk) : e0;
-    __global const float *xs = x + xo + (ulong)ic * len;
+    __global const xs_t *xs = x + xo + (ulong)ic * len;
     if (res) { /* uniform: every lane reaches the fence */
         add_span(xs, res + rso + (ulong)ic * len, hout + hoo + (ulong)ic * len, e0, e1, lane);
         barrier(CLK_GLOBAL_MEM_FENCE);
@@ -404,8 +407,8 @@ void row_partials(__global const float *x, ulong xo, __global float *part,
  * holds the mean of set i at [i] and its biased variance (RMS: mean of
  * squares) at [nsets + i]. */
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
-void row_apply(__global const float *x, ulong xo, __global float *y, ulong yo,
-               __global const float *scale, ulong so, __global const float *bias, ulong bo,
+void row_apply(__global const xs_t *x, ulong xo, __global xs_t *y, ulong yo,
+               __global const ps_t *scale, ulong so, __global const ps_t *bias, ulong bo,
                __global const float *stats, uint nsets, uint len, uint chunk,
                uint seg, uint aff_mod, uint elementwise, float eps)
 {

@@ -237,6 +237,10 @@ unsigned long th_compare_bwd(const clnorm_desc *d, const th_bwd_inputs *in, cons
                              double tol_scale, int report);
 unsigned long th_compare_bwd_why(const clnorm_desc *d, const th_bwd_inputs *in, const th_bwd_outputs *got,
                                  double tol_scale, char *why, size_t len);
+/* The tolerance of a value stored as type t (clnorm_dtype) whose float32
+ * computation has tolerance f32tol against the double reference ref on the
+ * same widened inputs: f32tol plus half an ulp of t (derived in compare.c). */
+double th_storage_tol(clnorm_dtype t, double ref, double f32tol);
 /* The saved statistics an exact forward of d on x writes, rounded to float:
  * the mean and biased variance in double, rstd = 1/sqrt(var + eps) (0 where
  * BatchNorm/InstanceNorm have var + eps == 0; RMSNorm: 1/sqrt(mean(x^2) +

@@ -504,3 +504,28 @@ unsigned long th_compare_bwd_why(const clnorm_desc *d, const th_bwd_inputs *in, 
         why[0] = 0;
     return compare_bwd(d, in, got, tol_scale, &m);
 }
+
+/*
+ * Storage types (clnorm_desc.dtype; SPEC.md, Storage types). The library
+ * widens 16-bit inputs exactly, computes in float32 as for float32 data and
+ * rounds once, on the final store. The reference is ref_forward (double) on
+ * the same widened inputs, so the error of a stored output is
+ *     |got - ref| <= |f32 result - ref| + |round_t(f32 result) - f32 result|.
+ * The first term is the float32 model's (the caller's f32tol). The second is
+ * round to nearest even into the storage type: at most half an ulp of the
+ * type, i.e. u_t = 2^-p relative for a p+1-bit significand (float16: 11
+ * bits, u = 2^-11; bfloat16: 8 bits, u = 2^-8), of |f32 result| <= |ref| +
+ * f32tol; below the smallest normal float16 (2^-14) the spacing is fixed at
+ * 2^-24, so half of it, 2^-25, is the absolute floor (bfloat16 shares
+ * float32's exponent range: its subnormal floor, 2^-134, is below anything
+ * the tests compare). Hence
+ *     tol = f32tol + u_t * (|ref| + f32tol) + floor_t.
+ * Overflow is the caller's: a float16 result above 65504 rounds to +-Inf
+ * from 65520 (the halfway point to 2^16) up, and to 65504 below it.
+ */
+double th_storage_tol(clnorm_dtype t, double ref, double f32tol)
+{
+    if (t == CLNORM_FLOAT16) return f32tol + ldexp(1.0, -11) * (fabs(ref) + f32tol) + ldexp(1.0, -25);
+    if (t == CLNORM_BFLOAT16) return f32tol + ldexp(1.0, -8) * (fabs(ref) + f32tol);
+    return f32tol;
+}

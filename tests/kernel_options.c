@@ -17,7 +17,8 @@
  * to the profile's maximum (a tuning file or clnorm_set_variant may force
  * any); lanes: 1, 32 (or the group when smaller) and the whole group, which
  * is what the row, column and merge plans launch with; tree: GPU rules only;
- * flags: every subset of CLNORM_K_ALL that a plan can hold.
+ * flags: every subset of CLNORM_K_ALL that a plan can hold; storage types:
+ * every (x, parameter) pair of clnorm_dtype the API accepts.
  */
 #include "internal.h"
 
@@ -51,10 +52,15 @@ static void emit(const clnorm_devinfo *d)
                 if ((flags & CLNORM_K_RMS) && (flags & CLNORM_K_RSTD_ZERO)) continue;
                 /* LP is LpNormalization's (LayerNorm rows): never with RSTD_ZERO. */
                 if ((flags & CLNORM_K_LP) && (flags & CLNORM_K_RSTD_ZERO)) continue;
-                const clnorm_progkey key = {wg, lanes_set[li], tree, flags};
-                clnorm_build_options(d, &key, opts, sizeof opts);
-                const char *t = (d->features & CLNORM_FEAT_NV_SHFL) ? "nvptx" : d->features ? "x86" : "portable";
-                printf("%s\t%s\n", t, opts);
+                /* Storage types: x's (XT) by the parameters' (PT: float32
+                 * or x's type), every pair a plan can hold. */
+                static const unsigned types[5][2] = {{0, 0}, {1, 0}, {1, 1}, {2, 0}, {2, 2}};
+                for (int ti = 0; ti < 5; ++ti) {
+                    const clnorm_progkey key = {wg, lanes_set[li], tree, flags, types[ti][0], types[ti][1]};
+                    clnorm_build_options(d, &key, opts, sizeof opts);
+                    const char *t = (d->features & CLNORM_FEAT_NV_SHFL) ? "nvptx" : d->features ? "x86" : "portable";
+                    printf("%s\t%s\n", t, opts);
+                }
             }
         }
     }
