@@ -13,12 +13,13 @@
  * Devices are recorded profiles, not the machine's: NVIDIA's H200 (GPU
  * rules, inline PTX), PoCL's CPU device (CPU rules, its features), a GPU with
  * no target feature (the portable kernels every other driver gets), and each
- * of them under CLNORM_DEVICE_CLASS's other class. Work-group sizes: every power of two up
- * to the profile's maximum (a tuning file or clnorm_set_variant may force
- * any); lanes: 1, 32 (or the group when smaller) and the whole group, which
- * is what the row, column and merge plans launch with; tree: GPU rules only;
- * flags: every subset of CLNORM_K_ALL that a plan can hold; storage types:
- * every (x, parameter) pair of clnorm_dtype the API accepts.
+ * of them under CLNORM_DEVICE_CLASS's other class. Work-group sizes: those
+ * whose code differs (wgs below; a tuning file or clnorm_set_variant may
+ * force any power of two, which compiles one of these paths); lanes: 1, 32
+ * (or the group when smaller) and the whole group, which is what the row,
+ * column and merge plans launch with; tree: GPU rules only; flags: every
+ * subset of CLNORM_K_ALL that a plan can hold; storage types: every (x,
+ * parameter) pair of clnorm_dtype the API accepts, at the rules' sizes.
  */
 #include "internal.h"
 
@@ -37,12 +38,26 @@ static void profile(clnorm_devinfo *d, const char *platform, const char *name, i
     clnorm_profile_features(d);
 }
 
+/* Work-group sizes whose code differs: a single work-item (LANES 1), a pair
+ * (tree sums of two), a warp (32: the shuffles' minimum), the rules'
+ * defaults (64 on CPUs, 256 on GPUs) and the profiles' maxima. Sizes in
+ * between compile the same code with another constant; listing every power
+ * of two (as before the storage types) made the check 8400 option sets. */
+static const unsigned wgs[] = {1, 2, 32, 64, 256, 1024, 4096};
+
 static void emit(const clnorm_devinfo *d)
 {
     char opts[512];
     const unsigned tree = d->is_cpu ? 0u : 1u;
-    for (unsigned wg = 1; wg <= d->max_wg; wg *= 2) {
+    /* Storage types: x's (XT) by the parameters' (PT: float32 or x's type),
+     * every pair the API accepts. */
+    static const unsigned types[5][2] = {{0, 0}, {1, 0}, {1, 1}, {2, 0}, {2, 2}};
+    for (size_t wi = 0; wi < sizeof wgs / sizeof wgs[0] && wgs[wi] <= d->max_wg; ++wi) {
+        const unsigned wg = wgs[wi];
         const unsigned lanes_set[3] = {1u, wg < 32 ? wg : 32u, wg};
+        /* 16-bit types at the rules' own sizes (1, 64, 256): their loads
+         * and stores do not depend on the group size. */
+        const int all_types = wg == 1 || wg == 64 || wg == 256;
         for (int li = 0; li < 3; ++li) {
             if (li > 0 && lanes_set[li] == lanes_set[li - 1]) continue;
             for (unsigned flags = 0; flags <= CLNORM_K_ALL; ++flags) {
@@ -52,10 +67,13 @@ static void emit(const clnorm_devinfo *d)
                 if ((flags & CLNORM_K_RMS) && (flags & CLNORM_K_RSTD_ZERO)) continue;
                 /* LP is LpNormalization's (LayerNorm rows): never with RSTD_ZERO. */
                 if ((flags & CLNORM_K_LP) && (flags & CLNORM_K_RSTD_ZERO)) continue;
-                /* Storage types: x's (XT) by the parameters' (PT: float32
-                 * or x's type), every pair a plan can hold. */
-                static const unsigned types[5][2] = {{0, 0}, {1, 0}, {1, 1}, {2, 0}, {2, 2}};
+                /* STREAM switches streaming stores on only where the target
+                 * has them (common.cl: STREAM_ON); elsewhere it compiles
+                 * the plain stores STREAM = 0 does. */
+                if ((flags & CLNORM_K_STREAM) && !(d->features & CLNORM_FEAT_NT_STORE)) continue;
                 for (int ti = 0; ti < 5; ++ti) {
+                    /* streaming stores are float32's (STREAM_ON needs XT 0) */
+                    if (ti > 0 && (!all_types || (flags & CLNORM_K_STREAM))) continue;
                     const clnorm_progkey key = {wg, lanes_set[li], tree, flags, types[ti][0], types[ti][1]};
                     clnorm_build_options(d, &key, opts, sizeof opts);
                     const char *t = (d->features & CLNORM_FEAT_NV_SHFL) ? "nvptx" : d->features ? "x86" : "portable";
