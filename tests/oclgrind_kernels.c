@@ -25,8 +25,8 @@
  * Every result is compared with the double-precision reference
  * (tests/reference.c) with th_compare's tolerances.
  *
- * float16/bfloat16 storage (the "half" rows): og_check_half_forward and
- * og_check_half_backward put x, y, residual, h_out, dy and dx on tight
+ * float16/bfloat16 storage (the "half" rows): the same check functions put
+ * x, y, residual, h_out, dy and dx on tight
  * buffers of 16-bit elements (scale and bias of param_dtype; statistics
  * and gradients of the parameters float32), with a 16-bit NaN before an
  * input's payload, and compare with the reference on the widened inputs
@@ -82,8 +82,6 @@ struct og_case {
 
 static int og_check_forward(clnorm_ctx *ctx, const og_case *c);
 static int og_check_backward(clnorm_ctx *ctx, const og_case *c);
-static int og_check_half_forward(clnorm_ctx *ctx, const og_case *c);
-static int og_check_half_backward(clnorm_ctx *ctx, const og_case *c);
 
 #define ROWS(o, r, cl) {.op = (o), .rows = (r), .cols = (cl), .eps = 1e-5f, .momentum = 0.1f, .training = 1, .groups = 1}
 #define CHAN(o, lay, N, C, G, train, rk, s0, s1)                                                           \
@@ -100,8 +98,8 @@ static int og_check_half_backward(clnorm_ctx *ctx, const og_case *c);
 #define F16 CLNORM_FLOAT16
 #define BF16 CLNORM_BFLOAT16
 #define F32 CLNORM_FLOAT32
-#define HFWD og_check_half_forward
-#define HBWD og_check_half_backward
+#define HFWD og_check_forward  /* the same checks; a 16-bit dtype picks the storage comparison */
+#define HBWD og_check_backward
 #define FWD og_check_forward
 #define BWD og_check_backward /* scale: dscale too; bias: dbias too; OG_IN_PLACE: dx is dy */
 #define LN CLNORM_LAYER_NORM
@@ -220,7 +218,7 @@ static const og_case og_cases[] = {
     /* float16/bfloat16 storage (LDX/STX, LDXV/STXV, LDP in common.cl):
      * 16-bit x, y, residual, h_out, dy, dx on tight 16-bit buffers, params
      * in float32 or x's type, against the reference on the widened inputs
-     * with th_storage_tol (og_check_half_forward/backward). Row tails past
+     * with th_storage_tol (og_check_forward/backward on 16-bit buffers). Row tails past
      * the last vector (301, 257, 67 columns), odd channel counts for the
      * column kernels. */
     {"half LN f16 7x301", HFWD, OG_BOTH, V_AUTO | 0x0eu, HROWS(LN, 7, 301, F16, F32), 1, 1, 1, 0, 0, TH_NORMAL},
@@ -321,193 +319,6 @@ static clnorm_buf og_ref(const og_buf *b)
 
 static int is_rows(const clnorm_desc *d) { return d->op == CLNORM_LAYER_NORM || d->op == CLNORM_RMS_NORM; }
 
-static int og_check_forward(clnorm_ctx *ctx, const og_case *c)
-{
-    const clnorm_desc *shape = &c->d;
-    th_rng r;
-    th_rng_init(&r, th_next_seed());
-    const size_t E = ref_elements(shape), sets = ref_sets(shape), aff = ref_affine_len(shape);
-    const size_t C = is_rows(shape) ? 1 : shape->c;
-    if (!E || !sets) {
-        th_fail("an invalid shape (a bad table entry)");
-        return 1;
-    }
-    const int running = c->running > 0 || (c->running == 0 && shape->op == CLNORM_BATCH_NORM);
-    const int train = is_rows(shape) || shape->op == CLNORM_GROUP_NORM || shape->training;
-    const int want_mean = c->stats && train && shape->op != CLNORM_RMS_NORM, want_rstd = c->stats && train;
-    float *x = malloc(E * sizeof *x), *y = malloc(E * sizeof *y);
-    float *scale = malloc(aff * sizeof *scale), *bias = malloc(aff * sizeof *bias);
-    float *rm = malloc(C * sizeof *rm), *rv = malloc(C * sizeof *rv);
-    float *rmo = malloc(C * sizeof *rmo), *rvo = malloc(C * sizeof *rvo);
-    float *mean = malloc(sets * sizeof *mean), *rstd = malloc(sets * sizeof *rstd);
-    enum { BX, BY, BS, BB, BM, BR, BRM, BRV, NB };
-    og_buf b[NB];
-    memset(b, 0, sizeof b);
-    int fails = 1;
-    if (!x || !y || !scale || !bias || !rm || !rv || !rmo || !rvo || !mean || !rstd) {
-        th_fail("out of host memory");
-        goto out;
-    }
-    th_fill(&r, shape, c->kind, x);
-    th_fill_normal(&r, scale, aff, 1.0, 0.5);
-    th_fill_normal(&r, bias, aff, 0.0, 1.0);
-    th_fill_normal(&r, rm, C, 0.0, 1.0);
-    th_fill_uniform(&r, rv, C, 0.5, 2.0);
-    if (c->kind == TH_OFFSET_1E4)
-        for (size_t i = 0; i < C; i++)
-            rm[i] += 1e4f;
-    if (ref_forward(shape, x, c->scale ? scale : NULL, c->bias ? bias : NULL, running ? rm : NULL,
-                    running ? rv : NULL, NULL, NULL, NULL, NULL, NULL) != 0) {
-        th_fail("the reference rejects this case (a bad table entry)");
-        goto out;
-    }
-
-    /* Distinct offsets per buffer, so that a kernel using the wrong one reads
-     * uninitialized memory or out of bounds. */
-    const int offs = (c->flags & OG_OFFSET) != 0;
-    int bad = og_buf_make(ctx, &b[BX], offs ? 3 : 0, E, x);
-    if (!(c->flags & OG_IN_PLACE))
-        bad |= og_buf_make(ctx, &b[BY], offs ? 5 : 0, E, NULL);
-    if (c->scale) bad |= og_buf_make(ctx, &b[BS], offs ? 7 : 0, aff, scale);
-    if (c->bias) bad |= og_buf_make(ctx, &b[BB], offs ? 2 : 0, aff, bias);
-    if (want_mean) bad |= og_buf_make(ctx, &b[BM], offs ? 1 : 0, sets, NULL);
-    if (want_rstd) bad |= og_buf_make(ctx, &b[BR], offs ? 4 : 0, sets, NULL);
-    if (running) {
-        bad |= og_buf_make(ctx, &b[BRM], offs ? 6 : 0, C, rm);
-        bad |= og_buf_make(ctx, &b[BRV], offs ? 9 : 0, C, rv);
-    }
-    if (bad)
-        goto out;
-
-    clnorm_desc d = *shape;
-    d.x = og_ref(&b[BX]);
-    d.y = (c->flags & OG_IN_PLACE) ? d.x : og_ref(&b[BY]);
-    d.scale = og_ref(&b[BS]);
-    d.bias = og_ref(&b[BB]);
-    d.mean = og_ref(&b[BM]);
-    d.rstd = og_ref(&b[BR]);
-    d.running_mean = og_ref(&b[BRM]);
-    d.running_var = og_ref(&b[BRV]);
-    cl_event ev = NULL;
-    th_cases++;
-    clnorm_status st = clnorm_forward(ctx, &d, 0, NULL, &ev);
-    if (st != CLNORM_OK) {
-        th_fail("clnorm_forward: %s (%s)", clnorm_status_name(st), clnorm_last_error(ctx));
-        goto out;
-    }
-    cl_int err = clWaitForEvents(1, &ev);
-    clReleaseEvent(ev);
-    if (err != CL_SUCCESS) {
-        th_fail("clWaitForEvents: %d", err);
-        goto out;
-    }
-    th_inputs in = {x, c->scale ? scale : NULL, c->bias ? bias : NULL, running ? rm : NULL, running ? rv : NULL};
-    th_outputs got = {y, want_mean ? mean : NULL, want_rstd ? rstd : NULL, running ? rmo : NULL,
-                      running ? rvo : NULL};
-    bad = og_buf_read(ctx, (c->flags & OG_IN_PLACE) ? &b[BX] : &b[BY], y);
-    if (want_mean) bad |= og_buf_read(ctx, &b[BM], mean);
-    if (want_rstd) bad |= og_buf_read(ctx, &b[BR], rstd);
-    if (running) bad |= og_buf_read(ctx, &b[BRM], rmo) | og_buf_read(ctx, &b[BRV], rvo);
-    if (!bad)
-        fails = th_compare(shape, &in, &got, 1.0, 1) != 0;
-out:
-    for (int i = 0; i < NB; i++)
-        if (b[i].mem)
-            clReleaseMemObject(b[i].mem);
-    free(x); free(y); free(scale); free(bias); free(rm); free(rv); free(rmo); free(rvo);
-    free(mean); free(rstd);
-    return fails;
-}
-
-/* A backward case: saved statistics as an exact forward writes them
- * (th_saved_stats) with batch statistics, else running statistics; x, dy,
- * scale and the statistics on tight input buffers, dx (unless in place),
- * dscale (with scale) and dbias (with bias) on tight output buffers. */
-static int og_check_backward(clnorm_ctx *ctx, const og_case *c)
-{
-    const clnorm_desc *shape = &c->d;
-    th_rng r;
-    th_rng_init(&r, th_next_seed());
-    const size_t E = ref_elements(shape), sets = ref_sets(shape), aff = ref_affine_len(shape);
-    const size_t C = is_rows(shape) ? 1 : shape->c;
-    const int running = c->running > 0;
-    const int batch = ref_backward_uses_batch(shape, running);
-    const int want_mean = batch && shape->op != CLNORM_RMS_NORM;
-    float *x = malloc(E * sizeof *x), *dy = malloc(E * sizeof *dy), *dx = malloc(E * sizeof *dx);
-    float *scale = malloc(aff * sizeof *scale), *ds = malloc(aff * sizeof *ds), *db = malloc(aff * sizeof *db);
-    float *rm = malloc(C * sizeof *rm), *rv = malloc(C * sizeof *rv);
-    float *mean = malloc(sets * sizeof *mean), *rstd = malloc(sets * sizeof *rstd);
-    enum { BX, BDY, BDX, BS, BDS, BDB, BM, BR, BRM, BRV, NB };
-    og_buf b[NB];
-    memset(b, 0, sizeof b);
-    int fails = 1;
-    if (!x || !dy || !dx || !scale || !ds || !db || !rm || !rv || !mean || !rstd) {
-        th_fail("out of host memory");
-        goto out;
-    }
-    th_fill(&r, shape, c->kind, x);
-    th_fill_normal(&r, dy, E, 0.0, 1.0);
-    th_fill_normal(&r, scale, aff, 1.0, 0.5);
-    th_fill_normal(&r, rm, C, c->kind == TH_OFFSET_1E4 ? 1e4 : 0.0, 1.0);
-    th_fill_uniform(&r, rv, C, 0.5, 2.0);
-    if (batch) th_saved_stats(shape, x, want_mean ? mean : NULL, rstd);
-    const int offs = (c->flags & OG_OFFSET) != 0, in_place = (c->flags & OG_IN_PLACE) != 0;
-    int bad = og_buf_make(ctx, &b[BX], offs ? 3 : 0, E, x);
-    bad |= og_buf_make(ctx, &b[BDY], offs ? 8 : 0, E, dy);
-    if (c->stats && !in_place) bad |= og_buf_make(ctx, &b[BDX], offs ? 5 : 0, E, NULL);
-    if (c->scale) bad |= og_buf_make(ctx, &b[BS], offs ? 7 : 0, aff, scale);
-    const int want_ds = c->scale && !(c->flags & OG_DX_ONLY);
-    if (want_ds) bad |= og_buf_make(ctx, &b[BDS], offs ? 10 : 0, aff, NULL);
-    if (c->bias) bad |= og_buf_make(ctx, &b[BDB], offs ? 2 : 0, aff, NULL);
-    if (want_mean) bad |= og_buf_make(ctx, &b[BM], offs ? 1 : 0, sets, mean);
-    if (batch) bad |= og_buf_make(ctx, &b[BR], offs ? 4 : 0, sets, rstd);
-    if (running) {
-        bad |= og_buf_make(ctx, &b[BRM], offs ? 6 : 0, C, rm);
-        bad |= og_buf_make(ctx, &b[BRV], offs ? 9 : 0, C, rv);
-    }
-    if (bad)
-        goto out;
-    clnorm_desc d = *shape;
-    d.x = og_ref(&b[BX]);
-    d.dy = og_ref(&b[BDY]);
-    d.dx = c->stats && in_place ? d.dy : og_ref(&b[BDX]);
-    d.scale = og_ref(&b[BS]);
-    d.dscale = og_ref(&b[BDS]);
-    d.dbias = og_ref(&b[BDB]);
-    d.mean = og_ref(&b[BM]);
-    d.rstd = og_ref(&b[BR]);
-    d.running_mean = og_ref(&b[BRM]);
-    d.running_var = og_ref(&b[BRV]);
-    cl_event ev = NULL;
-    th_cases++;
-    clnorm_status st = clnorm_backward(ctx, &d, 0, NULL, &ev);
-    if (st != CLNORM_OK) {
-        th_fail("clnorm_backward: %s (%s)", clnorm_status_name(st), clnorm_last_error(ctx));
-        goto out;
-    }
-    cl_int err = clWaitForEvents(1, &ev);
-    clReleaseEvent(ev);
-    if (err != CL_SUCCESS) {
-        th_fail("clWaitForEvents: %d", err);
-        goto out;
-    }
-    const int has_dx = d.dx.mem != NULL;
-    if (has_dx) bad |= og_buf_read(ctx, in_place ? &b[BDY] : &b[BDX], dx);
-    if (want_ds) bad |= og_buf_read(ctx, &b[BDS], ds);
-    if (c->bias) bad |= og_buf_read(ctx, &b[BDB], db);
-    th_bwd_inputs in = {x, dy, c->scale ? scale : NULL, want_mean ? mean : NULL, batch ? rstd : NULL,
-                        running ? rm : NULL, running ? rv : NULL};
-    th_bwd_outputs got = {has_dx ? dx : NULL, want_ds ? ds : NULL, c->bias ? db : NULL};
-    if (!bad)
-        fails = th_compare_bwd(shape, &in, &got, 1.0, 1) != 0;
-out:
-    for (int i = 0; i < NB; i++)
-        if (b[i].mem)
-            clReleaseMemObject(b[i].mem);
-    free(x); free(dy); free(dx); free(scale); free(ds); free(db); free(rm); free(rv); free(mean); free(rstd);
-    return fails;
-}
-
 /* ---- 16-bit storage (clnorm_desc.dtype, param_dtype) ----------------------- */
 
 /* A tight buffer of off + len elements of type t (CLNORM_FLOAT32: as
@@ -567,14 +378,15 @@ static int og_buf_read_t(clnorm_ctx *ctx, const og_buf *b, clnorm_dtype t, float
     return err == CL_SUCCESS ? 0 : -1;
 }
 
-#define OG_HALF_AMP 3.0 /* x ~ N(1.5, 3), as test_half */
+#define OG_HALF_AMP 3.0 /* 16-bit rows: x ~ N(1.5, 3), as test_half */
 
-/* A forward on 16-bit tight buffers: x (residual, y, h_out) of d.dtype,
- * scale and bias of d.param_dtype, statistics float32; inputs drawn and
- * rounded to their types, then compared (th_compare_storage) with the
- * reference on the widened inputs (x + residual rounded to t with
- * OG_RESID, which h_out must hold bit for bit). */
-static int og_check_half_forward(clnorm_ctx *ctx, const og_case *c)
+/* A forward case on tight buffers: x (residual, y, h_out) of d.dtype, scale
+ * and bias of d.param_dtype, statistics float32. float32 rows draw x by
+ * their kind and compare with th_compare; 16-bit rows draw normal data
+ * rounded to the types and compare on the widened inputs with
+ * th_compare_storage (with OG_RESID, x + residual rounded to the type, which
+ * h_out must hold bit for bit). */
+static int og_check_forward(clnorm_ctx *ctx, const og_case *c)
 {
     const clnorm_desc *shape = &c->d;
     const clnorm_dtype t = shape->dtype, pt = shape->param_dtype;
@@ -604,19 +416,30 @@ static int og_check_half_forward(clnorm_ctx *ctx, const og_case *c)
         th_fail("out of host memory");
         goto out;
     }
-    th_fill_normal(&r, x, E, 0.5 * OG_HALF_AMP, OG_HALF_AMP);
-    th_quantize(t, x, E);
+    if (t == CLNORM_FLOAT32) {
+        th_fill(&r, shape, c->kind, x);
+    } else {
+        th_fill_normal(&r, x, E, 0.5 * OG_HALF_AMP, OG_HALF_AMP);
+        th_quantize(t, x, E);
+    }
     th_fill_normal(&r, res, E, 0.0, OG_HALF_AMP);
     th_quantize(t, res, E);
     for (size_t i = 0; i < E; i++)
-        h[i] = resid ? th_from16(t, th_to16(t, x[i] + res[i])) : x[i];
+        h[i] = !resid ? x[i] : t == CLNORM_FLOAT32 ? x[i] + res[i] : th_from16(t, th_to16(t, x[i] + res[i]));
     th_fill_normal(&r, scale, aff, 1.0, 0.5);
     th_fill_normal(&r, bias, aff, 0.0, 1.0);
     th_quantize(pt, scale, aff);
     th_quantize(pt, bias, aff);
-    th_fill_normal(&r, rm, C, 0.0, 1.0);
+    th_fill_normal(&r, rm, C, c->kind == TH_OFFSET_1E4 ? 1e4 : 0.0, 1.0);
     th_fill_uniform(&r, rv, C, 0.5, 2.0);
+    if (ref_forward(shape, h, c->scale ? scale : NULL, c->bias ? bias : NULL, running ? rm : NULL,
+                    running ? rv : NULL, NULL, NULL, NULL, NULL, NULL) != 0) {
+        th_fail("the reference rejects this case (a bad table entry)");
+        goto out;
+    }
 
+    /* Distinct offsets per buffer, so that a kernel using the wrong one reads
+     * uninitialized memory or out of bounds. */
     const int offs = (c->flags & OG_OFFSET) != 0;
     int bad = og_buf_make_t(ctx, &b[BX], t, offs ? 3 : 0, E, x);
     if (!(c->flags & OG_IN_PLACE))
@@ -670,7 +493,8 @@ static int og_check_half_forward(clnorm_ctx *ctx, const og_case *c)
     th_inputs in = {h, c->scale ? scale : NULL, c->bias ? bias : NULL, running ? rm : NULL, running ? rv : NULL};
     th_outputs got = {y, want_mean ? mean : NULL, want_rstd ? rstd : NULL, running ? rmo : NULL,
                       running ? rvo : NULL};
-    unsigned long nb = th_compare_storage(&d, &in, &got, OG_HALF_AMP, 1);
+    unsigned long nb = t == CLNORM_FLOAT32 ? th_compare(shape, &in, &got, 1.0, 1)
+                                           : th_compare_storage(&d, &in, &got, OG_HALF_AMP, 1);
     for (size_t i = 0; resid && i < E; i++)
         if (th_bits(gh[i]) != th_bits(h[i]) && nb++ < 3)
             th_fail("h_out[%zu] = %.9g, want %.9g (x + residual rounded to %s)", i, (double)gh[i], (double)h[i],
@@ -685,10 +509,14 @@ out:
     return fails;
 }
 
-/* A backward on 16-bit tight buffers: x, dy (and dx) of d.dtype, scale of
- * d.param_dtype, the saved statistics (th_saved_stats of the widened x) or
- * running statistics, dscale and dbias float32; th_compare_storage_bwd. */
-static int og_check_half_backward(clnorm_ctx *ctx, const og_case *c)
+/* A backward case: saved statistics as an exact forward writes them
+ * (th_saved_stats of the widened x) with batch statistics, else running
+ * statistics; x, dy, scale and the statistics on tight input buffers (x, dy
+ * and dx of d.dtype, scale of d.param_dtype), dx (unless in place), dscale
+ * (with scale, unless OG_DX_ONLY) and dbias (with bias) on tight output
+ * buffers, dscale and dbias float32. float32 rows compare with
+ * th_compare_bwd, 16-bit rows with th_compare_storage_bwd. */
+static int og_check_backward(clnorm_ctx *ctx, const og_case *c)
 {
     const clnorm_desc *shape = &c->d;
     const clnorm_dtype t = shape->dtype, pt = shape->param_dtype;
@@ -711,13 +539,16 @@ static int og_check_half_backward(clnorm_ctx *ctx, const og_case *c)
         th_fail("out of host memory");
         goto out;
     }
-    th_fill_normal(&r, x, E, 1.0, 2.0);
+    if (t == CLNORM_FLOAT32)
+        th_fill(&r, shape, c->kind, x);
+    else
+        th_fill_normal(&r, x, E, 1.0, 2.0);
     th_fill_normal(&r, dy, E, 0.0, 1.0);
     th_fill_normal(&r, scale, aff, 1.0, 0.5);
     th_quantize(t, x, E);
     th_quantize(t, dy, E);
     th_quantize(pt, scale, aff);
-    th_fill_normal(&r, rm, C, 0.0, 1.0);
+    th_fill_normal(&r, rm, C, c->kind == TH_OFFSET_1E4 ? 1e4 : 0.0, 1.0);
     th_fill_uniform(&r, rv, C, 0.5, 2.0);
     if (batch) th_saved_stats(shape, x, want_mean ? mean : NULL, rstd);
     const int offs = (c->flags & OG_OFFSET) != 0, in_place = (c->flags & OG_IN_PLACE) != 0;
@@ -768,7 +599,8 @@ static int og_check_half_backward(clnorm_ctx *ctx, const og_case *c)
                         running ? rm : NULL, running ? rv : NULL};
     th_bwd_outputs got = {has_dx ? dx : NULL, want_ds ? ds : NULL, c->bias ? db : NULL};
     if (!bad)
-        fails = th_compare_storage_bwd(&d, &in, &got, 1) != 0;
+        fails = (t == CLNORM_FLOAT32 ? th_compare_bwd(shape, &in, &got, 1.0, 1)
+                                     : th_compare_storage_bwd(&d, &in, &got, 1)) != 0;
 out:
     for (int i = 0; i < NB; i++)
         if (b[i].mem)
