@@ -37,8 +37,13 @@ static void usage(FILE *f) {
             "  --all-devices          every device of every platform\n"
             "  --op OP --shape AxBx.. [--layout nchw|nhwc] [--groups G] [--inference] [--no-affine] [--no-stats]\n"
             "                         one case instead of the standard suite (repeat --op to add cases;\n"
+            "                         the suite: issue 4's float32 cases, then its LayerNorm, RMSNorm and\n"
+            "                         GroupNorm cases in float16 and in bfloat16, labels ending f16/bf16;\n"
             "                         ops: layer_norm rms_norm batch_norm_train batch_norm_infer group_norm\n"
             "                         instance_norm; shapes in PyTorch order, N x C x spatial for channel norms)\n"
+            "  --dtype f16|bf16|f32   the case's storage type: x, y (dy, dx) and, unless --param-dtype f32,\n"
+            "                         scale and bias in float16 or bfloat16 (statistics stay float32)\n"
+            "  --param-dtype f32      scale and bias in float32 with a 16-bit --dtype\n"
             "  --grads dx,dscale,dbias  the gradients the case's backward call asks for (default: dx, plus\n"
             "                         dscale and dbias where the case has scale and bias: PyTorch's output_mask)\n"
             "  --direction forward|backward|both\n"
@@ -190,6 +195,15 @@ static int case_option(cli *c, const char *a) {
         bc->scale = bc->bias = 0;
     } else if (!strcmp(a, "--no-stats")) {
         cur_case(c, a)->stats = 0;
+    } else if (!strcmp(a, "--dtype")) {
+        th_case *bc = cur_case(c, a);
+        const char *v = value(c);
+        if (th_parse_dtype(v, &bc->dtype) != 0) die("bad --dtype '%s' (f16|bf16|f32)", v);
+        bc->param_dtype = bc->dtype;
+    } else if (!strcmp(a, "--param-dtype")) {
+        th_case *bc = cur_case(c, a);
+        const char *v = value(c);
+        if (th_parse_dtype(v, &bc->param_dtype) != 0) die("bad --param-dtype '%s' (f32, or --dtype's)", v);
     } else if (!strcmp(a, "--grads")) {
         th_case *bc = cur_case(c, a);
         const char *v = value(c);
@@ -326,7 +340,8 @@ static void add_case(cli *c, const th_case *bc, int filtered) {
 }
 
 /* The cases to run: those of --op, checked, or the standard suite's that
- * pass --filter; each in the directions of --direction. */
+ * pass --filter (its float32 cases, then the half-precision ones:
+ * th_suite_half); each in the directions of --direction. */
 static void select_cases(cli *c) {
     options *o = c->o;
     char err[256];
@@ -337,10 +352,15 @@ static void select_cases(cli *c) {
     for (size_t i = 0; i < nbase; i++) {
         if (th_case_check(&base[i], err, sizeof err) != 0)
             die("case %zu (%s): %s", i + 1, th_op_name(&base[i]), err);
+        if (base[i].param_dtype != CLNORM_FLOAT32 && base[i].param_dtype != base[i].dtype)
+            die("case %zu (%s): --param-dtype is f32 or --dtype's type", i + 1, th_op_name(&base[i]));
         add_case(c, &base[i], 0);
     }
     if (nbase) return;
     for (size_t i = 0; i < th_suite_count; i++) add_case(c, &th_suite[i], 1);
+    static th_case half[MAX_CASES];
+    size_t nhalf = th_suite_half(half, MAX_CASES);
+    for (size_t i = 0; i < nhalf && i < MAX_CASES; i++) add_case(c, &half[i], 1);
     if (o->n_cases == 0) die("--filter matches no suite case");
 }
 

@@ -117,60 +117,135 @@ static int find_device(const devinfo *devs, int n, const char *sel) {
 
 /* ------------------------------------------------------------------ data and --check */
 
-/* The data: uniform in each role's range, from the harness's RNG (tests/common.h). */
+/* The data: uniform in each role's range, from the harness's RNG
+ * (tests/common.h), stored in the type the case reads the role in (float32,
+ * or a 16-bit case's float16/bfloat16 for x, y, dy, dx, scale and bias:
+ * th_case_elem_sizes). One buffer per role serves every case: it is sized
+ * for float32 elements, and refilled in another type when a case reads that
+ * role in another type than the data it holds (the suite keeps each type's
+ * rows together, so that happens once per type). */
 static th_rng data_rng;
+
+static const float role_lo[TH_ROLES] = {[TH_X] = -2.0f, [TH_Y] = -1.0f, [TH_SCALE] = 0.5f, [TH_BIAS] = -0.5f,
+                                        [TH_MEAN] = -1.0f, [TH_RSTD] = 0.5f, [TH_RUNNING_MEAN] = -0.5f,
+                                        [TH_RUNNING_VAR] = 0.5f, [TH_DY] = -1.0f, [TH_DX] = -1.0f,
+                                        [TH_DSCALE] = -1.0f, [TH_DBIAS] = -1.0f};
+static const float role_hi[TH_ROLES] = {[TH_X] = 3.0f, [TH_Y] = 1.0f, [TH_SCALE] = 1.5f, [TH_BIAS] = 0.5f,
+                                        [TH_MEAN] = 1.0f, [TH_RSTD] = 1.5f, [TH_RUNNING_MEAN] = 0.5f,
+                                        [TH_RUNNING_VAR] = 2.0f, [TH_DY] = 1.0f, [TH_DX] = 1.0f,
+                                        [TH_DSCALE] = 1.0f, [TH_DBIAS] = 1.0f};
+
+/* The buffers' data: what each role's buffer holds (set by alloc_buffers). */
+static struct {
+    cl_command_queue q;
+    cl_mem *mem;
+    size_t elems[TH_ROLES];
+    clnorm_dtype type[TH_ROLES];
+} data;
+
+/* The storage type of role r in case c. */
+static clnorm_dtype role_type(const th_case *c, int r) {
+    if (r == TH_X || r == TH_Y || r == TH_DY || r == TH_DX) return c->dtype;
+    if (r == TH_SCALE || r == TH_BIAS) return c->param_dtype;
+    return CLNORM_FLOAT32;
+}
+
+/* Fills elems elements of type t of m with uniform [lo, hi) data, in chunks
+ * so that host memory stays small. 0, or -1 with err set. */
+static int fill_buffer(cl_command_queue q, cl_mem m, size_t elems, clnorm_dtype t, float lo, float hi, char *err,
+                       size_t errlen) {
+    const size_t chunk = (size_t)1 << 22, es = clnorm_dtype_size(t);
+    float *h = malloc(chunk * sizeof(float));
+    uint16_t *h16 = es == 2 ? malloc(chunk * sizeof(uint16_t)) : NULL;
+    if (!h || (es == 2 && !h16)) {
+        free(h);
+        snprintf(err, errlen, "out of host memory");
+        return -1;
+    }
+    int rc = 0;
+    for (size_t off = 0; off < elems && rc == 0; off += chunk) {
+        size_t n = elems - off < chunk ? elems - off : chunk;
+        th_fill_uniform(&data_rng, h, n, lo, hi);
+        if (h16)
+            for (size_t i = 0; i < n; i++) h16[i] = th_to16(t, h[i]);
+        cl_int e = clEnqueueWriteBuffer(q, m, CL_TRUE, off * es, n * es, h16 ? (void *)h16 : (void *)h, 0, NULL, NULL);
+        if (e != CL_SUCCESS) {
+            snprintf(err, errlen, "clEnqueueWriteBuffer: %s", cl_err_name(e));
+            rc = -1;
+        }
+    }
+    free(h);
+    free(h16);
+    return rc;
+}
 
 static cl_mem make_buffer(cl_context ctx, cl_command_queue q, size_t elems, float lo, float hi, char *err,
                           size_t errlen) {
     cl_int e;
-    size_t bytes = (elems ? elems : 1) * sizeof(float);
+    size_t bytes = (elems ? elems : 1) * sizeof(float); /* the widest type */
     cl_mem m = clCreateBuffer(ctx, CL_MEM_READ_WRITE, bytes, NULL, &e);
     if (e != CL_SUCCESS) {
         snprintf(err, errlen, "clCreateBuffer(%zu bytes): %s", bytes, cl_err_name(e));
         return NULL;
     }
-    /* fill in chunks so host memory stays small */
-    size_t chunk = (size_t)1 << 22;
-    float *h = malloc(chunk * sizeof(float));
-    if (!h) {
+    if (fill_buffer(q, m, elems, CLNORM_FLOAT32, lo, hi, err, errlen) != 0) {
         clReleaseMemObject(m);
-        snprintf(err, errlen, "out of host memory");
         return NULL;
     }
-    for (size_t off = 0; off < elems; off += chunk) {
-        size_t n = elems - off < chunk ? elems - off : chunk;
-        th_fill_uniform(&data_rng, h, n, lo, hi);
-        e = clEnqueueWriteBuffer(q, m, CL_TRUE, off * sizeof(float), n * sizeof(float), h, 0, NULL, NULL);
-        if (e != CL_SUCCESS) {
-            snprintf(err, errlen, "clEnqueueWriteBuffer: %s", cl_err_name(e));
-            free(h);
-            clReleaseMemObject(m);
-            return NULL;
-        }
-    }
-    free(h);
     return m;
+}
+
+/* The buffers of case c hold data of the types c reads them in (refilled
+ * where they do not). 0, or -1 with err set. */
+static int data_for(const th_case *c, char *err, size_t errlen) {
+    if (!data.mem) return 0;
+    th_case fwd = *c; /* a backward case runs its forward on the same buffers */
+    fwd.backward = 0;
+    size_t el[TH_ROLES], elf[TH_ROLES];
+    th_case_buffer_elems(c, el);
+    th_case_buffer_elems(&fwd, elf);
+    for (int k = 0; k < TH_ROLES; k++) {
+        const clnorm_dtype t = role_type(c, k);
+        if ((!el[k] && !elf[k]) || !data.mem[k] || data.type[k] == t) continue;
+        progress("refilling %s with %s data", th_role_name(k), th_dtype_name(t));
+        if (fill_buffer(data.q, data.mem[k], data.elems[k], t, role_lo[k], role_hi[k], err, errlen) != 0) return -1;
+        data.type[k] = t;
+    }
+    return 0;
 }
 
 /* ------------------------------------------------------------------ --check */
 
-static int read_back(cl_command_queue q, cl_mem m, size_t elems, float **out, char *err, size_t errlen) {
+/* elems elements of type t of m, widened to float in *out. */
+static int read_back(cl_command_queue q, cl_mem m, size_t elems, clnorm_dtype t, float **out, char *err,
+                     size_t errlen) {
+    const size_t es = clnorm_dtype_size(t);
     *out = malloc((elems ? elems : 1) * sizeof(float));
     if (!*out) {
         snprintf(err, errlen, "out of host memory");
         return -1;
     }
-    cl_int e = clEnqueueReadBuffer(q, m, CL_TRUE, 0, elems * sizeof(float), *out, 0, NULL, NULL);
+    cl_int e = clEnqueueReadBuffer(q, m, CL_TRUE, 0, elems * es, *out, 0, NULL, NULL);
     if (e != CL_SUCCESS) {
         snprintf(err, errlen, "clEnqueueReadBuffer: %s", cl_err_name(e));
         return -1;
+    }
+    if (es == 2) { /* in place, from the end: element i's 2 bytes lie below float i */
+        const uint16_t *h = (const uint16_t *)(void *)*out;
+        for (size_t i = elems; i-- > 0;) {
+            uint16_t v;
+            memcpy(&v, (const char *)h + 2 * i, 2);
+            (*out)[i] = th_from16(t, v);
+        }
     }
     return 0;
 }
 
 /* Compares y and the saved statistics (a backward case: dx, dscale and
  * dbias), every element, with the project's double-precision reference
- * (tests/reference.c) under the tests' tolerance model (tests/compare.c). Running statistics are not compared: the timed
+ * (tests/reference.c) under the tests' tolerance model (tests/compare.c;
+ * a 16-bit case's y or dx read back widened, against the reference on the
+ * widened inputs with th_storage_tol's half ulp of the type on top). Running statistics are not compared: the timed
  * runs have updated them many times; inference reads them as they are. A
  * sanity check of the timed kernels, not the precision tests (those are in
  * tests/). 0 = agrees; -1 = error/mismatch. */
@@ -181,7 +256,7 @@ static int check_case(cl_command_queue q, const th_case *c, const clnorm_desc *d
     float *h[TH_ROLES] = {0};
     int rc = 0;
     for (int k = 0; k < TH_ROLES && rc == 0; k++)
-        if (el[k]) rc = read_back(q, mem[k], el[k], &h[k], err, errlen);
+        if (el[k]) rc = read_back(q, mem[k], el[k], role_type(c, k), &h[k], err, errlen);
     if (rc == 0 && c->backward) {
         /* dx, dscale, dbias against ref_backward from the same x, dy, scale
          * and the statistics the backward read (tests/compare.c's backward
@@ -210,7 +285,13 @@ int run_and_check(cl_command_queue q, op_arg *oa, const th_case *c, cl_mem mem[T
 }
 
 int case_desc_on(const th_case *c, cl_mem mem[TH_ROLES], clnorm_desc *d) {
+    char err[256];
     if (th_case_desc(c, d) != 0) return -1;
+    if (mem == data.mem && data_for(c, err, sizeof err) != 0) {
+        progress_done();
+        fprintf(stderr, "%s: %s\n", prog, err);
+        return -1;
+    }
     size_t el[TH_ROLES];
     th_case_buffer_elems(c, el);
     for (int k = 0; k < TH_ROLES; k++)
@@ -297,28 +378,23 @@ static int alloc_buffers(device_run *dr) {
     dr->copy.elems = copy_elems_of(o);
     if (need[TH_X] < dr->copy.elems) need[TH_X] = dr->copy.elems;
     if (need[TH_Y] < dr->copy.elems) need[TH_Y] = dr->copy.elems;
-    /* each role's range; outputs (y, dx, dscale, dbias) are overwritten */
-    static const float lo[TH_ROLES] = {[TH_X] = -2.0f, [TH_Y] = -1.0f, [TH_SCALE] = 0.5f, [TH_BIAS] = -0.5f,
-                                       [TH_MEAN] = -1.0f, [TH_RSTD] = 0.5f, [TH_RUNNING_MEAN] = -0.5f,
-                                       [TH_RUNNING_VAR] = 0.5f, [TH_DY] = -1.0f, [TH_DX] = -1.0f,
-                                       [TH_DSCALE] = -1.0f, [TH_DBIAS] = -1.0f};
-    static const float hi[TH_ROLES] = {[TH_X] = 3.0f, [TH_Y] = 1.0f, [TH_SCALE] = 1.5f, [TH_BIAS] = 0.5f,
-                                       [TH_MEAN] = 1.0f, [TH_RSTD] = 1.5f, [TH_RUNNING_MEAN] = 0.5f,
-                                       [TH_RUNNING_VAR] = 2.0f, [TH_DY] = 1.0f, [TH_DX] = 1.0f,
-                                       [TH_DSCALE] = 1.0f, [TH_DBIAS] = 1.0f};
     char err[2048];
     size_t total = 0;
     for (int k = 0; k < TH_ROLES; k++) total += need[k];
     progress("%s: allocating and filling %.0f MiB of random data", dr->dev->name, (double)total * 4.0 / (1 << 20));
     for (int k = 0; k < TH_ROLES; k++) {
         if (!need[k]) continue;
-        dr->mem[k] = make_buffer(dr->r.ctx, dr->r.q, need[k], lo[k], hi[k], err, sizeof err);
+        dr->mem[k] = make_buffer(dr->r.ctx, dr->r.q, need[k], role_lo[k], role_hi[k], err, sizeof err);
         if (!dr->mem[k]) {
             progress_done();
             fprintf(stderr, "%s: %s: %s buffer: %s\n", prog, dr->dev->name, th_role_name(k), err);
             return -1;
         }
+        data.elems[k] = need[k];
+        data.type[k] = CLNORM_FLOAT32;
     }
+    data.q = dr->r.q;
+    data.mem = dr->mem;
     return 0;
 }
 
@@ -409,6 +485,7 @@ static int bench_device(device_run *dr, FILE *csv) {
 }
 
 static void close_device(device_run *dr) {
+    memset(&data, 0, sizeof data);
     copy_ref_release(&dr->copy);
     timing_release(&dr->r, dr->prog_copy, dr->scratch);
     for (int k = 0; k < TH_ROLES; k++)

@@ -33,6 +33,14 @@ scratch tensor is written (untimed) so caches are cold, as clnorm-bench does;
 --warm-cache turns that off on both sides. Torch allocates each output, as its functional API does. "ratio" is
 clnorm's fraction of the copy bandwidth, from clnorm-bench.
 
+Storage types (clnorm-bench's "dtype"/"param_dtype": f32, f16, bf16): torch
+runs the case in the same dtype, torch.float16 or torch.bfloat16, for x, dy
+and (as clnorm-bench's half rows have them) the parameters. Where torch has
+no kernel for that dtype on that device (torch 1.13's CPU build has no
+float16 layer_norm, group_norm or rsqrt; bfloat16 it has), the case is
+probed once with a tiny tensor and skipped with a message ("no <dtype> on
+<device>"), not run in float32 under another name.
+
 PyTorch: Debian's python3-torch installs for /usr/bin/python3, not for a pyenv
 or venv python3 on PATH. Where this interpreter has no torch and
 /usr/bin/python3 does, the script re-runs itself with /usr/bin/python3. Where
@@ -119,12 +127,13 @@ class TorchCase:
         op, shape, layout = rec["op"], [int(s) for s in rec["shape"]], rec.get("layout", "nchw")
         affine = rec.get("affine", 1)
         backward = rec.get("direction", "forward") == "backward"
+        xdt, pdt = torch_dtype(torch, rec.get("dtype")), torch_dtype(torch, rec.get("param_dtype", rec.get("dtype")))
         eps = 1e-5
         g = torch.Generator(device="cpu").manual_seed(1234)
 
-        def rnd(*s, lo=-1.0, hi=1.0):
+        def rnd(*s, lo=-1.0, hi=1.0, dt=None):
             t = torch.rand(*s, generator=g) * (hi - lo) + lo
-            return t.to(dev)
+            return t.to(device=dev, dtype=dt or xdt)
 
         def in_layout(t):
             """t stored in the case's layout (channels-last for nhwc)."""
@@ -144,8 +153,8 @@ class TorchCase:
         mask = [True, bool(affine), bool(affine)]
         if op in ("layer_norm", "rms_norm"):
             d = shape[-1]
-            w = rnd(d, lo=0.5, hi=1.5) if affine else None
-            b = rnd(d, lo=-0.5, hi=0.5) if affine and op == "layer_norm" else None
+            w = rnd(d, lo=0.5, hi=1.5, dt=pdt) if affine else None
+            b = rnd(d, lo=-0.5, hi=0.5, dt=pdt) if affine and op == "layer_norm" else None
             if op == "layer_norm":
                 if backward:
                     _, mean, rstd = torch.ops.aten.native_layer_norm(x, [d], w, b, eps)
@@ -167,11 +176,11 @@ class TorchCase:
                     self.fn = lambda: fwd(x, w)
         else:
             c = shape[1]
-            w = rnd(c, lo=0.5, hi=1.5) if affine else None
-            b = rnd(c, lo=-0.5, hi=0.5) if affine else None
+            w = rnd(c, lo=0.5, hi=1.5, dt=pdt) if affine else None
+            b = rnd(c, lo=-0.5, hi=0.5, dt=pdt) if affine else None
             if op in ("batch_norm_train", "batch_norm_infer"):
-                rm = rnd(c, lo=-0.5, hi=0.5)
-                rv = rnd(c, lo=0.5, hi=2.0)
+                rm = rnd(c, lo=-0.5, hi=0.5, dt=torch.float32)
+                rv = rnd(c, lo=0.5, hi=2.0, dt=torch.float32)
                 training = op == "batch_norm_train"
                 if backward:
                     # Inference: save_mean/save_invstd come back empty and the
@@ -197,8 +206,8 @@ class TorchCase:
                     rm = rv = None
                     use_input_stats = True
                 else:  # inference with tracked running statistics
-                    rm = rnd(c, lo=-0.5, hi=0.5)
-                    rv = rnd(c, lo=0.5, hi=2.0)
+                    rm = rnd(c, lo=-0.5, hi=0.5, dt=torch.float32)
+                    rv = rnd(c, lo=0.5, hi=2.0, dt=torch.float32)
                     use_input_stats = False
                 fwd = lambda xx, ww, bb: F.instance_norm(xx, rm, rv, ww, bb, use_input_stats, 0.1, eps)
                 if backward:
@@ -252,13 +261,52 @@ class TorchCase:
         return statistics.median(times), min(times)
 
 
+DTYPES = {"f32": "float32", "f16": "float16", "bf16": "bfloat16"}
+
+
+def dtype_name(r):
+    """clnorm-bench's storage type of a row ("f32" for rows from before it)."""
+    return r.get("dtype") or "f32"
+
+
+def torch_dtype(torch, name):
+    return getattr(torch, DTYPES.get(name or "f32", "float32"))
+
+
+def torch_supports(torch, rec, dev, cache):
+    """None where torch runs rec's op and direction in its dtype on dev, else
+    why not: a probe of the same op on a tiny shape of the same rank, once
+    per (op, direction, layout, dtypes)."""
+    key = (rec["op"], direction(rec), rec.get("layout", ""), len(rec["shape"]), dtype_name(rec),
+           rec.get("param_dtype"))
+    if dtype_name(rec) == "f32":
+        return None
+    if key not in cache:
+        small = dict(rec)
+        if rec["op"] in ("layer_norm", "rms_norm"):
+            small["shape"] = [2] * (len(rec["shape"]) - 1) + [8]
+        else:
+            small["shape"] = [2, 4] + [2] * (len(rec["shape"]) - 2)
+            small["groups"] = 2 if rec["op"] == "group_norm" else rec.get("groups", 0)
+        try:
+            tc = TorchCase(torch, small, dev)
+            with torch.no_grad() if tc.no_grad else torch.enable_grad():
+                tc.fn()
+            cache[key] = None
+        except (RuntimeError, TypeError) as ex:
+            cache[key] = "no %s %s %s on %s in torch %s (%s)" % (DTYPES[dtype_name(rec)], rec["op"], direction(rec),
+                                                                 dev, torch.__version__, str(ex).split("\n")[0][:70])
+    return cache[key]
+
+
 def direction(r):
     """"forward" or "backward" (clnorm-bench rows from before the backward are forward)."""
     return r.get("direction", "forward")
 
 
 def case_key(r):
-    return (r["op"], r.get("layout", ""), tuple(r["shape"]), r.get("groups", 0), r.get("affine", 1), direction(r))
+    return (r["op"], r.get("layout", ""), tuple(r["shape"]), r.get("groups", 0), r.get("affine", 1), direction(r),
+            dtype_name(r), r.get("param_dtype"))
 
 
 def shape_str(s):
@@ -275,12 +323,12 @@ def print_tables(rows, torch_dev, warm_cache):
     for dev, drows in by_dev.items():
         print("\nclnorm on %s  vs  %s; caches %s" % (dev, torch_dev,
                                                    "warm" if warm_cache else "scrubbed before each call"))
-        print("%-19s %-5s %-15s %4s | %-44s | %-44s" % ("", "", "", "", "forward", "backward"))
+        print("%-19s %-5s %-15s %4s %-4s | %-44s | %-44s" % ("", "", "", "", "", "forward", "backward"))
         half = "%9s %8s %6s %9s %8s" % ("clnorm ms", "GB/s", "ratio", "torch ms", "speed-up")
-        print("%-19s %-5s %-15s %4s | %s | %s" % ("op", "lay", "shape", "G", half, half))
+        print("%-19s %-5s %-15s %4s %-4s | %s | %s" % ("op", "lay", "shape", "G", "type", half, half))
         cases, order = {}, []
         for row in drows:
-            k = (row["op"], row["layout"], tuple(row["shape"]), row["groups"])
+            k = (row["op"], row["layout"], tuple(row["shape"]), row["groups"], row["dtype"])
             if k not in cases:
                 cases[k] = {}
                 order.append(k)
@@ -288,7 +336,7 @@ def print_tables(rows, torch_dev, warm_cache):
         sp = {"forward": [], "backward": []}
         notes = set()
         for k in order:
-            op, lay, shape, groups = k
+            op, lay, shape, groups, dt = k
             g = str(groups) if op == "group_norm" else "-"
             halves = []
             for d in ("forward", "backward"):
@@ -301,8 +349,8 @@ def print_tables(rows, torch_dev, warm_cache):
                 if row["speedup"] == row["speedup"] and row["speedup"] > 0:
                     sp[d].append(row["speedup"])
                 if row["torch_note"]:
-                    notes.add("%s %s: %s" % (op, d, row["torch_note"]))
-            print("%-19s %-5s %-15s %4s | %s | %s" % (op, lay, shape_str(shape), g, halves[0], halves[1]))
+                    notes.add("%s %s%s: %s" % (op, d, "" if dt == "f32" else " " + dt, row["torch_note"]))
+            print("%-19s %-5s %-15s %4s %-4s | %s | %s" % (op, lay, shape_str(shape), g, dt, halves[0], halves[1]))
         for d in ("forward", "backward"):
             v = sp[d]
             if v:
@@ -362,7 +410,7 @@ def main():
             l2 = getattr(torch.cuda.get_device_properties(0), "L2_cache_size", 0) or 0
             nbytes = max(nbytes, 8 * l2)
         scratch = torch.empty(nbytes // 4, dtype=torch.float32, device=args.device)
-    cache = {}
+    cache, support = {}, {}
     rows = []
     n = len({case_key(r) for r in recs})
     for r in recs:
@@ -370,21 +418,26 @@ def main():
         if k not in cache:
             label = r.get("label") or "%s %s" % (r["op"], shape_str(r["shape"]))
             print("compare_torch: [%d/%d] torch %s" % (len(cache) + 1, n, label), file=sys.stderr, flush=True)
-            try:
-                tc = TorchCase(torch, r, args.device)
-                med, mn = tc.time_ms(args.device, args.warmup, args.reps, scratch)
-                cache[k] = (med, mn, tc.note)
-                del tc
-            except Exception as ex:  # report and go on: one case must not hide the others
-                print("compare_torch: torch failed on %s: %s" % (label, ex), file=sys.stderr)
-                cache[k] = (float("nan"), float("nan"), "failed")
+            why = torch_supports(torch, r, args.device, support)
+            if why:
+                print("compare_torch: skipping torch for %s: %s" % (label, why), file=sys.stderr)
+                cache[k] = (float("nan"), float("nan"), why.split(" (")[0])
+            else:
+                try:
+                    tc = TorchCase(torch, r, args.device)
+                    med, mn = tc.time_ms(args.device, args.warmup, args.reps, scratch)
+                    cache[k] = (med, mn, tc.note)
+                    del tc
+                except Exception as ex:  # report and go on: one case must not hide the others
+                    print("compare_torch: torch failed on %s: %s" % (label, ex), file=sys.stderr)
+                    cache[k] = (float("nan"), float("nan"), "failed")
             if args.device == "cuda":
                 torch.cuda.empty_cache()
         tmed, tmin, note = cache[k]
         bytes_ = float(r["bytes"])
         tgbps = bytes_ / (tmed * 1e-3) / 1e9 if tmed == tmed else float("nan")
         rows.append(dict(device=r["device"], op=r["op"], direction=direction(r), layout=r.get("layout", ""),
-                         shape=r["shape"], groups=r.get("groups", 0), bytes=bytes_, clnorm_ms=r["median_ms"],
+                         shape=r["shape"], groups=r.get("groups", 0), dtype=dtype_name(r), bytes=bytes_, clnorm_ms=r["median_ms"],
                          clnorm_gbps=r["gbps"], copy_gbps=r["copy_gbps"], ratio=r["ratio"], torch_ms=tmed,
                          torch_min_ms=tmin, torch_gbps=tgbps,
                          speedup=tmed / r["median_ms"] if tmed == tmed else float("nan"),
@@ -399,7 +452,7 @@ def main():
             for row in rows:
                 f.write(json.dumps(row) + "\n")
     if args.csv:
-        cols = ["device", "op", "direction", "layout", "shape", "groups", "bytes", "clnorm_ms", "clnorm_gbps", "copy_gbps",
+        cols = ["device", "op", "direction", "layout", "shape", "groups", "dtype", "bytes", "clnorm_ms", "clnorm_gbps", "copy_gbps",
                 "ratio", "torch_ms", "torch_gbps", "speedup", "speedup_min", "torch_note", "torch"]
         with open(args.csv, "w") as f:
             f.write(",".join(cols) + "\n")

@@ -46,7 +46,7 @@ static void csv_field(FILE *f, const char *s) {
 static const char *direction_name(const th_case *c) { return c->backward ? "backward" : "forward"; }
 
 const char CSV_HEADER[] =
-    "device,platform,op,direction,layout,shape,groups,label,median_ms,min_ms,gbps,copy_gbps,ratio,ratio_min,bytes,reps,variant,"
+    "device,platform,op,direction,layout,shape,groups,dtype,param_dtype,label,median_ms,min_ms,gbps,copy_gbps,ratio,ratio_min,bytes,reps,variant,"
     "timing,cache,copy_stream_gbps,copy_method\n";
 
 void csv_row(FILE *f, const devinfo *dev, const result *r, int reps, const char *variant,
@@ -58,8 +58,8 @@ void csv_row(FILE *f, const devinfo *dev, const result *r, int reps, const char 
     csv_field(f, dev->name);
     fputc(',', f);
     csv_field(f, dev->platform_name);
-    fprintf(f, ",%s,%s,%s,%s,%zu,", th_op_name(&r->c), direction_name(&r->c), th_layout_name(&r->c), shape,
-            r->c.groups);
+    fprintf(f, ",%s,%s,%s,%s,%zu,%s,%s,", th_op_name(&r->c), direction_name(&r->c), th_layout_name(&r->c), shape,
+            r->c.groups, th_dtype_name(r->c.dtype), th_dtype_name(r->c.param_dtype));
     csv_field(f, label);
     fprintf(f, ",%.6f,%.6f,%.3f,%.3f,%.4f,%.4f,%.0f,%d,%s,%s,%s,", r->median_ms, r->min_ms, r->gbps, copy_gbps,
             r->ratio, r->ratio_min, r->bytes, reps, variant, timing, cache_mode);
@@ -92,8 +92,9 @@ void json_row(FILE *f, const devinfo *dev, const result *r, int reps, const char
             "\"layout\":\"%s\",\"shape\":[",
             dev->pi, dev->di, type_name(dev->type), th_op_name(&r->c), direction_name(&r->c), th_layout_name(&r->c));
     for (unsigned i = 0; i < r->c.ndim; i++) fprintf(f, "%s%zu", i ? "," : "", r->c.shape[i]);
-    fprintf(f, "],\"groups\":%zu,\"training\":%d,\"affine\":%d,\"save_stats\":%d,", r->c.groups, r->c.training,
-            r->c.scale, r->c.stats);
+    fprintf(f, "],\"groups\":%zu,\"dtype\":\"%s\",\"param_dtype\":\"%s\",\"training\":%d,\"affine\":%d,\"save_stats\":%d,",
+            r->c.groups, th_dtype_name(r->c.dtype), th_dtype_name(r->c.param_dtype), r->c.training, r->c.scale,
+            r->c.stats);
     json_grads(f, &r->c);
     fputs("\"label\":", f);
     json_string(f, label);
@@ -160,8 +161,9 @@ void print_suite_json(const options *o) {
         printf("{\"op\":\"%s\",\"direction\":\"%s\",\"layout\":\"%s\",\"shape\":[", th_op_name(c),
                direction_name(c), th_layout_name(c));
         for (unsigned k = 0; k < c->ndim; k++) printf("%s%zu", k ? "," : "", c->shape[k]);
-        printf("],\"groups\":%zu,\"training\":%d,\"affine\":%d,\"save_stats\":%d,", c->groups, c->training,
-               c->scale, c->stats);
+        printf("],\"groups\":%zu,\"dtype\":\"%s\",\"param_dtype\":\"%s\",\"training\":%d,\"affine\":%d,"
+               "\"save_stats\":%d,",
+               c->groups, th_dtype_name(c->dtype), th_dtype_name(c->param_dtype), c->training, c->scale, c->stats);
         json_grads(stdout, c);
         fputs("\"label\":", stdout);
         json_string(stdout, label);
@@ -237,7 +239,9 @@ static void table_header(const device_report *rep) {
     if (c->t.own_med > 0)
         printf("Timing overhead: %.1f us (copy: %.3f ms stamp-to-end vs %.3f ms its own start-to-end)\n",
                (c->t.med_ms - c->t.own_med) * 1e3, c->t.med_ms, c->t.own_med);
-    printf("Bytes: fwd x read, y written, parameters and statistics once; bwd (clnorm_backward, after an untimed\n"
+    printf("Bytes: each buffer's elements at its type's size (type f16/bf16: 2-byte x, y, dy, dx and parameters,\n"
+           "       f16/f32: float32 parameters; statistics, dscale and dbias always float32);\n"
+           "       fwd x read, y written, parameters and statistics once; bwd (clnorm_backward, after an untimed\n"
            "       forward for the statistics) x and dy read, dx written, scale, statistics, dscale and dbias once\n");
     printf("Ratio: GB/s over %s;\n       ratio(min): fastest run over fastest copy run (interference only slows runs)\n\n",
            o->copy_once ? "the copy bandwidth above"
@@ -246,21 +250,24 @@ static void table_header(const device_report *rep) {
 
 static void table(const device_report *rep, const result *res, size_t n) {
     table_header(rep);
-    printf("%-18s %-3s %-6s %-15s %5s %10s %10s %9s %7s %7s %9s\n", "op", "dir", "layout", "shape", "G", "median ms",
-           "min ms", "GB/s", "copy", "ratio", "ratio(min)");
+    printf("%-18s %-3s %-6s %-15s %5s %-7s %10s %10s %9s %7s %7s %9s\n", "op", "dir", "layout", "shape", "G", "type",
+           "median ms", "min ms", "GB/s", "copy", "ratio", "ratio(min)");
     for (size_t i = 0; i < n; i++) {
         char shape[96];
         th_shape_string(&res[i].c, shape, sizeof shape);
         char g[16] = "-";
         if (res[i].c.op == CLNORM_GROUP_NORM) snprintf(g, sizeof g, "%zu", res[i].c.groups);
         const char *dir = res[i].c.backward ? "bwd" : "fwd";
+        char ty[16]; /* x's type, and "/f32" for float32 parameters with a 16-bit x */
+        snprintf(ty, sizeof ty, "%s%s", th_dtype_name(res[i].c.dtype),
+                 res[i].c.param_dtype != res[i].c.dtype ? "/f32" : "");
         if (res[i].ok)
-            printf("%-18s %-3s %-6s %-15s %5s %10.3f %10.3f %9.2f %7.2f %7.3f %9.3f\n", th_op_name(&res[i].c), dir,
-                   th_layout_name(&res[i].c), shape, g, res[i].median_ms, res[i].min_ms, res[i].gbps,
+            printf("%-18s %-3s %-6s %-15s %5s %-7s %10.3f %10.3f %9.2f %7.2f %7.3f %9.3f\n", th_op_name(&res[i].c), dir,
+                   th_layout_name(&res[i].c), shape, g, ty, res[i].median_ms, res[i].min_ms, res[i].gbps,
                    res[i].copy_gbps, res[i].ratio, res[i].ratio_min);
         else
-            printf("%-18s %-3s %-6s %-15s %5s %10s %10s %9s %7s %7s %9s\n", th_op_name(&res[i].c), dir,
-                   th_layout_name(&res[i].c), shape, g, "FAILED", "-", "-", "-", "-", "-");
+            printf("%-18s %-3s %-6s %-15s %5s %-7s %10s %10s %9s %7s %7s %9s\n", th_op_name(&res[i].c), dir,
+                   th_layout_name(&res[i].c), shape, g, ty, "FAILED", "-", "-", "-", "-", "-");
     }
     fflush(stdout);
 }

@@ -4,7 +4,9 @@
 # clnorm-bench, runs the standard suite on the default device (CLNORM_DEVICE,
 # else the library's rank: a GPU, an accelerator, a CPU, then a simulator),
 # forward and backward (each case's clnorm_backward row after its forward
-# row; --direction forward|backward for one of them), prints the table, and writes
+# row; --direction forward|backward for one of them), the float32 cases and then
+# the LayerNorm/RMSNorm/GroupNorm ones in float16 and bfloat16 (--filter f16
+# for those alone), prints the table, and writes
 # bench/results/<device>.csv and bench/results/<device>.png. With no
 # arguments it then runs the synchronized BatchNorm comparison (2 MPI
 # processes, where MPI is found) and the fused-add comparison.

@@ -291,6 +291,8 @@ int th_call_init(th_call *k, clnorm_ctx *ctx, const th_case *c, size_t off, uint
 {
     memset(k, 0, sizeof *k);
     clnorm_desc shape;
+    if (c->dtype != CLNORM_FLOAT32 || c->param_dtype != CLNORM_FLOAT32)
+        return -1; /* the harness's buffers are float32; 16-bit storage: test_half.c */
     if (th_case_desc(c, &shape) != 0 || ref_elements(&shape) == 0 || ref_sets(&shape) == 0)
         return -1;
     host *h = calloc(1, sizeof *h);
@@ -622,6 +624,10 @@ int th_check_case(clnorm_ctx *ctx, const th_case *c)
     clnorm_desc d;
     if (th_case_desc(c, &d) != 0) {
         th_fail("a case without a shape for its op");
+        return 1;
+    }
+    if (c->dtype != CLNORM_FLOAT32 || c->param_dtype != CLNORM_FLOAT32) {
+        th_fail("a 16-bit case in the float32 harness (test_half.c has the 16-bit buffers)");
         return 1;
     }
     if (c->backward) {

@@ -39,6 +39,22 @@ const th_case th_suite[] = {
 };
 const size_t th_suite_count = sizeof(th_suite) / sizeof(th_suite[0]);
 
+size_t th_suite_half(th_case *out, size_t max) {
+    static const clnorm_dtype types[2] = {CLNORM_FLOAT16, CLNORM_BFLOAT16};
+    size_t n = 0;
+    for (int t = 0; t < 2; t++)
+        for (size_t i = 0; i < th_suite_count; i++) {
+            const clnorm_op op = th_suite[i].op;
+            if (op != CLNORM_LAYER_NORM && op != CLNORM_RMS_NORM && op != CLNORM_GROUP_NORM) continue;
+            if (n < max) {
+                out[n] = th_suite[i];
+                out[n].dtype = out[n].param_dtype = types[t];
+            }
+            n++;
+        }
+    return n;
+}
+
 static int is_row_op(clnorm_op op) { return op == CLNORM_LAYER_NORM || op == CLNORM_RMS_NORM; }
 
 void th_case_init(th_case *c, clnorm_op op) {
@@ -103,6 +119,18 @@ static int ieq(const char *a, const char *b) {
     for (; *a && *b; a++, b++)
         if (tolower((unsigned char)*a) != tolower((unsigned char)*b)) return 0;
     return *a == *b;
+}
+
+const char *th_dtype_name(clnorm_dtype t) {
+    return t == CLNORM_FLOAT16 ? "f16" : t == CLNORM_BFLOAT16 ? "bf16" : "f32";
+}
+
+int th_parse_dtype(const char *s, clnorm_dtype *t) {
+    if (ieq(s, "f16") || ieq(s, "fp16") || ieq(s, "float16") || ieq(s, "half")) *t = CLNORM_FLOAT16;
+    else if (ieq(s, "bf16") || ieq(s, "bfloat16")) *t = CLNORM_BFLOAT16;
+    else if (ieq(s, "f32") || ieq(s, "fp32") || ieq(s, "float32") || ieq(s, "float")) *t = CLNORM_FLOAT32;
+    else return -1;
+    return 0;
 }
 
 int th_parse_op(const char *s, th_case *c) {
@@ -230,6 +258,10 @@ const char *th_case_label(const th_case *c, char *buf, size_t len) {
             if (c->grads & TH_ROLE(grad[i]))
                 used += (size_t)snprintf(buf + used, len - used, " %s", th_role_name(grad[i]));
     }
+    if (used < len && c->dtype != CLNORM_FLOAT32)
+        used += (size_t)snprintf(buf + used, len - used, " %s", th_dtype_name(c->dtype));
+    if (used < len && c->dtype != CLNORM_FLOAT32 && c->param_dtype != c->dtype)
+        used += (size_t)snprintf(buf + used, len - used, " params=%s", th_dtype_name(c->param_dtype));
     return buf;
 }
 
@@ -239,6 +271,8 @@ int th_case_desc(const th_case *c, clnorm_desc *d) {
     d->momentum = c->momentum;
     d->per_sample_affine = c->per_sample_affine;
     d->running_var_biased = c->running_var_biased;
+    d->dtype = c->dtype;
+    d->param_dtype = c->param_dtype;
     if (c->ndim == 0) return -1;
     if (is_row_op(c->op)) {
         size_t rows = 1;
@@ -267,6 +301,8 @@ void th_case_of_desc(th_case *c, const clnorm_desc *d) {
     c->per_sample_affine = d->per_sample_affine;
     c->running_var_biased = d->running_var_biased;
     c->training = d->training;
+    c->dtype = d->dtype;
+    c->param_dtype = d->param_dtype;
     if (is_row_op(d->op)) {
         c->ndim = 2;
         c->shape[0] = d->rows;
@@ -284,7 +320,17 @@ void th_case_of_desc(th_case *c, const clnorm_desc *d) {
 /* One word of a case line after the shape; 0, or -1 if unknown. */
 static int parse_word(th_case *c, const char *w) {
     char *end;
+    clnorm_dtype t;
     if (th_parse_layout(w, &c->layout) == 0) return 0;
+    if (th_parse_dtype(w, &t) == 0) { /* x's type, the parameters' with it */
+        c->dtype = c->param_dtype = t;
+        return 0;
+    }
+    if (!strncmp(w, "params=", 7)) {
+        if (th_parse_dtype(w + 7, &t) != 0) return -1;
+        c->param_dtype = t;
+        return 0;
+    }
     if (!strncmp(w, "G=", 2) || !strncmp(w, "eps=", 4) || !strncmp(w, "momentum=", 9)) {
         const char *v = strchr(w, '=') + 1;
         errno = 0;
@@ -428,12 +474,20 @@ void th_case_buffer_traffic(const th_case *c, unsigned t[TH_ROLES]) {
     t[TH_RUNNING_MEAN] = t[TH_RUNNING_VAR] = c->training && !c->backward ? 2 : 1;
 }
 
+void th_case_elem_sizes(const th_case *c, size_t size[TH_ROLES]) {
+    const size_t xs = clnorm_dtype_size(c->dtype), ps = clnorm_dtype_size(c->param_dtype);
+    for (int r = 0; r < TH_ROLES; r++) size[r] = sizeof(float);
+    size[TH_X] = size[TH_Y] = size[TH_DY] = size[TH_DX] = xs ? xs : sizeof(float);
+    size[TH_SCALE] = size[TH_BIAS] = ps ? ps : sizeof(float);
+}
+
 double th_case_bytes(const th_case *c) {
-    size_t e[TH_ROLES];
+    size_t e[TH_ROLES], s[TH_ROLES];
     unsigned t[TH_ROLES];
     th_case_buffer_elems(c, e);
     th_case_buffer_traffic(c, t);
+    th_case_elem_sizes(c, s);
     double b = 0;
-    for (int r = 0; r < TH_ROLES; r++) b += (double)e[r] * t[r] * sizeof(float);
+    for (int r = 0; r < TH_ROLES; r++) b += (double)e[r] * t[r] * (double)s[r];
     return b;
 }

@@ -14,7 +14,17 @@
  * so "32x256x64x64 nhwc" is N=32, C=256, H=W=64 stored channels-last.
  * A case is a forward call, or with `backward` set the backward call of
  * that forward (clnorm_backward: dx, dscale, dbias from dy, x, scale and
- * the statistics the forward normalized with). Later: the data type.
+ * the statistics the forward normalized with).
+ *
+ * The storage type (issue 17): dtype is clnorm_desc.dtype (x, y, dy, dx),
+ * param_dtype clnorm_desc.param_dtype (scale, bias); 0 = float32, so a
+ * case that never names a type is the float32 case it always was (same
+ * label, descriptor and bytes). The words "f16" and "bf16" set both: a
+ * model converted with .half() / .to(torch.bfloat16), or loaded with
+ * torch_dtype=float16, holds its LayerNorm/RMSNorm/GroupNorm weights in
+ * the same type as its activations (torch.autocast instead runs layer_norm
+ * and group_norm entirely in float32). "params=f32" keeps scale and bias in
+ * float32 (the mixed form clnorm_desc also accepts).
  */
 #ifndef CLNORM_TEST_CASE_H
 #define CLNORM_TEST_CASE_H
@@ -66,6 +76,8 @@ typedef struct th_case {
     int backward;          /* 0: clnorm_forward; 1: clnorm_backward of the same descriptor */
     unsigned grads;        /* backward: TH_GRADS bits asked for; 0 = dx, plus dscale with scale and
                               dbias with bias (PyTorch's output_mask for a layer with those parameters) */
+    /* the storage types (0 = float32): x, y, dy, dx; scale, bias */
+    clnorm_dtype dtype, param_dtype;
     /* the data and how the call is made (tests) */
     th_kind kind;
     unsigned flags;        /* TH_IN_PLACE, ... */
@@ -108,7 +120,9 @@ int th_parse_shape(const char *s, th_case *c);
 int th_parse_layout(const char *s, clnorm_layout *layout);
 /* A case from one line: "OP SHAPE [LAYOUT] [G=n] [WORD...]", th_case_label's
  * form followed by words: affine (scale and bias), scale, bias, stats,
- * running, no-running, psa, inplace, eps=E, momentum=M; backward (or bwd)
+ * running, no-running, psa, inplace, eps=E, momentum=M; f16 (fp16, float16)
+ * or bf16 (bfloat16) for the storage type of x, y, dy, dx and the parameters,
+ * params=f32 for float32 scale and bias; backward (or bwd)
  * for the backward call, and dx, dscale, dbias for the gradients it asks
  * for (each implies backward; none named = the default of th_case.grads).
  * 0, or -1 with a message in err. */
@@ -119,12 +133,20 @@ int th_case_parse(th_case *c, const char *line, char *err, size_t errlen);
  * message in err. */
 int th_case_check(th_case *c, char *err, size_t errlen);
 
+/* The storage type's word in labels: "f32", "f16", "bf16". */
+const char *th_dtype_name(clnorm_dtype t);
+/* "f16", "fp16", "float16", "half", "bf16", "bfloat16", "f32", "fp32",
+ * "float32", "float" (case-insensitive). 0, or -1. */
+int th_parse_dtype(const char *s, clnorm_dtype *t);
+
 /* "4096x4096" */
 void th_shape_string(const th_case *c, char *buf, size_t len);
 /* "group_norm 2x512x64x64 nhwc G=32", then " bwd" for a backward case and
- * the gradients when asked for explicitly (" bwd dx dscale"): a line
- * th_case_parse reads back to the same direction and gradients; returns buf.
- * A forward case's label is as before the backward existed. */
+ * the gradients when asked for explicitly (" bwd dx dscale"), then the
+ * storage type of a 16-bit case (" f16", " bf16", and " params=f32" for
+ * float32 parameters): a line th_case_parse reads back to the same case;
+ * returns buf. A float32 forward case's label is as before the backward and
+ * the storage types existed. */
 const char *th_case_label(const th_case *c, char *buf, size_t len);
 
 /* The descriptor of c: shape and scalars, buffers absent. 0, or -1 for a
@@ -185,12 +207,22 @@ size_t th_case_elements(const th_case *c);
  * the tensor for a row norm): x and dy read once, dx written once, scale,
  * the statistics (saved or running) read once, dscale/dbias written once. */
 void th_case_buffer_traffic(const th_case *c, unsigned traffic[TH_ROLES]);
-/* Effective bytes: sum over roles of elems * traffic * sizeof(float). */
+/* Bytes per element of each role: clnorm_dtype_size(dtype) for x, y, dy,
+ * dx; of param_dtype for scale and bias; 4 for the rest (statistics,
+ * running statistics, dscale and dbias are always float32). */
+void th_case_elem_sizes(const th_case *c, size_t size[TH_ROLES]);
+/* Effective bytes: sum over roles of elems * traffic * element size
+ * (th_case_elem_sizes; 2-byte elements for a 16-bit case). */
 double th_case_bytes(const th_case *c);
 
 /* ---------- the benchmark's standard suite (issue 4, float32) ---------- */
 extern const th_case th_suite[];
 extern const size_t th_suite_count;
+/* The suite's half-precision cases (issue 17): each LayerNorm, RMSNorm
+ * and GroupNorm case of th_suite in float16, then each in bfloat16, with
+ * parameters in the same type. Writes at most max cases to out; returns
+ * how many there are. */
+size_t th_suite_half(th_case *out, size_t max);
 /* Halves c's largest dimension, but for the channels (C) and the row
  * length (D), until it has at most max_elems elements: the suite's shapes
  * at a size the tests can afford, with the same op, layout, groups, row

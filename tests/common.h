@@ -74,6 +74,11 @@ const char *th_kind_name(th_kind k);
 void th_fill(th_rng *r, const clnorm_desc *d, th_kind k, float *x);
 void th_fill_normal(th_rng *r, float *a, size_t n, double mu, double sigma);
 void th_fill_uniform(th_rng *r, float *a, size_t n, double lo, double hi);
+/* A float rounded to t's 16 bits (float16: IEEE binary16, overflow to Inf
+ * from 65520; bfloat16: the top half, nearest even, NaN stays a quiet NaN),
+ * and such a pattern widened exactly. t: CLNORM_FLOAT16 or CLNORM_BFLOAT16. */
+uint16_t th_to16(clnorm_dtype t, float f);
+float th_from16(clnorm_dtype t, uint16_t h);
 
 /* ---------- a call's buffers (roles: case.h) ---------- */
 /* Host-side inputs; NULL = absent. running_mean/var: the values uploaded into the

@@ -292,7 +292,8 @@ static unsigned long compare(const clnorm_desc *d, const th_inputs *in, const th
     }
     if (got->y)
         for (size_t i = 0, E = ref_elements(d); i < E; i++)
-            expect_close(m, "y", i, r.y[i], got->y[i], tol_y(d, in, si, i, r.y[i]) * tol_scale);
+            expect_close(m, "y", i, r.y[i], got->y[i],
+                         th_storage_tol(d->dtype, r.y[i], tol_y(d, in, si, i, r.y[i]) * tol_scale));
     if (!running_mode)
         compare_stats(m, d, si, &r, got, tol_scale);
     compare_running(m, d, in, si, &r, got, tol_scale);
@@ -471,7 +472,7 @@ static unsigned long compare_bwd(const clnorm_desc *d, const th_bwd_inputs *in, 
                 double dB = U32 * (sn + 4) * b->agx / n;
                 tol = r * (3 * U32 * g + 2 * U32 * Am + dA + xh * dB + 4 * U32 * xh * Bm) + 2 * U32 * fabs(dx[i]);
             }
-            expect_close(m, "dx", i, dx[i], got->dx[i], tol * tol_scale + 1e-30);
+            expect_close(m, "dx", i, dx[i], got->dx[i], th_storage_tol(d->dtype, dx[i], tol * tol_scale + 1e-30));
         }
     }
     for (size_t j = 0; j < A; j++) {
@@ -522,6 +523,9 @@ unsigned long th_compare_bwd_why(const clnorm_desc *d, const th_bwd_inputs *in, 
  *     tol = f32tol + u_t * (|ref| + f32tol) + floor_t.
  * Overflow is the caller's: a float16 result above 65504 rounds to +-Inf
  * from 65520 (the halfway point to 2^16) up, and to 65504 below it.
+ * th_compare and th_compare_bwd apply it to y and dx of a descriptor with a
+ * 16-bit dtype (the inputs passed widened, the outputs as stored, widened):
+ * clnorm-bench --check on its half-precision rows; for float32 it is f32tol.
  */
 double th_storage_tol(clnorm_dtype t, double ref, double f32tol)
 {

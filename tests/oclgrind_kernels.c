@@ -171,11 +171,11 @@ static const og_case og_cases[] = {
     /* Backward (kernels/backward.cl): bwd_rows whole and split (phases 1
      * and 2), bwd_params, the sums/merge/table/apply pipeline, running
      * statistics, in place. */
-    {"bwd LN 7x301", BWD, OG_BOTH, V_AUTO | 0x0cu, ROWS(LN, 7, 301), 1, 1, 1, 0, OG_OFFSET, TH_NORMAL},
+    {"bwd LN 7x301", BWD, OG_BOTH, V_AUTO, ROWS(LN, 7, 301), 1, 1, 1, 0, OG_OFFSET, TH_NORMAL},
     {"bwd RMS 5x257 in place", BWD, OG_BOTH, V_AUTO, ROWS(RMS, 5, 257), 1, 1, 1, 0, OG_IN_PLACE, TH_NORMAL},
     {"bwd LN split 2x5000", BWD, OG_BOTH, V_AUTO | V_SPLIT, ROWS(LN, 2, 5000), 1, 1, 1, 0, 0, TH_OFFSET_1E4},
     {"bwd LN 40x33 dx only", BWD, OG_BOTH, V_AUTO, ROWS(LN, 40, 33), 0, 0, 1, 0, 0, TH_NORMAL},
-    {"bwd GN nchw", BWD, OG_BOTH, V_AUTO | 0x08u, CHAN(GN, NCHW, 2, 6, 3, 1, 2, 4, 5), 1, 1, 1, 0, OG_OFFSET, TH_NORMAL},
+    {"bwd GN nchw", BWD, OG_BOTH, V_AUTO, CHAN(GN, NCHW, 2, 6, 3, 1, 2, 4, 5), 1, 1, 1, 0, OG_OFFSET, TH_NORMAL},
     {"bwd IN nchw split", BWD, OG_BOTH, V_SPLIT, CHAN(IN, NCHW, 2, 1, 1, 1, 2, 50, 90), 1, 1, 1, 0, 0,
      TH_NORMAL},
     {"bwd GN nhwc", BWD, OG_BOTH, V_AUTO, CHAN(GN, NHWC, 2, 8, 4, 1, 2, 5, 6), 1, 1, 1, 0, OG_IN_PLACE,

@@ -27,50 +27,10 @@
 #define G16 0xdeadu   /* 16-bit guard */
 #define P16 0x7bdeu   /* 16-bit poison: finite in both types */
 
-/* ---- host conversions (independent of the kernels) ---- */
-static uint16_t f16_of(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    const uint32_t s = (u >> 16) & 0x8000u, a = u & 0x7fffffffu;
-    if (a > 0x7f800000u) return (uint16_t)(s | 0x7e00u | ((a >> 13) & 0x3ffu));
-    if (a >= 0x477ff000u) return (uint16_t)(s | 0x7c00u); /* >= 65520 and Inf */
-    if (a >= 0x38800000u) {                                /* normal */
-        const uint32_t r = a + 0xfffu + ((a >> 13) & 1u);
-        return (uint16_t)(s | ((r - 0x38000000u) >> 13));
-    }
-    /* subnormal: multiples of 2^-24, nearest even */
-    const double v = (double)fabsf(f) * 16777216.0;
-    double q = floor(v);
-    if (v - q > 0.5 || (v - q == 0.5 && fmod(q, 2.0) != 0.0)) q += 1.0;
-    return (uint16_t)(s | (uint32_t)q);
-}
-static float f16_to(uint16_t h)
-{
-    const int e = (h >> 10) & 31, m = h & 1023;
-    float v = e == 0 ? ldexpf((float)m, -24) : e == 31 ? (m ? NAN : INFINITY) : ldexpf((float)(m | 1024), e - 25);
-    return (h & 0x8000u) ? -v : v;
-}
-static uint16_t bf_of(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u);
-    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-}
-static float bf_to(uint16_t b)
-{
-    const uint32_t u = (uint32_t)b << 16;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-static uint16_t to16(clnorm_dtype t, float f) { return t == CLNORM_FLOAT16 ? f16_of(f) : bf_of(f); }
-static float from16(clnorm_dtype t, uint16_t h) { return t == CLNORM_FLOAT16 ? f16_to(h) : bf_to(h); }
-static const char *tname(clnorm_dtype t)
-{
-    return t == CLNORM_FLOAT16 ? "f16" : t == CLNORM_BFLOAT16 ? "bf16" : "f32";
-}
+/* ---- host conversions (independent of the kernels: common.c) ---- */
+static uint16_t to16(clnorm_dtype t, float f) { return th_to16(t, f); }
+static float from16(clnorm_dtype t, uint16_t h) { return th_from16(t, h); }
+static const char *tname(clnorm_dtype t) { return th_dtype_name(t); }
 
 /* ---- guarded buffers ---- */
 typedef struct gb {
