@@ -246,6 +246,54 @@ void th_gen_inputs(th_rng *r, const clnorm_desc *d, th_kind kind, float *x, floa
     free(tmp);
 }
 
+/* ------------------------------------------------------------------ */
+/* 16-bit storage types on the host (independent of the kernels)       */
+/* ------------------------------------------------------------------ */
+static uint16_t f16_of(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    const uint32_t s = (u >> 16) & 0x8000u, a = u & 0x7fffffffu;
+    if (a > 0x7f800000u) return (uint16_t)(s | 0x7e00u | ((a >> 13) & 0x3ffu));
+    if (a >= 0x477ff000u) return (uint16_t)(s | 0x7c00u); /* >= 65520 and Inf */
+    if (a >= 0x38800000u) {                                /* normal */
+        const uint32_t r = a + 0xfffu + ((a >> 13) & 1u);
+        return (uint16_t)(s | ((r - 0x38000000u) >> 13));
+    }
+    /* subnormal: multiples of 2^-24, nearest even */
+    const double v = (double)fabsf(f) * 16777216.0;
+    double q = floor(v);
+    if (v - q > 0.5 || (v - q == 0.5 && fmod(q, 2.0) != 0.0)) q += 1.0;
+    return (uint16_t)(s | (uint32_t)q);
+}
+static float f16_to(uint16_t h)
+{
+    const int e = (h >> 10) & 31, m = h & 1023;
+    float v = e == 0 ? ldexpf((float)m, -24) : e == 31 ? (m ? NAN : INFINITY) : ldexpf((float)(m | 1024), e - 25);
+    return (h & 0x8000u) ? -v : v;
+}
+static uint16_t bf_of(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u);
+    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+static float bf_to(uint16_t b)
+{
+    const uint32_t u = (uint32_t)b << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+uint16_t th_to16(clnorm_dtype t, float f) { return t == CLNORM_FLOAT16 ? f16_of(f) : bf_of(f); }
+float th_from16(clnorm_dtype t, uint16_t h) { return t == CLNORM_FLOAT16 ? f16_to(h) : bf_to(h); }
+void th_quantize(clnorm_dtype t, float *a, size_t n)
+{
+    if (t != CLNORM_FLOAT32)
+        for (size_t i = 0; i < n; i++) a[i] = th_from16(t, th_to16(t, a[i]));
+}
+
 uint32_t th_bits(float f)
 {
     uint32_t b;
@@ -411,43 +459,3 @@ int th_same_bytes(cl_command_queue q, cl_mem m, const void *snap, size_t bytes)
     return same;
 }
 
-/* ---- 16-bit storage on the host (independent of the kernels) ---- */
-static uint16_t f16_of(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    const uint32_t s = (u >> 16) & 0x8000u, a = u & 0x7fffffffu;
-    if (a > 0x7f800000u) return (uint16_t)(s | 0x7e00u | ((a >> 13) & 0x3ffu));
-    if (a >= 0x477ff000u) return (uint16_t)(s | 0x7c00u); /* >= 65520 and Inf */
-    if (a >= 0x38800000u) {                                /* normal */
-        const uint32_t r = a + 0xfffu + ((a >> 13) & 1u);
-        return (uint16_t)(s | ((r - 0x38000000u) >> 13));
-    }
-    /* subnormal: multiples of 2^-24, nearest even */
-    const double v = (double)fabsf(f) * 16777216.0;
-    double q = floor(v);
-    if (v - q > 0.5 || (v - q == 0.5 && fmod(q, 2.0) != 0.0)) q += 1.0;
-    return (uint16_t)(s | (uint32_t)q);
-}
-static float f16_to(uint16_t h)
-{
-    const int e = (h >> 10) & 31, m = h & 1023;
-    float v = e == 0 ? ldexpf((float)m, -24) : e == 31 ? (m ? NAN : INFINITY) : ldexpf((float)(m | 1024), e - 25);
-    return (h & 0x8000u) ? -v : v;
-}
-static uint16_t bf_of(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u);
-    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-}
-static float bf_to(uint16_t b)
-{
-    const uint32_t u = (uint32_t)b << 16;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-uint16_t th_to16(clnorm_dtype t, float f) { return t == CLNORM_FLOAT16 ? f16_of(f) : bf_of(f); }
-float th_from16(clnorm_dtype t, uint16_t h) { return t == CLNORM_FLOAT16 ? f16_to(h) : bf_to(h); }

@@ -74,11 +74,6 @@ const char *th_kind_name(th_kind k);
 void th_fill(th_rng *r, const clnorm_desc *d, th_kind k, float *x);
 void th_fill_normal(th_rng *r, float *a, size_t n, double mu, double sigma);
 void th_fill_uniform(th_rng *r, float *a, size_t n, double lo, double hi);
-/* A float rounded to t's 16 bits (float16: IEEE binary16, overflow to Inf
- * from 65520; bfloat16: the top half, nearest even, NaN stays a quiet NaN),
- * and such a pattern widened exactly. t: CLNORM_FLOAT16 or CLNORM_BFLOAT16. */
-uint16_t th_to16(clnorm_dtype t, float f);
-float th_from16(clnorm_dtype t, uint16_t h);
 
 /* ---------- a call's buffers (roles: case.h) ---------- */
 /* Host-side inputs; NULL = absent. running_mean/var: the values uploaded into the
@@ -246,6 +241,20 @@ unsigned long th_compare_bwd_why(const clnorm_desc *d, const th_bwd_inputs *in, 
  * computation has tolerance f32tol against the double reference ref on the
  * same widened inputs: f32tol plus half an ulp of t (derived in compare.c). */
 double th_storage_tol(clnorm_dtype t, double ref, double f32tol);
+/* got, a value stored as t, against ref: NaN for NaN, the same infinity,
+ * float16 overflow as the store rounds it (65504 below 65520, Inf from it),
+ * else within th_storage_tol(t, ref, f32tol). 1 = close. */
+int th_close_storage(clnorm_dtype t, double ref, float got, double f32tol);
+/* The comparisons of a call on 16-bit data (d->dtype; parameters of
+ * d->param_dtype), every array widened to float: the forward's y (in->x is
+ * what was normalized: x, or x + residual as stored in h_out) and saved and
+ * running statistics, amp the scale of the data (the mean's tolerance); the
+ * backward's dx, dscale and dbias (saved statistics when in->rstd is given).
+ * Tolerances in compare.c. Mismatches; the first few reported when report. */
+unsigned long th_compare_storage(const clnorm_desc *d, const th_inputs *in, const th_outputs *got, double amp,
+                                 int report);
+unsigned long th_compare_storage_bwd(const clnorm_desc *d, const th_bwd_inputs *in, const th_bwd_outputs *got,
+                                     int report);
 /* The saved statistics an exact forward of d on x writes, rounded to float:
  * the mean and biased variance in double, rstd = 1/sqrt(var + eps) (0 where
  * BatchNorm/InstanceNorm have var + eps == 0; RMSNorm: 1/sqrt(mean(x^2) +
@@ -291,6 +300,15 @@ th_case th_case_of(const char *line);
 /* "layer_norm 4x5", "batch_norm_train 2x3x5 nhwc psa=0 mom=0.1": the
  * shape of d for messages (th_case_label and the scalars); returns buf. */
 const char *th_desc_label(const clnorm_desc *d, char *buf, size_t len);
+
+/* ---------- 16-bit storage on the host (common.c) ---------- */
+/* float to float16 (round to nearest even, overflow to Inf from 65520) or
+ * bfloat16 (nearest even, NaN kept quiet), and back; t is CLNORM_FLOAT16 or
+ * CLNORM_BFLOAT16. th_quantize rounds n floats to t in place (nothing for
+ * CLNORM_FLOAT32); th_dtype_name (case.h): "f16", "bf16", "f32". */
+uint16_t th_to16(clnorm_dtype t, float f);
+float th_from16(clnorm_dtype t, uint16_t h);
+void th_quantize(clnorm_dtype t, float *a, size_t n);
 
 /* ---------- small helpers ---------- */
 uint32_t th_bits(float f);

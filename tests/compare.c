@@ -533,3 +533,104 @@ double th_storage_tol(clnorm_dtype t, double ref, double f32tol)
     if (t == CLNORM_BFLOAT16) return f32tol + ldexp(1.0, -8) * (fabs(ref) + f32tol);
     return f32tol;
 }
+
+/* got (a value as stored in t) against the reference ref (th_storage_tol),
+ * float16 overflow included: past 65504 a result must be the rounding of
+ * some value within the float32 tolerance (65504 below 65520, Inf from it). */
+int th_close_storage(clnorm_dtype t, double ref, float got, double f32tol)
+{
+    if (isnan(ref)) return isnan(got);
+    if (t == CLNORM_FLOAT16 && fabs(ref) > 65504.0) {
+        const double lo = fabs(ref) - th_storage_tol(t, ref, f32tol);
+        if (isinf(got)) return (got > 0) == (ref > 0) && fabs(ref) + f32tol >= 65520.0;
+        return fabsf(got) == 65504.0f && (got > 0) == (ref > 0) && lo < 65520.0;
+    }
+    if (isinf(ref)) return got == ref;
+    return isfinite(got) && fabs(got - ref) <= th_storage_tol(t, ref, f32tol);
+}
+
+/* A forward of 16-bit data (d->dtype) against ref_forward on the widened
+ * inputs: y by th_close_storage with the float32 tolerance 2e-5 (1 + |ref|),
+ * the saved statistics (float32) within 1e-5 (|mean| + amp), amp the scale
+ * of the data, and 1e-4 |rstd|; running statistics after training within
+ * 1e-4 (1 + |ref|). Outputs NULL in got are not compared. */
+unsigned long th_compare_storage(const clnorm_desc *d, const th_inputs *in, const th_outputs *got, double amp,
+                                 int report)
+{
+    const size_t n = ref_elements(d), sets = ref_sets(d);
+    const size_t C = (d->op == CLNORM_LAYER_NORM || d->op == CLNORM_RMS_NORM) ? 1 : d->c;
+    double *ry = malloc((n ? n : 1) * sizeof *ry), *rm = malloc((sets ? sets : 1) * sizeof *rm);
+    double *rs = malloc((sets ? sets : 1) * sizeof *rs), *rrm = malloc(C * sizeof *rrm),
+           *rrv = malloc(C * sizeof *rrv);
+    unsigned long bad = 0;
+#define TH_SBAD(...)                                                                                 \
+    do {                                                                                             \
+        if (report && bad < 3) th_fail(__VA_ARGS__);                                                 \
+        bad++;                                                                                       \
+    } while (0)
+    if (!ry || !rm || !rs || !rrm || !rrv) {
+        TH_SBAD("out of host memory");
+    } else if (ref_forward(d, in->x, in->scale, in->bias, in->running_mean, in->running_var, ry, rm, rs, rrm,
+                           rrv) != 0) {
+        TH_SBAD("the reference rejects the case");
+    } else {
+        for (size_t i = 0; i < n; i++)
+            if (!th_close_storage(d->dtype, ry[i], got->y[i], 2e-5 * (1.0 + fabs(ry[i]))))
+                TH_SBAD("y[%zu] = %.9g, reference %.9g (%s)", i, (double)got->y[i], ry[i], th_dtype_name(d->dtype));
+        for (size_t s = 0; s < sets; s++) {
+            if (got->mean && d->op != CLNORM_RMS_NORM && !th_close(rm[s], got->mean[s], 1e-5 * (fabs(rm[s]) + amp)))
+                TH_SBAD("mean[%zu] = %.9g, reference %.9g", s, (double)got->mean[s], rm[s]);
+            if (got->rstd && !th_close(rs[s], got->rstd[s], 1e-4 * fabs(rs[s])))
+                TH_SBAD("rstd[%zu] = %.9g, reference %.9g", s, (double)got->rstd[s], rs[s]);
+        }
+        if (d->training && in->running_mean && got->running_mean && got->running_var)
+            for (size_t c = 0; c < C; c++)
+                if (!th_close(rrm[c], got->running_mean[c], 1e-4 * (1 + fabs(rrm[c]))) ||
+                    !th_close(rrv[c], got->running_var[c], 1e-4 * (1 + fabs(rrv[c]))))
+                    TH_SBAD("running stats [%zu] = %g %g, reference %g %g", c, (double)got->running_mean[c],
+                            (double)got->running_var[c], rrm[c], rrv[c]);
+    }
+    free(ry), free(rm), free(rs), free(rrm), free(rrv);
+    return bad;
+}
+
+/* A backward of 16-bit data against ref_backward on the widened inputs
+ * (saved statistics when in->rstd is given, else the running ones): dx by
+ * th_close_storage with the float32 tolerance 2e-5 (1 + max |dx|), dscale
+ * and dbias (float32) within 1e-5 (1 + max |dscale|, |dbias|). */
+unsigned long th_compare_storage_bwd(const clnorm_desc *d, const th_bwd_inputs *in, const th_bwd_outputs *got,
+                                     int report)
+{
+    const size_t n = ref_elements(d), sets = ref_sets(d), na = ref_affine_len(d);
+    double *md = malloc((sets ? sets : 1) * sizeof *md), *rd = malloc((sets ? sets : 1) * sizeof *rd);
+    double *rdx = malloc((n ? n : 1) * sizeof *rdx), *rds = malloc((na ? na : 1) * sizeof *rds),
+           *rdb = malloc((na ? na : 1) * sizeof *rdb);
+    unsigned long bad = 0;
+    const int batch = in->rstd != NULL;
+    if (!md || !rd || !rdx || !rds || !rdb) {
+        TH_SBAD("out of host memory");
+        goto out;
+    }
+    for (size_t s = 0; s < sets && batch; s++) md[s] = in->mean ? in->mean[s] : 0.0, rd[s] = in->rstd[s];
+    if (ref_backward(d, in->x, in->dy, in->scale, batch ? md : NULL, batch ? rd : NULL,
+                     batch ? NULL : in->running_mean, batch ? NULL : in->running_var, rdx, rds, rdb) != 0) {
+        TH_SBAD("the reference rejects the case");
+        goto out;
+    }
+    double mx = 0.0, ms = 0.0;
+    for (size_t e = 0; e < n; e++) mx = fmax(mx, fabs(rdx[e]));
+    for (size_t e = 0; e < na; e++) ms = fmax(ms, fmax(fabs(rds[e]), fabs(rdb[e])));
+    for (size_t e = 0; e < n && got->dx; e++)
+        if (!th_close_storage(d->dtype, rdx[e], got->dx[e], 2e-5 * (1.0 + mx)))
+            TH_SBAD("dx[%zu] = %.9g, reference %.9g (%s)", e, (double)got->dx[e], rdx[e], th_dtype_name(d->dtype));
+    for (size_t e = 0; e < na; e++) {
+        if (got->dscale && !th_close(rds[e], got->dscale[e], 1e-5 * (1.0 + ms)))
+            TH_SBAD("dscale[%zu] = %.9g, reference %.9g", e, (double)got->dscale[e], rds[e]);
+        if (got->dbias && !th_close(rdb[e], got->dbias[e], 1e-5 * (1.0 + ms)))
+            TH_SBAD("dbias[%zu] = %.9g, reference %.9g", e, (double)got->dbias[e], rdb[e]);
+    }
+#undef TH_SBAD
+out:
+    free(md), free(rd), free(rdx), free(rds), free(rdb);
+    return bad;
+}

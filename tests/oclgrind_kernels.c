@@ -25,6 +25,13 @@
  * Every result is compared with the double-precision reference
  * (tests/reference.c) with th_compare's tolerances.
  *
+ * float16/bfloat16 storage (the "half" rows): og_check_half_forward and
+ * og_check_half_backward put x, y, residual, h_out, dy and dx on tight
+ * buffers of 16-bit elements (scale and bias of param_dtype; statistics
+ * and gradients of the parameters float32), with a 16-bit NaN before an
+ * input's payload, and compare with the reference on the widened inputs
+ * with th_storage_tol (th_compare_storage, th_compare_storage_bwd).
+ *
  * Kernel families join by adding rows to og_cases with their own `check`
  * function (og_check_forward, og_check_backward: in a backward row, `stats`
  * asks for dx, `scale` for dscale, `bias` for dbias), so that they run
@@ -50,7 +57,8 @@ enum { OG_GPU = 1, OG_CPU = 2, OG_BOTH = OG_GPU | OG_CPU };
 enum {
     OG_IN_PLACE = 1, /* y is x */
     OG_OFFSET = 2,   /* every buffer at a non-zero element offset */
-    OG_DX_ONLY = 4   /* backward: scale passed, dscale not asked for */
+    OG_DX_ONLY = 4,  /* backward: scale passed, dscale not asked for */
+    OG_RESID = 8     /* LayerNorm/RMSNorm: the fused residual add, with h_out */
 };
 /* Variant sets, as bits of th_variants (common.c, in this order): AUTO, WG,
  * SUBGROUP, WI, SPLIT, WG with 32 work-items, SPLIT with 64. */
@@ -74,11 +82,26 @@ struct og_case {
 
 static int og_check_forward(clnorm_ctx *ctx, const og_case *c);
 static int og_check_backward(clnorm_ctx *ctx, const og_case *c);
+static int og_check_half_forward(clnorm_ctx *ctx, const og_case *c);
+static int og_check_half_backward(clnorm_ctx *ctx, const og_case *c);
 
 #define ROWS(o, r, cl) {.op = (o), .rows = (r), .cols = (cl), .eps = 1e-5f, .momentum = 0.1f, .training = 1, .groups = 1}
 #define CHAN(o, lay, N, C, G, train, rk, s0, s1)                                                           \
     {.op = (o), .layout = (lay), .n = (N), .c = (C), .groups = (G), .training = (train), .rank = (rk),    \
      .spatial = {(s0), (s1), 0}, .eps = 1e-5f, .momentum = 0.1f}
+/* 16-bit storage: x (and y, residual, h_out, dy, dx) of type t, scale and
+ * bias of pt (CLNORM_FLOAT32 or t). */
+#define HROWS(o, r, cl, t, pt)                                                                            \
+    {.op = (o), .rows = (r), .cols = (cl), .eps = 1e-5f, .momentum = 0.1f, .training = 1, .groups = 1,    \
+     .dtype = (t), .param_dtype = (pt)}
+#define HCHAN(o, lay, N, C, G, train, rk, s0, s1, t, pt)                                                  \
+    {.op = (o), .layout = (lay), .n = (N), .c = (C), .groups = (G), .training = (train), .rank = (rk),    \
+     .spatial = {(s0), (s1), 0}, .eps = 1e-5f, .momentum = 0.1f, .dtype = (t), .param_dtype = (pt)}
+#define F16 CLNORM_FLOAT16
+#define BF16 CLNORM_BFLOAT16
+#define F32 CLNORM_FLOAT32
+#define HFWD og_check_half_forward
+#define HBWD og_check_half_backward
 #define FWD og_check_forward
 #define BWD og_check_backward /* scale: dscale too; bias: dbias too; OG_IN_PLACE: dx is dy */
 #define LN CLNORM_LAYER_NORM
@@ -193,6 +216,49 @@ static const og_case og_cases[] = {
      OG_DX_ONLY, TH_NORMAL},
     {"bwd IN nhwc running inference", BWD, OG_BOTH, V_AUTO, CHAN(IN, NHWC, 2, 5, 1, 0, 2, 6, 7), 1, 1, 0, 1, 0,
      TH_NORMAL},
+
+    /* float16/bfloat16 storage (LDX/STX, LDXV/STXV, LDP in common.cl):
+     * 16-bit x, y, residual, h_out, dy, dx on tight 16-bit buffers, params
+     * in float32 or x's type, against the reference on the widened inputs
+     * with th_storage_tol (og_check_half_forward/backward). Row tails past
+     * the last vector (301, 257, 67 columns), odd channel counts for the
+     * column kernels. */
+    {"half LN f16 7x301", HFWD, OG_BOTH, V_AUTO | 0x0eu, HROWS(LN, 7, 301, F16, F32), 1, 1, 1, 0, 0, TH_NORMAL},
+    {"half LN bf16 in place, offsets", HFWD, OG_BOTH, V_AUTO, HROWS(LN, 4, 67, BF16, BF16), 1, 1, 1, 0,
+     OG_IN_PLACE | OG_OFFSET, TH_NORMAL},
+    {"half LN bf16 split 2x5000", HFWD, OG_BOTH, V_SPLIT, HROWS(LN, 2, 5000, BF16, F32), 1, 1, 1, 0, 0,
+     TH_NORMAL},
+    {"half RMS f16 fused add", HFWD, OG_BOTH, V_AUTO, HROWS(RMS, 5, 257, F16, F16), 1, 0, 1, 0,
+     OG_RESID | OG_OFFSET, TH_NORMAL},
+    {"half RMS bf16 fused add", HFWD, OG_BOTH, V_AUTO, HROWS(RMS, 5, 257, BF16, F32), 1, 0, 1, 0, OG_RESID,
+     TH_NORMAL},
+    {"half GN nchw f16", HFWD, OG_BOTH, V_AUTO, HCHAN(GN, NCHW, 2, 6, 3, 1, 2, 4, 5, F16, F32), 1, 1, 1, 0, 0,
+     TH_NORMAL},
+    {"half GN nchw bf16 in place", HFWD, OG_BOTH, V_AUTO, HCHAN(GN, NCHW, 2, 6, 3, 1, 2, 4, 5, BF16, BF16), 1, 1,
+     1, 0, OG_IN_PLACE, TH_NORMAL},
+    {"half GN nhwc f16", HFWD, OG_BOTH, V_AUTO, HCHAN(GN, NHWC, 2, 8, 4, 1, 2, 5, 6, F16, F16), 1, 1, 1, 0, 0,
+     TH_NORMAL},
+    {"half GN nhwc bf16 40 channels", HFWD, OG_BOTH, V_AUTO, HCHAN(GN, NHWC, 2, 40, 5, 1, 2, 5, 8, BF16, F32), 1,
+     1, 1, 0, OG_OFFSET, TH_NORMAL},
+    {"half BN nhwc f16", HFWD, OG_BOTH, V_AUTO, HCHAN(BN, NHWC, 3, 5, 1, 1, 2, 4, 6, F16, F32), 1, 1, 1, 1, 0,
+     TH_NORMAL},
+    {"half BN nhwc bf16", HFWD, OG_BOTH, V_AUTO, HCHAN(BN, NHWC, 3, 5, 1, 1, 2, 4, 6, BF16, BF16), 1, 1, 1, 1,
+     OG_OFFSET, TH_NORMAL},
+    {"half BN nhwc inference f16", HFWD, OG_BOTH, V_AUTO, HCHAN(BN, NHWC, 3, 5, 1, 0, 2, 4, 6, F16, F16), 1, 1, 0,
+     1, OG_OFFSET, TH_NORMAL},
+    {"half BN nhwc inference bf16", HFWD, OG_BOTH, V_AUTO, HCHAN(BN, NHWC, 3, 5, 1, 0, 2, 4, 6, BF16, F32), 1, 1,
+     0, 1, 0, TH_NORMAL},
+    {"half IN nchw f16", HFWD, OG_BOTH, V_AUTO, HCHAN(IN, NCHW, 2, 3, 1, 1, 2, 5, 7, F16, F16), 1, 1, 1, 0, 0,
+     TH_NORMAL},
+    {"half IN nchw bf16", HFWD, OG_BOTH, V_AUTO, HCHAN(IN, NCHW, 2, 3, 1, 1, 2, 5, 7, BF16, F32), 1, 1, 1, 0,
+     OG_OFFSET, TH_NORMAL},
+    {"half bwd LN f16", HBWD, OG_BOTH, V_AUTO, HROWS(LN, 7, 301, F16, F32), 1, 1, 1, 0, OG_OFFSET, TH_NORMAL},
+    {"half bwd LN bf16 in place", HBWD, OG_BOTH, V_AUTO, HROWS(LN, 7, 301, BF16, BF16), 1, 1, 1, 0, OG_IN_PLACE,
+     TH_NORMAL},
+    {"half bwd BN nhwc f16", HBWD, OG_BOTH, V_AUTO, HCHAN(BN, NHWC, 3, 5, 1, 1, 2, 4, 6, F16, F16), 1, 1, 1, -1,
+     0, TH_NORMAL},
+    {"half bwd BN nhwc bf16", HBWD, OG_BOTH, V_AUTO, HCHAN(BN, NHWC, 3, 5, 1, 1, 2, 4, 6, BF16, F32), 1, 1, 1, -1,
+     OG_OFFSET, TH_NORMAL},
 };
 static const size_t og_case_count = sizeof og_cases / sizeof og_cases[0];
 
@@ -434,6 +500,275 @@ static int og_check_backward(clnorm_ctx *ctx, const og_case *c)
     th_bwd_outputs got = {has_dx ? dx : NULL, want_ds ? ds : NULL, c->bias ? db : NULL};
     if (!bad)
         fails = th_compare_bwd(shape, &in, &got, 1.0, 1) != 0;
+out:
+    for (int i = 0; i < NB; i++)
+        if (b[i].mem)
+            clReleaseMemObject(b[i].mem);
+    free(x); free(dy); free(dx); free(scale); free(ds); free(db); free(rm); free(rv); free(mean); free(rstd);
+    return fails;
+}
+
+/* ---- 16-bit storage (clnorm_desc.dtype, param_dtype) ----------------------- */
+
+/* A tight buffer of off + len elements of type t (CLNORM_FLOAT32: as
+ * og_buf_make): an input gets payload rounded to t at off and a NaN of t
+ * before it; an output (payload NULL) is left uninitialized. */
+static int og_buf_make_t(clnorm_ctx *ctx, og_buf *b, clnorm_dtype t, size_t off, size_t len, const float *payload)
+{
+    if (t == CLNORM_FLOAT32)
+        return og_buf_make(ctx, b, off, len, payload);
+    cl_int err;
+    b->off = off;
+    b->len = len;
+    b->mem = clCreateBuffer(clnorm_cl_context(ctx), CL_MEM_READ_WRITE, (off + len) * sizeof(uint16_t), NULL, &err);
+    if (!b->mem) {
+        th_fail("clCreateBuffer(%zu 16-bit elements): %d", off + len, err);
+        return -1;
+    }
+    if (payload) {
+        uint16_t *all = malloc((off + len) * sizeof *all);
+        if (!all) {
+            th_fail("out of host memory");
+            return -1;
+        }
+        for (size_t i = 0; i < off; i++)
+            all[i] = t == CLNORM_FLOAT16 ? 0x7e5au : 0x7fdau; /* quiet NaNs with a payload */
+        for (size_t i = 0; i < len; i++)
+            all[off + i] = th_to16(t, payload[i]);
+        err = clEnqueueWriteBuffer(clnorm_queue(ctx), b->mem, CL_TRUE, 0, (off + len) * sizeof *all, all, 0, NULL,
+                                   NULL);
+        free(all);
+        if (err != CL_SUCCESS) {
+            th_fail("clEnqueueWriteBuffer: %d", err);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Reads a buffer of type t back, widened to float. */
+static int og_buf_read_t(clnorm_ctx *ctx, const og_buf *b, clnorm_dtype t, float *out)
+{
+    if (t == CLNORM_FLOAT32)
+        return og_buf_read(ctx, b, out);
+    uint16_t *h = malloc((b->len ? b->len : 1) * sizeof *h);
+    if (!h) {
+        th_fail("out of host memory");
+        return -1;
+    }
+    cl_int err = clEnqueueReadBuffer(clnorm_queue(ctx), b->mem, CL_TRUE, b->off * sizeof *h, b->len * sizeof *h, h,
+                                     0, NULL, NULL);
+    if (err != CL_SUCCESS)
+        th_fail("clEnqueueReadBuffer: %d", err);
+    else
+        for (size_t i = 0; i < b->len; i++)
+            out[i] = th_from16(t, h[i]);
+    free(h);
+    return err == CL_SUCCESS ? 0 : -1;
+}
+
+#define OG_HALF_AMP 3.0 /* x ~ N(1.5, 3), as test_half */
+
+/* A forward on 16-bit tight buffers: x (residual, y, h_out) of d.dtype,
+ * scale and bias of d.param_dtype, statistics float32; inputs drawn and
+ * rounded to their types, then compared (th_compare_storage) with the
+ * reference on the widened inputs (x + residual rounded to t with
+ * OG_RESID, which h_out must hold bit for bit). */
+static int og_check_half_forward(clnorm_ctx *ctx, const og_case *c)
+{
+    const clnorm_desc *shape = &c->d;
+    const clnorm_dtype t = shape->dtype, pt = shape->param_dtype;
+    th_rng r;
+    th_rng_init(&r, th_next_seed());
+    const size_t E = ref_elements(shape), sets = ref_sets(shape), aff = ref_affine_len(shape);
+    const size_t C = is_rows(shape) ? 1 : shape->c;
+    if (!E || !sets) {
+        th_fail("an invalid shape (a bad table entry)");
+        return 1;
+    }
+    const int running = c->running > 0 || (c->running == 0 && shape->op == CLNORM_BATCH_NORM);
+    const int train = is_rows(shape) || shape->op == CLNORM_GROUP_NORM || shape->training;
+    const int want_mean = c->stats && train && shape->op != CLNORM_RMS_NORM, want_rstd = c->stats && train;
+    const int resid = (c->flags & OG_RESID) != 0;
+    float *x = malloc(E * sizeof *x), *y = malloc(E * sizeof *y), *res = malloc(E * sizeof *res);
+    float *h = malloc(E * sizeof *h), *gh = malloc(E * sizeof *gh);
+    float *scale = malloc(aff * sizeof *scale), *bias = malloc(aff * sizeof *bias);
+    float *rm = malloc(C * sizeof *rm), *rv = malloc(C * sizeof *rv);
+    float *rmo = malloc(C * sizeof *rmo), *rvo = malloc(C * sizeof *rvo);
+    float *mean = malloc(sets * sizeof *mean), *rstd = malloc(sets * sizeof *rstd);
+    enum { BX, BY, BS, BB, BM, BR, BRM, BRV, BRES, BH, NB };
+    og_buf b[NB];
+    memset(b, 0, sizeof b);
+    int fails = 1;
+    if (!x || !y || !res || !h || !gh || !scale || !bias || !rm || !rv || !rmo || !rvo || !mean || !rstd) {
+        th_fail("out of host memory");
+        goto out;
+    }
+    th_fill_normal(&r, x, E, 0.5 * OG_HALF_AMP, OG_HALF_AMP);
+    th_quantize(t, x, E);
+    th_fill_normal(&r, res, E, 0.0, OG_HALF_AMP);
+    th_quantize(t, res, E);
+    for (size_t i = 0; i < E; i++)
+        h[i] = resid ? th_from16(t, th_to16(t, x[i] + res[i])) : x[i];
+    th_fill_normal(&r, scale, aff, 1.0, 0.5);
+    th_fill_normal(&r, bias, aff, 0.0, 1.0);
+    th_quantize(pt, scale, aff);
+    th_quantize(pt, bias, aff);
+    th_fill_normal(&r, rm, C, 0.0, 1.0);
+    th_fill_uniform(&r, rv, C, 0.5, 2.0);
+
+    const int offs = (c->flags & OG_OFFSET) != 0;
+    int bad = og_buf_make_t(ctx, &b[BX], t, offs ? 3 : 0, E, x);
+    if (!(c->flags & OG_IN_PLACE))
+        bad |= og_buf_make_t(ctx, &b[BY], t, offs ? 5 : 0, E, NULL);
+    if (c->scale) bad |= og_buf_make_t(ctx, &b[BS], pt, offs ? 7 : 0, aff, scale);
+    if (c->bias) bad |= og_buf_make_t(ctx, &b[BB], pt, offs ? 2 : 0, aff, bias);
+    if (want_mean) bad |= og_buf_make(ctx, &b[BM], offs ? 1 : 0, sets, NULL);
+    if (want_rstd) bad |= og_buf_make(ctx, &b[BR], offs ? 4 : 0, sets, NULL);
+    if (running) {
+        bad |= og_buf_make(ctx, &b[BRM], offs ? 6 : 0, C, rm);
+        bad |= og_buf_make(ctx, &b[BRV], offs ? 9 : 0, C, rv);
+    }
+    if (resid) {
+        bad |= og_buf_make_t(ctx, &b[BRES], t, offs ? 11 : 0, E, res);
+        bad |= og_buf_make_t(ctx, &b[BH], t, offs ? 13 : 0, E, NULL);
+    }
+    if (bad)
+        goto out;
+
+    clnorm_desc d = *shape;
+    d.x = og_ref(&b[BX]);
+    d.y = (c->flags & OG_IN_PLACE) ? d.x : og_ref(&b[BY]);
+    d.scale = og_ref(&b[BS]);
+    d.bias = og_ref(&b[BB]);
+    d.mean = og_ref(&b[BM]);
+    d.rstd = og_ref(&b[BR]);
+    d.running_mean = og_ref(&b[BRM]);
+    d.running_var = og_ref(&b[BRV]);
+    d.residual = og_ref(&b[BRES]);
+    d.h_out = og_ref(&b[BH]);
+    cl_event ev = NULL;
+    th_cases++;
+    clnorm_status st = clnorm_forward(ctx, &d, 0, NULL, &ev);
+    if (st != CLNORM_OK) {
+        th_fail("clnorm_forward: %s (%s)", clnorm_status_name(st), clnorm_last_error(ctx));
+        goto out;
+    }
+    cl_int err = clWaitForEvents(1, &ev);
+    clReleaseEvent(ev);
+    if (err != CL_SUCCESS) {
+        th_fail("clWaitForEvents: %d", err);
+        goto out;
+    }
+    bad = og_buf_read_t(ctx, (c->flags & OG_IN_PLACE) ? &b[BX] : &b[BY], t, y);
+    if (want_mean) bad |= og_buf_read(ctx, &b[BM], mean);
+    if (want_rstd) bad |= og_buf_read(ctx, &b[BR], rstd);
+    if (running) bad |= og_buf_read(ctx, &b[BRM], rmo) | og_buf_read(ctx, &b[BRV], rvo);
+    if (resid) bad |= og_buf_read_t(ctx, &b[BH], t, gh);
+    if (bad)
+        goto out;
+    th_inputs in = {h, c->scale ? scale : NULL, c->bias ? bias : NULL, running ? rm : NULL, running ? rv : NULL};
+    th_outputs got = {y, want_mean ? mean : NULL, want_rstd ? rstd : NULL, running ? rmo : NULL,
+                      running ? rvo : NULL};
+    unsigned long nb = th_compare_storage(&d, &in, &got, OG_HALF_AMP, 1);
+    for (size_t i = 0; resid && i < E; i++)
+        if (th_bits(gh[i]) != th_bits(h[i]) && nb++ < 3)
+            th_fail("h_out[%zu] = %.9g, want %.9g (x + residual rounded to %s)", i, (double)gh[i], (double)h[i],
+                    th_dtype_name(t));
+    fails = nb != 0;
+out:
+    for (int i = 0; i < NB; i++)
+        if (b[i].mem)
+            clReleaseMemObject(b[i].mem);
+    free(x); free(y); free(res); free(h); free(gh); free(scale); free(bias); free(rm); free(rv); free(rmo);
+    free(rvo); free(mean); free(rstd);
+    return fails;
+}
+
+/* A backward on 16-bit tight buffers: x, dy (and dx) of d.dtype, scale of
+ * d.param_dtype, the saved statistics (th_saved_stats of the widened x) or
+ * running statistics, dscale and dbias float32; th_compare_storage_bwd. */
+static int og_check_half_backward(clnorm_ctx *ctx, const og_case *c)
+{
+    const clnorm_desc *shape = &c->d;
+    const clnorm_dtype t = shape->dtype, pt = shape->param_dtype;
+    th_rng r;
+    th_rng_init(&r, th_next_seed());
+    const size_t E = ref_elements(shape), sets = ref_sets(shape), aff = ref_affine_len(shape);
+    const size_t C = is_rows(shape) ? 1 : shape->c;
+    const int running = c->running > 0;
+    const int batch = ref_backward_uses_batch(shape, running);
+    const int want_mean = batch && shape->op != CLNORM_RMS_NORM;
+    float *x = malloc(E * sizeof *x), *dy = malloc(E * sizeof *dy), *dx = malloc(E * sizeof *dx);
+    float *scale = malloc(aff * sizeof *scale), *ds = malloc(aff * sizeof *ds), *db = malloc(aff * sizeof *db);
+    float *rm = malloc(C * sizeof *rm), *rv = malloc(C * sizeof *rv);
+    float *mean = malloc(sets * sizeof *mean), *rstd = malloc(sets * sizeof *rstd);
+    enum { BX, BDY, BDX, BS, BDS, BDB, BM, BR, BRM, BRV, NB };
+    og_buf b[NB];
+    memset(b, 0, sizeof b);
+    int fails = 1;
+    if (!x || !dy || !dx || !scale || !ds || !db || !rm || !rv || !mean || !rstd) {
+        th_fail("out of host memory");
+        goto out;
+    }
+    th_fill_normal(&r, x, E, 1.0, 2.0);
+    th_fill_normal(&r, dy, E, 0.0, 1.0);
+    th_fill_normal(&r, scale, aff, 1.0, 0.5);
+    th_quantize(t, x, E);
+    th_quantize(t, dy, E);
+    th_quantize(pt, scale, aff);
+    th_fill_normal(&r, rm, C, 0.0, 1.0);
+    th_fill_uniform(&r, rv, C, 0.5, 2.0);
+    if (batch) th_saved_stats(shape, x, want_mean ? mean : NULL, rstd);
+    const int offs = (c->flags & OG_OFFSET) != 0, in_place = (c->flags & OG_IN_PLACE) != 0;
+    int bad = og_buf_make_t(ctx, &b[BX], t, offs ? 3 : 0, E, x);
+    bad |= og_buf_make_t(ctx, &b[BDY], t, offs ? 8 : 0, E, dy);
+    if (c->stats && !in_place) bad |= og_buf_make_t(ctx, &b[BDX], t, offs ? 5 : 0, E, NULL);
+    if (c->scale) bad |= og_buf_make_t(ctx, &b[BS], pt, offs ? 7 : 0, aff, scale);
+    const int want_ds = c->scale && !(c->flags & OG_DX_ONLY);
+    if (want_ds) bad |= og_buf_make(ctx, &b[BDS], offs ? 10 : 0, aff, NULL);
+    if (c->bias) bad |= og_buf_make(ctx, &b[BDB], offs ? 2 : 0, aff, NULL);
+    if (want_mean) bad |= og_buf_make(ctx, &b[BM], offs ? 1 : 0, sets, mean);
+    if (batch) bad |= og_buf_make(ctx, &b[BR], offs ? 4 : 0, sets, rstd);
+    if (running) {
+        bad |= og_buf_make(ctx, &b[BRM], offs ? 6 : 0, C, rm);
+        bad |= og_buf_make(ctx, &b[BRV], offs ? 9 : 0, C, rv);
+    }
+    if (bad)
+        goto out;
+    clnorm_desc d = *shape;
+    d.x = og_ref(&b[BX]);
+    d.dy = og_ref(&b[BDY]);
+    d.dx = c->stats && in_place ? d.dy : og_ref(&b[BDX]);
+    d.scale = og_ref(&b[BS]);
+    d.dscale = og_ref(&b[BDS]);
+    d.dbias = og_ref(&b[BDB]);
+    d.mean = og_ref(&b[BM]);
+    d.rstd = og_ref(&b[BR]);
+    d.running_mean = og_ref(&b[BRM]);
+    d.running_var = og_ref(&b[BRV]);
+    cl_event ev = NULL;
+    th_cases++;
+    clnorm_status st = clnorm_backward(ctx, &d, 0, NULL, &ev);
+    if (st != CLNORM_OK) {
+        th_fail("clnorm_backward: %s (%s)", clnorm_status_name(st), clnorm_last_error(ctx));
+        goto out;
+    }
+    cl_int err = clWaitForEvents(1, &ev);
+    clReleaseEvent(ev);
+    if (err != CL_SUCCESS) {
+        th_fail("clWaitForEvents: %d", err);
+        goto out;
+    }
+    const int has_dx = d.dx.mem != NULL;
+    if (has_dx) bad |= og_buf_read_t(ctx, in_place ? &b[BDY] : &b[BDX], t, dx);
+    if (want_ds) bad |= og_buf_read(ctx, &b[BDS], ds);
+    if (c->bias) bad |= og_buf_read(ctx, &b[BDB], db);
+    th_bwd_inputs in = {x, dy, c->scale ? scale : NULL, want_mean ? mean : NULL, batch ? rstd : NULL,
+                        running ? rm : NULL, running ? rv : NULL};
+    th_bwd_outputs got = {has_dx ? dx : NULL, want_ds ? ds : NULL, c->bias ? db : NULL};
+    if (!bad)
+        fails = th_compare_storage_bwd(&d, &in, &got, 1) != 0;
 out:
     for (int i = 0; i < NB; i++)
         if (b[i].mem)

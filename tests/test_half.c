@@ -27,11 +27,6 @@
 #define G16 0xdeadu   /* 16-bit guard */
 #define P16 0x7bdeu   /* 16-bit poison: finite in both types */
 
-/* ---- host conversions (independent of the kernels: common.c) ---- */
-static uint16_t to16(clnorm_dtype t, float f) { return th_to16(t, f); }
-static float from16(clnorm_dtype t, uint16_t h) { return th_from16(t, h); }
-static const char *tname(clnorm_dtype t) { return th_dtype_name(t); }
-
 /* ---- guarded buffers ---- */
 typedef struct gb {
     cl_mem m;
@@ -54,7 +49,7 @@ static gb gb_put(clnorm_dtype t, const float *src, size_t n)
             const float v = pay ? (src ? src[i - OFF] : th_from_bits(TH_POISON_BITS)) : th_from_bits(TH_GUARD_BITS);
             memcpy(b.init + 4 * i, &v, 4);
         } else {
-            const uint16_t v = pay ? (src ? to16(t, src[i - OFF]) : (uint16_t)P16) : (uint16_t)G16;
+            const uint16_t v = pay ? (src ? th_to16(t, src[i - OFF]) : (uint16_t)P16) : (uint16_t)G16;
             memcpy(b.init + 2 * i, &v, 2);
         }
     }
@@ -95,7 +90,7 @@ static int gb_get(gb *b, clnorm_dtype t, float *out, const char *name, int rejec
             } else {
                 uint16_t v;
                 memcpy(&v, h + 2 * (OFF + i), 2);
-                out[i] = from16(t, v);
+                out[i] = th_from16(t, v);
             }
         }
     free(h);
@@ -108,25 +103,6 @@ static void gb_free(gb *b)
     memset(b, 0, sizeof *b);
 }
 static clnorm_buf at(const gb *b) { return (clnorm_buf){b->m, b->m ? OFF : 0}; }
-
-static void quantize(clnorm_dtype t, float *a, size_t n)
-{
-    if (t)
-        for (size_t i = 0; i < n; i++) a[i] = from16(t, to16(t, a[i]));
-}
-
-/* got (as stored) against the reference ref with float32 tolerance f32tol. */
-static int close_t(clnorm_dtype t, double ref, float got, double f32tol)
-{
-    if (isnan(ref)) return isnan(got);
-    if (t == CLNORM_FLOAT16 && fabs(ref) > 65504.0) {
-        const double lo = fabs(ref) - th_storage_tol(t, ref, f32tol);
-        if (isinf(got)) return (got > 0) == (ref > 0) && fabs(ref) + f32tol >= 65520.0;
-        return fabsf(got) == 65504.0f && (got > 0) == (ref > 0) && lo < 65520.0;
-    }
-    if (isinf(ref)) return got == ref;
-    return isfinite(got) && fabs(got - ref) <= th_storage_tol(t, ref, f32tol);
-}
 
 /* ---- forward cases ---- */
 typedef struct fcase {
@@ -157,16 +133,16 @@ static unsigned long run_forward(clnorm_ctx *ctx, const fcase *fc, clnorm_dtype 
     float *x = malloc(n * 4), *res = fc->resid ? malloc(n * 4) : NULL, *h = fc->resid ? malloc(n * 4) : NULL;
     float *sc = malloc(na * 4), *bi = malloc(na * 4), *rm = malloc(C * 4), *rv = malloc(C * 4);
     th_fill_normal(r, x, n, 0.5 * amp, amp);
-    quantize(t, x, n);
+    th_quantize(t, x, n);
     if (res) {
         th_fill_normal(r, res, n, 0.0, amp);
-        quantize(t, res, n);
-        for (size_t i = 0; i < n; i++) h[i] = from16(t, to16(t, x[i] + res[i])); /* the unfused add's h */
+        th_quantize(t, res, n);
+        for (size_t i = 0; i < n; i++) h[i] = th_from16(t, th_to16(t, x[i] + res[i])); /* the unfused add's h */
     }
     th_fill_normal(r, sc, na, 1.0, 0.5);
     th_fill_normal(r, bi, na, 0.0, 1.0);
-    quantize(pt, sc, na);
-    quantize(pt, bi, na);
+    th_quantize(pt, sc, na);
+    th_quantize(pt, bi, na);
     th_fill_normal(r, rm, C, 0.0, 1.0);
     th_fill_uniform(r, rv, C, 0.5, 2.0);
     gb bx = gb_put(t, x, n), by = gb_put(t, NULL, n), bs = gb_put(pt, sc, na), bb = gb_put(pt, bi, na);
@@ -193,39 +169,20 @@ static unsigned long run_forward(clnorm_ctx *ctx, const fcase *fc, clnorm_dtype 
         bad += (unsigned long)gb_get(&bm, 0, m, "mean", 0) + (unsigned long)gb_get(&brs, 0, rs, "rstd", 0);
         bad += (unsigned long)gb_get(&brm, 0, grm, "running_mean", 0) + (unsigned long)gb_get(&brv, 0, grv, "running_var", 0);
         bad += (unsigned long)gb_get(&br, t, NULL, "residual", 0) + (unsigned long)gb_get(&bh, t, gh, "h_out", 0);
-        double *ry = malloc(n * 8), *rmn = malloc(sets * 8), *rrs = malloc(sets * 8), *rrm = malloc(C * 8),
-               *rrv = malloc(C * 8);
-        if (ref_forward(&d, res ? h : x, sc, bi, running ? rm : NULL, running ? rv : NULL, ry, rmn, rrs, rrm, rrv) != 0) {
-            th_fail("reference rejects the case");
-            bad++;
-        }
+        const th_inputs in = {res ? h : x, sc, bi, running ? rm : NULL, running ? rv : NULL};
+        const th_outputs got = {y, batch && fc->op != CLNORM_RMS_NORM ? m : NULL, batch ? rs : NULL,
+                                running ? grm : NULL, running ? grv : NULL};
+        bad += th_compare_storage(&d, &in, &got, amp, 1);
         unsigned long nb = 0;
-        for (size_t i = 0; i < n && nb < 3; i++)
-            if (!close_t(t, ry[i], y[i], 2e-5 * (1.0 + fabs(ry[i])))) {
-                th_fail("y[%zu] = %.9g, reference %.9g", i, (double)y[i], ry[i]);
-                nb++;
-            }
         if (res)
             for (size_t i = 0; i < n && nb < 3; i++)
                 if (th_bits(gh[i]) != th_bits(h[i]) && !(isnan(gh[i]) && isnan(h[i]))) {
                     th_fail("h_out[%zu] = %.9g, want %.9g (x + r rounded to %s)", i, (double)gh[i], (double)h[i],
-                            tname(t));
+                            th_dtype_name(t));
                     nb++;
                 }
-        if (batch)
-            for (size_t s = 0; s < sets && nb < 3; s++) {
-                if (fc->op != CLNORM_RMS_NORM && !th_close(rmn[s], m[s], 1e-5 * (fabs(rmn[s]) + amp)))
-                    th_fail("mean[%zu] = %.9g, reference %.9g", s, (double)m[s], rmn[s]), nb++;
-                if (!th_close(rrs[s], rs[s], 1e-4 * fabs(rrs[s])))
-                    th_fail("rstd[%zu] = %.9g, reference %.9g", s, (double)rs[s], rrs[s]), nb++;
-            }
-        if (running && fc->training)
-            for (size_t c = 0; c < C && nb < 3; c++)
-                if (!th_close(rrm[c], grm[c], 1e-4 * (1 + fabs(rrm[c]))) || !th_close(rrv[c], grv[c], 1e-4 * (1 + fabs(rrv[c]))))
-                    th_fail("running stats [%zu] = %g %g, reference %g %g", c, (double)grm[c], (double)grv[c], rrm[c],
-                            rrv[c]), nb++;
         bad += nb;
-        free(y), free(gh), free(m), free(rs), free(grm), free(grv), free(ry), free(rmn), free(rrs), free(rrm), free(rrv);
+        free(y), free(gh), free(m), free(rs), free(grm), free(grv);
     }
     gb *all[] = {&bx, &by, &bs, &bb, &bm, &brs, &brm, &brv, &br, &bh};
     for (int i = 0; i < 10; i++) gb_free(all[i]);
@@ -269,7 +226,7 @@ START_TEST(half_forward_every_op)
             for (int k = 0; k < 2; k++, rot++) {
                 const clnorm_dtype t = k ? CLNORM_BFLOAT16 : CLNORM_FLOAT16;
                 const clnorm_dtype pt = (rot / 2) % 2 ? t : CLNORM_FLOAT32;
-                th_set_case("%s x=%s params=%s case %zu%s", th_variant_str(th_variants[vi]), tname(t), tname(pt), i,
+                th_set_case("%s x=%s params=%s case %zu%s", th_variant_str(th_variants[vi]), th_dtype_name(t), th_dtype_name(pt), i,
                             fcases[i].resid ? " fused add" : "");
                 run_forward(ctx, &fcases[i], t, pt, &r, 3.0);
             }
@@ -298,8 +255,8 @@ START_TEST(half_large_sets)
             float *x = malloc(n * 4), *y = malloc(n * 4), *rs = malloc(8);
             th_fill_uniform(&r, x, n, -60000.0, 60000.0);
             x[5] = 60000.0f, x[n - 1] = -60000.0f;
-            quantize(t, x, n);
-            th_set_case("%s %s 2 x 2^20, |x| <= 60000", ops[o] == CLNORM_RMS_NORM ? "rms_norm" : "layer_norm", tname(t));
+            th_quantize(t, x, n);
+            th_set_case("%s %s 2 x 2^20, |x| <= 60000", ops[o] == CLNORM_RMS_NORM ? "rms_norm" : "layer_norm", th_dtype_name(t));
             gb bx = gb_put(t, x, n), by = gb_put(t, NULL, n), brs = gb_put(0, NULL, 2);
             d.x = at(&bx), d.y = at(&by), d.rstd = at(&brs);
             clnorm_status st = clnorm_forward(ctx, &d, 0, NULL, NULL);
@@ -310,7 +267,7 @@ START_TEST(half_large_sets)
                 ref_forward(&d, x, NULL, NULL, NULL, NULL, ry, rm, rr, NULL, NULL);
                 unsigned long nb = 0;
                 for (size_t i = 0; i < n && nb < 3; i++)
-                    if (!close_t(t, ry[i], y[i], 2e-5 * (1.0 + fabs(ry[i])))) {
+                    if (!th_close_storage(t, ry[i], y[i], 2e-5 * (1.0 + fabs(ry[i])))) {
                         th_fail("y[%zu] = %.9g, reference %.9g", i, (double)y[i], ry[i]);
                         nb++;
                     }
@@ -366,7 +323,7 @@ START_TEST(half_store_rounding)
         const size_t C = k ? sizeof b / sizeof b[0] : sizeof h / sizeof h[0];
         TH_FOR_EACH_VARIANT(ctx, vi)
         for (int lay = 0; lay < 2; lay++) {
-            th_set_case("%s store rounding %s %s", tname(t), lay ? "nhwc" : "nchw", th_variant_str(th_variants[vi]));
+            th_set_case("%s store rounding %s %s", th_dtype_name(t), lay ? "nhwc" : "nchw", th_variant_str(th_variants[vi]));
             clnorm_desc d;
             clnorm_desc_init(&d, CLNORM_BATCH_NORM);
             d.n = 2, d.c = C, d.rank = 1, d.spatial[0] = 3, d.training = 0, d.eps = 0.0f, d.dtype = t;
@@ -430,7 +387,7 @@ START_TEST(half_backward)
         for (int k = 0; k < 2; k++, rot++) {
             const fcase *fc = &bc[i];
             const clnorm_dtype t = k ? CLNORM_BFLOAT16 : CLNORM_FLOAT16, pt = (rot / 2) % 2 ? t : CLNORM_FLOAT32;
-            th_set_case("backward %s x=%s params=%s case %zu", th_variant_str(th_variants[vi]), tname(t), tname(pt), i);
+            th_set_case("backward %s x=%s params=%s case %zu", th_variant_str(th_variants[vi]), th_dtype_name(t), th_dtype_name(pt), i);
             clnorm_desc d;
             clnorm_desc_init(&d, fc->op);
             const int lnorm = fc->op == CLNORM_LAYER_NORM || fc->op == CLNORM_RMS_NORM;
@@ -451,7 +408,7 @@ START_TEST(half_backward)
             th_fill_normal(&r, sc, na, 1.0, 0.5);
             th_fill_normal(&r, rm, C, 0.0, 1.0);
             th_fill_uniform(&r, rv, C, 0.5, 2.0);
-            quantize(t, x, n), quantize(t, dy, n), quantize(pt, sc, na);
+            th_quantize(t, x, n), th_quantize(t, dy, n), th_quantize(pt, sc, na);
             float *m = malloc(sets * 4), *rs = malloc(sets * 4);
             gb bx = gb_put(t, x, n), bs = gb_put(pt, sc, na), bm = {0}, brs = {0}, brm = {0}, brv = {0};
             if (batch) { /* the forward's saved statistics */
@@ -479,23 +436,11 @@ START_TEST(half_backward)
                 gb_get(&bx, t, NULL, "x", 0), gb_get(&bdy, t, NULL, "dy", 0), gb_get(&bs, pt, NULL, "scale", 0);
                 gb_get(&bm, 0, NULL, "mean", 0), gb_get(&brs, 0, NULL, "rstd", 0);
                 gb_get(&bdx, t, dx, "dx", 0), gb_get(&bds, 0, ds, "dscale", 0), gb_get(&bdb, 0, db, "dbias", 0);
-                double *md = malloc(sets * 8), *rd = malloc(sets * 8), *rdx = malloc(n * 8), *rds = malloc(na * 8),
-                       *rdb = malloc(na * 8);
-                for (size_t s = 0; s < sets; s++) md[s] = fc->op == CLNORM_RMS_NORM ? 0.0 : m[s], rd[s] = rs[s];
-                ref_backward(&d, x, dy, sc, batch ? md : NULL, batch ? rd : NULL, batch ? NULL : rm, batch ? NULL : rv,
-                             rdx, rds, rdb);
-                double mx = 0.0, ms = 0.0;
-                for (size_t e = 0; e < n; e++) mx = fmax(mx, fabs(rdx[e]));
-                for (size_t e = 0; e < na; e++) ms = fmax(ms, fmax(fabs(rds[e]), fabs(rdb[e])));
-                unsigned long nb = 0;
-                for (size_t e = 0; e < n && nb < 3; e++)
-                    if (!close_t(t, rdx[e], dx[e], 2e-5 * (1.0 + mx)))
-                        th_fail("dx[%zu] = %.9g, reference %.9g", e, (double)dx[e], rdx[e]), nb++;
-                for (size_t e = 0; e < na && nb < 3; e++)
-                    if (!th_close(rds[e], ds[e], 1e-5 * (1.0 + ms)) || !th_close(rdb[e], db[e], 1e-5 * (1.0 + ms)))
-                        th_fail("dscale/dbias[%zu] = %g %g, reference %g %g", e, (double)ds[e], (double)db[e], rds[e],
-                                rdb[e]), nb++;
-                free(dx), free(ds), free(db), free(md), free(rd), free(rdx), free(rds), free(rdb);
+                const th_bwd_inputs in = {x, dy, sc, batch && fc->op != CLNORM_RMS_NORM ? m : NULL,
+                                          batch ? rs : NULL, batch ? NULL : rm, batch ? NULL : rv};
+                const th_bwd_outputs got = {dx, ds, db};
+                th_compare_storage_bwd(&d, &in, &got, 1);
+                free(dx), free(ds), free(db);
             }
             gb *all[] = {&bx, &bs, &bm, &brs, &brm, &brv, &bdy, &bdx, &bds, &bdb};
             for (int j = 0; j < 10; j++) gb_free(all[j]);
