@@ -140,13 +140,14 @@ HDECL_(void, vstore_half8_rte, float8, size_t, __global half *)
 #endif
 
 #if XT == 2 || PT == 2
-/* float to bfloat16 bits, round to nearest even; NaN quiet (bit 6 set). */
+/* float to bfloat16 bits, round to nearest even; NaN quiet (bit 6 set). NaN
+ * is tested on the bits: isnan is an out-of-line call on some targets. */
 #define DEF_BF16(NAME, F, U, US)                                                  \
     inline US NAME(F v)                                                          \
     {                                                                            \
         const U u = CAT(as_, U)(v);                                              \
         const U r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;                      \
-        return CAT(convert_, US)(select(r, (u >> 16) | 0x40u, CAT(as_, U)(isnan(v)))); \
+        return CAT(convert_, US)(select(r, (u >> 16) | 0x40u, CAT(as_, U)((u & 0x7fffffffu) > 0x7f800000u))); \
     }
 DEF_BF16(bf16_1, float, uint, ushort)
 DEF_BF16(bf16_4, float4, uint4, ushort4)
