@@ -28,18 +28,10 @@ CLNORM_API clnorm_status clnorm_fold_batch_norm(clnorm_ctx *c, const clnorm_fold
                                                 const cl_event *wait_list, cl_event *event)
 {
     if (!c) return CLNORM_ERR_NULL_ARGUMENT;
-    pthread_mutex_lock(&c->lock);
-    clnorm_clear_error(c);
-    int st;
     clnorm_plan plan;
-    if (event) *event = NULL;
-    if (!f) {
-        st = clnorm_fail(c, CLNORM_ERR_NULL_ARGUMENT, "fold descriptor is NULL");
-    } else if ((num_wait > 0) != (wait_list != NULL)) {
-        st = clnorm_fail(c, CLNORM_ERR_INVALID_EVENTS, "num_wait %u with %s wait list", num_wait,
-                         wait_list ? "a" : "no");
-    } else if ((st = clnorm_validate_fold(c, f)) == CLNORM_OK &&
-               (st = clnorm_plan_fold(&c->dev, &c->settings, f, &plan)) == CLNORM_OK) {
+    int st = clnorm_call_begin(c, f, num_wait, wait_list, event);
+    if (st == CLNORM_OK && (st = clnorm_validate_fold(c, f)) == CLNORM_OK &&
+        (st = clnorm_plan_fold(&c->dev, &c->settings, f, &plan)) == CLNORM_OK) {
         const clnorm_desc d = clnorm_fold_as_desc(f);
         st = clnorm_execute(c, &d, NULL, &plan, num_wait, wait_list, event);
     }

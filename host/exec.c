@@ -168,26 +168,28 @@ int clnorm_execute(clnorm_ctx *c, const clnorm_desc *d, cl_mem record, const cln
     return st;
 }
 
+clnorm_status clnorm_call_begin(clnorm_ctx *c, const void *desc, cl_uint num_wait, const cl_event *wait_list,
+                                cl_event *event)
+{
+    pthread_mutex_lock(&c->lock);
+    clnorm_clear_error(c);
+    if (event) *event = NULL;
+    if (!desc) return clnorm_fail(c, CLNORM_ERR_NULL_ARGUMENT, "descriptor is NULL");
+    if ((num_wait > 0) != (wait_list != NULL))
+        return clnorm_fail(c, CLNORM_ERR_INVALID_EVENTS, "num_wait %u with %s wait list", num_wait,
+                           wait_list ? "a" : "no");
+    return CLNORM_OK;
+}
+
 /* One call in either direction: validate, plan, execute. */
 static clnorm_status run_call(clnorm_ctx *c, const clnorm_desc *d, int backward, cl_uint num_wait,
                               const cl_event *wait_list, cl_event *event)
 {
     if (!c) return CLNORM_ERR_NULL_ARGUMENT;
-    pthread_mutex_lock(&c->lock);
-    clnorm_clear_error(c);
-    int st;
     clnorm_shape s;
     clnorm_plan plan; /* about 6 KiB */
-    if (event) *event = NULL;
-    if (!d) {
-        st = clnorm_fail(c, CLNORM_ERR_NULL_ARGUMENT, "descriptor is NULL");
-        goto done;
-    }
-    if ((num_wait > 0) != (wait_list != NULL)) {
-        st = clnorm_fail(c, CLNORM_ERR_INVALID_EVENTS, "num_wait %u with %s wait list", num_wait,
-                         wait_list ? "a" : "no");
-        goto done;
-    }
+    int st = clnorm_call_begin(c, d, num_wait, wait_list, event);
+    if (st != CLNORM_OK) goto done;
     if ((st = clnorm_describe(c, d, &s)) != CLNORM_OK ||
         (st = backward ? clnorm_validate_backward(c, d, &s) : clnorm_validate(c, d, &s)) != CLNORM_OK)
         goto done;

@@ -226,6 +226,11 @@ clnorm_status clnorm_plan_bn_apply(const clnorm_devinfo *dev, const clnorm_setti
  * the slice from the global sums there, count elements per channel. */
 clnorm_status clnorm_plan_bn_grad(const clnorm_devinfo *dev, const clnorm_settings *set, const clnorm_desc *d,
                                   const clnorm_shape *s, size_t record_offset, cl_uint count, clnorm_plan *p);
+/* The prologue of every public call that enqueues: takes the context lock
+ * (the caller releases it), clears this thread's message, sets *event to
+ * NULL, and checks the descriptor (any type) and the wait list. */
+clnorm_status clnorm_call_begin(clnorm_ctx *c, const void *desc, cl_uint num_wait, const cl_event *wait_list,
+                                cl_event *event);
 /* The executor (exec.c). The settings of a call of d (shape s): the
  * user's forced ones, else a tuning entry's, else none. Running plan p of
  * descriptor d, record bound to CLNORM_SRC_RECORD (NULL: none), with

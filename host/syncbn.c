@@ -76,21 +76,6 @@ static clnorm_status split_validate(clnorm_ctx *c, const clnorm_desc *d, const c
     return clnorm_check_spans(c, sp, 9, (const unsigned char[][2]){{1, 0}}, 1);
 }
 
-/* The call prologue every split step shares: the lock, the message, the
- * event and wait-list checks. */
-static clnorm_status begin(clnorm_ctx *c, const clnorm_desc *d, cl_uint num_wait, const cl_event *wait_list,
-                           cl_event *event)
-{
-    pthread_mutex_lock(&c->lock);
-    clnorm_clear_error(c);
-    if (event) *event = NULL;
-    if (!d) return clnorm_fail(c, CLNORM_ERR_NULL_ARGUMENT, "descriptor is NULL");
-    if ((num_wait > 0) != (wait_list != NULL))
-        return clnorm_fail(c, CLNORM_ERR_INVALID_EVENTS, "num_wait %u with %s wait list", num_wait,
-                           wait_list ? "a" : "no");
-    return CLNORM_OK;
-}
-
 /* The settings of a split call: an empty slice launches one small kernel
  * and has no tuning key. */
 static clnorm_settings split_settings(const clnorm_ctx *c, const clnorm_desc *d, const clnorm_shape *s)
@@ -131,7 +116,7 @@ static clnorm_status split_step(clnorm_ctx *c, const clnorm_desc *d, int grad, s
     const int local = kind == STEP_LOCAL;
     clnorm_shape s;
     clnorm_plan plan;
-    int st = begin(c, d, num_wait, wait_list, event);
+    int st = clnorm_call_begin(c, d, num_wait, wait_list, event);
     if (st != CLNORM_OK || (st = split_shape(c, d, &s)) != CLNORM_OK) goto done;
     if (kind == STEP_VALIDATE) {
         st = grad ? grad_validate(c, d, &s, NULL, 0) : split_validate(c, d, &s, NULL, NULL);
