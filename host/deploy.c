@@ -78,8 +78,11 @@ static clnorm_status make_runs(clnorm_ctx *c, unsigned ndim, const size_t *dims,
     return CLNORM_OK;
 }
 
-/* d for the sets of r, or UNSUPPORTED; rows_only: LayerNorm rows or nothing. */
-static clnorm_status desc_of_runs(clnorm_ctx *c, const runs *r, int rows_only, const char *what, clnorm_desc *d)
+/* d for the sets of r, or UNSUPPORTED. lp (LpNormalization, one reduced
+ * run): an outer axis is a channels-last InstanceNorm column set (R K as
+ * K R K with one sample), whose column kernels have the mean-free
+ * statistics; BatchNorm's pipelines (R K for MVN) do not. */
+static clnorm_status desc_of_runs(clnorm_ctx *c, const runs *r, int lp, const char *what, clnorm_desc *d)
 {
     char pat[CLNORM_MAX_DIMS + 1];
     for (unsigned k = 0; k < r->n; ++k) pat[k] = r->reduced[k] ? 'R' : 'K';
@@ -91,21 +94,23 @@ static clnorm_status desc_of_runs(clnorm_ctx *c, const runs *r, int rows_only, c
     } else if (strcmp(pat, "R") == 0 || strcmp(pat, "KR") == 0) {
         clnorm_desc_init(d, CLNORM_LAYER_NORM);
         d->rows = r->n == 1 ? 1 : r->size[0], d->cols = r->size[r->n - 1];
-    } else if (!rows_only && (strcmp(pat, "RK") == 0 || strcmp(pat, "RKR") == 0)) {
+    } else if (!lp && (strcmp(pat, "RK") == 0 || strcmp(pat, "RKR") == 0)) {
         /* Per channel over (n, spatial): BatchNorm's sets, batch statistics. */
         clnorm_desc_init(d, CLNORM_BATCH_NORM);
         d->n = r->size[0], d->c = r->size[1], d->rank = r->n == 3, d->spatial[0] = r->n == 3 ? r->size[2] : 0;
-    } else if (!rows_only && strcmp(pat, "KRK") == 0) {
-        /* Per (n, c) over the middle: channels-last InstanceNorm; training = 0
-         * without running statistics is batch statistics with no count check. */
+    } else if (strcmp(pat, "KRK") == 0 || strcmp(pat, "RK") == 0) {
+        /* Per (n, c) over the middle: channels-last InstanceNorm (R K: one
+         * sample); training = 0 without running statistics is batch
+         * statistics with no count check. */
+        const unsigned k = pat[0] == 'K';
         clnorm_desc_init(d, CLNORM_INSTANCE_NORM);
         d->layout = CLNORM_CHANNELS_LAST, d->training = 0;
-        d->n = r->size[0], d->rank = 1, d->spatial[0] = r->size[1], d->c = r->size[2];
+        d->n = k ? r->size[0] : 1, d->rank = 1, d->spatial[0] = r->size[k], d->c = r->size[k + 1];
     } else {
         return clnorm_fail(c, CLNORM_ERR_UNSUPPORTED,
                            "%s: reduced (R) and kept (K) axes in the pattern %s (size-1 axes dropped) are not "
-                           "one of the supported reduction sets (%s)",
-                           what, pat, rows_only ? "R, KR" : "R, KR, RK, RKR, KRK");
+                           "one of the supported reduction sets (R, KR, RK, RKR, KRK)",
+                           what, pat);
     }
     return CLNORM_OK;
 }

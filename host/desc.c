@@ -216,8 +216,12 @@ clnorm_status clnorm_validate(clnorm_ctx *c, const clnorm_desc *d, const clnorm_
     if (d->lp != 0) { /* LpNormalization (clnorm_desc_lp_norm) */
         if (d->lp != 1 && d->lp != 2)
             return clnorm_fail(c, CLNORM_ERR_UNSUPPORTED, "lp %d is not 0, 1 or 2", d->lp);
-        if (d->op != CLNORM_LAYER_NORM)
-            return clnorm_fail(c, CLNORM_ERR_UNSUPPORTED, "LpNormalization runs on LayerNorm rows only");
+        const int cols = d->op == CLNORM_INSTANCE_NORM && d->layout == CLNORM_CHANNELS_LAST;
+        if (d->op != CLNORM_LAYER_NORM && !cols)
+            return clnorm_fail(c, CLNORM_ERR_UNSUPPORTED,
+                               "LpNormalization runs on LayerNorm rows or channels-last InstanceNorm sets only");
+        if (!s->batch_stats)
+            return clnorm_fail(c, CLNORM_ERR_UNSUPPORTED, "LpNormalization takes no running statistics");
         if (has(d->mean))
             return clnorm_fail(c, CLNORM_ERR_UNSUPPORTED, "LpNormalization has no mean to save");
     }

@@ -396,7 +396,7 @@ static void add_fold_apply(builder *b, int batch, unsigned wg)
             .bias = src_of(d->bias, CLNORM_SRC_BIAS), .bo = d->bias.offset, .table = CLNORM_SRC_TABLE,
             .P = P, .C = C, .stat_p = sample_stats ? (cl_uint)s->G : 0,
             .grp = sample_stats ? (cl_uint)(s->C / s->G) : 1, .aff_p = d->per_sample_affine ? C : 0,
-            .eps = d->eps};
+            .eps = batch ? b->eps : d->eps};
     }
     cl_uint Q = (cl_uint)(s->cl ? s->S : s->C), R = (cl_uint)(s->cl ? s->C : s->S);
     cl_uint nrows = (cl_uint)(s->N * Q);
@@ -509,14 +509,14 @@ static void add_record(builder *b, unsigned wg, cl_uint nsets, cl_uint n_inner, 
 /* A column launch over [P][R][Cc] (col_partials, bwd_col_sums): its plan
  * in *cp, its KR row chunks in *KR, and its scratch (floats floats per
  * partial: 3 for the forward's, 2 for the backward's sums) in need[0]. */
-static clnorm_launch *add_cols(builder *b, clnorm_kernel_id k, size_t P, size_t R, size_t Cc, size_t floats,
-                               colplan *cp, size_t *KR)
+static clnorm_launch *add_cols(builder *b, clnorm_kernel_id k, unsigned flags, size_t P, size_t R, size_t Cc,
+                               size_t floats, colplan *cp, size_t *KR)
 {
     plan_cols(b->r, P, R, Cc, cp);
     *KR = div_up(R, cp->rchunk);
     b->p->scratch_floats[0] = floats * P * *KR * Cc;
     size_t g[3] = {round_up(div_up(Cc, cp->per_wi), cp->wg), *KR, P}, l[3] = {cp->wg, 1, 1};
-    return add(b, k, cp->wg, cp->wg, 0, 3, g, l, cp->per_wi);
+    return add(b, k, cp->wg, cp->wg, flags, 3, g, l, cp->per_wi);
 }
 
 static void add_stats_stage(builder *b, unsigned wg, int record)
@@ -537,7 +537,7 @@ static void add_stats_stage(builder *b, unsigned wg, int record)
         need[0] = 3 * s->N * s->C * K;
         cl_uint rows = (cl_uint)(s->N * s->C);
         size_t g[2] = {rowplan_global(&rp, rows), K}, l[2] = {rp.wg, 1};
-        clnorm_launch *L = add(b, CLNORM_KID_row_partials, rp.wg, rp.lanes, 0, 2, g, l,
+        clnorm_launch *L = add(b, CLNORM_KID_row_partials, rp.wg, rp.lanes, b->rms, 2, g, l,
                                rp.lanes > 1 ? vec_of(b->r) : s->S * rp.per_item);
         L->args.row_partials = (clnorm_args_row_partials){
             .x = CLNORM_SRC_X, .xo = d->x.offset, .part = CLNORM_SRC_PART, .nsets = rows,
@@ -550,7 +550,7 @@ static void add_stats_stage(builder *b, unsigned wg, int record)
         size_t Cc = s->cl ? s->C : s->C * s->S;
         size_t per_set_cols = s->cl ? s->C / s->G : s->S;
         size_t KR;
-        clnorm_launch *L = add_cols(b, CLNORM_KID_col_partials, P, R, Cc, 3, &cp, &KR);
+        clnorm_launch *L = add_cols(b, CLNORM_KID_col_partials, b->rms, P, R, Cc, 3, &cp, &KR);
         L->args.col_partials = (clnorm_args_col_partials){
             .x = CLNORM_SRC_X, .xo = d->x.offset, .part = CLNORM_SRC_PART, .R = (cl_uint)R, .C = (cl_uint)Cc,
             .rchunk = (cl_uint)cp.rchunk};
@@ -593,7 +593,7 @@ static void pipe_partials(builder *b)
                 .rstd_out = src_of(d->rstd, CLNORM_SRC_RSTD), .ro = d->rstd.offset,
                 .stats = s->update_running ? CLNORM_SRC_STATS : CLNORM_SRC_NONE, .part = CLNORM_SRC_PART,
                 .table = CLNORM_SRC_TABLE, .N = N, .S = (cl_uint)s->S, .C = (cl_uint)s->C, .G = (cl_uint)s->G,
-                .rchunk = (cl_uint)cp.rchunk, .aff_ps = d->per_sample_affine ? 1u : 0u, .eps = d->eps, .w = w};
+                .rchunk = (cl_uint)cp.rchunk, .aff_ps = d->per_sample_affine ? 1u : 0u, .eps = b->eps, .w = w};
         }
         b->p->x_reads += 2;
         if (s->update_running)
@@ -629,9 +629,10 @@ static builder builder_start(const rules *r, const clnorm_desc *d, const clnorm_
         b.eps = (float)s->set_len;
     }
     /* SPEC.md: BatchNorm and InstanceNorm give rstd = 0 for var == 0 with
-     * eps == 0 (PyTorch's inverse std); LayerNorm and GroupNorm give +Inf. */
+     * eps == 0 (PyTorch's inverse std); LayerNorm and GroupNorm give +Inf.
+     * LP has its own rule (0 where the norm is 0), whatever the op. */
     b.rstd_flags = b.rms;
-    if (d->op == CLNORM_BATCH_NORM || d->op == CLNORM_INSTANCE_NORM)
+    if (!d->lp && (d->op == CLNORM_BATCH_NORM || d->op == CLNORM_INSTANCE_NORM))
         b.rstd_flags |= CLNORM_K_RSTD_ZERO;
     b.y_flags = plan_stream(r, s->elems * r->esize) ? CLNORM_K_STREAM : 0;
     return b;
@@ -811,7 +812,7 @@ static void pipe_bwd_partials(builder *b, bwd_stage stage)
             const size_t R = s->elems / (P * Cc);
             colplan cp;
             size_t KR;
-            clnorm_launch *L = add_cols(b, CLNORM_KID_bwd_col_sums, P, R, Cc, 2, &cp, &KR);
+            clnorm_launch *L = add_cols(b, CLNORM_KID_bwd_col_sums, 0, P, R, Cc, 2, &cp, &KR);
             L->args.bwd_col_sums = (clnorm_args_bwd_col_sums){
                 .x = CLNORM_SRC_X, .xo = d->x.offset, .dy = CLNORM_SRC_DY, .dyo = d->dy.offset, .mean = msrc,
                 .mo = mo, .rs = rsrc, .ro = ro, .part = CLNORM_SRC_PART, .R = (cl_uint)R, .C = (cl_uint)Cc,

@@ -184,9 +184,10 @@ typedef struct clnorm_desc {
     clnorm_buf x, y, scale, bias, mean, rstd, running_mean, running_var;
     clnorm_buf dy, dx, dscale, dbias; /* backward only */
     /* LpNormalization (set by clnorm_desc_lp_norm): 0 = off; 1 or 2 = the
-     * op's sets (LayerNorm rows only) normalized by their Lp norm, y = x /
-     * ||x||_p with no mean subtracted, 0 where the norm is 0; eps is
-     * ignored, scale and bias apply after, a saved rstd is 1 / ||x||_p. */
+     * op's sets (LayerNorm rows, or channels-last InstanceNorm's sets with
+     * batch statistics) normalized by their Lp norm, y = x / ||x||_p with
+     * no mean subtracted, 0 where the norm is 0; eps is ignored, the op's
+     * scale and bias apply after, a saved rstd is 1 / ||x||_p. */
     int lp;
     /* Fused residual add (LayerNorm, RMSNorm; SPEC.md): with residual, the
      * norm is of h = x + residual (float32 add), y = norm(h), in one pass
@@ -530,10 +531,9 @@ clnorm_status clnorm_fold_batch_norm(clnorm_ctx *ctx, const clnorm_fold_desc *f,
  *   0, like ONNX, for a constant set. A zero mask is unsupported.
  * clnorm_desc_lp_norm: ONNX LpNormalization, p = 1 or 2 along axis (ONNX's
  *   -1 = the last; negative counts from the end): y = x / ||x||_p, 0 where
- *   the norm is 0 (as ONNX's reference). Supported where the axis is the
- *   innermost of size > 1 (LayerNorm rows with d->lp = p); an inner axis
- *   with larger axes after it is unsupported (it needs column statistics
- *   without a mean, which the column kernels do not have).
+ *   the norm is 0 (as ONNX's reference), on any axis: the innermost of
+ *   size > 1 gives LayerNorm rows (K R, R), an outer one channels-last
+ *   InstanceNorm's sets (K R K; R K as one sample), each with d->lp = p.
  * ctx may be NULL; given, it receives the error message. Errors:
  * CLNORM_ERR_NULL_ARGUMENT, CLNORM_ERR_INVALID_SHAPE (ndim 0 or >
  * CLNORM_MAX_DIMS, a dim of 0, an axis out of range), CLNORM_ERR_TOO_LARGE,

@@ -13,13 +13,28 @@
  *
  * col_wave (CPUs): channels-last InstanceNorm/GroupNorm in N + 1 launches
  * that overlap one sample's statistics with the previous one's output.
+ *
+ * With RMS (LpNormalization along an outer axis, as channels-last
+ * InstanceNorm's sets) the partials hold the mean of STAT (|x| or x^2) and
+ * M2 = 0, as the row kernels' (common.cl).
  */
 #ifndef COL_TILE
 #define COL_TILE 64 /* CPUs: vectors of columns per col_partials work-item */
 #endif
 
 /* Two passes over rows [r0, r1) of column(s) at col (they stay in cache),
- * shifted by the first value; T is float or floatv. */
+ * shifted by the first value; T is float or floatv. RMS (RMSNorm's and
+ * LpNormalization's mean-free statistics): one pass, the mean of STAT. */
+#if RMS
+#define COLUMN_STATS(T, LOAD)                                                    \
+    {                                                                            \
+        T s = 0.0f;                                                              \
+        for (uint r = r0; r < r1; ++r)                                           \
+            s += STAT(LOAD(r), 0.0f);                                            \
+        mu = s / (float)(r1 - r0);                                               \
+        m2 = 0.0f;                                                               \
+    }
+#else
 #define COLUMN_STATS(T, LOAD)                                                    \
     {                                                                            \
         const T k = LOAD(r0);                                                    \
@@ -33,6 +48,7 @@
         }                                                                        \
         m2 = q;                                                                  \
     }
+#endif
 
 /* Rows of a band being written while another band's statistics stream in:
  * y = (x - m) * a + b with per-column m, a, b (a folded table row). */
@@ -91,12 +107,14 @@ inline __attribute__((always_inline)) void col_block(__global const xs_t *row, u
         const floatv k0 = K0_(j);
         floatv s = 0.0f, q = 0.0f;
         for (uint i = 0; i < nb; ++i)
-            s += LDXV(j, row + i * C) - k0;
+            s += STAT(LDXV(j, row + i * C), k0);
         const floatv mb = s / (float)nb;
+#if !RMS /* RMS: the mean of STAT is the whole statistic */
         for (uint i = 0; i < nb; ++i) {
             const floatv d = (LDXV(j, row + i * C) - k0) - mb;
             q += d * d;
         }
+#endif
         if (na == 0.0f) {
             REL_(j) = mb;
             Q_(j) = q;
@@ -104,7 +122,9 @@ inline __attribute__((always_inline)) void col_block(__global const xs_t *row, u
             const float wb = (float)nb / (na + (float)nb);
             const floatv d = mb - REL_(j);
             REL_(j) += d * wb;
+#if !RMS
             Q_(j) += q + d * d * (na * wb);
+#endif
         }
     }
     if (w && w->n)
@@ -122,7 +142,7 @@ inline void col_tile_stats(__global const xs_t *xp, uint C, uint r0, uint r1, ui
 {
     __global const xs_t *row = xp + (ulong)r0 * C;
     for (uint j = 0; j < nvec; ++j)
-        K0_(j) = LDXV(j, row);
+        K0_(j) = RMS ? (floatv)0.0f : LDXV(j, row); /* RMS: no shift (STAT ignores it) */
     float na = 0.0f;
     for (uint a = r0; a < r1; a += COL_RB, row += COL_RB * C) {
         const uint nb = min((uint)COL_RB, r1 - a);

@@ -255,6 +255,11 @@ unsigned long th_compare_storage(const clnorm_desc *d, const th_inputs *in, cons
                                  int report);
 unsigned long th_compare_storage_bwd(const clnorm_desc *d, const th_bwd_inputs *in, const th_bwd_outputs *got,
                                      int report);
+/* LpNormalization (clnorm_desc_lp_norm of ndim, dims, axis, p) on x: got
+ * against ref_lp_norm, with the bound derived in compare.c. Mismatches; the
+ * first few reported through th_fail. */
+unsigned long th_compare_lp(unsigned ndim, const size_t *dims, unsigned axis, int p, const float *x,
+                            const float *got);
 /* The saved statistics an exact forward of d on x writes, rounded to float:
  * the mean and biased variance in double, rstd = 1/sqrt(var + eps) (0 where
  * BatchNorm/InstanceNorm have var + eps == 0; RMSNorm: 1/sqrt(mean(x^2) +

@@ -339,6 +339,42 @@ unsigned long th_compare_y(const clnorm_desc *d, const th_inputs *in, const floa
 /* backward                                                            */
 /* ------------------------------------------------------------------ */
 /*
+ * LpNormalization against ref_lp_norm. The device sums |x| or x^2 (terms of
+ * one sign) in float: each partial sum's relative error is at most u times
+ * the number of additions on its longest path. For the row kernels' sums
+ * (blocks of 64 vectors in up to four chains, then the blocks, the lanes and
+ * partials; rows.cl, common.cl) that stays below 128 + n/32; the column
+ * kernels' (cols.cl: one chain per chunk of rows, or a running mean of
+ * 8-row blocks, then the merge) below 128 + n. Then the mean and the
+ * product with the count (2u), sqrt (3 ulp = 6u; its half for the relative
+ * error of the norm from the sum's), the reciprocal (2.5 ulp = 5u) and the
+ * final product (1u): |y - ref| <= u (16 + 128 + n') |ref| with n' = n/32
+ * for a set along the innermost axis and n for one along an outer axis,
+ * doubled for margin.
+ */
+unsigned long th_compare_lp(unsigned ndim, const size_t *dims, unsigned axis, int p, const float *x,
+                            const float *got)
+{
+    size_t n = 1, inner = 1;
+    for (unsigned k = 0; k < ndim; k++) n *= dims[k];
+    for (unsigned k = axis + 1; k < ndim; k++) inner *= dims[k];
+    const double len = (double)dims[axis];
+    double *ref = malloc(n * sizeof *ref);
+    if (!ref || ref_lp_norm(ndim, dims, axis, p, x, ref) != 0) {
+        free(ref);
+        th_fail("th_compare_lp: out of host memory");
+        return 1;
+    }
+    const double rel = 2.0 * U32 * (16.0 + 128.0 + (inner > 1 ? len : len / 32.0));
+    unsigned long bad = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!th_close(ref[i], got[i], rel * fabs(ref[i])) && bad++ < 3)
+            th_fail("element %zu: x %.9g, want %.9g, got %.9g", i, (double)x[i], ref[i], (double)got[i]);
+    free(ref);
+    return bad;
+}
+
+/*
  * Backward tolerances. The reference (ref_backward) is fed the very
  * statistics the library reads: the saved float mean m^ and rstd r^ of each
  * set, widened (or the running statistics). So no error of the statistics

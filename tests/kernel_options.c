@@ -65,7 +65,8 @@ static void emit(const clnorm_devinfo *d)
                 /* RMS is RMSNorm's and RSTD_ZERO BatchNorm's and
                  * InstanceNorm's (plan.c): no plan has both. */
                 if ((flags & CLNORM_K_RMS) && (flags & CLNORM_K_RSTD_ZERO)) continue;
-                /* LP is LpNormalization's (LayerNorm rows): never with RSTD_ZERO. */
+                /* LP is LpNormalization's, whose rule for a zero norm replaces
+                 * RSTD_ZERO (plan.c): never with it. */
                 if ((flags & CLNORM_K_LP) && (flags & CLNORM_K_RSTD_ZERO)) continue;
                 /* STREAM switches streaming stores on only where the target
                  * has them (common.cl: STREAM_ON); elsewhere it compiles

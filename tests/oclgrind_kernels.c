@@ -82,6 +82,7 @@ struct og_case {
 
 static int og_check_forward(clnorm_ctx *ctx, const og_case *c);
 static int og_check_backward(clnorm_ctx *ctx, const og_case *c);
+static int og_check_lp(clnorm_ctx *ctx, const og_case *c);
 
 #define ROWS(o, r, cl) {.op = (o), .rows = (r), .cols = (cl), .eps = 1e-5f, .momentum = 0.1f, .training = 1, .groups = 1}
 #define CHAN(o, lay, N, C, G, train, rk, s0, s1)                                                           \
@@ -102,6 +103,11 @@ static int og_check_backward(clnorm_ctx *ctx, const og_case *c);
 #define HBWD og_check_backward
 #define FWD og_check_forward
 #define BWD og_check_backward /* scale: dscale too; bias: dbias too; OG_IN_PLACE: dx is dy */
+#define LPN og_check_lp        /* LpNormalization; the descriptor's lp is p */
+#define LPROWS(r, cl, p) {.op = CLNORM_LAYER_NORM, .rows = (r), .cols = (cl), .training = 1, .groups = 1, .lp = (p)}
+#define LPCOLS(N, S, C, p)                                                                                  \
+    {.op = CLNORM_INSTANCE_NORM, .layout = CLNORM_CHANNELS_LAST, .n = (N), .c = (C), .groups = 1,          \
+     .rank = 1, .spatial = {(S), 0, 0}, .lp = (p)}
 #define LN CLNORM_LAYER_NORM
 #define RMS CLNORM_RMS_NORM
 #define BN CLNORM_BATCH_NORM
@@ -214,6 +220,17 @@ static const og_case og_cases[] = {
      OG_DX_ONLY, TH_NORMAL},
     {"bwd IN nhwc running inference", BWD, OG_BOTH, V_AUTO, CHAN(IN, NHWC, 2, 5, 1, 0, 2, 6, 7), 1, 1, 0, 1, 0,
      TH_NORMAL},
+
+    /* LpNormalization (the RMS statistics with LP): rows (row_norm, the
+     * split pipeline), and sets along an outer axis as channels-last
+     * InstanceNorm's columns: col_partials (GPU: a column per work-item;
+     * CPU: tiles, a 21-channel scalar tail), merge, fold, apply, and
+     * col_wave on CPUs (1 MiB samples of 16 channels). */
+    {"LP rows p2 7x301", LPN, OG_BOTH, V_AUTO, LPROWS(7, 301, 2), 0, 0, 0, 0, OG_OFFSET, TH_NORMAL},
+    {"LP rows p1 split 2x5000", LPN, OG_BOTH, V_SPLIT, LPROWS(2, 5000, 1), 0, 0, 0, 0, 0, TH_NORMAL},
+    {"LP cols p1 2x37x21", LPN, OG_BOTH, V_AUTO, LPCOLS(2, 37, 21, 1), 0, 0, 0, 0, OG_OFFSET, TH_NORMAL},
+    {"LP cols p2 1x300x5", LPN, OG_BOTH, V_AUTO, LPCOLS(1, 300, 5, 2), 0, 0, 0, 0, 0, TH_NORMAL},
+    {"LP cols p2 col_wave", LPN, OG_CPU, V_AUTO, LPCOLS(2, 16384, 16, 2), 0, 0, 0, 0, 0, TH_NORMAL},
 
     /* float16/bfloat16 storage (LDX/STX, LDXV/STXV, LDP in common.cl):
      * 16-bit x, y, residual, h_out, dy, dx on tight 16-bit buffers, params
@@ -506,6 +523,53 @@ out:
             clReleaseMemObject(b[i].mem);
     free(x); free(y); free(res); free(h); free(gh); free(scale); free(bias); free(rm); free(rv); free(rmo);
     free(rvo); free(mean); free(rstd);
+    return fails;
+}
+
+/* An LpNormalization case (a descriptor as clnorm_desc_lp_norm builds it:
+ * LayerNorm rows, or channels-last InstanceNorm sets for an outer axis) on
+ * a tight x and y, compared with th_compare_lp on the ONNX view of the
+ * tensor: [rows][cols] along axis 1, or [n][S][C] along axis 1. */
+static int og_check_lp(clnorm_ctx *ctx, const og_case *c)
+{
+    th_rng r;
+    th_rng_init(&r, th_next_seed());
+    const int rows = c->d.op == CLNORM_LAYER_NORM;
+    const size_t dims[3] = {rows ? c->d.rows : c->d.n, rows ? c->d.cols : c->d.spatial[0], rows ? 1 : c->d.c};
+    const size_t E = dims[0] * dims[1] * dims[2];
+    float *x = malloc(E * sizeof *x), *y = malloc(E * sizeof *y);
+    og_buf bx = {0, 0, 0}, by = {0, 0, 0};
+    int fails = 1;
+    if (!x || !y) {
+        th_fail("out of host memory");
+        goto out;
+    }
+    th_fill_normal(&r, x, E, 0.5, 2.0);
+    const int offs = (c->flags & OG_OFFSET) != 0;
+    if (og_buf_make(ctx, &bx, offs ? 3 : 0, E, x) || og_buf_make(ctx, &by, offs ? 5 : 0, E, NULL))
+        goto out;
+    clnorm_desc d = c->d;
+    d.x = og_ref(&bx);
+    d.y = og_ref(&by);
+    cl_event ev = NULL;
+    th_cases++;
+    clnorm_status st = clnorm_forward(ctx, &d, 0, NULL, &ev);
+    if (st != CLNORM_OK) {
+        th_fail("clnorm_forward: %s (%s)", clnorm_status_name(st), clnorm_last_error(ctx));
+        goto out;
+    }
+    cl_int err = clWaitForEvents(1, &ev);
+    clReleaseEvent(ev);
+    if (err != CL_SUCCESS) {
+        th_fail("clWaitForEvents: %d", err);
+        goto out;
+    }
+    if (og_buf_read(ctx, &by, y) == 0)
+        fails = th_compare_lp(3, dims, 1, c->d.lp, x, y) != 0;
+out:
+    if (bx.mem) clReleaseMemObject(bx.mem);
+    if (by.mem) clReleaseMemObject(by.mem);
+    free(x), free(y);
     return fails;
 }
 

@@ -16,7 +16,6 @@
 #ifndef CLNORM_TEST_SRC_DIR
 #define CLNORM_TEST_SRC_DIR "tests"
 #endif
-#define U (1.0 / 16777216.0) /* 2^-24: a float rounding's relative bound */
 
 static size_t count_of(unsigned ndim, const size_t *dims)
 {
@@ -81,30 +80,6 @@ static void check_mvn(unsigned ndim, const size_t *dims, unsigned mask, int cons
     free(x), free(y), free(onnx), free(mapped), free(sd);
 }
 
-/*
- * LpNormalization against ref_lp_norm. The device sums |x| or x^2 (terms of
- * one sign) in float: each partial sum's relative error is at most u times
- * the number of additions on its longest path, which for the kernels' sums
- * (blocks of 64 vectors in up to four chains, then the blocks, the lanes and
- * partials; rows.cl, common.cl) stays below 128 + n/32. Then the mean and
- * the product with the count (2u), sqrt (3 ulp = 6u; its half for the
- * relative error of the norm from the sum's) and the reciprocal (2.5 ulp =
- * 5u) and the final product (1u): |y - ref| <= u (16 + 128 + n/32) |ref|,
- * doubled for margin.
- */
-static void lp_compare(unsigned ndim, const size_t *dims, unsigned axis, int p, const float *x, const float *y)
-{
-    const size_t n = count_of(ndim, dims), len = dims[axis];
-    double *ref = malloc(n * sizeof *ref);
-    ref_lp_norm(ndim, dims, axis, p, x, ref);
-    const double rel = 2.0 * U * (16.0 + 128.0 + (double)len / 32.0);
-    unsigned long bad = 0;
-    for (size_t i = 0; i < n; i++)
-        if (!th_close(ref[i], y[i], rel * fabs(ref[i])) && bad++ < 3)
-            th_fail("element %zu: x %.9g, want %.9g, got %.9g", i, x[i], ref[i], y[i]);
-    free(ref);
-}
-
 enum { LP_NORMAL, LP_ZERO_ROW, LP_INF_NAN };
 
 static void check_lp(unsigned ndim, const size_t *dims, int axis, int p, int kind, th_rng *r)
@@ -115,16 +90,25 @@ static void check_lp(unsigned ndim, const size_t *dims, int axis, int p, int kin
     clnorm_status st = clnorm_desc_lp_norm(ctx, &d, ndim, dims, axis, p);
     TH_EXPECT(st == CLNORM_OK, "clnorm_desc_lp_norm: %s (%s)", clnorm_status_name(st), clnorm_last_error(ctx));
     if (st != CLNORM_OK) return;
-    const size_t n = count_of(ndim, dims), len = dims[axis < 0 ? axis + (int)ndim : axis];
+    const unsigned ax = (unsigned)(axis < 0 ? axis + (int)ndim : axis);
+    const size_t n = count_of(ndim, dims), len = dims[ax];
+    size_t inner = 1;
+    for (unsigned k = ax + 1; k < ndim; k++) inner *= dims[k];
+    /* element j of set 0, and of set 1 (the next inner index, or the next
+     * outer one where there is no inner axis) */
+#define SET0(j) ((j) * inner)
+#define SET1(j) ((j) * inner + (inner > 1 ? 1 : len))
     float *x = malloc(n * sizeof *x), *y = malloc(n * sizeof *y);
     th_fill_normal(r, x, n, 0.5, 2.0);
     if (kind == LP_ZERO_ROW) /* the first set is 0: y = 0 there, as ONNX's reference */
-        for (size_t i = 0; i < len; i++) x[i] = 0.0f;
+        for (size_t i = 0; i < len; i++) x[SET0(i)] = 0.0f;
     if (kind == LP_INF_NAN && n >= 2 * len) { /* +Inf in set 0 (finite ones 0, Inf NaN), NaN in set 1 */
-        x[len / 2] = INFINITY;
-        x[len + len / 3] = NAN;
+        x[SET0(len / 2)] = INFINITY;
+        x[SET1(len / 3)] = NAN;
     }
-    if (run(&d, x, y) == CLNORM_OK) lp_compare(ndim, dims, (unsigned)(axis < 0 ? axis + (int)ndim : axis), p, x, y);
+#undef SET0
+#undef SET1
+    if (run(&d, x, y) == CLNORM_OK) th_compare_lp(ndim, dims, ax, p, x, y);
     free(x), free(y);
 }
 
@@ -164,7 +148,7 @@ START_TEST(mvn_reduction_sets)
 }
 END_TEST
 
-START_TEST(lp_rows)
+START_TEST(lp_sets)
 {
     th_begin();
     clnorm_ctx *ctx = th_ctx();
@@ -178,6 +162,10 @@ START_TEST(lp_rows)
         {2, {64, 768}, -1},     {2, {7, 3}, 1},     {1, {20000}, 0},   {3, {5, 1000, 1}, 1}, /* trailing 1 */
         {4, {2, 3, 4, 33}, 3},  {2, {9, 1}, -1},   /* sets of one: sign(x) */
         {2, {3, 70000}, 1},     /* few long rows: the split pipeline */
+        /* Outer axes: channels-last InstanceNorm's column sets (K R K, or R K) */
+        {3, {4, 300, 24}, 1},   {2, {500, 20}, 0},  {4, {2, 3, 4, 5}, 1}, {3, {3, 257, 13}, -2},
+        {2, {3000, 64}, 0},     /* long columns: several row chunks */
+        {4, {2, 1, 7, 3}, 0},   /* R K K with a size-1 axis between */
     };
     TH_FOR_EACH_VARIANT(ctx, vi)
     {
@@ -214,6 +202,19 @@ START_TEST(spec_cases)
             if (run(&d, x, y) == CLNORM_OK)
                 for (int i = 0; i < 4; i++)
                     TH_EXPECT(fabsf(y[i] - (p == 1 ? want1 : want2)[i]) <= 4e-7f, "y[%d] = %.9g", i, y[i]);
+        }
+        /* axis 0: the same sets as columns, [[3, 6], [4, 8]] (ONNX's
+         * l2normalization_axis_0 case normalizes along axis 0 too). */
+        const float xt[4] = {3, 6, 4, 8};
+        const float want2t[4] = {0.6f, 0.6f, 0.8f, 0.8f}, want1t[4] = {3 / 7.0f, 3 / 7.0f, 4 / 7.0f, 4 / 7.0f};
+        for (int p = 1; p <= 2; p++) {
+            th_set_case("spec: LpNormalization p=%d axis=0 of [[3,6],[4,8]]", p);
+            clnorm_desc d;
+            float y[4];
+            TH_EXPECT(clnorm_desc_lp_norm(ctx, &d, 2, dims, 0, p) == CLNORM_OK, "builder");
+            if (run(&d, xt, y) == CLNORM_OK)
+                for (int i = 0; i < 4; i++)
+                    TH_EXPECT(fabsf(y[i] - (p == 1 ? want1t : want2t)[i]) <= 4e-7f, "y[%d] = %.9g", i, y[i]);
         }
         th_set_case("spec: LpNormalization of a zero vector is 0");
         const size_t d3[1] = {3};
@@ -360,12 +361,14 @@ START_TEST(rejections)
         {"lp p 0", clnorm_desc_lp_norm(ctx, &d, 4, dims, -1, 0), CLNORM_ERR_UNSUPPORTED},
         {"lp axis 4", clnorm_desc_lp_norm(ctx, &d, 4, dims, 4, 2), CLNORM_ERR_INVALID_SHAPE},
         {"lp axis -5", clnorm_desc_lp_norm(ctx, &d, 4, dims, -5, 2), CLNORM_ERR_INVALID_SHAPE},
-        {"lp axis 1 of 4 (a column set)", clnorm_desc_lp_norm(ctx, &d, 4, dims, 1, 2), CLNORM_ERR_UNSUPPORTED},
     };
     for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++)
         TH_EXPECT(cs[i].got == cs[i].want, "%s: got %s, want %s", cs[i].what, clnorm_status_name(cs[i].got),
                   clnorm_status_name(cs[i].want));
-    TH_EXPECT(clnorm_desc_lp_norm(NULL, &d, 4, dims, 1, 2) == CLNORM_ERR_UNSUPPORTED, "without a context");
+    TH_EXPECT(clnorm_desc_lp_norm(NULL, &d, 4, dims, 1, 3) == CLNORM_ERR_UNSUPPORTED, "without a context");
+    TH_EXPECT(clnorm_desc_lp_norm(NULL, &d, 4, dims, 1, 2) == CLNORM_OK && d.op == CLNORM_INSTANCE_NORM &&
+                  d.layout == CLNORM_CHANNELS_LAST && d.n == 2 && d.spatial[0] == 3 && d.c == 20 && d.lp == 2,
+              "axis 1 of 2x3x4x5 is not channels-last InstanceNorm's (2, 3, 20) sets");
     TH_EXPECT(clnorm_desc_mvn(ctx, &d, 4, dims, 0x5) == CLNORM_ERR_UNSUPPORTED &&
                   strstr(clnorm_last_error(ctx), "RKRK") != NULL,
               "message without the pattern: %s", clnorm_last_error(ctx));
@@ -378,9 +381,18 @@ START_TEST(rejections)
     TH_EXPECT(th_run(ctx, &d, &in, &out, 0) == CLNORM_ERR_UNSUPPORTED, "lp on RMSNorm accepted");
     d.op = CLNORM_LAYER_NORM, d.lp = 3;
     TH_EXPECT(th_run(ctx, &d, &in, &out, 0) == CLNORM_ERR_UNSUPPORTED, "lp 3 accepted");
+    /* Column sets take batch statistics: InstanceNorm inference with
+     * running statistics, and channels-first InstanceNorm, are refused. */
+    float rm[3] = {0, 0, 0}, rv[3] = {1, 1, 1};
+    clnorm_desc_init(&d, CLNORM_INSTANCE_NORM);
+    d.layout = CLNORM_CHANNELS_LAST, d.n = 1, d.rank = 1, d.spatial[0] = 2, d.c = 3, d.lp = 2, d.training = 0;
+    th_inputs inr = {x, NULL, NULL, rm, rv};
+    TH_EXPECT(th_run(ctx, &d, &inr, &out, 0) == CLNORM_ERR_UNSUPPORTED, "lp with running statistics accepted");
+    d.layout = CLNORM_CHANNELS_FIRST;
+    TH_EXPECT(th_run(ctx, &d, &in, &out, 0) == CLNORM_ERR_UNSUPPORTED, "lp on channels-first InstanceNorm accepted");
     th_finish();
 }
 END_TEST
 
-TH_MAIN("onnx", 300, TH_TEST(mvn_reduction_sets), TH_TEST(lp_rows), TH_TEST(spec_cases), TH_TEST(onnx_node_tests),
+TH_MAIN("onnx", 300, TH_TEST(mvn_reduction_sets), TH_TEST(lp_sets), TH_TEST(spec_cases), TH_TEST(onnx_node_tests),
         TH_TEST(rejections))

@@ -246,6 +246,65 @@ START_TEST(edge_shapes)
 }
 END_TEST
 
+/* LpNormalization (clnorm_desc_lp_norm) along the innermost axis (rows)
+ * and an outer one (channels-last InstanceNorm's columns, col_wave on CPUs
+ * for 1 MiB samples): every launch that reduces or computes rstd carries
+ * LP (with RMS for p = 2, never RSTD_ZERO: LP's own zero-norm rule), and
+ * every eps argument is the set's count, which rstd_of turns into the norm
+ * (common.cl). A launch planned without them computes a variance. */
+START_TEST(lp_plans)
+{
+    g_failed = 0;
+    const struct {
+        unsigned ndim;
+        size_t dims[4];
+        int axis;
+    } cs[] = {{2, {64, 768}, -1}, {2, {3, 70000}, 1},       {3, {4, 300, 24}, 1},
+              {3, {2, 16384, 16}, 1}, {4, {8, 512, 512, 64}, 2}, {2, {2048, 1024}, 0}};
+    const clnorm_settings rules = {CLNORM_VARIANT_AUTO, 0, -1};
+    for (size_t i = 0; i < sizeof cs / sizeof cs[0]; ++i)
+        for (int lp = 1; lp <= 2; ++lp) {
+            clnorm_desc d;
+            clnorm_shape s;
+            char label[96];
+            snprintf(label, sizeof label, "lp %d case %zu axis %d", lp, i, cs[i].axis);
+            ck_assert_int_eq(clnorm_desc_lp_norm(NULL, &d, cs[i].ndim, cs[i].dims, cs[i].axis, lp), CLNORM_OK);
+            d.x = (clnorm_buf){(cl_mem)(uintptr_t)0x1000, 0}, d.y = (clnorm_buf){(cl_mem)(uintptr_t)0x1010, 0};
+            ck_assert_msg(clnorm_describe(NULL, &d, &s) == CLNORM_OK, "%s: bad shape", label);
+            const unsigned want = CLNORM_K_LP | (lp == 2 ? CLNORM_K_RMS : 0u);
+            for (size_t k = 0; k < g_nprof; ++k) {
+                const test_profile *tp = &g_prof[k];
+                clnorm_plan p;
+                check_plan(tp, label, &d, &s, &rules, 1);
+                if (clnorm_plan_forward(&tp->dev, &rules, &d, &s, &p) != CLNORM_OK) continue;
+                for (unsigned j = 0; j < p.n; ++j) {
+                    const clnorm_launch *L = &p.launch[j];
+                    const char *kn = clnorm_kernel_names[L->kernel];
+                    float eps = (float)s.set_len;
+                    int reduces = 1;
+                    switch (L->kernel) {
+                    case CLNORM_KID_row_norm: eps = L->args.row_norm.eps; break;
+                    case CLNORM_KID_col_wave: eps = L->args.col_wave.eps; break;
+                    case CLNORM_KID_fold_table: eps = L->args.fold_table.eps; break;
+                    case CLNORM_KID_merge_partials:
+                    case CLNORM_KID_merge_sets: eps = L->args.merge_partials.eps; break;
+                    case CLNORM_KID_row_partials:
+                    case CLNORM_KID_col_partials: break;
+                    default: reduces = 0;
+                    }
+                    if (!reduces) continue;
+                    EXPECT((L->prog.flags & (CLNORM_K_LP | CLNORM_K_RMS | CLNORM_K_RSTD_ZERO)) == want,
+                           "%s on %s: %s has flags 0x%x, want LP%s", label, tp->label, kn, L->prog.flags,
+                           lp == 2 ? " | RMS" : "");
+                    EXPECT(eps == (float)s.set_len, "%s on %s: %s: eps %g, not the count %zu", label, tp->label,
+                           kn, (double)eps, s.set_len);
+                }
+            }
+        }
+    EXPECT_NONE();
+}
+END_TEST
+
 /* Forced variants and work-group sizes (clnorm_set_variant, tuning files)
  * still give well-formed plans that merge every partial. */
 START_TEST(forced_settings)
@@ -273,6 +332,7 @@ int main(void)
     TCase *tc = tcase_create("plan");
     tcase_add_test(tc, suite_cases_on_every_profile);
     tcase_add_test(tc, edge_shapes);
+    tcase_add_test(tc, lp_plans);
     tcase_add_test(tc, forced_settings);
     suite_add_tcase(s, tc);
     SRunner *r = srunner_create(s);
