@@ -453,7 +453,11 @@ static void pipe_rows(builder *b)
     const clnorm_src hsrc = !fused ? CLNORM_SRC_NONE : d->h_out.mem ? CLNORM_SRC_HOUT : CLNORM_SRC_Y;
     const cl_ulong hoff = d->h_out.mem ? d->h_out.offset : d->y.offset;
     if (!rp.split) {
-        clnorm_launch *L = add(b, CLNORM_KID_row_norm, rp.wg, rp.lanes, b->rstd_flags | b->y_flags, 1, g, l, stride);
+        /* h kept in y: y's lines are written (h) and read back from cache
+         * before y is stored, so a streaming store would first flush them
+         * and write y to memory twice; plain stores write it back once. */
+        const unsigned yf = fused && !d->h_out.mem ? b->y_flags & ~CLNORM_K_STREAM : b->y_flags;
+        clnorm_launch *L = add(b, CLNORM_KID_row_norm, rp.wg, rp.lanes, b->rstd_flags | yf, 1, g, l, stride);
         L->args.row_norm = (clnorm_args_row_norm){
             .x = CLNORM_SRC_X, .xo = d->x.offset, .y = CLNORM_SRC_Y, .yo = d->y.offset,
             .scale = src_of(d->scale, CLNORM_SRC_SCALE), .so = d->scale.offset,
