@@ -452,11 +452,19 @@ static void pipe_rows(builder *b)
     const clnorm_src res = fused ? CLNORM_SRC_RES : CLNORM_SRC_NONE;
     const clnorm_src hsrc = !fused ? CLNORM_SRC_NONE : d->h_out.mem ? CLNORM_SRC_HOUT : CLNORM_SRC_Y;
     const cl_ulong hoff = d->h_out.mem ? d->h_out.offset : d->y.offset;
+    /* The CPU pipeline re-reads x and the residual of a fused set from
+     * cache: its cache share is twice a set's, so the lag rule's 1/16 of
+     * the cache counts both. clnorm-fused-bench, LayerNorm 64x262144 (1 MiB
+     * rows) on PoCL: unfused/fused 0.81-1.05 at lag 2, 1.12-1.15 at lag 1. */
+    if (fused && (cl_ulong)len * b->r->esize * 32 > b->r->dev->cache_bytes) rp.lag = 1;
     if (!rp.split) {
-        /* h kept in y: y's lines are written (h) and read back from cache
-         * before y is stored, so a streaming store would first flush them
-         * and write y to memory twice; plain stores write it back once. */
-        const unsigned yf = fused && !d->h_out.mem ? b->y_flags & ~CLNORM_K_STREAM : b->y_flags;
+        /* Work-group kernels keep h in y when h_out is absent: y's lines
+         * are written (h) and read back from cache before y is stored, so a
+         * streaming store would first flush them and write y to memory
+         * twice. (The CPU pipeline, lanes 1, re-adds x and the residual
+         * instead.) */
+        const unsigned yf =
+            fused && !d->h_out.mem && rp.lanes > 1 ? b->y_flags & ~CLNORM_K_STREAM : b->y_flags;
         clnorm_launch *L = add(b, CLNORM_KID_row_norm, rp.wg, rp.lanes, b->rstd_flags | yf, 1, g, l, stride);
         L->args.row_norm = (clnorm_args_row_norm){
             .x = CLNORM_SRC_X, .xo = d->x.offset, .y = CLNORM_SRC_Y, .yo = d->y.offset,

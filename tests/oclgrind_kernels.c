@@ -58,7 +58,8 @@ enum {
     OG_IN_PLACE = 1, /* y is x */
     OG_OFFSET = 2,   /* every buffer at a non-zero element offset */
     OG_DX_ONLY = 4,  /* backward: scale passed, dscale not asked for */
-    OG_RESID = 8     /* LayerNorm/RMSNorm: the fused residual add, with h_out */
+    OG_RESID = 8,    /* LayerNorm/RMSNorm: the fused residual add, with h_out */
+    OG_NOH = 16      /* the fused residual add without h_out (the CPU pipeline re-adds x and r) */
 };
 /* Variant sets, as bits of th_variants (common.c, in this order): AUTO, WG,
  * SUBGROUP, WI, SPLIT, WG with 32 work-items, SPLIT with 64. */
@@ -127,6 +128,7 @@ static const og_case og_cases[] = {
     {"LN in place, offsets", FWD, OG_BOTH, V_ALL, ROWS(LN, 4, 67), 1, 1, 1, 0, OG_IN_PLACE | OG_OFFSET,
      TH_NORMAL},
     {"LN no affine, no stats", FWD, OG_BOTH, V_AUTO, ROWS(LN, 3, 100), 0, 0, 0, 0, 0, TH_MIXED_CONSTANT},
+    {"LN fused add, no h_out", FWD, OG_BOTH, V_AUTO | V_SPLIT, ROWS(LN, 4, 301), 1, 1, 1, 0, OG_NOH, TH_NORMAL},
     /* Split sets: row_partials, merge_partials, row_apply (2 chunks of 4096
      * and more); AUTO on CPUs takes a 5000-element row in pieces. */
     {"LN split 2x5000", FWD, OG_BOTH, V_SPLITS | V_AUTO, ROWS(LN, 2, 5000), 1, 1, 1, 0, 0, TH_NORMAL},
@@ -247,6 +249,8 @@ static const og_case og_cases[] = {
      OG_RESID | OG_OFFSET, TH_NORMAL},
     {"half RMS bf16 fused add", HFWD, OG_BOTH, V_AUTO, HROWS(RMS, 5, 257, BF16, F32), 1, 0, 1, 0, OG_RESID,
      TH_NORMAL},
+    {"half LN f16 fused add, no h_out", HFWD, OG_BOTH, V_AUTO, HROWS(LN, 5, 257, F16, F32), 1, 1, 1, 0,
+     OG_NOH | OG_OFFSET, TH_NORMAL},
     {"half GN nchw f16", HFWD, OG_BOTH, V_AUTO, HCHAN(GN, NCHW, 2, 6, 3, 1, 2, 4, 5, F16, F32), 1, 1, 1, 0, 0,
      TH_NORMAL},
     {"half GN nchw bf16 in place", HFWD, OG_BOTH, V_AUTO, HCHAN(GN, NCHW, 2, 6, 3, 1, 2, 4, 5, BF16, BF16), 1, 1,
@@ -418,7 +422,7 @@ static int og_check_forward(clnorm_ctx *ctx, const og_case *c)
     const int running = c->running > 0 || (c->running == 0 && shape->op == CLNORM_BATCH_NORM);
     const int train = is_rows(shape) || shape->op == CLNORM_GROUP_NORM || shape->training;
     const int want_mean = c->stats && train && shape->op != CLNORM_RMS_NORM, want_rstd = c->stats && train;
-    const int resid = (c->flags & OG_RESID) != 0;
+    const int resid = (c->flags & (OG_RESID | OG_NOH)) != 0, keep_h = (c->flags & OG_RESID) != 0;
     float *x = malloc(E * sizeof *x), *y = malloc(E * sizeof *y), *res = malloc(E * sizeof *res);
     float *h = malloc(E * sizeof *h), *gh = malloc(E * sizeof *gh);
     float *scale = malloc(aff * sizeof *scale), *bias = malloc(aff * sizeof *bias);
@@ -471,7 +475,7 @@ static int og_check_forward(clnorm_ctx *ctx, const og_case *c)
     }
     if (resid) {
         bad |= og_buf_make_t(ctx, &b[BRES], t, offs ? 11 : 0, E, res);
-        bad |= og_buf_make_t(ctx, &b[BH], t, offs ? 13 : 0, E, NULL);
+        if (keep_h) bad |= og_buf_make_t(ctx, &b[BH], t, offs ? 13 : 0, E, NULL);
     }
     if (bad)
         goto out;
@@ -504,7 +508,7 @@ static int og_check_forward(clnorm_ctx *ctx, const og_case *c)
     if (want_mean) bad |= og_buf_read(ctx, &b[BM], mean);
     if (want_rstd) bad |= og_buf_read(ctx, &b[BR], rstd);
     if (running) bad |= og_buf_read(ctx, &b[BRM], rmo) | og_buf_read(ctx, &b[BRV], rvo);
-    if (resid) bad |= og_buf_read_t(ctx, &b[BH], t, gh);
+    if (keep_h) bad |= og_buf_read_t(ctx, &b[BH], t, gh);
     if (bad)
         goto out;
     th_inputs in = {h, c->scale ? scale : NULL, c->bias ? bias : NULL, running ? rm : NULL, running ? rv : NULL};
@@ -512,7 +516,7 @@ static int og_check_forward(clnorm_ctx *ctx, const og_case *c)
                       running ? rvo : NULL};
     unsigned long nb = t == CLNORM_FLOAT32 ? th_compare(shape, &in, &got, 1.0, 1)
                                            : th_compare_storage(&d, &in, &got, OG_HALF_AMP, 1);
-    for (size_t i = 0; resid && i < E; i++)
+    for (size_t i = 0; keep_h && i < E; i++)
         if (th_bits(gh[i]) != th_bits(h[i]) && nb++ < 3)
             th_fail("h_out[%zu] = %.9g, want %.9g (x + residual rounded to %s)", i, (double)gh[i], (double)h[i],
                     th_dtype_name(t));
