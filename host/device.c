@@ -60,14 +60,15 @@ void clnorm_profile_features(clnorm_devinfo *d)
     d->features = 0;
     const int pocl = contains_ci(d->platform, "portable computing language") || contains_ci(d->vendor_platform, "pocl");
     /* PoCL compiles with its own clang: its CPU device accepts clang's
-     * builtins on __global pointers. Its CPU device is the host, so the
-     * host's architecture says which target builtins exist. */
+     * builtins on __global pointers and its under-aligned vector typedefs.
+     * Its CPU device is the host, so the host's architecture says which
+     * target builtins exist. */
     /* NVIDIA's OpenCL compiles inline PTX; its GPUs run 32-wide warps of
      * consecutive work-items. */
     if (contains_ci(d->platform, "nvidia") && !d->type_cpu && (d->simd == 32 || d->simd == 0))
         d->features |= CLNORM_FEAT_NV_SHFL;
     if (pocl && d->type_cpu) {
-        d->features |= CLNORM_FEAT_PREFETCH_BUILTIN;
+        d->features |= CLNORM_FEAT_PREFETCH_BUILTIN | CLNORM_FEAT_UNALIGNED_VEC;
 #if defined(__x86_64__) || defined(__i386__)
         d->features |= CLNORM_FEAT_NT_STORE;
 #endif
@@ -76,10 +77,13 @@ void clnorm_profile_features(clnorm_devinfo *d)
 
 int clnorm_target_options(const clnorm_devinfo *d, char *buf, size_t len)
 {
-    return snprintf(buf, len, "-DCLNORM_HAS_NT_STORE=%u -DCLNORM_HAS_PREFETCH_BUILTIN=%u -DCLNORM_HAS_NV_SHFL=%u",
+    return snprintf(buf, len,
+                    "-DCLNORM_HAS_NT_STORE=%u -DCLNORM_HAS_PREFETCH_BUILTIN=%u -DCLNORM_HAS_NV_SHFL=%u "
+                    "-DCLNORM_HAS_UNALIGNED_VEC=%u",
                     (d->features & CLNORM_FEAT_NT_STORE) ? 1u : 0u,
                     (d->features & CLNORM_FEAT_PREFETCH_BUILTIN) ? 1u : 0u,
-                    (d->features & CLNORM_FEAT_NV_SHFL) ? 1u : 0u);
+                    (d->features & CLNORM_FEAT_NV_SHFL) ? 1u : 0u,
+                    (d->features & CLNORM_FEAT_UNALIGNED_VEC) ? 1u : 0u);
 }
 
 cl_int clnorm_read_profile(cl_device_id dev, clnorm_devinfo *d)

@@ -154,7 +154,7 @@ DEF_BF16(bf16_4, float4, uint4, ushort4)
 DEF_BF16(bf16_8, float8, uint8, ushort8)
 #define BF16_LD1(i, p) as_float((uint)(p)[i] << 16)
 #define BF16_LD4(i, p) as_float4(convert_uint4(vload4(i, p)) << 16)
-#define BF16_LD8(i, p) as_float8(convert_uint8(vload8(i, p)) << 16)
+#define BF16_LD8(i, p) as_float8(convert_uint8(U16_LD8(i, p)) << 16)
 #endif
 
 /* Scalar load and store of type code T. */
@@ -181,12 +181,12 @@ DEF_BF16(bf16_8, float8, uint8, ushort8)
 #define LDV_1(i, p) vload_half8(i, p)
 #define STV_1(v, i, p) vstore_half8_rte(v, i, p)
 #define LDV_2(i, p) BF16_LD8(i, p)
-#define STV_2(v, i, p) vstore8(bf16_8(v), i, p)
+#define STV_2(v, i, p) U16_ST8(bf16_8(v), i, p)
 #else /* 16: two halves of 8, as LOADV */
 #define LDV_1(i, p) ((float16)(vload_half8(2 * (i), p), vload_half8(2 * (i) + 1, p)))
 #define STV_1(v, i, p) (vstore_half8_rte((v).lo, 2 * (i), p), vstore_half8_rte((v).hi, 2 * (i) + 1, p))
 #define LDV_2(i, p) ((float16)(BF16_LD8(2 * (i), p), BF16_LD8(2 * (i) + 1, p)))
-#define STV_2(v, i, p) (vstore8(bf16_8((v).lo), 2 * (i), p), vstore8(bf16_8((v).hi), 2 * (i) + 1, p))
+#define STV_2(v, i, p) (U16_ST8(bf16_8((v).lo), 2 * (i), p), U16_ST8(bf16_8((v).hi), 2 * (i) + 1, p))
 #endif
 #define LDX(i, p) CAT(LDS_, XT)(i, p)
 #define STX(v, i, p) CAT(STS_, XT)(v, i, p)
@@ -263,8 +263,23 @@ DEF_RND_HALF(rnd_half_8, float8, uint8)
 #ifndef CLNORM_HAS_NV_SHFL
 #define CLNORM_HAS_NV_SHFL 0 /* NVIDIA: inline PTX shfl.sync, 32-wide warps of consecutive work-items */
 #endif
+#ifndef CLNORM_HAS_UNALIGNED_VEC
+#define CLNORM_HAS_UNALIGNED_VEC 0 /* clang's vector typedefs aligned below their size (PoCL) */
+#endif
 
 /* target: begin */
+#if CLNORM_HAS_UNALIGNED_VEC
+/* 8 ushorts (bfloat16 bits) at any element offset as one unaligned vector
+ * load or store: PoCL's vload8/vstore8 of ushort go piecewise (four 32-bit
+ * inserts per load, eight 16-bit stores per store), which made bfloat16
+ * rows slower than float32 ones. */
+typedef ushort8 __attribute__((aligned(2))) ushort8_u_;
+#define U16_LD8(i, p) (*(__global const ushort8_u_ *)((p) + 8 * (size_t)(i)))
+#define U16_ST8(v, i, p) (*(__global ushort8_u_ *)((p) + 8 * (size_t)(i)) = (v))
+#else
+#define U16_LD8(i, p) vload8(i, p)
+#define U16_ST8(v, i, p) vstore8(v, i, p)
+#endif
 #if CLNORM_HAS_PREFETCH_BUILTIN
 /* Read prefetch of the line at p, kept in all cache levels. */
 #define PREFETCH_LINE(p) __builtin_prefetch((p), 0, 3)
@@ -278,8 +293,9 @@ DEF_RND_HALF(rnd_half_8, float8, uint8)
 #endif
 #endif
 
-#if STREAM && VEC == 16 && CLNORM_HAS_NT_STORE && XT == 0
+#if STREAM && VEC == 16 && CLNORM_HAS_NT_STORE
 #define STREAM_ON 1
+#if XT == 0
 /* Vector i of p, as four float4 streaming stores where p is 16-byte aligned
  * (then so is every vector of it), else a plain store. */
 #define STOREY(u, i, p)                                                          \
@@ -295,6 +311,31 @@ DEF_RND_HALF(rnd_half_8, float8, uint8)
             __builtin_nontemporal_store(sy_.scdef, q_ + 3);                       \
         }                                                                        \
     } while (0)
+#else
+/* 16-bit types: each half of the vector, 8 elements rounded as STXV
+ * rounds them, is 16 bytes: two uint4 streaming stores. */
+#if XT == 1
+inline uint4 bits8_(float8 v)
+{
+    ushort8 t; /* vstore_half8_rte's rounding, into registers */
+    vstore_half8_rte(v, 0, (__private half *)&t);
+    return as_uint4(t);
+}
+#else
+#define bits8_(v) as_uint4(bf16_8(v))
+#endif
+#define STOREY(u, i, p)                                                          \
+    do {                                                                         \
+        if ((ulong)(p) % 16) {                                                   \
+            STXV(u, i, p);                                                       \
+        } else {                                                                 \
+            const float16 sy_ = (u);                                              \
+            __global uint4 *q_ = (__global uint4 *)((p) + (i) * 16);             \
+            __builtin_nontemporal_store(bits8_(sy_.lo), q_);                      \
+            __builtin_nontemporal_store(bits8_(sy_.hi), q_ + 1);                  \
+        }                                                                        \
+    } while (0)
+#endif
 /* Streaming stores are weakly ordered: each work-item fences its own. */
 #define STOREY_END() __builtin_ia32_sfence()
 #else

@@ -459,3 +459,8 @@ int th_same_bytes(cl_command_queue q, cl_mem m, const void *snap, size_t bytes)
     return same;
 }
 
+size_t th_test_offset(size_t def)
+{
+    const char *e = getenv("CLNORM_TEST_OFFSET");
+    return e && *e ? (size_t)strtoul(e, NULL, 10) : def;
+}

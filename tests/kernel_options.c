@@ -73,8 +73,7 @@ static void emit(const clnorm_devinfo *d)
                  * the plain stores STREAM = 0 does. */
                 if ((flags & CLNORM_K_STREAM) && !(d->features & CLNORM_FEAT_NT_STORE)) continue;
                 for (int ti = 0; ti < 5; ++ti) {
-                    /* streaming stores are float32's (STREAM_ON needs XT 0) */
-                    if (ti > 0 && (!all_types || (flags & CLNORM_K_STREAM))) continue;
+                    if (ti > 0 && !all_types) continue;
                     const clnorm_progkey key = {wg, lanes_set[li], tree, flags, types[ti][0], types[ti][1]};
                     clnorm_build_options(d, &key, opts, sizeof opts);
                     const char *t = (d->features & CLNORM_FEAT_NV_SHFL) ? "nvptx" : d->features ? "x86" : "portable";
