@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Installs the Debian packages clnorm builds and tests with (clang: the
 # offline kernel compile of scripts/check-kernels.sh; OpenMPI: clnorm_mpi and
-# its mpirun tests). Idempotent: only
+# its mpirun tests; python3-onnx: ONNX's own node test cases in test_onnx).
+# Idempotent: only
 # what is missing is installed; nothing happens when everything is present.
 set -euo pipefail
-pkgs=(opencl-headers ocl-icd-opencl-dev pocl-opencl-icd check cmake pkg-config gcc make clinfo clang oclgrind openmpi-bin libopenmpi-dev "$@")
+pkgs=(opencl-headers ocl-icd-opencl-dev pocl-opencl-icd check cmake pkg-config gcc make clinfo clang oclgrind openmpi-bin libopenmpi-dev
+      python3-onnx "$@")
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
