@@ -453,10 +453,13 @@ static void pipe_rows(builder *b)
     const clnorm_src hsrc = !fused ? CLNORM_SRC_NONE : d->h_out.mem ? CLNORM_SRC_HOUT : CLNORM_SRC_Y;
     const cl_ulong hoff = d->h_out.mem ? d->h_out.offset : d->y.offset;
     /* The CPU pipeline re-reads x and the residual of a fused set from
-     * cache: its cache share is twice a set's, so the lag rule's 1/16 of
-     * the cache counts both. clnorm-fused-bench, LayerNorm 64x262144 (1 MiB
-     * rows) on PoCL: unfused/fused 0.81-1.05 at lag 2, 1.12-1.15 at lag 1. */
-    if (fused && (cl_ulong)len * b->r->esize * 32 > b->r->dev->cache_bytes) rp.lag = 1;
+     * cache: its cache share is twice a set's, so the fused add takes lag 1
+     * from half the set size the lag rule's 1/16 of the cache allows.
+     * clnorm-fused-bench, LayerNorm 64x262144 (1 MiB rows, 1/32 of this
+     * machine's 32 MiB) on PoCL, three alternating runs: unfused/fused
+     * 0.98-1.03 at lag 2, 1.22-1.23 at lag 1; fused-noh 1.31-1.35 and
+     * 1.43-1.54. */
+    if (fused && (cl_ulong)len * b->r->esize * 32 >= b->r->dev->cache_bytes) rp.lag = 1;
     if (!rp.split) {
         /* Work-group kernels keep h in y when h_out is absent: y's lines
          * are written (h) and read back from cache before y is stored, so a

@@ -147,16 +147,20 @@ inline void row_norm_cached(__global const xs_t *px, __global xs_t *py, uint n, 
  * and y = (xa - m) * a * sv + b (bv) over xa, per-element sv, bv when given.
  * Fused residual add: with rs (rm, ra) the xs (xm, xa) stream is h = x + r,
  * rounded as stored, x and r re-read from cache by each pass; h is stored
- * (to ha) by the xa pass, each set's last, so that h_out may be exactly x
- * or r, and both h and y may take streaming stores. Blocks of 64 vectors
+ * to ha by the xa pass, each set's last, so that h_out may be exactly x or
+ * r, and both h and y may take streaming stores; or else (hs) by the xs
+ * pass, for later passes to read h itself. Blocks of 64 vectors
  * with two accumulators per sum; the order of each sum does not depend on
  * which other streams are present. */
 #define LDH_(v, p, r) ((r) ? RNDXV(LDXV(v, p) + LDXV(v, r)) : LDXV(v, p))
 #define LDH1_(e, p, r) ((r) ? RNDX(LDX(e, p) + LDX(e, r)) : LDX(e, p))
 #define STAGES_(v, sacc, qacc)                                                  \
     {                                                                           \
-        if (xs)                                                                 \
-            sacc += STAT(LDH_(v, ps, rs ? pr : 0), k);                          \
+        if (xs) {                                                               \
+            const floatv u_ = LDH_(v, ps, rs ? pr : 0);                         \
+            if (hs) STXV(u_, v, ph);                                            \
+            sacc += STAT(u_, k);                                                \
+        }                                                                       \
         if (xm) {                                                               \
             const floatv d_ = LDH_(v, pm, rm ? prm : 0) - mm;                   \
             qacc += d_ * d_;                                                    \
@@ -172,12 +176,12 @@ inline void row_norm_cached(__global const xs_t *px, __global xs_t *py, uint n, 
 inline void pipe_span(__global const xs_t *xs, float k, __global const xs_t *xm, float mm,
                       __global const xs_t *xa, __global xs_t *ya, uint j0, uint j1, float m, float a,
                       float b, __global const ps_t *sv, __global const ps_t *bv, float *s, float *q,
-                      __global const xs_t *rs, __global const xs_t *rm, __global const xs_t *ra,
-                      __global xs_t *ha)
+                      __global const xs_t *rs, __global xs_t *hs, __global const xs_t *rm,
+                      __global const xs_t *ra, __global xs_t *ha)
 {
     __global const xs_t *ps = xs + j0, *pm = xm + j0, *pa = xa + j0, *pr = rs + j0;
     __global const xs_t *prm = rm + j0, *pra = ra + j0;
-    __global xs_t *pha = ha + j0;
+    __global xs_t *ph = hs + j0, *pha = ha + j0;
     __global xs_t *py = ya + j0;
     if (sv) sv += j0;
     if (bv) bv += j0;
@@ -198,8 +202,11 @@ inline void pipe_span(__global const xs_t *xs, float k, __global const xs_t *xm,
     }
     float st = 0.0f, qt = 0.0f;
     for (uint e = nv * VEC; e < n; ++e) {
-        if (xs)
-            st += STAT(LDH1_(e, ps, rs ? pr : 0), k);
+        if (xs) {
+            const float u = LDH1_(e, ps, rs ? pr : 0);
+            if (hs) STX(u, e, ph);
+            st += STAT(u, k);
+        }
         if (xm) {
             const float d = LDH1_(e, pm, rm ? prm : 0) - mm;
             qt += d * d;
@@ -222,10 +229,13 @@ inline void pipe_span(__global const xs_t *xs, float k, __global const xs_t *xm,
 inline void pipe_pass(uint lag, __global const xs_t *xs, __global const xs_t *xm, float mm,
                       __global const xs_t *xa, __global xs_t *ya, uint ia, uint len, float mean,
                       float rstd, affine_t af, float *r1, float *r2, __global const xs_t *rs,
-                      __global const xs_t *rm, __global const xs_t *ra, __global xs_t *ha)
+                      __global xs_t *hs, __global const xs_t *rm, __global const xs_t *ra,
+                      __global xs_t *ha)
 {
-    /* rs, rm, ra, ha: the fused residual add, as pipe_span's. */
-    if (!xs) rs = 0;
+    /* rs, hs, rm, ra, ha: the fused residual add, as pipe_span's; lag 1's
+     * variance pass re-reads xs + rs, or hs where the xs pass stored h. */
+    if (!xs) rs = 0, hs = 0;
+    __global const xs_t *xv = hs ? hs : xs, *rv = hs ? 0 : rs;
     const uint seg = af.elementwise ? len : af.seg, nseg = len / seg;
     const uint piece = lag == 1 ? PIECE : len;
     __global const ps_t *sv = af.elementwise ? af.scale : 0, *bv = af.elementwise ? af.bias : 0;
@@ -242,19 +252,19 @@ inline void pipe_pass(uint lag, __global const xs_t *xs, __global const xs_t *xm
             const uint j1 = min(j0 + piece, (g + 1) * seg);
             if (lag == 2) {
                 const float k0 = xs ? (rs ? RNDX(LDX(0, xs) + LDX(0, rs)) : LDX(0, xs)) : 0.0f;
-                pipe_span(xs, k0, xm, mm, xa, ya, j0, j1, mean, a, b, sv, bv, &s, &q, rs, rm, ra, ha);
+                pipe_span(xs, k0, xm, mm, xa, ya, j0, j1, mean, a, b, sv, bv, &s, &q, rs, hs, rm, ra, ha);
                 continue;
             }
             const float k = xs ? (rs ? RNDX(LDX(j0, xs) + LDX(j0, rs)) : LDX(j0, xs)) : 0.0f;
             float ps = 0.0f, pq = 0.0f;
-            pipe_span(xs, k, 0, 0.0f, xa, ya, j0, j1, mean, a, b, sv, bv, &ps, &pq, rs, 0, ra, ha);
+            pipe_span(xs, k, 0, 0.0f, xa, ya, j0, j1, mean, a, b, sv, bv, &ps, &pq, rs, hs, 0, ra, ha);
             if (!xs)
                 continue;
 #if RMS
             s += ps;
 #else
             const float n = (float)(j1 - j0), mu = k + ps / n;
-            pipe_span(0, 0.0f, xs, mu, 0, 0, j0, j1, 0.0f, 0.0f, 0.0f, 0, 0, &ps, &pq, 0, rs, 0, 0);
+            pipe_span(0, 0.0f, xv, mu, 0, 0, j0, j1, 0.0f, 0.0f, 0.0f, 0, 0, &ps, &pq, 0, 0, rv, 0, 0);
             if (!st.n)
                 K = mu;
             chan_add(&st, j1 - j0, mu - K, pq);
@@ -287,7 +297,10 @@ void row_norm(__global const xs_t *x, ulong xo, __global xs_t *y, ulong yo,
      * to hout in their first pass and the later passes read it back; the
      * CPU pipeline re-adds the cached x and res in every pass and stores h
      * (to a real h_out only) in the last, beside y: each output is written
-     * once, with streaming stores where y takes them. */
+     * once, with streaming stores where y takes them. At lag 1 with h_out
+     * (sets too large to stay cached: re-adding would re-read two of them
+     * from beyond the core's cache) the first pass stores h and the later
+     * passes read it, as the work-group kernels do. */
     __global const xs_t *rb = res ? res + rso : 0;
     __global xs_t *hb = res ? hout + hoo : 0;
 #if LANES == 1
@@ -298,20 +311,23 @@ void row_norm(__global const xs_t *x, ulong xo, __global xs_t *y, ulong yo,
         return;
     const uint i1 = min(nsets, i0 + per_item);
     __global xs_t *hk = rb && hb != y + yo ? hb : 0; /* h_out, if given */
-    __global const xs_t *xb = x + xo;
+    const int h_first = hk && lag == 1;
+    __global const xs_t *xb = x + xo, *vb = h_first ? hk : xb; /* vb (+ vr): what re-reads see */
+    __global const xs_t *vr = h_first ? 0 : rb;
     float mu1 = 0.0f;                  /* lag 2: shifted mean (RMS: mean of squares) of set t-1 */
     float mean_a = 0.0f, rstd_a = 0.0f; /* statistics of the set written next */
     for (uint t = i0; t < i1 + lag; ++t) {
         const int has_s = t < i1, has_m = !RMS && lag == 2 && t > i0 && t - 1 < i1;
         const int has_a = t >= i0 + lag;
         __global const xs_t *xs = has_s ? xb + (ulong)t * len : 0;
-        __global const xs_t *xm = has_m ? xb + (ulong)(t - 1) * len : 0;
-        __global const xs_t *xa = has_a ? xb + (ulong)(t - lag) * len : 0;
+        __global const xs_t *xm = has_m ? vb + (ulong)(t - 1) * len : 0;
+        __global const xs_t *xa = has_a ? vb + (ulong)(t - lag) * len : 0;
         float r1, r2;
         pipe_pass(lag, xs, xm, mu1, xa, has_a ? y + yo + (ulong)(t - lag) * len : 0, t - lag, len,
                   mean_a, rstd_a, af, &r1, &r2, rb ? rb + (ulong)t * len : 0,
-                  rb && has_m ? rb + (ulong)(t - 1) * len : 0, rb && has_a ? rb + (ulong)(t - lag) * len : 0,
-                  hk && has_a ? hk + (ulong)(t - lag) * len : 0);
+                  h_first && has_s ? hk + (ulong)t * len : 0, vr && has_m ? vr + (ulong)(t - 1) * len : 0,
+                  vr && has_a ? vr + (ulong)(t - lag) * len : 0,
+                  hk && !h_first && has_a ? hk + (ulong)(t - lag) * len : 0);
         if (t + 1 >= i0 + lag && t + 1 - lag < i1) { /* set f is complete */
             const uint f = t + 1 - lag;
             const float mu = lag == 1 ? r1 : mu1;
@@ -323,7 +339,7 @@ void row_norm(__global const xs_t *x, ulong xo, __global xs_t *y, ulong yo,
             mean_a = mean, rstd_a = rstd;
         }
         if (lag == 2 && has_s)
-            mu1 = RMS ? r1 / (float)len : LDH1_((ulong)t * len, xb, rb) + r1 / (float)len;
+            mu1 = RMS ? r1 / (float)len : LDH1_((ulong)t * len, vb, vr) + r1 / (float)len;
     }
 #else
     __local float buf[WG];
