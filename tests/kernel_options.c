@@ -74,6 +74,9 @@ static void emit(const clnorm_devinfo *d)
                 if ((flags & CLNORM_K_STREAM) && !(d->features & CLNORM_FEAT_NT_STORE)) continue;
                 for (int ti = 0; ti < 5; ++ti) {
                     if (ti > 0 && !all_types) continue;
+                    /* 16-bit streaming stores (common.cl, STOREY) do not
+                     * depend on the group: at the CPU rules' 64 only. */
+                    if (ti > 0 && (flags & CLNORM_K_STREAM) && wg != 64) continue;
                     const clnorm_progkey key = {wg, lanes_set[li], tree, flags, types[ti][0], types[ti][1]};
                     clnorm_build_options(d, &key, opts, sizeof opts);
                     const char *t = (d->features & CLNORM_FEAT_NV_SHFL) ? "nvptx" : d->features ? "x86" : "portable";
