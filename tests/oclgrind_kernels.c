@@ -288,87 +288,36 @@ typedef struct og_buf {
     size_t off, len;
 } og_buf;
 
-/* A buffer of exactly off + len floats: an output (payload NULL) is left
- * uninitialized; an input gets the payload at off and a NaN guard before it.
- * (Not a write of the payload alone at offset off: Oclgrind 21.10 then
- * marks bytes [0, len) initialized instead of [off, off + len), and reports
- * reads of the last off floats as uninitialized values.) */
-static int og_buf_make(clnorm_ctx *ctx, og_buf *b, size_t off, size_t len, const float *payload)
+/* A buffer of exactly off + len elements of type t (4 or 2 bytes): an
+ * output (payload NULL) is left uninitialized; an input gets the payload,
+ * rounded to t, at off and a NaN guard of t before it (16-bit: quiet NaNs
+ * with a payload). (Not a write of the payload alone at offset off:
+ * Oclgrind 21.10 then marks bytes [0, len) initialized instead of [off,
+ * off + len), and reports reads of the last off elements as uninitialized
+ * values.) */
+static int og_buf_make(clnorm_ctx *ctx, og_buf *b, clnorm_dtype t, size_t off, size_t len, const float *payload)
 {
+    const size_t es = clnorm_dtype_size(t), bytes = (off + len) * es;
     cl_int err;
     b->off = off;
     b->len = len;
-    b->mem = clCreateBuffer(clnorm_cl_context(ctx), CL_MEM_READ_WRITE, (off + len) * sizeof(float), NULL, &err);
+    b->mem = clCreateBuffer(clnorm_cl_context(ctx), CL_MEM_READ_WRITE, bytes, NULL, &err);
     if (!b->mem) {
-        th_fail("clCreateBuffer(%zu floats): %d", off + len, err);
+        th_fail("clCreateBuffer(%zu %s elements): %d", off + len, th_dtype_name(t), err);
         return -1;
     }
     if (payload) {
-        float *all = malloc((off + len) * sizeof *all);
+        unsigned char *all = malloc(bytes);
         if (!all) {
             th_fail("out of host memory");
             return -1;
         }
-        for (size_t i = 0; i < off; i++)
-            all[i] = th_from_bits(TH_GUARD_BITS);
-        memcpy(all + off, payload, len * sizeof *all);
-        err = clEnqueueWriteBuffer(clnorm_queue(ctx), b->mem, CL_TRUE, 0, (off + len) * sizeof *all, all, 0, NULL,
-                                   NULL);
-        free(all);
-        if (err != CL_SUCCESS) {
-            th_fail("clEnqueueWriteBuffer: %d", err);
-            return -1;
+        for (size_t i = 0; i < off + len; i++) {
+            const float v = i < off ? th_from_bits(TH_GUARD_BITS) : payload[i - off];
+            const uint16_t h = i < off ? (t == CLNORM_FLOAT16 ? 0x7e5au : 0x7fdau) : es == 2 ? th_to16(t, v) : 0;
+            memcpy(all + i * es, es == 4 ? (const void *)&v : (const void *)&h, es);
         }
-    }
-    return 0;
-}
-
-static int og_buf_read(clnorm_ctx *ctx, const og_buf *b, float *out)
-{
-    cl_int err = clEnqueueReadBuffer(clnorm_queue(ctx), b->mem, CL_TRUE, b->off * sizeof(float),
-                                     b->len * sizeof(float), out, 0, NULL, NULL);
-    if (err != CL_SUCCESS)
-        th_fail("clEnqueueReadBuffer: %d", err);
-    return err == CL_SUCCESS ? 0 : -1;
-}
-
-static clnorm_buf og_ref(const og_buf *b)
-{
-    clnorm_buf r = {b->mem, b->off};
-    return r;
-}
-
-static int is_rows(const clnorm_desc *d) { return d->op == CLNORM_LAYER_NORM || d->op == CLNORM_RMS_NORM; }
-
-/* ---- 16-bit storage (clnorm_desc.dtype, param_dtype) ----------------------- */
-
-/* A tight buffer of off + len elements of type t (CLNORM_FLOAT32: as
- * og_buf_make): an input gets payload rounded to t at off and a NaN of t
- * before it; an output (payload NULL) is left uninitialized. */
-static int og_buf_make_t(clnorm_ctx *ctx, og_buf *b, clnorm_dtype t, size_t off, size_t len, const float *payload)
-{
-    if (t == CLNORM_FLOAT32)
-        return og_buf_make(ctx, b, off, len, payload);
-    cl_int err;
-    b->off = off;
-    b->len = len;
-    b->mem = clCreateBuffer(clnorm_cl_context(ctx), CL_MEM_READ_WRITE, (off + len) * sizeof(uint16_t), NULL, &err);
-    if (!b->mem) {
-        th_fail("clCreateBuffer(%zu 16-bit elements): %d", off + len, err);
-        return -1;
-    }
-    if (payload) {
-        uint16_t *all = malloc((off + len) * sizeof *all);
-        if (!all) {
-            th_fail("out of host memory");
-            return -1;
-        }
-        for (size_t i = 0; i < off; i++)
-            all[i] = t == CLNORM_FLOAT16 ? 0x7e5au : 0x7fdau; /* quiet NaNs with a payload */
-        for (size_t i = 0; i < len; i++)
-            all[off + i] = th_to16(t, payload[i]);
-        err = clEnqueueWriteBuffer(clnorm_queue(ctx), b->mem, CL_TRUE, 0, (off + len) * sizeof *all, all, 0, NULL,
-                                   NULL);
+        err = clEnqueueWriteBuffer(clnorm_queue(ctx), b->mem, CL_TRUE, 0, bytes, all, 0, NULL, NULL);
         free(all);
         if (err != CL_SUCCESS) {
             th_fail("clEnqueueWriteBuffer: %d", err);
@@ -379,25 +328,36 @@ static int og_buf_make_t(clnorm_ctx *ctx, og_buf *b, clnorm_dtype t, size_t off,
 }
 
 /* Reads a buffer of type t back, widened to float. */
-static int og_buf_read_t(clnorm_ctx *ctx, const og_buf *b, clnorm_dtype t, float *out)
+static int og_buf_read(clnorm_ctx *ctx, const og_buf *b, clnorm_dtype t, float *out)
 {
-    if (t == CLNORM_FLOAT32)
-        return og_buf_read(ctx, b, out);
-    uint16_t *h = malloc((b->len ? b->len : 1) * sizeof *h);
-    if (!h) {
+    const size_t es = clnorm_dtype_size(t);
+    unsigned char *raw = malloc((b->len ? b->len : 1) * es);
+    if (!raw) {
         th_fail("out of host memory");
         return -1;
     }
-    cl_int err = clEnqueueReadBuffer(clnorm_queue(ctx), b->mem, CL_TRUE, b->off * sizeof *h, b->len * sizeof *h, h,
-                                     0, NULL, NULL);
-    if (err != CL_SUCCESS)
+    cl_int err = clEnqueueReadBuffer(clnorm_queue(ctx), b->mem, CL_TRUE, b->off * es, b->len * es, raw, 0, NULL,
+                                     NULL);
+    if (err != CL_SUCCESS) {
         th_fail("clEnqueueReadBuffer: %d", err);
-    else
-        for (size_t i = 0; i < b->len; i++)
-            out[i] = th_from16(t, h[i]);
-    free(h);
+    } else {
+        for (size_t i = 0; i < b->len; i++) {
+            uint16_t h;
+            memcpy(es == 4 ? (void *)&out[i] : (void *)&h, raw + i * es, es);
+            if (es == 2) out[i] = th_from16(t, h);
+        }
+    }
+    free(raw);
     return err == CL_SUCCESS ? 0 : -1;
 }
+
+static clnorm_buf og_ref(const og_buf *b)
+{
+    clnorm_buf r = {b->mem, b->off};
+    return r;
+}
+
+static int is_rows(const clnorm_desc *d) { return d->op == CLNORM_LAYER_NORM || d->op == CLNORM_RMS_NORM; }
 
 #define OG_HALF_AMP 3.0 /* 16-bit rows: x ~ N(1.5, 3), as test_half */
 
@@ -462,20 +422,20 @@ static int og_check_forward(clnorm_ctx *ctx, const og_case *c)
     /* Distinct offsets per buffer, so that a kernel using the wrong one reads
      * uninitialized memory or out of bounds. */
     const int offs = (c->flags & OG_OFFSET) != 0;
-    int bad = og_buf_make_t(ctx, &b[BX], t, offs ? 3 : 0, E, x);
+    int bad = og_buf_make(ctx, &b[BX], t, offs ? 3 : 0, E, x);
     if (!(c->flags & OG_IN_PLACE))
-        bad |= og_buf_make_t(ctx, &b[BY], t, offs ? 5 : 0, E, NULL);
-    if (c->scale) bad |= og_buf_make_t(ctx, &b[BS], pt, offs ? 7 : 0, aff, scale);
-    if (c->bias) bad |= og_buf_make_t(ctx, &b[BB], pt, offs ? 2 : 0, aff, bias);
-    if (want_mean) bad |= og_buf_make(ctx, &b[BM], offs ? 1 : 0, sets, NULL);
-    if (want_rstd) bad |= og_buf_make(ctx, &b[BR], offs ? 4 : 0, sets, NULL);
+        bad |= og_buf_make(ctx, &b[BY], t, offs ? 5 : 0, E, NULL);
+    if (c->scale) bad |= og_buf_make(ctx, &b[BS], pt, offs ? 7 : 0, aff, scale);
+    if (c->bias) bad |= og_buf_make(ctx, &b[BB], pt, offs ? 2 : 0, aff, bias);
+    if (want_mean) bad |= og_buf_make(ctx, &b[BM], CLNORM_FLOAT32, offs ? 1 : 0, sets, NULL);
+    if (want_rstd) bad |= og_buf_make(ctx, &b[BR], CLNORM_FLOAT32, offs ? 4 : 0, sets, NULL);
     if (running) {
-        bad |= og_buf_make(ctx, &b[BRM], offs ? 6 : 0, C, rm);
-        bad |= og_buf_make(ctx, &b[BRV], offs ? 9 : 0, C, rv);
+        bad |= og_buf_make(ctx, &b[BRM], CLNORM_FLOAT32, offs ? 6 : 0, C, rm);
+        bad |= og_buf_make(ctx, &b[BRV], CLNORM_FLOAT32, offs ? 9 : 0, C, rv);
     }
     if (resid) {
-        bad |= og_buf_make_t(ctx, &b[BRES], t, offs ? 11 : 0, E, res);
-        if (keep_h) bad |= og_buf_make_t(ctx, &b[BH], t, offs ? 13 : 0, E, NULL);
+        bad |= og_buf_make(ctx, &b[BRES], t, offs ? 11 : 0, E, res);
+        if (keep_h) bad |= og_buf_make(ctx, &b[BH], t, offs ? 13 : 0, E, NULL);
     }
     if (bad)
         goto out;
@@ -504,11 +464,11 @@ static int og_check_forward(clnorm_ctx *ctx, const og_case *c)
         th_fail("clWaitForEvents: %d", err);
         goto out;
     }
-    bad = og_buf_read_t(ctx, (c->flags & OG_IN_PLACE) ? &b[BX] : &b[BY], t, y);
-    if (want_mean) bad |= og_buf_read(ctx, &b[BM], mean);
-    if (want_rstd) bad |= og_buf_read(ctx, &b[BR], rstd);
-    if (running) bad |= og_buf_read(ctx, &b[BRM], rmo) | og_buf_read(ctx, &b[BRV], rvo);
-    if (keep_h) bad |= og_buf_read_t(ctx, &b[BH], t, gh);
+    bad = og_buf_read(ctx, (c->flags & OG_IN_PLACE) ? &b[BX] : &b[BY], t, y);
+    if (want_mean) bad |= og_buf_read(ctx, &b[BM], CLNORM_FLOAT32, mean);
+    if (want_rstd) bad |= og_buf_read(ctx, &b[BR], CLNORM_FLOAT32, rstd);
+    if (running) bad |= og_buf_read(ctx, &b[BRM], CLNORM_FLOAT32, rmo) | og_buf_read(ctx, &b[BRV], CLNORM_FLOAT32, rvo);
+    if (keep_h) bad |= og_buf_read(ctx, &b[BH], t, gh);
     if (bad)
         goto out;
     th_inputs in = {h, c->scale ? scale : NULL, c->bias ? bias : NULL, running ? rm : NULL, running ? rv : NULL};
@@ -550,7 +510,7 @@ static int og_check_lp(clnorm_ctx *ctx, const og_case *c)
     }
     th_fill_normal(&r, x, E, 0.5, 2.0);
     const int offs = (c->flags & OG_OFFSET) != 0;
-    if (og_buf_make(ctx, &bx, offs ? 3 : 0, E, x) || og_buf_make(ctx, &by, offs ? 5 : 0, E, NULL))
+    if (og_buf_make(ctx, &bx, CLNORM_FLOAT32, offs ? 3 : 0, E, x) || og_buf_make(ctx, &by, CLNORM_FLOAT32, offs ? 5 : 0, E, NULL))
         goto out;
     clnorm_desc d = c->d;
     d.x = og_ref(&bx);
@@ -568,7 +528,7 @@ static int og_check_lp(clnorm_ctx *ctx, const og_case *c)
         th_fail("clWaitForEvents: %d", err);
         goto out;
     }
-    if (og_buf_read(ctx, &by, y) == 0)
+    if (og_buf_read(ctx, &by, CLNORM_FLOAT32, y) == 0)
         fails = th_compare_lp(3, dims, 1, c->d.lp, x, y) != 0;
 out:
     if (bx.mem) clReleaseMemObject(bx.mem);
@@ -620,18 +580,18 @@ static int og_check_backward(clnorm_ctx *ctx, const og_case *c)
     th_fill_uniform(&r, rv, C, 0.5, 2.0);
     if (batch) th_saved_stats(shape, x, want_mean ? mean : NULL, rstd);
     const int offs = (c->flags & OG_OFFSET) != 0, in_place = (c->flags & OG_IN_PLACE) != 0;
-    int bad = og_buf_make_t(ctx, &b[BX], t, offs ? 3 : 0, E, x);
-    bad |= og_buf_make_t(ctx, &b[BDY], t, offs ? 8 : 0, E, dy);
-    if (c->stats && !in_place) bad |= og_buf_make_t(ctx, &b[BDX], t, offs ? 5 : 0, E, NULL);
-    if (c->scale) bad |= og_buf_make_t(ctx, &b[BS], pt, offs ? 7 : 0, aff, scale);
+    int bad = og_buf_make(ctx, &b[BX], t, offs ? 3 : 0, E, x);
+    bad |= og_buf_make(ctx, &b[BDY], t, offs ? 8 : 0, E, dy);
+    if (c->stats && !in_place) bad |= og_buf_make(ctx, &b[BDX], t, offs ? 5 : 0, E, NULL);
+    if (c->scale) bad |= og_buf_make(ctx, &b[BS], pt, offs ? 7 : 0, aff, scale);
     const int want_ds = c->scale && !(c->flags & OG_DX_ONLY);
-    if (want_ds) bad |= og_buf_make(ctx, &b[BDS], offs ? 10 : 0, aff, NULL);
-    if (c->bias) bad |= og_buf_make(ctx, &b[BDB], offs ? 2 : 0, aff, NULL);
-    if (want_mean) bad |= og_buf_make(ctx, &b[BM], offs ? 1 : 0, sets, mean);
-    if (batch) bad |= og_buf_make(ctx, &b[BR], offs ? 4 : 0, sets, rstd);
+    if (want_ds) bad |= og_buf_make(ctx, &b[BDS], CLNORM_FLOAT32, offs ? 10 : 0, aff, NULL);
+    if (c->bias) bad |= og_buf_make(ctx, &b[BDB], CLNORM_FLOAT32, offs ? 2 : 0, aff, NULL);
+    if (want_mean) bad |= og_buf_make(ctx, &b[BM], CLNORM_FLOAT32, offs ? 1 : 0, sets, mean);
+    if (batch) bad |= og_buf_make(ctx, &b[BR], CLNORM_FLOAT32, offs ? 4 : 0, sets, rstd);
     if (running) {
-        bad |= og_buf_make(ctx, &b[BRM], offs ? 6 : 0, C, rm);
-        bad |= og_buf_make(ctx, &b[BRV], offs ? 9 : 0, C, rv);
+        bad |= og_buf_make(ctx, &b[BRM], CLNORM_FLOAT32, offs ? 6 : 0, C, rm);
+        bad |= og_buf_make(ctx, &b[BRV], CLNORM_FLOAT32, offs ? 9 : 0, C, rv);
     }
     if (bad)
         goto out;
@@ -660,9 +620,9 @@ static int og_check_backward(clnorm_ctx *ctx, const og_case *c)
         goto out;
     }
     const int has_dx = d.dx.mem != NULL;
-    if (has_dx) bad |= og_buf_read_t(ctx, in_place ? &b[BDY] : &b[BDX], t, dx);
-    if (want_ds) bad |= og_buf_read(ctx, &b[BDS], ds);
-    if (c->bias) bad |= og_buf_read(ctx, &b[BDB], db);
+    if (has_dx) bad |= og_buf_read(ctx, in_place ? &b[BDY] : &b[BDX], t, dx);
+    if (want_ds) bad |= og_buf_read(ctx, &b[BDS], CLNORM_FLOAT32, ds);
+    if (c->bias) bad |= og_buf_read(ctx, &b[BDB], CLNORM_FLOAT32, db);
     th_bwd_inputs in = {x, dy, c->scale ? scale : NULL, want_mean ? mean : NULL, batch ? rstd : NULL,
                         running ? rm : NULL, running ? rv : NULL};
     th_bwd_outputs got = {has_dx ? dx : NULL, want_ds ? ds : NULL, c->bias ? db : NULL};
