@@ -255,16 +255,10 @@ START_TEST(fold_rejections)
     struct {
         const char *what;
         clnorm_status want;
-        clnorm_fold_desc f;
+        clnorm_fold_desc d;
     } cs[12];
     size_t n = 0;
-#define CASE(w, st, ...)                                                                                \
-    do {                                                                                                 \
-        cs[n].what = (w), cs[n].want = (st), cs[n].f = ok;                                               \
-        clnorm_fold_desc *f = &cs[n].f;                                                                  \
-        __VA_ARGS__;                                                                                     \
-        n++;                                                                                             \
-    } while (0)
+#define CASE(w, st, ...) TH_REJECT(cs, n, ok, clnorm_fold_desc, f, w, st, __VA_ARGS__)
     CASE("zero channels", CLNORM_ERR_INVALID_SHAPE, f->out_channels = 0);
     CASE("zero weights per channel", CLNORM_ERR_INVALID_SHAPE, f->per_channel = 0);
     CASE("NaN eps", CLNORM_ERR_INVALID_EPS, f->eps = NAN);
@@ -282,7 +276,7 @@ START_TEST(fold_rejections)
     for (size_t i = 0; i < n; i++) {
         th_set_case("%s", cs[i].what);
         cl_event ev = (cl_event)1;
-        clnorm_status st = clnorm_fold_batch_norm(ctx, &cs[i].f, 0, NULL, &ev);
+        clnorm_status st = clnorm_fold_batch_norm(ctx, &cs[i].d, 0, NULL, &ev);
         TH_EXPECT(st == cs[i].want, "got %s, want %s", clnorm_status_name(st), clnorm_status_name(cs[i].want));
         TH_EXPECT(ev == NULL, "event set on a rejected call");
         TH_EXPECT(clnorm_last_error(ctx)[0] != 0, "no message");

@@ -143,19 +143,9 @@ START_TEST(fused_add_rejections)
     ok.rows = 4, ok.cols = 16;
     ok.x = (clnorm_buf){mx, OFF}, ok.y = (clnorm_buf){my, OFF}, ok.residual = (clnorm_buf){mr, OFF};
     ok.h_out = (clnorm_buf){mh, OFF};
-    struct {
-        const char *what;
-        clnorm_status want;
-        clnorm_desc d;
-    } cs[8];
+    th_reject cs[8];
     size_t k = 0;
-#define CASE(w, st, ...)                                                                                 \
-    do {                                                                                                 \
-        cs[k].what = (w), cs[k].want = (st), cs[k].d = ok;                                               \
-        clnorm_desc *d = &cs[k].d;                                                                       \
-        __VA_ARGS__;                                                                                     \
-        k++;                                                                                             \
-    } while (0)
+#define CASE(w, st, ...) TH_REJECT(cs, k, ok, clnorm_desc, d, w, st, __VA_ARGS__)
     CASE("y == h_out", CLNORM_ERR_ALIASING, d->h_out = d->y);
     CASE("y and h_out both over x", CLNORM_ERR_ALIASING, d->h_out = d->x; d->y = d->x);
     CASE("h_out shifted over residual", CLNORM_ERR_ALIASING, d->h_out = (clnorm_buf){mr, OFF + 1});
@@ -165,12 +155,7 @@ START_TEST(fused_add_rejections)
     CASE("residual on BatchNorm", CLNORM_ERR_UNSUPPORTED, d->op = CLNORM_BATCH_NORM; d->n = 4; d->c = 16;
          d->h_out.mem = NULL);
 #undef CASE
-    for (size_t i = 0; i < k; i++) {
-        th_set_case("%s", cs[i].what);
-        clnorm_status st = clnorm_forward(ctx, &cs[i].d, 0, NULL, NULL);
-        TH_EXPECT(st == cs[i].want, "got %s, want %s (%s)", clnorm_status_name(st), clnorm_status_name(cs[i].want),
-                  clnorm_last_error(ctx));
-    }
+    th_expect_rejections(ctx, cs, k);
     th_set_case("after rejections");
     float o[3 * 64];
     cl_mem outs[] = {my, mh};

@@ -466,19 +466,9 @@ START_TEST(half_rejections)
     clnorm_desc_init(&ok, CLNORM_LAYER_NORM);
     ok.rows = rows, ok.cols = cols, ok.dtype = CLNORM_FLOAT16;
     ok.x = at(&bx), ok.y = at(&by);
-    struct {
-        const char *what;
-        clnorm_status want;
-        clnorm_desc d;
-    } cs[6];
+    th_reject cs[6];
     size_t k = 0;
-#define CASE(w, st, ...)                                                                                 \
-    do {                                                                                                 \
-        cs[k].what = (w), cs[k].want = (st), cs[k].d = ok;                                               \
-        clnorm_desc *d = &cs[k].d;                                                                       \
-        __VA_ARGS__;                                                                                     \
-        k++;                                                                                             \
-    } while (0)
+#define CASE(w, st, ...) TH_REJECT(cs, k, ok, clnorm_desc, d, w, st, __VA_ARGS__)
     CASE("x past its end (16-bit elements)", CLNORM_ERR_BUFFER_TOO_SMALL, d->x.offset = OFF + GUARD + 1);
     CASE("y read as float32", CLNORM_ERR_BUFFER_TOO_SMALL, d->dtype = CLNORM_FLOAT32);
     CASE("bfloat16 params with float16 x", CLNORM_ERR_UNSUPPORTED, d->scale = at(&bs);
@@ -486,12 +476,7 @@ START_TEST(half_rejections)
     CASE("unknown dtype", CLNORM_ERR_UNSUPPORTED, d->dtype = (clnorm_dtype)3);
     CASE("y overlapping x by one element", CLNORM_ERR_ALIASING, d->y = (clnorm_buf){bx.m, OFF + 1});
 #undef CASE
-    for (size_t i = 0; i < k; i++) {
-        th_set_case("%s", cs[i].what);
-        clnorm_status st = clnorm_forward(ctx, &cs[i].d, 0, NULL, NULL);
-        TH_EXPECT(st == cs[i].want, "got %s, want %s (%s)", clnorm_status_name(st), clnorm_status_name(cs[i].want),
-                  clnorm_last_error(ctx));
-    }
+    th_expect_rejections(ctx, cs, k);
     th_set_case("after rejections");
     gb_get(&bx, CLNORM_FLOAT16, NULL, "x", 1), gb_get(&by, CLNORM_FLOAT16, NULL, "y", 1);
     gb_get(&bs, CLNORM_BFLOAT16, NULL, "scale", 1);

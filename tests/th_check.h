@@ -23,6 +23,36 @@
         ck_assert_msg(th_f_ == 0, "%lu failed checks (see FAIL lines above)", th_f_);                \
     } while (0)
 
+/* Rejection tables: each row is a valid descriptor `ok` (of type T) with a
+ * few fields changed, and the status a call must give. TH_REJECT appends
+ * row k of cs (fields what, want, d), then runs the statements with v
+ * pointing at the row's copy. */
+#define TH_REJECT(cs, k, ok, T, v, w, st, ...)                                                          \
+    do {                                                                                             \
+        (cs)[k].what = (w), (cs)[k].want = (st), (cs)[k].d = (ok);                                   \
+        T *v = &(cs)[k].d;                                                                           \
+        __VA_ARGS__;                                                                                 \
+        (k)++;                                                                                       \
+    } while (0)
+
+/* A forward call's rejection table row (TH_REJECT with T = clnorm_desc). */
+typedef struct th_reject {
+    const char *what;
+    clnorm_status want;
+    clnorm_desc d;
+} th_reject;
+
+/* clnorm_forward of each of the n rows must give the row's status. */
+static inline void th_expect_rejections(clnorm_ctx *ctx, const th_reject *cs, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        th_set_case("%s", cs[i].what);
+        clnorm_status st = clnorm_forward(ctx, &cs[i].d, 0, NULL, NULL);
+        TH_EXPECT(st == cs[i].want, "got %s, want %s (%s)", clnorm_status_name(st), clnorm_status_name(cs[i].want),
+                  clnorm_last_error(ctx));
+    }
+}
+
 /* One row of an executable's test list: a test (loops > 0 runs it with _i
  * from 0 to loops - 1), or the start of a new Check test case (tcase). */
 typedef struct th_test {
