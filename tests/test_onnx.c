@@ -191,31 +191,23 @@ START_TEST(spec_cases)
     th_begin();
     clnorm_ctx *ctx = th_ctx();
     {
+        /* [[3, 4], [6, 8]] along axis 1, and the same sets as columns,
+         * [[3, 6], [4, 8]], along axis 0 (as ONNX's l2normalization_axis_0). */
         const size_t dims[2] = {2, 2};
-        const float x[4] = {3, 4, 6, 8};
-        const float want2[4] = {0.6f, 0.8f, 0.6f, 0.8f}, want1[4] = {3 / 7.0f, 4 / 7.0f, 3 / 7.0f, 4 / 7.0f};
-        for (int p = 1; p <= 2; p++) {
-            th_set_case("spec: LpNormalization p=%d axis=1 of [[3,4],[6,8]]", p);
-            clnorm_desc d;
-            float y[4];
-            TH_EXPECT(clnorm_desc_lp_norm(ctx, &d, 2, dims, 1, p) == CLNORM_OK, "builder");
-            if (run(&d, x, y) == CLNORM_OK)
-                for (int i = 0; i < 4; i++)
-                    TH_EXPECT(fabsf(y[i] - (p == 1 ? want1 : want2)[i]) <= 4e-7f, "y[%d] = %.9g", i, y[i]);
-        }
-        /* axis 0: the same sets as columns, [[3, 6], [4, 8]] (ONNX's
-         * l2normalization_axis_0 case normalizes along axis 0 too). */
-        const float xt[4] = {3, 6, 4, 8};
-        const float want2t[4] = {0.6f, 0.6f, 0.8f, 0.8f}, want1t[4] = {3 / 7.0f, 3 / 7.0f, 4 / 7.0f, 4 / 7.0f};
-        for (int p = 1; p <= 2; p++) {
-            th_set_case("spec: LpNormalization p=%d axis=0 of [[3,6],[4,8]]", p);
-            clnorm_desc d;
-            float y[4];
-            TH_EXPECT(clnorm_desc_lp_norm(ctx, &d, 2, dims, 0, p) == CLNORM_OK, "builder");
-            if (run(&d, xt, y) == CLNORM_OK)
-                for (int i = 0; i < 4; i++)
-                    TH_EXPECT(fabsf(y[i] - (p == 1 ? want1t : want2t)[i]) <= 4e-7f, "y[%d] = %.9g", i, y[i]);
-        }
+        const float x[2][4] = {{3, 6, 4, 8}, {3, 4, 6, 8}}; /* by axis */
+        const float want[2][2][4] = {{{3 / 7.0f, 3 / 7.0f, 4 / 7.0f, 4 / 7.0f}, {0.6f, 0.6f, 0.8f, 0.8f}},
+                                     {{3 / 7.0f, 4 / 7.0f, 3 / 7.0f, 4 / 7.0f}, {0.6f, 0.8f, 0.6f, 0.8f}}};
+        for (int axis = 0; axis < 2; axis++)
+            for (int p = 1; p <= 2; p++) {
+                th_set_case("spec: LpNormalization p=%d axis=%d of [[%g,%g],[%g,%g]]", p, axis, x[axis][0],
+                            x[axis][1], x[axis][2], x[axis][3]);
+                clnorm_desc d;
+                float y[4];
+                TH_EXPECT(clnorm_desc_lp_norm(ctx, &d, 2, dims, axis, p) == CLNORM_OK, "builder");
+                if (run(&d, x[axis], y) == CLNORM_OK)
+                    for (int i = 0; i < 4; i++)
+                        TH_EXPECT(fabsf(y[i] - want[axis][p - 1][i]) <= 4e-7f, "y[%d] = %.9g", i, y[i]);
+            }
         th_set_case("spec: LpNormalization of a zero vector is 0");
         const size_t d3[1] = {3};
         const float z[3] = {0, -0.0f, 0};
