@@ -323,11 +323,19 @@ typedef struct faults {
     int nextra, invalid, bias_is_scale, updates_running;
 } faults;
 
+/* A buffer of n floats that the call must not have: kept for the checks
+ * and the release, and the call marked invalid. */
+static clnorm_buf fault_buffer(faults *fs, size_t n)
+{
+    fs->extra[fs->nextra] = th_buffer(clnorm_cl_context(g_ctx), n);
+    fs->invalid = 1;
+    return (clnorm_buf){fs->extra[fs->nextra++], 0};
+}
+
 /* A backward call's faults (kinds 0 to 9 of the fault byte's low 4 bits). */
 static void fault_bwd(faults *fs, const th_call *p, int use_running, unsigned fk, unsigned fw)
 {
     clnorm_desc *d = &fs->d;
-    cl_context c = clnorm_cl_context(g_ctx);
     const size_t ne = p->len[TH_X], na = p->len[TH_DSCALE];
     const int op = d->op, row = op == CLNORM_LAYER_NORM || op == CLNORM_RMS_NORM;
     if (fk == 0) { /* one buffer one element short, dscale and dbias included */
@@ -356,21 +364,13 @@ static void fault_bwd(faults *fs, const th_call *p, int use_running, unsigned fk
         }
     } else if (fk == 5) { /* what the call cannot have: unsupported */
         if (row || op == CLNORM_GROUP_NORM) { /* running statistics */
-            fs->extra[fs->nextra] = th_buffer(c, 64);
-            fs->extra[fs->nextra + 1] = th_buffer(c, 64);
-            d->running_mean = (clnorm_buf){fs->extra[fs->nextra], 0};
-            d->running_var = (clnorm_buf){fs->extra[fs->nextra + 1], 0};
-            fs->nextra += 2;
-            fs->invalid = 1;
+            d->running_mean = fault_buffer(fs, 64);
+            d->running_var = fault_buffer(fs, 64);
         } else if (use_running) { /* saved statistics with the running ones */
-            fs->extra[fs->nextra] = th_buffer(c, 64 + p->len[TH_MEAN]);
-            *((fw & 1) ? &d->mean : &d->rstd) = (clnorm_buf){fs->extra[fs->nextra++], 0};
-            fs->invalid = 1;
+            *((fw & 1) ? &d->mean : &d->rstd) = fault_buffer(fs, 64 + p->len[TH_MEAN]);
         }
         if (op == CLNORM_RMS_NORM && (fw & 2)) { /* and a saved mean for RMSNorm */
-            fs->extra[fs->nextra] = th_buffer(c, 64 + p->len[TH_MEAN]);
-            d->mean = (clnorm_buf){fs->extra[fs->nextra++], 0};
-            fs->invalid = 1;
+            d->mean = fault_buffer(fs, 64 + p->len[TH_MEAN]);
         }
     } else if (fk == 6) { /* ignored buffers: y over dx or dy, bias over dscale (valid) */
         d->y = d->dx.mem ? d->dx : d->dy;
@@ -427,27 +427,18 @@ static void fault_buffers(faults *fs, const th_call *p, unsigned fk, unsigned fw
 static void fault_extra(faults *fs, const input *in, const th_call *p, int use_running, unsigned fk)
 {
     clnorm_desc *d = &fs->d;
-    cl_context c = clnorm_cl_context(g_ctx);
     const int op = d->op, row = op == CLNORM_LAYER_NORM || op == CLNORM_RMS_NORM;
     if (fk == 5 && (row || op == CLNORM_GROUP_NORM)) {
-        fs->extra[fs->nextra] = th_buffer(c, 64);
-        fs->extra[fs->nextra + 1] = th_buffer(c, 64);
-        d->running_mean = (clnorm_buf){fs->extra[fs->nextra], 0};
-        d->running_var = (clnorm_buf){fs->extra[fs->nextra + 1], 0};
-        fs->nextra += 2;
-        fs->invalid = 1;
+        d->running_mean = fault_buffer(fs, 64);
+        d->running_var = fault_buffer(fs, 64);
     } else if (fk == 5 && use_running) {
-        fs->extra[fs->nextra] = th_buffer(c, 64 + p->len[TH_MEAN]);
-        d->mean = (clnorm_buf){fs->extra[fs->nextra++], 0};
-        fs->invalid = 1;
+        d->mean = fault_buffer(fs, 64 + p->len[TH_MEAN]);
     } else if (fk == 6 && d->scale.mem && d->bias.mem) {
         d->bias = d->scale;
         fs->bias_is_scale = 1;
     }
     if (op == CLNORM_RMS_NORM && (in->want & TH_ROLE(TH_MEAN))) { /* RMSNorm with a mean buffer */
-        fs->extra[fs->nextra] = th_buffer(c, 64 + p->len[TH_MEAN]);
-        d->mean = (clnorm_buf){fs->extra[fs->nextra++], 0};
-        fs->invalid = 1;
+        d->mean = fault_buffer(fs, 64 + p->len[TH_MEAN]);
     }
 }
 
