@@ -396,7 +396,7 @@ static void add_fold_apply(builder *b, int batch, unsigned wg)
             .bias = src_of(d->bias, CLNORM_SRC_BIAS), .bo = d->bias.offset, .table = CLNORM_SRC_TABLE,
             .P = P, .C = C, .stat_p = sample_stats ? (cl_uint)s->G : 0,
             .grp = sample_stats ? (cl_uint)(s->C / s->G) : 1, .aff_p = d->per_sample_affine ? C : 0,
-            .eps = batch ? b->eps : d->eps};
+            .eps = b->eps};
     }
     cl_uint Q = (cl_uint)(s->cl ? s->S : s->C), R = (cl_uint)(s->cl ? s->C : s->S);
     cl_uint nrows = (cl_uint)(s->N * Q);

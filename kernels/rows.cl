@@ -37,6 +37,11 @@ inline void apply_range(__global const xs_t *x, __global xs_t *y, uint e0, uint 
     }
 }
 
+/* Vector v (element e) of a set at p, or with a residual r (NULL: none) of
+ * the fused add h = p + r, rounded to x's type as a stored h would be. */
+#define LDH_(v, p, r) ((r) ? RNDXV(LDXV(v, p) + LDXV(v, r)) : LDXV(v, p))
+#define LDH1_(e, p, r) ((r) ? RNDX(LDX(e, p) + LDX(e, r)) : LDX(e, p))
+
 /* Fused residual add: h = x + r over [e0, e1) of a set, lane l taking the
  * vectors norm_span gives it. The caller fences before other lanes read h. */
 inline void add_span(__global const xs_t *x, __global const xs_t *r, __global xs_t *h, uint e0, uint e1,
@@ -66,17 +71,12 @@ inline void row_norm_cached(__global const xs_t *px, __global xs_t *py, uint n, 
     floatv r[CACHE_V];
     for (uint j = 0; j < CACHE_V; ++j) {
         const uint v = lane + j * LANES;
-        r[j] = v < nv ? LDXV(v, px) : (floatv)0.0f;
-        if (pr && v < nv) { /* fused residual add: h stays in registers, rounded as stored */
-            r[j] = RNDXV(r[j] + LDXV(v, pr));
-            if (ph) STXV(r[j], v, ph);
-        }
+        /* fused residual add (pr): h stays in registers, rounded as stored */
+        r[j] = v < nv ? LDH_(v, px, pr) : (floatv)0.0f;
+        if (ph && v < nv) STXV(r[j], v, ph);
     }
-    float tl = lane < tail ? LDX(nv * VEC + lane, px) : 0.0f;
-    if (pr && lane < tail) {
-        tl = RNDX(tl + LDX(nv * VEC + lane, pr));
-        if (ph) STX(tl, nv * VEC + lane, ph);
-    }
+    const float tl = lane < tail ? LDH1_(nv * VEC + lane, px, pr) : 0.0f;
+    if (ph && lane < tail) STX(tl, nv * VEC + lane, ph);
     floatv a = 0.0f;
 #if RMS
     for (uint j = 0; j < CACHE_V; ++j)
@@ -84,7 +84,7 @@ inline void row_norm_cached(__global const xs_t *px, __global xs_t *py, uint n, 
     const float var = seg_sum(HSUM(a) + STAT(tl, 0.0f), buf) / (float)n;
     const float mean = 0.0f;
 #else
-    const float k = n ? (pr ? RNDX(LDX(0, px) + LDX(0, pr)) : LDX(0, px)) : 0.0f;
+    const float k = n ? LDH1_(0, px, pr) : 0.0f;
     for (uint j = 0; j < CACHE_V; ++j)
         if (lane + j * LANES < nv) a += r[j] - k;
     const float mu = k + seg_sum(HSUM(a) + (lane < tail ? tl - k : 0.0f), buf) / (float)n;
@@ -152,21 +152,19 @@ inline void row_norm_cached(__global const xs_t *px, __global xs_t *py, uint n, 
  * pass, for later passes to read h itself. Blocks of 64 vectors
  * with two accumulators per sum; the order of each sum does not depend on
  * which other streams are present. */
-#define LDH_(v, p, r) ((r) ? RNDXV(LDXV(v, p) + LDXV(v, r)) : LDXV(v, p))
-#define LDH1_(e, p, r) ((r) ? RNDX(LDX(e, p) + LDX(e, r)) : LDX(e, p))
 #define STAGES_(v, sacc, qacc)                                                  \
     {                                                                           \
         if (xs) {                                                               \
-            const floatv u_ = LDH_(v, ps, rs ? pr : 0);                         \
+            const floatv u_ = LDH_(v, ps, pr);                         \
             if (hs) STXV(u_, v, ph);                                            \
             sacc += STAT(u_, k);                                                \
         }                                                                       \
         if (xm) {                                                               \
-            const floatv d_ = LDH_(v, pm, rm ? prm : 0) - mm;                   \
+            const floatv d_ = LDH_(v, pm, prm) - mm;                   \
             qacc += d_ * d_;                                                    \
         }                                                                       \
         if (xa) {                                                               \
-            const floatv h_ = LDH_(v, pa, ra ? pra : 0);                        \
+            const floatv h_ = LDH_(v, pa, pra);                        \
             floatv w_ = (h_ - m) * a;                                           \
             if (sv) w_ *= LDPV(v, sv);                                          \
             if (ha) STOREY(h_, v, pha);                                         \
@@ -179,8 +177,9 @@ inline void pipe_span(__global const xs_t *xs, float k, __global const xs_t *xm,
                       __global const xs_t *rs, __global xs_t *hs, __global const xs_t *rm,
                       __global const xs_t *ra, __global xs_t *ha)
 {
-    __global const xs_t *ps = xs + j0, *pm = xm + j0, *pa = xa + j0, *pr = rs + j0;
-    __global const xs_t *prm = rm + j0, *pra = ra + j0;
+    __global const xs_t *ps = xs + j0, *pm = xm + j0, *pa = xa + j0;
+    /* residuals: NULL where absent (LDH_ reads x alone) */
+    __global const xs_t *pr = rs ? rs + j0 : 0, *prm = rm ? rm + j0 : 0, *pra = ra ? ra + j0 : 0;
     __global xs_t *ph = hs + j0, *pha = ha + j0;
     __global xs_t *py = ya + j0;
     if (sv) sv += j0;
@@ -203,16 +202,16 @@ inline void pipe_span(__global const xs_t *xs, float k, __global const xs_t *xm,
     float st = 0.0f, qt = 0.0f;
     for (uint e = nv * VEC; e < n; ++e) {
         if (xs) {
-            const float u = LDH1_(e, ps, rs ? pr : 0);
+            const float u = LDH1_(e, ps, pr);
             if (hs) STX(u, e, ph);
             st += STAT(u, k);
         }
         if (xm) {
-            const float d = LDH1_(e, pm, rm ? prm : 0) - mm;
+            const float d = LDH1_(e, pm, prm) - mm;
             qt += d * d;
         }
         if (xa) {
-            const float h = LDH1_(e, pa, ra ? pra : 0);
+            const float h = LDH1_(e, pa, pra);
             const float w = (h - m) * a * (sv ? LDP(e, sv) : 1.0f);
             if (ha) STX(h, e, pha);
             STX(bv ? w + LDP(e, bv) : w + b, e, py);
@@ -251,11 +250,11 @@ inline void pipe_pass(uint lag, __global const xs_t *xs, __global const xs_t *xm
         for (uint j0 = g * seg; j0 < (g + 1) * seg; j0 += piece) {
             const uint j1 = min(j0 + piece, (g + 1) * seg);
             if (lag == 2) {
-                const float k0 = xs ? (rs ? RNDX(LDX(0, xs) + LDX(0, rs)) : LDX(0, xs)) : 0.0f;
+                const float k0 = xs ? LDH1_(0, xs, rs) : 0.0f;
                 pipe_span(xs, k0, xm, mm, xa, ya, j0, j1, mean, a, b, sv, bv, &s, &q, rs, hs, rm, ra, ha);
                 continue;
             }
-            const float k = xs ? (rs ? RNDX(LDX(j0, xs) + LDX(j0, rs)) : LDX(j0, xs)) : 0.0f;
+            const float k = xs ? LDH1_(j0, xs, rs) : 0.0f;
             float ps = 0.0f, pq = 0.0f;
             pipe_span(xs, k, 0, 0.0f, xa, ya, j0, j1, mean, a, b, sv, bv, &ps, &pq, rs, hs, 0, ra, ha);
             if (!xs)
