@@ -152,24 +152,41 @@ inline void row_norm_cached(__global const xs_t *px, __global xs_t *py, uint n, 
  * pass, for later passes to read h itself. Blocks of 64 vectors
  * with two accumulators per sum; the order of each sum does not depend on
  * which other streams are present. */
-#define STAGES_(v, sacc, qacc)                                                  \
+#define STAGES_(v, sacc, qacc, S, M, A, F, SV, BV)                              \
     {                                                                           \
-        if (xs) {                                                               \
-            const floatv u_ = LDH_(v, ps, pr);                         \
-            if (hs) STXV(u_, v, ph);                                            \
+        if (S) {                                                                \
+            const floatv u_ = F ? LDH_(v, ps, pr) : LDXV(v, ps);                \
+            if (F && hs) STXV(u_, v, ph);                                       \
             sacc += STAT(u_, k);                                                \
         }                                                                       \
-        if (xm) {                                                               \
-            const floatv d_ = LDH_(v, pm, prm) - mm;                   \
+        if (M) {                                                                \
+            const floatv d_ = (F ? LDH_(v, pm, prm) : LDXV(v, pm)) - mm;        \
             qacc += d_ * d_;                                                    \
         }                                                                       \
-        if (xa) {                                                               \
-            const floatv h_ = LDH_(v, pa, pra);                        \
+        if (A) {                                                                \
+            const floatv h_ = F ? LDH_(v, pa, pra) : LDXV(v, pa);               \
             floatv w_ = (h_ - m) * a;                                           \
-            if (sv) w_ *= LDPV(v, sv);                                          \
-            if (ha) STOREY(h_, v, pha);                                         \
-            STOREY(bv ? w_ + LDPV(v, bv) : w_ + b, v, py);                      \
+            if (SV) w_ *= LDPV(v, sv);                                          \
+            if (F && ha) STOREY(h_, v, pha);                                    \
+            STOREY(BV ? w_ + LDPV(v, bv) : w_ + b, v, py);                      \
         }                                                                       \
+    }
+/* The vectors of the stretch into sa, qa. S, M, A: which streams are
+ * present; F: any fused-add pointer may be; SV, BV: per-element scale and
+ * bias. Literal flags give a loop without the tests (below). */
+#define SPAN_LOOP_(S, M, A, F, SV, BV)                                          \
+    for (uint vb = 0; vb < nv; vb += 64) {                                      \
+        floatv s0 = 0.0f, s1 = 0.0f, q0 = 0.0f, q1 = 0.0f;                      \
+        const uint ve = min(nv, vb + 64);                                       \
+        uint v = vb;                                                            \
+        for (; v + 1 < ve; v += 2) {                                            \
+            STAGES_(v, s0, q0, S, M, A, F, SV, BV)                              \
+            STAGES_(v + 1, s1, q1, S, M, A, F, SV, BV)                          \
+        }                                                                       \
+        if (v < ve)                                                             \
+            STAGES_(v, s0, q0, S, M, A, F, SV, BV)                              \
+        sa += s0 + s1;                                                          \
+        qa += q0 + q1;                                                          \
     }
 inline void pipe_span(__global const xs_t *xs, float k, __global const xs_t *xm, float mm,
                       __global const xs_t *xa, __global xs_t *ya, uint j0, uint j1, float m, float a,
@@ -186,19 +203,22 @@ inline void pipe_span(__global const xs_t *xs, float k, __global const xs_t *xm,
     if (bv) bv += j0;
     const uint n = j1 - j0, nv = n / VEC;
     floatv sa = 0.0f, qa = 0.0f;
-    for (uint vb = 0; vb < nv; vb += 64) {
-        floatv s0 = 0.0f, s1 = 0.0f, q0 = 0.0f, q1 = 0.0f;
-        const uint ve = min(nv, vb + 64);
-        uint v = vb;
-        for (; v + 1 < ve; v += 2) {
-            STAGES_(v, s0, q0)
-            STAGES_(v + 1, s1, q1)
-        }
-        if (v < ve)
-            STAGES_(v, s0, q0)
-        sa += s0 + s1;
-        qa += q0 + q1;
-    }
+    /* The pipeline's steady steps without the fused add, as loops of their
+     * own: per-vector tests of absent streams cost as much as the
+     * conversions of 16-bit storage. Everything else takes the general loop. */
+    const int plain = !rs && !rm && !ra && !hs && !ha, aff2 = sv && bv, aff0 = !sv && !bv;
+    if (plain && xs && xm && xa && aff2)
+        SPAN_LOOP_(1, 1, 1, 0, 1, 1)
+    else if (plain && xs && xm && xa && aff0)
+        SPAN_LOOP_(1, 1, 1, 0, 0, 0)
+    else if (plain && xs && !xm && xa && aff2)
+        SPAN_LOOP_(1, 0, 1, 0, 1, 1)
+    else if (plain && xs && !xm && xa && aff0)
+        SPAN_LOOP_(1, 0, 1, 0, 0, 0)
+    else if (plain && !xs && xm && !xa)
+        SPAN_LOOP_(0, 1, 0, 0, 0, 0)
+    else
+        SPAN_LOOP_(xs != 0, xm != 0, xa != 0, 1, sv != 0, bv != 0)
     float st = 0.0f, qt = 0.0f;
     for (uint e = nv * VEC; e < n; ++e) {
         if (xs) {
