@@ -165,8 +165,8 @@ DEF_BF16(bf16_8, float8, uint8, ushort8)
 #define LDS_2(i, p) BF16_LD1(i, p)
 #define STS_2(v, i, p) ((p)[i] = bf16_1(v))
 /* Vectors of VEC elements of type code T. */
-#define LDV_0(i, p) LOADV(i, p)
-#define STV_0(v, i, p) STOREV(v, i, p)
+#define LDV_0(i, p) F32_LDV(i, p)
+#define STV_0(v, i, p) F32_STV(v, i, p)
 #if VEC == 1
 #define LDV_1(i, p) vload_half(i, p)
 #define STV_1(v, i, p) vstore_half_rte(v, i, p)
@@ -279,6 +279,16 @@ typedef ushort8 __attribute__((aligned(2))) ushort8_u_;
 #else
 #define U16_LD8(i, p) vload8(i, p)
 #define U16_ST8(v, i, p) vstore8(v, i, p)
+#endif
+#if CLNORM_HAS_UNALIGNED_VEC && VEC == 16
+/* The same for float32 vectors of x's type: PoCL's vload8 of float went
+ * piecewise too (8- and 16-byte inserts) in loops of several streams. */
+typedef float16 __attribute__((aligned(4))) float16_u_;
+#define F32_LDV(i, p) (*(__global const float16_u_ *)((p) + 16 * (size_t)(i)))
+#define F32_STV(v, i, p) (*(__global float16_u_ *)((p) + 16 * (size_t)(i)) = (v))
+#else
+#define F32_LDV(i, p) LOADV(i, p)
+#define F32_STV(v, i, p) STOREV(v, i, p)
 #endif
 #if CLNORM_HAS_PREFETCH_BUILTIN
 /* Read prefetch of the line at p, kept in all cache levels. */

@@ -155,25 +155,28 @@ inline void row_norm_cached(__global const xs_t *px, __global xs_t *py, uint n, 
 #define STAGES_(v, sacc, qacc, S, M, A, F, SV, BV)                              \
     {                                                                           \
         if (S) {                                                                \
-            const floatv u_ = F ? LDH_(v, ps, pr) : LDXV(v, ps);                \
-            if (F && hs) STXV(u_, v, ph);                                       \
+            const floatv u_ = LDF_(v, ps, pr, F);                               \
+            if (F == 2 && hs) STXV(u_, v, ph);                                  \
             sacc += STAT(u_, k);                                                \
         }                                                                       \
         if (M) {                                                                \
-            const floatv d_ = (F ? LDH_(v, pm, prm) : LDXV(v, pm)) - mm;        \
+            const floatv d_ = LDF_(v, pm, prm, F) - mm;                         \
             qacc += d_ * d_;                                                    \
         }                                                                       \
         if (A) {                                                                \
-            const floatv h_ = F ? LDH_(v, pa, pra) : LDXV(v, pa);               \
+            const floatv h_ = LDF_(v, pa, pra, F);                              \
             floatv w_ = (h_ - m) * a;                                           \
             if (SV) w_ *= LDPV(v, sv);                                          \
             if (F && ha) STOREY(h_, v, pha);                                    \
             STOREY(BV ? w_ + LDPV(v, bv) : w_ + b, v, py);                      \
         }                                                                       \
     }
+/* F: 0 no fused add; 1 every present stream has its residual, and h is
+ * stored, if at all, by the xa pass; 2 anything (tests per vector). */
+#define LDF_(v, p, r, F) (F == 0 ? LDXV(v, p) : F == 1 ? RNDXV(LDXV(v, p) + LDXV(v, r)) : LDH_(v, p, r))
 /* The vectors of the stretch into sa, qa. S, M, A: which streams are
- * present; F: any fused-add pointer may be; SV, BV: per-element scale and
- * bias. Literal flags give a loop without the tests (below). */
+ * present; F as above; SV, BV: per-element scale and bias. Literal flags
+ * give a loop without the tests (below). */
 #define SPAN_LOOP_(S, M, A, F, SV, BV)                                          \
     for (uint vb = 0; vb < nv; vb += 64) {                                      \
         floatv s0 = 0.0f, s1 = 0.0f, q0 = 0.0f, q1 = 0.0f;                      \
@@ -188,6 +191,17 @@ inline void row_norm_cached(__global const xs_t *px, __global xs_t *py, uint n, 
         sa += s0 + s1;                                                          \
         qa += q0 + q1;                                                          \
     }
+/* Per-element scale and bias, scale alone, or neither (LayerNorm, RMSNorm,
+ * the channel norms); a bias alone takes the general loop. */
+#define SPAN_AFFINE_(S, M, A, F)                                                \
+    if (sv && bv)                                                               \
+        SPAN_LOOP_(S, M, A, F, 1, 1)                                            \
+    else if (sv)                                                                \
+        SPAN_LOOP_(S, M, A, F, 1, 0)                                            \
+    else if (!bv)                                                               \
+        SPAN_LOOP_(S, M, A, F, 0, 0)                                            \
+    else                                                                        \
+        SPAN_LOOP_(S, M, A, 2, 0, 1)
 inline void pipe_span(__global const xs_t *xs, float k, __global const xs_t *xm, float mm,
                       __global const xs_t *xa, __global xs_t *ya, uint j0, uint j1, float m, float a,
                       float b, __global const ps_t *sv, __global const ps_t *bv, float *s, float *q,
@@ -203,22 +217,25 @@ inline void pipe_span(__global const xs_t *xs, float k, __global const xs_t *xm,
     if (bv) bv += j0;
     const uint n = j1 - j0, nv = n / VEC;
     floatv sa = 0.0f, qa = 0.0f;
-    /* The pipeline's steady steps without the fused add, as loops of their
-     * own: per-vector tests of absent streams cost as much as the
-     * conversions of 16-bit storage. Everything else takes the general loop. */
-    const int plain = !rs && !rm && !ra && !hs && !ha, aff2 = sv && bv, aff0 = !sv && !bv;
-    if (plain && xs && xm && xa && aff2)
-        SPAN_LOOP_(1, 1, 1, 0, 1, 1)
-    else if (plain && xs && xm && xa && aff0)
-        SPAN_LOOP_(1, 1, 1, 0, 0, 0)
-    else if (plain && xs && !xm && xa && aff2)
-        SPAN_LOOP_(1, 0, 1, 0, 1, 1)
-    else if (plain && xs && !xm && xa && aff0)
-        SPAN_LOOP_(1, 0, 1, 0, 0, 0)
+    /* The pipeline's steady steps, as loops of their own: per-vector tests
+     * of absent streams cost as much as the conversions of 16-bit storage.
+     * The fused add's are those of the register-cached sets (lag 2, h
+     * stored by the last pass or not at all) with per-element affine or none;
+     * everything else takes the general loop. */
+    const int plain = !rs && !rm && !ra && !hs && !ha;
+    const int fused = !hs && xs && rs && xa && ra && (!xm || rm);
+    if (plain && xs && xm && xa)
+        SPAN_AFFINE_(1, 1, 1, 0)
+    else if (plain && xs && !xm && xa)
+        SPAN_AFFINE_(1, 0, 1, 0)
     else if (plain && !xs && xm && !xa)
         SPAN_LOOP_(0, 1, 0, 0, 0, 0)
+    else if (fused && xm)
+        SPAN_AFFINE_(1, 1, 1, 1)
+    else if (fused)
+        SPAN_AFFINE_(1, 0, 1, 1)
     else
-        SPAN_LOOP_(xs != 0, xm != 0, xa != 0, 1, sv != 0, bv != 0)
+        SPAN_LOOP_(xs != 0, xm != 0, xa != 0, 2, sv != 0, bv != 0)
     float st = 0.0f, qt = 0.0f;
     for (uint e = nv * VEC; e < n; ++e) {
         if (xs) {
