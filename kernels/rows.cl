@@ -219,9 +219,10 @@ inline void pipe_span(__global const xs_t *xs, float k, __global const xs_t *xm,
     floatv sa = 0.0f, qa = 0.0f;
     /* The pipeline's steady steps, as loops of their own: per-vector tests
      * of absent streams cost as much as the conversions of 16-bit storage.
-     * The fused add's are those of the register-cached sets (lag 2, h
-     * stored by the last pass or not at all) with per-element affine or none;
-     * everything else takes the general loop. */
+     * The fused add's are those where every stream carries its residual
+     * and h is stored by the last pass or not at all (lag 2, or lag 1
+     * without h_out). Each takes SPAN_AFFINE_'s affine cases; everything
+     * else takes the general loop. */
     const int plain = !rs && !rm && !ra && !hs && !ha;
     const int fused = !hs && xs && rs && xa && ra && (!xm || rm);
     if (plain && xs && xm && xa)
