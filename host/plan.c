@@ -31,7 +31,27 @@ typedef struct rules {
     const clnorm_devinfo *dev;
     const clnorm_settings *set;
     size_t esize; /* bytes per element of x and y (clnorm_dtype_size): the cache and streaming rules' */
+    cl_ulong cache; /* the last-level cache the rules count on (cache_share); 0 if unknown */
 } rules;
+
+/* CPUs: a host reports its whole socket's last-level cache, which the
+ * device's cores share with the socket's other cores (and, in a VM, with
+ * other tenants). The rules count on 16 MiB per compute unit at most: the
+ * share of the 2-core EPYC VM (32 MiB L3) they were measured on. A 2-core
+ * VM of a Xeon reported the whole 260 MiB: 64 MiB outputs then took plain
+ * stores (LayerNorm 4096x4096, float32: 0.69 of copy instead of 1.0).
+ * GPUs: as reported. */
+static cl_ulong cache_share(const clnorm_devinfo *dev)
+{
+    const cl_ulong cap = (cl_ulong)dev->compute_units << 24;
+    return dev->is_cpu && dev->cache_bytes > cap ? cap : dev->cache_bytes;
+}
+
+static rules rules_of(const clnorm_devinfo *dev, const clnorm_settings *set, size_t esize)
+{
+    const rules r = {dev, set, esize, cache_share(dev)};
+    return r;
+}
 
 typedef struct rowplan {
     unsigned wg, lanes;   /* work-group size, work-items per set */
@@ -84,7 +104,7 @@ static void plan_rows_rule(const rules *r, size_t nsets, size_t len, int cacheab
      * a set is at most 1/16 of the cache (measured: 1 MiB sets gain from it,
      * 4 MiB sets lose 0.2 of copy bandwidth, re-read from DRAM); larger
      * sets, or an unknown cache, take the two-deep pipeline with pieces. */
-    p->lag = r->dev->cache_bytes && (cl_ulong)len * r->esize * 16 <= r->dev->cache_bytes ? 2 : 1;
+    p->lag = r->cache && (cl_ulong)len * r->esize * 16 <= r->cache ? 2 : 1;
     if (v == CLNORM_VARIANT_AUTO) {
         if (nsets < (size_t)r->dev->compute_units * 2 && len >= 65536)
             /* Too few sets to fill the device, each long enough to be worth
@@ -215,7 +235,7 @@ static int plan_stream(const rules *r, size_t y_bytes)
      * 32 MiB cache) 0.73-0.91 -> 0.92-0.98 of copy. Smaller outputs stay
      * cached for the next layer. */
     if (r->set->stream >= 0) return r->set->stream;
-    return r->dev->is_cpu && r->dev->cache_bytes && 4 * (cl_ulong)y_bytes >= r->dev->cache_bytes;
+    return r->dev->is_cpu && r->cache && 4 * (cl_ulong)y_bytes >= r->cache;
 }
 
 static int plan_bn_use_cols(const rules *r, size_t S)
@@ -459,7 +479,7 @@ static void pipe_rows(builder *b)
      * machine's 32 MiB) on PoCL, three alternating runs: unfused/fused
      * 0.98-1.03 at lag 2, 1.22-1.23 at lag 1; fused-noh 1.31-1.35 and
      * 1.43-1.54. */
-    if (fused && (cl_ulong)len * b->r->esize * 32 >= b->r->dev->cache_bytes) rp.lag = 1;
+    if (fused && (cl_ulong)len * b->r->esize * 32 >= b->r->cache) rp.lag = 1;
     if (!rp.split) {
         /* Work-group kernels keep h in y when h_out is absent: y's lines
          * are written (h) and read back from cache before y is stored, so a
@@ -656,7 +676,7 @@ static builder builder_start(const rules *r, const clnorm_desc *d, const clnorm_
 clnorm_status clnorm_plan_forward(const clnorm_devinfo *dev, const clnorm_settings *set, const clnorm_desc *d,
                                   const clnorm_shape *s, clnorm_plan *p)
 {
-    const rules r = {dev, set, clnorm_dtype_size(d->dtype)};
+    const rules r = rules_of(dev, set, clnorm_dtype_size(d->dtype));
     builder b = builder_start(&r, d, s, p);
     if (!s->batch_stats)
         pipe_running(&b);
@@ -876,7 +896,7 @@ static void pipe_bwd_partials(builder *b, bwd_stage stage)
 clnorm_status clnorm_plan_backward(const clnorm_devinfo *dev, const clnorm_settings *set, const clnorm_desc *d,
                                    const clnorm_shape *s, clnorm_plan *p)
 {
-    const rules r = {dev, set, clnorm_dtype_size(d->dtype)};
+    const rules r = rules_of(dev, set, clnorm_dtype_size(d->dtype));
     builder b = builder_start(&r, d, s, p);
     /* dx is the output streamed (rstd comes saved: no rstd rule). */
     b.rstd_flags = 0;
@@ -903,7 +923,7 @@ clnorm_status clnorm_plan_backward(const clnorm_devinfo *dev, const clnorm_setti
 clnorm_status clnorm_plan_bn_local(const clnorm_devinfo *dev, const clnorm_settings *set, const clnorm_desc *d,
                                    const clnorm_shape *s, size_t record_offset, clnorm_plan *p)
 {
-    const rules r = {dev, set, clnorm_dtype_size(d->dtype)};
+    const rules r = rules_of(dev, set, clnorm_dtype_size(d->dtype));
     builder b = builder_start(&r, d, s, p);
     b.record_offset = record_offset;
     const unsigned wg = plan_wg(&r);
@@ -919,7 +939,7 @@ clnorm_status clnorm_plan_bn_local(const clnorm_devinfo *dev, const clnorm_setti
 clnorm_status clnorm_plan_bn_apply(const clnorm_devinfo *dev, const clnorm_settings *set, const clnorm_desc *d,
                                    const clnorm_shape *s, size_t record_offset, cl_uint count, clnorm_plan *p)
 {
-    const rules r = {dev, set, clnorm_dtype_size(d->dtype)};
+    const rules r = rules_of(dev, set, clnorm_dtype_size(d->dtype));
     builder b = builder_start(&r, d, s, p);
     const unsigned wg = plan_wg(&r);
     const cl_uint C = (cl_uint)s->C;
@@ -946,7 +966,7 @@ clnorm_status clnorm_plan_bn_apply(const clnorm_devinfo *dev, const clnorm_setti
 clnorm_status clnorm_plan_bn_grad(const clnorm_devinfo *dev, const clnorm_settings *set, const clnorm_desc *d,
                                   const clnorm_shape *s, size_t record_offset, cl_uint count, clnorm_plan *p)
 {
-    const rules r = {dev, set, clnorm_dtype_size(d->dtype)};
+    const rules r = rules_of(dev, set, clnorm_dtype_size(d->dtype));
     builder b = builder_start(&r, d, s, p);
     b.rstd_flags = 0; /* as clnorm_plan_backward */
     b.y_flags = d->dx.mem && b.y_flags ? CLNORM_K_STREAM : 0;
@@ -963,7 +983,7 @@ clnorm_status clnorm_plan_bn_grad(const clnorm_devinfo *dev, const clnorm_settin
 clnorm_status clnorm_plan_fold(const clnorm_devinfo *dev, const clnorm_settings *set, const clnorm_fold_desc *f,
                                clnorm_plan *p)
 {
-    const rules r = {dev, set, 4};
+    const rules r = rules_of(dev, set, 4);
     memset(p, 0, sizeof *p);
     builder b = {&r, NULL, NULL, p, 0, 0, 0, 0, 0, 0, 0.0f};
     /* Small weight rows (depthwise 3x3: 9) get a small group rather than 64

@@ -27,7 +27,7 @@ static void fill(test_profile *t, const char *label, const char *source, const c
 
 size_t test_profiles(test_profile *out, size_t max)
 {
-    test_profile all[4];
+    test_profile all[5];
     /* ../shared/measurements/h200-2026-11-30/clinfo-nvidia.txt: NVIDIA's
      * OpenCL 3.0 (CUDA 13.0) platform, OpenCL C 1.2, no sub-groups, no
      * cl_khr_fp16. Its global cache size was not recorded: 0 (unknown). */
@@ -51,7 +51,12 @@ size_t test_profiles(test_profile *out, size_t max)
     fill(&all[3], "Intel Arc A770", "unmeasured: Intel Xe-HPG documentation", "Intel(R) OpenCL Graphics",
          "Intel(R) Arc(TM) A770 Graphics", "Intel(R) Corporation", 0, 512, 1024, 16u << 20, 64 * 1024, 0,
          "cl_khr_fp64 cl_khr_fp16 cl_khr_subgroups cl_intel_subgroups cl_intel_required_subgroup_size");
-    size_t n = max < 4 ? max : 4;
+    /* PoCL 3.1 on a 2-core VM of a Xeon (clinfo here, 2026-12-07): the
+     * whole socket's 260 MiB L3 reported as the device's cache. */
+    fill(&all[4], "PoCL CPU (2 cores, 260 MiB L3)", "measured: clinfo here, 2026-12-07", "Portable Computing Language",
+         "pthread-skylake-avx512-Intel(R) Xeon(R) Processor", "GenuineIntel", 1, 2, 4096, 260u << 20, 2u << 20, 0,
+         "cl_khr_byte_addressable_store cl_khr_global_int32_base_atomics cl_khr_3d_image_writes cl_khr_fp64");
+    size_t n = max < 5 ? max : 5;
     for (size_t i = 0; i < n; ++i) out[i] = all[i];
     return n;
 }

@@ -322,6 +322,47 @@ START_TEST(forced_settings)
 }
 END_TEST
 
+/* CPUs: a device counts on 16 MiB of the reported last-level cache per
+ * compute unit at most (plan.c: cache_share). The 2-core EPYC profile with
+ * a whole Xeon socket's 260 MiB in place of its 32 MiB must give the same
+ * plans, forward and backward; without the cap the streaming-store and
+ * pipeline rules see an eighth of the real pressure and differ. */
+START_TEST(cpu_cache_share)
+{
+    g_failed = 0;
+    const clnorm_settings rules = {CLNORM_VARIANT_AUTO, 0, -1};
+    const test_profile *epyc = NULL;
+    for (size_t i = 0; i < g_nprof; ++i)
+        if (g_prof[i].dev.is_cpu && g_prof[i].dev.cache_bytes == (32u << 20)) epyc = &g_prof[i];
+    ck_assert_msg(epyc != NULL, "no 32 MiB CPU profile");
+    clnorm_devinfo big = epyc->dev;
+    big.cache_bytes = 260u << 20;
+    for (size_t i = 0; i < th_suite_count; ++i)
+        for (int bwd = 0; bwd < 2; ++bwd) {
+            th_case bc = th_suite[i];
+            clnorm_desc d;
+            clnorm_shape s;
+            clnorm_plan a, b;
+            char label[128];
+            bc.backward = bwd;
+            if (bwd) bc.grads = TH_GRADS;
+            th_case_label(&bc, label, sizeof label);
+            ck_assert_int_eq(th_case_desc(&bc, &d), 0);
+            fake_buffers(&bc, &d);
+            ck_assert_int_eq(clnorm_describe(NULL, &d, &s), CLNORM_OK);
+            memset(&a, 0, sizeof a), memset(&b, 0, sizeof b);
+            const clnorm_status sa = bwd ? clnorm_plan_backward(&epyc->dev, &rules, &d, &s, &a)
+                                         : clnorm_plan_forward(&epyc->dev, &rules, &d, &s, &a);
+            const clnorm_status sb = bwd ? clnorm_plan_backward(&big, &rules, &d, &s, &b)
+                                         : clnorm_plan_forward(&big, &rules, &d, &s, &b);
+            EXPECT(sa == CLNORM_OK && sb == CLNORM_OK, "%s: no plan", label);
+            EXPECT(memcmp(&a, &b, sizeof a) == 0, "%s: a 260 MiB cache on 2 cores plans differently from 32 MiB",
+                   label);
+        }
+    EXPECT_NONE();
+}
+END_TEST
+
 int main(void)
 {
     setvbuf(stdout, NULL, _IONBF, 0);
@@ -334,6 +375,7 @@ int main(void)
     tcase_add_test(tc, edge_shapes);
     tcase_add_test(tc, lp_plans);
     tcase_add_test(tc, forced_settings);
+    tcase_add_test(tc, cpu_cache_share);
     suite_add_tcase(s, tc);
     SRunner *r = srunner_create(s);
     srunner_set_fork_status(r, CK_NOFORK);
