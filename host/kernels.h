@@ -99,7 +99,7 @@ typedef enum clnorm_src {
     A(MEM, x) A(ULONG, xo) A(MEM, dy) A(ULONG, dyo) A(MEM, dx) A(ULONG, dxo) A(MEM, scale) A(ULONG, so)  \
     A(MEM, mean) A(ULONG, mo) A(MEM, rstd) A(ULONG, ro) A(MEM, p0) A(ULONG, p0o) A(MEM, p1) A(ULONG, p1o) \
     A(ULONG, pstride) A(MEM, sums) A(UINT, nsets) A(UINT, per_item) A(UINT, len) A(UINT, chunk)          \
-    A(UINT, phase) A(UINT, seg) A(UINT, aff_mod) A(UINT, elementwise)
+    A(UINT, phase) A(UINT, seg) A(UINT, aff_mod) A(UINT, elementwise) A(UINT, pipe)
 #define CLNORM_ARGS_bwd_params(A)                                                                        \
     A(MEM, part) A(ULONG, hoff) A(MEM, dscale) A(ULONG, dso) A(MEM, dbias) A(ULONG, dbo) A(UINT, J)      \
     A(UINT, B)

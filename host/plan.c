@@ -760,6 +760,10 @@ static void pipe_bwd_rows(builder *b, rowplan rp)
     size_t g[2] = {rowplan_global(&rp, s->sets), rp.split ? nchunks : 1}, l[2] = {rp.wg, 1};
     const clnorm_src p0 = direct ? src_of(d->dbias, CLNORM_SRC_DBIAS) : grads ? CLNORM_SRC_PART : CLNORM_SRC_NONE;
     const clnorm_src p1 = direct ? src_of(d->dscale, CLNORM_SRC_DSCALE) : grads ? CLNORM_SRC_PART : CLNORM_SRC_NONE;
+    /* CPUs: rows that the forward pipeline would keep three in flight (lag
+     * 2) stay cached for one step of bwd_rows' pipeline, which writes row
+     * q's dx while it streams row q + 1 in. */
+    const cl_uint pipe = rp.lanes == 1 && !rp.split && af.elementwise && rp.lag == 2 && d->dx.mem;
     for (cl_uint phase = rp.split ? 1 : 0; phase <= (rp.split ? 2u : 0u); ++phase) {
         clnorm_launch *L = add(b, CLNORM_KID_bwd_rows, rp.wg, rp.lanes, b->rms | b->y_flags, 2, g, l,
                                rp.lanes > 1 ? vec_of(b->r) : s->set_len * rp.per_item);
@@ -773,7 +777,7 @@ static void pipe_bwd_rows(builder *b, rowplan rp)
             .pstride = direct ? 0 : s->set_len, .sums = rp.split ? CLNORM_SRC_STATS : CLNORM_SRC_NONE,
             .nsets = (cl_uint)s->sets, .per_item = (cl_uint)rp.per_item, .len = (cl_uint)s->set_len,
             .chunk = (cl_uint)rp.chunk, .phase = phase, .seg = af.seg, .aff_mod = af.aff_mod,
-            .elementwise = af.elementwise};
+            .elementwise = af.elementwise, .pipe = pipe};
         b->p->x_reads += phase == 1 ? 1 : 2; /* phase 0's second pass from cache */
     }
     if (!grads || direct) return;

@@ -53,51 +53,114 @@ inline void span_sums(__global const xs_t *px, __global const xs_t *pd, uint n, 
     *sdx += HSUM(b) + tb;
 }
 
-/* dx = a * dy - b * (x - m) - c over [0, n) of one stretch (this lane's
- * elements). sv: per-element scale (a is then r and multiplies sv). px NULL:
- * no x term (an affine backward; an infinite x must not make 0 * Inf). */
-inline void span_dx(__global const xs_t *px, __global const xs_t *pd, __global xs_t *pdx, uint n, uint lane,
-                    float m, float a, float b, float c, __global const ps_t *sv)
+/* dx = a * dy - b * (x - m) - c over one stretch: x, dy and dx at its
+ * start. x NULL: no x term (an affine backward; an infinite x must not
+ * make 0 * Inf). */
+typedef struct {
+    __global const xs_t *x, *d;
+    __global xs_t *dx;
+    float m, a, b, c;
+} dxjob_t;
+
+/* One vector of job J; SV: times the per-element scale sv (a is then r).
+ * Literal flags give loops without per-vector tests of absent streams,
+ * which cost as much as 16-bit conversions on CPUs (as in rows.cl). */
+#define DX_STEP_(v, J, X, SV)                                                   \
+    {                                                                           \
+        floatv g_ = LDXV(v, J.d) * J.a;                                         \
+        if (SV) g_ *= LDPV(v, sv);                                              \
+        STOREY(X ? g_ - (LDXV(v, J.x) - J.m) * J.b - J.c : g_ - J.c, v, J.dx);  \
+    }
+
+/* Elements [e0, n) of job j, lane l taking l, l + LANES, ... */
+inline void dx_tail(dxjob_t j, uint e0, uint n, uint lane, __global const ps_t *sv)
+{
+    for (uint e = e0 + lane; e < n; e += LANES) {
+        const float g = LDX(e, j.d) * j.a * (sv ? LDP(e, sv) : 1.0f);
+        STX(j.x ? g - (LDX(e, j.x) - j.m) * j.b - j.c : g - j.c, e, j.dx);
+    }
+}
+
+/* Job j over [0, n), this lane's elements. */
+#define DX_LOOP_(X, SV)                                                         \
+    for (uint v = lane; v < nv; v += LANES)                                     \
+        DX_STEP_(v, j, X, SV)
+inline void span_dx(dxjob_t j, uint n, uint lane, __global const ps_t *sv)
 {
     const uint nv = n / VEC;
-    for (uint v = lane; v < nv; v += LANES) {
-        floatv g = LDXV(v, pd) * a;
-        if (sv) g *= LDPV(v, sv);
-        STOREY(px ? g - (LDXV(v, px) - m) * b - c : g - c, v, pdx);
-    }
-    for (uint e = nv * VEC + lane; e < n; e += LANES) {
-        const float g = LDX(e, pd) * a * (sv ? LDP(e, sv) : 1.0f);
-        STX(px ? g - (LDX(e, px) - m) * b - c : g - c, e, pdx);
-    }
+    if (j.x && sv)
+        DX_LOOP_(1, 1)
+    else if (j.x)
+        DX_LOOP_(1, 0)
+    else if (sv)
+        DX_LOOP_(0, 1)
+    else
+        DX_LOOP_(0, 0)
+    dx_tail(j, nv * VEC, n, lane, sv);
 }
 
 /* Elementwise (LayerNorm/RMSNorm) pass 1 over a row: the row's sums of
  * g = dy * scale and g * (x - m), and this item's column partials of dy and
  * dy * xhat at pc0 (sum dy) and pc1 (sum dy * xhat), each optional, written
- * by the item's first row (first) and accumulated after. */
+ * by the item's first row (first) and accumulated after. Blocks of 64
+ * vectors with two accumulators per sum, in the same order in every case.
+ * With q.dx (CPUs, LANES == 1), the same loop writes dx of the previous row
+ * (job q, same length and scale): bwd_rows' pipeline. */
+#define SUMS_STEP_(v, a_, b_, SV, P, FIRST, D)                                  \
+    {                                                                           \
+        const floatv d_ = LDXV(v, pd), xc_ = LDXV(v, px) - m;                   \
+        const floatv g_ = SV ? d_ * LDPV(v, sv) : d_;                           \
+        a_ += g_;                                                               \
+        b_ += g_ * xc_;                                                         \
+        if (P == 1 || (P == 2 && pc0))                                          \
+            F32_STV(FIRST ? d_ : F32_LDV(v, pc0) + d_, v, pc0);                 \
+        if (P == 1 || (P == 2 && pc1)) {                                        \
+            const floatv dh_ = d_ * (xc_ * r);                                  \
+            F32_STV(FIRST ? dh_ : F32_LDV(v, pc1) + dh_, v, pc1);               \
+        }                                                                       \
+        if (D)                                                                  \
+            DX_STEP_(v, q, 1, SV)                                               \
+    }
+/* SV: per-element scale; P: 0 no partials, 1 both, 2 tests per vector;
+ * FIRST: the item's first row (literal, or `first`); D: job q. */
+#define SUMS_LOOP_(SV, P, FIRST, D)                                             \
+    for (uint vb = lane; vb < nv; vb += 64 * LANES) {                           \
+        floatv a0 = 0.0f, a1 = 0.0f, b0 = 0.0f, b1 = 0.0f;                      \
+        const uint ve = min(nv, vb + 64 * LANES);                               \
+        uint v = vb;                                                            \
+        for (; v + LANES < ve; v += 2 * LANES) {                                \
+            SUMS_STEP_(v, a0, b0, SV, P, FIRST, D)                              \
+            SUMS_STEP_(v + LANES, a1, b1, SV, P, FIRST, D)                      \
+        }                                                                       \
+        if (v < ve)                                                             \
+            SUMS_STEP_(v, a0, b0, SV, P, FIRST, D)                              \
+        a += a0 + a1, b += b0 + b1;                                             \
+    }
+/* The cases of SUMS_LOOP_ with literal flags: both partials (LayerNorm
+ * with its gradients) or none, either scale case; the rest tests. */
+#define SUMS_CASES_(FIRST, D)                                                   \
+    if (pc0 && pc1 && sv)                                                       \
+        SUMS_LOOP_(1, 1, FIRST, D)                                              \
+    else if (pc0 && pc1)                                                        \
+        SUMS_LOOP_(0, 1, FIRST, D)                                              \
+    else if (!pc0 && !pc1 && sv)                                                \
+        SUMS_LOOP_(1, 0, 0, D)                                                  \
+    else if (!pc0 && !pc1)                                                      \
+        SUMS_LOOP_(0, 0, 0, D)                                                  \
+    else                                                                        \
+        SUMS_LOOP_(sv != 0, 2, FIRST, D)
 inline void row_sums_ew(__global const xs_t *px, __global const xs_t *pd, uint n, uint lane, float m,
                         float r, __global const ps_t *sv, __global float *pc0, __global float *pc1,
-                        int first, float *sg, float *sgx)
+                        int first, float *sg, float *sgx, dxjob_t q)
 {
     const uint nv = n / VEC;
     floatv a = 0.0f, b = 0.0f;
-    for (uint vb = lane; vb < nv; vb += 64 * LANES) {
-        floatv a0 = 0.0f, b0 = 0.0f;
-        const uint ve = min(nv, vb + 64 * LANES);
-        for (uint v = vb; v < ve; v += LANES) {
-            const floatv d = LDXV(v, pd), xc = LDXV(v, px) - m;
-            const floatv g = sv ? d * LDPV(v, sv) : d;
-            a0 += g;
-            b0 += g * xc;
-            if (pc0)
-                STOREV(first ? d : LOADV(v, pc0) + d, v, pc0);
-            if (pc1) {
-                const floatv dh = d * (xc * r);
-                STOREV(first ? dh : LOADV(v, pc1) + dh, v, pc1);
-            }
-        }
-        a += a0, b += b0;
-    }
+    if (!q.dx)
+        SUMS_CASES_(first, 0)
+    else if (!first) /* the pipeline's steps after an item's first row */
+        SUMS_CASES_(0, 1)
+    else
+        SUMS_LOOP_(sv != 0, 2, first, 1)
     float ta = 0.0f, tb = 0.0f;
     for (uint e = nv * VEC + lane; e < n; e += LANES) {
         const float d = LDX(e, pd), xc = LDX(e, px) - m, g = sv ? d * LDP(e, sv) : d;
@@ -108,6 +171,8 @@ inline void row_sums_ew(__global const xs_t *px, __global const xs_t *pd, uint n
         if (pc1)
             pc1[e] = first ? d * (xc * r) : pc1[e] + d * (xc * r);
     }
+    if (q.dx)
+        dx_tail(q, nv * VEC, n, lane, sv);
     *sg += HSUM(a) + ta;
     *sgx += HSUM(b) + tb;
 }
@@ -129,15 +194,24 @@ inline void row_sums_ew(__global const xs_t *px, __global const xs_t *pd, uint n
  * `chunk` elements; phase 1 leaves each (set, chunk) pair of sums at
  * sums[2 * (i * nchunks + c)] (and the column partials of its chunk), phase
  * 2 adds a set's pairs in order and writes the chunk's dx.
+ *
+ * pipe (CPUs, LANES == 1: whole elementwise sets that stay cached for one
+ * step): row q's dx is left as a job for step q + 1, whose sums loop writes
+ * it while it streams row q + 1 in, so that reads and writes are in flight
+ * together as in a copy (row_norm's pipeline in rows.cl); the item's last
+ * is written after its loop.
  */
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
 void bwd_rows(__global const xs_t *x, ulong xo, __global const xs_t *dy, ulong dyo, __global xs_t *dx,
               ulong dxo, __global const ps_t *scale, ulong so, __global const float *mean, ulong mo,
               __global const float *rstd, ulong ro, __global float *p0, ulong p0o, __global float *p1, ulong p1o,
               ulong pstride, __global float *sums, uint nsets, uint per_item, uint len, uint chunk, uint phase,
-              uint seg, uint aff_mod, uint elementwise)
+              uint seg, uint aff_mod, uint elementwise, uint pipe)
 {
     __local float buf[WG];
+    /* no barrier with LANES == 1: items may stop at their last set */
+    const int piped = LANES == 1 && pipe && elementwise && phase == 0;
+    dxjob_t pend = {0, 0, 0, 0.0f, 0.0f, 0.0f, 0.0f};
     const uint t = get_global_id(0) / LANES, lane = get_local_id(0) % LANES;
     const uint ck = get_global_id(1), nchunks = get_global_size(1);
     const uint e0 = ck * chunk, e1 = min(len, e0 + chunk);
@@ -146,6 +220,8 @@ void bwd_rows(__global const xs_t *x, ulong xo, __global const xs_t *dy, ulong d
     for (uint q = 0; q < per_item; ++q) {
         const uint i = t * per_item + q;
         const int active = i < nsets;
+        if (piped && !active)
+            break;
         const uint ic = active ? i : nsets - 1, n = active ? e1 - e0 : 0;
         const ulong base = (ulong)ic * len + e0;
         __global const xs_t *px = x + xo + base, *pd = dy + dyo + base;
@@ -167,7 +243,7 @@ void bwd_rows(__global const xs_t *x, ulong xo, __global const xs_t *dy, ulong d
             const ulong at = (ulong)t * pstride + e0;
             float a = 0.0f, b = 0.0f;
             row_sums_ew(px, pd, n, lane, m, r, sv, p0 ? p0 + p0o + at : 0, p1 ? p1 + p1o + at : 0, q == 0, &a,
-                        &b);
+                        &b, pend);
             sg = seg_sum(a, buf);
             sgx = seg_sum(b, buf);
             if (phase == 1) {
@@ -197,15 +273,21 @@ void bwd_rows(__global const xs_t *x, ulong xo, __global const xs_t *dy, ulong d
         const float c = RMS ? 0.0f : r * (sg / cnt), b = r * r * mgx;
         if (dx && active) {
             __global xs_t *pdx = dx + dxo + base;
-            if (elementwise)
-                span_dx(px, pd, pdx, n, lane, m, r, b, c, sv);
+            const dxjob_t j = {px, pd, pdx, m, r, b, c};
+            if (piped)
+                pend = j;
+            else if (elementwise)
+                span_dx(j, n, lane, sv);
             else
                 for (uint k = 0; k < nseg; ++k) {
                     const float s = sc ? LDP((ic % aff_mod) * nseg + k, sc) : 1.0f;
-                    span_dx(px + k * seg, pd + k * seg, pdx + k * seg, seg, lane, m, r * s, b, c, 0);
+                    const dxjob_t js = {px + k * seg, pd + k * seg, pdx + k * seg, m, r * s, b, c};
+                    span_dx(js, seg, lane, 0);
                 }
         }
     }
+    if (pend.dx)
+        span_dx(pend, len, lane, sc);
     STOREY_END();
 }
 
@@ -455,7 +537,8 @@ void bwd_apply(__global const xs_t *x, ulong xo, __global const xs_t *dy, ulong 
         if (!ch_is_r) {
             const float m = table[t + q], a = table[tn + t + q], b = table[2 * tn + t + q];
             const float cc = table[3 * tn + t + q];
-            span_dx(use_x ? px + e0 : 0, pd + e0, po + e0, e1 - e0, lane, m, a, b, cc, 0);
+            const dxjob_t j = {use_x ? px + e0 : 0, pd + e0, po + e0, m, a, b, cc};
+            span_dx(j, e1 - e0, lane, 0);
             continue;
         }
         __global const float *tm = table + t, *ta = table + tn + t, *tb = table + 2 * tn + t;
