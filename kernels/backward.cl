@@ -53,50 +53,53 @@ inline void span_sums(__global const xs_t *px, __global const xs_t *pd, uint n, 
     *sdx += HSUM(b) + tb;
 }
 
-/* dx = a * dy - b * (x - m) - c over one stretch: x, dy and dx at its
- * start. x NULL: no x term (an affine backward; an infinite x must not
- * make 0 * Inf). */
+/* dx = a * dy - b * (x - m) - c over one stretch of n elements: x, dy,
+ * dx and the per-element scale s at its start (a is then r and multiplies
+ * s). x NULL: no x term (an affine backward; an infinite x must not make
+ * 0 * Inf); s NULL: none. */
 typedef struct {
     __global const xs_t *x, *d;
     __global xs_t *dx;
+    __global const ps_t *s;
+    uint n;
     float m, a, b, c;
 } dxjob_t;
 
-/* One vector of job J; SV: times the per-element scale sv (a is then r).
- * Literal flags give loops without per-vector tests of absent streams,
- * which cost as much as 16-bit conversions on CPUs (as in rows.cl). */
+/* One vector of job J; X, SV: literal J.x != NULL, J.s != NULL. Literal
+ * flags give loops without per-vector tests of absent streams, which cost
+ * as much as 16-bit conversions on CPUs (as in rows.cl). */
 #define DX_STEP_(v, J, X, SV)                                                   \
     {                                                                           \
         floatv g_ = LDXV(v, J.d) * J.a;                                         \
-        if (SV) g_ *= LDPV(v, sv);                                              \
+        if (SV) g_ *= LDPV(v, J.s);                                             \
         STOREY(X ? g_ - (LDXV(v, J.x) - J.m) * J.b - J.c : g_ - J.c, v, J.dx);  \
     }
 
-/* Elements [e0, n) of job j, lane l taking l, l + LANES, ... */
-inline void dx_tail(dxjob_t j, uint e0, uint n, uint lane, __global const ps_t *sv)
+/* Elements [e0, j.n) of job j, lane l taking l, l + LANES, ... */
+inline void dx_tail(dxjob_t j, uint e0, uint lane)
 {
-    for (uint e = e0 + lane; e < n; e += LANES) {
-        const float g = LDX(e, j.d) * j.a * (sv ? LDP(e, sv) : 1.0f);
+    for (uint e = e0 + lane; e < j.n; e += LANES) {
+        const float g = LDX(e, j.d) * j.a * (j.s ? LDP(e, j.s) : 1.0f);
         STX(j.x ? g - (LDX(e, j.x) - j.m) * j.b - j.c : g - j.c, e, j.dx);
     }
 }
 
-/* Job j over [0, n), this lane's elements. */
+/* Job j, this lane's elements. */
 #define DX_LOOP_(X, SV)                                                         \
     for (uint v = lane; v < nv; v += LANES)                                     \
         DX_STEP_(v, j, X, SV)
-inline void span_dx(dxjob_t j, uint n, uint lane, __global const ps_t *sv)
+inline void span_dx(dxjob_t j, uint lane)
 {
-    const uint nv = n / VEC;
-    if (j.x && sv)
+    const uint nv = j.n / VEC;
+    if (j.x && j.s)
         DX_LOOP_(1, 1)
     else if (j.x)
         DX_LOOP_(1, 0)
-    else if (sv)
+    else if (j.s)
         DX_LOOP_(0, 1)
     else
         DX_LOOP_(0, 0)
-    dx_tail(j, nv * VEC, n, lane, sv);
+    dx_tail(j, nv * VEC, lane);
 }
 
 /* Elementwise (LayerNorm/RMSNorm) pass 1 over a row: the row's sums of
@@ -105,7 +108,8 @@ inline void span_dx(dxjob_t j, uint n, uint lane, __global const ps_t *sv)
  * by the item's first row (first) and accumulated after. Blocks of 64
  * vectors with two accumulators per sum, in the same order in every case.
  * With q.dx (CPUs, LANES == 1), the same loop writes dx of the previous row
- * (job q, same length and scale): bwd_rows' pipeline. */
+ * (job q, of the same length, with a scale where this row has one):
+ * bwd_rows' pipeline. */
 #define SUMS_STEP_(v, a_, b_, SV, P, FIRST, D)                                  \
     {                                                                           \
         const floatv d_ = LDXV(v, pd), xc_ = LDXV(v, px) - m;                   \
@@ -172,7 +176,7 @@ inline void row_sums_ew(__global const xs_t *px, __global const xs_t *pd, uint n
             pc1[e] = first ? d * (xc * r) : pc1[e] + d * (xc * r);
     }
     if (q.dx)
-        dx_tail(q, nv * VEC, n, lane, sv);
+        dx_tail(q, nv * VEC, lane);
     *sg += HSUM(a) + ta;
     *sgx += HSUM(b) + tb;
 }
@@ -211,7 +215,7 @@ void bwd_rows(__global const xs_t *x, ulong xo, __global const xs_t *dy, ulong d
     __local float buf[WG];
     /* no barrier with LANES == 1: items may stop at their last set */
     const int piped = LANES == 1 && pipe && elementwise && phase == 0;
-    dxjob_t pend = {0, 0, 0, 0.0f, 0.0f, 0.0f, 0.0f};
+    dxjob_t pend = {0, 0, 0, 0, 0, 0.0f, 0.0f, 0.0f, 0.0f};
     const uint t = get_global_id(0) / LANES, lane = get_local_id(0) % LANES;
     const uint ck = get_global_id(1), nchunks = get_global_size(1);
     const uint e0 = ck * chunk, e1 = min(len, e0 + chunk);
@@ -273,21 +277,21 @@ void bwd_rows(__global const xs_t *x, ulong xo, __global const xs_t *dy, ulong d
         const float c = RMS ? 0.0f : r * (sg / cnt), b = r * r * mgx;
         if (dx && active) {
             __global xs_t *pdx = dx + dxo + base;
-            const dxjob_t j = {px, pd, pdx, m, r, b, c};
+            const dxjob_t j = {px, pd, pdx, sv, n, m, r, b, c};
             if (piped)
                 pend = j;
             else if (elementwise)
-                span_dx(j, n, lane, sv);
+                span_dx(j, lane);
             else
                 for (uint k = 0; k < nseg; ++k) {
                     const float s = sc ? LDP((ic % aff_mod) * nseg + k, sc) : 1.0f;
-                    const dxjob_t js = {px + k * seg, pd + k * seg, pdx + k * seg, m, r * s, b, c};
-                    span_dx(js, seg, lane, 0);
+                    const dxjob_t js = {px + k * seg, pd + k * seg, pdx + k * seg, 0, seg, m, r * s, b, c};
+                    span_dx(js, lane);
                 }
         }
     }
     if (pend.dx)
-        span_dx(pend, len, lane, sc);
+        span_dx(pend, lane);
     STOREY_END();
 }
 
@@ -537,8 +541,8 @@ void bwd_apply(__global const xs_t *x, ulong xo, __global const xs_t *dy, ulong 
         if (!ch_is_r) {
             const float m = table[t + q], a = table[tn + t + q], b = table[2 * tn + t + q];
             const float cc = table[3 * tn + t + q];
-            const dxjob_t j = {use_x ? px + e0 : 0, pd + e0, po + e0, m, a, b, cc};
-            span_dx(j, e1 - e0, lane, 0);
+            const dxjob_t j = {use_x ? px + e0 : 0, pd + e0, po + e0, 0, e1 - e0, m, a, b, cc};
+            span_dx(j, lane);
             continue;
         }
         __global const float *tm = table + t, *ta = table + tn + t, *tb = table + 2 * tn + t;
