@@ -185,15 +185,21 @@ static void check_plan_backward(const test_profile *tp, const char *label, const
            label, tp->label, scratch, s->elems);
 }
 
+/* The descriptor of case bc, with stand-in buffers, and its shape. */
+static void case_desc(const th_case *bc, const char *label, clnorm_desc *d, clnorm_shape *s)
+{
+    ck_assert_msg(th_case_desc(bc, d) == 0, "%s: no descriptor", label);
+    fake_buffers(bc, d);
+    ck_assert_msg(clnorm_describe(NULL, d, s) == CLNORM_OK, "%s: bad shape", label);
+}
+
 static void plan_case(const th_case *bc, const clnorm_settings *set, int auto_rules)
 {
     clnorm_desc d;
-    clnorm_shape s;
+    clnorm_shape s, sb;
     char label[128];
     th_case_label(bc, label, sizeof label);
-    ck_assert_msg(th_case_desc(bc, &d) == 0, "%s: no descriptor", label);
-    fake_buffers(bc, &d);
-    ck_assert_msg(clnorm_describe(NULL, &d, &s) == CLNORM_OK, "%s: bad shape", label);
+    case_desc(bc, label, &d, &s);
     for (size_t i = 0; i < g_nprof; ++i) check_plan(&g_prof[i], label, &d, &s, set, auto_rules);
     /* The same call's backward: every gradient, then dx alone. */
     th_case bb = *bc;
@@ -201,8 +207,7 @@ static void plan_case(const th_case *bc, const clnorm_settings *set, int auto_ru
     for (int k = 0; k < 2; ++k) {
         bb.grads = k ? TH_ROLE(TH_DX) : TH_GRADS;
         clnorm_desc e;
-        ck_assert_msg(th_case_desc(&bb, &e) == 0, "%s: no descriptor", label);
-        fake_buffers(&bb, &e);
+        case_desc(&bb, label, &e, &sb);
         for (size_t i = 0; i < g_nprof; ++i) check_plan_backward(&g_prof[i], label, &e, &s, set, auto_rules);
     }
 }
@@ -347,9 +352,7 @@ START_TEST(cpu_cache_share)
             bc.backward = bwd;
             if (bwd) bc.grads = TH_GRADS;
             th_case_label(&bc, label, sizeof label);
-            ck_assert_int_eq(th_case_desc(&bc, &d), 0);
-            fake_buffers(&bc, &d);
-            ck_assert_int_eq(clnorm_describe(NULL, &d, &s), CLNORM_OK);
+            case_desc(&bc, label, &d, &s);
             memset(&a, 0, sizeof a), memset(&b, 0, sizeof b);
             const clnorm_status sa = bwd ? clnorm_plan_backward(&epyc->dev, &rules, &d, &s, &a)
                                          : clnorm_plan_forward(&epyc->dev, &rules, &d, &s, &a);
