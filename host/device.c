@@ -72,6 +72,9 @@ void clnorm_profile_features(clnorm_devinfo *d)
 #if defined(__x86_64__) || defined(__i386__)
         d->features |= CLNORM_FEAT_NT_STORE;
 #endif
+        /* 16 floats per native vector: AVX-512, where PoCL's LLVM still
+         * prefers 256-bit registers unless a function asks for more. */
+        if (d->native_float >= 16) d->features |= CLNORM_FEAT_WIDE_VEC;
     }
 }
 
@@ -79,11 +82,11 @@ int clnorm_target_options(const clnorm_devinfo *d, char *buf, size_t len)
 {
     return snprintf(buf, len,
                     "-DCLNORM_HAS_NT_STORE=%u -DCLNORM_HAS_PREFETCH_BUILTIN=%u -DCLNORM_HAS_NV_SHFL=%u "
-                    "-DCLNORM_HAS_UNALIGNED_VEC=%u",
+                    "-DCLNORM_HAS_UNALIGNED_VEC=%u -DCLNORM_HAS_WIDE_VEC=%u",
                     (d->features & CLNORM_FEAT_NT_STORE) ? 1u : 0u,
                     (d->features & CLNORM_FEAT_PREFETCH_BUILTIN) ? 1u : 0u,
                     (d->features & CLNORM_FEAT_NV_SHFL) ? 1u : 0u,
-                    (d->features & CLNORM_FEAT_UNALIGNED_VEC) ? 1u : 0u);
+                    (d->features & CLNORM_FEAT_UNALIGNED_VEC) ? 1u : 0u, (d->features & CLNORM_FEAT_WIDE_VEC) ? 1u : 0u);
 }
 
 cl_int clnorm_read_profile(cl_device_id dev, clnorm_devinfo *d)
@@ -100,6 +103,9 @@ cl_int clnorm_read_profile(cl_device_id dev, clnorm_devinfo *d)
         err = clGetDeviceInfo(dev, CL_DEVICE_GLOBAL_MEM_CACHE_SIZE, sizeof d->cache_bytes, &d->cache_bytes, NULL);
     if (err == CL_SUCCESS)
         err = clGetDeviceInfo(dev, CL_DEVICE_LOCAL_MEM_SIZE, sizeof d->local_bytes, &d->local_bytes, NULL);
+    if (err == CL_SUCCESS)
+        err = clGetDeviceInfo(dev, CL_DEVICE_NATIVE_VECTOR_WIDTH_FLOAT, sizeof d->native_float, &d->native_float,
+                              NULL);
     if (err == CL_SUCCESS) err = dev_string(dev, CL_DEVICE_EXTENSIONS, d->extensions, sizeof d->extensions);
     if (err == CL_SUCCESS) err = dev_string(dev, CL_DEVICE_NAME, d->name, sizeof d->name);
     if (err == CL_SUCCESS) err = dev_string(dev, CL_DEVICE_VENDOR, d->vendor, sizeof d->vendor);

@@ -21,12 +21,14 @@
 #define CLNORM_FEAT_PREFETCH_BUILTIN 2u /* kernels may use __builtin_prefetch on __global */
 #define CLNORM_FEAT_NV_SHFL 4u          /* kernels may use inline PTX warp shuffles (NVIDIA GPUs) */
 #define CLNORM_FEAT_UNALIGNED_VEC 8u    /* kernels may use clang's under-aligned vector typedefs */
+#define CLNORM_FEAT_WIDE_VEC 16u        /* kernels may ask clang for 512-bit vector registers */
 typedef struct clnorm_devinfo {
     cl_uint compute_units;
     size_t max_wg;
     cl_ulong cache_bytes; /* global memory cache (last level); 0 if unknown */
     cl_ulong local_bytes; /* __local memory per work-group */
     unsigned simd;        /* warp/wavefront width where the vendor reports it; 0 if unknown */
+    cl_uint native_float; /* CL_DEVICE_NATIVE_VECTOR_WIDTH_FLOAT: 16 with 512-bit registers */
     int is_cpu;   /* CPU-class rules (CLNORM_DEVICE_CLASS may override) */
     int type_cpu; /* the device reports CL_DEVICE_TYPE_CPU */
     unsigned features; /* CLNORM_FEAT_*: what the target macros may switch on */

@@ -32,7 +32,7 @@ int clnorm_build_options(const clnorm_devinfo *d, const clnorm_progkey *k, char 
      * sums, rows re-read from cache; GPUs: float4 loads, a column per
      * work-item, tree sums, rows of up to lanes * 4 * CLNORM_GPU_CACHE_V floats in registers. */
     const unsigned cpu = d->is_cpu ? 1u : 0u;
-    char target[128];
+    char target[192];
     clnorm_target_options(d, target, sizeof target);
     return snprintf(buf, len,
                     "-cl-std=CL1.2 -DWG=%u -DLANES=%u -DTREE=%u -DRMS=%u -DSTREAM=%u -DRSTD_ZERO=%u -DVEC=%u "
@@ -54,7 +54,7 @@ static int build_with_options(clnorm_ctx *c, clnorm_program *p)
     p->program = clCreateProgramWithSource(c->context, CLNORM_PROGRAM_FILES, srcs, NULL, &err);
     if (!p->program)
         return clnorm_cl_fail(c, err ? err : CL_OUT_OF_HOST_MEMORY, "clCreateProgramWithSource");
-    char opts[384];
+    char opts[512];
     clnorm_build_options(&c->dev, &p->key, opts, sizeof opts);
     err = clBuildProgram(p->program, 1, &c->device, opts, NULL, NULL);
     if (err != CL_SUCCESS) {

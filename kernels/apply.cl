@@ -6,6 +6,7 @@
  * (channels-last: table rows run along x). The table row is p when the
  * table is per sample (tp = 1), else 0. y = (x - m) * a + b; y == x is safe.
  */
+WIDE_BEGIN
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
 void apply_table(__global const xs_t *x, ulong xo, __global xs_t *y, ulong yo,
                  __global const float *table, uint nrows, uint per_item, uint Q, uint R, uint chunk,
@@ -29,3 +30,4 @@ void apply_table(__global const xs_t *x, ulong xo, __global xs_t *y, ulong yo,
     }
     STOREY_END();
 }
+WIDE_END

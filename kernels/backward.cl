@@ -19,6 +19,7 @@
  * element's dx is written by the work-item that read its dy, after its
  * set's sums.
  */
+WIDE_BEGIN
 
 /* Sums over [0, n) of this lane's elements of one stretch with a constant
  * scale: *sdy += sum dy, *sdx += sum dy * (x - m). Vectors first (blocks of
@@ -564,3 +565,4 @@ void bwd_apply(__global const xs_t *x, ulong xo, __global const xs_t *dy, ulong 
     }
     STOREY_END();
 }
+WIDE_END

@@ -18,6 +18,7 @@
  * InstanceNorm's sets) the partials hold the mean of STAT (|x| or x^2) and
  * M2 = 0, as the row kernels' (common.cl).
  */
+WIDE_BEGIN
 #ifndef COL_TILE
 #define COL_TILE 64 /* CPUs: vectors of columns per col_partials work-item */
 #endif
@@ -275,3 +276,4 @@ void col_wave(__global const xs_t *x, ulong xo, __global xs_t *y, ulong yo,
 #undef K0_
 #undef REL_
 #undef Q_
+WIDE_END

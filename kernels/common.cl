@@ -137,6 +137,22 @@ HDECL_(float8, vload_half8, size_t, const __global half *)
 HDECL_(void, vstore_half_rte, float, size_t, __global half *)
 HDECL_(void, vstore_half4_rte, float4, size_t, __global half *)
 HDECL_(void, vstore_half8_rte, float8, size_t, __global half *)
+HDECL_(float8, vload_half8, size_t, const __private half *)
+HDECL_(void, vstore_half8_rte, float8, size_t, __private half *)
+#endif
+
+#if XT == 1 || PT == 1
+/* 8 float16 elements from or to their bits in registers. */
+inline float8 f16_ld8_(ushort8 b)
+{
+    return vload_half8(0, (__private const half *)&b);
+}
+inline ushort8 f16_bits8_(float8 v)
+{
+    ushort8 t; /* vstore_half8_rte's rounding */
+    vstore_half8_rte(v, 0, (__private half *)&t);
+    return t;
+}
 #endif
 
 #if XT == 2 || PT == 2
@@ -182,11 +198,11 @@ DEF_BF16(bf16_8, float8, uint8, ushort8)
 #define STV_1(v, i, p) vstore_half8_rte(v, i, p)
 #define LDV_2(i, p) BF16_LD8(i, p)
 #define STV_2(v, i, p) U16_ST8(bf16_8(v), i, p)
-#else /* 16: two halves of 8, as LOADV */
-#define LDV_1(i, p) ((float16)(vload_half8(2 * (i), p), vload_half8(2 * (i) + 1, p)))
-#define STV_1(v, i, p) (vstore_half8_rte((v).lo, 2 * (i), p), vstore_half8_rte((v).hi, 2 * (i) + 1, p))
-#define LDV_2(i, p) ((float16)(BF16_LD8(2 * (i), p), BF16_LD8(2 * (i) + 1, p)))
-#define STV_2(v, i, p) (U16_ST8(bf16_8((v).lo), 2 * (i), p), U16_ST8(bf16_8((v).hi), 2 * (i) + 1, p))
+#else /* 16: two halves of 8, as LOADV (bfloat16 with 512-bit registers: one vector, BF16_LD16) */
+#define LDV_1(i, p) ((float16)(F16_LD8(2 * (i), p), F16_LD8(2 * (i) + 1, p)))
+#define STV_1(v, i, p) (F16_ST8((v).lo, 2 * (i), p), F16_ST8((v).hi, 2 * (i) + 1, p))
+#define LDV_2(i, p) BF16_LD16(i, p)
+#define STV_2(v, i, p) BF16_ST16(v, i, p)
 #endif
 #define LDX(i, p) CAT(LDS_, XT)(i, p)
 #define STX(v, i, p) CAT(STS_, XT)(v, i, p)
@@ -266,6 +282,9 @@ DEF_RND_HALF(rnd_half_8, float8, uint8)
 #ifndef CLNORM_HAS_UNALIGNED_VEC
 #define CLNORM_HAS_UNALIGNED_VEC 0 /* clang's vector typedefs aligned below their size (PoCL) */
 #endif
+#ifndef CLNORM_HAS_WIDE_VEC
+#define CLNORM_HAS_WIDE_VEC 0 /* clang's min_vector_width: 16 floats per register (PoCL on AVX-512) */
+#endif
 
 /* target: begin */
 #if CLNORM_HAS_UNALIGNED_VEC
@@ -276,9 +295,44 @@ DEF_RND_HALF(rnd_half_8, float8, uint8)
 typedef ushort8 __attribute__((aligned(2))) ushort8_u_;
 #define U16_LD8(i, p) (*(__global const ushort8_u_ *)((p) + 8 * (size_t)(i)))
 #define U16_ST8(v, i, p) (*(__global ushort8_u_ *)((p) + 8 * (size_t)(i)) = (v))
+/* float16 the same way, converted in registers (f16_ld8_, f16_bits8_):
+ * PoCL's vload_half8 and vstore_half8_rte access memory as ushort8, i.e.
+ * as if 16-byte aligned (seen: an aligned vmovaps store that faulted on a
+ * row at a 2-byte offset once the kernels used 512-bit registers). */
+#define F16_LD8(i, p) f16_ld8_(U16_LD8(i, (__global const ushort *)(p)))
+#define F16_ST8(v, i, p) U16_ST8(f16_bits8_(v), i, (__global ushort *)(p))
 #else
 #define U16_LD8(i, p) vload8(i, p)
 #define U16_ST8(v, i, p) vstore8(v, i, p)
+#define F16_LD8(i, p) vload_half8(i, p)
+#define F16_ST8(v, i, p) vstore_half8_rte(v, i, p)
+#endif
+#if CLNORM_HAS_WIDE_VEC && XT == 2
+/* PoCL's LLVM prefers 256-bit registers on AVX-512 CPUs, so it splits each
+ * float16 in two; functions marked min_vector_width(512) get whole 512-bit
+ * registers. That halves the widening shuffles of bfloat16, whose rows are
+ * compute-bound in 256-bit code (1.02-1.34x on the suite's bfloat16 rows,
+ * with the streaming stores below). float32 and float16 keep 256-bit code:
+ * there it made backward rows 0.79-0.96x as fast. Every kernel file
+ * brackets its functions with WIDE_BEGIN and WIDE_END. */
+#define WIDE_BEGIN _Pragma("clang attribute push (__attribute__((min_vector_width(512))), apply_to = function)")
+#define WIDE_END _Pragma("clang attribute pop")
+#else
+#define WIDE_BEGIN
+#define WIDE_END
+#endif
+#if CLNORM_HAS_WIDE_VEC && CLNORM_HAS_UNALIGNED_VEC && VEC == 16 && (XT == 2 || PT == 2)
+/* 16 bfloat16 elements as one vector: one widening to a 512-bit register,
+ * one narrowing back. */
+typedef ushort16 __attribute__((aligned(2))) ushort16_u_;
+#define BF16_LD16(i, p) as_float16(convert_uint16(*(__global const ushort16_u_ *)((p) + 16 * (size_t)(i))) << 16)
+#define BF16_ST16(v, i, p) (*(__global ushort16_u_ *)((p) + 16 * (size_t)(i)) = bf16_16(v))
+#define BF16_BITS16(v) as_uint8(bf16_16(v))
+DEF_BF16(bf16_16, float16, uint16, ushort16)
+#else
+#define BF16_LD16(i, p) ((float16)(BF16_LD8(2 * (i), p), BF16_LD8(2 * (i) + 1, p)))
+#define BF16_ST16(v, i, p) (U16_ST8(bf16_8((v).lo), 2 * (i), p), U16_ST8(bf16_8((v).hi), 2 * (i) + 1, p))
+#define BF16_BITS16(v) ((uint8)(as_uint4(bf16_8((v).lo)), as_uint4(bf16_8((v).hi))))
 #endif
 #if CLNORM_HAS_UNALIGNED_VEC && VEC == 16
 /* The same for float32 vectors of x's type: PoCL's vload8 of float went
@@ -325,14 +379,17 @@ typedef float16 __attribute__((aligned(4))) float16_u_;
 /* 16-bit types: each half of the vector, 8 elements rounded as STXV
  * rounds them, is 16 bytes: two uint4 streaming stores. */
 #if XT == 1
-inline uint4 bits8_(float8 v)
-{
-    ushort8 t; /* vstore_half8_rte's rounding, into registers */
-    vstore_half8_rte(v, 0, (__private half *)&t);
-    return as_uint4(t);
-}
+#define BITS16_(v) ((uint8)(as_uint4(f16_bits8_((v).lo)), as_uint4(f16_bits8_((v).hi))))
 #else
-#define bits8_(v) as_uint4(bf16_8(v))
+/* LLVM 15 folds the narrowing into the store (AVX-512's vpmovdw to memory)
+ * and drops the non-temporal hint; an empty asm makes the packed bits a
+ * register value that the store takes as it is. */
+inline uint4 opaque4_(uint4 w)
+{
+    __asm__("" : "+x"(w));
+    return w;
+}
+#define BITS16_(v) ((uint8)(opaque4_(BF16_BITS16(v).lo), opaque4_(BF16_BITS16(v).hi)))
 #endif
 #define STOREY(u, i, p)                                                          \
     do {                                                                         \
@@ -340,9 +397,10 @@ inline uint4 bits8_(float8 v)
             STXV(u, i, p);                                                       \
         } else {                                                                 \
             const float16 sy_ = (u);                                              \
+            const uint8 sb_ = BITS16_(sy_);                                      \
             __global uint4 *q_ = (__global uint4 *)((p) + (i) * 16);             \
-            __builtin_nontemporal_store(bits8_(sy_.lo), q_);                      \
-            __builtin_nontemporal_store(bits8_(sy_.hi), q_ + 1);                  \
+            __builtin_nontemporal_store(sb_.lo, q_);                              \
+            __builtin_nontemporal_store(sb_.hi, q_ + 1);                          \
         }                                                                        \
     } while (0)
 #endif
@@ -365,6 +423,7 @@ inline float shfl_xor(float v, uint m)
 #define WARP_XOR(v, m) shfl_xor((v), (m))
 #endif
 /* target: end */
+WIDE_BEGIN
 
 /* A partial statistic of a stretch of one set: count, mean (RMS: mean of
  * squares) and M2 = sum of squared deviations from that mean. Stored as three
@@ -651,3 +710,4 @@ inline void fold_entry(__global float *table, uint t, uint tn, float mean, float
     }
 DEF_NORM_SPAN(norm_span, float, LDS_0, LDV_0)
 DEF_NORM_SPAN(norm_span_p, ps_t, LDP, LDPV)
+WIDE_END

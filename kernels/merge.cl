@@ -3,6 +3,7 @@
  * merging partials, updating running statistics, and folding statistics and
  * affine parameters into a per-(n, c) table for the streaming apply kernel.
  */
+WIDE_BEGIN
 
 /* A merged set's outputs: stats[s] = mean, stats[nsets + s] = biased
  * variance (RMS: mean of squares), and the optional saved mean and rstd. */
@@ -238,3 +239,4 @@ void fold_conv_bn(__global const float *w, ulong wo, __global const float *cbias
         b_out[boo + o] = (b - rmean[rmo + o]) * a + (bias ? bias[bo + o] : 0.0f);
     }
 }
+WIDE_END

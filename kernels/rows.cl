@@ -13,6 +13,7 @@
  * for aff_mod = groups and n*C + c for aff_mod = number of sets, i.e.
  * per-sample affine).
  */
+WIDE_BEGIN
 
 typedef struct {
     __global const ps_t *scale, *bias;
@@ -483,3 +484,4 @@ void row_apply(__global const xs_t *x, ulong xo, __global xs_t *y, ulong yo,
                 stats[i], rstd_of(stats[nsets + i], eps), af);
     STOREY_END();
 }
+WIDE_END

@@ -26,7 +26,8 @@
 #include <stdio.h>
 #include <string.h>
 
-static void profile(clnorm_devinfo *d, const char *platform, const char *name, int type_cpu, size_t max_wg)
+static void profile(clnorm_devinfo *d, const char *platform, const char *name, int type_cpu, size_t max_wg,
+                    cl_uint native_float)
 {
     memset(d, 0, sizeof *d);
     snprintf(d->platform, sizeof d->platform, "%s", platform);
@@ -35,6 +36,7 @@ static void profile(clnorm_devinfo *d, const char *platform, const char *name, i
     d->is_cpu = type_cpu;
     d->compute_units = 1;
     d->max_wg = max_wg;
+    d->native_float = native_float;
     clnorm_profile_features(d);
 }
 
@@ -95,17 +97,18 @@ int main(void)
         printf("%s%s", i ? " " : "", clnorm_program_files[i]);
     printf("\n");
     /* NVIDIA H200 (../shared/measurements/h200-2026-11-30/clinfo-nvidia.txt). */
-    profile(&d, "NVIDIA CUDA", "NVIDIA H200", 0, 1024);
+    profile(&d, "NVIDIA CUDA", "NVIDIA H200", 0, 1024, 1);
     emit(&d);
     d.is_cpu = 1; /* CLNORM_DEVICE_CLASS=cpu there: the CPU kernels */
     emit(&d);
     /* A GPU without target features (Oclgrind's platform, say). */
-    profile(&d, "Oclgrind", "Oclgrind Simulator", 0, 1024);
+    profile(&d, "Oclgrind", "Oclgrind Simulator", 0, 1024, 4);
     emit(&d);
     d.is_cpu = 1;
     emit(&d);
-    /* PoCL's CPU device (max work-group 4096). */
-    profile(&d, "Portable Computing Language", "pthread-cpu", 1, 4096);
+    /* PoCL's CPU device on AVX-512 (max work-group 4096, 16 floats per
+     * native vector): every x86 feature on. */
+    profile(&d, "Portable Computing Language", "pthread-skylake-avx512", 1, 4096, 16);
     emit(&d);
     d.is_cpu = 0; /* CLNORM_DEVICE_CLASS=gpu there */
     emit(&d);

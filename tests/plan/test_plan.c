@@ -366,6 +366,38 @@ START_TEST(cpu_cache_share)
 }
 END_TEST
 
+/* The target macros of each recorded device (device.c): PoCL's CPU device
+ * gets the clang/x86 ones, and 512-bit registers only with 16 floats per
+ * native vector (the Xeon, not the AVX2 EPYC); NVIDIA gets inline PTX; the
+ * other GPUs none. */
+START_TEST(target_features)
+{
+    g_failed = 0;
+    for (size_t i = 0; i < g_nprof; ++i) {
+        const clnorm_devinfo *d = &g_prof[i].dev;
+        const int pocl = strstr(d->platform, "Portable Computing Language") != NULL;
+        const int nv = strstr(d->platform, "NVIDIA") != NULL;
+        char o[256], want[256];
+        const int n = clnorm_target_options(d, o, sizeof o);
+        EXPECT(n > 0 && (size_t)n < sizeof o, "%s: options truncated", g_prof[i].label);
+#if defined(__x86_64__) || defined(__i386__)
+        const int nt = pocl;
+#else
+        const int nt = 0;
+#endif
+        snprintf(want, sizeof want,
+                 "-DCLNORM_HAS_NT_STORE=%d -DCLNORM_HAS_PREFETCH_BUILTIN=%d -DCLNORM_HAS_NV_SHFL=%d "
+                 "-DCLNORM_HAS_UNALIGNED_VEC=%d -DCLNORM_HAS_WIDE_VEC=%d",
+                 nt, pocl, nv, pocl, pocl && d->native_float >= 16);
+        EXPECT(strcmp(o, want) == 0, "%s: target options \"%s\", want \"%s\"", g_prof[i].label, o, want);
+    }
+    EXPECT(strstr(g_prof[4].dev.name, "avx512") && (g_prof[4].dev.features & CLNORM_FEAT_WIDE_VEC),
+           "the AVX-512 profile lacks 512-bit registers");
+    EXPECT(!(g_prof[1].dev.features & CLNORM_FEAT_WIDE_VEC), "the AVX2 profile has 512-bit registers");
+    EXPECT_NONE();
+}
+END_TEST
+
 int main(void)
 {
     setvbuf(stdout, NULL, _IONBF, 0);
@@ -379,6 +411,7 @@ int main(void)
     tcase_add_test(tc, lp_plans);
     tcase_add_test(tc, forced_settings);
     tcase_add_test(tc, cpu_cache_share);
+    tcase_add_test(tc, target_features);
     suite_add_tcase(s, tc);
     SRunner *r = srunner_create(s);
     srunner_set_fork_status(r, CK_NOFORK);
