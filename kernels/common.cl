@@ -311,7 +311,7 @@ typedef ushort8 __attribute__((aligned(2))) ushort8_u_;
 /* PoCL's LLVM prefers 256-bit registers on AVX-512 CPUs, so it splits each
  * float16 in two; functions marked min_vector_width(512) get whole 512-bit
  * registers. That halves the widening shuffles of bfloat16, whose rows are
- * compute-bound in 256-bit code (1.02-1.34x on the suite's bfloat16 rows,
+ * compute-bound in 256-bit code (1.00-1.34x on the suite's bfloat16 rows,
  * with the streaming stores below). float32 and float16 keep 256-bit code:
  * there it made backward rows 0.79-0.96x as fast. Every kernel file
  * brackets its functions with WIDE_BEGIN and WIDE_END. */
