@@ -156,6 +156,7 @@ inline void row_norm_cached(__global const xs_t *px, __global xs_t *py, uint n, 
 #define STAGES_(v, sacc, qacc, S, M, A, F, SV, BV)                              \
     {                                                                           \
         if (S) {                                                                \
+            PREFETCH_AHEAD(ps + (v) * VEC);                                     \
             const floatv u_ = LDF_(v, ps, pr, F);                               \
             if (F == 2 && hs) STXV(u_, v, ph);                                  \
             sacc += STAT(u_, k);                                                \
