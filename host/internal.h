@@ -75,6 +75,8 @@ cl_int clnorm_read_profile(cl_device_id dev, clnorm_devinfo *d);
 void clnorm_profile_features(clnorm_devinfo *d);
 /* The -D options that switch the kernels' target features (common.cl's
  * "target features") on or off for d; snprintf's result. */
+/* Room for clnorm_target_options' string (program.c and test_plan use it). */
+#define CLNORM_TARGET_OPTIONS_MAX 192
 int clnorm_target_options(const clnorm_devinfo *d, char *buf, size_t len);
 
 /* Program options beyond work-group size and lanes (bits of `flags`). */

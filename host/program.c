@@ -32,7 +32,7 @@ int clnorm_build_options(const clnorm_devinfo *d, const clnorm_progkey *k, char 
      * sums, rows re-read from cache; GPUs: float4 loads, a column per
      * work-item, tree sums, rows of up to lanes * 4 * CLNORM_GPU_CACHE_V floats in registers. */
     const unsigned cpu = d->is_cpu ? 1u : 0u;
-    char target[192];
+    char target[CLNORM_TARGET_OPTIONS_MAX];
     clnorm_target_options(d, target, sizeof target);
     return snprintf(buf, len,
                     "-cl-std=CL1.2 -DWG=%u -DLANES=%u -DTREE=%u -DRMS=%u -DSTREAM=%u -DRSTD_ZERO=%u -DVEC=%u "

@@ -313,7 +313,7 @@ typedef ushort8 __attribute__((aligned(2))) ushort8_u_;
  * registers. That halves the widening shuffles of bfloat16, whose rows are
  * compute-bound in 256-bit code (1.00-1.34x on the suite's bfloat16 rows,
  * with the streaming stores below). float32 and float16 keep 256-bit code:
- * there it made backward rows 0.79-0.96x as fast. Every kernel file
+ * there it made some backward rows 0.79-0.90x as fast. Every kernel file
  * brackets its functions with WIDE_BEGIN and WIDE_END. */
 #define WIDE_BEGIN _Pragma("clang attribute push (__attribute__((min_vector_width(512))), apply_to = function)")
 #define WIDE_END _Pragma("clang attribute pop")

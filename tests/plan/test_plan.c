@@ -377,7 +377,7 @@ START_TEST(target_features)
         const clnorm_devinfo *d = &g_prof[i].dev;
         const int pocl = strstr(d->platform, "Portable Computing Language") != NULL;
         const int nv = strstr(d->platform, "NVIDIA") != NULL;
-        char o[256], want[256];
+        char o[CLNORM_TARGET_OPTIONS_MAX], want[256];
         const int n = clnorm_target_options(d, o, sizeof o);
         EXPECT(n > 0 && (size_t)n < sizeof o, "%s: options truncated", g_prof[i].label);
 #if defined(__x86_64__) || defined(__i386__)
