@@ -199,8 +199,8 @@ DEF_BF16(bf16_8, float8, uint8, ushort8)
 #define LDV_2(i, p) BF16_LD8(i, p)
 #define STV_2(v, i, p) U16_ST8(bf16_8(v), i, p)
 #else /* 16: two halves of 8, as LOADV (bfloat16 with 512-bit registers: one vector, BF16_LD16) */
-#define LDV_1(i, p) ((float16)(F16_LD8(2 * (i), p), F16_LD8(2 * (i) + 1, p)))
-#define STV_1(v, i, p) (F16_ST8((v).lo, 2 * (i), p), F16_ST8((v).hi, 2 * (i) + 1, p))
+#define LDV_1(i, p) F16_LD16(i, p)
+#define STV_1(v, i, p) F16_ST16(v, i, p)
 #define LDV_2(i, p) BF16_LD16(i, p)
 #define STV_2(v, i, p) BF16_ST16(v, i, p)
 #endif
@@ -247,9 +247,9 @@ DEF_RND_HALF(rnd_half_4, float4, uint4)
 #elif VEC == 8
 DEF_RND_HALF(rnd_half_8, float8, uint8)
 #define RNDXV(v) rnd_half_8(v)
-#else /* two halves of 8: a 16-wide vector argument changes the ABI without AVX-512 (PoCL warns) */
+#else /* F16_RND16 (target section): two halves of 8, or one narrowing and widening */
 DEF_RND_HALF(rnd_half_8, float8, uint8)
-#define RNDXV(v) ((float16)(rnd_half_8((v).lo), rnd_half_8((v).hi)))
+#define RNDXV(v) F16_RND16(v)
 #endif
 #endif
 
@@ -307,24 +307,47 @@ typedef ushort8 __attribute__((aligned(2))) ushort8_u_;
 #define F16_LD8(i, p) vload_half8(i, p)
 #define F16_ST8(v, i, p) vstore_half8_rte(v, i, p)
 #endif
-#if CLNORM_HAS_WIDE_VEC && XT == 2
+#if CLNORM_HAS_WIDE_VEC && (XT == 1 || XT == 2)
 /* PoCL's LLVM prefers 256-bit registers on AVX-512 CPUs, so it splits each
  * float16 in two; functions marked min_vector_width(512) get whole 512-bit
- * registers. That halves the widening shuffles of bfloat16, whose rows are
- * compute-bound in 256-bit code (1.00-1.34x on the suite's bfloat16 rows,
- * with the streaming stores below). float32 and float16 keep 256-bit code:
- * there it made some backward rows 0.79-0.90x as fast. Every kernel file
- * brackets its functions with WIDE_BEGIN and WIDE_END. */
+ * registers. That halves the widening shuffles of bfloat16 and the float16
+ * conversions (F16_LD16 below), whose rows are compute-bound in 256-bit
+ * code (bfloat16 rows 1.00-1.34x, with the streaming stores below; float16
+ * backward rows 1.09-1.15x). float32 keeps 256-bit code: there it made some
+ * backward rows 0.79-0.90x as fast. Every kernel file brackets its
+ * functions with WIDE_BEGIN and WIDE_END. */
 #define WIDE_BEGIN _Pragma("clang attribute push (__attribute__((min_vector_width(512))), apply_to = function)")
 #define WIDE_END _Pragma("clang attribute pop")
 #else
 #define WIDE_BEGIN
 #define WIDE_END
 #endif
+#if CLNORM_HAS_WIDE_VEC && CLNORM_HAS_UNALIGNED_VEC && VEC == 16
+typedef ushort16 __attribute__((aligned(2))) ushort16_u_;
+#endif
+#if CLNORM_HAS_WIDE_VEC && CLNORM_HAS_UNALIGNED_VEC && VEC == 16 && (XT == 1 || PT == 1) && defined(__FLT16_MAX__)
+/* 16 float16 elements as one vector, converted by clang's _Float16
+ * vectors in one instruction each way (vcvtph2ps/vcvtps2ph on a 512-bit
+ * register); PoCL's vload_half16 converts two halves and joins them. The
+ * narrowing rounds to nearest even, as vstore_half_rte. clang has _Float16
+ * on x86 from version 15 (PoCL 3.1's), and says so by __FLT16_MAX__. */
+typedef _Float16 f16x16_ __attribute__((ext_vector_type(16)));
+#define f16_ld16_(b) __builtin_convertvector(__builtin_bit_cast(f16x16_, (ushort16)(b)), float16)
+#define f16_bits16_(v) __builtin_bit_cast(ushort16, __builtin_convertvector((float16)(v), f16x16_))
+#define F16_LD16(i, p) f16_ld16_(*(__global const ushort16_u_ *)((__global const ushort *)(p) + 16 * (size_t)(i)))
+#define F16_ST16(v, i, p) (*(__global ushort16_u_ *)((__global ushort *)(p) + 16 * (size_t)(i)) = f16_bits16_(v))
+#define F16_BITS16(v) as_uint8(f16_bits16_(v))
+#define F16_RND16(v) f16_ld16_(f16_bits16_(v))
+#else
+#define F16_LD16(i, p) ((float16)(F16_LD8(2 * (i), p), F16_LD8(2 * (i) + 1, p)))
+#define F16_ST16(v, i, p) (F16_ST8((v).lo, 2 * (i), p), F16_ST8((v).hi, 2 * (i) + 1, p))
+#define F16_BITS16(v) ((uint8)(as_uint4(f16_bits8_((v).lo)), as_uint4(f16_bits8_((v).hi))))
+/* a 16-wide argument changes the ABI without AVX-512 (PoCL warns) */
+#define F16_RND16(v) ((float16)(rnd_half_8((v).lo), rnd_half_8((v).hi)))
+#endif
 #if CLNORM_HAS_WIDE_VEC && CLNORM_HAS_UNALIGNED_VEC && VEC == 16 && (XT == 2 || PT == 2)
 /* 16 bfloat16 elements as one vector: one widening to a 512-bit register,
  * one narrowing back. */
-typedef ushort16 __attribute__((aligned(2))) ushort16_u_;
 #define BF16_LD16(i, p) as_float16(convert_uint16(*(__global const ushort16_u_ *)((p) + 16 * (size_t)(i))) << 16)
 #define BF16_ST16(v, i, p) (*(__global ushort16_u_ *)((p) + 16 * (size_t)(i)) = bf16_16(v))
 #define BF16_BITS16(v) as_uint8(bf16_16(v))
@@ -393,9 +416,6 @@ typedef float16 __attribute__((aligned(4))) float16_u_;
 #else
 /* 16-bit types: each half of the vector, 8 elements rounded as STXV
  * rounds them, is 16 bytes: two uint4 streaming stores. */
-#if XT == 1
-#define BITS16_(v) ((uint8)(as_uint4(f16_bits8_((v).lo)), as_uint4(f16_bits8_((v).hi))))
-#else
 /* LLVM 15 folds the narrowing into the store (AVX-512's vpmovdw to memory)
  * and drops the non-temporal hint; an empty asm makes the packed bits a
  * register value that the store takes as it is. */
@@ -404,6 +424,9 @@ inline uint4 opaque4_(uint4 w)
     __asm__("" : "+x"(w));
     return w;
 }
+#if XT == 1
+#define BITS16_(v) ((uint8)(opaque4_(F16_BITS16(v).lo), opaque4_(F16_BITS16(v).hi)))
+#else
 #define BITS16_(v) ((uint8)(opaque4_(BF16_BITS16(v).lo), opaque4_(BF16_BITS16(v).hi)))
 #endif
 #define STOREY(u, i, p)                                                          \

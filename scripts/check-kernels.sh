@@ -4,8 +4,9 @@
 #   scripts/check-kernels.sh [--lint-only] [--kernels DIR] [--options TOOL]
 #
 # 1. Lint: kernels may use OpenCL C 1.2 built-ins only. Compiler builtins,
-#    __has_builtin probes, inline assembly, vendor intrinsics, extension
-#    pragmas and sub-group functions may appear only in common.cl's target
+#    __has_builtin probes, clang's own types (_Float16 vectors), inline
+#    assembly, vendor intrinsics, extension pragmas and sub-group functions
+#    may appear only in common.cl's target
 #    section ("/* target: begin */" .. "/* target: end */"), and there only
 #    in a branch selected by a CLNORM_HAS_* macro, which the host defines per
 #    device (host/device.c). Every CLNORM_HAS_* macro the kernels test must be
@@ -37,7 +38,7 @@ done
 
 # ---- 1. lint ---------------------------------------------------------------
 # Constructs outside OpenCL C 1.2's built-ins (matched after comments are removed).
-forbidden='__builtin_|__has_builtin|__has_extension|\<asm\>|__asm|__nvvm|__nv_|__amdgcn|__ocml|__ockl|__spirv|cl_nv_|cl_amd_|cl_intel_|cl_khr_subgroups|#[[:space:]]*pragma[[:space:]]+OPENCL[[:space:]]+EXTENSION|sub_group_|get_sub_group|intel_sub_group|__opencl_c_'
+forbidden='__builtin_|_Float16|__fp16|__bf16|__has_builtin|__has_extension|\<asm\>|__asm|__nvvm|__nv_|__amdgcn|__ocml|__ockl|__spirv|cl_nv_|cl_amd_|cl_intel_|cl_khr_subgroups|#[[:space:]]*pragma[[:space:]]+OPENCL[[:space:]]+EXTENSION|sub_group_|get_sub_group|intel_sub_group|__opencl_c_'
 lint_fail=0
 for f in "$kdir"/*.cl; do
   base=$(basename "$f")
@@ -86,7 +87,7 @@ echo "check-kernels: lint passed ($(ls "$kdir"/*.cl | wc -l) files)"
 
 # ---- 2. offline compile ----------------------------------------------------
 [ -n "$tool" ] || { echo "check-kernels: --options TOOL is required for the compile" >&2; exit 2; }
-CLANG=${CLANG:-$(command -v clang || command -v clang-14 || true)}
+CLANG=${CLANG:-$(command -v clang-15 || command -v clang || command -v clang-14 || true)}
 [ -n "$CLANG" ] || { echo "check-kernels: clang not found (Debian: clang)" >&2; exit 1; }
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
