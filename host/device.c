@@ -73,7 +73,8 @@ void clnorm_profile_features(clnorm_devinfo *d)
         d->features |= CLNORM_FEAT_NT_STORE;
 #endif
         /* 16 floats per native vector: AVX-512, where PoCL's LLVM still
-         * prefers 256-bit registers unless a function asks for more. */
+         * prefers 256-bit registers unless a function asks for more, and
+         * converts 16 float16 elements per instruction (F16C). */
         if (d->native_float >= 16) d->features |= CLNORM_FEAT_WIDE_VEC;
     }
 }

@@ -21,7 +21,7 @@
 #define CLNORM_FEAT_PREFETCH_BUILTIN 2u /* kernels may use __builtin_prefetch on __global */
 #define CLNORM_FEAT_NV_SHFL 4u          /* kernels may use inline PTX warp shuffles (NVIDIA GPUs) */
 #define CLNORM_FEAT_UNALIGNED_VEC 8u    /* kernels may use clang's under-aligned vector typedefs */
-#define CLNORM_FEAT_WIDE_VEC 16u        /* kernels may ask clang for 512-bit vector registers */
+#define CLNORM_FEAT_WIDE_VEC 16u        /* kernels may ask clang for 512-bit vector registers and _Float16 vectors */
 typedef struct clnorm_devinfo {
     cl_uint compute_units;
     size_t max_wg;

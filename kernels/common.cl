@@ -263,12 +263,13 @@ DEF_RND_HALF(rnd_half_8, float8, uint8)
 
 /* ---- target features ------------------------------------------------------
  * The one place for anything beyond OpenCL C 1.2's built-ins and the
- * extensions a device reports: compiler builtins, non-temporal stores,
- * prefetch hints, vendor extensions, inline assembly. Each sits behind a
- * CLNORM_HAS_* macro that the host defines only for devices known to accept
- * it (host/device.c, clnorm_target_options), and each has a portable
- * fallback. NVIDIA's compiler, for one, rejects builtins that PoCL's clang
- * accepts. scripts/check-kernels.sh fails on such a construct anywhere else.
+ * extensions a device reports: compiler builtins and clang's own types,
+ * non-temporal stores, prefetch hints, vendor extensions, inline assembly.
+ * Each sits behind a CLNORM_HAS_* macro that the host defines only for
+ * devices known to accept it (host/device.c, clnorm_target_options), and
+ * each has a portable fallback. NVIDIA's compiler, for one, rejects builtins
+ * that PoCL's clang accepts. scripts/check-kernels.sh fails on such a
+ * construct anywhere else.
  */
 #ifndef CLNORM_HAS_NT_STORE
 #define CLNORM_HAS_NT_STORE 0 /* clang's __builtin_nontemporal_store and x86's sfence (PoCL on x86) */
@@ -283,7 +284,7 @@ DEF_RND_HALF(rnd_half_8, float8, uint8)
 #define CLNORM_HAS_UNALIGNED_VEC 0 /* clang's vector typedefs aligned below their size (PoCL) */
 #endif
 #ifndef CLNORM_HAS_WIDE_VEC
-#define CLNORM_HAS_WIDE_VEC 0 /* clang's min_vector_width: 16 floats per register (PoCL on AVX-512) */
+#define CLNORM_HAS_WIDE_VEC 0 /* clang's min_vector_width and _Float16 vectors: 16 floats per register (PoCL on AVX-512) */
 #endif
 
 /* target: begin */
