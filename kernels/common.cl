@@ -198,7 +198,7 @@ DEF_BF16(bf16_8, float8, uint8, ushort8)
 #define STV_1(v, i, p) vstore_half8_rte(v, i, p)
 #define LDV_2(i, p) BF16_LD8(i, p)
 #define STV_2(v, i, p) U16_ST8(bf16_8(v), i, p)
-#else /* 16: two halves of 8, as LOADV (bfloat16 with 512-bit registers: one vector, BF16_LD16) */
+#else /* 16: two halves of 8, as LOADV, or one vector with 512-bit registers (F16_LD16, BF16_LD16) */
 #define LDV_1(i, p) F16_LD16(i, p)
 #define STV_1(v, i, p) F16_ST16(v, i, p)
 #define LDV_2(i, p) BF16_LD16(i, p)
@@ -310,7 +310,7 @@ typedef ushort8 __attribute__((aligned(2))) ushort8_u_;
 #endif
 #if CLNORM_HAS_WIDE_VEC && (XT == 1 || XT == 2)
 /* PoCL's LLVM prefers 256-bit registers on AVX-512 CPUs, so it splits each
- * float16 in two; functions marked min_vector_width(512) get whole 512-bit
+ * 16-float vector in two; functions marked min_vector_width(512) get whole 512-bit
  * registers. That halves the widening shuffles of bfloat16 and the float16
  * conversions (F16_LD16 below), whose rows are compute-bound in 256-bit
  * code (bfloat16 rows 1.00-1.34x, with the streaming stores below; float16
