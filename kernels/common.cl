@@ -382,12 +382,16 @@ typedef float16 __attribute__((aligned(4))) float16_u_;
 #endif
 
 #ifndef PF_AHEAD
-/* CPUs: the row loops that stream a set from memory (row_norm's sums,
- * bwd_rows' sums) prefetch the line PF_AHEAD elements ahead. On the Xeon
- * VM the hardware prefetchers alone left those loops waiting on their
- * loads; with the prefetch the suite's pipelined LayerNorm and RMSNorm rows
- * ran 1.04-1.44x as fast (all three storage types, both directions; 512
- * to 2048 elements ahead gave about the same). 0: none. */
+/* CPUs (LANES == 1): the loops that stream a set from memory prefetch the
+ * line PF_AHEAD elements ahead: row_norm's and bwd_rows' sums, the first
+ * pass of range_stats (split rows' partials) and norm_span (the apply
+ * passes: split rows, channels-first BatchNorm, channels-last writes), x
+ * and per-element scale and bias. On the Xeon VM the hardware prefetchers
+ * alone left those loops waiting on their loads: with the prefetch the
+ * pipelined LayerNorm and RMSNorm rows ran 1.04-1.44x as fast (all three
+ * storage types, both directions; 512 to 2048 elements ahead gave about
+ * the same), and the forward rows of the split path, BatchNorm and
+ * channels-last GroupNorm 1.02-1.16x. 0: none. */
 #define PF_AHEAD 1024
 #endif
 #if PF_AHEAD
@@ -553,6 +557,8 @@ inline float seg_sum(float v, __local float *buf)
     }
 #define LANE_STEP_(b, p, vi, F)                                         \
     {                                                                   \
+        if (LANES == 1)                                                 \
+            PREFETCH_AHEAD((p) + (vi) * VEC);                           \
         const floatv u = LDXV(vi, p);                                   \
         b += F;                                                         \
     }
@@ -736,6 +742,11 @@ inline void fold_entry(__global float *table, uint t, uint tn, float mean, float
         __global xs_t *py = y + j0;                                                              \
         const uint n = j1 - j0, nv = n / VEC;                                                    \
         for (uint v = lane; v < nv; v += LANES) {                                                \
+            if (LANES == 1) {                                                                    \
+                PREFETCH_AHEAD(px + v * VEC);                                                    \
+                if (sv) PREFETCH_AHEAD(sv + j0 + v * VEC);                                       \
+                if (bv) PREFETCH_AHEAD(bv + j0 + v * VEC);                                       \
+            }                                                                                    \
             floatv u = (LDXV(v, px) - (mv ? LOADV(v, mv + j0) : (floatv)m)) * a;                 \
             if (sv) u *= LSV(v, sv + j0);                                                        \
             u += bv ? LSV(v, bv + j0) : (floatv)b;                                               \
