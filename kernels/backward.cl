@@ -113,10 +113,8 @@ inline void span_dx(dxjob_t j, uint lane)
  * bwd_rows' pipeline. */
 #define SUMS_STEP_(v, a_, b_, SV, P, FIRST, D)                                  \
     {                                                                           \
-        if (LANES == 1) {                                                       \
-            PREFETCH_AHEAD(pd + (v) * VEC);                                     \
-            PREFETCH_AHEAD(px + (v) * VEC);                                     \
-        }                                                                       \
+        PREFETCH_AHEAD(pd + (v) * VEC);                                         \
+        PREFETCH_AHEAD(px + (v) * VEC);                                         \
         const floatv d_ = LDXV(v, pd), xc_ = LDXV(v, px) - m;                   \
         const floatv g_ = SV ? d_ * LDPV(v, sv) : d_;                           \
         a_ += g_;                                                               \

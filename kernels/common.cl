@@ -394,7 +394,7 @@ typedef float16 __attribute__((aligned(4))) float16_u_;
  * channels-last GroupNorm 1.02-1.16x. 0: none. */
 #define PF_AHEAD 1024
 #endif
-#if PF_AHEAD
+#if PF_AHEAD && LANES == 1 /* GPUs' lanes share a set's lines: no hint */
 #define PREFETCH_AHEAD(p) PREFETCH_LINE((p) + PF_AHEAD)
 #else
 #define PREFETCH_AHEAD(p) ((void)0)
@@ -557,8 +557,7 @@ inline float seg_sum(float v, __local float *buf)
     }
 #define LANE_STEP_(b, p, vi, F)                                         \
     {                                                                   \
-        if (LANES == 1)                                                 \
-            PREFETCH_AHEAD((p) + (vi) * VEC);                           \
+        PREFETCH_AHEAD((p) + (vi) * VEC);                               \
         const floatv u = LDXV(vi, p);                                   \
         b += F;                                                         \
     }
@@ -742,11 +741,9 @@ inline void fold_entry(__global float *table, uint t, uint tn, float mean, float
         __global xs_t *py = y + j0;                                                              \
         const uint n = j1 - j0, nv = n / VEC;                                                    \
         for (uint v = lane; v < nv; v += LANES) {                                                \
-            if (LANES == 1) {                                                                    \
-                PREFETCH_AHEAD(px + v * VEC);                                                    \
-                if (sv) PREFETCH_AHEAD(sv + j0 + v * VEC);                                       \
-                if (bv) PREFETCH_AHEAD(bv + j0 + v * VEC);                                       \
-            }                                                                                    \
+            PREFETCH_AHEAD(px + v * VEC);                                                        \
+            if (sv) PREFETCH_AHEAD(sv + j0 + v * VEC);                                           \
+            if (bv) PREFETCH_AHEAD(bv + j0 + v * VEC);                                           \
             floatv u = (LDXV(v, px) - (mv ? LOADV(v, mv + j0) : (floatv)m)) * a;                 \
             if (sv) u *= LSV(v, sv + j0);                                                        \
             u += bv ? LSV(v, bv + j0) : (floatv)b;                                               \
