@@ -166,18 +166,39 @@ static const char *const split_cases[] = {
     "batch_norm_train 8192x3 bwd",          "batch_norm_train 300x40x7 nhwc bwd",
 };
 
-START_TEST(split_paths)
+/* Each case line with a scale and every gradient; the first on data of
+ * kind k0. */
+static void check_lines(const char *const *lines, size_t n, th_kind k0)
 {
     clnorm_ctx *ctx = th_ctx();
     th_begin();
-    for (size_t i = 0; i < NELEM(split_cases); i++) {
-        th_case c = th_case_of(split_cases[i]);
+    for (size_t i = 0; i < n; i++) {
+        th_case c = th_case_of(lines[i]);
         c.scale = 1;
         c.grads = DX | DS | DB;
+        if (i == 0) c.kind = k0;
         th_check_case(ctx, &c);
     }
     th_finish();
 }
+
+START_TEST(split_paths) { check_lines(split_cases, NELEM(split_cases), TH_NORMAL); }
+END_TEST
+
+/* Rows whose column partials reach 1 MiB: on CPUs bwd_rows takes them in
+ * pairs, block by block (bwd_rows_grouped; test_plan checks the rule).
+ * Odd row counts leave a last group of one; 19 rows are two work-items'
+ * partials (16 and 3 rows), 5 rows one item's, written straight into
+ * dscale/dbias; lengths are primes, so each row ends in a partial block
+ * and a scalar tail. In place (dx over dy) and the 1e4 offset too; 16-bit
+ * storage in test_half.c. */
+static const char *const pair_cases[] = {
+    "layer_norm 5x131101 bwd",
+    "rms_norm 19x131101 bwd",
+    "layer_norm 19x131101 inplace bwd",
+};
+
+START_TEST(row_pairs) { check_lines(pair_cases, NELEM(pair_cases), TH_OFFSET_1E4); }
 END_TEST
 
 /* ------------------------------------------------------------------ */
@@ -754,7 +775,7 @@ END_TEST
 TH_MAIN("backward", 0, TH_TCASE("model"), TH_TEST(case_model), TH_TEST(tolerance_is_tight), TH_TCASE("matrix"), TH_TEST(ln_matrix),
         TH_TEST(rms_matrix), TH_TEST(bn_train_matrix), TH_TEST(bn_infer_matrix), TH_TEST(in_train_matrix),
         TH_TEST(in_infer_running_matrix), TH_TEST(in_infer_batch_matrix), TH_TEST(gn_matrix), TH_TCASE("split"),
-        TH_TEST(split_paths), TH_TCASE("data"), TH_TEST(data_kinds), TH_TEST(nan_inf_isolation),
+        TH_TEST(split_paths), TH_TEST(row_pairs), TH_TCASE("data"), TH_TEST(data_kinds), TH_TEST(nan_inf_isolation),
         TH_TCASE("variants"), TH_TEST(every_variant), TH_TEST(determinism), TH_TEST(in_place),
         TH_TCASE("rejections"), TH_TEST(aliasing), TH_TEST(missing_and_nothing),
         TH_TEST(missing_stats_through_driver), TH_TEST(ignored_buffers))

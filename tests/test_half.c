@@ -377,6 +377,8 @@ START_TEST(half_backward)
         {CLNORM_LAYER_NORM, 6, 77, 0, 0, 0, 1, 0, 0},
         {CLNORM_RMS_NORM, 3, 4100, 0, 0, 0, 1, 0, 0},
         {CLNORM_LAYER_NORM, 2, 70000, 0, 0, 0, 1, 0, 0},
+        /* CPUs: rows in pairs (partials of 1 MiB a row), 16 + 3 a work-item */
+        {CLNORM_LAYER_NORM, 19, 131101, 0, 0, 0, 1, 0, 0},
         {CLNORM_BATCH_NORM, 4, 6, 7, 9, CLNORM_CHANNELS_FIRST, 1, 0, 0},
         {CLNORM_BATCH_NORM, 4, 32, 5, 5, CLNORM_CHANNELS_LAST, 1, 0, 0},
         {CLNORM_BATCH_NORM, 4, 6, 7, 9, CLNORM_CHANNELS_FIRST, 0, 0, 0},

@@ -366,6 +366,43 @@ START_TEST(cpu_cache_share)
 }
 END_TEST
 
+/* CPUs: bwd_rows' pipeline takes rows in pairs (pipe 2, bwd_rows_grouped)
+ * where a row's column partials reach 1 MiB and the gradients are asked
+ * for, and row by row (pipe 1) otherwise: LayerNorm 64x262144 with every
+ * gradient, then with dx alone, and 2048x8192 with every gradient. */
+START_TEST(bwd_row_pairs)
+{
+    g_failed = 0;
+    const clnorm_settings rules = {CLNORM_VARIANT_AUTO, 0, -1};
+    const struct {
+        const char *shape;
+        unsigned grads, pipe;
+    } want[] = {{"64x262144", TH_GRADS, 2}, {"64x262144", TH_ROLE(TH_DX), 1}, {"2048x8192", TH_GRADS, 1}};
+    for (size_t i = 0; i < g_nprof; ++i) {
+        if (!g_prof[i].dev.is_cpu) continue;
+        for (size_t k = 0; k < sizeof want / sizeof want[0]; ++k) {
+            th_case bc;
+            clnorm_desc d;
+            clnorm_shape s;
+            clnorm_plan p;
+            th_case_init(&bc, CLNORM_LAYER_NORM);
+            th_case_full(&bc);
+            ck_assert_int_eq(th_parse_shape(want[k].shape, &bc), 0);
+            bc.backward = 1;
+            bc.grads = want[k].grads;
+            case_desc(&bc, want[k].shape, &d, &s);
+            EXPECT(clnorm_plan_backward(&g_prof[i].dev, &rules, &d, &s, &p) == CLNORM_OK, "%s: no plan",
+                   want[k].shape);
+            EXPECT(p.n >= 1 && p.launch[0].kernel == CLNORM_KID_bwd_rows &&
+                       p.launch[0].args.bwd_rows.pipe == want[k].pipe,
+                   "%s (grads %#x) on %s: bwd_rows pipe %u, want %u", want[k].shape, want[k].grads,
+                   g_prof[i].label, p.n ? p.launch[0].args.bwd_rows.pipe : 0, want[k].pipe);
+        }
+    }
+    EXPECT_NONE();
+}
+END_TEST
+
 /* The target macros of each recorded device (device.c): PoCL's CPU device
  * gets the clang/x86 ones, and 512-bit registers only with 16 floats per
  * native vector (the Xeon, not the AVX2 EPYC); NVIDIA gets inline PTX; the
@@ -411,6 +448,7 @@ int main(void)
     tcase_add_test(tc, lp_plans);
     tcase_add_test(tc, forced_settings);
     tcase_add_test(tc, cpu_cache_share);
+    tcase_add_test(tc, bwd_row_pairs);
     tcase_add_test(tc, target_features);
     suite_add_tcase(s, tc);
     SRunner *r = srunner_create(s);
