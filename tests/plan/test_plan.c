@@ -101,12 +101,15 @@ static void check_launch(const test_profile *tp, const char *label, const clnorm
                tp->label, kn, L->item_stride);
 }
 
-static void check_plan(const test_profile *tp, const char *label, const clnorm_desc *d, const clnorm_shape *s,
-                       const clnorm_settings *set, int auto_rules)
+/* A forward plan: the properties of the file's opening comment. Its status,
+ * and the plan in *out (unless NULL) for a caller's own checks. */
+static clnorm_status check_plan(const test_profile *tp, const char *label, const clnorm_desc *d,
+                                const clnorm_shape *s, const clnorm_settings *set, int auto_rules, clnorm_plan *out)
 {
     clnorm_plan p, q;
     const clnorm_devinfo *dev = &tp->dev;
-    EXPECT(clnorm_plan_forward(dev, set, d, s, &p) == CLNORM_OK, "%s on %s: no plan", label, tp->label);
+    const clnorm_status st = clnorm_plan_forward(dev, set, d, s, &p);
+    EXPECT(st == CLNORM_OK, "%s on %s: no plan", label, tp->label);
     EXPECT(clnorm_plan_forward(dev, set, d, s, &q) == CLNORM_OK, "%s: no plan the second time", label);
     EXPECT(memcmp(&p, &q, sizeof p) == 0, "%s on %s: two plans of one call differ", label, tp->label);
     EXPECT(p.n >= 1 && p.n <= CLNORM_PLAN_MAX, "%s on %s: %u launches", label, tp->label, p.n);
@@ -140,6 +143,8 @@ static void check_plan(const test_profile *tp, const char *label, const clnorm_d
     if (gpu && auto_rules && row_pipe && (!s->channel || s->S % 4 == 0) && s->set_len <= 8192)
         EXPECT(p.x_reads == 1, "%s on %s: rows of %zu read x %u times, not once from registers", label,
                       tp->label, s->set_len, p.x_reads);
+    if (out) *out = p;
+    return st;
 }
 
 /* A backward plan: form as above; the pairs of sums each launch writes are
@@ -200,7 +205,7 @@ static void plan_case(const th_case *bc, const clnorm_settings *set, int auto_ru
     char label[128];
     th_case_label(bc, label, sizeof label);
     case_desc(bc, label, &d, &s);
-    for (size_t i = 0; i < g_nprof; ++i) check_plan(&g_prof[i], label, &d, &s, set, auto_rules);
+    for (size_t i = 0; i < g_nprof; ++i) check_plan(&g_prof[i], label, &d, &s, set, auto_rules, NULL);
     /* The same call's backward: every gradient, then dx alone. */
     th_case bb = *bc;
     bb.backward = 1;
@@ -280,8 +285,7 @@ START_TEST(lp_plans)
             for (size_t k = 0; k < g_nprof; ++k) {
                 const test_profile *tp = &g_prof[k];
                 clnorm_plan p;
-                check_plan(tp, label, &d, &s, &rules, 1);
-                if (clnorm_plan_forward(&tp->dev, &rules, &d, &s, &p) != CLNORM_OK) continue;
+                if (check_plan(tp, label, &d, &s, &rules, 1, &p) != CLNORM_OK) continue;
                 for (unsigned j = 0; j < p.n; ++j) {
                     const clnorm_launch *L = &p.launch[j];
                     const char *kn = clnorm_kernel_names[L->kernel];
