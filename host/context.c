@@ -35,7 +35,10 @@ static clnorm_status ctx_init(clnorm_ctx *c)
     const char *dc = getenv("CLNORM_DEVICE_CLASS");
     /* CLNORM_FORCE_FEATURES=nv_shfl switches a target feature on where the
      * device was not given it: the tests build NVIDIA's inline PTX on PoCL
-     * this way, to exercise the portable fallback (program.c). */
+     * this way, to exercise the portable fallback (program.c).
+     * =no_wide_vec switches 512-bit code off, so that an AVX-512 host also
+     * tests the kernels' 256-bit forms (common.cl: bfloat16's even/odd
+     * vectors). */
     const char *ff = getenv("CLNORM_FORCE_FEATURES");
     /* CLNORM_STREAM=on|off overrides the streaming-store rule (plan.c). */
     const char *sm = getenv("CLNORM_STREAM");
@@ -48,6 +51,7 @@ static clnorm_status ctx_init(clnorm_ctx *c)
     }
     if (ff && *ff) {
         if (strcmp(ff, "nv_shfl") == 0) c->dev.features |= CLNORM_FEAT_NV_SHFL;
+        else if (strcmp(ff, "no_wide_vec") == 0) c->dev.features &= ~(unsigned)CLNORM_FEAT_WIDE_VEC;
         else if (strcmp(ff, "none") != 0) bad = 1;
     }
     if (dc && *dc) {

@@ -23,7 +23,8 @@ WIDE_BEGIN
 
 /* Sums over [0, n) of this lane's elements of one stretch with a constant
  * scale: *sdy += sum dy, *sdx += sum dy * (x - m). Vectors first (blocks of
- * 64 with two accumulators), then the tail, lane l taking l, l + LANES... */
+ * 64 with two accumulators; any element order, so the even/odd one where it
+ * is on), then the tail, lane l taking l, l + LANES... */
 inline void span_sums(__global const xs_t *px, __global const xs_t *pd, uint n, uint lane, float m,
                       float *sdy, float *sdx)
 {
@@ -34,14 +35,14 @@ inline void span_sums(__global const xs_t *px, __global const xs_t *pd, uint n, 
         const uint ve = min(nv, vb + 64 * LANES);
         uint v = vb;
         for (; v + LANES < ve; v += 2 * LANES) {
-            const floatv d0 = LDXV(v, pd), d1 = LDXV(v + LANES, pd);
+            const floatv d0 = LDXV_EO(v, pd), d1 = LDXV_EO(v + LANES, pd);
             a0 += d0, a1 += d1;
-            b0 += d0 * (LDXV(v, px) - m), b1 += d1 * (LDXV(v + LANES, px) - m);
+            b0 += d0 * (LDXV_EO(v, px) - m), b1 += d1 * (LDXV_EO(v + LANES, px) - m);
         }
         if (v < ve) {
-            const floatv d0 = LDXV(v, pd);
+            const floatv d0 = LDXV_EO(v, pd);
             a0 += d0;
-            b0 += d0 * (LDXV(v, px) - m);
+            b0 += d0 * (LDXV_EO(v, px) - m);
         }
         a += a0 + a1, b += b0 + b1;
     }
@@ -68,12 +69,14 @@ typedef struct {
 
 /* One vector of job J; X, SV: literal J.x != NULL, J.s != NULL. Literal
  * flags give loops without per-vector tests of absent streams, which cost
- * as much as 16-bit conversions on CPUs (as in rows.cl). */
+ * as much as 16-bit conversions on CPUs (as in rows.cl). Every stream of a
+ * job is elementwise: its vectors may take the even/odd order (common.cl). */
 #define DX_STEP_(v, J, X, SV)                                                   \
     {                                                                           \
-        floatv g_ = LDXV(v, J.d) * J.a;                                         \
-        if (SV) g_ *= LDPV(v, J.s);                                             \
-        STOREY(X ? g_ - (LDXV(v, J.x) - J.m) * J.b - J.c : g_ - J.c, v, J.dx);  \
+        floatv g_ = LDXV_EO(v, J.d) * J.a;                                      \
+        if (SV) g_ *= LDPV_EO(v, J.s);                                          \
+        if (X) g_ -= (LDXV_EO(v, J.x) - J.m) * J.b;                            \
+        STOREY_EO(g_ - J.c, v, J.dx);                                           \
     }
 
 /* Elements [e0, j.n) of job j, lane l taking l, l + LANES, ... */
@@ -110,13 +113,15 @@ inline void span_dx(dxjob_t j, uint lane)
  * vectors with two accumulators per sum, in the same order in every case.
  * With q.dx (CPUs, LANES == 1), the same loop writes dx of the previous row
  * (job q, of the same length, with a scale where this row has one):
- * bwd_rows' pipeline. */
+ * bwd_rows' pipeline. Without partials (P == 0) the row's loads take the
+ * even/odd order (common.cl); partials are columns in memory order. */
 #define SUMS_STEP_(v, a_, b_, SV, P, FIRST, D)                                  \
     {                                                                           \
         PREFETCH_AHEAD(pd + (v) * VEC);                                         \
         PREFETCH_AHEAD(px + (v) * VEC);                                         \
-        const floatv d_ = LDXV(v, pd), xc_ = LDXV(v, px) - m;                   \
-        const floatv g_ = SV ? d_ * LDPV(v, sv) : d_;                           \
+        const floatv d_ = P ? LDXV(v, pd) : LDXV_EO(v, pd);                     \
+        const floatv xc_ = (P ? LDXV(v, px) : LDXV_EO(v, px)) - m;              \
+        const floatv g_ = SV ? d_ * (P ? LDPV(v, sv) : LDPV_EO(v, sv)) : d_;    \
         a_ += g_;                                                               \
         b_ += g_ * xc_;                                                         \
         if (P == 1 || (P == 2 && pc0))                                          \

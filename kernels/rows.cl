@@ -152,13 +152,14 @@ inline void row_norm_cached(__global const xs_t *px, __global xs_t *py, uint n, 
  * r, and both h and y may take streaming stores; or else (hs) by the xs
  * pass, for later passes to read h itself. Blocks of 64 vectors
  * with two accumulators per sum; the order of each sum does not depend on
- * which other streams are present. */
+ * which other streams are present. Every stream is elementwise, so vectors
+ * take the even/odd order where it is on (common.cl: bfloat16 on AVX2). */
 #define STAGES_(v, sacc, qacc, S, M, A, F, SV, BV)                              \
     {                                                                           \
         if (S) {                                                                \
             PREFETCH_AHEAD(ps + (v) * VEC);                                     \
             const floatv u_ = LDF_(v, ps, pr, F);                               \
-            if (F == 2 && hs) STXV(u_, v, ph);                                  \
+            if (F == 2 && hs) STXV_EO(u_, v, ph);                               \
             sacc += STAT(u_, k);                                                \
         }                                                                       \
         if (M) {                                                                \
@@ -168,14 +169,15 @@ inline void row_norm_cached(__global const xs_t *px, __global xs_t *py, uint n, 
         if (A) {                                                                \
             const floatv h_ = LDF_(v, pa, pra, F);                              \
             floatv w_ = (h_ - m) * a;                                           \
-            if (SV) w_ *= LDPV(v, sv);                                          \
-            if (F && ha) STOREY(h_, v, pha);                                    \
-            STOREY(BV ? w_ + LDPV(v, bv) : w_ + b, v, py);                      \
+            if (SV) w_ *= LDPV_EO(v, sv);                                       \
+            if (F && ha) STOREY_EO(h_, v, pha);                                 \
+            STOREY_EO(BV ? w_ + LDPV_EO(v, bv) : w_ + b, v, py);                \
         }                                                                       \
     }
 /* F: 0 no fused add; 1 every present stream has its residual, and h is
  * stored, if at all, by the xa pass; 2 anything (tests per vector). */
-#define LDF_(v, p, r, F) (F == 0 ? LDXV(v, p) : F == 1 ? RNDXV(LDXV(v, p) + LDXV(v, r)) : LDH_(v, p, r))
+#define LDF_(v, p, r, F) (F == 0 ? LDXV_EO(v, p) : F == 1 ? RNDXV(LDXV_EO(v, p) + LDXV_EO(v, r)) : LDH_EO_(v, p, r))
+#define LDH_EO_(v, p, r) ((r) ? RNDXV(LDXV_EO(v, p) + LDXV_EO(v, r)) : LDXV_EO(v, p))
 /* The vectors of the stretch into sa, qa. S, M, A: which streams are
  * present; F as above; SV, BV: per-element scale and bias. Literal flags
  * give a loop without the tests (below). */

@@ -11,9 +11,10 @@
  * PoCL's clang/x86 builtins.
  *
  * Devices are recorded profiles, not the machine's: NVIDIA's H200 (GPU
- * rules, inline PTX), PoCL's CPU device (CPU rules, its features), a GPU with
- * no target feature (the portable kernels every other driver gets), and each
- * of them under CLNORM_DEVICE_CLASS's other class. Work-group sizes: those
+ * rules, inline PTX), PoCL's CPU device on AVX-512 (CPU rules, its
+ * features), a GPU with no target feature (the portable kernels every other
+ * driver gets), each of them under CLNORM_DEVICE_CLASS's other class too,
+ * and PoCL's CPU device on AVX2 (256-bit code). Work-group sizes: those
  * whose code differs (wgs below; a tuning file or clnorm_set_variant may
  * force any power of two, which compiles one of these paths); lanes: 1, 32
  * (or the group when smaller) and the whole group, which is what the row,
@@ -111,6 +112,11 @@ int main(void)
     profile(&d, "Portable Computing Language", "pthread-skylake-avx512", 1, 4096, 16);
     emit(&d);
     d.is_cpu = 0; /* CLNORM_DEVICE_CLASS=gpu there */
+    emit(&d);
+    /* PoCL's CPU device on AVX2 (8 floats per native vector): 256-bit code,
+     * bfloat16's even/odd vectors (common.cl). Its GPU class builds what
+     * the AVX-512 profile's does. */
+    profile(&d, "Portable Computing Language", "pthread-haswell", 1, 4096, 8);
     emit(&d);
     return 0;
 }

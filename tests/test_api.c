@@ -391,7 +391,7 @@ START_TEST(device_selection)
 }
 END_TEST
 
-/* CLNORM_VARIANT and CLNORM_STREAM are read at context creation: each valid
+/* CLNORM_VARIANT, CLNORM_STREAM and CLNORM_FORCE_FEATURES are read at context creation: each valid
  * value gives a working context, anything else INVALID_VARIANT. */
 START_TEST(variant_env)
 {
@@ -400,7 +400,7 @@ START_TEST(variant_env)
         const char *var, *value;
     } ok[] = {{"CLNORM_VARIANT", "auto"}, {"CLNORM_VARIANT", "wg"},  {"CLNORM_VARIANT", "subgroup"},
               {"CLNORM_VARIANT", "wi"},   {"CLNORM_VARIANT", "split"}, {"CLNORM_STREAM", "auto"},
-              {"CLNORM_STREAM", "on"},    {"CLNORM_STREAM", "off"}};
+              {"CLNORM_STREAM", "on"},    {"CLNORM_STREAM", "off"}, {"CLNORM_FORCE_FEATURES", "no_wide_vec"}};
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
         setenv(ok[i].var, ok[i].value, 1);
         clnorm_ctx *c = NULL;
