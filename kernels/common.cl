@@ -353,6 +353,25 @@ typedef _Float16 f16x16_ __attribute__((ext_vector_type(16)));
 #define BF16_ST16(v, i, p) (*(__global ushort16_u_ *)((p) + 16 * (size_t)(i)) = bf16_16(v))
 #define BF16_BITS16(v) as_uint8(bf16_16(v))
 DEF_BF16(bf16_16, float16, uint16, ushort16)
+#elif CLNORM_HAS_UNALIGNED_VEC && VEC == 16 && (XT == 2 || PT == 2)
+/* 256-bit registers (AVX2): the rounding of bf16_8, kept in the top half
+ * of each word; both halves' tops then narrow together (one 256-bit pack
+ * and one permute for 16 elements, where two bf16_8 took a pack and an
+ * extract each). */
+typedef ushort16 __attribute__((aligned(2))) ushort16_u_;
+inline uint8 bf16_top8_(float8 v)
+{
+    const uint8 u = as_uint8(v);
+    const uint8 r = u + 0x7fffu + ((u >> 16) & 1u);
+    return select(r, u | 0x400000u, as_uint8((u & 0x7fffffffu) > 0x7f800000u));
+}
+inline ushort16 bf16_pack16_(float8 lo, float8 hi)
+{
+    return convert_ushort16((uint16)(bf16_top8_(lo), bf16_top8_(hi)) >> 16);
+}
+#define BF16_LD16(i, p) ((float16)(BF16_LD8(2 * (i), p), BF16_LD8(2 * (i) + 1, p)))
+#define BF16_ST16(v, i, p) (*(__global ushort16_u_ *)((p) + 16 * (size_t)(i)) = bf16_pack16_((v).lo, (v).hi))
+#define BF16_BITS16(v) as_uint8(bf16_pack16_((v).lo, (v).hi))
 #else
 #define BF16_LD16(i, p) ((float16)(BF16_LD8(2 * (i), p), BF16_LD8(2 * (i) + 1, p)))
 #define BF16_ST16(v, i, p) (U16_ST8(bf16_8((v).lo), 2 * (i), p), U16_ST8(bf16_8((v).hi), 2 * (i) + 1, p))
@@ -373,23 +392,15 @@ DEF_BF16(bf16_16, float16, uint16, ushort16)
  * the EPYC VM, bfloat16 rows' ratio to copy went from 0.41 to 0.64
  * (LayerNorm 4096x4096, medians of three runs; docs/performance.md). */
 #define EO_ON 1
-typedef ushort16 __attribute__((aligned(2))) u16x16_eo_;
-#define U16_LD16_EO_(i, p) as_uint8(*(__global const u16x16_eo_ *)((p) + 16 * (size_t)(i)))
+#define U16_LD16_EO_(i, p) as_uint8(*(__global const ushort16_u_ *)((p) + 16 * (size_t)(i)))
 #define BF16_LD16_EO(i, p) ((float16)(as_float8(U16_LD16_EO_(i, p) << 16), as_float8(U16_LD16_EO_(i, p) & 0xffff0000u)))
-/* The rounding of bf16_8, kept in the top half of each word. */
-inline uint8 bf16_top8_(float8 v)
-{
-    const uint8 u = as_uint8(v);
-    const uint8 r = u + 0x7fffu + ((u >> 16) & 1u);
-    return select(r, u | 0x400000u, as_uint8((u & 0x7fffffffu) > 0x7f800000u));
-}
 /* Both halves' rounded bits as 16 bfloat16 in memory order. */
 inline uint8 bf16_bits_eo_(float8 even, float8 odd)
 {
     return (bf16_top8_(even) >> 16) | (bf16_top8_(odd) & 0xffff0000u);
 }
 #define BF16_BITS16_EO(v) bf16_bits_eo_((v).lo, (v).hi)
-#define BF16_ST16_EO(v, i, p) (*(__global u16x16_eo_ *)((p) + 16 * (size_t)(i)) = as_ushort16(BF16_BITS16_EO(v)))
+#define BF16_ST16_EO(v, i, p) (*(__global ushort16_u_ *)((p) + 16 * (size_t)(i)) = as_ushort16(BF16_BITS16_EO(v)))
 #define LDXV_EO(i, p) BF16_LD16_EO(i, p)
 #define STXV_EO(v, i, p) BF16_ST16_EO(v, i, p)
 #if PT == 2
