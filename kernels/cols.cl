@@ -83,8 +83,10 @@ typedef struct {
  * prefetched in address order, nb lines per vector, which covers it (a
  * vector is one 64-byte line). With a write hook (col_wave) the block's rows
  * of w's tile are written spread over the vectors, row i before vector
- * ceil(i * nvec / nb), so that reads and writes stay interleaved. Always
- * inlined: called with nb = COL_RB, its loops unroll. */
+ * ceil(i * nvec / nb), so that reads and writes stay interleaved. The
+ * statistics are per column, so the tile's vectors take the even/odd order
+ * where it is on (common.cl), and put_tile_partials puts each column back
+ * in place. Always inlined: called with nb = COL_RB, its loops unroll. */
 inline __attribute__((always_inline)) void col_block(__global const xs_t *row, uint C, uint a,
                                                      uint nb, uint nvec, float na, int pf,
                                                      floatv *st, const col_write_t *w)
@@ -108,11 +110,11 @@ inline __attribute__((always_inline)) void col_block(__global const xs_t *row, u
         const floatv k0 = K0_(j);
         floatv s = 0.0f, q = 0.0f;
         for (uint i = 0; i < nb; ++i)
-            s += STAT(LDXV(j, row + i * C), k0);
+            s += STAT(LDXV_EO(j, row + i * C), k0);
         const floatv mb = s / (float)nb;
 #if !RMS /* RMS: the mean of STAT is the whole statistic */
         for (uint i = 0; i < nb; ++i) {
-            const floatv d = (LDXV(j, row + i * C) - k0) - mb;
+            const floatv d = (LDXV_EO(j, row + i * C) - k0) - mb;
             q += d * d;
         }
 #endif
@@ -143,7 +145,7 @@ inline void col_tile_stats(__global const xs_t *xp, uint C, uint r0, uint r1, ui
 {
     __global const xs_t *row = xp + (ulong)r0 * C;
     for (uint j = 0; j < nvec; ++j)
-        K0_(j) = RMS ? (floatv)0.0f : LDXV(j, row); /* RMS: no shift (STAT ignores it) */
+        K0_(j) = RMS ? (floatv)0.0f : LDXV_EO(j, row); /* RMS: no shift (STAT ignores it) */
     float na = 0.0f;
     for (uint a = r0; a < r1; a += COL_RB, row += COL_RB * C) {
         const uint nb = min((uint)COL_RB, r1 - a);
@@ -155,15 +157,19 @@ inline void col_tile_stats(__global const xs_t *xp, uint C, uint r0, uint r1, ui
     }
 }
 
-/* The tile's per-column statistics (count n each) as partials out, out+1, ... */
+/* The tile's per-column statistics (count n each) as partials out, out+1,
+ * ...; the tile's vectors may be in even/odd order (common.cl), element t
+ * then being column 2t or 2(t - VEC/2) + 1 of its vector. */
 inline void put_tile_partials(__global float *part, ulong out, uint nvec, uint n, const floatv *st)
 {
     for (uint j = 0; j < nvec; ++j) {
         float mv[VEC], qv[VEC];
         STOREV(K0_(j) + REL_(j), 0, mv);
         STOREV(Q_(j), 0, qv);
-        for (uint t = 0; t < VEC; ++t)
-            put_partial(part, out + j * VEC + t, n, mv[t], qv[t]);
+        for (uint t = 0; t < VEC; ++t) {
+            const uint c = EO_ON ? (t < VEC / 2 ? 2 * t : 2 * (t - VEC / 2) + 1) : t;
+            put_partial(part, out + j * VEC + c, n, mv[t], qv[t]);
+        }
     }
 }
 

@@ -381,7 +381,8 @@ inline ushort16 bf16_pack16_(float8 lo, float8 hi)
 /* bfloat16 in even/odd order (256-bit registers: AVX2). The _EO vectors
  * (LDXV_EO, STXV_EO, LDPV_EO, STOREY_EO) of the loops whose streams are all
  * elementwise (row_norm's pipeline; bwd_rows' dx jobs, and its sums where
- * no column partials are kept) hold elements 0, 2, .., 14 in .lo and 1, 3,
+ * no column partials are kept; the column tiles' statistics, which put
+ * each column back in place) hold elements 0, 2, .., 14 in .lo and 1, 3,
  * .., 15 in .hi: as 32-bit words of bfloat16 pairs, the even elements are
  * the words shifted left and the odd ones the words masked, one
  * instruction for 8 elements, where the natural order takes a
