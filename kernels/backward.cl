@@ -66,6 +66,8 @@ typedef struct {
     uint n;
     float m, a, b, c;
 } dxjob_t;
+/* No job: dx NULL, which the pipelines test before writing. */
+#define DXJOB_NONE {0, 0, 0, 0, 0, 0.0f, 0.0f, 0.0f, 0.0f}
 
 /* One vector of job J; X, SV: literal J.x != NULL, J.s != NULL. Literal
  * flags give loops without per-vector tests of absent streams, which cost
@@ -225,7 +227,7 @@ inline void bwd_rows_grouped(__global const xs_t *x, __global const xs_t *dy, __
                              __global const ps_t *sv, __global const float *mean, __global const float *rstd,
                              __global float *pc0, __global float *pc1, uint i0, uint i1, uint len, uint group)
 {
-    const dxjob_t none = {0, 0, 0, 0, 0, 0.0f, 0.0f, 0.0f, 0.0f};
+    const dxjob_t none = DXJOB_NONE;
     dxjob_t pend[GROUP_MAX];
     uint npend = 0;
     group = min(group, (uint)GROUP_MAX);
@@ -295,7 +297,7 @@ void bwd_rows(__global const xs_t *x, ulong xo, __global const xs_t *dy, ulong d
     __local float buf[WG];
     /* no barrier with LANES == 1: items may stop at their last set */
     const int piped = LANES == 1 && pipe && elementwise && phase == 0;
-    dxjob_t pend = {0, 0, 0, 0, 0, 0.0f, 0.0f, 0.0f, 0.0f};
+    dxjob_t pend = DXJOB_NONE;
     const uint t = get_global_id(0) / LANES, lane = get_local_id(0) % LANES;
     const uint ck = get_global_id(1), nchunks = get_global_size(1);
     const uint e0 = ck * chunk, e1 = min(len, e0 + chunk);
