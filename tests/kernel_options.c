@@ -114,8 +114,8 @@ int main(void)
     d.is_cpu = 0; /* CLNORM_DEVICE_CLASS=gpu there */
     emit(&d);
     /* PoCL's CPU device on AVX2 (8 floats per native vector): 256-bit code,
-     * bfloat16's even/odd vectors (common.cl). Its GPU class builds what
-     * the AVX-512 profile's does. */
+     * bfloat16's even/odd vectors (common.cl). Its GPU class (not emitted)
+     * differs from the AVX-512 profile's only by the 512-bit attribute. */
     profile(&d, "Portable Computing Language", "pthread-haswell", 1, 4096, 8);
     emit(&d);
     return 0;
