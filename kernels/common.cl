@@ -157,14 +157,17 @@ inline ushort8 f16_bits8_(float8 v)
 
 #if XT == 2 || PT == 2
 /* float to bfloat16 bits, round to nearest even; NaN quiet (bit 6 set). NaN
- * is tested on the bits: isnan is an out-of-line call on some targets. */
+ * is tested on the bits: isnan is an out-of-line call on some targets.
+ * NAME_top keeps the rounded bits in the top half of each word (AVX2's
+ * narrowings join two vectors' tops), NAME narrows them. */
 #define DEF_BF16(NAME, F, U, US)                                                  \
-    inline US NAME(F v)                                                          \
+    inline U CAT(NAME, _top)(F v)                                                \
     {                                                                            \
         const U u = CAT(as_, U)(v);                                              \
-        const U r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;                      \
-        return CAT(convert_, US)(select(r, (u >> 16) | 0x40u, CAT(as_, U)((u & 0x7fffffffu) > 0x7f800000u))); \
-    }
+        const U r = u + 0x7fffu + ((u >> 16) & 1u);                              \
+        return select(r, u | 0x400000u, CAT(as_, U)((u & 0x7fffffffu) > 0x7f800000u)); \
+    }                                                                            \
+    inline US NAME(F v) { return CAT(convert_, US)(CAT(NAME, _top)(v) >> 16); }
 DEF_BF16(bf16_1, float, uint, ushort)
 DEF_BF16(bf16_4, float4, uint4, ushort4)
 DEF_BF16(bf16_8, float8, uint8, ushort8)
@@ -354,20 +357,13 @@ typedef _Float16 f16x16_ __attribute__((ext_vector_type(16)));
 #define BF16_BITS16(v) as_uint8(bf16_16(v))
 DEF_BF16(bf16_16, float16, uint16, ushort16)
 #elif CLNORM_HAS_UNALIGNED_VEC && VEC == 16 && (XT == 2 || PT == 2)
-/* 256-bit registers (AVX2): the rounding of bf16_8, kept in the top half
- * of each word; both halves' tops then narrow together (one 256-bit pack
- * and one permute for 16 elements, where two bf16_8 took a pack and an
- * extract each). */
+/* 256-bit registers (AVX2): both halves' rounded tops (bf16_8_top) narrow
+ * together (one 256-bit pack and one permute for 16 elements, where two
+ * bf16_8 took a pack and an extract each). */
 typedef ushort16 __attribute__((aligned(2))) ushort16_u_;
-inline uint8 bf16_top8_(float8 v)
-{
-    const uint8 u = as_uint8(v);
-    const uint8 r = u + 0x7fffu + ((u >> 16) & 1u);
-    return select(r, u | 0x400000u, as_uint8((u & 0x7fffffffu) > 0x7f800000u));
-}
 inline ushort16 bf16_pack16_(float8 lo, float8 hi)
 {
-    return convert_ushort16((uint16)(bf16_top8_(lo), bf16_top8_(hi)) >> 16);
+    return convert_ushort16((uint16)(bf16_8_top(lo), bf16_8_top(hi)) >> 16);
 }
 #define BF16_LD16(i, p) ((float16)(BF16_LD8(2 * (i), p), BF16_LD8(2 * (i) + 1, p)))
 #define BF16_ST16(v, i, p) (*(__global ushort16_u_ *)((p) + 16 * (size_t)(i)) = bf16_pack16_((v).lo, (v).hi))
@@ -398,7 +394,7 @@ inline ushort16 bf16_pack16_(float8 lo, float8 hi)
 /* Both halves' rounded bits as 16 bfloat16 in memory order. */
 inline uint8 bf16_bits_eo_(float8 even, float8 odd)
 {
-    return (bf16_top8_(even) >> 16) | (bf16_top8_(odd) & 0xffff0000u);
+    return (bf16_8_top(even) >> 16) | (bf16_8_top(odd) & 0xffff0000u);
 }
 #define BF16_BITS16_EO(v) bf16_bits_eo_((v).lo, (v).hi)
 #define BF16_ST16_EO(v, i, p) (*(__global ushort16_u_ *)((p) + 16 * (size_t)(i)) = as_ushort16(BF16_BITS16_EO(v)))
