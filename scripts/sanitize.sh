@@ -46,6 +46,6 @@ rc=0
 # variants: the same host code, planned differently by the pure planner
 # (test_plan covers it), so they add time here and nothing ASan can see.
 reruns='_gpu_rules$|_stream$'
-ctest --output-on-failure -j1 -E "^(kernel_portability|kernel_lint_rejects_builtin|oclgrind_kernels)\$|$mpi|$reruns" "$@" || rc=$?
+ctest --output-on-failure -j1 -E "^(kernel_portability|kernel_lint_rejects_builtin|oclgrind_kernels_gpu|oclgrind_kernels_cpu)\$|$mpi|$reruns" "$@" || rc=$?
 ASAN_OPTIONS="$ASAN_OPTIONS:detect_leaks=0" ctest --output-on-failure -j1 -R "$mpi" "$@" || rc=$?
 exit "$rc"

@@ -2,6 +2,7 @@
 # The README's test command: set up if needed, configure, build, run every
 # test with CTest on the default OpenCL device (PoCL's CPU device in CI).
 # Extra CMake options can come through CLNORM_CMAKE_FLAGS (CI adds -Werror).
+# CTest runs nproc tests at a time (CLNORM_TEST_JOBS=1: one at a time).
 #
 # Two platforms: when Oclgrind's ICD is installed (scripts/setup.sh installs
 # it), the tests run with a vendors directory holding the system's ICDs and
@@ -25,4 +26,7 @@ if [ "${CLNORM_TEST_PLATFORMS:-two}" != system ] && [ -e "$oclgrind_icd" ] && [ 
   echo "test.sh: OpenCL platforms: $(ls "$vendors" | tr '\n' ' ')(OCL_ICD_VENDORS=$vendors)"
 fi
 cd "$build"
-ctest --output-on-failure --timeout 900 "$@"
+# Tests in parallel, nproc at a time (CLNORM_TEST_JOBS overrides): the
+# Oclgrind runs take one thread each for minutes, and the PoCL suites spend
+# much of their time in single-threaded kernel compiles.
+ctest --output-on-failure --timeout 900 -j "${CLNORM_TEST_JOBS:-$(nproc)}" "$@"

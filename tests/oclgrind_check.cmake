@@ -2,7 +2,11 @@
 # device class, and fails on any Oclgrind report, on a non-zero exit status
 # of PROGRAM or Oclgrind, or when a run prints no summary line.
 #
-#   cmake -DOCLGRIND=/usr/bin/oclgrind -DPROGRAM=path [-DWORKDIR=dir] -P oclgrind_check.cmake
+#   cmake -DOCLGRIND=/usr/bin/oclgrind -DPROGRAM=path [-DWORKDIR=dir] [-DRUNS=gpu|cpu] -P oclgrind_check.cmake
+#
+# RUNS picks one of the two runs below (default: both, in turn). CTest
+# registers each as a test of its own, so that a parallel ctest runs them
+# side by side: Oclgrind 21.10 simulates on one thread.
 #
 # How Oclgrind reports: Oclgrind 21.10 has no option that makes its exit
 # status reflect what it found. It prints each report (out-of-bounds
@@ -43,6 +47,9 @@ if(NOT DEFINED WORKDIR)
 endif()
 
 set(run_names gpu cpu)
+if(DEFINED RUNS)
+  set(run_names ${RUNS})
+endif()
 set(run_gpu_opts --data-races --uninitialized --check-api --build-options -cl-opt-disable)
 set(run_cpu_opts --data-races --check-api)
 
