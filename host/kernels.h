@@ -77,6 +77,9 @@ typedef enum clnorm_src {
     A(MEM, mean) A(ULONG, mo) A(MEM, var) A(ULONG, vo) A(MEM, scale) A(ULONG, so) A(MEM, bias)           \
     A(ULONG, bo) A(MEM, table) A(UINT, P) A(UINT, C) A(UINT, stat_p) A(UINT, grp) A(UINT, aff_p)         \
     A(FLOAT, eps)
+/* merge.cl: 16-bit elementwise scale and bias widened once per call */
+#define CLNORM_ARGS_widen_params(A)                                                                      \
+    A(MEM, scale) A(ULONG, so) A(MEM, bias) A(ULONG, bo) A(MEM, table) A(UINT, n)
 /* merge.cl: the BatchNorm split (clnorm_bn_local_stats, clnorm_bn_apply_stats) */
 #define CLNORM_ARGS_merge_record(A)                                                                      \
     A(MEM, part) A(MEM, record) A(ULONG, ro) A(UINT, nsets) A(UINT, n_inner) A(ULONG, o_stride)          \
@@ -127,7 +130,7 @@ typedef enum clnorm_src {
 /* Every kernel, in one list. */
 #define CLNORM_KERNEL_LIST(K)                                                                            \
     K(row_norm) K(row_partials) K(row_apply) K(col_partials) K(col_wave) K(merge_partials) K(merge_sets) \
-    K(update_running) K(fold_table) K(apply_table) K(merge_record) K(record_stats) K(fold_conv_bn)     \
+    K(update_running) K(fold_table) K(widen_params) K(apply_table) K(merge_record) K(record_stats) K(fold_conv_bn)     \
     K(bwd_rows) K(bwd_params) K(bwd_row_sums) K(bwd_col_sums) K(bwd_merge) K(bwd_table) K(bwd_apply)
 
 typedef enum clnorm_kernel_id {

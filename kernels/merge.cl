@@ -1,7 +1,8 @@
 /*
- * Small per-set and per-channel kernels that follow a split reduction:
- * merging partials, updating running statistics, and folding statistics and
- * affine parameters into a per-(n, c) table for the streaming apply kernel.
+ * Small per-set, per-channel and per-parameter kernels around the passes
+ * over x: merging partials, updating running statistics, folding statistics
+ * and affine parameters into a per-(n, c) table for the streaming apply
+ * kernel, and widening 16-bit parameters for the CPU row kernels.
  */
 WIDE_BEGIN
 
@@ -157,6 +158,24 @@ void fold_table(__global const float *mean, ulong mo, __global const float *var,
         return;
     const uint s = p * stat_p + c / grp, a_i = p * aff_p + c, t = p * C + c, tn = P * C;
     fold_entry(table, t, tn, mean[mo + s], rstd_of(var[vo + s], eps), scale, so + a_i, bias, bo + a_i);
+}
+
+/*
+ * Elementwise 16-bit scale and bias widened to float32 once per call, for
+ * the CPU row kernels to read as float32 parameters (PT 0) instead of
+ * converting them again for every row: table[e] = scale[e], table[n + e] =
+ * bias[e]; an absent one is not written. Widening is exact, so the rows
+ * compute the same bits either way.
+ */
+__kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
+void widen_params(__global const ps_t *scale, ulong so, __global const ps_t *bias, ulong bo,
+                  __global float *table, uint n)
+{
+    const uint e = get_global_id(0);
+    if (e >= n)
+        return;
+    if (scale) table[e] = LDP(so + e, scale);
+    if (bias) table[n + e] = LDP(bo + e, bias);
 }
 
 /*

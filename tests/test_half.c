@@ -214,6 +214,12 @@ static const fcase fcases[] = {
     {CLNORM_GROUP_NORM, 2, 12, 8, 9, CLNORM_CHANNELS_FIRST, 1, 3, 0},
     {CLNORM_GROUP_NORM, 3, 64, 16, 16, CLNORM_CHANNELS_LAST, 1, 8, 0},
     {CLNORM_GROUP_NORM, 4, 32, 64, 64, CLNORM_CHANNELS_LAST, 1, 4, 0},
+    /* CPUs widen float16 parameters first in calls of 64 rows and 2^20
+     * elements or more (plan.c, add_widen): case 23 takes x's type for
+     * them (the rotation in half_forward_every_op: odd cases, with an even
+     * count), case 22 float32. */
+    {CLNORM_RMS_NORM, 64, 16411, 0, 0, 0, 1, 0, 2},
+    {CLNORM_LAYER_NORM, 64, 16411, 0, 0, 0, 1, 0, 0},
 };
 
 START_TEST(half_forward_every_op)
@@ -385,6 +391,10 @@ START_TEST(half_backward)
         {CLNORM_INSTANCE_NORM, 2, 5, 9, 13, CLNORM_CHANNELS_FIRST, 1, 0, 0},
         {CLNORM_GROUP_NORM, 2, 12, 8, 9, CLNORM_CHANNELS_FIRST, 1, 3, 0},
         {CLNORM_GROUP_NORM, 3, 64, 6, 6, CLNORM_CHANNELS_LAST, 1, 8, 0},
+        /* 64 rows and 2^20 elements or more: parameters widened first on
+         * CPUs (case 11 takes x's type for them, case 10 float32) */
+        {CLNORM_RMS_NORM, 66, 260, 0, 0, 0, 1, 0, 0},
+        {CLNORM_LAYER_NORM, 64, 16411, 0, 0, 0, 1, 0, 0},
     };
     unsigned rot = 0;
     TH_FOR_EACH_VARIANT(ctx, vi)

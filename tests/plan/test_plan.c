@@ -407,6 +407,76 @@ START_TEST(bwd_row_pairs)
 }
 END_TEST
 
+/* CPUs widen float16 elementwise parameters once per call (plan.c,
+ * add_widen) where a row pipeline reads them for 64 sets or more, in calls
+ * of 2^20 elements or more: the plan
+ * starts with widen_params into TABLE (scale at 0, bias at len; backward:
+ * scale alone), and the row launch reads them there as float32 (program
+ * pt 0). Not for fewer sets or elements, bfloat16 or float32 parameters, split rows,
+ * channel norms, or GPUs. */
+START_TEST(widened_params)
+{
+    g_failed = 0;
+    const clnorm_settings rules = {CLNORM_VARIANT_AUTO, 0, -1};
+    const struct {
+        const char *line;
+        int cpu_widens;
+    } want[] = {
+        {"layer_norm 4096x4096 affine stats f16", 1},
+        {"layer_norm 4096x4096 affine stats f16 backward", 1},
+        {"rms_norm 64x16384 scale f16", 1},
+        {"rms_norm 64x16384 scale f16 dx", 1},
+        {"rms_norm 64x16383 scale f16", 0},
+        {"layer_norm 63x65536 affine f16", 0},
+        {"layer_norm 4096x4096 affine f16 params=f32", 0},
+        {"layer_norm 4096x4096 affine bf16", 0},
+        {"layer_norm 2x1048576 affine f16", 0},
+        {"group_norm 16x256x32x32 nchw G=32 affine f16", 0},
+    };
+    for (size_t k = 0; k < sizeof want / sizeof want[0]; ++k) {
+        th_case bc;
+        char err[300];
+        ck_assert_msg(th_case_parse(&bc, want[k].line, err, sizeof err) == 0, "%s", err);
+        clnorm_desc d;
+        clnorm_shape s;
+        case_desc(&bc, want[k].line, &d, &s);
+        for (size_t i = 0; i < g_nprof; ++i) {
+            const test_profile *tp = &g_prof[i];
+            clnorm_plan p;
+            const clnorm_status st = bc.backward ? clnorm_plan_backward(&tp->dev, &rules, &d, &s, &p)
+                                                 : clnorm_plan_forward(&tp->dev, &rules, &d, &s, &p);
+            EXPECT(st == CLNORM_OK, "%s on %s: no plan", want[k].line, tp->label);
+            if (st != CLNORM_OK) continue;
+            unsigned widens = 0;
+            for (unsigned j = 0; j < p.n; ++j) widens += p.launch[j].kernel == CLNORM_KID_widen_params;
+            const int expect = want[k].cpu_widens && tp->dev.is_cpu;
+            EXPECT(widens == (unsigned)expect, "%s on %s: %u widen_params launches, want %d", want[k].line, tp->label,
+                   widens, expect);
+            if (!expect || widens != 1 || p.n < 2) continue;
+            const clnorm_launch *W = &p.launch[0], *R = &p.launch[1];
+            const cl_uint len = (cl_uint)s.set_len;
+            EXPECT(W->kernel == CLNORM_KID_widen_params && W->args.widen_params.n == len &&
+                       W->global[0] >= len && W->prog.pt == CLNORM_FLOAT16 &&
+                       W->args.widen_params.table == CLNORM_SRC_TABLE && p.scratch_floats[2] >= 2 * (size_t)len &&
+                       W->args.widen_params.scale == CLNORM_SRC_SCALE &&
+                       W->args.widen_params.bias == (d.bias.mem && !bc.backward ? CLNORM_SRC_BIAS : CLNORM_SRC_NONE),
+                   "%s on %s: the first launch does not widen scale and bias into TABLE", want[k].line, tp->label);
+            if (bc.backward)
+                EXPECT(R->kernel == CLNORM_KID_bwd_rows && R->prog.pt == CLNORM_FLOAT32 &&
+                           R->args.bwd_rows.scale == CLNORM_SRC_TABLE && R->args.bwd_rows.so == 0,
+                       "%s on %s: bwd_rows does not read the widened scale", want[k].line, tp->label);
+            else
+                EXPECT(R->kernel == CLNORM_KID_row_norm && R->prog.pt == CLNORM_FLOAT32 &&
+                           R->args.row_norm.scale == CLNORM_SRC_TABLE && R->args.row_norm.so == 0 &&
+                           R->args.row_norm.bias == (d.bias.mem ? CLNORM_SRC_TABLE : CLNORM_SRC_NONE) &&
+                           (!d.bias.mem || R->args.row_norm.bo == len),
+                       "%s on %s: row_norm does not read the widened parameters", want[k].line, tp->label);
+        }
+    }
+    EXPECT_NONE();
+}
+END_TEST
+
 /* The target macros of each recorded device (device.c): PoCL's CPU device
  * gets the clang/x86 ones, and 512-bit registers only with 16 floats per
  * native vector (the Xeon, not the AVX2 EPYC); NVIDIA gets inline PTX; the
@@ -453,6 +523,7 @@ int main(void)
     tcase_add_test(tc, forced_settings);
     tcase_add_test(tc, cpu_cache_share);
     tcase_add_test(tc, bwd_row_pairs);
+    tcase_add_test(tc, widened_params);
     tcase_add_test(tc, target_features);
     suite_add_tcase(s, tc);
     SRunner *r = srunner_create(s);
