@@ -117,13 +117,17 @@ inline void span_dx(dxjob_t j, uint lane)
  * (job q, of the same length, with a scale where this row has one):
  * bwd_rows' pipeline. Without partials (P == 0) the row's loads take the
  * even/odd order (common.cl); partials are columns in memory order. */
+/* x's (parameters') vector v in memory order where partials are kept (P),
+ * else in the even/odd order */
+#define LDXV_P_(v, p, P) (P ? LDXV(v, p) : LDXV_EO(v, p))
+#define LDPV_P_(v, p, P) (P ? LDPV(v, p) : LDPV_EO(v, p))
 #define SUMS_STEP_(v, a_, b_, SV, P, FIRST, D)                                  \
     {                                                                           \
         PREFETCH_AHEAD(pd + (v) * VEC);                                         \
         PREFETCH_AHEAD(px + (v) * VEC);                                         \
-        const floatv d_ = P ? LDXV(v, pd) : LDXV_EO(v, pd);                     \
-        const floatv xc_ = (P ? LDXV(v, px) : LDXV_EO(v, px)) - m;              \
-        const floatv g_ = SV ? d_ * (P ? LDPV(v, sv) : LDPV_EO(v, sv)) : d_;    \
+        const floatv d_ = LDXV_P_(v, pd, P);                                    \
+        const floatv xc_ = LDXV_P_(v, px, P) - m;                               \
+        const floatv g_ = SV ? d_ * LDPV_P_(v, sv, P) : d_;                     \
         a_ += g_;                                                               \
         b_ += g_ * xc_;                                                         \
         if (P == 1 || (P == 2 && pc0))                                          \
