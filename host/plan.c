@@ -464,27 +464,34 @@ static rowaff row_affine(const clnorm_desc *d, const clnorm_shape *s)
  * scripts/ab-bench.sh -r 6, float16 forward, median ratio to copy without ->
  * with: LayerNorm 4096x4096 0.632 -> 0.731, 2048x8192 0.737 -> 0.785,
  * 4096x768 0.552 -> 0.611, 65536x256 0.405 -> 0.435. bias: whether
- * the row launch reads it (the backward reads scale alone). Whether the plan
- * widens decides the row launch's parameter sources and offsets. */
+ * the row launch reads it (the backward reads scale alone). Returns where the
+ * row launch reads its parameters: TABLE when widened, else the call's own. */
 #define CLNORM_WIDEN_MIN_SETS 64
 #define CLNORM_WIDEN_MIN_ELEMS ((size_t)1 << 20)
-static int add_widen(builder *b, const rowplan *rp, const rowaff *af, int bias)
+typedef struct paramsrc {
+    clnorm_src scale, bias;
+    cl_ulong so, bo;
+    unsigned pt; /* the row program's parameter type */
+} paramsrc;
+static paramsrc add_widen(builder *b, const rowplan *rp, const rowaff *af, int bias)
 {
     const clnorm_desc *d = b->d;
     const clnorm_shape *s = b->s;
+    paramsrc ps = {src_of(d->scale, CLNORM_SRC_SCALE), bias ? src_of(d->bias, CLNORM_SRC_BIAS) : CLNORM_SRC_NONE,
+                   d->scale.offset, d->bias.offset, (unsigned)d->param_dtype};
     if (!b->r->dev->is_cpu || rp->lanes != 1 || rp->split || !af->elementwise ||
-        d->param_dtype != CLNORM_FLOAT16 || (!d->scale.mem && !(bias && d->bias.mem)) ||
-        s->sets < CLNORM_WIDEN_MIN_SETS || s->elems < CLNORM_WIDEN_MIN_ELEMS)
-        return 0;
+        d->param_dtype != CLNORM_FLOAT16 || (!ps.scale && !ps.bias) || s->sets < CLNORM_WIDEN_MIN_SETS ||
+        s->elems < CLNORM_WIDEN_MIN_ELEMS)
+        return ps;
     const unsigned wg = plan_wg(b->r);
     size_t g = round_up(s->set_len, wg), l = wg;
     clnorm_launch *L = add(b, CLNORM_KID_widen_params, wg, wg, 0, 1, &g, &l, 0);
-    L->args.widen_params = (clnorm_args_widen_params){
-        .scale = src_of(d->scale, CLNORM_SRC_SCALE), .so = d->scale.offset,
-        .bias = bias ? src_of(d->bias, CLNORM_SRC_BIAS) : CLNORM_SRC_NONE, .bo = d->bias.offset,
-        .table = CLNORM_SRC_TABLE, .n = (cl_uint)s->set_len};
+    L->args.widen_params = (clnorm_args_widen_params){.scale = ps.scale, .so = ps.so, .bias = ps.bias, .bo = ps.bo,
+                                                       .table = CLNORM_SRC_TABLE, .n = (cl_uint)s->set_len};
     b->p->scratch_floats[2] = 2 * s->set_len;
-    return 1;
+    const paramsrc wide = {ps.scale ? CLNORM_SRC_TABLE : CLNORM_SRC_NONE, ps.bias ? CLNORM_SRC_TABLE : CLNORM_SRC_NONE,
+                           0, s->set_len, CLNORM_FLOAT32};
+    return wide;
 }
 
 /* LayerNorm, RMSNorm and channels-first InstanceNorm/GroupNorm with batch
@@ -526,13 +533,12 @@ static void pipe_rows(builder *b)
          * instead.) */
         const unsigned yf =
             fused && !d->h_out.mem && rp.lanes > 1 ? b->y_flags & ~CLNORM_K_STREAM : b->y_flags;
-        const int wide = add_widen(b, &rp, &af, 1);
+        const paramsrc ps = add_widen(b, &rp, &af, 1);
         clnorm_launch *L = add(b, CLNORM_KID_row_norm, rp.wg, rp.lanes, b->rstd_flags | yf, 1, g, l, stride);
-        if (wide) L->prog.pt = CLNORM_FLOAT32;
+        L->prog.pt = ps.pt;
         L->args.row_norm = (clnorm_args_row_norm){
             .x = CLNORM_SRC_X, .xo = d->x.offset, .y = CLNORM_SRC_Y, .yo = d->y.offset,
-            .scale = src_of(d->scale, wide ? CLNORM_SRC_TABLE : CLNORM_SRC_SCALE), .so = wide ? 0 : d->scale.offset,
-            .bias = src_of(d->bias, wide ? CLNORM_SRC_TABLE : CLNORM_SRC_BIAS), .bo = wide ? len : d->bias.offset,
+            .scale = ps.scale, .so = ps.so, .bias = ps.bias, .bo = ps.bo,
             .mean_out = src_of(d->mean, CLNORM_SRC_MEAN), .mo = d->mean.offset,
             .rstd_out = src_of(d->rstd, CLNORM_SRC_RSTD), .ro = d->rstd.offset, .stats = stats, .nsets = nsets,
             .per_item = (cl_uint)rp.per_item, .lag = rp.lag, .len = len, .seg = af.seg, .aff_mod = af.aff_mod,
@@ -813,15 +819,15 @@ static void pipe_bwd_rows(builder *b, rowplan rp)
     const cl_uint pipe = rp.lanes == 1 && !rp.split && af.elementwise && rp.lag == 2 && d->dx.mem
                              ? (grads && long_rows ? 2 : 1)
                              : 0;
-    const int wide = add_widen(b, &rp, &af, 0);
+    const paramsrc ps = add_widen(b, &rp, &af, 0);
     for (cl_uint phase = rp.split ? 1 : 0; phase <= (rp.split ? 2u : 0u); ++phase) {
         clnorm_launch *L = add(b, CLNORM_KID_bwd_rows, rp.wg, rp.lanes, b->rms | b->y_flags, 2, g, l,
                                rp.lanes > 1 ? vec_of(b->r) : s->set_len * rp.per_item);
-        if (wide) L->prog.pt = CLNORM_FLOAT32;
+        L->prog.pt = ps.pt;
         L->args.bwd_rows = (clnorm_args_bwd_rows){
             .x = CLNORM_SRC_X, .xo = d->x.offset, .dy = CLNORM_SRC_DY, .dyo = d->dy.offset,
             .dx = phase == 1 ? CLNORM_SRC_NONE : src_of(d->dx, CLNORM_SRC_DX), .dxo = d->dx.offset,
-            .scale = src_of(d->scale, wide ? CLNORM_SRC_TABLE : CLNORM_SRC_SCALE), .so = wide ? 0 : d->scale.offset,
+            .scale = ps.scale, .so = ps.so,
             .mean = src_of(d->mean, CLNORM_SRC_MEAN), .mo = d->mean.offset, .rstd = CLNORM_SRC_RSTD,
             .ro = d->rstd.offset, .p0 = phase < 2 ? p0 : CLNORM_SRC_NONE, .p0o = direct ? d->dbias.offset : 0,
             .p1 = phase < 2 ? p1 : CLNORM_SRC_NONE, .p1o = direct ? d->dscale.offset : half,
