@@ -326,7 +326,7 @@ typedef ushort8 __attribute__((aligned(2))) ushort8_u_;
 #define WIDE_BEGIN
 #define WIDE_END
 #endif
-#if CLNORM_HAS_WIDE_VEC && CLNORM_HAS_UNALIGNED_VEC && VEC == 16
+#if CLNORM_HAS_UNALIGNED_VEC && VEC == 16
 typedef ushort16 __attribute__((aligned(2))) ushort16_u_;
 #endif
 #if CLNORM_HAS_WIDE_VEC && CLNORM_HAS_UNALIGNED_VEC && VEC == 16 && (XT == 1 || PT == 1) && defined(__FLT16_MAX__)
@@ -356,22 +356,22 @@ typedef _Float16 f16x16_ __attribute__((ext_vector_type(16)));
 #define BF16_ST16(v, i, p) (*(__global ushort16_u_ *)((p) + 16 * (size_t)(i)) = bf16_16(v))
 #define BF16_BITS16(v) as_uint8(bf16_16(v))
 DEF_BF16(bf16_16, float16, uint16, ushort16)
-#elif CLNORM_HAS_UNALIGNED_VEC && VEC == 16 && (XT == 2 || PT == 2)
+#else
+#define BF16_LD16(i, p) ((float16)(BF16_LD8(2 * (i), p), BF16_LD8(2 * (i) + 1, p)))
+#if CLNORM_HAS_UNALIGNED_VEC && VEC == 16 && (XT == 2 || PT == 2)
 /* 256-bit registers (AVX2): both halves' rounded tops (bf16_8_top) narrow
  * together (one 256-bit pack and one permute for 16 elements, where two
  * bf16_8 took a pack and an extract each). */
-typedef ushort16 __attribute__((aligned(2))) ushort16_u_;
 inline ushort16 bf16_pack16_(float8 lo, float8 hi)
 {
     return convert_ushort16((uint16)(bf16_8_top(lo), bf16_8_top(hi)) >> 16);
 }
-#define BF16_LD16(i, p) ((float16)(BF16_LD8(2 * (i), p), BF16_LD8(2 * (i) + 1, p)))
 #define BF16_ST16(v, i, p) (*(__global ushort16_u_ *)((p) + 16 * (size_t)(i)) = bf16_pack16_((v).lo, (v).hi))
 #define BF16_BITS16(v) as_uint8(bf16_pack16_((v).lo, (v).hi))
 #else
-#define BF16_LD16(i, p) ((float16)(BF16_LD8(2 * (i), p), BF16_LD8(2 * (i) + 1, p)))
 #define BF16_ST16(v, i, p) (U16_ST8(bf16_8((v).lo), 2 * (i), p), U16_ST8(bf16_8((v).hi), 2 * (i) + 1, p))
 #define BF16_BITS16(v) ((uint8)(as_uint4(bf16_8((v).lo)), as_uint4(bf16_8((v).hi))))
+#endif
 #endif
 #if CLNORM_HAS_UNALIGNED_VEC && !CLNORM_HAS_WIDE_VEC && VEC == 16 && XT == 2
 /* bfloat16 in even/odd order (256-bit registers: AVX2). The _EO vectors

@@ -39,10 +39,12 @@ inline void apply_range(__global const xs_t *x, __global xs_t *y, uint e0, uint 
 }
 
 /* Vector v (element e) of a set at p, or with a residual r (NULL: none) of
- * the fused add h = p + r, rounded to x's type as a stored h would be. */
-#define LDH_(v, p, r) ((r) ? RNDXV(LDXV(v, p) + LDXV(v, r)) : LDXV(v, p))
-/* The same in the even/odd order of the CPU pipeline (common.cl). */
-#define LDH_EO_(v, p, r) ((r) ? RNDXV(LDXV_EO(v, p) + LDXV_EO(v, r)) : LDXV_EO(v, p))
+ * the fused add h = p + r, rounded to x's type as a stored h would be;
+ * ADDV_ the add alone, loading by LD (LDXV, or LDXV_EO in the even/odd
+ * order of the CPU pipeline: common.cl). */
+#define ADDV_(LD, v, p, r) RNDXV(LD(v, p) + LD(v, r))
+#define LDH_(v, p, r) ((r) ? ADDV_(LDXV, v, p, r) : LDXV(v, p))
+#define LDH_EO_(v, p, r) ((r) ? ADDV_(LDXV_EO, v, p, r) : LDXV_EO(v, p))
 #define LDH1_(e, p, r) ((r) ? RNDX(LDX(e, p) + LDX(e, r)) : LDX(e, p))
 
 /* Fused residual add: h = x + r over [e0, e1) of a set, lane l taking the
@@ -178,7 +180,7 @@ inline void row_norm_cached(__global const xs_t *px, __global xs_t *py, uint n, 
     }
 /* F: 0 no fused add; 1 every present stream has its residual, and h is
  * stored, if at all, by the xa pass; 2 anything (tests per vector). */
-#define LDF_(v, p, r, F) (F == 0 ? LDXV_EO(v, p) : F == 1 ? RNDXV(LDXV_EO(v, p) + LDXV_EO(v, r)) : LDH_EO_(v, p, r))
+#define LDF_(v, p, r, F) (F == 0 ? LDXV_EO(v, p) : F == 1 ? ADDV_(LDXV_EO, v, p, r) : LDH_EO_(v, p, r))
 /* The vectors of the stretch into sa, qa. S, M, A: which streams are
  * present; F as above; SV, BV: per-element scale and bias. Literal flags
  * give a loop without the tests (below). */
